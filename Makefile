@@ -1,0 +1,113 @@
+# XMM - build, test, run. GNU make only; no other build system.
+#
+#   make            build/libxmm.so and build/libxmm.a
+#   make run        install what is missing, build, run the stress harness
+#   make test       every test (ends with "N passed, N failed")
+#   make tsan       the lock-free and API tests under ThreadSanitizer
+#   make install PREFIX=/usr/local
+#   make clean
+#
+# Each area adds its own rules in a fragment: tests/build.mk,
+# stress/build.mk, bench/build.mk, examples/build.mk.
+
+PREFIX ?= /usr/local
+BUILD  ?= build
+CC     ?= cc
+CXX    ?= c++
+
+WARNINGS = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter
+# -mcx16: CK's generation-counted stack pop needs cmpxchg16b.
+ARCH_FLAGS = -mcx16
+CPPFLAGS_XMM = -Iinclude -Iplatform -Isrc -D_GNU_SOURCE
+CFLAGS ?= -O2 -g
+XMM_CFLAGS = $(CFLAGS) -std=gnu11 -fPIC -fvisibility=hidden $(ARCH_FLAGS) \
+             -fno-plt -ftls-model=initial-exec $(WARNINGS) -pthread
+LIBS = -lnuma -pthread
+
+# The allocator core: everything except the symbols that replace malloc.
+CORE_SOURCES = $(wildcard platform/*.c) $(wildcard platform/x86_64/*.c) \
+               $(filter-out src/override%.c,$(wildcard src/*.c))
+CORE_ASM     = $(wildcard platform/x86_64/*.S)
+OVERRIDE_SOURCES = $(wildcard src/override*.c)
+HEADERS = $(wildcard include/*.h platform/*.h platform/x86_64/*.h src/*.h)
+
+CORE_OBJECTS = $(CORE_SOURCES:%.c=$(BUILD)/obj/%.o) $(CORE_ASM:%.S=$(BUILD)/obj/%.o)
+OVERRIDE_OBJECTS = $(OVERRIDE_SOURCES:%.c=$(BUILD)/obj/%.o)
+
+LIBXMM_SO = $(BUILD)/libxmm.so
+LIBXMM_A  = $(BUILD)/libxmm.a
+# The xmm_* API without the malloc override: for the ThreadSanitizer build
+# and for tests that compare XMM with the system allocator in one process.
+LIBXMM_CORE_A = $(BUILD)/libxmm-core.a
+
+.PHONY: all lib deps test run tsan install clean check-deps
+all: lib
+
+lib: $(LIBXMM_SO) $(LIBXMM_A) $(LIBXMM_CORE_A)
+
+$(BUILD)/obj/%.o: %.c $(HEADERS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_XMM) $(XMM_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.S Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_XMM) -fPIC -c $< -o $@
+
+$(LIBXMM_SO): $(CORE_OBJECTS) $(OVERRIDE_OBJECTS)
+	$(CC) -shared -Wl,-soname,libxmm.so -Wl,-z,now -Wl,--no-undefined \
+	    -Wl,--version-script=src/exports.map -o $@ $^ $(LIBS)
+
+$(LIBXMM_A): $(CORE_OBJECTS) $(OVERRIDE_OBJECTS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LIBXMM_CORE_A): $(CORE_OBJECTS)
+	@rm -f $@
+	ar rcs $@ $^
+
+# ---- dependencies (Debian 12) -------------------------------------------
+DEB_PACKAGES = gcc g++ make libnuma-dev liburcu-dev libck-dev libbenchmark-dev \
+               numactl python3
+deps:
+	@tools/install-deps $(DEB_PACKAGES)
+
+# ---- install -------------------------------------------------------------
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(LIBXMM_SO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(LIBXMM_A) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/xmm.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' tools/xmm.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/xmm.pc
+
+clean:
+	rm -rf $(BUILD)
+
+# ---- areas ---------------------------------------------------------------
+# Each fragment may add to TEST_PROGRAMS (binaries run by the test runner,
+# exit 0 = pass, 77 = skipped) and TEST_SCRIPTS (shell scripts, same rule),
+# and to TSAN_PROGRAMS.
+TEST_PROGRAMS :=
+TEST_SCRIPTS :=
+TSAN_PROGRAMS :=
+-include tests/build.mk
+-include stress/build.mk
+-include bench/build.mk
+-include examples/build.mk
+
+test: deps
+	@$(MAKE) --no-print-directory test-build
+	@tools/run-tests $(TEST_PROGRAMS) $(TEST_SCRIPTS)
+
+test-build: lib $(TEST_PROGRAMS)
+
+tsan: deps
+	@$(MAKE) --no-print-directory tsan-build
+	@tools/run-tests $(TSAN_PROGRAMS)
+
+tsan-build: $(TSAN_PROGRAMS)
+
+# The C++ operators must let a new-handler's exception unwind through them.
+$(BUILD)/obj/src/override_cxx.o: XMM_CFLAGS += -fexceptions

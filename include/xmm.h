@@ -1,0 +1,160 @@
+/*
+ * xmm.h - XMM, a NUMA-aware memory allocator for multithreaded servers.
+ *
+ * Linking with -lxmm (or LD_PRELOAD=libxmm.so) replaces malloc, free and
+ * the rest of the C and C++ allocation API. The functions below are XMM's
+ * own interface; they work whether or not XMM also replaces malloc in the
+ * process (the `xmm_*` functions never touch another allocator's memory).
+ *
+ * Conventions for every function here:
+ *   - A function that returns memory returns NULL on failure and sets errno
+ *     to ENOMEM (out of memory, or a size that overflows) or EINVAL (a bad
+ *     argument). It never aborts on bad sizes.
+ *   - Memory is aligned to 16 bytes when the request is a multiple of 16
+ *     (to the largest power of two dividing the request, at most 16, in
+ *     general: the alignment C requires for any object that fits), and
+ *     must be freed with xmm_free or free() (if XMM replaces malloc).
+ *   - Freeing a pointer XMM did not hand out, or freeing twice, is reported
+ *     on stderr with the address and aborts (XMM_INVALID_FREE=warn only
+ *     reports and leaks).
+ *   - All functions are thread-safe.
+ */
+#ifndef XMM_H
+#define XMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define XMM_VERSION_MAJOR 0
+#define XMM_VERSION_MINOR 1
+
+/* ---- allocation -------------------------------------------------------- */
+
+/* Allocates `size` bytes (size 0 gives a unique, freeable minimum block).
+ * The memory comes from the NUMA node of the calling CPU. */
+void *xmm_malloc(size_t size);
+
+/* Frees a block from any xmm_* allocation function. NULL is a no-op. */
+void xmm_free(void *ptr);
+
+/* Allocates `count * size` zeroed bytes; ENOMEM if the product overflows. */
+void *xmm_calloc(size_t count, size_t size);
+
+/* Resizes `ptr` to `size` bytes, keeping the contents up to the smaller
+ * size; may move the block. ptr NULL acts as xmm_malloc. On failure returns
+ * NULL and leaves `ptr` valid and unchanged. size 0 frees `ptr` and returns
+ * NULL (as glibc's realloc does). */
+void *xmm_realloc(void *ptr, size_t size);
+
+/* Allocates `size` bytes aligned to `alignment`, a power of two (any value
+ * up to at least 1 GiB). EINVAL if `alignment` is not a power of two. */
+void *xmm_aligned_alloc(size_t alignment, size_t size);
+
+/* The number of usable bytes in the block `ptr` (>= the size requested),
+ * or 0 for NULL. */
+size_t xmm_usable_size(const void *ptr);
+
+/* ---- the original XMM helpers ---------------------------------------------
+ * XMM grew from a Go allocator whose users built lists, trees and hash
+ * tables directly on it: allocate an array by element size and count, copy
+ * a string into managed memory, take raw pages. */
+
+/* An array of `count` elements of `elem_size` bytes each, uninitialised.
+ * ENOMEM if `count * elem_size` overflows. */
+void *xmm_alloc_array(size_t elem_size, size_t count);
+
+/* Resizes an array from xmm_alloc_array to `count` elements, with the same
+ * overflow check; like xmm_realloc otherwise. */
+void *xmm_realloc_array(void *ptr, size_t elem_size, size_t count);
+
+/* A copy of the NUL-terminated string `text` in XMM memory. EINVAL if
+ * `text` is NULL. */
+char *xmm_strdup(const char *text);
+
+/* A copy of at most `max_length` bytes of `text`, always NUL-terminated. */
+char *xmm_strndup(const char *text, size_t max_length);
+
+/* The size of a page for xmm_alloc_pages (the kernel's base page size). */
+size_t xmm_page_size(void);
+
+/* `count` whole pages (count * xmm_page_size() bytes), page-aligned and
+ * zeroed, from the calling CPU's node. count 0 gives EINVAL. */
+void *xmm_alloc_pages(size_t count);
+
+/* Frees pages from xmm_alloc_pages; `count` must be the count passed to
+ * it (a mismatch is reported like an invalid free). */
+void xmm_free_pages(void *pages, size_t count);
+
+/* ---- NUMA placement --------------------------------------------------- */
+
+/* Allocates `size` bytes from NUMA node `node`, whatever CPU the caller
+ * runs on. EINVAL if the node does not exist or the process may not use
+ * it (cpuset, numactl --membind). */
+void *xmm_malloc_on_node(size_t size, int node);
+
+/* The NUMA node XMM took the block `ptr` from (its home node), or -1 (with
+ * errno EINVAL) if XMM did not hand out `ptr`. */
+int xmm_node_of(const void *ptr);
+
+/* The number of NUMA nodes XMM manages (1 on a machine without NUMA). */
+int xmm_node_count(void);
+
+/* ---- memory return and caches ------------------------------------------ */
+
+/* Returns to the operating system every free page XMM holds, after moving
+ * the calling thread's cached objects and every CPU's cache back to the
+ * central free lists. Returns the number of bytes purged. */
+size_t xmm_release_memory(void);
+
+/* Empties the per-CPU caches (or, in per-thread mode, the calling thread's
+ * cache) into the central free lists, without purging. */
+void xmm_release_cpu_caches(void);
+
+/* ---- statistics -------------------------------------------------------- */
+
+#define XMM_STATS_VERSION 1
+
+/* A snapshot of XMM's state. Fields are summed on demand from per-CPU and
+ * per-node counters; concurrent activity makes them approximate. Pass
+ * `version = XMM_STATS_VERSION` in; fields the library does not know stay
+ * zero. */
+struct xmm_stats {
+    uint32_t version;            /* in: XMM_STATS_VERSION */
+    uint32_t node_count;
+    uint64_t allocations;        /* malloc-like calls that succeeded */
+    uint64_t frees;              /* free-like calls with a non-NULL pointer */
+    uint64_t bytes_in_use;       /* sum of usable sizes of live blocks */
+    uint64_t bytes_reserved;     /* address space mapped from the kernel */
+    uint64_t bytes_committed;    /* mapped and not purged */
+    uint64_t bytes_purged;       /* total returned with madvise so far */
+    uint64_t bytes_cached;       /* free objects in CPU/thread caches */
+    uint64_t bytes_central;      /* free objects in central lists and spans */
+    uint64_t bytes_page_heap_free; /* free pages not yet purged */
+    uint64_t large_allocations;  /* above the largest size class */
+    uint64_t cross_node_frees;   /* blocks freed on a CPU of another node */
+    uint64_t invalid_frees;      /* reported bad frees (warn mode) */
+    uint64_t cache_refills;      /* front end misses served by central */
+    uint64_t cache_drains;       /* front end overflows sent to central */
+    uint64_t rseq_fast_path;     /* per-CPU operations that committed */
+    uint64_t rseq_fallback;      /* operations that used a thread cache */
+    uint64_t metadata_bytes;     /* allocator bookkeeping */
+    char front_end[16];          /* "per-cpu" or "per-thread" */
+};
+
+/* Fills `stats`. Returns 0, or -1 with errno EINVAL if stats is NULL. */
+int xmm_stats_get(struct xmm_stats *stats);
+
+/* Writes the statistics to file descriptor `fd` in `format` "text" or
+ * "json" (NULL means "text"). Never allocates. Returns 0, or -1 with errno
+ * EINVAL for an unknown format. */
+int xmm_stats_print(int fd, const char *format);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* XMM_H */

@@ -1,0 +1,320 @@
+/*
+ * linux.c - platform primitives for Linux (see platform.h for contracts).
+ *
+ * Only raw system calls and allocation-free libc functions are used here:
+ * this file runs inside malloc, before libc has finished initialising, and
+ * in fork handlers.
+ */
+#include "platform.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <numaif.h> /* libnuma's mbind/get_mempolicy: plain system call wrappers */
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static size_t os_page_size;
+
+size_t xmm_os_page_size(void)
+{
+    if (os_page_size == 0) {
+        long value = sysconf(_SC_PAGESIZE);
+        os_page_size = value > 0 ? (size_t)value : 4096;
+    }
+    return os_page_size;
+}
+
+/* ---- memory ------------------------------------------------------------ */
+
+void *xmm_os_map(size_t size, size_t alignment)
+{
+    size_t page = xmm_os_page_size();
+    if (alignment < page)
+        alignment = page;
+    if (size == 0 || size > SIZE_MAX - alignment)
+        return NULL;
+    int protection = PROT_READ | PROT_WRITE;
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+    /* Optimistic: the kernel often hands out aligned addresses already. */
+    void *first = mmap(NULL, size, protection, flags, -1, 0);
+    if (first == MAP_FAILED)
+        return NULL;
+    if (((uintptr_t)first & (alignment - 1)) == 0)
+        return first;
+    munmap(first, size);
+    /* Over-map by the alignment and trim both ends. */
+    size_t padded = size + alignment;
+    char *raw = mmap(NULL, padded, protection, flags, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    uintptr_t start = ((uintptr_t)raw + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    size_t head = start - (uintptr_t)raw;
+    size_t tail = padded - head - size;
+    if (head)
+        munmap(raw, head);
+    if (tail)
+        munmap((char *)start + size, tail);
+    return (void *)start;
+}
+
+void xmm_os_unmap(void *addr, size_t size)
+{
+    munmap(addr, size);
+}
+
+int xmm_os_purge(void *addr, size_t size, bool lazy)
+{
+    int advice = lazy ? MADV_FREE : MADV_DONTNEED;
+    if (madvise(addr, size, advice) == 0)
+        return 0;
+    /* MADV_FREE needs Linux 4.5; fall back to the eager form. */
+    if (lazy && madvise(addr, size, MADV_DONTNEED) == 0)
+        return 0;
+    return -1;
+}
+
+int xmm_os_advise_huge(void *addr, size_t size, bool enable)
+{
+    return madvise(addr, size, enable ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+}
+
+int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode)
+{
+    int policy = MPOL_BIND;
+    if (mode == XMM_BIND_PREFERRED) {
+        policy = MPOL_PREFERRED;
+        nodes &= -nodes; /* preferred takes exactly one node: the lowest */
+    } else if (mode == XMM_BIND_INTERLEAVE) {
+        policy = MPOL_INTERLEAVE;
+    }
+    unsigned long mask = (unsigned long)nodes;
+    int saved_errno = errno;
+    long result = mbind(addr, size, policy, &mask, sizeof(mask) * 8 + 1, 0);
+    errno = saved_errno;
+    return result == 0 ? 0 : -1;
+}
+
+int xmm_os_node_of_address(const void *addr)
+{
+    int node = -1;
+    int saved_errno = errno;
+    long result = get_mempolicy(&node, NULL, 0, (void *)addr, MPOL_F_NODE | MPOL_F_ADDR);
+    errno = saved_errno;
+    return result == 0 ? node : -1;
+}
+
+/* ---- small allocation-free file and text helpers ------------------------ */
+
+/* Reads up to size-1 bytes of a (small) file into buffer, NUL-terminated.
+ * Returns the length, or -1. */
+static ssize_t read_small_file(const char *path, char *buffer, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t used = 0;
+    while (used + 1 < size) {
+        ssize_t got = read(fd, buffer + used, size - 1 - used);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        used += (size_t)got;
+    }
+    close(fd);
+    buffer[used] = '\0';
+    return (ssize_t)used;
+}
+
+static const char *parse_unsigned(const char *text, unsigned *value)
+{
+    unsigned result = 0;
+    if (*text < '0' || *text > '9')
+        return NULL;
+    while (*text >= '0' && *text <= '9')
+        result = result * 10 + (unsigned)(*text++ - '0');
+    *value = result;
+    return text;
+}
+
+/* Calls visit(context, n) for each number in a kernel list like "0-3,8,10-11". */
+static void for_each_in_list(const char *text, void (*visit)(void *, unsigned), void *context)
+{
+    while (*text) {
+        unsigned first, last;
+        const char *next = parse_unsigned(text, &first);
+        if (!next)
+            return;
+        last = first;
+        if (*next == '-') {
+            next = parse_unsigned(next + 1, &last);
+            if (!next)
+                return;
+        }
+        for (unsigned n = first; n <= last && n < 65536; n++)
+            visit(context, n);
+        text = next;
+        if (*text == ',')
+            text++;
+        else
+            return;
+    }
+}
+
+static void add_to_mask(void *context, unsigned n)
+{
+    if (n < 64)
+        *(uint64_t *)context |= (uint64_t)1 << n;
+}
+
+static void note_max(void *context, unsigned n)
+{
+    unsigned *max = context;
+    if (n + 1 > *max)
+        *max = n + 1;
+}
+
+struct cpu_to_node {
+    struct xmm_topology *topology;
+    int node;
+};
+
+static void set_cpu_node(void *context, unsigned cpu)
+{
+    struct cpu_to_node *mapping = context;
+    if (cpu < XMM_MAX_CPUS)
+        mapping->topology->node_of_cpu[cpu] = (uint8_t)mapping->node;
+}
+
+/* ---- topology ---------------------------------------------------------- */
+
+void xmm_platform_topology_read(struct xmm_topology *topology)
+{
+    char buffer[4096];
+    memset(topology, 0, sizeof(*topology));
+    xmm_os_page_size();
+
+    unsigned cpu_count = 0;
+    if (read_small_file("/sys/devices/system/cpu/possible", buffer, sizeof(buffer)) > 0)
+        for_each_in_list(buffer, note_max, &cpu_count);
+    if (cpu_count == 0) {
+        long configured = sysconf(_SC_NPROCESSORS_CONF);
+        cpu_count = configured > 0 ? (unsigned)configured : 1;
+    }
+    topology->cpu_count = (int)(cpu_count > XMM_MAX_CPUS ? XMM_MAX_CPUS : cpu_count);
+
+    uint64_t online = 0;
+    if (read_small_file("/sys/devices/system/node/has_memory", buffer, sizeof(buffer)) > 0 ||
+        read_small_file("/sys/devices/system/node/online", buffer, sizeof(buffer)) > 0)
+        for_each_in_list(buffer, add_to_mask, &online);
+    if (online == 0)
+        online = 1;
+    topology->nodes_online = online;
+    topology->node_count = 64 - __builtin_clzll(online);
+
+    /* CPU -> node. CPUs of memoryless nodes are attributed to node 0's
+     * default (0) unless listed under a node with memory. */
+    for (int node = 0; node < topology->node_count; node++) {
+        char path[64];
+        memcpy(path, "/sys/devices/system/node/node", 29);
+        int length = 29;
+        if (node >= 10)
+            path[length++] = (char)('0' + node / 10);
+        path[length++] = (char)('0' + node % 10);
+        memcpy(path + length, "/cpulist", 9);
+        if (!(online & ((uint64_t)1 << node)))
+            continue;
+        if (read_small_file(path, buffer, sizeof(buffer)) > 0) {
+            struct cpu_to_node mapping = {topology, node};
+            for_each_in_list(buffer, set_cpu_node, &mapping);
+        }
+    }
+
+    /* Nodes we may allocate on: the cpuset's Mems_allowed ... */
+    uint64_t allowed = online;
+    if (read_small_file("/proc/self/status", buffer, sizeof(buffer)) > 0) {
+        const char *line = strstr(buffer, "Mems_allowed_list:");
+        if (line) {
+            line += strlen("Mems_allowed_list:");
+            while (*line == ' ' || *line == '\t')
+                line++;
+            uint64_t cpuset_mask = 0;
+            for_each_in_list(line, add_to_mask, &cpuset_mask);
+            if (cpuset_mask & online)
+                allowed &= cpuset_mask;
+        }
+    }
+    /* ... and the process memory policy (numactl --membind). */
+    int mode = 0;
+    unsigned long policy_mask[16] = {0};
+    int saved_errno = errno;
+    if (get_mempolicy(&mode, policy_mask, sizeof(policy_mask) * 8, NULL, 0) == 0 &&
+        (mode == MPOL_BIND || mode == MPOL_PREFERRED_MANY) && (policy_mask[0] & allowed))
+        allowed &= policy_mask[0];
+    errno = saved_errno;
+    topology->nodes_allowed = allowed;
+}
+
+int xmm_os_current_cpu(void)
+{
+    int cpu = sched_getcpu();
+    return cpu < 0 ? 0 : cpu;
+}
+
+/* ---- time, environment ------------------------------------------------- */
+
+uint64_t xmm_os_now_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+const char *xmm_os_getenv(const char *name)
+{
+    size_t length = strlen(name);
+    if (!environ)
+        return NULL;
+    for (char **entry = environ; *entry; entry++)
+        if (strncmp(*entry, name, length) == 0 && (*entry)[length] == '=')
+            return *entry + length + 1;
+    return NULL;
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+int xmm_os_write_fd(int fd, const char *text, size_t length)
+{
+    int saved_errno = errno;
+    while (length > 0) {
+        ssize_t written = write(fd, text, length);
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written <= 0) {
+            errno = saved_errno;
+            return -1;
+        }
+        text += written;
+        length -= (size_t)written;
+    }
+    errno = saved_errno;
+    return 0;
+}
+
+void xmm_os_write_error(const char *text, size_t length)
+{
+    xmm_os_write_fd(STDERR_FILENO, text, length);
+}
+
+_Noreturn void xmm_platform_abort(void)
+{
+    abort();
+}

@@ -1,0 +1,118 @@
+/*
+ * platform.h - the seam between XMM and the machine.
+ *
+ * Everything XMM asks of the kernel or the CPU goes through the functions
+ * declared here; nothing above platform/ includes a system header for
+ * memory mapping, NUMA policy, topology, time or error output.
+ *
+ * Rules every function here keeps:
+ *   - it never calls malloc (directly or through a library), so it may run
+ *     inside malloc, before libc is initialised, and inside a fork handler;
+ *   - it reports failure through its return value and never aborts, except
+ *     xmm_platform_abort();
+ *   - it is thread-safe unless its comment says otherwise.
+ */
+#ifndef XMM_PLATFORM_H
+#define XMM_PLATFORM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Upper bounds for static tables. Machines beyond them still work: extra
+ * CPUs share slots (cpu % XMM_MAX_CPUS) and extra nodes fold onto node 0. */
+#define XMM_MAX_NODES 64
+#define XMM_MAX_CPUS 1024
+
+/* ---- memory ------------------------------------------------------------ */
+
+/* The kernel's base page size (4096 on x86_64). Valid after any call to
+ * xmm_platform_topology_read(), or lazily on first use. */
+size_t xmm_os_page_size(void);
+
+/* Maps `size` bytes of private anonymous read-write memory whose start is a
+ * multiple of `alignment` (a power of two, >= the page size). The memory
+ * reads as zero and is committed lazily by the kernel on first touch
+ * (MAP_NORESERVE). Returns NULL if the kernel refuses (ENOMEM, ulimit -v);
+ * errno is left as the kernel set it. */
+void *xmm_os_map(size_t size, size_t alignment);
+
+/* Unmaps [addr, addr + size). `addr` and `size` must be page-aligned and
+ * come from xmm_os_map. Failure (which only happens on bad arguments) is
+ * ignored. */
+void xmm_os_unmap(void *addr, size_t size);
+
+/* Gives the physical pages behind [addr, addr + size) back to the kernel
+ * while keeping the range mapped. With `lazy` false (MADV_DONTNEED) the
+ * range reads as zero afterwards; with `lazy` true (MADV_FREE) the kernel
+ * may keep the old contents until it needs the memory, so the caller must
+ * not assume zeroes. Returns 0, or -1 if the kernel refused (the memory is
+ * then still valid and merely resident). */
+int xmm_os_purge(void *addr, size_t size, bool lazy);
+
+/* Asks for transparent huge pages on [addr, addr + size) (enable true,
+ * MADV_HUGEPAGE) or forbids them (MADV_NOHUGEPAGE). Advisory: returns -1 if
+ * the kernel has no THP, and nothing changes. */
+int xmm_os_advise_huge(void *addr, size_t size, bool enable);
+
+/* NUMA placement policies for xmm_os_bind. */
+enum xmm_bind_mode {
+    XMM_BIND_STRICT,     /* MPOL_BIND: only `nodes`, fail rather than spill */
+    XMM_BIND_PREFERRED,  /* MPOL_PREFERRED: first node of `nodes`, may spill */
+    XMM_BIND_INTERLEAVE, /* MPOL_INTERLEAVE: page by page over `nodes` */
+};
+
+/* Sets the NUMA policy of [addr, addr + size) before it is first touched.
+ * `nodes` is a bit mask of node numbers (bit n = node n). Returns 0, or -1
+ * if the kernel has no NUMA support or refused the mask; the memory is
+ * still usable, with the process's default policy. */
+int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode);
+
+/* The node that backs the page at `addr` (which must be resident), or -1 if
+ * the kernel cannot tell. For tests and statistics, not for hot paths. */
+int xmm_os_node_of_address(const void *addr);
+
+/* ---- topology ---------------------------------------------------------- */
+
+struct xmm_topology {
+    int node_count;               /* highest node number + 1 (>= 1) */
+    int cpu_count;                /* highest possible CPU + 1 (>= 1) */
+    uint64_t nodes_online;        /* bit n: node n exists and has memory */
+    uint64_t nodes_allowed;       /* subset the process may allocate on:
+                                     cpuset (Mems_allowed) and the process
+                                     memory policy (numactl --membind) */
+    uint8_t node_of_cpu[XMM_MAX_CPUS];
+};
+
+/* Reads the machine's topology from sysfs and /proc with raw system calls
+ * (libnuma's own initialisation allocates, so it cannot run inside malloc).
+ * Never fails: on a kernel without NUMA it describes one node, node 0,
+ * holding every CPU. Not thread-safe; called once from XMM's init. */
+void xmm_platform_topology_read(struct xmm_topology *topology);
+
+/* The CPU the calling thread runs on now (may change right after), or 0 if
+ * the kernel cannot tell. Uses the vDSO: tens of nanoseconds. */
+int xmm_os_current_cpu(void);
+
+/* ---- time, identity, environment ---------------------------------------- */
+
+/* Monotonic time in nanoseconds (vDSO clock_gettime). */
+uint64_t xmm_os_now_ns(void);
+
+/* Value of environment variable `name`, or NULL. Safe before libc's own
+ * initialisation has finished (reads the process environment directly). */
+const char *xmm_os_getenv(const char *name);
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* Writes `length` bytes to standard error with write(2), retrying on EINTR
+ * and partial writes. Never allocates; async-signal-safe. */
+void xmm_os_write_error(const char *text, size_t length);
+
+/* Writes to file descriptor `fd` the same way. Returns 0 or -1. */
+int xmm_os_write_fd(int fd, const char *text, size_t length);
+
+/* Terminates the process with SIGABRT (a core dump where enabled). */
+_Noreturn void xmm_platform_abort(void);
+
+#endif /* XMM_PLATFORM_H */

@@ -1,0 +1,148 @@
+/*
+ * alloc.c - the path of an allocation: size -> class -> front end, or the
+ * page heap for large requests, or a mapping of its own for very large.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "arena.h"
+#include "central.h"
+#include "front_end.h"
+#include "heap.h"
+#include "init.h"
+#include "numa.h"
+#include "page_heap.h"
+#include "size_class.h"
+
+struct xmm_heap_counters xmm_heap_counters;
+
+static void *fail_no_memory(void)
+{
+    __atomic_fetch_add(&xmm_heap_counters.failed_allocations, 1, __ATOMIC_RELAXED);
+    errno = ENOMEM;
+    return NULL;
+}
+
+static int current_node(void)
+{
+    return xmm_node_of_cpu(xmm_os_current_cpu());
+}
+
+/* Large: whole pages from the node's page heap; very large (half a chunk
+ * or more, with the alignment slack): a mapping of its own, unmapped on
+ * free. `zeroed` asks for zero-filled memory, which fresh and purged pages
+ * already are. */
+static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
+{
+    if (size > PTRDIFF_MAX || alignment > PTRDIFF_MAX - size)
+        return fail_no_memory();
+    if (size + alignment >= XMM_DIRECT_MAP_THRESHOLD) {
+        void *block = xmm_arena_map_direct(size, alignment, node);
+        if (!block)
+            return fail_no_memory();
+        __atomic_fetch_add(&xmm_heap_counters.direct_allocations, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&xmm_heap_counters.direct_bytes, xmm_align_up(size, xmm_os_page_size()),
+                           __ATOMIC_RELAXED);
+        return block;
+    }
+    size_t pages = xmm_align_up(size, XMM_PAGE_SIZE) >> XMM_PAGE_SHIFT;
+    struct xmm_span *span = xmm_page_heap_alloc(node, pages, alignment);
+    if (!span)
+        return fail_no_memory();
+    span->requested = size;
+    xmm_page_heap_note_large(node, xmm_span_bytes(span));
+    __atomic_fetch_add(&xmm_heap_counters.large_allocations, 1, __ATOMIC_RELAXED);
+    if (zeroed && span->dirty)
+        memset(span->start, 0, size);
+    return span->start;
+}
+
+void *xmm_heap_alloc(size_t size)
+{
+    if (XMM_UNLIKELY(!xmm_ensure_init()))
+        return fail_no_memory();
+    if (XMM_LIKELY(size <= XMM_MAX_SMALL_SIZE)) {
+        void *object = xmm_front_alloc(xmm_size_to_class(size));
+        return XMM_LIKELY(object != NULL) ? object : fail_no_memory();
+    }
+    return alloc_large(size, XMM_PAGE_SIZE, current_node(), false);
+}
+
+void *xmm_heap_alloc_zeroed(size_t size)
+{
+    if (XMM_UNLIKELY(!xmm_ensure_init()))
+        return fail_no_memory();
+    if (size <= XMM_MAX_SMALL_SIZE) {
+        void *object = xmm_front_alloc(xmm_size_to_class(size));
+        if (!object)
+            return fail_no_memory();
+        return memset(object, 0, size);
+    }
+    return alloc_large(size, XMM_PAGE_SIZE, current_node(), true);
+}
+
+/* One object of a class from a given node, bypassing the caches (which
+ * hold only the calling CPU's node). */
+static void *alloc_small_on_node(unsigned size_class, int node)
+{
+    void *object;
+    if (!xmm_central_refill(node, size_class, &object, 1))
+        return fail_no_memory();
+    return object;
+}
+
+/* Alignment up to the allocator page: the class of the size rounded up to
+ * the alignment is itself a multiple of the alignment (classes between 2^k
+ * and 2^(k+1) are multiples of 2^(k-3), see size_class.h), and spans start
+ * on page boundaries, so every object of that class is aligned. */
+void *xmm_heap_alloc_aligned(size_t alignment, size_t size, int node)
+{
+    if (XMM_UNLIKELY(!xmm_ensure_init()))
+        return fail_no_memory();
+    if (size > PTRDIFF_MAX)
+        return fail_no_memory();
+    if (alignment < 8)
+        alignment = 8;
+    size_t rounded = xmm_align_up(size ? size : 1, alignment);
+    if (alignment <= XMM_PAGE_SIZE && rounded <= XMM_MAX_SMALL_SIZE) {
+        unsigned size_class = xmm_size_to_class(rounded);
+        if (node < 0) {
+            void *object = xmm_front_alloc(size_class);
+            return object ? object : fail_no_memory();
+        }
+        return alloc_small_on_node(size_class, node);
+    }
+    return alloc_large(size, alignment, node < 0 ? current_node() : node, false);
+}
+
+void *xmm_heap_alloc_on_node(size_t size, int node)
+{
+    if (XMM_UNLIKELY(!xmm_ensure_init()))
+        return fail_no_memory();
+    if (size <= XMM_MAX_SMALL_SIZE)
+        return alloc_small_on_node(xmm_size_to_class(size), node);
+    return alloc_large(size, XMM_PAGE_SIZE, node, false);
+}
+
+void *xmm_heap_realloc(void *ptr, size_t size)
+{
+    if (!ptr)
+        return xmm_heap_alloc(size);
+    if (size == 0) {
+        xmm_heap_free(ptr);
+        return NULL;
+    }
+    size_t usable = xmm_heap_usable_size(ptr);
+    if (usable == 0)
+        return NULL; /* reported as invalid; nothing is lost */
+    /* Stay in place when the block still fits and is not more than twice
+     * what is now needed. */
+    if (size <= usable && (size >= usable / 2 || usable <= 16))
+        return ptr;
+    void *moved = xmm_heap_alloc(size);
+    if (!moved)
+        return NULL; /* the old block stays valid */
+    memcpy(moved, ptr, size < usable ? size : usable);
+    xmm_heap_free(ptr);
+    return moved;
+}

@@ -1,0 +1,82 @@
+/*
+ * common.h - constants and helpers shared by every layer of XMM.
+ */
+#ifndef XMM_COMMON_H
+#define XMM_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "platform.h"
+
+#define XMM_EXPORT __attribute__((visibility("default")))
+#define XMM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define XMM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define XMM_NOINLINE __attribute__((noinline))
+#define XMM_INLINE static inline __attribute__((always_inline))
+#define XMM_CACHE_LINE 64
+#define XMM_CACHE_ALIGNED __attribute__((aligned(XMM_CACHE_LINE)))
+
+/* Allocator pages: the unit of the page heap and of the page map. 8 KiB
+ * keeps the page map small (one pointer per 8 KiB) while the kernel's
+ * 4 KiB pages remain the unit of xmm_alloc_pages and of purging. */
+#define XMM_PAGE_SHIFT 13
+#define XMM_PAGE_SIZE ((size_t)1 << XMM_PAGE_SHIFT)
+
+/* Arena chunks: the unit of address space taken from the kernel for small
+ * and large allocations, aligned to its size so that the chunk of an
+ * address is a shift away. 64 MiB: 32 huge pages, 8192 allocator pages. */
+#define XMM_CHUNK_SHIFT 26
+#define XMM_CHUNK_SIZE ((size_t)1 << XMM_CHUNK_SHIFT)
+#define XMM_PAGES_PER_CHUNK (XMM_CHUNK_SIZE >> XMM_PAGE_SHIFT)
+
+/* User-space addresses on x86_64 have 47 bits (48 with 5-level paging only
+ * when asked for with a hint, which XMM never gives). */
+#define XMM_ADDRESS_BITS 47
+
+/* Requests above this go straight to the kernel with their own mapping. */
+#define XMM_DIRECT_MAP_THRESHOLD (XMM_CHUNK_SIZE / 2)
+
+XMM_INLINE size_t xmm_align_up(size_t value, size_t alignment)
+{
+    return (value + alignment - 1) & ~(alignment - 1);
+}
+
+XMM_INLINE bool xmm_is_power_of_two(size_t value)
+{
+    return value != 0 && (value & (value - 1)) == 0;
+}
+
+/* ---- diagnostics ---------------------------------------------------------- */
+
+/* Formats `text` (with %p for a pointer and %z for a size_t, nothing else)
+ * into a fixed buffer and writes it to stderr. Never allocates. */
+void xmm_report(const char *text, ...);
+
+/* Reports a broken invariant and aborts. */
+_Noreturn void xmm_fatal(const char *text, ...);
+
+#ifdef XMM_DEBUG
+#define xmm_assert(condition)                                                  \
+    do {                                                                       \
+        if (XMM_UNLIKELY(!(condition)))                                        \
+            xmm_fatal("xmm: assertion failed: " #condition " (" __FILE__ ")\n"); \
+    } while (0)
+#else
+#define xmm_assert(condition) ((void)0)
+#endif
+
+/* ThreadSanitizer cannot see CK's inline-assembly atomics; the lock-free
+ * layers tell it about the happens-before they provide. */
+#if defined(__SANITIZE_THREAD__)
+void __tsan_acquire(void *address);
+void __tsan_release(void *address);
+#define xmm_tsan_acquire(address) __tsan_acquire((void *)(address))
+#define xmm_tsan_release(address) __tsan_release((void *)(address))
+#else
+#define xmm_tsan_acquire(address) ((void)0)
+#define xmm_tsan_release(address) ((void)0)
+#endif
+
+#endif /* XMM_COMMON_H */

@@ -1,0 +1,317 @@
+/*
+ * config.c - the XMM_* variables: one table, parsed once without allocating.
+ *
+ * A malformed value gets one line naming the variable and the accepted
+ * forms, and the default is kept; so does an unknown XMM_* name. With
+ * XMM_STRICT=1 either is fatal.
+ */
+#include <signal.h>
+#include <string.h>
+
+#include "config.h"
+#include "report.h"
+
+struct xmm_config xmm_config = {
+    .numa_mode = XMM_NUMA_LOCAL,
+    .cpu_cache_bytes = (size_t)1 << 20,
+    .thread_cache_bytes = (size_t)2 << 20,
+    .rseq = true,
+    .decay_ms = 1000,
+    .purge_lazy = false,
+    .background_thread = false,
+    .thp = XMM_THP_AUTO,
+    .stats_at_exit = XMM_STATS_NONE,
+    .stats_file = NULL,
+    .stats_signal = 0,
+    .invalid_free_abort = true,
+    .verbose = false,
+    .strict = false,
+};
+
+/* A parser returns true if it accepted the value. */
+typedef bool (*value_parser)(const char *value, void *target);
+
+struct variable {
+    const char *name;
+    const char *accepted;     /* shown when the value is malformed */
+    const char *default_text;
+    const char *meaning;
+    value_parser parse;
+    void *target;
+};
+
+static bool parse_bool(const char *value, void *target)
+{
+    bool *flag = target;
+    if (!strcmp(value, "1") || !strcmp(value, "on") || !strcmp(value, "yes") ||
+        !strcmp(value, "true")) {
+        *flag = true;
+        return true;
+    }
+    if (!strcmp(value, "0") || !strcmp(value, "off") || !strcmp(value, "no") ||
+        !strcmp(value, "false")) {
+        *flag = false;
+        return true;
+    }
+    return false;
+}
+
+/* "123", "64K", "2M", "1G" (binary multiples; a trailing "B"/"iB" is fine). */
+static bool parse_size(const char *value, void *target)
+{
+    uint64_t number = 0;
+    const char *cursor = value;
+    if (*cursor < '0' || *cursor > '9')
+        return false;
+    while (*cursor >= '0' && *cursor <= '9') {
+        if (number > (UINT64_MAX - 9) / 10)
+            return false;
+        number = number * 10 + (uint64_t)(*cursor++ - '0');
+    }
+    unsigned shift = 0;
+    switch (*cursor) {
+    case 'k': case 'K': shift = 10; cursor++; break;
+    case 'm': case 'M': shift = 20; cursor++; break;
+    case 'g': case 'G': shift = 30; cursor++; break;
+    default: break;
+    }
+    if (*cursor == 'i')
+        cursor++;
+    if (*cursor == 'B' || *cursor == 'b')
+        cursor++;
+    if (*cursor || (shift && number > (UINT64_MAX >> shift)))
+        return false;
+    *(size_t *)target = (size_t)(number << shift);
+    return true;
+}
+
+static bool parse_milliseconds(const char *value, void *target)
+{
+    size_t number;
+    if (!parse_size(value, &number) || strpbrk(value, "kKmMgG"))
+        return false;
+    *(uint64_t *)target = number;
+    return true;
+}
+
+static bool parse_node_list(const char *text, uint64_t *mask)
+{
+    uint64_t result = 0;
+    while (*text) {
+        unsigned first = 0, last;
+        if (*text < '0' || *text > '9')
+            return false;
+        while (*text >= '0' && *text <= '9')
+            first = first * 10 + (unsigned)(*text++ - '0');
+        last = first;
+        if (*text == '-') {
+            text++;
+            if (*text < '0' || *text > '9')
+                return false;
+            last = 0;
+            while (*text >= '0' && *text <= '9')
+                last = last * 10 + (unsigned)(*text++ - '0');
+        }
+        if (first > last || last >= XMM_MAX_NODES)
+            return false;
+        for (unsigned node = first; node <= last; node++)
+            result |= (uint64_t)1 << node;
+        if (*text == ',')
+            text++;
+        else if (*text)
+            return false;
+    }
+    if (!result)
+        return false;
+    *mask = result;
+    return true;
+}
+
+static bool parse_numa(const char *value, void *target)
+{
+    struct xmm_config *config = target;
+    if (!strcmp(value, "local")) {
+        config->numa_mode = XMM_NUMA_LOCAL;
+    } else if (!strcmp(value, "interleave")) {
+        config->numa_mode = XMM_NUMA_INTERLEAVE;
+    } else if (!strcmp(value, "off")) {
+        config->numa_mode = XMM_NUMA_OFF;
+    } else if (!strncmp(value, "bind:", 5) && parse_node_list(value + 5, &config->bind_nodes)) {
+        config->numa_mode = XMM_NUMA_BIND;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+static bool parse_purge(const char *value, void *target)
+{
+    if (!strcmp(value, "dontneed"))
+        *(bool *)target = false;
+    else if (!strcmp(value, "free"))
+        *(bool *)target = true;
+    else
+        return false;
+    return true;
+}
+
+static bool parse_thp(const char *value, void *target)
+{
+    enum xmm_thp_mode *mode = target;
+    if (!strcmp(value, "auto"))
+        *mode = XMM_THP_AUTO;
+    else if (!strcmp(value, "never"))
+        *mode = XMM_THP_NEVER;
+    else if (!strcmp(value, "always"))
+        *mode = XMM_THP_ALWAYS;
+    else
+        return false;
+    return true;
+}
+
+static bool parse_stats(const char *value, void *target)
+{
+    enum xmm_stats_format *format = target;
+    if (!strcmp(value, "text") || !strcmp(value, "1"))
+        *format = XMM_STATS_TEXT;
+    else if (!strcmp(value, "json"))
+        *format = XMM_STATS_JSON;
+    else if (!strcmp(value, "none") || !strcmp(value, "0"))
+        *format = XMM_STATS_NONE;
+    else
+        return false;
+    return true;
+}
+
+static bool parse_path(const char *value, void *target)
+{
+    if (!*value)
+        return false;
+    *(const char **)target = value; /* the environment outlives us */
+    return true;
+}
+
+static bool parse_signal(const char *value, void *target)
+{
+    static const struct { const char *name; int number; } signals[] = {
+        {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"HUP", SIGHUP},
+        {"URG", SIGURG}, {"WINCH", SIGWINCH},
+    };
+    if (!strncmp(value, "SIG", 3))
+        value += 3;
+    for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+        if (!strcmp(value, signals[i].name)) {
+            *(int *)target = signals[i].number;
+            return true;
+        }
+    }
+    size_t number;
+    if (parse_size(value, &number) && !strpbrk(value, "kKmMgGbB") && number > 0 && number < 65) {
+        *(int *)target = (int)number;
+        return true;
+    }
+    return false;
+}
+
+static bool parse_invalid_free(const char *value, void *target)
+{
+    if (!strcmp(value, "abort"))
+        *(bool *)target = true;
+    else if (!strcmp(value, "warn"))
+        *(bool *)target = false;
+    else
+        return false;
+    return true;
+}
+
+static const struct variable variables[] = {
+    {"XMM_NUMA", "local, interleave, off, or bind:LIST (e.g. bind:0,2-3)", "local",
+     "NUMA placement policy", parse_numa, &xmm_config},
+    {"XMM_CPU_CACHE_SIZE", "a size in bytes, e.g. 1048576, 512K, 2M", "1M",
+     "bytes of free objects each CPU's cache may hold", parse_size, &xmm_config.cpu_cache_bytes},
+    {"XMM_THREAD_CACHE_SIZE", "a size in bytes, e.g. 2M", "2M",
+     "bytes each thread's cache may hold (per-thread mode)", parse_size,
+     &xmm_config.thread_cache_bytes},
+    {"XMM_RSEQ", "1 or 0", "1", "per-CPU caches on rseq (0: per-thread caches)", parse_bool,
+     &xmm_config.rseq},
+    {"XMM_DECAY_MS", "milliseconds, e.g. 1000", "1000",
+     "how long free pages stay before they are returned to the kernel", parse_milliseconds,
+     &xmm_config.decay_ms},
+    {"XMM_PURGE", "dontneed or free", "dontneed",
+     "madvise used to return pages (MADV_DONTNEED or MADV_FREE)", parse_purge,
+     &xmm_config.purge_lazy},
+    {"XMM_BACKGROUND", "1 or 0", "0", "a background thread purges decayed pages", parse_bool,
+     &xmm_config.background_thread},
+    {"XMM_THP", "auto, never or always", "auto", "transparent huge pages for arena chunks",
+     parse_thp, &xmm_config.thp},
+    {"XMM_STATS", "none, text or json", "none", "print statistics at exit", parse_stats,
+     &xmm_config.stats_at_exit},
+    {"XMM_STATS_FILE", "a file path", "stderr", "where XMM_STATS and XMM_STATS_SIGNAL write",
+     parse_path, &xmm_config.stats_file},
+    {"XMM_STATS_SIGNAL", "a signal name or number, e.g. SIGUSR2", "none",
+     "print statistics when this signal arrives", parse_signal, &xmm_config.stats_signal},
+    {"XMM_INVALID_FREE", "abort or warn", "abort",
+     "what an invalid or double free does after its message", parse_invalid_free,
+     &xmm_config.invalid_free_abort},
+    {"XMM_VERBOSE", "1 or 0", "0", "print configuration and topology at start", parse_bool,
+     &xmm_config.verbose},
+    {"XMM_STRICT", "1 or 0", "0", "make a bad XMM_* variable fatal", parse_bool,
+     &xmm_config.strict},
+};
+#define VARIABLE_COUNT (sizeof(variables) / sizeof(variables[0]))
+
+static void complain(const char *what, const char *name, const char *value, const char *accepted)
+{
+    if (accepted)
+        xmm_report("xmm: %s %s='%s': expected %s; using the default\n", what, name, value,
+                   accepted);
+    else
+        xmm_report("xmm: %s %s; ignored\n", what, name);
+    if (xmm_config.strict)
+        xmm_fatal("xmm: XMM_STRICT=1: stopping\n");
+}
+
+static bool is_known(const char *entry)
+{
+    for (size_t i = 0; i < VARIABLE_COUNT; i++) {
+        size_t length = strlen(variables[i].name);
+        if (!strncmp(entry, variables[i].name, length) && entry[length] == '=')
+            return true;
+    }
+    return false;
+}
+
+extern char **environ;
+
+void xmm_config_read(void)
+{
+    /* Strictness first, so that it applies to every other variable. */
+    const char *strict = xmm_os_getenv("XMM_STRICT");
+    if (strict)
+        parse_bool(strict, &xmm_config.strict);
+    for (size_t i = 0; i < VARIABLE_COUNT; i++) {
+        const char *value = xmm_os_getenv(variables[i].name);
+        if (value && !variables[i].parse(value, variables[i].target))
+            complain("bad value", variables[i].name, value, variables[i].accepted);
+    }
+    for (char **entry = environ; entry && *entry; entry++) {
+        if (strncmp(*entry, "XMM_", 4) || is_known(*entry))
+            continue;
+        char name[64];
+        size_t length = strcspn(*entry, "=");
+        if (length >= sizeof(name))
+            length = sizeof(name) - 1;
+        memcpy(name, *entry, length);
+        name[length] = '\0';
+        complain("unknown variable", name, NULL, NULL);
+    }
+}
+
+void xmm_config_print(void)
+{
+    for (size_t i = 0; i < VARIABLE_COUNT; i++) {
+        const char *value = xmm_os_getenv(variables[i].name);
+        xmm_report("xmm: config %s=%s%s\n", variables[i].name,
+                   value ? value : variables[i].default_text, value ? "" : " (default)");
+    }
+}

@@ -1,0 +1,131 @@
+/*
+ * free.c - the path of a free: address -> region -> span -> class, then the
+ * front end (small), the page heap (large) or munmap (direct). Every step
+ * is checked, so a pointer XMM did not hand out is reported, not followed.
+ */
+#include <errno.h>
+
+#include "arena.h"
+#include "config.h"
+#include "front_end.h"
+#include "heap.h"
+#include "page_heap.h"
+#include "size_class.h"
+
+static void report_bad_free(const char *what, const void *ptr)
+{
+    __atomic_fetch_add(&xmm_heap_counters.invalid_frees, 1, __ATOMIC_RELAXED);
+    xmm_report("xmm: %s %p\n", what, ptr);
+    if (xmm_config.invalid_free_abort)
+        xmm_platform_abort();
+}
+
+void xmm_report_double_free(void *object)
+{
+    report_bad_free("free(): double free of", object);
+}
+
+static void report_invalid(const void *ptr)
+{
+    report_bad_free("free(): invalid pointer (not allocated by xmm, or already freed)", ptr);
+}
+
+/* What XMM knows of `ptr`. */
+struct block {
+    struct xmm_region *region;
+    struct xmm_span *span;  /* chunk blocks */
+};
+
+enum block_kind { BLOCK_INVALID, BLOCK_SMALL, BLOCK_LARGE, BLOCK_DIRECT, BLOCK_FREED_LARGE };
+
+/* Classifies `ptr`: only the exact start of a live block is valid. */
+static enum block_kind find_block(const void *ptr, struct block *block)
+{
+    struct xmm_region *region = xmm_region_of(ptr);
+    block->region = region;
+    block->span = NULL;
+    if (XMM_UNLIKELY(!region))
+        return BLOCK_INVALID;
+    if (XMM_LIKELY(region->kind == XMM_REGION_CHUNK)) {
+        struct xmm_span *span = xmm_chunk_span_of((struct xmm_chunk *)region, ptr);
+        block->span = span;
+        if (XMM_UNLIKELY(!span))
+            return BLOCK_INVALID;
+        uint8_t kind = __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE);
+        if (XMM_LIKELY(kind == XMM_SPAN_SMALL)) {
+            size_t offset = (size_t)((const char *)ptr - span->start);
+            unsigned size_class = span->size_class;
+            uint32_t index = xmm_class_object_index(size_class, offset);
+            if (XMM_UNLIKELY((size_t)index * xmm_class_size(size_class) != offset ||
+                             index >= xmm_size_classes[size_class].objects))
+                return BLOCK_INVALID;
+            return BLOCK_SMALL;
+        }
+        if (ptr == span->start)
+            return kind == XMM_SPAN_LARGE ? BLOCK_LARGE : BLOCK_FREED_LARGE;
+        return BLOCK_INVALID;
+    }
+    if (region->kind == XMM_REGION_DIRECT && ptr == region->base)
+        return BLOCK_DIRECT;
+    return BLOCK_INVALID;
+}
+
+void xmm_heap_free(void *ptr)
+{
+    if (XMM_UNLIKELY(!ptr))
+        return;
+    struct block block;
+    switch (find_block(ptr, &block)) {
+    case BLOCK_SMALL:
+        xmm_front_free(ptr, block.span);
+        return;
+    case BLOCK_LARGE:
+        __atomic_fetch_add(&xmm_heap_counters.large_frees, 1, __ATOMIC_RELAXED);
+        xmm_page_heap_free(block.span);
+        return;
+    case BLOCK_DIRECT:
+        __atomic_fetch_add(&xmm_heap_counters.direct_frees, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_sub(&xmm_heap_counters.direct_bytes, block.region->size, __ATOMIC_RELAXED);
+        xmm_arena_unmap_direct(block.region);
+        return;
+    case BLOCK_FREED_LARGE:
+        xmm_report_double_free(ptr);
+        return;
+    case BLOCK_INVALID:
+        report_invalid(ptr);
+        return;
+    }
+}
+
+size_t xmm_heap_usable_size(const void *ptr)
+{
+    if (!ptr)
+        return 0;
+    struct block block;
+    switch (find_block(ptr, &block)) {
+    case BLOCK_SMALL:
+        return xmm_class_size(block.span->size_class);
+    case BLOCK_LARGE:
+        return xmm_span_bytes(block.span);
+    case BLOCK_DIRECT:
+        return block.region->size;
+    default:
+        report_bad_free("malloc_usable_size(): invalid pointer", ptr);
+        return 0;
+    }
+}
+
+int xmm_heap_node_of(const void *ptr)
+{
+    struct block block;
+    switch (find_block(ptr, &block)) {
+    case BLOCK_SMALL:
+    case BLOCK_LARGE:
+        return block.span->node;
+    case BLOCK_DIRECT:
+        return block.region->node;
+    default:
+        errno = EINVAL;
+        return -1;
+    }
+}

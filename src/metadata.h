@@ -1,0 +1,26 @@
+/*
+ * metadata.h - memory for the allocator's own bookkeeping.
+ *
+ * Span descriptors, chunk page maps, transfer batches and thread caches
+ * live here, in mappings separate from user memory: a buffer overflow in a
+ * user block cannot reach them. Metadata is never unmapped, which is what
+ * makes stale reads by lock-free readers safe (see docs/design.md).
+ */
+#ifndef XMM_METADATA_H
+#define XMM_METADATA_H
+
+#include "common.h"
+
+/* Returns `size` zeroed bytes aligned to `alignment` (<= 4096), or NULL if
+ * the kernel refuses memory. Takes a lock: for slow paths only. */
+void *xmm_metadata_alloc(size_t size, size_t alignment);
+
+/* Bytes of metadata mapped so far. */
+size_t xmm_metadata_bytes(void);
+
+/* Fork handlers: hold and release the metadata lock across fork(). */
+void xmm_metadata_lock(void);
+void xmm_metadata_unlock(void);
+void xmm_metadata_reset_lock(void);
+
+#endif

@@ -1,0 +1,371 @@
+/*
+ * page_heap.c - spans of pages per node (see page_heap.h).
+ *
+ * Free spans sit in lists by length (1 .. 128 pages exactly, one list for
+ * longer ones, best fit). Only the first and last page of a free span map
+ * to it, which is all coalescing needs; an in-use span maps every page.
+ * Fresh pages are cut from the node's current chunk; the tail of an
+ * exhausted chunk becomes a free span.
+ */
+#include <pthread.h>
+
+#include "arena.h"
+#include "config.h"
+#include "metadata.h"
+#include "numa.h"
+#include "page_heap.h"
+
+#define EXACT_LISTS 128
+
+struct page_heap {
+    pthread_mutex_t lock;
+    int node;
+    struct xmm_span *free_lists[EXACT_LISTS + 1]; /* [0]: longer than 128 pages */
+    struct xmm_chunk *current;                    /* chunk being cut */
+    size_t next_page;                             /* first unused page of it */
+    struct xmm_span *spare_descriptors;           /* linked through `next` */
+    size_t free_pages;
+    size_t dirty_pages;
+    size_t purged_bytes;
+    size_t large_bytes;
+    uint64_t large_count;
+    uint64_t last_purge_ns;
+} XMM_CACHE_ALIGNED;
+
+static struct page_heap *heaps;
+
+int xmm_page_heap_init(void)
+{
+    heaps = xmm_metadata_alloc(sizeof(*heaps) * (size_t)xmm_nodes, XMM_CACHE_LINE);
+    if (!heaps)
+        return -1;
+    for (int node = 0; node < xmm_nodes; node++) {
+        pthread_mutex_init(&heaps[node].lock, NULL);
+        heaps[node].node = node;
+        heaps[node].next_page = XMM_PAGES_PER_CHUNK; /* no chunk yet */
+    }
+    return 0;
+}
+
+/* ---- descriptors ------------------------------------------------------------ */
+
+static struct xmm_span *new_descriptor(struct page_heap *heap)
+{
+    struct xmm_span *span = heap->spare_descriptors;
+    if (span) {
+        heap->spare_descriptors = span->next;
+    } else {
+        span = xmm_metadata_alloc(sizeof(*span), XMM_CACHE_LINE);
+        if (!span)
+            return NULL;
+    }
+    /* Fields a lock-free reader may look at keep a defined value; the rest
+     * is reset. */
+    span->previous = span->next = NULL;
+    span->free_list = NULL;
+    __atomic_store_n(&span->state, 0, __ATOMIC_RELAXED);
+    span->carved = 0;
+    span->size_class = 0;
+    span->requested = 0;
+    span->node = (uint8_t)heap->node;
+    return span;
+}
+
+/* Descriptors are recycled, never unmapped: a stale pointer to one (from a
+ * lock-free stack or a stale page map entry) stays readable. */
+static void retire_descriptor(struct page_heap *heap, struct xmm_span *span)
+{
+    span->kind = XMM_SPAN_FREE;
+    span->pages = 0;
+    span->next = heap->spare_descriptors;
+    heap->spare_descriptors = span;
+}
+
+/* ---- free lists ---------------------------------------------------------------- */
+
+static size_t list_index(size_t pages)
+{
+    return pages <= EXACT_LISTS ? pages : 0;
+}
+
+static void list_insert(struct page_heap *heap, struct xmm_span *span)
+{
+    struct xmm_span **head = &heap->free_lists[list_index(span->pages)];
+    span->previous = NULL;
+    span->next = *head;
+    if (*head)
+        (*head)->previous = span;
+    *head = span;
+    heap->free_pages += span->pages;
+    if (span->dirty)
+        heap->dirty_pages += span->pages;
+}
+
+static void list_remove(struct page_heap *heap, struct xmm_span *span)
+{
+    if (span->previous)
+        span->previous->next = span->next;
+    else
+        heap->free_lists[list_index(span->pages)] = span->next;
+    if (span->next)
+        span->next->previous = span->previous;
+    span->previous = span->next = NULL;
+    heap->free_pages -= span->pages;
+    if (span->dirty)
+        heap->dirty_pages -= span->pages;
+}
+
+/* Smallest free span of at least `pages`, or NULL. */
+static struct xmm_span *find_free(struct page_heap *heap, size_t pages)
+{
+    for (size_t length = pages; length <= EXACT_LISTS; length++)
+        if (heap->free_lists[length])
+            return heap->free_lists[length];
+    struct xmm_span *best = NULL;
+    for (struct xmm_span *span = heap->free_lists[0]; span; span = span->next)
+        if (span->pages >= pages && (!best || span->pages < best->pages))
+            best = span;
+    return best;
+}
+
+/* ---- fresh pages from chunks ------------------------------------------------------ */
+
+static struct xmm_span *make_free_span(struct page_heap *heap, char *start, size_t pages,
+                                       bool dirty)
+{
+    struct xmm_span *span = new_descriptor(heap);
+    if (!span)
+        return NULL;
+    span->start = start;
+    span->pages = (uint32_t)pages;
+    span->kind = XMM_SPAN_FREE;
+    span->dirty = dirty;
+    span->freed_at_ns = xmm_os_now_ns();
+    xmm_chunk_set_pages(span, true);
+    return span;
+}
+
+/* Cuts `pages` never-used pages from the current chunk, mapping a new
+ * chunk when it is too short. The returned span is free-shaped and clean. */
+static struct xmm_span *cut_fresh(struct page_heap *heap, size_t pages)
+{
+    if (heap->next_page + pages > XMM_PAGES_PER_CHUNK) {
+        struct xmm_chunk *chunk = xmm_arena_new_chunk(heap->node);
+        if (!chunk)
+            return NULL;
+        /* The old chunk's tail becomes an ordinary free span. */
+        if (heap->current && heap->next_page < XMM_PAGES_PER_CHUNK) {
+            char *tail = heap->current->region.base + (heap->next_page << XMM_PAGE_SHIFT);
+            struct xmm_span *rest =
+                make_free_span(heap, tail, XMM_PAGES_PER_CHUNK - heap->next_page, false);
+            if (rest)
+                list_insert(heap, rest);
+        }
+        heap->current = chunk;
+        heap->next_page = 0;
+    }
+    char *start = heap->current->region.base + (heap->next_page << XMM_PAGE_SHIFT);
+    struct xmm_span *span = make_free_span(heap, start, pages, false);
+    if (span)
+        heap->next_page += pages;
+    return span;
+}
+
+/* Splits `span` (free, out of the lists) so that it keeps exactly `pages`
+ * pages from `offset` pages into it; the pieces before and after go back
+ * to the free lists. */
+static void trim_span(struct page_heap *heap, struct xmm_span *span, size_t offset,
+                      size_t pages)
+{
+    size_t after = span->pages - offset - pages;
+    if (offset) {
+        struct xmm_span *before = make_free_span(heap, span->start, offset, span->dirty);
+        if (before) {
+            before->freed_at_ns = span->freed_at_ns;
+            list_insert(heap, before);
+            span->start += offset << XMM_PAGE_SHIFT;
+            span->pages -= (uint32_t)offset;
+        }
+        /* Without a descriptor the prefix stays inside the span: wasted,
+         * not lost; the caller's alignment is computed from span->start. */
+    }
+    if (after) {
+        char *tail_start = span->start + ((size_t)pages << XMM_PAGE_SHIFT);
+        struct xmm_span *tail = make_free_span(heap, tail_start, after, span->dirty);
+        if (tail) {
+            tail->freed_at_ns = span->freed_at_ns;
+            list_insert(heap, tail);
+            span->pages = (uint32_t)pages;
+        }
+    }
+}
+
+static size_t pages_to_alignment(const struct xmm_span *span, size_t alignment)
+{
+    uintptr_t start = (uintptr_t)span->start;
+    return (xmm_align_up(start, alignment) - start) >> XMM_PAGE_SHIFT;
+}
+
+static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything);
+
+struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
+{
+    struct page_heap *heap = &heaps[node];
+    size_t slack = alignment > XMM_PAGE_SIZE ? (alignment >> XMM_PAGE_SHIFT) - 1 : 0;
+    size_t wanted = pages + slack;
+    if (wanted > XMM_PAGES_PER_CHUNK)
+        return NULL;
+    pthread_mutex_lock(&heap->lock);
+    struct xmm_span *span = find_free(heap, wanted);
+    if (span)
+        list_remove(heap, span);
+    else
+        span = cut_fresh(heap, wanted);
+    if (span) {
+        size_t offset = slack ? pages_to_alignment(span, alignment) : 0;
+        trim_span(heap, span, offset, pages);
+        span->kind = XMM_SPAN_LARGE; /* in use; the caller refines it */
+        xmm_chunk_set_pages(span, false);
+    }
+    uint64_t now = xmm_os_now_ns();
+    if (now - heap->last_purge_ns > xmm_config.decay_ms * 500000)
+        purge_decayed(heap, now, false);
+    pthread_mutex_unlock(&heap->lock);
+    return span;
+}
+
+/* ---- free and coalesce ------------------------------------------------------------ */
+
+/* The free span that ends right before `span` or starts right after it, in
+ * the same chunk, or NULL. */
+static struct xmm_span *free_neighbour(struct xmm_chunk *chunk, struct xmm_span *span, bool after)
+{
+    size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
+    size_t page = after ? first + span->pages : first - 1;
+    if ((!after && first == 0) || (after && page >= XMM_PAGES_PER_CHUNK))
+        return NULL;
+    struct xmm_span *neighbour = chunk->page_span[page];
+    if (!neighbour || neighbour->kind != XMM_SPAN_FREE || neighbour->pages == 0)
+        return NULL;
+    char *expected = after ? span->start + xmm_span_bytes(span)
+                           : span->start - xmm_span_bytes(neighbour);
+    return neighbour->start == expected ? neighbour : NULL;
+}
+
+void xmm_page_heap_free(struct xmm_span *span)
+{
+    struct page_heap *heap = &heaps[span->node];
+    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
+    pthread_mutex_lock(&heap->lock);
+    if (span->kind == XMM_SPAN_LARGE) {
+        heap->large_bytes -= xmm_span_bytes(span);
+    }
+    span->kind = XMM_SPAN_FREE;
+    span->size_class = 0;
+    span->dirty = 1;
+    uint64_t now = xmm_os_now_ns();
+    span->freed_at_ns = now;
+    struct xmm_span *before = free_neighbour(chunk, span, false);
+    if (before) {
+        list_remove(heap, before);
+        span->start = before->start;
+        span->pages += before->pages;
+        retire_descriptor(heap, before);
+    }
+    struct xmm_span *after = free_neighbour(chunk, span, true);
+    if (after) {
+        list_remove(heap, after);
+        span->pages += after->pages;
+        retire_descriptor(heap, after);
+    }
+    xmm_chunk_set_pages(span, true);
+    list_insert(heap, span);
+    if (now - heap->last_purge_ns > xmm_config.decay_ms * 500000)
+        purge_decayed(heap, now, false);
+    pthread_mutex_unlock(&heap->lock);
+}
+
+/* ---- purge ---------------------------------------------------------------------- */
+
+static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t cutoff)
+{
+    size_t purged = 0;
+    for (; span; span = span->next) {
+        if (!span->dirty || span->freed_at_ns > cutoff)
+            continue;
+        if (xmm_os_purge(span->start, xmm_span_bytes(span), xmm_config.purge_lazy) == 0) {
+            span->dirty = 0;
+            heap->dirty_pages -= span->pages;
+            purged += xmm_span_bytes(span);
+        }
+    }
+    return purged;
+}
+
+static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything)
+{
+    uint64_t decay_ns = xmm_config.decay_ms * 1000000;
+    uint64_t cutoff = everything ? UINT64_MAX : (now > decay_ns ? now - decay_ns : 0);
+    heap->last_purge_ns = now;
+    if (heap->dirty_pages == 0)
+        return;
+    size_t purged = 0;
+    for (size_t list = 0; list <= EXACT_LISTS; list++)
+        purged += purge_list(heap, heap->free_lists[list], cutoff);
+    heap->purged_bytes += purged;
+}
+
+size_t xmm_page_heap_purge(bool everything)
+{
+    size_t total = 0;
+    for (int node = 0; node < xmm_nodes; node++) {
+        struct page_heap *heap = &heaps[node];
+        pthread_mutex_lock(&heap->lock);
+        size_t before = heap->purged_bytes;
+        purge_decayed(heap, xmm_os_now_ns(), everything);
+        total += heap->purged_bytes - before;
+        pthread_mutex_unlock(&heap->lock);
+    }
+    return total;
+}
+
+/* ---- statistics and fork ------------------------------------------------------------ */
+
+void xmm_page_heap_note_large(int node, size_t bytes)
+{
+    struct page_heap *heap = &heaps[node];
+    pthread_mutex_lock(&heap->lock);
+    heap->large_bytes += bytes;
+    heap->large_count++;
+    pthread_mutex_unlock(&heap->lock);
+}
+
+void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats)
+{
+    struct page_heap *heap = &heaps[node];
+    pthread_mutex_lock(&heap->lock);
+    stats->free_bytes = heap->free_pages << XMM_PAGE_SHIFT;
+    stats->dirty_bytes = heap->dirty_pages << XMM_PAGE_SHIFT;
+    stats->purged_total = heap->purged_bytes;
+    stats->large_in_use = heap->large_bytes;
+    stats->large_count = heap->large_count;
+    pthread_mutex_unlock(&heap->lock);
+}
+
+void xmm_page_heap_lock_all(void)
+{
+    for (int node = 0; node < xmm_nodes; node++)
+        pthread_mutex_lock(&heaps[node].lock);
+}
+
+void xmm_page_heap_unlock_all(void)
+{
+    for (int node = 0; node < xmm_nodes; node++)
+        pthread_mutex_unlock(&heaps[node].lock);
+}
+
+void xmm_page_heap_reset_locks(void)
+{
+    for (int node = 0; node < xmm_nodes; node++)
+        pthread_mutex_init(&heaps[node].lock, NULL);
+}

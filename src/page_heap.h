@@ -1,0 +1,51 @@
+/*
+ * page_heap.h - per-node heap of allocator pages: spans for the central
+ * layer and for large allocations, split on demand, coalesced on free, and
+ * returned to the kernel after the decay period (XMM_DECAY_MS).
+ *
+ * Each node's heap has one lock. It is taken on span-sized events only
+ * (a new span for a size class, a large allocation or free), never per
+ * small object.
+ */
+#ifndef XMM_PAGE_HEAP_H
+#define XMM_PAGE_HEAP_H
+
+#include "common.h"
+#include "span.h"
+
+/* Allocates a span of `pages` allocator pages from `node`, whose start is
+ * aligned to `alignment` bytes (a power of two; XMM_PAGE_SIZE or less means
+ * no constraint). The span's pages all map to it; `dirty` says whether it
+ * may hold non-zero bytes. NULL if the kernel refuses memory. */
+struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment);
+
+/* Returns a span (small or large, no longer referenced) to its node's heap. */
+void xmm_page_heap_free(struct xmm_span *span);
+
+/* Returns to the kernel the free pages of every node that have been free
+ * longer than the decay period (all of them if `everything`). Returns the
+ * bytes purged. */
+size_t xmm_page_heap_purge(bool everything);
+
+struct xmm_page_heap_stats {
+    size_t free_bytes;       /* free pages, purged or not */
+    size_t dirty_bytes;      /* free pages not yet purged */
+    size_t purged_total;     /* bytes purged since start */
+    size_t large_in_use;     /* bytes in large allocations */
+    uint64_t large_count;    /* large allocations made */
+};
+
+/* Accounts a large allocation of `bytes` on `node`. */
+void xmm_page_heap_note_large(int node, size_t bytes);
+
+void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats);
+
+/* Creates every node's heap (after xmm_numa_init). 0 or -1. */
+int xmm_page_heap_init(void);
+
+/* Fork handlers. */
+void xmm_page_heap_lock_all(void);
+void xmm_page_heap_unlock_all(void);
+void xmm_page_heap_reset_locks(void);
+
+#endif

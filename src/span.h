@@ -1,0 +1,67 @@
+/*
+ * span.h - a run of allocator pages, and what it holds.
+ *
+ * A span is either free (in its node's page heap), a small-object span
+ * (objects of one size class, handed out through the central layer), or
+ * one large allocation. Descriptors live in metadata, never in the pages
+ * they describe, and are recycled but never unmapped.
+ */
+#ifndef XMM_SPAN_H
+#define XMM_SPAN_H
+
+#include <ck_stack.h>
+
+#include "common.h"
+
+enum xmm_span_kind {
+    XMM_SPAN_FREE = 0,   /* in the page heap */
+    XMM_SPAN_SMALL = 1,  /* objects of `size_class` */
+    XMM_SPAN_LARGE = 2,  /* one block from `start` */
+};
+
+/* Where a small-object span is, as far as the central layer knows. The low
+ * two bits of `state`; the rest counts objects handed out (in use or in a
+ * cache). See central.c for the protocol. */
+enum xmm_span_place {
+    XMM_SPAN_NOWHERE = 0,   /* no known free object: in no stack, no owner */
+    XMM_SPAN_LISTED = 1,    /* in its class's span stack */
+    XMM_SPAN_CLAIMED = 2,   /* held by one refilling thread */
+};
+#define XMM_SPAN_PLACE_MASK 3u
+#define XMM_SPAN_IN_USE_ONE 4u
+
+struct xmm_span {
+    /* Link in a CK stack (central span set, or the descriptor pool). */
+    ck_stack_entry_t stack_entry;
+    char *start;                /* first byte of the first page */
+    uint32_t pages;             /* length in allocator pages */
+    uint8_t kind;               /* enum xmm_span_kind */
+    uint8_t node;               /* home NUMA node */
+    uint8_t size_class;         /* for XMM_SPAN_SMALL */
+    uint8_t dirty;              /* free span: may hold resident pages */
+
+    /* Small-object state, shared by every thread that frees into the span. */
+    void *free_list;            /* objects returned, linked through their
+                                   first word; push by CAS, taken whole */
+    uint64_t state;             /* in-use count << 2 | enum xmm_span_place */
+    uint32_t carved;            /* objects cut from the span so far; only
+                                   the claiming thread touches it */
+
+    /* Page heap state, under the node's page heap lock. */
+    uint32_t padding;
+    struct xmm_span *previous, *next; /* free list of its length */
+    uint64_t freed_at_ns;       /* when it became free (for decay) */
+    size_t requested;           /* large span: bytes asked for */
+} XMM_CACHE_ALIGNED;
+
+XMM_INLINE struct xmm_span *xmm_span_of_entry(ck_stack_entry_t *entry)
+{
+    return (struct xmm_span *)((char *)entry - offsetof(struct xmm_span, stack_entry));
+}
+
+XMM_INLINE size_t xmm_span_bytes(const struct xmm_span *span)
+{
+    return (size_t)span->pages << XMM_PAGE_SHIFT;
+}
+
+#endif
