@@ -105,7 +105,8 @@ test-build: lib $(TEST_PROGRAMS)
 
 tsan: deps
 	@$(MAKE) --no-print-directory tsan-build
-	@tools/run-tests $(TSAN_PROGRAMS)
+	@TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 exitcode=66" \
+	    tools/run-tests $(TSAN_PROGRAMS)
 
 tsan-build: $(TSAN_PROGRAMS)
 

@@ -1,0 +1,49 @@
+/* Every request size from 1 byte to the largest class: the class holds it,
+ * wastes at most 12.5% from 64 bytes up, and gives the alignment C needs. */
+#include "check.h"
+#include "size_class.h"
+#include "xmm.h"
+
+static size_t largest_power_of_two_dividing(size_t n)
+{
+    return n & -n;
+}
+
+int main(void)
+{
+    xmm_free(xmm_malloc(1)); /* initialises the tables */
+    for (size_t size = 1; size <= XMM_MAX_SMALL_SIZE; size++) {
+        unsigned size_class = xmm_size_to_class(size);
+        CHECK(size_class >= 1 && size_class < XMM_CLASS_COUNT, "size %zu -> class %u", size,
+              size_class);
+        size_t class_size = xmm_class_size(size_class);
+        CHECK(class_size >= size, "size %zu in class of %zu", size, class_size);
+        if (size >= 64)
+            CHECK((class_size - size) * 8 <= size, "size %zu wastes %zu in class %zu", size,
+                  class_size - size, class_size);
+        /* The smallest class that fits: the one below is too small. */
+        if (size_class > 1)
+            CHECK(xmm_class_size(size_class - 1) < size, "size %zu not in smallest class", size);
+        size_t needed = largest_power_of_two_dividing(size);
+        if (needed > 16)
+            needed = 16;
+        CHECK(largest_power_of_two_dividing(class_size) >= needed,
+              "size %zu needs %zu-byte alignment; class %zu gives %zu", size, needed, class_size,
+              largest_power_of_two_dividing(class_size));
+    }
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        const struct xmm_size_class *info = &xmm_size_classes[size_class];
+        size_t span_bytes = (size_t)info->span_pages * XMM_PAGE_SIZE;
+        CHECK(info->objects >= 1 && info->objects * info->size <= span_bytes, "class %u", size_class);
+        CHECK((span_bytes - info->objects * info->size) * 8 <= span_bytes,
+              "class %u span tail waste", size_class);
+        CHECK(info->batch >= 1 && info->batch <= 32, "class %u batch %u", size_class, info->batch);
+        /* The multiply-shift division is exact for every offset in a span. */
+        for (size_t offset = 0; offset < span_bytes; offset += (offset % 7) + 1) {
+            uint32_t index = xmm_class_object_index(size_class, offset);
+            CHECK(index == offset / info->size, "class %u offset %zu gives %u", size_class,
+                  offset, index);
+        }
+    }
+    return check_summary("size classes");
+}
