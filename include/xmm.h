@@ -143,6 +143,7 @@ struct xmm_stats {
     uint64_t rseq_fallback;      /* operations that used a thread cache */
     uint64_t metadata_bytes;     /* allocator bookkeeping */
     char front_end[16];          /* "per-cpu" or "per-thread" */
+    uint64_t rseq_restarts;      /* per-CPU critical sections restarted */
 };
 
 /* Fills `stats`. Returns 0, or -1 with errno EINVAL if stats is NULL. */

@@ -14,7 +14,10 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/membarrier.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -267,6 +270,55 @@ int xmm_os_current_cpu(void)
 {
     int cpu = sched_getcpu();
     return cpu < 0 ? 0 : cpu;
+}
+
+/* ---- restartable sequences and membarrier -------------------------------- */
+
+#ifndef AT_RSEQ_FEATURE_SIZE
+#define AT_RSEQ_FEATURE_SIZE 27
+#endif
+
+void *xmm_os_rseq_libc_area(void)
+{
+    if (__rseq_size < 20) /* 0: glibc did not register */
+        return NULL;
+    return (char *)__builtin_thread_pointer() + __rseq_offset;
+}
+
+bool xmm_os_rseq_register(void *area)
+{
+    int saved_errno = errno;
+    long result = syscall(SYS_rseq, area, 32, 0, RSEQ_SIG);
+    errno = saved_errno;
+    return result == 0;
+}
+
+void xmm_os_rseq_unregister(void *area)
+{
+    int saved_errno = errno;
+    syscall(SYS_rseq, area, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG);
+    errno = saved_errno;
+}
+
+unsigned xmm_os_rseq_feature_size(void)
+{
+    return (unsigned)getauxval(AT_RSEQ_FEATURE_SIZE);
+}
+
+int xmm_os_membarrier_rseq_register(void)
+{
+    int saved_errno = errno;
+    long result = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0);
+    errno = saved_errno;
+    return result == 0 ? 0 : -1;
+}
+
+int xmm_os_membarrier_rseq(void)
+{
+    int saved_errno = errno;
+    long result = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0);
+    errno = saved_errno;
+    return result == 0 ? 0 : -1;
 }
 
 /* ---- time, environment ------------------------------------------------- */

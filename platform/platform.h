@@ -94,6 +94,33 @@ void xmm_platform_topology_read(struct xmm_topology *topology);
  * the kernel cannot tell. Uses the vDSO: tens of nanoseconds. */
 int xmm_os_current_cpu(void);
 
+/* ---- restartable sequences and membarrier ------------------------------ */
+
+/* The rseq area the C library registered for the calling thread, or NULL
+ * (glibc older than 2.35, GLIBC_TUNABLES=glibc.pthread.rseq=0). */
+void *xmm_os_rseq_libc_area(void);
+
+/* Registers `area` (32 bytes, 32-byte aligned, zeroed, valid until the
+ * thread exits or unregisters) as the calling thread's rseq area with the
+ * x86 signature 0x53053053. false if the kernel refuses (no rseq, seccomp,
+ * another area already registered). */
+bool xmm_os_rseq_register(void *area);
+
+/* Undoes xmm_os_rseq_register for the calling thread. */
+void xmm_os_rseq_unregister(void *area);
+
+/* getauxval(AT_RSEQ_FEATURE_SIZE): 28 or more when the kernel fills
+ * node_id and mm_cid (Linux 6.3+), 0 when it does not say. */
+unsigned xmm_os_rseq_feature_size(void);
+
+/* Registers the process for membarrier(PRIVATE_EXPEDITED_RSEQ). 0 or -1. */
+int xmm_os_membarrier_rseq_register(void);
+
+/* Aborts (restarts) every rseq critical section in progress on every CPU
+ * running a thread of this process; when it returns, no section that
+ * started before the call can still commit. 0 or -1. */
+int xmm_os_membarrier_rseq(void);
+
 /* ---- time, identity, environment ---------------------------------------- */
 
 /* Monotonic time in nanoseconds (vDSO clock_gettime). */

@@ -49,7 +49,9 @@ struct central_class {
     char pad1[XMM_CACHE_LINE - sizeof(struct xmm_stack) - 2 * sizeof(int64_t)];
     struct xmm_stack spans;       /* spans with free objects */
     uint64_t empty_listed;        /* listed spans seen with none in use */
-    char pad2[XMM_CACHE_LINE - sizeof(struct xmm_stack) - sizeof(uint64_t)];
+    uint64_t objects_out;         /* handed to front ends, ever */
+    uint64_t objects_in;          /* taken back from front ends, ever */
+    char pad2[XMM_CACHE_LINE - sizeof(struct xmm_stack) - 3 * sizeof(uint64_t)];
 } XMM_CACHE_ALIGNED;
 
 struct central_node {
@@ -113,7 +115,7 @@ static void release_span(struct xmm_span *span)
     xmm_page_heap_free(span);
 }
 
-void xmm_central_return_object(struct xmm_span *span, void *object)
+static void return_to_span(struct xmm_span *span, void *object)
 {
     void *head = __atomic_load_n(&span->free_list, __ATOMIC_RELAXED);
     do {
@@ -140,6 +142,13 @@ void xmm_central_return_object(struct xmm_span *span, void *object)
         struct central_class *lists = &central_nodes[span->node].classes[span->size_class];
         __atomic_fetch_add(&lists->empty_listed, 1, __ATOMIC_RELAXED);
     }
+}
+
+void xmm_central_return_object(struct xmm_span *span, void *object)
+{
+    struct central_class *lists = &central_nodes[span->node].classes[span->size_class];
+    __atomic_fetch_add(&lists->objects_in, 1, __ATOMIC_RELAXED);
+    return_to_span(span, object);
 }
 
 /* Moves a popped span from LISTED to CLAIMED (frees may change its count
@@ -263,8 +272,10 @@ unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned 
     struct central_class *lists = &central->classes[size_class];
     if (wanted == xmm_size_classes[size_class].batch) {
         unsigned count = refill_from_batch(central, lists, out, wanted);
-        if (count)
+        if (count) {
+            __atomic_fetch_add(&lists->objects_out, count, __ATOMIC_RELAXED);
             return count;
+        }
     }
     unsigned got = 0;
     while (got < wanted) {
@@ -281,6 +292,7 @@ unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned 
         got += take_objects(span, out + got, wanted - got);
         unclaim(span);
     }
+    __atomic_fetch_add(&lists->objects_out, got, __ATOMIC_RELAXED);
     return got;
 }
 
@@ -302,6 +314,7 @@ void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsi
 {
     struct central_node *central = &central_nodes[node];
     struct central_class *lists = &central->classes[size_class];
+    __atomic_fetch_add(&lists->objects_in, count, __ATOMIC_RELAXED);
     if (count == xmm_size_classes[size_class].batch &&
         __atomic_load_n(&lists->batch_count, __ATOMIC_RELAXED) < lists->batch_limit) {
         struct transfer_batch *batch = batch_descriptor(central);
@@ -315,7 +328,7 @@ void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsi
         }
     }
     for (unsigned i = 0; i < count; i++)
-        xmm_central_return_object(span_of_object(objects[i]), objects[i]);
+        return_to_span(span_of_object(objects[i]), objects[i]);
 }
 
 /* ---- upkeep -------------------------------------------------------------------------- */
@@ -328,7 +341,7 @@ static void flush_batches(struct central_node *central, struct central_class *li
         struct transfer_batch *batch = (struct transfer_batch *)entry;
         __atomic_fetch_sub(&lists->batch_count, 1, __ATOMIC_RELAXED);
         for (unsigned i = 0; i < batch->count; i++)
-            xmm_central_return_object(span_of_object(batch->objects[i]), batch->objects[i]);
+            return_to_span(span_of_object(batch->objects[i]), batch->objects[i]);
         xmm_stack_push(&central->free_batches, &batch->stack_entry);
     }
 }
@@ -403,9 +416,14 @@ void xmm_central_stats(int node, struct xmm_central_stats *stats)
     stats->span_bytes = __atomic_load_n(&central->span_bytes, __ATOMIC_RELAXED);
     stats->batches_cached = 0;
     stats->objects_in_batches_bytes = 0;
+    stats->small_out_bytes = 0;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-        int64_t batches = __atomic_load_n(&central->classes[size_class].batch_count,
-                                          __ATOMIC_RELAXED);
+        struct central_class *lists = &central->classes[size_class];
+        uint64_t out = __atomic_load_n(&lists->objects_out, __ATOMIC_RELAXED);
+        uint64_t in = __atomic_load_n(&lists->objects_in, __ATOMIC_RELAXED);
+        if (out > in)
+            stats->small_out_bytes += (out - in) * xmm_size_classes[size_class].size;
+        int64_t batches = __atomic_load_n(&lists->batch_count, __ATOMIC_RELAXED);
         if (batches <= 0)
             continue;
         const struct xmm_size_class *info = &xmm_size_classes[size_class];

@@ -40,6 +40,7 @@ struct xmm_central_stats {
     uint64_t batches_cached;     /* transfer batches on the stacks */
     uint64_t objects_in_batches_bytes;
     uint64_t span_bytes;         /* bytes of spans of small objects */
+    uint64_t small_out_bytes;    /* objects held by front ends and the program */
 };
 void xmm_central_stats(int node, struct xmm_central_stats *stats);
 

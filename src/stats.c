@@ -38,20 +38,18 @@ static void collect(struct snapshot *snapshot)
     memset(snapshot, 0, sizeof(*snapshot));
     struct xmm_stats *totals = &snapshot->totals;
     xmm_thread_cache_stats(&snapshot->front);
-    uint64_t small_in_use = 0, allocations = 0, frees = 0;
+    xmm_cpu_cache_stats(&snapshot->front);
+    uint64_t allocations = 0, frees = 0, small_out = 0;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-        uint64_t allocated = snapshot->front.allocations[size_class];
-        uint64_t freed = snapshot->front.frees[size_class];
-        allocations += allocated;
-        frees += freed;
-        if (allocated > freed)
-            small_in_use += (allocated - freed) * xmm_class_size(size_class);
+        allocations += snapshot->front.allocations[size_class];
+        frees += snapshot->front.frees[size_class];
     }
     uint64_t span_bytes = 0, batch_bytes = 0;
     for (int node = 0; node < xmm_nodes; node++) {
         xmm_central_stats(node, &snapshot->central[node]);
         xmm_page_heap_stats(node, &snapshot->pages[node]);
         span_bytes += snapshot->central[node].span_bytes;
+        small_out += snapshot->central[node].small_out_bytes;
         batch_bytes += snapshot->central[node].objects_in_batches_bytes;
         totals->bytes_page_heap_free += snapshot->pages[node].free_bytes;
         totals->bytes_purged += snapshot->pages[node].purged_total;
@@ -68,6 +66,10 @@ static void collect(struct snapshot *snapshot)
     totals->allocations = allocations + large + direct;
     totals->frees = frees + __atomic_load_n(&heap->large_frees, __ATOMIC_RELAXED) +
                     __atomic_load_n(&heap->direct_frees, __ATOMIC_RELAXED);
+    /* Objects out of the central layer are either cached in a front end or
+     * held by the program: exact when no thread is allocating. */
+    uint64_t small_in_use = small_out > snapshot->front.cached_bytes
+                                ? small_out - snapshot->front.cached_bytes : 0;
     totals->bytes_in_use += small_in_use + direct_bytes;
     totals->bytes_reserved = xmm_arena_reserved_bytes();
     totals->bytes_committed += span_bytes + direct_bytes;
@@ -81,6 +83,7 @@ static void collect(struct snapshot *snapshot)
     totals->cache_drains = snapshot->front.drains;
     totals->rseq_fast_path = snapshot->front.rseq_operations;
     totals->rseq_fallback = snapshot->front.thread_cache_operations;
+    totals->rseq_restarts = snapshot->front.rseq_restarts;
     totals->metadata_bytes = xmm_metadata_bytes();
     strncpy(totals->front_end, xmm_front_end_name(), sizeof(totals->front_end) - 1);
 }
@@ -145,6 +148,7 @@ static size_t totals_fields(const struct xmm_stats *totals, struct field *fields
         {"cache_drains", totals->cache_drains},
         {"rseq_fast_path", totals->rseq_fast_path},
         {"rseq_fallback", totals->rseq_fallback},
+        {"rseq_restarts", totals->rseq_restarts},
         {"metadata_bytes", totals->metadata_bytes},
     };
     memcpy(fields, list, sizeof(list));
@@ -155,8 +159,8 @@ static void write_text(struct writer *writer, const struct snapshot *snapshot)
 {
     struct field fields[32];
     size_t count = totals_fields(&snapshot->totals, fields);
-    emit(writer, "xmm statistics (front end: %s, nodes: %d)\n", snapshot->totals.front_end,
-         xmm_nodes);
+    emit(writer, "xmm statistics (front end: %s, %s; nodes: %d)\n", snapshot->totals.front_end,
+         xmm_front_end_detail(), xmm_nodes);
     for (size_t i = 0; i < count; i++)
         emit(writer, "  %s%s %u\n", fields[i].name,
              "                     " + (strlen(fields[i].name) < 21 ? strlen(fields[i].name) : 21),
@@ -186,8 +190,9 @@ static void write_json(struct writer *writer, const struct snapshot *snapshot)
 {
     struct field fields[32];
     size_t count = totals_fields(&snapshot->totals, fields);
-    emit(writer, "{\"version\": %d, \"front_end\": \"%s\", \"node_count\": %d",
-         XMM_STATS_VERSION, snapshot->totals.front_end, xmm_nodes);
+    emit(writer, "{\"version\": %d, \"front_end\": \"%s\", \"front_end_detail\": \"%s\", "
+                 "\"node_count\": %d",
+         XMM_STATS_VERSION, snapshot->totals.front_end, xmm_front_end_detail(), xmm_nodes);
     for (size_t i = 0; i < count; i++)
         emit(writer, ", \"%s\": %u", fields[i].name, fields[i].value);
     emit(writer, ", \"nodes\": [");
@@ -321,8 +326,9 @@ void xmm_stats_install_hooks(void)
 
 void xmm_stats_print_topology(void)
 {
-    xmm_report("xmm: %d node(s), %d possible CPU(s), front end %s\n", xmm_topology.node_count,
-               xmm_topology.cpu_count, xmm_front_end_name());
+    xmm_report("xmm: %d node(s), %d possible CPU(s), front end %s: %s\n",
+               xmm_topology.node_count, xmm_topology.cpu_count, xmm_front_end_name(),
+               xmm_front_end_detail());
     for (int node = 0; node < xmm_nodes; node++) {
         char line[512];
         struct xmm_text text = {line, sizeof(line), 0};

@@ -157,6 +157,8 @@ static void *alloc_without_cache(unsigned size_class)
 
 void *xmm_thread_cache_alloc_slow(unsigned size_class)
 {
+    if (xmm_cpu_cache_attach())
+        return xmm_front_alloc(size_class);
     struct xmm_thread_cache *cache = current_cache();
     if (cache == &cacheless)
         return alloc_without_cache(size_class);
@@ -184,6 +186,10 @@ pop:
 
 void xmm_thread_cache_free_slow(void *object, struct xmm_span *span)
 {
+    if (xmm_cpu_cache_attach()) {
+        xmm_front_free(object, span);
+        return;
+    }
     struct xmm_thread_cache *cache = current_cache();
     unsigned size_class = span->size_class;
     if (cache == &cacheless || span->node != cache->node) {
@@ -254,30 +260,4 @@ void xmm_thread_cache_unlock_registry(void)
 void xmm_thread_cache_reset_registry_lock(void)
 {
     pthread_mutex_init(&registry_lock, NULL);
-}
-
-/* ---- front end set-up while only per-thread caches exist ------------------------- */
-
-int xmm_front_end_init_core(void)
-{
-    return 0;
-}
-
-void xmm_front_end_init_hooks(void)
-{
-    xmm_thread_cache_init();
-}
-
-void xmm_front_end_after_fork_child(void)
-{
-}
-
-const char *xmm_front_end_name(void)
-{
-    return "per-thread";
-}
-
-void xmm_front_end_release_caches(void)
-{
-    xmm_thread_cache_flush_current();
 }
