@@ -1,0 +1,116 @@
+# tests/api.mk - the malloc API tests (tests/api) and the real programs run
+# under LD_PRELOAD (tests/programs). Included from tests/build.mk; on its
+# own:  make -f Makefile -f tests/api.mk test-api
+#
+# Flavours of each malloc API test (tests/api/<name>.c):
+#   $(BUILD)/tests/api_<name>         linked with libxmm.so: malloc IS XMM
+#   $(BUILD)/tests/api_<name>_static  linked with libxmm.a: the override
+#                                     inside the executable
+# and of the xmm_* API tests, linked with libxmm-core.a (no override: the
+# system malloc and XMM side by side):
+#   $(BUILD)/tests/api_xmm, $(BUILD)/tests/api_threads_xmm
+# plus $(BUILD)/tsan/test_api_threads (ThreadSanitizer, TSAN_PROGRAMS).
+#
+# `make -f Makefile -f tests/api.mk api-system` builds the malloc API tests
+# against the system allocator into $(BUILD)/tests-system/, to debug the
+# tests themselves; those are never run by `make test`.
+
+API_DIR := tests/api
+API_OUT = $(BUILD)/tests
+API_CFLAGS = -O2 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(API_DIR) -pthread \
+             -fno-builtin -Wall -Wextra -Wno-unused-parameter \
+             -Wno-deprecated-declarations -Wno-alloc-size-larger-than
+API_CXXFLAGS = -O2 -g -std=gnu++17 -Iinclude -pthread -fno-builtin \
+               -fno-allocation-dce -Wall -Wextra -Wno-unused-parameter
+API_HEADERS = $(wildcard $(API_DIR)/*.h) include/xmm.h
+# Linking with libxmm.so from the build tree, found at run time by rpath.
+API_LINK_SO = -L$(BUILD) -lxmm -Wl,-rpath,$(abspath $(BUILD))
+
+API_MALLOC_TESTS = malloc_sizes malloc_realloc malloc_align malloc_misc \
+                   invalid_free oom fork threads
+API_SO_PROGRAMS = $(API_MALLOC_TESTS:%=$(API_OUT)/api_%)
+API_STATIC_PROGRAMS = $(API_MALLOC_TESTS:%=$(API_OUT)/api_%_static)
+API_CORE_PROGRAMS = $(API_OUT)/api_xmm $(API_OUT)/api_threads_xmm
+API_EARLY = $(API_OUT)/api_early
+API_EARLY_LIB = $(API_OUT)/libxmm-test-early.so
+API_CXX_SO = $(API_OUT)/api_cxx_new_delete
+# Not linked with XMM: tests/programs/cxx_new_delete.sh runs it preloaded.
+API_CXX_PLAIN = $(API_OUT)/cxx_new_delete
+API_TSAN = $(BUILD)/tsan/test_api_threads
+
+API_TEST_PROGRAMS = $(API_SO_PROGRAMS) $(API_STATIC_PROGRAMS) $(API_CORE_PROGRAMS) \
+                    $(API_EARLY) $(API_CXX_SO)
+API_SCRIPTS = $(sort $(wildcard tests/programs/*.sh))
+
+TEST_PROGRAMS += $(API_TEST_PROGRAMS)
+TEST_SCRIPTS += $(API_SCRIPTS)
+TSAN_PROGRAMS += $(API_TSAN)
+
+# The scripts find the build tree here (they default to ./build).
+export XMM_TEST_BUILD := $(abspath $(BUILD))
+
+# What the scripts run, built along with the test programs.
+test-build: $(API_CXX_PLAIN) $(API_EARLY_LIB)
+
+$(API_SO_PROGRAMS): $(API_OUT)/api_%: $(API_DIR)/%.c $(API_HEADERS) $(LIBXMM_SO)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -o $@ $< $(API_LINK_SO)
+
+$(API_STATIC_PROGRAMS): $(API_OUT)/api_%_static: $(API_DIR)/%.c $(API_HEADERS) $(LIBXMM_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -o $@ $< $(LIBXMM_A) $(LIBS)
+
+$(API_OUT)/api_xmm: $(API_DIR)/xmm_api.c $(API_HEADERS) $(LIBXMM_CORE_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -o $@ $< $(LIBXMM_CORE_A) $(LIBS)
+
+$(API_OUT)/api_threads_xmm: $(API_DIR)/threads.c $(API_HEADERS) $(LIBXMM_CORE_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -DTEST_XMM_API -o $@ $< $(LIBXMM_CORE_A) $(LIBS)
+
+$(API_EARLY_LIB): $(API_DIR)/early_preload.c $(API_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -fPIC -shared -o $@ $<
+
+$(API_EARLY): $(API_DIR)/early.c $(API_HEADERS) $(LIBXMM_SO) | $(API_EARLY_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -o $@ $< $(API_LINK_SO)
+
+$(API_CXX_SO): $(API_DIR)/cxx_new_delete.cc $(API_HEADERS) $(LIBXMM_SO)
+	@mkdir -p $(dir $@)
+	$(CXX) $(API_CXXFLAGS) -o $@ $< $(API_LINK_SO)
+
+$(API_CXX_PLAIN): $(API_DIR)/cxx_new_delete.cc $(API_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(API_CXXFLAGS) -o $@ $<
+
+# ---- ThreadSanitizer: the xmm_* threads test on a TSan build of the core ----
+API_TSAN_OBJECTS = $(CORE_SOURCES:%.c=$(BUILD)/tsan/api-obj/%.o) \
+                   $(CORE_ASM:%.S=$(BUILD)/tsan/api-obj/%.o)
+
+$(BUILD)/tsan/api-obj/%.o: %.c $(HEADERS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_XMM) $(XMM_CFLAGS) -fsanitize=thread -DCK_USE_CC_BUILTINS=0 -c $< -o $@
+
+$(BUILD)/tsan/api-obj/%.o: %.S Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_XMM) -fPIC -c $< -o $@
+
+# Shorter phases under TSan, which is 5-15 times slower.
+$(API_TSAN): $(API_DIR)/threads.c $(API_HEADERS) $(API_TSAN_OBJECTS)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -fsanitize=thread -DTEST_XMM_API -DTEST_PHASE_SECONDS=2 \
+	    -o $@ $< $(API_TSAN_OBJECTS) $(LIBS)
+
+# ---- conveniences ---------------------------------------------------------
+.PHONY: test-api api-system
+test-api: lib $(API_TEST_PROGRAMS) $(API_CXX_PLAIN) $(API_EARLY_LIB)
+	@tools/run-tests $(API_TEST_PROGRAMS) $(API_SCRIPTS)
+
+API_SYSTEM_PROGRAMS = $(API_MALLOC_TESTS:%=$(BUILD)/tests-system/api_%)
+api-system: $(API_SYSTEM_PROGRAMS)
+
+$(API_SYSTEM_PROGRAMS): $(BUILD)/tests-system/api_%: $(API_DIR)/%.c $(API_DIR)/system_stub.c \
+                        $(API_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -o $@ $< $(API_DIR)/system_stub.c

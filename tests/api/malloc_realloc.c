@@ -1,0 +1,261 @@
+/*
+ * malloc_realloc.c - realloc and reallocarray.
+ *
+ * Growing and shrinking across size classes and into large and directly
+ * mapped sizes keeps the contents up to the smaller size; realloc(NULL, n)
+ * allocates; realloc(p, 0) frees and returns NULL (glibc's semantics, which
+ * xmm.h adopts); a failed realloc returns NULL with ENOMEM and leaves the
+ * old block valid and unchanged; reallocarray checks for overflow.
+ */
+#include "xmm.h"
+#include "testlib.h"
+
+/* Contents are checked against a seed that does not depend on the address
+ * (the block may move); only the first `size` bytes were defined. */
+static int resize_and_check(void **ptr, size_t *size, size_t new_size, uint64_t seed,
+                            const char *how)
+{
+    void *old = *ptr;
+    size_t keep = *size < new_size ? *size : new_size;
+
+    errno = 0;
+    void *moved = realloc(old, new_size);
+    CHECKQ(moved != NULL, "%s: realloc(%zu -> %zu) != NULL (errno %d)", how, *size, new_size,
+           errno);
+    if (!moved)
+        return 0;
+    size_t at = pattern_find(moved, keep, seed);
+    CHECKQ(at == SIZE_MAX, "%s: realloc(%zu -> %zu) kept the first %zu bytes (byte %zu differs)",
+           how, *size, new_size, keep, at);
+    size_t usable = malloc_usable_size(moved);
+    CHECKQ(usable >= new_size, "%s: usable size %zu >= %zu after realloc", how, usable, new_size);
+    CHECKQ(is_aligned(moved, expected_alignment(new_size)), "%s: realloc(.., %zu) = %p aligned",
+           how, new_size, moved);
+    CHECKQ(xmm_node_of(moved) >= 0, "%s: realloc(.., %zu) gives an XMM block", how, new_size);
+    pattern_fill(moved, new_size, seed);
+    *ptr = moved;
+    *size = new_size;
+    return at == SIZE_MAX && usable >= new_size && is_aligned(moved, expected_alignment(new_size));
+}
+
+static void test_ladder(void)
+{
+    static const size_t ladder[] = {
+        0, 1, 7, 8, 15, 16, 17, 24, 32, 48, 64, 100, 128, 200, 256, 500, 512, 1000, 1024,
+        2000, 4096, 5000, 8192, 10000, 16384, 32768, 40000, 65536, 70000, 131072,
+        256 * 1024 + 1, MIB, MIB + 5, 4 * MIB, 16 * MIB - 1, 32 * MIB, 33 * MIB, 64 * MIB,
+        100 * MIB, 200 * MIB};
+    const size_t steps = sizeof ladder / sizeof ladder[0];
+    void *ptr = NULL;
+    size_t size = 0, good = 0, total = 0;
+    uint64_t seed = 0x1234;
+
+    /* Up one rung at a time, then down, then big jumps both ways. */
+    ptr = realloc(NULL, 0);
+    CHECK(ptr != NULL, "realloc(NULL, 0) gives a block like malloc(0)");
+    for (size_t i = 1; i < steps; i++, total++)
+        good += resize_and_check(&ptr, &size, ladder[i], seed, "up");
+    for (size_t i = steps - 1; i-- > 1; total++)
+        good += resize_and_check(&ptr, &size, ladder[i], seed, "down");
+    for (size_t i = 1; i < steps; i++) {
+        good += resize_and_check(&ptr, &size, ladder[steps - i], seed, "jump down");
+        good += resize_and_check(&ptr, &size, ladder[i], seed, "jump up");
+        total += 2;
+    }
+    CHECK(good == total, "%zu reallocs up and down %zu sizes from 0 B to 200 MiB kept the "
+                         "contents (%zu good)",
+          total, steps, good);
+    free(ptr);
+
+    /* Growing in place within the usable size, and tiny steps. */
+    size = 1;
+    ptr = malloc(size);
+    pattern_fill(ptr, size, seed);
+    good = total = 0;
+    for (size_t next = 2; next <= 20000; next += 1 + next / 16, total++)
+        good += resize_and_check(&ptr, &size, next, seed, "small steps");
+    CHECK(good == total, "%zu reallocs growing by small steps to 20000 B", total);
+    free(ptr);
+}
+
+/* Many blocks resized at random, the others checked to be untouched. */
+static void test_random_walk(void)
+{
+    enum { BLOCKS = 64, STEPS = 6000 };
+    struct {
+        void *ptr;
+        size_t size;
+        uint64_t seed;
+    } blocks[BLOCKS] = {{0}};
+    uint64_t random = 0x9e3779b97f4a7c15ull;
+    size_t good = 0;
+
+    for (int step = 0; step < STEPS; step++) {
+        int i = (int)(random_next(&random) % BLOCKS);
+        uint64_t r = random_next(&random);
+        size_t bits = (size_t)(r % 22); /* up to 4 MiB */
+        size_t new_size = (size_t)(random_next(&random) & (((size_t)1 << bits) - 1));
+        if (blocks[i].ptr && (r >> 60) == 0) {
+            size_t at = pattern_find(blocks[i].ptr, blocks[i].size, blocks[i].seed);
+            CHECKQ(at == SIZE_MAX, "random walk: block %d of %zu bytes intact (byte %zu)", i,
+                   blocks[i].size, at);
+            free(blocks[i].ptr);
+            blocks[i].ptr = NULL;
+            good++;
+            continue;
+        }
+        if (!blocks[i].ptr) {
+            blocks[i].seed = r;
+            blocks[i].size = 0;
+        }
+        if (new_size == 0)
+            new_size = 1; /* realloc(p, 0) frees: tested on its own */
+        good += resize_and_check(&blocks[i].ptr, &blocks[i].size, new_size, blocks[i].seed,
+                                 "random walk");
+    }
+    for (int i = 0; i < BLOCKS; i++) {
+        if (!blocks[i].ptr)
+            continue;
+        CHECKQ(pattern_find(blocks[i].ptr, blocks[i].size, blocks[i].seed) == SIZE_MAX,
+               "random walk: block %d intact at the end", i);
+        free(blocks[i].ptr);
+    }
+    CHECK(good == STEPS, "%d random reallocs and frees of 64 blocks up to 4 MiB (%zu good)",
+          STEPS, good);
+}
+
+static void test_zero_and_null(void)
+{
+    struct xmm_stats before = {.version = XMM_STATS_VERSION},
+                     after = {.version = XMM_STATS_VERSION};
+    static const size_t sizes[] = {1, 100, 5000, 300000, 40 * MIB};
+
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *ptr = realloc(NULL, sizes[i]);
+        CHECK(ptr != NULL && malloc_usable_size(ptr) >= sizes[i] && xmm_node_of(ptr) >= 0,
+              "realloc(NULL, %zu) allocates an XMM block", sizes[i]);
+        if (!ptr)
+            continue;
+        memset(ptr, 1, sizes[i]);
+        size_t usable = malloc_usable_size(ptr);
+        xmm_stats_get(&before);
+        errno = 0;
+        void *result = realloc(ptr, 0);
+        int saved_errno = errno;
+        xmm_stats_get(&after);
+        CHECK(result == NULL, "realloc(p of %zu bytes, 0) returns NULL (got %p, errno %d)",
+              sizes[i], result, saved_errno);
+        if (result) {
+            free(result);
+            continue;
+        }
+        /* It freed the block: the statistics say so (quiet, one thread). */
+        CHECK(after.frees == before.frees + 1,
+              "realloc(p, 0) counts as a free: frees %llu -> %llu",
+              (unsigned long long)before.frees, (unsigned long long)after.frees);
+        CHECK(after.bytes_in_use + usable == before.bytes_in_use,
+              "realloc(p, 0) released the %zu usable bytes: bytes_in_use %llu -> %llu", usable,
+              (unsigned long long)before.bytes_in_use, (unsigned long long)after.bytes_in_use);
+    }
+}
+
+/* A realloc that cannot succeed returns NULL, sets ENOMEM, and the old
+ * block is still there, unchanged, and still freeable. */
+static void test_failure_keeps_block(void)
+{
+    static const size_t old_sizes[] = {24, 1000, 70000, 4 * MIB, 100 * MIB};
+    static const size_t impossible[] = {SIZE_MAX, SIZE_MAX - 8, SIZE_MAX - 4096,
+                                        (size_t)PTRDIFF_MAX + 1, (size_t)PTRDIFF_MAX,
+                                        (size_t)1 << 46 /* 64 TiB: mmap refuses */};
+
+    for (size_t i = 0; i < sizeof old_sizes / sizeof old_sizes[0]; i++) {
+        size_t size = old_sizes[i];
+        void *ptr = malloc(size);
+        if (!ptr) {
+            CHECK(0, "malloc(%zu)", size);
+            continue;
+        }
+        size_t usable = malloc_usable_size(ptr);
+        pattern_fill(ptr, size, 77 + size);
+        for (size_t j = 0; j < sizeof impossible / sizeof impossible[0]; j++) {
+            errno = 0;
+            void *result = realloc(ptr, impossible[j]);
+            int saved_errno = errno;
+            CHECK(result == NULL && saved_errno == ENOMEM,
+                  "realloc(%zu-byte block, %#zx): NULL, ENOMEM (got %p, errno %d)", size,
+                  impossible[j], result, saved_errno);
+            if (result) {
+                ptr = result; /* should not happen; keep going safely */
+                continue;
+            }
+            CHECK(pattern_find(ptr, size, 77 + size) == SIZE_MAX &&
+                      malloc_usable_size(ptr) == usable,
+                  "after the failed realloc the %zu-byte block is unchanged", size);
+        }
+        /* Still a normal block: it can grow and be freed. */
+        void *grown = realloc(ptr, size * 2);
+        CHECK(grown != NULL && pattern_find(grown, size, 77 + size) == SIZE_MAX,
+              "the %zu-byte block still grows after failed reallocs", size);
+        free(grown ? grown : ptr);
+    }
+}
+
+static void test_reallocarray(void)
+{
+    unsigned int *array = reallocarray(NULL, 10, sizeof *array);
+    CHECK(array != NULL && malloc_usable_size(array) >= 10 * sizeof *array,
+          "reallocarray(NULL, 10, 4) allocates");
+    if (!array)
+        return;
+    for (unsigned int i = 0; i < 10; i++)
+        array[i] = i * 2654435761u;
+    unsigned int *grown = reallocarray(array, 300000, sizeof *array);
+    CHECK(grown != NULL, "reallocarray grows to 300000 elements");
+    if (grown) {
+        int same = 1;
+        for (unsigned int i = 0; i < 10; i++)
+            same &= grown[i] == i * 2654435761u;
+        CHECK(same, "reallocarray kept the first 10 elements");
+        for (unsigned int i = 0; i < 300000; i++)
+            grown[i] = i;
+        array = grown;
+    }
+    static const size_t overflow[][2] = {{SIZE_MAX / 2 + 1, 2},
+                                         {(size_t)1 << 32, (size_t)1 << 32},
+                                         {SIZE_MAX, SIZE_MAX},
+                                         {3, SIZE_MAX / 3 + 1}};
+    for (size_t i = 0; i < sizeof overflow / sizeof overflow[0]; i++) {
+        errno = 0;
+        void *result = reallocarray(array, overflow[i][0], overflow[i][1]);
+        CHECK(result == NULL && errno == ENOMEM,
+              "reallocarray(p, %#zx, %#zx) overflows: NULL, ENOMEM (errno %d)", overflow[i][0],
+              overflow[i][1], errno);
+        if (result)
+            array = result;
+        errno = 0;
+        result = reallocarray(NULL, overflow[i][0], overflow[i][1]);
+        CHECK(result == NULL && errno == ENOMEM,
+              "reallocarray(NULL, %#zx, %#zx) overflows: NULL, ENOMEM", overflow[i][0],
+              overflow[i][1]);
+        free(result);
+    }
+    int same = 1;
+    for (unsigned int i = 0; i < 300000 && grown; i++)
+        same &= array[i] == i;
+    CHECK(same, "the array is unchanged after the overflowing reallocarrays");
+    unsigned int *shrunk = reallocarray(array, 5, sizeof *array);
+    CHECK(shrunk != NULL && shrunk[4] == (grown ? 4u : 4 * 2654435761u),
+          "reallocarray shrinks keeping the contents");
+    free(shrunk ? shrunk : array);
+}
+
+int main(void)
+{
+    expect_malloc_is_xmm();
+    test_ladder();
+    test_random_walk();
+    test_zero_and_null();
+    test_failure_keeps_block();
+    test_reallocarray();
+    return check_summary("malloc_realloc");
+}
