@@ -32,3 +32,11 @@ $(BUILD)/tsan/test_%: tests/unit/test_%.c $(TSAN_CORE_A)
 TSAN_PROGRAMS += $(BUILD)/tsan/test_central_stress
 
 -include tests/api.mk
+
+# Front-end tests run through malloc itself: linked against libxmm.so.
+$(BUILD)/tests/test_front_end: tests/unit/test_front_end.c $(LIBXMM_SO) tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
+
+TEST_PROGRAMS += $(BUILD)/tests/test_front_end
+TEST_SCRIPTS += tests/front_end.sh
