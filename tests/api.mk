@@ -46,8 +46,9 @@ TEST_PROGRAMS += $(API_TEST_PROGRAMS)
 TEST_SCRIPTS += $(API_SCRIPTS)
 TSAN_PROGRAMS += $(API_TSAN)
 
-# The scripts find the build tree here (they default to ./build).
-export XMM_TEST_BUILD := $(abspath $(BUILD))
+# The scripts find the build tree here (they default to ./build). Not an
+# XMM_* name: libxmm warns about XMM_* variables it does not know.
+export XMMTEST_BUILD := $(abspath $(BUILD))
 
 # What the scripts run, built along with the test programs.
 test-build: $(API_CXX_PLAIN) $(API_EARLY_LIB)

@@ -29,8 +29,9 @@ static int resize_and_check(void **ptr, size_t *size, size_t new_size, uint64_t 
            how, *size, new_size, keep, at);
     size_t usable = malloc_usable_size(moved);
     CHECKQ(usable >= new_size, "%s: usable size %zu >= %zu after realloc", how, usable, new_size);
-    CHECKQ(is_aligned(moved, expected_alignment(new_size)), "%s: realloc(.., %zu) = %p aligned",
-           how, new_size, moved);
+    CHECKQ(is_aligned(moved, expected_alignment(new_size)),
+           "%s: realloc(%p of %zu bytes, %zu) = %p aligned to %zu", how, old, *size, new_size,
+           moved, expected_alignment(new_size));
     CHECKQ(xmm_node_of(moved) >= 0, "%s: realloc(.., %zu) gives an XMM block", how, new_size);
     pattern_fill(moved, new_size, seed);
     *ptr = moved;
@@ -62,8 +63,8 @@ static void test_ladder(void)
         good += resize_and_check(&ptr, &size, ladder[i], seed, "jump up");
         total += 2;
     }
-    CHECK(good == total, "%zu reallocs up and down %zu sizes from 0 B to 200 MiB kept the "
-                         "contents (%zu good)",
+    CHECK(good == total, "%zu reallocs up and down %zu sizes from 0 B to 200 MiB: contents kept, "
+                         "usable size and alignment right (%zu good)",
           total, steps, good);
     free(ptr);
 
@@ -166,7 +167,9 @@ static void test_failure_keeps_block(void)
     static const size_t old_sizes[] = {24, 1000, 70000, 4 * MIB, 100 * MIB};
     static const size_t impossible[] = {SIZE_MAX, SIZE_MAX - 8, SIZE_MAX - 4096,
                                         (size_t)PTRDIFF_MAX + 1, (size_t)PTRDIFF_MAX,
-                                        (size_t)1 << 46 /* 64 TiB: mmap refuses */};
+                                        /* 128 TiB: the whole user address space
+                                         * of x86_64, so no mapping can hold it */
+                                        (size_t)1 << 47};
 
     for (size_t i = 0; i < sizeof old_sizes / sizeof old_sizes[0]; i++) {
         size_t size = old_sizes[i];
