@@ -57,15 +57,20 @@ static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
     return span->start;
 }
 
-void *xmm_heap_alloc(size_t size)
+void *xmm_heap_alloc_slow(size_t size)
 {
     if (XMM_UNLIKELY(!xmm_ensure_init()))
         return fail_no_memory();
-    if (XMM_LIKELY(size <= XMM_MAX_SMALL_SIZE)) {
+    if (size <= XMM_MAX_SMALL_SIZE) {
         void *object = xmm_front_alloc(xmm_size_to_class(size));
         return XMM_LIKELY(object != NULL) ? object : fail_no_memory();
     }
     return alloc_large(size, XMM_PAGE_SIZE, current_node(), false);
+}
+
+void *xmm_heap_alloc(size_t size)
+{
+    return xmm_heap_alloc_inline(size);
 }
 
 void *xmm_heap_alloc_zeroed(size_t size)

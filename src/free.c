@@ -72,7 +72,12 @@ static enum block_kind find_block(const void *ptr, struct block *block)
 
 void xmm_heap_free(void *ptr)
 {
-    if (XMM_UNLIKELY(!ptr))
+    xmm_heap_free_inline(ptr);
+}
+
+void xmm_heap_free_slow(void *ptr)
+{
+    if (!ptr)
         return;
     struct block block;
     switch (find_block(ptr, &block)) {

@@ -5,7 +5,10 @@
 #ifndef XMM_HEAP_H
 #define XMM_HEAP_H
 
+#include "arena.h"
 #include "common.h"
+#include "front_end.h"
+#include "size_class.h"
 
 /* Allocation on the calling CPU's node (node -1) or on `node`. NULL with
  * errno ENOMEM on failure. */
@@ -23,6 +26,47 @@ size_t xmm_heap_usable_size(const void *ptr);
 
 /* Home node, or -1 if XMM did not hand out `ptr`. */
 int xmm_heap_node_of(const void *ptr);
+
+/* Slow paths of the inline entry points below. */
+void *xmm_heap_alloc_slow(size_t size);
+void xmm_heap_free_slow(void *ptr);
+
+/* malloc: size -> class (a table load) -> the front end's pop. On a hit
+ * nothing else runs: no init check (before init every cache misses), no
+ * call. */
+XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
+{
+    if (XMM_LIKELY(size <= XMM_MAX_SMALL_SIZE)) {
+        void *object = xmm_front_try_alloc(xmm_size_to_class(size));
+        if (XMM_LIKELY(object != NULL))
+            return object;
+    }
+    return xmm_heap_alloc_slow(size);
+}
+
+/* free: address -> region -> span (two loads through the maps), the
+ * object-start check (a multiply), then the front end's push. Anything
+ * unusual (NULL, large, direct, invalid) takes the slow path, which
+ * classifies and reports. */
+XMM_INLINE void xmm_heap_free_inline(void *ptr)
+{
+    struct xmm_region *region = xmm_region_of(ptr);
+    if (XMM_LIKELY(region != NULL && region->kind == XMM_REGION_CHUNK)) {
+        struct xmm_span *span = xmm_chunk_span_of((struct xmm_chunk *)region, ptr);
+        if (XMM_LIKELY(span != NULL &&
+                       __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) == XMM_SPAN_SMALL)) {
+            size_t offset = (size_t)((char *)ptr - span->start);
+            unsigned size_class = span->size_class;
+            uint32_t index = xmm_class_object_index(size_class, offset);
+            if (XMM_LIKELY((size_t)index * xmm_class_size(size_class) == offset &&
+                           index < xmm_size_classes[size_class].objects)) {
+                xmm_front_free(ptr, span);
+                return;
+            }
+        }
+    }
+    xmm_heap_free_slow(ptr);
+}
 
 /* Process-wide counters kept outside the front end (atomic, slow paths). */
 struct xmm_heap_counters {

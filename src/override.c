@@ -25,12 +25,12 @@ void free_aligned_sized(void *ptr, size_t alignment, size_t size);
 
 XMM_EXPORT void *malloc(size_t size)
 {
-    return xmm_heap_alloc(size);
+    return xmm_heap_alloc_inline(size);
 }
 
 XMM_EXPORT void free(void *ptr)
 {
-    xmm_heap_free(ptr);
+    xmm_heap_free_inline(ptr);
 }
 
 XMM_EXPORT void cfree(void *ptr)

@@ -22,7 +22,7 @@ _Noreturn void _ZSt17__throw_bad_allocv(void) __attribute__((weak));
 
 static void *allocate(size_t size, size_t alignment)
 {
-    return alignment ? xmm_heap_alloc_aligned(alignment, size, -1) : xmm_heap_alloc(size);
+    return alignment ? xmm_heap_alloc_aligned(alignment, size, -1) : xmm_heap_alloc_inline(size);
 }
 
 static void *new_slow(size_t size, size_t alignment, bool nothrow)
@@ -88,9 +88,9 @@ XMM_EXPORT void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t size, size_t alignmen
 
 /* operator delete / delete[]: XMM's metadata knows every block's size and
  * alignment, so the sized and aligned forms free the same way. */
-XMM_EXPORT void _ZdlPv(void *ptr) { xmm_heap_free(ptr); }
+XMM_EXPORT void _ZdlPv(void *ptr) { xmm_heap_free_inline(ptr); }
 XMM_EXPORT void _ZdaPv(void *ptr) { xmm_heap_free(ptr); }
-XMM_EXPORT void _ZdlPvm(void *ptr, size_t size) { (void)size; xmm_heap_free(ptr); }
+XMM_EXPORT void _ZdlPvm(void *ptr, size_t size) { (void)size; xmm_heap_free_inline(ptr); }
 XMM_EXPORT void _ZdaPvm(void *ptr, size_t size) { (void)size; xmm_heap_free(ptr); }
 XMM_EXPORT void _ZdlPvRKSt9nothrow_t(void *ptr, const struct nothrow_tag *tag)
 { (void)tag; xmm_heap_free(ptr); }
