@@ -37,7 +37,7 @@ size_t xmm_os_page_size(void)
 
 /* ---- memory ------------------------------------------------------------ */
 
-void *xmm_os_map(size_t size, size_t alignment)
+static void *map_aligned(size_t size, size_t alignment, int flags)
 {
     size_t page = xmm_os_page_size();
     if (alignment < page)
@@ -45,7 +45,6 @@ void *xmm_os_map(size_t size, size_t alignment)
     if (size == 0 || size > SIZE_MAX - alignment)
         return NULL;
     int protection = PROT_READ | PROT_WRITE;
-    int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
     /* Optimistic: the kernel often hands out aligned addresses already. */
     void *first = mmap(NULL, size, protection, flags, -1, 0);
     if (first == MAP_FAILED)
@@ -66,6 +65,16 @@ void *xmm_os_map(size_t size, size_t alignment)
     if (tail)
         munmap((char *)start + size, tail);
     return (void *)start;
+}
+
+void *xmm_os_map(size_t size, size_t alignment)
+{
+    return map_aligned(size, alignment, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+}
+
+void *xmm_os_map_accounted(size_t size, size_t alignment)
+{
+    return map_aligned(size, alignment, MAP_PRIVATE | MAP_ANONYMOUS);
 }
 
 void xmm_os_unmap(void *addr, size_t size)

@@ -32,10 +32,16 @@ size_t xmm_os_page_size(void);
 
 /* Maps `size` bytes of private anonymous read-write memory whose start is a
  * multiple of `alignment` (a power of two, >= the page size). The memory
- * reads as zero and is committed lazily by the kernel on first touch
- * (MAP_NORESERVE). Returns NULL if the kernel refuses (ENOMEM, ulimit -v);
+ * reads as zero and is committed lazily by the kernel on first touch; it
+ * is exempt from overcommit accounting (MAP_NORESERVE), which suits XMM's
+ * own reservations. Returns NULL if the kernel refuses (ENOMEM, ulimit -v);
  * errno is left as the kernel set it. */
 void *xmm_os_map(size_t size, size_t alignment);
+
+/* Like xmm_os_map, but accounted: the kernel's overcommit policy may
+ * refuse it. For one block a program asked for, so that an impossible
+ * size fails at once, as with glibc, instead of at first touch. */
+void *xmm_os_map_accounted(size_t size, size_t alignment);
 
 /* Unmaps [addr, addr + size). `addr` and `size` must be page-aligned and
  * come from xmm_os_map. Failure (which only happens on bad arguments) is

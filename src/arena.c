@@ -116,7 +116,7 @@ void *xmm_arena_map_direct(size_t size, size_t alignment, int node)
         return NULL;
     /* Granule alignment gives the mapping whole map entries of its own. */
     size_t granule_alignment = alignment > XMM_CHUNK_SIZE ? alignment : XMM_CHUNK_SIZE;
-    char *base = xmm_os_map(mapped, granule_alignment);
+    char *base = xmm_os_map_accounted(mapped, granule_alignment);
     if (!base) {
         give_back_direct_descriptor(region);
         return NULL;

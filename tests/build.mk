@@ -32,6 +32,7 @@ $(BUILD)/tsan/test_%: tests/unit/test_%.c $(TSAN_CORE_A)
 TSAN_PROGRAMS += $(BUILD)/tsan/test_central_stress
 
 -include tests/api.mk
+-include tests/numa.mk
 
 # Front-end tests run through malloc itself: linked against libxmm.so.
 $(BUILD)/tests/test_front_end: tests/unit/test_front_end.c $(LIBXMM_SO) tests/unit/check.h
