@@ -272,6 +272,71 @@ __attribute__((unused)) static const char *describe_status(int status)
     return text;
 }
 
+/* ---- sections ---------------------------------------------------------------- */
+
+/* Runs `section` in a forked child, so that a crash in one part of a test
+ * (an abort inside the allocator, a SIGSEGV) is reported as a failure of
+ * that part and the other parts still run. The child's failed checks count
+ * as the parent's and its first failures appear in the parent's summary. */
+__attribute__((unused)) static void run_section(const char *name, void (*section)(void))
+{
+    int channel[2];
+
+    printf("---- %s\n", name);
+    fflush(stdout);
+    if (pipe(channel) != 0) {
+        section();
+        return;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(channel[0]);
+        close(channel[1]);
+        section();
+        return;
+    }
+    if (pid == 0) {
+        close(channel[0]);
+        check_failed_count = 0;
+        check_total_count = 0;
+        section();
+        fflush(stdout);
+        unsigned long kept = check_failed_count < CHECK_KEEP_FAILURES ? check_failed_count
+                                                                      : CHECK_KEEP_FAILURES;
+        dprintf(channel[1], "%lu %lu\n", check_total_count, check_failed_count);
+        for (unsigned long i = 0; i < kept; i++)
+            dprintf(channel[1], "%s\n", check_failures[i]);
+        close(channel[1]);
+        _exit(0);
+    }
+    close(channel[1]);
+    FILE *from_child = fdopen(channel[0], "r");
+    char line[sizeof check_failures[0] + 8];
+    unsigned long total = 0, failed = 0;
+    int reported = 0;
+    if (from_child && fgets(line, sizeof line, from_child) &&
+        sscanf(line, "%lu %lu", &total, &failed) == 2) {
+        reported = 1;
+        check_total_count += total;
+        while (fgets(line, sizeof line, from_child)) {
+            line[strcspn(line, "\n")] = '\0';
+            if (check_failed_count < CHECK_KEEP_FAILURES)
+                snprintf(check_failures[check_failed_count], sizeof check_failures[0], "%s",
+                         line);
+            check_failed_count++;
+            failed--;
+        }
+        check_failed_count += failed; /* the ones not kept */
+    }
+    if (from_child)
+        fclose(from_child);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    CHECK(reported && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "section %s ran to its end (%s)", name, describe_status(status));
+}
+
 /* The path of the running executable, for re-executing it. */
 __attribute__((unused)) static const char *self_path(void)
 {
