@@ -112,3 +112,8 @@ tsan-build: $(TSAN_PROGRAMS)
 
 # The C++ operators must let a new-handler's exception unwind through them.
 $(BUILD)/obj/src/override_cxx.o: XMM_CFLAGS += -fexceptions
+
+# The size class table of docs/design.md, printed from the allocator itself.
+size-class-table: $(LIBXMM_CORE_A)
+	@$(CC) $(CPPFLAGS_XMM) -O1 -mcx16 -o $(BUILD)/size-class-table tools/size_class_table.c \
+	    $(LIBXMM_CORE_A) $(LIBS) && $(BUILD)/size-class-table
