@@ -1,0 +1,325 @@
+/*
+ * malloc_misc.c - the rest of the C allocation API and bad sizes.
+ *
+ * free_sized, malloc_trim, mallinfo, mallinfo2, malloc_stats, malloc_info;
+ * impossible sizes give NULL and ENOMEM from every function; the statistics
+ * count what a quiet single-threaded program does exactly; printing the
+ * statistics does not allocate.
+ */
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "xmm.h"
+#include "testlib.h"
+
+static struct xmm_stats snapshot(void)
+{
+    struct xmm_stats stats;
+    memset(&stats, 0, sizeof stats);
+    stats.version = XMM_STATS_VERSION;
+    xmm_stats_get(&stats);
+    return stats;
+}
+
+static void test_free_sized(void)
+{
+    static const size_t sizes[] = {0,    1,     8,      15,      16,      17,      100,
+                                   1000, 4096,  20000,  70000,   300000,  2 * MIB, 40 * MIB};
+    size_t good = 0, count = sizeof sizes / sizeof sizes[0];
+
+    for (size_t i = 0; i < count; i++) {
+        void *ptr = malloc(sizes[i]);
+        if (!ptr)
+            continue;
+        memset(ptr, 7, sizes[i]);
+        size_t usable = malloc_usable_size(ptr);
+        struct xmm_stats before = snapshot();
+        free_sized(ptr, sizes[i]);
+        struct xmm_stats after = snapshot();
+        CHECK(after.frees == before.frees + 1 &&
+                  after.bytes_in_use + usable == before.bytes_in_use,
+              "free_sized(p, %zu) frees the block: frees %llu -> %llu, bytes_in_use %llu -> %llu",
+              sizes[i], (unsigned long long)before.frees, (unsigned long long)after.frees,
+              (unsigned long long)before.bytes_in_use, (unsigned long long)after.bytes_in_use);
+        good += after.frees == before.frees + 1;
+    }
+    CHECK(good == count, "free_sized at %zu sizes from 0 to 40 MiB", count);
+    free_sized(NULL, 0);
+    free_sized(NULL, 100);
+    free_aligned_sized(NULL, 64, 100);
+    CHECK(1, "free_sized(NULL, n) and free_aligned_sized(NULL, ..) are no-ops");
+
+    /* Many blocks freed with their sizes, then reused. */
+    enum { MANY = 5000 };
+    static void *blocks[MANY];
+    size_t bad = 0;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < MANY; i++) {
+            size_t size = 1 + (size_t)(i * 37 % 3000);
+            blocks[i] = malloc(size);
+            if (!blocks[i])
+                bad++;
+            else
+                pattern_fill(blocks[i], size, pattern_seed(blocks[i], size));
+        }
+        for (int i = 0; i < MANY; i++) {
+            size_t size = 1 + (size_t)(i * 37 % 3000);
+            if (blocks[i] &&
+                pattern_find(blocks[i], size, pattern_seed(blocks[i], size)) != SIZE_MAX)
+                bad++;
+            free_sized(blocks[i], size);
+        }
+    }
+    CHECK(bad == 0, "3 rounds of %d blocks freed with free_sized and reused: intact", MANY);
+}
+
+/* Statistics in a quiet, single-threaded process are exact. */
+static void test_stats_counting(void)
+{
+    enum { N = 1000 };
+    static void *blocks[N];
+    struct xmm_stats before = snapshot();
+    CHECK(before.version == XMM_STATS_VERSION, "xmm_stats_get keeps version %u (got %u)",
+          XMM_STATS_VERSION, before.version);
+    CHECK(before.node_count >= 1 && (int)before.node_count == xmm_node_count(),
+          "stats node_count %u == xmm_node_count() %d", before.node_count, xmm_node_count());
+    CHECK(strcmp(before.front_end, "per-cpu") == 0 || strcmp(before.front_end, "per-thread") == 0,
+          "front_end is \"per-cpu\" or \"per-thread\" (got \"%.16s\")", before.front_end);
+
+    size_t usable_sum = 0;
+    for (int i = 0; i < N; i++) {
+        blocks[i] = malloc((size_t)(i % 500) * 8 + 1);
+        usable_sum += malloc_usable_size(blocks[i]);
+    }
+    struct xmm_stats middle = snapshot();
+    for (int i = 0; i < N; i++)
+        free(blocks[i]);
+    struct xmm_stats after = snapshot();
+    CHECK(middle.allocations == before.allocations + N,
+          "%d mallocs add %d to allocations: %llu -> %llu", N, N,
+          (unsigned long long)before.allocations, (unsigned long long)middle.allocations);
+    CHECK(middle.bytes_in_use == before.bytes_in_use + usable_sum,
+          "bytes_in_use grows by the %zu usable bytes: %llu -> %llu", usable_sum,
+          (unsigned long long)before.bytes_in_use, (unsigned long long)middle.bytes_in_use);
+    CHECK(after.frees == middle.frees + N, "%d frees add %d to frees: %llu -> %llu", N, N,
+          (unsigned long long)middle.frees, (unsigned long long)after.frees);
+    CHECK(after.bytes_in_use == before.bytes_in_use, "bytes_in_use back to %llu (got %llu)",
+          (unsigned long long)before.bytes_in_use, (unsigned long long)after.bytes_in_use);
+
+    /* Each malloc-like function counts as one allocation. */
+    struct {
+        const char *name;
+        void *ptr;
+    } calls[6];
+    before = snapshot();
+    calls[0].name = "calloc";
+    calls[0].ptr = calloc(3, 40);
+    calls[1].name = "aligned_alloc";
+    calls[1].ptr = aligned_alloc(256, 1000);
+    calls[2].name = "posix_memalign";
+    if (posix_memalign(&calls[2].ptr, 64, 64) != 0)
+        calls[2].ptr = NULL;
+    calls[3].name = "memalign";
+    calls[3].ptr = memalign(4096, 10);
+    calls[4].name = "valloc";
+    calls[4].ptr = valloc(5000);
+    calls[5].name = "strdup (inside libc)";
+    calls[5].ptr = strdup("counted");
+    after = snapshot();
+    CHECK(after.allocations == before.allocations + 6,
+          "calloc, aligned_alloc, posix_memalign, memalign, valloc, strdup: 6 allocations "
+          "(%llu -> %llu)",
+          (unsigned long long)before.allocations, (unsigned long long)after.allocations);
+    for (int i = 0; i < 6; i++)
+        free(calls[i].ptr);
+
+    /* Large allocations are counted as such. */
+    before = snapshot();
+    void *large = malloc(48 * MIB);
+    after = snapshot();
+    CHECK(large && after.large_allocations == before.large_allocations + 1,
+          "a 48 MiB malloc adds 1 to large_allocations (%llu -> %llu)",
+          (unsigned long long)before.large_allocations, (unsigned long long)after.large_allocations);
+    CHECK(after.bytes_reserved >= after.bytes_committed && after.bytes_committed >= 48 * MIB,
+          "bytes_reserved %llu >= bytes_committed %llu >= 48 MiB",
+          (unsigned long long)after.bytes_reserved, (unsigned long long)after.bytes_committed);
+    free(large);
+
+    errno = 0;
+    CHECK(xmm_stats_get(NULL) == -1 && errno == EINVAL, "xmm_stats_get(NULL): -1, EINVAL");
+}
+
+/* xmm.h: xmm_stats_print never allocates. With the override active any
+ * allocation (stdio's, say) would show in the counters. */
+static void test_stats_print_does_not_allocate(void)
+{
+    int fd = open("/dev/null", O_WRONLY);
+    struct xmm_stats before = snapshot();
+    int text = xmm_stats_print(fd, "text");
+    int json = xmm_stats_print(fd, "json");
+    int null_format = xmm_stats_print(fd, NULL);
+    struct xmm_stats after = snapshot();
+    close(fd);
+    CHECK(text == 0 && json == 0 && null_format == 0, "xmm_stats_print text/json/NULL return 0");
+    CHECK(after.allocations == before.allocations && after.frees == before.frees,
+          "xmm_stats_print allocated nothing (allocations %llu -> %llu, frees %llu -> %llu)",
+          (unsigned long long)before.allocations, (unsigned long long)after.allocations,
+          (unsigned long long)before.frees, (unsigned long long)after.frees);
+}
+
+static void test_trim_and_info(void)
+{
+    enum { BLOCKS = 256 };
+    static void *blocks[BLOCKS];
+
+    /* 64 MiB in 256 KiB blocks, freed: free pages the trim can return. */
+    for (int i = 0; i < BLOCKS; i++) {
+        blocks[i] = malloc(256 * KIB);
+        if (blocks[i])
+            memset(blocks[i], 1, 256 * KIB);
+    }
+    struct mallinfo2 full = mallinfo2();
+    struct mallinfo narrow = mallinfo();
+    for (int i = 0; i < BLOCKS; i++)
+        free(blocks[i]);
+    struct mallinfo2 emptied = mallinfo2();
+    CHECK(full.uordblks >= 64 * MIB,
+          "mallinfo2().uordblks %zu >= the 64 MiB in use", full.uordblks);
+    CHECK(full.arena + full.hblkhd >= full.uordblks,
+          "mallinfo2: arena %zu + hblkhd %zu >= uordblks %zu", full.arena, full.hblkhd,
+          full.uordblks);
+    CHECK((size_t)narrow.uordblks >= 64 * MIB, "mallinfo().uordblks %d >= 64 MiB",
+          narrow.uordblks);
+    CHECK(emptied.uordblks + 63 * MIB <= full.uordblks,
+          "mallinfo2().uordblks drops by >= 63 MiB after the frees (%zu -> %zu)", full.uordblks,
+          emptied.uordblks);
+
+    struct xmm_stats before = snapshot();
+    int trimmed = malloc_trim(0);
+    struct xmm_stats after = snapshot();
+    CHECK(trimmed == 1, "malloc_trim(0) after freeing 64 MiB returns 1: memory released (got %d)",
+          trimmed);
+    CHECK(after.bytes_page_heap_free == 0,
+          "no unpurged free pages left after malloc_trim (%llu bytes; %llu before)",
+          (unsigned long long)after.bytes_page_heap_free,
+          (unsigned long long)before.bytes_page_heap_free);
+    CHECK(after.bytes_committed + 60 * MIB <= before.bytes_committed &&
+              after.bytes_purged >= before.bytes_purged + 60 * MIB,
+          "malloc_trim returned the freed 64 MiB: committed %llu -> %llu, purged %llu -> %llu",
+          (unsigned long long)before.bytes_committed, (unsigned long long)after.bytes_committed,
+          (unsigned long long)before.bytes_purged, (unsigned long long)after.bytes_purged);
+    /* Memory released is memory that still works. */
+    size_t bad = 0;
+    for (int i = 0; i < BLOCKS; i++) {
+        blocks[i] = malloc(256 * KIB);
+        if (!blocks[i]) {
+            bad++;
+            continue;
+        }
+        pattern_fill(blocks[i], 256 * KIB, i);
+    }
+    for (int i = 0; i < BLOCKS; i++) {
+        if (blocks[i] && pattern_find(blocks[i], 256 * KIB, i) != SIZE_MAX)
+            bad++;
+        free(blocks[i]);
+    }
+    CHECK(bad == 0, "after malloc_trim the memory is allocated and written again");
+    CHECK(malloc_trim(1 << 20) >= 0, "malloc_trim(1 MiB pad) returns 0 or 1");
+
+    /* malloc_stats writes to stderr: something, and ends with a newline. */
+    char path[] = "/tmp/xmm-malloc-stats-XXXXXX";
+    int fd = mkstemp(path);
+    int saved = dup(2);
+    fflush(stderr);
+    dup2(fd, 2);
+    malloc_stats();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    struct stat status;
+    fstat(fd, &status);
+    char last = 0;
+    if (status.st_size > 0)
+        pread(fd, &last, 1, status.st_size - 1);
+    close(fd);
+    unlink(path);
+    CHECK(status.st_size > 0 && last == '\n', "malloc_stats printed %lld bytes to stderr",
+          (long long)status.st_size);
+
+    char *text = NULL;
+    size_t length = 0;
+    FILE *stream = open_memstream(&text, &length);
+    int result = malloc_info(0, stream);
+    fclose(stream);
+    CHECK(result == 0 && text && strncmp(text, "<malloc version=", 16) == 0 &&
+              strstr(text, "</malloc>") != NULL,
+          "malloc_info(0, ..) returns 0 and writes <malloc version=..>..</malloc> (%zu bytes)",
+          length);
+    free(text);
+    stream = open_memstream(&text, &length);
+    errno = 0;
+    result = malloc_info(1, stream);
+    int saved_errno = errno;
+    fclose(stream);
+    free(text);
+    CHECK(result == -1 && saved_errno == EINVAL, "malloc_info(1, ..): -1, EINVAL as in glibc");
+}
+
+static void test_bad_sizes(void)
+{
+    static const size_t impossible[] = {SIZE_MAX,
+                                        SIZE_MAX - 1,
+                                        SIZE_MAX - 15,
+                                        SIZE_MAX - 4095,
+                                        SIZE_MAX - 64 * MIB,
+                                        SIZE_MAX / 2,
+                                        (size_t)PTRDIFF_MAX + 1,
+                                        (size_t)PTRDIFF_MAX,
+                                        (size_t)1 << 47};
+    for (size_t i = 0; i < sizeof impossible / sizeof impossible[0]; i++) {
+        errno = 0;
+        void *ptr = malloc(impossible[i]);
+        CHECK(ptr == NULL && errno == ENOMEM, "malloc(%#zx): NULL, ENOMEM (got %p, errno %d)",
+              impossible[i], ptr, errno);
+        free(ptr);
+        errno = 0;
+        ptr = xmm_malloc(impossible[i]);
+        CHECK(ptr == NULL && errno == ENOMEM, "xmm_malloc(%#zx): NULL, ENOMEM (errno %d)",
+              impossible[i], errno);
+        xmm_free(ptr);
+    }
+    static const size_t overflow[][2] = {{SIZE_MAX / 2 + 1, 2},
+                                         {(size_t)1 << 32, (size_t)1 << 32},
+                                         {SIZE_MAX, SIZE_MAX},
+                                         {16, SIZE_MAX / 16 + 1}};
+    for (size_t i = 0; i < sizeof overflow / sizeof overflow[0]; i++) {
+        errno = 0;
+        void *ptr = xmm_alloc_array(overflow[i][0], overflow[i][1]);
+        CHECK(ptr == NULL && errno == ENOMEM,
+              "xmm_alloc_array(%#zx, %#zx) overflows: NULL, ENOMEM (errno %d)", overflow[i][0],
+              overflow[i][1], errno);
+        errno = 0;
+        ptr = calloc(overflow[i][0], overflow[i][1]);
+        CHECK(ptr == NULL && errno == ENOMEM, "calloc(%#zx, %#zx): NULL, ENOMEM (errno %d)",
+              overflow[i][0], overflow[i][1], errno);
+        errno = 0;
+        ptr = reallocarray(NULL, overflow[i][0], overflow[i][1]);
+        CHECK(ptr == NULL && errno == ENOMEM, "reallocarray(NULL, %#zx, %#zx): NULL, ENOMEM",
+              overflow[i][0], overflow[i][1]);
+    }
+    /* After all that, allocation works as before. */
+    void *ptr = malloc(100);
+    CHECK(ptr != NULL && xmm_node_of(ptr) >= 0, "malloc works after the failures");
+    free(ptr);
+}
+
+int main(void)
+{
+    expect_malloc_is_xmm();
+    run_section("free_sized", test_free_sized);
+    run_section("statistics count exactly", test_stats_counting);
+    run_section("xmm_stats_print does not allocate", test_stats_print_does_not_allocate);
+    run_section("malloc_trim, mallinfo, malloc_stats, malloc_info", test_trim_and_info);
+    run_section("impossible sizes", test_bad_sizes);
+    return check_summary("malloc_misc");
+}
