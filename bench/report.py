@@ -1,0 +1,634 @@
+#!/usr/bin/env python3
+"""Writes docs/benchmarks.md and docs/img/* from the saved raw results.
+
+usage: report.py [--results bench/results] [--doc docs/benchmarks.md] [--img docs/img]
+       report.py --text DIR     (a side-by-side table on the terminal)
+
+The full run (bench/results/full) is the body of the doc; a QUICK run
+(bench/results/quick), when saved too, adds a short summary at the end.
+With only a QUICK run, it becomes the body. Nothing here measures: every
+number comes from the CSV/JSON files, so anyone can regenerate the doc.
+"""
+import argparse
+import glob
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import plots  # noqa: E402
+import results as R  # noqa: E402
+
+SLOW_LIMIT = 1.1   # "XMM is more than 1.1x slower than the best peer"
+RSS_LIMIT = 1.1    # target: peak RSS within 1.1x of the best peer
+
+
+# ---- formatting ---------------------------------------------------------------
+
+def fmt_seconds(value):
+    if value is None:
+        return "–"
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if value >= scale or unit == "ns":
+            return f"{value / scale:.3g} {unit}"
+    return "–"
+
+
+def fmt_rate(value):
+    if value is None:
+        return "–"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3), ("", 1)):
+        if value >= scale or unit == "":
+            return f"{value / scale:.3g} {unit}/s".replace(" /s", "/s")
+    return "–"
+
+
+def fmt_mib(kb):
+    return "–" if kb is None else f"{kb / 1024:.1f} MiB"
+
+
+def fmt_ratio(value):
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def escape(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def spread(values, formatter):
+    if not values:
+        return "–"
+    return f"{formatter(min(values))} – {formatter(max(values))}"
+
+
+# ---- headline numbers -------------------------------------------------------------
+
+class Summary:
+    """The ratios the headline reports, computed once."""
+
+    def __init__(self, results):
+        self.results = results
+        self.macro = R.macro_benchmarks(results)
+        self.has_xmm = "xmm" in results.allocators
+
+    def ok(self, benchmark, allocator, case=""):
+        return self.results.cell(benchmark, case, allocator).ok
+
+    def geomean_vs_best(self, allocator, ratio_function, benchmarks):
+        ratios = [ratio_function(self.results, b, case, self.results.allocators)[allocator]
+                  for b, case in benchmarks if self.ok(b, allocator, case)]
+        return R.geomean(ratios), len(ratios)
+
+    def xmm_vs(self, peers, metric, benchmarks=None):
+        """Geometric mean over benchmarks of XMM's value / the best of `peers`
+        (one peer: XMM vs that peer), where XMM and a peer both succeeded."""
+        ratios = []
+        for benchmark in benchmarks or self.macro:
+            value = self.median(benchmark, "xmm", metric)
+            reference = R.best(self.median(benchmark, p, metric) for p in peers)
+            if value is not None and reference:
+                ratios.append(value / reference)
+        return R.geomean(ratios), len(ratios)
+
+    def median(self, benchmark, allocator, metric):
+        cell = self.results.cell(benchmark, "", allocator)
+        if not cell.ok:
+            return None
+        return cell.median_time() if metric == "time" else cell.median_rss()
+
+    def best_peer(self, benchmark, metric):
+        values = {p: self.median(benchmark, p, metric) for p in self.results.peers}
+        present = {p: v for p, v in values.items() if v is not None}
+        if not present:
+            return None, None
+        name = min(present, key=present.get)
+        return name, present[name]
+
+    def beyond_limit(self, metric, limit):
+        """[(benchmark, ratio, best peer)] where XMM / best peer > limit."""
+        found = []
+        for benchmark in self.macro:
+            value = self.median(benchmark, "xmm", metric)
+            peer, reference = self.best_peer(benchmark, metric)
+            if value is not None and reference and value / reference > limit:
+                found.append((benchmark, value / reference, peer))
+        return found
+
+    def failures(self):
+        """[(benchmark, case, allocator, error)] over every benchmark."""
+        found = []
+        for (benchmark, case), cells in sorted(self.results.cells.items()):
+            for allocator, cell in cells.items():
+                for error in cell.errors:
+                    found.append((benchmark, case, allocator, error))
+        return found
+
+
+# ---- sections -------------------------------------------------------------------
+
+def header_section(results, primary_dir):
+    meta = results.meta
+    return (
+        "# XMM benchmarks\n\n"
+        f"Generated by `bench/report.py` from the raw results in `{primary_dir}/` "
+        f"({meta['mode']} run, {meta['repetitions']} repetition(s), {meta['date']}, "
+        f"{meta.get('duration_s', '?')} s). Do not edit by hand: `make bench` measures "
+        "again and rewrites this file, `make bench-report` rewrites it from the saved "
+        "results.\n\n"
+        "> **Noisy machine.** These numbers come from a shared 2-core virtual machine. "
+        "Absolute times drift from run to run; what is meaningful is the ratio between "
+        "allocators measured side by side in the same session, with runs alternating "
+        "between allocators. Each table gives the spread (fastest to slowest "
+        "repetition): when spreads overlap, the difference is noise.\n\n")
+
+
+def availability_note(results):
+    xmm = R.allocator_info(results, "xmm")
+    if not xmm.get("available"):
+        return (f"> **XMM was not measured:** {xmm.get('problem', 'unknown reason')}. "
+                "Only the four peers appear below.\n\n")
+    if xmm.get("problem"):
+        return f"> **XMM failed its smoke test:** {xmm['problem']}\n\n"
+    return ""
+
+
+def summary_section(summary, img_dir):
+    results = summary.results
+    out = ["## Summary\n\n", availability_note(results)]
+    out.append(summary_table(summary))
+    if summary.has_xmm:
+        out.append(xmm_versus_peers(summary))
+        out.append(targets_section(summary))
+    failures = summary.failures()
+    if failures:
+        out.append(failures_section(results, failures))
+    if img_dir:
+        out.append("![time ratio per workload](img/workloads-time.svg)\n\n"
+                   "![peak RSS ratio per workload](img/workloads-rss.svg)\n\n"
+                   "![geometric means](img/summary.svg)\n\n")
+    return "".join(out)
+
+
+def summary_table(summary):
+    results = summary.results
+    macro_cases = [(b, "") for b in summary.macro]
+    micro = R.micro_cases(results)
+    rows = []
+    for allocator in results.allocators:
+        time_mean, time_count = summary.geomean_vs_best(allocator, R.time_ratios, macro_cases)
+        rss_mean, _ = summary.geomean_vs_best(allocator, R.rss_ratios, macro_cases)
+        micro_mean, _ = summary.geomean_vs_best(allocator, R.time_ratios, micro)
+        failed = sum(1 for f in summary.failures() if f[2] == allocator)
+        rows.append([allocator, fmt_ratio(time_mean), fmt_ratio(rss_mean),
+                     fmt_ratio(micro_mean), f"{time_count}/{len(summary.macro)}",
+                     str(failed)])
+    return (
+        "Geometric means of each allocator's ratio to the best allocator of each "
+        "benchmark (1.00× = best everywhere; lower is better). *Workloads* covers the "
+        f"{len(summary.macro)} workloads and real programs (time, or time per operation "
+        "for memcached); *micro* covers every microbenchmark case (time per operation). "
+        "A failed benchmark is left out of its allocator's mean and counted under "
+        "*failed runs*.\n\n"
+        + table(["allocator", "time (workloads)", "peak RSS (workloads)", "time (micro)",
+                 "workloads measured", "failed runs"], rows) + "\n")
+
+
+def xmm_versus_peers(summary):
+    results = summary.results
+    rows = []
+    for peer in results.peers:
+        time_mean, count = summary.xmm_vs([peer], "time")
+        rss_mean, _ = summary.xmm_vs([peer], "rss")
+        micro_mean, _ = micro_xmm_vs(results, [peer])
+        rows.append([peer, fmt_ratio(time_mean), fmt_ratio(rss_mean), fmt_ratio(micro_mean),
+                     str(count)])
+    time_mean, count = summary.xmm_vs(results.peers, "time")
+    rss_mean, _ = summary.xmm_vs(results.peers, "rss")
+    micro_mean, _ = micro_xmm_vs(results, results.peers)
+    rows.append(["**best peer of each benchmark**", fmt_ratio(time_mean), fmt_ratio(rss_mean),
+                 fmt_ratio(micro_mean), str(count)])
+    return ("### XMM against each peer\n\n"
+            "Geometric mean over benchmarks of XMM's median / the peer's median "
+            "(below 1.00× XMM is faster or smaller).\n\n"
+            + table(["versus", "time (workloads)", "peak RSS (workloads)", "time (micro)",
+                     "workloads compared"], rows) + "\n")
+
+
+def micro_xmm_vs(results, peers):
+    ratios = []
+    for benchmark, case in R.micro_cases(results):
+        xmm = results.cell(benchmark, case, "xmm")
+        references = [results.cell(benchmark, case, p) for p in peers]
+        reference = R.best(c.median_time() for c in references if c.ok)
+        if xmm.ok and reference:
+            ratios.append(xmm.median_time() / reference)
+    return R.geomean(ratios), len(ratios)
+
+
+def targets_section(summary):
+    time_mean, count = summary.xmm_vs(summary.results.peers, "time")
+    slow = summary.beyond_limit("time", SLOW_LIMIT)
+    heavy = summary.beyond_limit("rss", RSS_LIMIT)
+    out = ["### Targets (reported, not asserted)\n\n",
+           f"- Geometric mean of time ratios, XMM / best peer, over {count} workloads: "
+           f"**{fmt_ratio(time_mean)}**.\n",
+           f"- Peak RSS within {RSS_LIMIT}× of the best peer: "
+           f"**{count - len(heavy)} of {count}** workloads.\n\n"]
+    out.append(f"Workloads where XMM is more than {SLOW_LIMIT}× slower than the best peer:")
+    out.append(limit_list(slow, "slower"))
+    out.append(f"Workloads where XMM's peak RSS is more than {RSS_LIMIT}× the best peer's:")
+    out.append(limit_list(heavy, "the peak RSS of"))
+    return "".join(out)
+
+
+def limit_list(entries, wording):
+    if not entries:
+        return " none.\n\n"
+    lines = [f"- **{name}**: {value:.2f}× {wording} {peer}" if wording == "slower" else
+             f"- **{name}**: {value:.2f}× {wording} {peer}" for name, value, peer in entries]
+    lines = [f"- **{name}**: {value:.2f}× ({'than' if wording == 'slower' else 'vs'} "
+             f"best peer {peer})" for name, value, peer in entries]
+    return "\n\n" + "\n".join(lines) + "\n\n"
+
+
+def failures_section(results, failures):
+    commands = results.meta.get("commands", {})
+    rows = []
+    for benchmark, case, allocator, error in failures:
+        info = R.allocator_info(results, allocator)
+        prefix = f"LD_PRELOAD={info['library']} " if info.get("library") else ""
+        command = prefix + commands.get(benchmark, benchmark)
+        rows.append([f"{benchmark} {case}".strip(), allocator, f"`{command}`", error])
+    return ("### Failures\n\nEvery failed run, with the command that failed and its error "
+            "(later repetitions of a failed benchmark are not run).\n\n"
+            + table(["benchmark", "allocator", "command", "error"], rows) + "\n")
+
+
+def method_section(results):
+    meta = results.meta
+    machine = meta["machine"]
+    facts = [["CPU", machine["cpu"]], ["cores", str(machine["cores"])],
+             ["memory", f"{machine['memory_gib']} GiB"], ["kernel", machine["kernel"]],
+             ["OS", machine["os"]], ["transparent huge pages", machine["thp"]],
+             ["compiler", machine["compiler"]]]
+    facts += [[f"{name} (package)", version] for name, version in meta["tools"].items()]
+    allocator_rows = [[a["name"], a["version"], f"`{a['library']}`" if a["library"]
+                       else "(none: the system malloc)",
+                       "yes" if a["available"] else f"no: {a['problem']}"]
+                      for a in meta["allocators"]]
+    commands = "\n".join(f"# {name}\n{command}" for name, command in meta["commands"].items())
+    return (
+        "## Machine and method\n\n" + table(["", ""], facts) + "\n"
+        + table(["allocator", "version", "library (LD_PRELOAD)", "measured"], allocator_rows)
+        + "\n"
+        "Method:\n\n"
+        "- Every benchmark is one unmodified binary; the allocator is swapped with "
+        "`LD_PRELOAD`, and each run checks (with `dladdr(malloc)`) that malloc really "
+        "resolved to the intended library.\n"
+        f"- Runs alternate between allocators: {meta['repetitions']} repetition(s), and in "
+        "each, every benchmark runs once on every allocator, in an order rotated between "
+        "benchmarks and repetitions. The tables give the median and the spread "
+        "(min – max) of the repetitions.\n"
+        "- *time / best* is the median time divided by the best median of that "
+        "benchmark (1.00× is the best). memcached runs for a fixed time, so its time is "
+        "the time per operation (1 / throughput).\n"
+        "- *peak RSS* is the kernel's high-water mark of resident memory (`VmHWM`, or "
+        "`ru_maxrss` from wait4 for sqlite3 and memcached, the figure `/usr/bin/time -v` "
+        "prints), for the whole process.\n"
+        "- The workloads write into every block they allocate (first and last byte, and "
+        "one byte per page), so an allocator cannot win by handing out untouched "
+        "address space, and the compiler cannot remove the allocations.\n\n"
+        "Commands (from the repository root; `make bench` builds and runs all of them). "
+        "For every allocator but glibc, `LD_PRELOAD=<library>` goes in front:\n\n"
+        f"```\nmake bench            # {'QUICK=1 for the quick run' if True else ''}\n"
+        f"{commands}\n```\n\n")
+
+
+def benchmark_rows(results, name):
+    rows = []
+    medians_time = {a: results.cell(name, "", a).median_time() for a in results.allocators}
+    medians_rss = {a: results.cell(name, "", a).median_rss() for a in results.allocators}
+    best_time = R.best(v for a, v in medians_time.items() if results.cell(name, "", a).ok)
+    best_rss = R.best(v for a, v in medians_rss.items() if results.cell(name, "", a).ok)
+    for allocator in results.allocators:
+        cell = results.cell(name, "", allocator)
+        if cell.errors:
+            rows.append([allocator, "**FAILED**", cell.errors[0], "", "", "", ""])
+            continue
+        if not cell.times:
+            rows.append([allocator, "not run", "", "", "", "", ""])
+            continue
+        rows.append([allocator, fmt_seconds(cell.median_time()),
+                     spread(cell.times, fmt_seconds), fmt_rate(cell.median_rate()),
+                     fmt_mib(cell.median_rss()),
+                     fmt_ratio(R.ratio(cell.median_time(), best_time)),
+                     fmt_ratio(R.ratio(cell.median_rss(), best_rss))])
+    return rows
+
+
+def benchmark_section(results, benchmark, img_dir):
+    name = benchmark["name"]
+    time_label = "time per op" if benchmark["metric"] == "throughput" else "time"
+    out = [f"### {name}\n\n{benchmark['summary']}.\n\n"]
+    out.append(table(["allocator", f"median {time_label}", "spread (min – max)",
+                      "throughput", "peak RSS", "time / best", "RSS / best"],
+                     benchmark_rows(results, name)))
+    extra = EXTRA_TABLES.get(name)
+    if extra:
+        out.append("\n" + extra(results))
+    if img_dir:
+        out.append(f"\n![{name}](img/{image_name(name)}.svg)\n")
+    return "".join(out) + "\n"
+
+
+def frag_table(results):
+    rows = []
+    for allocator in results.allocators:
+        cell = results.cell("frag", "", allocator)
+        if not cell.ok:
+            continue
+        get = cell.median_extra
+        rows.append([allocator, fmt_mib(get("live_after_free_kb")),
+                     fmt_mib(get("rss_after_free_kb")),
+                     fmt_ratio(R.ratio(get("rss_after_free_kb"), get("live_after_free_kb"))),
+                     fmt_mib(get("live_final_kb")), fmt_mib(get("rss_final_kb")),
+                     fmt_ratio(R.ratio(get("rss_final_kb"), get("live_final_kb")))])
+    return ("Memory after each phase (medians). RSS / live is the overhead: resident "
+            "memory per byte the program still holds.\n\n"
+            + table(["allocator", "live after free", "RSS after free", "RSS / live",
+                     "live after realloc", "RSS after realloc", "RSS / live"], rows))
+
+
+def peak_idle_table(results):
+    rows = []
+    for allocator in results.allocators:
+        cell = results.cell("peak-idle", "", allocator)
+        if not cell.ok:
+            continue
+        peak, after, end = (cell.median_rss(), cell.median_extra("rss_after_free_kb"),
+                            cell.median_extra("rss_end_kb"))
+        rows.append([allocator, fmt_mib(peak), fmt_mib(after), fmt_mib(end),
+                     f"{100 * (1 - end / peak):.0f}%" if peak and end is not None else "–"])
+    return ("The time above is the burst (allocate and free); what matters here is the "
+            "memory kept afterwards.\n\n"
+            + table(["allocator", "peak RSS", "RSS right after free", "RSS after idling",
+                     "returned to the OS"], rows)
+            + "\n![RSS over time](img/peak-idle-rss.svg)\n")
+
+
+EXTRA_TABLES = {"frag": frag_table, "peak-idle": peak_idle_table}
+
+
+def micro_section(results, img_dir):
+    families = results.benchmarks("micro")
+    if not families:
+        return ""
+    out = ["## Microbenchmarks\n\n"
+           "google-benchmark (`bench/micro/micro.cc`) against the plain malloc API. Cells: "
+           "median time per operation (wall clock, all threads together: aggregate "
+           "throughput), ± half the min–max spread, and the ratio to the best allocator "
+           "of the row; **bold** is the best. `threads:N` runs N threads at once; "
+           "`producer_consumer` allocates in one thread and frees in the other.\n\n"]
+    for family in families:
+        out.append(micro_family_section(results, family, img_dir))
+    return "".join(out)
+
+
+def micro_cell(cell, best_time):
+    if cell.errors:
+        return f"FAILED: {cell.errors[0]}"
+    if not cell.times:
+        return "–"
+    median = cell.median_time()
+    plus_minus = (max(cell.times) - min(cell.times)) / 2 / median * 100
+    text = f"{fmt_seconds(median)} ±{plus_minus:.0f}% ({fmt_ratio(median / best_time)})"
+    return f"**{text}**" if median == best_time else text
+
+
+def micro_family_section(results, family, img_dir):
+    name = family["name"]
+    rows = []
+    for case in results.cases(name):
+        cells = [results.cell(name, case, a) for a in results.allocators]
+        best_time = R.best(c.median_time() for c in cells if c.ok)
+        rows.append([case] + [micro_cell(c, best_time) for c in cells])
+    image = f"\n![{name}](img/{image_name(name)}.svg)\n" if img_dir else ""
+    return (f"### {name.split(':', 1)[1]}\n\n" + table(["case"] + results.allocators, rows)
+            + image + "\n")
+
+
+def image_name(benchmark):
+    return benchmark.replace(":", "-")
+
+
+def quick_section(quick, quick_dir):
+    summary = Summary(quick)
+    rows = []
+    for benchmark in summary.macro + [f"{b} {c}" for b, c in []]:
+        ratios = R.time_ratios(quick, benchmark, "", quick.allocators)
+        rows.append([benchmark] + [
+            "FAILED" if quick.cell(benchmark, "", a).errors else fmt_ratio(ratios[a])
+            for a in quick.allocators])
+    return (f"## Quick run (`make bench QUICK=1`)\n\nFrom `{quick_dir}/` "
+            f"({quick.meta['date']}, {quick.meta.get('duration_s', '?')} s, one repetition, "
+            "smaller sizes): time / best per workload. A first look only; the sections "
+            "above are the reference.\n\n"
+            + availability_note(quick)
+            + table(["workload"] + quick.allocators, rows) + "\n"
+            + summary_table(summary))
+
+
+# ---- charts -------------------------------------------------------------------
+
+def draw_charts(results, img_dir):
+    os.makedirs(img_dir, exist_ok=True)
+    for old in glob.glob(os.path.join(img_dir, "*.svg")) + glob.glob(os.path.join(img_dir, "*.png")):
+        os.unlink(old)
+    summary = Summary(results)
+    draw_overview(results, summary, img_dir)
+    for benchmark in results.benchmarks("workload") + results.benchmarks("program"):
+        draw_benchmark(results, benchmark["name"], img_dir)
+    for family in results.benchmarks("micro"):
+        draw_micro(results, family["name"], img_dir)
+    draw_timeline(results, img_dir)
+
+
+def draw_overview(results, summary, img_dir):
+    names = summary.macro
+    allocators = results.allocators
+    for metric, function, label in (("time", R.time_ratios, "time / best"),
+                                    ("rss", R.rss_ratios, "peak RSS / best")):
+        series = {a: [] for a in allocators}
+        for name in names:
+            ratios = function(results, name, "", allocators)
+            for a in allocators:
+                series[a].append(ratios[a] if results.cell(name, "", a).ok else None)
+        plots.grouped_bars(os.path.join(img_dir, f"workloads-{metric}"),
+                           f"{label} per workload (lower is better)", label, names, series,
+                           log_scale=True, reference_line=1)
+    macro_cases = [(b, "") for b in names]
+    means = {"time (workloads)": [], "peak RSS (workloads)": [], "time (micro)": []}
+    for a in allocators:
+        means["time (workloads)"].append(summary.geomean_vs_best(a, R.time_ratios, macro_cases)[0])
+        means["peak RSS (workloads)"].append(summary.geomean_vs_best(a, R.rss_ratios, macro_cases)[0])
+        means["time (micro)"].append(
+            summary.geomean_vs_best(a, R.time_ratios, R.micro_cases(results))[0])
+    # Transposed: x = allocator, one bar per metric; colours then name metrics.
+    plots.grouped_bars(os.path.join(img_dir, "summary"),
+                       "geometric mean of ratio to best (lower is better)", "ratio",
+                       allocators, {m: v for m, v in means.items()}, reference_line=1)
+
+
+def draw_benchmark(results, name, img_dir):
+    time_values, rss_values = {}, {}
+    for a in results.allocators:
+        cell = results.cell(name, "", a)
+        if cell.ok:
+            time_values[a] = (cell.median_time(), min(cell.times), max(cell.times))
+            rss_values[a] = (cell.median_rss() / 1024, min(cell.rss) / 1024,
+                             max(cell.rss) / 1024)
+    metric = next(b["metric"] for b in results.meta["benchmarks"] if b["name"] == name)
+    if metric == "throughput":
+        time_values = {a: tuple(v * 1e6 for v in t) for a, t in time_values.items()}
+        time_label = "µs per operation"
+    else:
+        time_label = "seconds"
+    plots.allocator_panels(os.path.join(img_dir, image_name(name)), f"{name} (lower is better)",
+                           results.allocators,
+                           [(time_label, time_values), ("peak RSS, MiB", rss_values)])
+
+
+def short_size(text):
+    value = int(text)
+    for unit, scale in (("M", 1 << 20), ("K", 1 << 10)):
+        if value >= scale and value % scale == 0:
+            return f"{value // scale}{unit}"
+    return text
+
+
+def short_case(case):
+    """"malloc_free/1048576/threads:4" -> "1M t4": labels that fit a chart."""
+    parts = []
+    for part in case.split("/")[1:]:
+        if part.startswith("threads:"):
+            parts.append("t" + part.split(":")[1])
+        elif part.isdigit():
+            parts.append(short_size(part))
+    if case.startswith("posix_memalign/") and parts:
+        parts[0] = "a" + parts[0]  # the first argument is the alignment
+    return " ".join(parts) or case
+
+
+def draw_micro(results, name, img_dir):
+    cases = results.cases(name)
+    series = {a: [] for a in results.allocators}
+    for case in cases:
+        ratios = R.time_ratios(results, name, case, results.allocators)
+        for a in results.allocators:
+            series[a].append(ratios[a] if results.cell(name, case, a).ok else None)
+    plots.grouped_bars(os.path.join(img_dir, image_name(name)),
+                       f"{name}: time per operation / best (lower is better; "
+                       "labels: aN = alignment, size, tN = N threads)", "time / best",
+                       [short_case(c) for c in cases], series, log_scale=True,
+                       reference_line=1)
+
+
+def median_timeline(rows, allocator):
+    """The samples of all repetitions, median by sample index."""
+    by_rep = {}
+    for row in rows:
+        if row["allocator"] == allocator:
+            by_rep.setdefault(row["rep"], []).append((float(row["t_s"]), float(row["rss_kb"])))
+    if not by_rep:
+        return []
+    length = min(len(s) for s in by_rep.values())
+    points = []
+    for index in range(length):
+        times = sorted(s[index][0] for s in by_rep.values())
+        rss = sorted(s[index][1] for s in by_rep.values())
+        points.append((times[len(times) // 2], rss[len(rss) // 2] / 1024))
+    return points
+
+
+def draw_timeline(results, img_dir):
+    series = {a: median_timeline(results.timeline, a) for a in results.allocators}
+    series = {a: p for a, p in series.items() if p}
+    if series:
+        plots.lines_over_time(os.path.join(img_dir, "peak-idle-rss"),
+                              "peak-idle: RSS over time (allocate, free all, then idle)",
+                              "seconds since the start of the burst", "RSS, MiB", series)
+
+
+# ---- entry points -------------------------------------------------------------
+
+def write_doc(primary, primary_dir, quick, quick_dir, doc_path, img_dir):
+    summary = Summary(primary)
+    charts = plots.available()
+    if charts:
+        draw_charts(primary, img_dir)
+    else:
+        print("report: gnuplot not found, charts not drawn (make bench-deps)", file=sys.stderr)
+    chart_dir = img_dir if charts else None
+    parts = [header_section(primary, primary_dir), summary_section(summary, chart_dir),
+             "## Workloads\n\n"]
+    parts += [benchmark_section(primary, b, chart_dir) for b in primary.benchmarks("workload")]
+    parts.append("## Real programs\n\n")
+    parts += [benchmark_section(primary, b, chart_dir) for b in primary.benchmarks("program")]
+    parts.append(micro_section(primary, chart_dir))
+    parts.append(method_section(primary))
+    if quick is not None and quick is not primary:
+        parts.append(quick_section(quick, quick_dir))
+    with open(doc_path, "w") as output:
+        output.write("".join(parts).rstrip() + "\n")
+    print(f"report: wrote {doc_path}" + (f" and {img_dir}/" if charts else ""))
+
+
+def print_text(results):
+    """Medians side by side, and XMM / glibc when both ran."""
+    allocators = results.allocators
+    print(f"{'case':44}" + "".join(f"{a:>14}" for a in allocators)
+          + ("   xmm/glibc" if {"xmm", "glibc"} <= set(allocators) else ""))
+    for (benchmark, case) in sorted(results.cells, key=lambda k: (k[0], R.case_sort_key(k[1]))):
+        cells = {a: results.cell(benchmark, case, a) for a in allocators}
+        line = f"{(case or benchmark):44}"
+        for a in allocators:
+            line += f"{'FAILED' if cells[a].errors else fmt_seconds(cells[a].median_time()):>14}"
+        if "xmm" in cells and "glibc" in cells and cells["xmm"].ok and cells["glibc"].ok:
+            line += f"   {cells['xmm'].median_time() / cells['glibc'].median_time():9.2f}×"
+        print(line)
+    for allocator in results.meta["allocators"]:
+        if not allocator["available"]:
+            print(f"{allocator['name']}: not measured: {allocator['problem']}")
+    for benchmark, case, allocator, error in Summary(results).failures():
+        print(f"FAILED {allocator} {benchmark} {case}: {error}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", default="bench/results")
+    parser.add_argument("--doc", default="docs/benchmarks.md")
+    parser.add_argument("--img", default="docs/img")
+    parser.add_argument("--text", metavar="DIR", help="print one result set and exit")
+    args = parser.parse_args()
+    if args.text:
+        results = R.load(args.text)
+        if results is None:
+            sys.exit(f"report: no results in {args.text}")
+        print_text(results)
+        return
+    full_dir, quick_dir = (os.path.join(args.results, m) for m in ("full", "quick"))
+    full, quick = R.load(full_dir), R.load(quick_dir)
+    primary, primary_dir = (full, full_dir) if full else (quick, quick_dir)
+    if primary is None:
+        sys.exit(f"report: no results under {args.results}/ (run `make bench` first)")
+    os.makedirs(os.path.dirname(args.doc) or ".", exist_ok=True)
+    write_doc(primary, primary_dir, quick, quick_dir, args.doc, args.img)
+
+
+if __name__ == "__main__":
+    main()
