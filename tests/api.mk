@@ -8,7 +8,8 @@
 #                                     inside the executable
 # and of the xmm_* API tests, linked with libxmm-core.a (no override: the
 # system malloc and XMM side by side):
-#   $(BUILD)/tests/api_xmm, $(BUILD)/tests/api_threads_xmm
+#   $(BUILD)/tests/api_xmm, $(BUILD)/tests/api_threads_xmm,
+#   $(BUILD)/tests/api_invalid_free_xmm
 # plus $(BUILD)/tsan/test_api_threads (ThreadSanitizer, TSAN_PROGRAMS).
 #
 # `make -f Makefile -f tests/api.mk api-system` builds the malloc API tests
@@ -30,7 +31,7 @@ API_MALLOC_TESTS = malloc_sizes malloc_realloc malloc_align malloc_misc \
                    invalid_free oom fork threads
 API_SO_PROGRAMS = $(API_MALLOC_TESTS:%=$(API_OUT)/api_%)
 API_STATIC_PROGRAMS = $(API_MALLOC_TESTS:%=$(API_OUT)/api_%_static)
-API_CORE_PROGRAMS = $(API_OUT)/api_xmm $(API_OUT)/api_threads_xmm
+API_CORE_PROGRAMS = $(API_OUT)/api_xmm $(API_OUT)/api_threads_xmm $(API_OUT)/api_invalid_free_xmm
 API_EARLY = $(API_OUT)/api_early
 API_EARLY_LIB = $(API_OUT)/libxmm-test-early.so
 API_CXX_SO = $(API_OUT)/api_cxx_new_delete
@@ -66,6 +67,10 @@ $(API_OUT)/api_xmm: $(API_DIR)/xmm_api.c $(API_HEADERS) $(LIBXMM_CORE_A)
 	$(CC) $(API_CFLAGS) -o $@ $< $(LIBXMM_CORE_A) $(LIBS)
 
 $(API_OUT)/api_threads_xmm: $(API_DIR)/threads.c $(API_HEADERS) $(LIBXMM_CORE_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -DTEST_XMM_API -o $@ $< $(LIBXMM_CORE_A) $(LIBS)
+
+$(API_OUT)/api_invalid_free_xmm: $(API_DIR)/invalid_free.c $(API_HEADERS) $(LIBXMM_CORE_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(API_CFLAGS) -DTEST_XMM_API -o $@ $< $(LIBXMM_CORE_A) $(LIBS)
 
