@@ -255,7 +255,8 @@ class Server:
             return ""
         self.err_file.seek(0)
         how = describe_exit(status, False, 0) or "exited with status 0"
-        return f"{how}: {tail(self.err_file.read())}"
+        stderr = tail(self.err_file.read())
+        return f"{how}: {stderr}" if stderr else how
 
 
 def parse_memaslap(stdout):
