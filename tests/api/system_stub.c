@@ -80,3 +80,19 @@ void free_aligned_sized(void *ptr, size_t alignment, size_t size)
     (void)size;
     free(ptr);
 }
+
+void *xmm_malloc(size_t size)
+{
+    return malloc(size);
+}
+
+void xmm_free(void *ptr)
+{
+    free(ptr);
+}
+
+size_t xmm_release_memory(void)
+{
+    malloc_trim(0);
+    return 0;
+}
