@@ -51,6 +51,7 @@ static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
         return fail_no_memory();
     span->requested = size;
     xmm_page_heap_note_large(node, xmm_span_bytes(span));
+    xmm_central_maintain(node); /* decay keeps pace with large-block traffic too */
     __atomic_fetch_add(&xmm_heap_counters.large_allocations, 1, __ATOMIC_RELAXED);
     if (zeroed && span->dirty)
         memset(span->start, 0, size);

@@ -54,9 +54,9 @@ void xmm_chunk_set_pages(struct xmm_span *span, bool ends_only)
 }
 
 /* Transparent huge pages: chunks are 2 MiB-aligned (they are 64 MiB-aligned).
- * `auto` leaves the kernel's own policy in charge (khugepaged collapses
- * dense regions; the system default "madvise" then keeps chunks small-paged
- * while they are sparse); `always` asks for huge pages; `never` forbids them. */
+ * `always` asks for huge pages from the start; `never` forbids them; `auto`
+ * starts chunks on the kernel's default and asks for huge pages once a chunk
+ * has been cut to its end (dense), see page_heap.c. */
 static void advise_huge_pages(struct xmm_region *region)
 {
     if (xmm_config.thp == XMM_THP_ALWAYS)

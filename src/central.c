@@ -51,7 +51,8 @@ struct central_class {
     uint64_t empty_listed;        /* listed spans seen with none in use */
     uint64_t objects_out;         /* handed to front ends, ever */
     uint64_t objects_in;          /* taken back from front ends, ever */
-    char pad2[XMM_CACHE_LINE - sizeof(struct xmm_stack) - 3 * sizeof(uint64_t)];
+    uint64_t batches_taken;       /* refills from `batches` since last upkeep */
+    char pad2[XMM_CACHE_LINE - sizeof(struct xmm_stack) - 4 * sizeof(uint64_t)];
 } XMM_CACHE_ALIGNED;
 
 struct central_node {
@@ -79,10 +80,10 @@ int xmm_central_init(void)
             const struct xmm_size_class *info = &xmm_size_classes[size_class];
             xmm_stack_init(&lists->batches);
             xmm_stack_init(&lists->spans);
-            /* Up to about 1 MiB of ready batches per class and node, and
+            /* Up to about 512 KiB of ready batches per class and node, and
              * at least 8 batches, before objects go back to their spans. */
             int64_t batch_bytes = (int64_t)info->batch * info->size;
-            int64_t limit = ((int64_t)1 << 20) / batch_bytes;
+            int64_t limit = ((int64_t)512 << 10) / batch_bytes;
             lists->batch_limit = limit < 8 ? 8 : limit;
         }
     }
@@ -258,6 +259,7 @@ static unsigned refill_from_batch(struct central_node *central, struct central_c
         return 0;
     struct transfer_batch *batch = (struct transfer_batch *)entry;
     __atomic_fetch_sub(&lists->batch_count, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&lists->batches_taken, 1, __ATOMIC_RELAXED);
     unsigned count = batch->count;
     xmm_assert(count == wanted);
     for (unsigned i = 0; i < count; i++)
@@ -403,6 +405,12 @@ void xmm_central_maintain(int node)
         return;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         struct central_class *lists = &central->classes[size_class];
+        /* Ready batches nobody took since the last pass are memory the
+         * program no longer asks for: back to their spans, so that empty
+         * spans can return to the page heap and decay. */
+        bool idle = !__atomic_exchange_n(&lists->batches_taken, 0, __ATOMIC_RELAXED);
+        if (idle && __atomic_load_n(&lists->batch_count, __ATOMIC_RELAXED) > 0)
+            flush_batches(central, lists);
         if (__atomic_load_n(&lists->empty_listed, __ATOMIC_RELAXED))
             sweep_spans(lists);
     }

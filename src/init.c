@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "arena.h"
+#include "background.h"
 #include "central.h"
 #include "config.h"
 #include "front_end.h"
@@ -61,6 +62,7 @@ static void init_hooks(void)
     pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
     xmm_stats_install_hooks();
     xmm_front_end_init_hooks();
+    xmm_background_start();
     if (xmm_config.verbose) {
         xmm_config_print();
         xmm_stats_print_topology();

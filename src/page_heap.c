@@ -16,6 +16,13 @@
 #include "page_heap.h"
 
 #define EXACT_LISTS 128
+#define HUGE_PAGE_SIZE ((size_t)2 << 20)
+
+/* `dirty` values of a free span. */
+#define SPAN_CLEAN 0
+#define SPAN_DIRTY 1
+#define SPAN_INTERIOR_PURGED 2 /* whole huge pages purged, the ends not */
+
 
 struct page_heap {
     pthread_mutex_t lock;
@@ -153,6 +160,12 @@ static struct xmm_span *cut_fresh(struct page_heap *heap, size_t pages)
         struct xmm_chunk *chunk = xmm_arena_new_chunk(heap->node);
         if (!chunk)
             return NULL;
+        /* A chunk cut to the end is dense: under XMM_THP=auto it may now
+         * be backed by huge pages (khugepaged collapses it). Sparse chunks
+         * stay on small pages, where purging frees memory at 4 KiB grain. */
+        if (heap->current && xmm_config.thp == XMM_THP_AUTO &&
+            xmm_os_advise_huge(heap->current->region.base, XMM_CHUNK_SIZE, true) == 0)
+            heap->current->region.huge = 1;
         /* The old chunk's tail becomes an ordinary free span. */
         if (heap->current && heap->next_page < XMM_PAGES_PER_CHUNK) {
             char *tail = heap->current->region.base + (heap->next_page << XMM_PAGE_SHIFT);
@@ -262,11 +275,16 @@ void xmm_page_heap_free(struct xmm_span *span)
     }
     span->kind = XMM_SPAN_FREE;
     span->size_class = 0;
-    span->dirty = 1;
+    span->dirty = SPAN_DIRTY;
     uint64_t now = xmm_os_now_ns();
     span->freed_at_ns = now;
+    /* A merged span ages from its oldest dirty part: re-stamping it on
+     * every merge would let a program that keeps splitting and re-freeing
+     * one large free span keep it resident forever. */
     struct xmm_span *before = free_neighbour(chunk, span, false);
     if (before) {
+        if (before->dirty && before->freed_at_ns < span->freed_at_ns)
+            span->freed_at_ns = before->freed_at_ns;
         list_remove(heap, before);
         span->start = before->start;
         span->pages += before->pages;
@@ -274,6 +292,8 @@ void xmm_page_heap_free(struct xmm_span *span)
     }
     struct xmm_span *after = free_neighbour(chunk, span, true);
     if (after) {
+        if (after->dirty && after->freed_at_ns < span->freed_at_ns)
+            span->freed_at_ns = after->freed_at_ns;
         list_remove(heap, after);
         span->pages += after->pages;
         retire_descriptor(heap, after);
@@ -287,16 +307,52 @@ void xmm_page_heap_free(struct xmm_span *span)
 
 /* ---- purge ---------------------------------------------------------------------- */
 
-static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t cutoff)
+/* The part of a free span to purge. On small pages: all of it. On a chunk
+ * backed by huge pages, routine decay purges only the whole 2 MiB pages
+ * inside the span, so that it never splits a huge page that still holds
+ * live data; pages idle for four decay periods (and an explicit trim) are
+ * returned in full, since by then splitting is worth the memory. */
+static bool purge_range(const struct xmm_span *span, bool full, char **start, size_t *length)
 {
+    *start = span->start;
+    *length = xmm_span_bytes(span);
+    struct xmm_region *region = xmm_region_of(span->start);
+    if (full || !region || !region->huge)
+        return true;
+    if (span->dirty == SPAN_INTERIOR_PURGED)
+        return false;
+    uintptr_t first = xmm_align_up((uintptr_t)span->start, HUGE_PAGE_SIZE);
+    uintptr_t end = ((uintptr_t)span->start + *length) & ~(uintptr_t)(HUGE_PAGE_SIZE - 1);
+    if (end <= first)
+        return false;
+    *start = (char *)first;
+    *length = end - first;
+    return true;
+}
+
+static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t now,
+                         bool everything)
+{
+    uint64_t decay_ns = xmm_config.decay_ms * 1000000;
     size_t purged = 0;
     for (; span; span = span->next) {
-        if (!span->dirty || span->freed_at_ns > cutoff)
+        uint64_t age = now > span->freed_at_ns ? now - span->freed_at_ns : 0;
+        if (span->dirty == SPAN_CLEAN || (!everything && age < decay_ns))
             continue;
-        if (xmm_os_purge(span->start, xmm_span_bytes(span), xmm_config.purge_lazy) == 0) {
-            span->dirty = 0;
+        char *start;
+        size_t length;
+        if (!purge_range(span, everything || age >= 4 * decay_ns, &start, &length))
+            continue;
+        if (xmm_os_purge(start, length, xmm_config.purge_lazy) != 0)
+            continue;
+        purged += length;
+        if (length == xmm_span_bytes(span)) {
+            span->dirty = SPAN_CLEAN;
             heap->dirty_pages -= span->pages;
-            purged += xmm_span_bytes(span);
+        } else {
+            /* Still counted dirty: its ends may be resident, and calloc
+             * must not assume zeroes. */
+            span->dirty = SPAN_INTERIOR_PURGED;
         }
     }
     return purged;
@@ -304,14 +360,12 @@ static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t
 
 static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything)
 {
-    uint64_t decay_ns = xmm_config.decay_ms * 1000000;
-    uint64_t cutoff = everything ? UINT64_MAX : (now > decay_ns ? now - decay_ns : 0);
     heap->last_purge_ns = now;
     if (heap->dirty_pages == 0)
         return;
     size_t purged = 0;
     for (size_t list = 0; list <= EXACT_LISTS; list++)
-        purged += purge_list(heap, heap->free_lists[list], cutoff);
+        purged += purge_list(heap, heap->free_lists[list], now, everything);
     heap->purged_bytes += purged;
 }
 

@@ -41,3 +41,9 @@ $(BUILD)/tests/test_front_end: tests/unit/test_front_end.c $(LIBXMM_SO) tests/un
 
 TEST_PROGRAMS += $(BUILD)/tests/test_front_end
 TEST_SCRIPTS += tests/front_end.sh
+
+$(BUILD)/tests/test_decay: tests/unit/test_decay.c $(LIBXMM_SO) tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
+
+TEST_PROGRAMS += $(BUILD)/tests/test_decay
