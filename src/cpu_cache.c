@@ -395,3 +395,22 @@ void xmm_cpu_cache_stats(struct xmm_front_stats *stats)
         }
     }
 }
+
+int xmm_cpu_cache_slab_count(void)
+{
+    return rseq_mode == RSEQ_OFF ? 0 : slab_count;
+}
+
+uint64_t xmm_cpu_cache_bytes(int slab)
+{
+    uint64_t bytes = 0;
+    uint64_t *words = slab_words(slab);
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        uint64_t header = __atomic_load_n(&words[size_class], __ATOMIC_RELAXED);
+        unsigned current = (unsigned)(header & 0xffff);
+        if ((header & XMM_SLAB_LOCKED_BITS) != XMM_SLAB_LOCKED_BITS &&
+            current > class_begin[size_class])
+            bytes += (uint64_t)(current - class_begin[size_class]) * xmm_size_classes[size_class].size;
+    }
+    return bytes;
+}

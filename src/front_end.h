@@ -151,6 +151,11 @@ struct xmm_front_stats {
     uint64_t rseq_restarts;           /* aborted critical sections */
     uint64_t thread_cache_operations; /* operations through thread caches */
 };
+/* Bytes of free objects in the cache of CPU (or concurrency id) `slab`;
+ * 0 in per-thread mode. */
+uint64_t xmm_cpu_cache_bytes(int slab);
+int xmm_cpu_cache_slab_count(void);
+
 /* Add every cache's counters to `stats`. */
 void xmm_thread_cache_stats(struct xmm_front_stats *stats);
 void xmm_cpu_cache_stats(struct xmm_front_stats *stats);

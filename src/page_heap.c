@@ -36,6 +36,7 @@ struct page_heap {
     size_t purged_bytes;
     size_t large_bytes;
     uint64_t large_count;
+    size_t chunks;
     uint64_t last_purge_ns;
 } XMM_CACHE_ALIGNED;
 
@@ -175,6 +176,7 @@ static struct xmm_span *cut_fresh(struct page_heap *heap, size_t pages)
                 list_insert(heap, rest);
         }
         heap->current = chunk;
+        heap->chunks++;
         heap->next_page = 0;
     }
     char *start = heap->current->region.base + (heap->next_page << XMM_PAGE_SHIFT);
@@ -403,6 +405,7 @@ void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats)
     stats->purged_total = heap->purged_bytes;
     stats->large_in_use = heap->large_bytes;
     stats->large_count = heap->large_count;
+    stats->reserved_bytes = heap->chunks * XMM_CHUNK_SIZE;
     pthread_mutex_unlock(&heap->lock);
 }
 

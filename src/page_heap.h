@@ -33,6 +33,7 @@ struct xmm_page_heap_stats {
     size_t purged_total;     /* bytes purged since start */
     size_t large_in_use;     /* bytes in large allocations */
     uint64_t large_count;    /* large allocations made */
+    size_t reserved_bytes;   /* chunks mapped for this node */
 };
 
 /* Accounts a large allocation of `bytes` on `node`. */

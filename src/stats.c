@@ -174,6 +174,11 @@ static void write_text(struct writer *writer, const struct snapshot *snapshot)
              central->spans_released, central->span_bytes, pages->free_bytes, pages->dirty_bytes,
              pages->purged_total, pages->large_in_use);
     }
+    for (int slab = 0; slab < xmm_cpu_cache_slab_count(); slab++) {
+        uint64_t cached = xmm_cpu_cache_bytes(slab);
+        if (cached)
+            emit(writer, "  cpu cache %d: %u bytes\n", slab, cached);
+    }
     emit(writer, "  class  size  allocations  frees  in_use_bytes\n");
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         uint64_t allocated = snapshot->front.allocations[size_class];
@@ -203,11 +208,22 @@ static void write_json(struct writer *writer, const struct snapshot *snapshot)
              "%s{\"node\": %d, \"spans_created\": %u, \"spans_released\": %u, "
              "\"small_span_bytes\": %u, \"transfer_batches\": %u, \"transfer_batch_bytes\": %u, "
              "\"page_heap_free_bytes\": %z, \"page_heap_unpurged_bytes\": %z, "
-             "\"purged_bytes\": %z, \"large_in_use_bytes\": %z, \"large_allocations\": %u}",
+             "\"purged_bytes\": %z, \"large_in_use_bytes\": %z, \"large_allocations\": %u, "
+             "\"reserved_bytes\": %z}",
              node ? ", " : "", node, central->spans_created, central->spans_released,
              central->span_bytes, central->batches_cached, central->objects_in_batches_bytes,
              pages->free_bytes, pages->dirty_bytes, pages->purged_total, pages->large_in_use,
-             pages->large_count);
+             pages->large_count, pages->reserved_bytes);
+    }
+    emit(writer, "], \"cpus\": [");
+    bool first_cpu = true;
+    for (int slab = 0; slab < xmm_cpu_cache_slab_count(); slab++) {
+        uint64_t cached = xmm_cpu_cache_bytes(slab);
+        if (!cached)
+            continue;
+        emit(writer, "%s{\"slab\": %d, \"cached_bytes\": %u}", first_cpu ? "" : ", ", slab,
+             cached);
+        first_cpu = false;
     }
     emit(writer, "], \"size_classes\": [");
     bool first = true;
@@ -257,19 +273,24 @@ static const char *format_name(void)
     return xmm_config.stats_at_exit == XMM_STATS_JSON ? "json" : "text";
 }
 
+/* A private copy of stderr, taken at start when statistics are wanted:
+ * programs may close stderr in their own exit handlers (gnulib's
+ * close_stdout does), which run before XMM's. */
+static int stats_stderr = STDERR_FILENO;
+
 static void print_to_destination(void)
 {
-    int fd = STDERR_FILENO;
+    int fd = stats_stderr;
     if (xmm_config.stats_file) {
         fd = open(xmm_config.stats_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd < 0) {
             xmm_report("xmm: XMM_STATS_FILE=%s: cannot open; writing to stderr\n",
                        xmm_config.stats_file);
-            fd = STDERR_FILENO;
+            fd = stats_stderr;
         }
     }
     xmm_stats_write(fd, format_name());
-    if (fd != STDERR_FILENO)
+    if (fd != stats_stderr)
         close(fd);
 }
 
@@ -302,6 +323,13 @@ static void *stats_printer(void *unused)
 
 void xmm_stats_install_hooks(void)
 {
+    if (xmm_config.stats_at_exit == XMM_STATS_NONE && !xmm_config.stats_signal)
+        return;
+    if (!xmm_config.stats_file) {
+        int copy = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
+        if (copy >= 0)
+            stats_stderr = copy;
+    }
     if (xmm_config.stats_at_exit != XMM_STATS_NONE)
         atexit(print_at_exit);
     if (xmm_config.stats_signal) {

@@ -47,3 +47,10 @@ $(BUILD)/tests/test_decay: tests/unit/test_decay.c $(LIBXMM_SO) tests/unit/check
 	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
 
 TEST_PROGRAMS += $(BUILD)/tests/test_decay
+
+$(BUILD)/tests/test_stats: tests/unit/test_stats.c $(LIBXMM_SO) tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
+
+TEST_PROGRAMS += $(BUILD)/tests/test_stats
+TEST_SCRIPTS += tests/stats.sh

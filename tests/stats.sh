@@ -1,0 +1,64 @@
+#!/bin/sh
+# Statistics and configuration as an operator sees them.
+build=${1:-build}
+test=$build/tests/test_stats
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+failed=0
+fail() { echo "FAILED: $*"; failed=1; }
+
+"$test" counts || fail "counters"
+
+# JSON at exit, to a file: parses, and has every documented field.
+XMM_STATS=json XMM_STATS_FILE="$work/stats.json" "$test" quiet || fail "json run"
+python3 - "$work/stats.json" <<'PY' || fail "json schema"
+import json, sys
+stats = json.load(open(sys.argv[1]))
+top = ["version", "front_end", "front_end_detail", "node_count", "allocations", "frees",
+       "bytes_in_use", "bytes_reserved", "bytes_committed", "bytes_purged", "bytes_cached",
+       "bytes_central", "bytes_page_heap_free", "large_allocations", "cross_node_frees",
+       "invalid_frees", "cache_refills", "cache_drains", "rseq_fast_path", "rseq_fallback",
+       "rseq_restarts", "metadata_bytes", "nodes", "cpus", "size_classes"]
+node = ["node", "spans_created", "spans_released", "small_span_bytes", "transfer_batches",
+        "transfer_batch_bytes", "page_heap_free_bytes", "page_heap_unpurged_bytes",
+        "purged_bytes", "large_in_use_bytes", "large_allocations", "reserved_bytes"]
+size_class = ["class", "size", "allocations", "frees", "in_use_bytes"]
+missing = [k for k in top if k not in stats]
+missing += ["nodes." + k for k in node if k not in stats["nodes"][0]]
+missing += ["size_classes." + k for k in size_class if stats["size_classes"] and k not in stats["size_classes"][0]]
+assert not missing, "missing fields: %s" % missing
+assert stats["allocations"] >= 1 and len(stats["nodes"]) == stats["node_count"]
+print("json: %d fields, %d size classes in use" % (len(stats), len(stats["size_classes"])))
+PY
+
+# Text at exit goes to stderr, even if the program closes stderr itself.
+XMM_STATS=text LD_PRELOAD="$PWD/$build/libxmm.so" ls / 2>"$work/ls.txt" >/dev/null
+grep -q "^xmm statistics" "$work/ls.txt" || fail "text statistics at exit of ls"
+
+# malloc_info is well-formed XML in glibc's shape.
+"$test" malloc-info > "$work/info.xml" || fail "malloc_info"
+python3 -c "
+import sys, xml.etree.ElementTree as tree
+root = tree.parse(sys.argv[1]).getroot()
+assert root.tag == 'malloc' and root.find('heap') is not None and root.find('total') is not None
+print('malloc_info: well-formed,', len(root.findall('heap')), 'heap(s)')" "$work/info.xml" || fail "malloc_info XML"
+
+# A bad value and an unknown name: one line each, naming them; defaults kept.
+XMM_NUMA=sideways XMM_CPU_CACHE_SIZE=12Q XMM_NO_SUCH_THING=1 "$test" quiet 2>"$work/err.txt" ||
+    fail "bad variables must not stop the program"
+grep -q "XMM_NUMA='sideways': expected local, interleave, off, or bind:LIST" "$work/err.txt" || fail "XMM_NUMA message"
+grep -q "XMM_CPU_CACHE_SIZE='12Q': expected a size" "$work/err.txt" || fail "XMM_CPU_CACHE_SIZE message"
+grep -q "unknown variable XMM_NO_SUCH_THING" "$work/err.txt" || fail "unknown variable message"
+[ "$(wc -l < "$work/err.txt")" -eq 3 ] || fail "exactly one line per problem"
+# Strict mode makes it fatal.
+if XMM_STRICT=1 XMM_NUMA=sideways "$test" quiet 2>/dev/null; then fail "XMM_STRICT=1 must stop"; fi
+# Verbose prints the configuration and topology.
+XMM_VERBOSE=1 "$test" quiet 2>"$work/verbose.txt"
+grep -q "node 0 CPUs:" "$work/verbose.txt" && grep -q "config XMM_NUMA=" "$work/verbose.txt" ||
+    fail "XMM_VERBOSE output"
+
+# XMM_STATS_SIGNAL prints on the signal, to XMM_STATS_FILE.
+XMM_STATS_SIGNAL=SIGUSR2 XMM_STATS_FILE="$work/signal.txt" "$test" signal "$work/signal.txt" ||
+    fail "statistics on SIGUSR2"
+grep -q "^xmm statistics" "$work/signal.txt" || fail "signal output content"
+[ $failed -eq 0 ] && echo "statistics and configuration: all checks passed"
+exit $failed

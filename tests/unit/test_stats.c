@@ -1,0 +1,134 @@
+/* Statistics match what the program did, through malloc (libxmm.so).
+ *   test_stats counts         single- and multi-threaded in-use and counters
+ *   test_stats malloc-info    writes malloc_info(0, stdout) (checked as XML by stats.sh)
+ *   test_stats signal FILE    raises XMM_STATS_SIGNAL, waits for FILE to fill
+ *   test_stats quiet          allocates a little and exits (for XMM_STATS runs) */
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "check.h"
+#include "xmm.h"
+
+#define COUNT 1000
+#define FREED 300
+#define SIZE 100      /* class of 104 bytes */
+#define CLASS_SIZE 104
+
+static struct xmm_stats snapshot(void)
+{
+    struct xmm_stats stats;
+    memset(&stats, 0, sizeof(stats));
+    stats.version = XMM_STATS_VERSION;
+    if (xmm_stats_get(&stats) != 0)
+        CHECK(0, "xmm_stats_get failed");
+    return stats;
+}
+
+static void *allocate_and_free_some(void *blocks_argument)
+{
+    void **blocks = blocks_argument;
+    for (int i = 0; i < COUNT; i++)
+        blocks[i] = malloc(SIZE);
+    for (int i = 0; i < FREED; i++)
+        free(blocks[i]);
+    return NULL;
+}
+
+static void check_counts_single_thread(void)
+{
+    static void *blocks[COUNT];
+    struct xmm_stats before = snapshot();
+    allocate_and_free_some(blocks);
+    struct xmm_stats after = snapshot();
+    uint64_t restarts = after.rseq_restarts - before.rseq_restarts;
+    long in_use = (long)(after.bytes_in_use - before.bytes_in_use);
+    CHECK(in_use == (COUNT - FREED) * CLASS_SIZE, "in use grew by %ld, expected %d", in_use,
+          (COUNT - FREED) * CLASS_SIZE);
+    uint64_t allocations = after.allocations - before.allocations;
+    uint64_t frees = after.frees - before.frees;
+    CHECK(allocations >= COUNT && allocations <= COUNT + restarts, "allocations +%llu",
+          (unsigned long long)allocations);
+    CHECK(frees >= FREED && frees <= FREED + restarts, "frees +%llu", (unsigned long long)frees);
+    for (int i = FREED; i < COUNT; i++)
+        free(blocks[i]);
+    struct xmm_stats end = snapshot();
+    CHECK(end.bytes_in_use == before.bytes_in_use, "all freed: in use back to %llu, is %llu",
+          (unsigned long long)before.bytes_in_use, (unsigned long long)end.bytes_in_use);
+    if (!strcmp(after.front_end, "per-cpu"))
+        CHECK(after.rseq_fast_path - before.rseq_fast_path >= COUNT,
+              "the per-CPU fast path served the allocations");
+}
+
+static void check_counts_threads(void)
+{
+    enum { THREADS = 4 };
+    static void *blocks[THREADS][COUNT];
+    pthread_t threads[THREADS];
+    struct xmm_stats before = snapshot();
+    for (int t = 0; t < THREADS; t++)
+        pthread_create(&threads[t], NULL, allocate_and_free_some, blocks[t]);
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(threads[t], NULL);
+    struct xmm_stats after = snapshot();
+    long expected = THREADS * (COUNT - FREED) * CLASS_SIZE;
+    long in_use = (long)(after.bytes_in_use - before.bytes_in_use);
+    /* glibc itself allocates a little per thread (TLS bookkeeping). */
+    CHECK(in_use >= expected && in_use <= expected + 16384, "threads: in use +%ld, expected %ld",
+          in_use, expected);
+    CHECK(after.allocations - before.allocations >= (uint64_t)THREADS * COUNT,
+          "threads: allocations counted");
+    for (int t = 0; t < THREADS; t++)
+        for (int i = FREED; i < COUNT; i++)
+            free(blocks[t][i]);
+    struct mallinfo2 info = mallinfo2();
+    CHECK(info.uordblks > 0 && info.arena > 0, "mallinfo2 reports real figures");
+}
+
+static void check_versioning(void)
+{
+    struct xmm_stats stats;
+    CHECK(xmm_stats_get(NULL) == -1, "NULL is EINVAL");
+    memset(&stats, 0, sizeof(stats));
+    stats.version = XMM_STATS_VERSION;
+    CHECK(xmm_stats_get(&stats) == 0 && stats.version == XMM_STATS_VERSION && stats.node_count >= 1,
+          "versioned snapshot");
+    CHECK(xmm_stats_print(1, "yaml") == -1, "unknown format is rejected");
+}
+
+static int wait_for_file(const char *path)
+{
+    for (int i = 0; i < 200; i++) {
+        struct stat status;
+        if (stat(path, &status) == 0 && status.st_size > 0)
+            return 0;
+        struct timespec pause = {0, 10000000};
+        nanosleep(&pause, NULL);
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "counts";
+    if (!strcmp(mode, "malloc-info"))
+        return malloc_info(0, stdout) == 0 ? 0 : 1;
+    if (!strcmp(mode, "quiet")) {
+        free(malloc(1000));
+        return 0;
+    }
+    if (!strcmp(mode, "signal")) {
+        free(malloc(1000));
+        raise(SIGUSR2);
+        CHECK(wait_for_file(argv[2]) == 0, "statistics written on SIGUSR2");
+        return check_summary("stats signal");
+    }
+    check_counts_single_thread();
+    check_counts_threads();
+    check_versioning();
+    return check_summary("stats counts");
+}
