@@ -1,0 +1,45 @@
+# stress/build.mk - the xmm-stress harness, `make run`, `make soak`, and
+# the harness's tests. Included by the top-level Makefile.
+#
+#   make run                 xmm vs glibc, --pattern all, ~10 s each, a table
+#   make soak SECONDS=3600   server and churn on XMM for that long
+#
+# xmm-stress uses only the standard malloc API and is not linked with XMM:
+# --alloc picks the allocator at run time through LD_PRELOAD.
+
+XMM_STRESS = $(BUILD)/xmm-stress
+STRESS_SOURCES = $(wildcard stress/*.c)
+STRESS_HEADERS = $(wildcard stress/*.h) include/xmm.h
+STRESS_OBJECTS = $(STRESS_SOURCES:stress/%.c=$(BUILD)/stress/%.o)
+STRESS_CFLAGS = $(CFLAGS) -std=gnu11 -pthread -Wall -Wextra -Wshadow \
+                -Wstrict-prototypes -Wmissing-prototypes
+STRESS_CPPFLAGS = -Iinclude -D_GNU_SOURCE
+
+# Length of `make run` per allocator, and of `make soak`.
+RUN_SECONDS ?= 10
+SECONDS ?= 3600
+SOAK_FLAGS ?=
+
+STRESS_TESTS = stress/tests/corrupt.sh stress/tests/bad-arguments.sh \
+               stress/tests/json.sh stress/tests/patterns-glibc.sh \
+               stress/tests/patterns-xmm.sh
+TEST_SCRIPTS += $(STRESS_TESTS)
+
+.PHONY: soak stress
+all: $(XMM_STRESS)
+stress: $(XMM_STRESS)
+# The test scripts run the binary: build it with the test programs.
+test-build: $(XMM_STRESS)
+
+$(BUILD)/stress/%.o: stress/%.c $(STRESS_HEADERS) stress/build.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(STRESS_CPPFLAGS) $(STRESS_CFLAGS) -c $< -o $@
+
+$(XMM_STRESS): $(STRESS_OBJECTS)
+	$(CC) $(STRESS_CFLAGS) -o $@ $^ -ldl -lm
+
+run: deps lib $(XMM_STRESS)
+	python3 stress/compare.py --stress $(XMM_STRESS) --seconds $(RUN_SECONDS)
+
+soak: deps lib $(XMM_STRESS)
+	$(XMM_STRESS) --alloc xmm --pattern server,churn --seconds $(SECONDS) $(SOAK_FLAGS)
