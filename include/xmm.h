@@ -154,6 +154,82 @@ int xmm_stats_get(struct xmm_stats *stats);
  * EINVAL for an unknown format. */
 int xmm_stats_print(int fd, const char *format);
 
+/* ==== typed helpers ======================================================
+ * Slices and strings on the xmm_* API, as the original XMM offered them
+ * (implemented in src/slice.c). The conventions above hold; functions that
+ * return int give 0, or -1 with errno set, and a call that fails changes
+ * nothing (no partial state).
+ */
+
+/* A growable array of `elem_size`-byte elements, like a Go slice: the first
+ * `length` of `capacity` elements are in use. The struct itself belongs to
+ * the caller (on the stack, inside another object); `data` is an XMM block.
+ * Read the fields freely; change them only through the functions below. */
+struct xmm_slice {
+    void *data;        /* NULL while capacity is 0 */
+    size_t length;     /* elements in use */
+    size_t capacity;   /* elements that fit in `data` without growing */
+    size_t elem_size;  /* bytes per element, > 0 once initialised */
+};
+
+/* Sets up `slice` with `length` zeroed elements and room for at least
+ * `capacity` elements (capacity >= length; capacity 0 allocates nothing).
+ * Returns 0, or -1 with errno EINVAL (slice NULL, elem_size 0, length >
+ * capacity) or ENOMEM (capacity * elem_size overflows, out of memory). On
+ * failure *slice is not written. */
+int xmm_slice_init(struct xmm_slice *slice, size_t elem_size, size_t length, size_t capacity);
+
+/* Makes room for at least `capacity` elements in total without changing the
+ * length: first within the block XMM already gave (xmm_usable_size), else
+ * with xmm_realloc to exactly what is asked. Returns 0, or -1 with errno
+ * EINVAL (slice NULL or not initialised) or ENOMEM (capacity * elem_size
+ * overflows, out of memory); on failure the slice is unchanged. */
+int xmm_slice_reserve(struct xmm_slice *slice, size_t capacity);
+
+/* Appends `count` elements copied from `elements`, which may point into the
+ * slice itself. When full, the slice first takes the slack of its block (so
+ * growth is in place when the size class has room), else grows to twice its
+ * capacity (or to what is needed, if more) with xmm_realloc; addresses of
+ * elements are then invalidated. Returns 0, or -1 with errno EINVAL (slice
+ * not initialised, elements NULL with count > 0) or ENOMEM (length + count
+ * or the byte size overflows, out of memory); on failure the slice is
+ * unchanged. */
+int xmm_slice_append(struct xmm_slice *slice, const void *elements, size_t count);
+
+/* The address of element `index`, valid until the slice grows or is freed.
+ * NULL with errno EINVAL if index >= length or the slice is NULL. */
+void *xmm_slice_at(const struct xmm_slice *slice, size_t index);
+
+/* Frees the slice's memory and leaves it empty (data NULL, length and
+ * capacity 0, elem_size kept), ready to be appended to again. NULL is a
+ * no-op. */
+void xmm_slice_free(struct xmm_slice *slice);
+
+/* Copies `text` and its NUL into `block`, which must be the start of a
+ * block from XMM (xmm_malloc and the like) of which the caller offers the
+ * first `block_size` bytes. Returns 0, or -1 with errno EINVAL (block or
+ * text NULL, block not the start of an XMM block, block_size larger than
+ * xmm_usable_size(block)) or ERANGE (text and its NUL need more than
+ * block_size bytes; the block is then not written). */
+int xmm_strcpy_into(char *block, size_t block_size, const char *text);
+
+/* Appends `text` to the NUL-terminated string held in `block`, with the
+ * checks of xmm_strcpy_into; also EINVAL if the first block_size bytes of
+ * the block hold no NUL. ERANGE (block not written) if the result and its
+ * NUL need more than block_size bytes. */
+int xmm_strcat_into(char *block, size_t block_size, const char *text);
+
+/* A new string in XMM memory: `first` followed by `second`. NULL with errno
+ * EINVAL if either is NULL, ENOMEM if the total length overflows or memory
+ * runs out. Free it with xmm_string_free. */
+char *xmm_strconcat(const char *first, const char *second);
+
+/* Frees a string from xmm_strdup, xmm_strndup or xmm_strconcat. NULL is a
+ * no-op. */
+void xmm_string_free(char *string);
+
+/* ==== end of typed helpers ================================================ */
+
 #ifdef __cplusplus
 }
 #endif
