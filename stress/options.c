@@ -165,8 +165,10 @@ static int parse_valued(struct stress_options *options, const char *name, const 
 {
     const char *problem;
     if (strcmp(name, "--threads") == 0) {
-        options->threads = (unsigned)parse_unsigned(name, value, 1, 4096,
-                                                    "a positive integer (at most 4096)");
+        uint64_t threads = parse_unsigned(name, value, 1, UINT64_MAX, "a positive integer");
+        if (threads > MAX_THREADS)
+            usage_error(name, "at most %d threads, got '%s'", MAX_THREADS, value);
+        options->threads = (unsigned)threads;
     } else if (strcmp(name, "--seconds") == 0) {
         options->seconds = parse_seconds(name, value);
         *seconds_given = true;
@@ -180,7 +182,7 @@ static int parse_valued(struct stress_options *options, const char *name, const 
         parse_patterns(options, value);
     } else if (strcmp(name, "--live-mib") == 0) {
         options->live_bytes = parse_unsigned(name, value, 1, 1 << 20,
-                                             "a positive integer (MiB, at most 1048576)") << 20;
+                                             "a positive number of MiB (at most 1048576)") << 20;
     } else if (strcmp(name, "--seed") == 0) {
         options->seed = parse_unsigned(name, value, 0, UINT64_MAX, "an unsigned integer");
     } else if (strcmp(name, "--alloc") == 0) {
@@ -231,8 +233,10 @@ void options_parse(int argc, char **argv, struct stress_options *options)
         if (takes_value(name)) {
             const char *value = option_value(argc, argv, &i, name, equals ? equals + 1 : NULL);
             parse_valued(options, name, value, &seconds_given, &ops_given);
-        } else if (equals || !parse_flag(options, name)) {
+        } else if (!parse_flag(options, name)) {
             usage_error(argument, "unknown option (see --help)");
+        } else if (equals) {
+            usage_error(name, "takes no value, got '%s'", argument);
         }
     }
     if (seconds_given && ops_given)

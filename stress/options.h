@@ -22,6 +22,7 @@ enum pattern_id {
 #define PATTERN_LIST_MAX 32
 #define DEFAULT_SECONDS 10.0
 #define DEFAULT_LIVE_MIB 32
+#define MAX_THREADS 4096
 
 extern const char *const pattern_names[PATTERN_COUNT];
 
