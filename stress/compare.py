@@ -106,6 +106,11 @@ def print_table(results, description):
         print(f"{label:28} {xmm_text:>14} {glibc_text:>14} {ratio_text:>10}")
     print()
     print("allocs/s: higher is better; p99 and peak RSS: lower is better.")
+    for allocator, (status, report) in results.items():
+        if report is not None and report["failure"]:
+            print(f"{allocator} stopped in {report['phases'][-1]['pattern']}: {report['failure']}")
+        elif report is None:
+            print(f"{allocator}: xmm-stress exited with status {status} without a report")
 
 
 def describe(report, seconds):
