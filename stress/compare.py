@@ -58,9 +58,18 @@ def ratio(xmm_value, glibc_value):
 
 
 def phase_rates(report):
+    """Allocations per second of each pattern; None for a phase cut short
+    (its rate over a fraction of a second means nothing)."""
     if report is None:
         return {}
-    return {phase["pattern"]: phase["allocs_per_sec"] for phase in report["phases"]}
+    return {phase["pattern"]: phase["allocs_per_sec"] if phase["completed"] else None
+            for phase in report["phases"]}
+
+
+def rate_text(rates, pattern):
+    if pattern not in rates:
+        return "-"
+    return "stopped" if rates[pattern] is None else format_count(rates[pattern])
 
 
 def field(report, name):
@@ -84,8 +93,8 @@ def table_rows(results):
     xmm_rates, glibc_rates = phase_rates(xmm), phase_rates(glibc)
     for pattern in dict.fromkeys(list(xmm_rates) + list(glibc_rates)):
         x, g = xmm_rates.get(pattern), glibc_rates.get(pattern)
-        rows.append((f"allocs/s  {pattern}", "-" if x is None else format_count(x),
-                     "-" if g is None else format_count(g), ratio(x, g)))
+        rows.append((f"allocs/s  {pattern}", rate_text(xmm_rates, pattern),
+                     rate_text(glibc_rates, pattern), ratio(x, g)))
     measures = (("allocs/s  total", "allocs_per_sec", format_count),
                 ("malloc p99", "malloc_p99_ns", format_ns),
                 ("free p99", "free_p99_ns", format_ns),

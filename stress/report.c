@@ -94,14 +94,14 @@ static void print_phase_table(FILE *out, const struct run_result *result)
     for (unsigned i = 0; i < result->phase_count; i++) {
         const struct phase_result *phase = &result->phases[i];
         double phase_rate = per_second(phase->allocs, phase->seconds);
-        fprintf(out, "%-18s %8.2f %10s %10s %11s %11s %11s %6.1f MiB\n",
+        fprintf(out, "%-18s %8.2f %10s %10s %11s %11s %11s %6.1f MiB%s\n",
                 pattern_names[phase->pattern], phase->seconds,
                 format_count((double)phase->allocs, allocs, sizeof allocs),
                 format_count(phase_rate, rate, sizeof rate),
                 format_count(phase_rate / phase->threads, per_thread, sizeof per_thread),
                 format_ns(histogram_quantile(&phase->malloc_ns, 0.99), malloc_p99, sizeof malloc_p99),
                 format_ns(histogram_quantile(&phase->free_ns, 0.99), free_p99, sizeof free_p99),
-                (double)phase->peak_rss_kib / 1024.0);
+                (double)phase->peak_rss_kib / 1024.0, phase->completed ? "" : "  (stopped)");
     }
     fputc('\n', out);
 }
@@ -195,7 +195,7 @@ static void json_phase(FILE *out, const struct phase_result *phase, bool last)
             "\"allocs_per_sec\": %.0f, \"per_thread_allocs_per_sec\": %.0f, "
             "\"malloc_p50_ns\": %llu, \"malloc_p99_ns\": %llu, \"malloc_max_ns\": %llu, "
             "\"free_p50_ns\": %llu, \"free_p99_ns\": %llu, \"free_max_ns\": %llu, "
-            "\"peak_rss_kib\": %llu, \"blocks_checked\": %llu}%s\n",
+            "\"peak_rss_kib\": %llu, \"blocks_checked\": %llu, \"completed\": %s}%s\n",
             pattern_names[phase->pattern], phase->seconds, (unsigned long long)phase->allocs,
             (unsigned long long)phase->frees, rate, rate / phase->threads,
             (unsigned long long)histogram_quantile(&phase->malloc_ns, 0.50),
@@ -205,7 +205,7 @@ static void json_phase(FILE *out, const struct phase_result *phase, bool last)
             (unsigned long long)histogram_quantile(&phase->free_ns, 0.99),
             (unsigned long long)phase->free_ns.max_ns,
             (unsigned long long)phase->peak_rss_kib, (unsigned long long)phase->checked,
-            last ? "" : ",");
+            phase->completed ? "true" : "false", last ? "" : ",");
 }
 
 static void json_xmm_stats(FILE *out)

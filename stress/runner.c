@@ -271,6 +271,7 @@ static void collect(struct phase *phase, const struct worker *main_worker,
     }
     add_worker(result, main_worker);
     result->seconds = ns_to_seconds(end_ns - phase->start_ns);
+    result->completed = !run_failed() && !interrupted;
     result->peak_rss_kib = peak_rss_kib();
 }
 

@@ -15,6 +15,7 @@ struct phase_result {
     enum pattern_id pattern;
     unsigned threads;
     double seconds;             /* until the last worker's loop ended */
+    bool completed;             /* not cut short by a failure or Ctrl-C */
     uint64_t allocs, frees, checked;
     uint64_t peak_rss_kib;
     struct histogram malloc_ns, free_ns, realloc_ns;

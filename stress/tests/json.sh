@@ -32,6 +32,7 @@ for kind in ("malloc", "free"):
 assert report["peak_rss_kib"] > 1024, report["peak_rss_kib"]
 phases = report["phases"]
 assert sum(phase["ops"] for phase in phases) == report["ops"]
+assert all(phase["completed"] for phase in phases), phases
 print(f"{report['pattern']}: {len(phases)} phases, {report['ops']} ops, "
       f"{report['allocs_per_sec']:.0f} allocs/s, malloc p99 {report['malloc_p99_ns']} ns, "
       f"peak RSS {report['peak_rss_kib']} KiB")
