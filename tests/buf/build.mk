@@ -1,0 +1,35 @@
+# tests/buf/build.mk - tests of the typed helpers (xmm.h) and the pooled
+# buffers (xmm_buf.h). Included from examples/build.mk; the guard makes a
+# second inclusion (from the top Makefile) harmless.
+ifndef XMM_BUF_TESTS_INCLUDED
+XMM_BUF_TESTS_INCLUDED := 1
+
+BUF_TESTS = slice buf buf_config buf_threads
+BUF_TEST_PROGRAMS = $(BUF_TESTS:%=$(BUILD)/tests/buf/test_%)
+# -Isrc -Iplatform: test_buf checks node placement with src/numa.h.
+BUF_TEST_CFLAGS = -O2 -g -std=gnu11 -D_GNU_SOURCE -mcx16 -pthread -Iinclude -Iplatform -Isrc \
+                  -Itests/buf $(WARNINGS)
+BUF_TEST_HEADERS = tests/buf/check.h include/xmm.h include/xmm_buf.h
+
+$(BUF_TEST_PROGRAMS): $(BUILD)/tests/buf/test_%: tests/buf/test_%.c $(BUF_TEST_HEADERS) \
+                      $(LIBXMM_CORE_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(BUF_TEST_CFLAGS) -o $@ $< $(LIBXMM_CORE_A) $(LIBS)
+
+TEST_PROGRAMS += $(BUF_TEST_PROGRAMS)
+
+# The multithreaded pool test under ThreadSanitizer, on the TSan build of
+# the core from tests/build.mk, with a shorter run (TSan is 5-15x slower).
+BUF_TSAN = $(BUILD)/tsan/buf_threads
+$(BUF_TSAN): tests/buf/test_buf_threads.c $(BUF_TEST_HEADERS) $(TSAN_CORE_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(BUF_TEST_CFLAGS) -fsanitize=thread -O1 -DTEST_SECONDS=1 -o $@ $< \
+	    $(TSAN_CORE_A) $(LIBS)
+
+TSAN_PROGRAMS += $(BUF_TSAN)
+
+.PHONY: test-buf
+test-buf: lib $(BUF_TEST_PROGRAMS) $(EXAMPLE_PROGRAMS)
+	@tools/run-tests $(BUF_TEST_PROGRAMS) $(EXAMPLE_PROGRAMS)
+
+endif

@@ -1,0 +1,172 @@
+/* test_buf_threads.c - many more threads than CPUs getting, filling,
+ * consuming, handing over and putting buffers for a few seconds. Every
+ * byte is checked, also after yielding the CPU (so two threads handed the
+ * same buffer would see each other's bytes), buffers cross threads through
+ * an exchange (put by another thread than the one that got them), half the
+ * threads use only their own pool, and the pools stay under the cap. */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "xmm.h"
+#include "xmm_buf.h"
+
+void xmm_buf_test_thread_pool_only(bool enable); /* src/buf.c, hidden */
+
+#ifndef TEST_SECONDS
+#define TEST_SECONDS 2
+#endif
+
+/* A buffer and what it must hold: pattern bytes of `seed` from logical
+ * offset `consumed` on, `length` of them. */
+struct tracked {
+    struct xmm_buf *buf;
+    uint64_t seed;
+    size_t consumed;
+    size_t length;
+};
+
+static unsigned char pattern(uint64_t seed, size_t offset)
+{
+    return (unsigned char)((seed >> (offset % 7 * 8)) + offset);
+}
+
+#define EXCHANGE_SLOTS 16
+static struct tracked exchange[EXCHANGE_SLOTS];
+static pthread_mutex_t exchange_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static volatile int stop;
+static long operations;
+
+static bool verify(const struct tracked *item)
+{
+    const unsigned char *bytes = xmm_buf_data(item->buf);
+    if (xmm_buf_len(item->buf) != item->length)
+        return false;
+    for (size_t i = 0; i < item->length; i++)
+        if (bytes[i] != pattern(item->seed, item->consumed + i))
+            return false;
+    return true;
+}
+
+static size_t random_size(unsigned long long *random)
+{
+    unsigned long long roll = next_random(random) % 1000;
+    if (roll < 700)
+        return next_random(random) % 4096;
+    if (roll < 950)
+        return next_random(random) % (64 << 10);
+    if (roll < 998)
+        return next_random(random) % (1 << 20);
+    return next_random(random) % XMM_BUF_MAX_CAPACITY;
+}
+
+/* Fills `item` with `total` pattern bytes in random pieces, starting from
+ * a smaller buffer than needed half the time, so appends move it up. */
+static void fill(struct tracked *item, size_t total, unsigned long long *random)
+{
+    unsigned char piece[2048];
+    while (item->length < total) {
+        size_t n = 1 + next_random(random) % sizeof(piece);
+        if (n > total - item->length)
+            n = total - item->length;
+        for (size_t i = 0; i < n; i++)
+            piece[i] = pattern(item->seed, item->consumed + item->length + i);
+        if (xmm_buf_append(item->buf, piece, n) != 0) {
+            CHECK(0, "append %zu: errno %d", n, errno);
+            return;
+        }
+        item->length += n;
+    }
+}
+
+/* Hands `item` over and takes what another thread left (or nothing). */
+static struct tracked swap_through_exchange(struct tracked item, unsigned long long *random)
+{
+    size_t slot = next_random(random) % EXCHANGE_SLOTS;
+    pthread_mutex_lock(&exchange_lock);
+    struct tracked other = exchange[slot];
+    exchange[slot] = item;
+    pthread_mutex_unlock(&exchange_lock);
+    return other;
+}
+
+static void one_round(unsigned long long *random, uint64_t seed)
+{
+    size_t total = random_size(random);
+    bool start_small = next_random(random) & 1;
+    struct tracked item = {xmm_buf_get(start_small ? 0 : total), seed, 0, 0};
+    if (!item.buf) {
+        CHECK(0, "get(%zu): errno %d", total, errno);
+        return;
+    }
+    CHECK(xmm_buf_len(item.buf) == 0 && xmm_buf_capacity(item.buf) >= (start_small ? 0 : total),
+          "a fresh buffer: length %zu, capacity %zu", xmm_buf_len(item.buf),
+          xmm_buf_capacity(item.buf));
+    fill(&item, total, random);
+    size_t drop = item.length ? next_random(random) % (item.length + 1) : 0;
+    CHECK(xmm_buf_consume(item.buf, drop) == 0, "consume %zu of %zu", drop, item.length);
+    item.consumed += drop;
+    item.length -= drop;
+    if (next_random(random) % 4 == 0)
+        xmm_buf_compact(item.buf);
+    sched_yield(); /* let another thread, on this CPU, get and write */
+    CHECK(verify(&item), "bytes changed under their owner (seed %llx)",
+          (unsigned long long)seed);
+    if (next_random(random) % 4 == 0) {
+        item = swap_through_exchange(item, random);
+        if (!item.buf)
+            return;
+        CHECK(verify(&item), "bytes of a handed-over buffer (seed %llx)",
+              (unsigned long long)item.seed);
+    }
+    CHECK(xmm_buf_put(item.buf) == 0, "put: errno %d", errno);
+    CHECK(xmm_buf_pool_bytes() <= xmm_buf_pool_limit(), "pool %zu above the cap %zu",
+          xmm_buf_pool_bytes(), xmm_buf_pool_limit());
+}
+
+static void *worker(void *arg)
+{
+    uintptr_t id = (uintptr_t)arg;
+    unsigned long long random = 0x9E3779B97F4A7C15ull * (id + 1);
+    xmm_buf_test_thread_pool_only(id % 2 == 1);
+    long rounds = 0;
+    while (!stop) {
+        one_round(&random, (id << 40) | (uint64_t)rounds);
+        rounds++;
+    }
+    __atomic_fetch_add(&operations, rounds, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+int main(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = (int)(cpus > 2 ? 4 * cpus : 8);
+    pthread_t *ids = calloc((size_t)threads, sizeof(*ids));
+    for (int i = 0; i < threads; i++)
+        pthread_create(&ids[i], NULL, worker, (void *)(uintptr_t)i);
+    sleep(TEST_SECONDS);
+    stop = 1;
+    for (int i = 0; i < threads; i++)
+        pthread_join(ids[i], NULL);
+    for (int slot = 0; slot < EXCHANGE_SLOTS; slot++) {
+        if (exchange[slot].buf) {
+            CHECK(verify(&exchange[slot]), "bytes left in the exchange");
+            xmm_buf_put(exchange[slot].buf);
+        }
+    }
+    CHECK(xmm_buf_pool_bytes() <= xmm_buf_pool_limit(), "pool above the cap at the end");
+    CHECK(operations > threads, "%ld rounds in %d threads", operations, threads);
+    printf("test_buf_threads: %d threads on %ld CPUs, %ld rounds in %d s, %zu bytes pooled\n",
+           threads, cpus, operations, TEST_SECONDS, xmm_buf_pool_bytes());
+    free(ids);
+    return check_summary("test_buf_threads");
+}
