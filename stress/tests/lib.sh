@@ -18,11 +18,6 @@ fail() {
     exit 1
 }
 
-# Milliseconds since the epoch, for bounding how long a run took.
-now_ms() {
-    echo $(( $(date +%s%N) / 1000000 ))
-}
-
 # Runs every pattern briefly on allocator $1 with 4 threads per CPU (more
 # threads than CPUs: preemption in the middle of allocator operations),
 # then a few size ranges; every run must exit 0 with integrity "ok". All
