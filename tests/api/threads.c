@@ -278,7 +278,8 @@ static void run_phase(int threads, double seconds)
         CHECK(atomic_load(&phase->errors[kind]) == 0, "%d threads: no %s (%lu; first: %s)",
               threads, error_names[kind], atomic_load(&phase->errors[kind]),
               phase->first_error[kind][0] ? phase->first_error[kind] : "none");
-    CHECK(atomic_load(&phase->cross_frees) > 0 && atomic_load(&phase->allocations) > 1000,
+    /* Low bars: ThreadSanitizer and a loaded machine slow this down a lot. */
+    CHECK(atomic_load(&phase->cross_frees) > 0 && atomic_load(&phase->allocations) >= 100,
           "%d threads: work was done, with cross-thread frees", threads);
     free(phase->queues);
     free(phase);
