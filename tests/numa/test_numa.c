@@ -116,6 +116,7 @@ static bool node_has_memory[MAX_NODES];
 static int cpu_nodes[MAX_NODES];     /* nodes with CPUs and memory, ascending */
 static int cpu_node_count;
 static cpu_set_t node_cpus[MAX_NODES];
+static int node_of_cpu[CPU_SETSIZE];  /* -1: no such CPU */
 
 static void read_topology(void)
 {
@@ -123,6 +124,8 @@ static void read_topology(void)
     if (node_limit > MAX_NODES)
         node_limit = MAX_NODES;
     struct bitmask *cpus = numa_allocate_cpumask();
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        node_of_cpu[cpu] = -1;
     for (int node = 0; node < node_limit; node++) {
         long long free_bytes;
         node_has_memory[node] = numa_node_size64(node, &free_bytes) > 0;
@@ -130,8 +133,10 @@ static void read_topology(void)
         if (numa_node_to_cpus(node, cpus) != 0)
             continue;
         for (unsigned cpu = 0; cpu < cpus->size && cpu < CPU_SETSIZE; cpu++)
-            if (numa_bitmask_isbitset(cpus, cpu))
+            if (numa_bitmask_isbitset(cpus, cpu)) {
                 CPU_SET(cpu, &node_cpus[node]);
+                node_of_cpu[cpu] = node;
+            }
         if (CPU_COUNT(&node_cpus[node]) > 0 && node_has_memory[node])
             cpu_nodes[cpu_node_count++] = node;
     }
@@ -146,10 +151,13 @@ static int memory_node_count(void)
     return count;
 }
 
+/* From the table: libnuma's numa_node_of_cpu allocates, and an
+ * allocation at the wrong moment would refill (and so flush) a per-thread
+ * cache that the migrate mode wants to catch stale. */
 static int current_node(void)
 {
     int cpu = sched_getcpu();
-    return cpu < 0 ? -1 : numa_node_of_cpu(cpu);
+    return cpu < 0 || cpu >= CPU_SETSIZE ? -1 : node_of_cpu[cpu];
 }
 
 /* Moves the calling thread onto `node`'s CPUs (no allocation: a
@@ -412,47 +420,107 @@ struct placement_job {
     int expected_node; /* where its memory must be */
 };
 
+/* The other ways in, each documented as taking the calling CPU's node:
+ * calloc (small, large: zeroing may skip fresh pages), realloc growing a
+ * small block into a large one, posix_memalign / aligned_alloc / memalign
+ * (small classes, page heap with alignment slack, and a direct map once
+ * size + alignment reaches 32 MiB) and xmm_alloc_pages. The pages block,
+ * freed with xmm_free_pages, is the list's last entry. */
+static void allocate_other_ways(struct block_list *list)
+{
+    static const struct { size_t alignment, size; } aligned[] = {
+        {64, 100}, {4096, 5000}, {65536, 70000}, {2 * MIB, MIB}, {MIB, 31 * MIB}};
+    static const size_t calloc_sizes[] = {1000, 200 << 10, 3 * MIB};
+    for (size_t i = 0; i < sizeof(calloc_sizes) / sizeof(calloc_sizes[0]); i++) {
+        void *block = calloc(1, calloc_sizes[i]);
+        CHECK(block != NULL, "calloc(1, %zu) failed", calloc_sizes[i]);
+        if (block) {
+            memset(block, 0x11, calloc_sizes[i]);
+            list->blocks[list->count++] = (struct block){block, calloc_sizes[i]};
+        }
+    }
+    void *grown = realloc(malloc(100), 500 << 10);
+    CHECK(grown != NULL, "realloc(100 -> 500 KiB) failed");
+    if (grown) {
+        memset(grown, 0x22, 500 << 10);
+        list->blocks[list->count++] = (struct block){grown, 500 << 10};
+    }
+    for (size_t i = 0; i < sizeof(aligned) / sizeof(aligned[0]); i++) {
+        void *block = NULL;
+        int error = posix_memalign(&block, aligned[i].alignment, aligned[i].size);
+        CHECK(error == 0, "posix_memalign(%zu, %zu): %s", aligned[i].alignment, aligned[i].size,
+              strerror(error));
+        if (error == 0) {
+            memset(block, 0x33, aligned[i].size);
+            list->blocks[list->count++] = (struct block){block, aligned[i].size};
+        }
+    }
+    void *pages = xmm_alloc_pages(3);
+    CHECK(pages != NULL, "xmm_alloc_pages(3) failed");
+    if (pages) {
+        memset(pages, 0x44, 3 * xmm_page_size());
+        list->blocks[list->count++] = (struct block){pages, 3 * xmm_page_size()};
+    }
+}
+
+static void free_other_ways(struct block_list *list)
+{
+    if (list->count) {
+        struct block pages = list->blocks[--list->count];
+        xmm_free_pages(pages.address, pages.size / xmm_page_size());
+    }
+    free_blocks(list);
+}
+
+/* One kind of blocks of a placement thread: all its pages and its
+ * xmm_node_of on `expected`. */
+static void check_all_on(const char *label, const struct block_list *list, int expected)
+{
+    struct census census = census_of_blocks(list, 0, list->count);
+    print_census(label, &census);
+    CHECK(all_on(&census, expected), "%s: %ld of %ld pages on node %d", label,
+          census.on_node[expected], census.total, expected);
+    long wrong = count_node_of_mismatches(list, 0, list->count, expected);
+    CHECK(wrong == 0, "%s: xmm_node_of is not %d for %ld of %zu blocks", label, expected, wrong,
+          list->count);
+}
+
 /* Allocates every size on the calling thread's node and checks that all
  * of it (pages and xmm_node_of) is on job->expected_node. */
 static void *placement_thread(void *argument)
 {
     struct placement_job *job = argument;
-    char label[128];
+    char label[160];
     CHECK(current_node() == job->cpu_node, "thread runs on node %d, pinned to node %d",
           current_node(), job->cpu_node);
-    struct block_list small, large;
+    struct block_list small, large, other;
     block_list_init(&small, 4096);
     block_list_init(&large, LARGE_COUNT);
+    block_list_init(&other, 16);
     allocate_every_size(&small, &large);
+    allocate_other_ways(&other);
 
-    struct census small_census = census_of_blocks(&small, 0, small.count);
-    struct census large_census = census_of_blocks(&large, 0, large.count);
     snprintf(label, sizeof(label), "CPU node %d, %zu small blocks (every class)", job->cpu_node,
              small.count);
-    print_census(label, &small_census);
+    check_all_on(label, &small, job->expected_node);
     snprintf(label, sizeof(label), "CPU node %d, large 300K 1M 8M 40M", job->cpu_node);
-    print_census(label, &large_census);
-    CHECK(all_on(&small_census, job->expected_node),
-          "small blocks allocated on node %d: %ld of %ld pages on node %d", job->cpu_node,
-          small_census.on_node[job->expected_node], small_census.total, job->expected_node);
-    CHECK(all_on(&large_census, job->expected_node),
-          "large blocks allocated on node %d: %ld of %ld pages on node %d", job->cpu_node,
-          large_census.on_node[job->expected_node], large_census.total, job->expected_node);
+    check_all_on(label, &large, job->expected_node);
+    /* Each large block on its own too: a direct map has its own binding. */
     for (size_t i = 0; i < large.count; i++) {
         struct census one = block_census(large.blocks[i].address, large.blocks[i].size);
         CHECK(all_on(&one, job->expected_node), "%zu-byte block %p: %ld of %ld pages on node %d",
               large.blocks[i].size, large.blocks[i].address, one.on_node[job->expected_node],
               one.total, job->expected_node);
     }
-    long wrong = count_node_of_mismatches(&small, 0, small.count, job->expected_node) +
-                 count_node_of_mismatches(&large, 0, large.count, job->expected_node);
-    printf("%s: CPU node %d: xmm_node_of: %ld of %zu blocks on node %d\n", mode_name,
-           job->cpu_node, (long)(small.count + large.count) - wrong, small.count + large.count,
-           job->expected_node);
+    snprintf(label, sizeof(label), "CPU node %d, calloc realloc memalign alloc_pages (%zu)",
+             job->cpu_node, other.count);
+    check_all_on(label, &other, job->expected_node);
     free_blocks(&small);
     free_blocks(&large);
+    free_other_ways(&other);
     block_list_release(&small);
     block_list_release(&large);
+    block_list_release(&other);
     return NULL;
 }
 
@@ -563,7 +631,8 @@ static int own_node(int cpu_node)
 static int mode_local(void)
 {
     printf("%s: %d node(s) with CPUs; each allocates %s\n", mode_name, cpu_node_count,
-           "every class size (and size-1) and 300K, 1M, 8M, 40M");
+           "every class size (and size-1), 300K, 1M, 8M, 40M, and through calloc, realloc, "
+           "posix_memalign, xmm_alloc_pages");
     check_placement_from_every_node(own_node);
     return 0;
 }
@@ -839,10 +908,26 @@ static int mode_on_node(void)
 
 /* ---- mode: crossnode ------------------------------------------------------------ */
 
-static const size_t cross_sizes[] = {16, 48, 128, 512, 2048, 8192};
-#define CROSS_CLASSES (sizeof(cross_sizes) / sizeof(cross_sizes[0]))
-#define CROSS_PER_CLASS 2000
-#define CROSS_TOTAL (CROSS_CLASSES * CROSS_PER_CLASS)
+/* Six size classes, and two large sizes, which go back to their node's
+ * page heap rather than through a front end. */
+static const struct cross_class {
+    size_t size;
+    int count;
+} cross_classes[] = {{16, 2000},  {48, 2000},   {128, 2000},      {512, 2000},
+                     {2048, 2000}, {8192, 2000}, {300 << 10, 16}, {1 << 20, 16}};
+#define CROSS_CLASSES (sizeof(cross_classes) / sizeof(cross_classes[0]))
+#define CROSS_ROUNDS 2000 /* the largest count */
+#define LARGEST_CLASS_SIZE (256 << 10)
+
+/* Blocks of the table, small (up to the largest class) or all. */
+static int cross_count(bool small_only)
+{
+    int total = 0;
+    for (size_t c = 0; c < CROSS_CLASSES; c++)
+        if (!small_only || cross_classes[c].size <= LARGEST_CLASS_SIZE)
+            total += cross_classes[c].count;
+    return total;
+}
 #define PRODUCERS 2
 #define QUEUE_SLOTS 1024
 #define CONSUMERS_MAX MAX_NODES
@@ -904,17 +989,20 @@ static void *producer_thread(void *argument)
 {
     struct producer_job *job = argument;
     /* Classes in turn, so that consumers free a mix. */
-    for (int i = 0; i < CROSS_PER_CLASS / PRODUCERS; i++)
+    for (int i = 0; i < CROSS_ROUNDS / PRODUCERS; i++)
         for (size_t c = 0; c < CROSS_CLASSES; c++) {
-            void *block = malloc(cross_sizes[c]);
+            size_t size = cross_classes[c].size;
+            if (i >= cross_classes[c].count / PRODUCERS)
+                continue;
+            void *block = malloc(size);
             if (!block) {
-                fail("producer: malloc(%zu) failed", cross_sizes[c]);
+                fail("producer: malloc(%zu) failed", size);
                 continue;
             }
-            memset(block, FILL_BYTE, cross_sizes[c]);
+            memset(block, FILL_BYTE, size);
             if (xmm_node_of(block) != job->node)
                 job->wrong_node++;
-            queue_put((struct block){block, cross_sizes[c]});
+            queue_put((struct block){block, size});
         }
     producer_done();
     return NULL;
@@ -955,7 +1043,7 @@ static bool address_set_has(const struct address_set *set, const void *address)
 
 struct after_job {
     int node;
-    int per_class;                 /* blocks of each class to allocate */
+    int times;                     /* allocates times x each class's count */
     const struct address_set *freed;
     long reused[CROSS_CLASSES];    /* allocations that returned a freed address */
 };
@@ -967,10 +1055,10 @@ static void *after_thread(void *argument)
 {
     struct after_job *job = argument;
     struct block_list blocks;
-    block_list_init(&blocks, CROSS_CLASSES * (size_t)job->per_class);
+    block_list_init(&blocks, (size_t)cross_count(false) * job->times);
     for (size_t c = 0; c < CROSS_CLASSES; c++)
-        for (int i = 0; i < job->per_class; i++) {
-            void *block = allocate_touched(&blocks, cross_sizes[c]);
+        for (int i = 0; i < job->times * cross_classes[c].count; i++) {
+            void *block = allocate_touched(&blocks, cross_classes[c].size);
             if (block && address_set_has(job->freed, block))
                 job->reused[c]++;
         }
@@ -999,8 +1087,9 @@ static void print_reuse(const struct after_job *job)
 {
     printf("%s: node %d got back freed addresses:", mode_name, job->node);
     for (size_t c = 0; c < CROSS_CLASSES; c++)
-        printf(" %zuB=%ld", cross_sizes[c], job->reused[c]);
-    printf(" (total %ld of %d allocated per class)\n", total_reused(job), job->per_class);
+        printf(" %zuB=%ld/%d", cross_classes[c].size, job->reused[c],
+               job->times * cross_classes[c].count);
+    printf(" (total %ld)\n", total_reused(job));
 }
 
 static struct xmm_stats read_stats(void)
@@ -1030,7 +1119,7 @@ static struct address_set hand_off(int producer_node, struct consumer_job *consu
     for (int i = 0; i < PRODUCERS + consumer_count; i++)
         pthread_join(threads[i], NULL);
 
-    struct address_set freed = {scratch_alloc(CROSS_TOTAL * sizeof(uintptr_t)), 0};
+    struct address_set freed = {scratch_alloc(cross_count(false) * sizeof(uintptr_t)), 0};
     for (int i = 0; i < PRODUCERS; i++)
         CHECK(producers[i].wrong_node == 0, "producer on node %d got %ld blocks of another node",
               producer_node, producers[i].wrong_node);
@@ -1051,11 +1140,12 @@ static int mode_crossnode(void)
     struct consumer_job consumers[CONSUMERS_MAX];
     for (int i = 0; i < consumer_count; i++) {
         consumers[i] = (struct consumer_job){cpu_nodes[1 + i % (cpu_node_count - 1)], NULL, 0, 0};
-        consumers[i].freed = scratch_alloc(CROSS_TOTAL * sizeof(struct block));
+        consumers[i].freed = scratch_alloc(cross_count(false) * sizeof(struct block));
     }
-    printf("%s: %d producers on node %d hand %zu blocks (%zu classes) to %d consumers on other "
-           "nodes\n", mode_name, PRODUCERS, producer_node, (size_t)CROSS_TOTAL,
-           (size_t)CROSS_CLASSES, consumer_count);
+    int total = cross_count(false), small = cross_count(true);
+    printf("%s: %d producers on node %d hand %d small and %d large blocks to %d consumers on "
+           "other nodes\n", mode_name, PRODUCERS, producer_node, small, total - small,
+           consumer_count);
 
     struct xmm_stats before = read_stats();
     struct address_set freed = hand_off(producer_node, consumers, consumer_count);
@@ -1066,13 +1156,16 @@ static int mode_crossnode(void)
      * must be counted. A little more may come from the C library's own
      * per-thread blocks; twice as many would be double counting. */
     uint64_t counted = after.cross_node_frees - before.cross_node_frees;
-    printf("%s: front end %s; cross_node_frees %llu -> %llu: +%llu for %zu blocks freed on "
-           "other nodes\n", mode_name, after.front_end, (unsigned long long)before.cross_node_frees,
-           (unsigned long long)after.cross_node_frees, (unsigned long long)counted, freed.count);
-    CHECK(freed.count == CROSS_TOTAL, "consumers freed %zu blocks, producers made %zu",
-          freed.count, (size_t)CROSS_TOTAL);
-    CHECK(counted >= freed.count, "cross_node_frees grew by %llu, %zu blocks were freed on "
-          "another node", (unsigned long long)counted, freed.count);
+    printf("%s: front end %s; cross_node_frees %llu -> %llu: +%llu for %d small and %d large "
+           "blocks freed on other nodes\n", mode_name, after.front_end,
+           (unsigned long long)before.cross_node_frees, (unsigned long long)after.cross_node_frees,
+           (unsigned long long)counted, small, total - small);
+    CHECK(freed.count == (size_t)total, "consumers freed %zu blocks, producers made %d",
+          freed.count, total);
+    /* Large blocks go to their page heap without the front end: the count
+     * must cover the small ones (docs/design.md, "The path of a free"). */
+    CHECK(counted >= (uint64_t)small, "cross_node_frees grew by %llu, %d small blocks were "
+          "freed on another node", (unsigned long long)counted, small);
     CHECK(counted <= freed.count + 64, "cross_node_frees grew by %llu for %zu cross-node frees",
           (unsigned long long)counted, freed.count);
 
@@ -1081,13 +1174,13 @@ static int mode_crossnode(void)
     for (int i = 0; i < cpu_node_count; i++) {
         if (cpu_nodes[i] == producer_node)
             continue;
-        struct after_job job = {cpu_nodes[i], 2 * CROSS_PER_CLASS, &freed, {0}};
+        struct after_job job = {cpu_nodes[i], 2, &freed, {0}};
         run_on_node(job.node, after_thread, &job);
         print_reuse(&job);
         CHECK(total_reused(&job) == 0, "node %d was given %ld blocks of node %d freed on "
               "another node", job.node, total_reused(&job), producer_node);
     }
-    struct after_job home = {producer_node, 2 * CROSS_PER_CLASS, &freed, {0}};
+    struct after_job home = {producer_node, 2, &freed, {0}};
     run_on_node(producer_node, after_thread, &home);
     print_reuse(&home);
     CHECK(total_reused(&home) > 0, "node %d never got back any of the %zu blocks freed on "

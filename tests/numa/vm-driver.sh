@@ -1,0 +1,89 @@
+#!/bin/sh
+# vm-driver.sh TEST_NUMA NODES [all|placement] - runs inside the NUMA VM
+# (numa-vm): the modes of test_numa with the environment each needs,
+# prints each mode's output and a summary, exits 1 if any case failed. One
+# VM boot serves all of them.
+#
+# "placement" runs only the cases where the topology changes the answer
+# (where memory goes, which nodes are usable), not the front-end cases
+# (per-thread caches, migration, THP off), which the other topologies cover.
+#
+# The VM was asked for NODES nodes: a mode that skips for lack of nodes is
+# a failure here, and so is a VM with another node count.
+test=$1
+nodes=$2
+cases=${3:-all}
+passed=0
+failed=0
+failures=""
+
+cpus=$(nproc)
+online=$(cat /sys/devices/system/node/online 2>/dev/null)
+echo "vm: $nodes nodes requested; online nodes: ${online:-?}; $cpus CPUs"
+if [ "$(numactl --hardware | sed -n 's/^available: \([0-9]*\) nodes.*/\1/p')" != "$nodes" ]; then
+    echo "FAIL: the VM does not have $nodes nodes"
+    numactl --hardware
+    exit 1
+fi
+
+# run_case LABEL COMMAND... : one mode, its output indented, one result line.
+run_case() {
+    label=$1
+    shift
+    start=$(date +%s)
+    output=$("$@" 2>&1)
+    status=$?
+    elapsed=$(($(date +%s) - start))
+    printf '%s\n' "$output" | sed 's/^/    /'
+    if [ $status -eq 0 ]; then
+        passed=$((passed + 1))
+        echo "PASS  $label ($nodes nodes, $cpus CPUs) ${elapsed}s"
+    else
+        failed=$((failed + 1))
+        failures="$failures
+    $label (exit $status)"
+        echo "FAIL  $label ($nodes nodes, $cpus CPUs) exit $status ${elapsed}s"
+    fi
+}
+
+# Default policy (local), both front ends: per-CPU rseq caches and, with
+# XMM_RSEQ=0, per-thread caches (which learn of a move only at a refill).
+# all: every case; placement: skip the front-end variants.
+front_end_cases() {
+    [ "$cases" = all ]
+}
+
+run_case "local" "$test" local
+front_end_cases && run_case "local XMM_RSEQ=0" env XMM_RSEQ=0 "$test" local
+run_case "on_node" "$test" on_node
+run_case "crossnode" "$test" crossnode
+front_end_cases && run_case "crossnode XMM_RSEQ=0" env XMM_RSEQ=0 "$test" crossnode
+if front_end_cases; then
+    run_case "migrate" "$test" migrate
+    run_case "migrate XMM_RSEQ=0" env XMM_RSEQ=0 "$test" migrate
+fi
+
+# Interleave: with the kernel's THP (2 MiB units) and page by page.
+run_case "interleave" env XMM_NUMA=interleave "$test" interleave
+front_end_cases &&
+    run_case "interleave XMM_THP=never" env XMM_NUMA=interleave XMM_THP=never "$test" interleave
+# xmm.h: xmm_malloc_on_node takes memory "from NUMA node `node`", with no
+# exception for the interleave policy of ordinary allocations.
+run_case "on_node XMM_NUMA=interleave" env XMM_NUMA=interleave "$test" on_node
+
+run_case "bind1" env XMM_NUMA=bind:1 "$test" bind1
+front_end_cases && run_case "membind --membind=1" numactl --membind=1 "$test" membind
+if [ "$nodes" -ge 4 ]; then
+    # Several allowed nodes: own node if allowed, else the first allowed.
+    run_case "bind XMM_NUMA=bind:2-3" env XMM_NUMA=bind:2-3 "$test" bind
+    run_case "membind --membind=1,3" numactl --membind=1,3 "$test" membind
+    front_end_cases && run_case "interleave --membind=1,2" \
+        env XMM_NUMA=interleave numactl --membind=1,2 "$test" interleave
+fi
+
+echo "vm ($nodes nodes, $cpus CPUs): $passed passed, $failed failed"
+if [ $failed -ne 0 ]; then
+    echo "vm ($nodes nodes, $cpus CPUs) failed:$failures"
+    exit 1
+fi
+exit 0
