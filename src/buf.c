@@ -14,10 +14,14 @@
  * lock is only tried, never waited for: when it is busy, or sched_getcpu()
  * fails, the thread's own small pool serves instead.
  *
- * The cap: pooled_bytes counts the capacity of every pooled buffer; a put
- * reserves its buffer's capacity with a compare-and-swap that refuses to go
- * above the cap, so the pools never hold more than the cap, even for an
- * instant. It costs one atomic on a shared cache line per get and put.
+ * The cap: reserved_bytes counts the part of the cap taken, and a
+ * compare-and-swap refuses to take more than the cap, so the pools never
+ * hold more than the cap, even for an instant. A CPU pool takes its part as
+ * credit, credit_step bytes at a time, and gives back what exceeds twice
+ * that: a CPU's gets and puts then write no shared cache line (a shared
+ * counter written by every get and put was two thirds of their cost with
+ * just two threads). The thread pools, a rare path, take exactly what they
+ * hold.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -148,35 +152,43 @@ static bool is_live(const struct xmm_buf *buf, const char *function)
 
 /* The check of put, which must not let a wrong pointer into a pool: `ptr`
  * must be the start of an XMM block (asked with xmm_node_of, which answers
- * -1 for any other address without reading it) large enough for a
- * descriptor, and carry the magic. */
+ * -1 for any other address without reading it), and carry the magic. The
+ * smallest XMM block holds the 8 bytes of the magic, and only a descriptor
+ * has its own address's magic, so nothing else is read before the match. */
 static bool is_descriptor(const struct xmm_buf *ptr)
 {
-    return xmm_node_of(ptr) >= 0 && xmm_usable_size(ptr) >= sizeof(*ptr) &&
-           ptr->magic == magic_of(ptr);
+    return xmm_node_of(ptr) >= 0 && ptr->magic == magic_of(ptr);
 }
 
 /* ---- the cap --------------------------------------------------------------- */
 
 #define DEFAULT_POOL_MIB 64
 static size_t pool_limit = (size_t)DEFAULT_POOL_MIB << 20;
-static size_t pooled_bytes;
+/* Credit a CPU pool takes at a time: at most an eighth of the cap per CPU
+ * (a CPU keeps up to twice this unused, so at most a quarter of the cap is
+ * ever taken without holding buffers), and no more than 1 MiB. */
+static size_t credit_step;
+/* The part of the cap taken: CPU pools' buffers and credit, thread pools'
+ * buffers. Never above pool_limit. */
+static size_t reserved_bytes;
+/* Bytes of the buffers in all thread pools. */
+static size_t thread_pool_bytes;
 
 /* Takes `bytes` of the cap, or returns false if they do not fit under it. */
 static bool reserve_pool_bytes(size_t bytes)
 {
-    size_t current = __atomic_load_n(&pooled_bytes, __ATOMIC_RELAXED);
+    size_t current = __atomic_load_n(&reserved_bytes, __ATOMIC_RELAXED);
     do {
         if (bytes > pool_limit || current > pool_limit - bytes)
             return false;
-    } while (!__atomic_compare_exchange_n(&pooled_bytes, &current, current + bytes, true,
+    } while (!__atomic_compare_exchange_n(&reserved_bytes, &current, current + bytes, true,
                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED));
     return true;
 }
 
 static void release_pool_bytes(size_t bytes)
 {
-    __atomic_fetch_sub(&pooled_bytes, bytes, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&reserved_bytes, bytes, __ATOMIC_RELAXED);
 }
 
 /* "64": a whole number of MiB, nothing else; false if malformed or if the
@@ -221,6 +233,8 @@ struct tier_list {
 
 struct cpu_pool {
     int locked;
+    size_t held;    /* bytes of the buffers here (read without the lock) */
+    size_t credit;  /* bytes of the cap taken and not holding buffers */
     struct tier_list tiers[TIER_COUNT];
 } XMM_CACHE_ALIGNED;
 
@@ -280,20 +294,77 @@ static int node_of_cpu(int cpu)
     return xmm_node_of_cpu(cpu >= 0 ? cpu : xmm_os_current_cpu());
 }
 
+/* Only slots of CPUs that exist can hold buffers. */
+static int pool_slots(void)
+{
+    int cpus = xmm_topology.cpu_count;
+    return cpus > 0 && cpus < XMM_MAX_CPUS ? cpus : XMM_MAX_CPUS;
+}
+
+static void add_held(struct cpu_pool *pool, size_t bytes, bool adding)
+{
+    size_t held = adding ? pool->held + bytes : pool->held - bytes;
+    __atomic_store_n(&pool->held, held, __ATOMIC_RELAXED);
+}
+
+/* With the pool locked: pays for `bytes` from its credit, topped up from
+ * the cap with a step to spare (or, near the cap, with exactly what is
+ * missing). False if the cap has no room. */
+static bool spend_credit(struct cpu_pool *pool, size_t bytes)
+{
+    if (pool->credit < bytes) {
+        size_t missing = bytes - pool->credit;
+        size_t top_up = missing + credit_step;
+        if (!reserve_pool_bytes(top_up)) {
+            if (!reserve_pool_bytes(missing))
+                return false;
+            top_up = missing;
+        }
+        pool->credit += top_up;
+    }
+    pool->credit -= bytes;
+    add_held(pool, bytes, true);
+    return true;
+}
+
+/* With the pool locked: `bytes` left the pool; credit above two steps goes
+ * back to the cap, for the other CPUs. */
+static void refund_credit(struct cpu_pool *pool, size_t bytes)
+{
+    add_held(pool, bytes, false);
+    pool->credit += bytes;
+    if (pool->credit > 2 * credit_step) {
+        release_pool_bytes(pool->credit - credit_step);
+        pool->credit = credit_step;
+    }
+}
+
+static void count_thread_pool(size_t bytes, bool adding)
+{
+    if (adding)
+        __atomic_fetch_add(&thread_pool_bytes, bytes, __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_sub(&thread_pool_bytes, bytes, __ATOMIC_RELAXED);
+}
+
 /* A pooled buffer of `tier` (state POOLED), or NULL. The thread's own pool
  * first: it needs no lock, and it empties back into use this way. */
 static struct xmm_buf *take_pooled(int tier, int cpu)
 {
+    size_t bytes = tier_capacity[tier];
     struct xmm_buf *buf = pop(&thread_pool[tier]);
-    if (!buf) {
-        struct cpu_pool *pool = lock_cpu_pool(cpu);
-        if (pool) {
-            buf = pop(&pool->tiers[tier]);
-            unlock(pool);
-        }
+    if (buf) {
+        count_thread_pool(bytes, false);
+        release_pool_bytes(bytes);
+        return buf;
     }
-    if (buf)
-        release_pool_bytes(tier_capacity[tier]);
+    struct cpu_pool *pool = lock_cpu_pool(cpu);
+    if (pool) {
+        buf = pop(&pool->tiers[tier]);
+        if (buf)
+            refund_credit(pool, bytes);
+        unlock(pool);
+    }
     return buf;
 }
 
@@ -303,6 +374,7 @@ static void drain_thread_pool(void *unused)
     for (int tier = 0; tier < TIER_COUNT; tier++) {
         struct xmm_buf *buf;
         while ((buf = pop(&thread_pool[tier]))) {
+            count_thread_pool(tier_capacity[tier], false);
             release_pool_bytes(tier_capacity[tier]);
             destroy_buffer(buf);
         }
@@ -324,26 +396,34 @@ static bool push_thread_pool(struct xmm_buf *buf)
     return true;
 }
 
-/* Keeps `buf` in a pool of `cpu` (or the thread's), or frees it when it
- * would go over the cap, when its memory is another node's, or when both
- * pools are unavailable. */
+/* Keeps `buf` in the pool of `cpu`, else (pool busy) in the thread's; if
+ * there is no room under the cap or in the thread's pool, or its memory is
+ * another node's, frees it. */
 static void recycle(struct xmm_buf *buf, int cpu)
 {
     size_t bytes = capacity_of(buf);
     set_state(buf, BUF_POOLED);
-    if (buf->node != node_of_cpu(cpu) || !reserve_pool_bytes(bytes)) {
+    if (buf->node != node_of_cpu(cpu)) {
         destroy_buffer(buf);
         return;
     }
     struct cpu_pool *pool = lock_cpu_pool(cpu);
     if (pool) {
-        push(&pool->tiers[buf->tier], buf);
+        bool kept = spend_credit(pool, bytes);
+        if (kept)
+            push(&pool->tiers[buf->tier], buf);
         unlock(pool);
+        if (!kept)
+            destroy_buffer(buf);
         return;
     }
-    if (push_thread_pool(buf))
-        return;
-    release_pool_bytes(bytes);
+    if (reserve_pool_bytes(bytes)) {
+        if (push_thread_pool(buf)) {
+            count_thread_pool(bytes, true);
+            return;
+        }
+        release_pool_bytes(bytes);
+    }
     destroy_buffer(buf);
 }
 
@@ -363,13 +443,6 @@ static struct xmm_buf *obtain(int tier, int cpu)
 
 /* ---- fork ------------------------------------------------------------------ */
 
-/* Only slots of CPUs that exist can hold buffers. */
-static int pool_slots(void)
-{
-    int cpus = xmm_topology.cpu_count;
-    return cpus > 0 && cpus < XMM_MAX_CPUS ? cpus : XMM_MAX_CPUS;
-}
-
 /* A fork while another thread holds a pool lock would leave it locked in
  * the child: hold them all across fork (no lock is held for long, and no
  * allocation happens under one). */
@@ -387,16 +460,16 @@ static void unlock_all_pools(void)
 }
 
 /* The child keeps the CPU pools and its own thread's pool; the other
- * threads' pools are gone with them, so the count starts over. */
+ * threads' pools are gone with them, so the counts start over. */
 static void after_fork_in_child(void)
 {
-    size_t bytes = 0;
-    for (int slot = 0; slot < pool_slots(); slot++)
-        for (int tier = 0; tier < TIER_COUNT; tier++)
-            bytes += cpu_pools[slot].tiers[tier].count * tier_capacity[tier];
+    size_t own = 0, reserved = 0;
     for (int tier = 0; tier < TIER_COUNT; tier++)
-        bytes += thread_pool[tier].count * tier_capacity[tier];
-    __atomic_store_n(&pooled_bytes, bytes, __ATOMIC_RELAXED);
+        own += thread_pool[tier].count * tier_capacity[tier];
+    for (int slot = 0; slot < pool_slots(); slot++)
+        reserved += cpu_pools[slot].held + cpu_pools[slot].credit;
+    __atomic_store_n(&thread_pool_bytes, own, __ATOMIC_RELAXED);
+    __atomic_store_n(&reserved_bytes, reserved + own, __ATOMIC_RELAXED);
     unlock_all_pools();
 }
 
@@ -404,16 +477,24 @@ static void after_fork_in_child(void)
 
 static void setup(void)
 {
-    xmm_ensure_init(); /* the CPU -> node table */
+    xmm_ensure_init(); /* the CPU -> node table and the CPU count */
     read_pool_limit();
+    credit_step = pool_limit / 8 / (size_t)pool_slots();
+    if (credit_step > ((size_t)1 << 20))
+        credit_step = (size_t)1 << 20;
     if (pthread_key_create(&thread_exit_key, drain_thread_pool) != 0)
         xmm_report("xmm: xmm_buf: no thread-exit key; thread pools are leaked at exit\n");
     pthread_atfork(lock_all_pools, unlock_all_pools, after_fork_in_child);
 }
 
+static bool setup_done;
+
 static void ensure_setup(void)
 {
-    pthread_once(&setup_once, setup);
+    if (XMM_UNLIKELY(!__atomic_load_n(&setup_done, __ATOMIC_ACQUIRE))) {
+        pthread_once(&setup_once, setup);
+        __atomic_store_n(&setup_done, true, __ATOMIC_RELEASE);
+    }
 }
 
 /* For tests only (hidden, like every internal symbol): makes the calling
@@ -580,10 +661,17 @@ XMM_EXPORT int xmm_buf_clear(struct xmm_buf *buf)
     return 0;
 }
 
+/* Sums without locking: a buffer moving between pools meanwhile may be
+ * seen twice, so the sum is clamped to what is reserved, which covers every
+ * pooled buffer at every instant. */
 XMM_EXPORT size_t xmm_buf_pool_bytes(void)
 {
     ensure_setup();
-    return __atomic_load_n(&pooled_bytes, __ATOMIC_RELAXED);
+    size_t bytes = __atomic_load_n(&thread_pool_bytes, __ATOMIC_RELAXED);
+    for (int slot = 0; slot < pool_slots(); slot++)
+        bytes += __atomic_load_n(&cpu_pools[slot].held, __ATOMIC_RELAXED);
+    size_t reserved = __atomic_load_n(&reserved_bytes, __ATOMIC_RELAXED);
+    return bytes < reserved ? bytes : reserved;
 }
 
 XMM_EXPORT size_t xmm_buf_pool_limit(void)

@@ -21,7 +21,9 @@
  * `current`. If the kernel preempts, migrates or signals the thread inside
  * the section, it resumes at the abort handler, which counts the restart
  * and starts over on whatever CPU it now runs on. No lock, no atomic
- * read-modify-write, no fence.
+ * read-modify-write, no fence. The header's fields are read with 16-bit
+ * loads: the previous operation's 16-bit commit store then forwards to
+ * the next load (a 64-bit load over a narrower store would stall).
  *
  * Contract shared by all: `index` points at the area's cpu_id (or mm_cid)
  * field of the calling thread's registered rseq area `area`; `slabs` is the
@@ -89,9 +91,8 @@ xmm_rseq_pop(void *area, const uint32_t *index, char *slabs, size_t size_class)
     void *object;
     __asm__ goto(XMM_RSEQ_DESCRIPTOR
                  "1:\n\t" XMM_RSEQ_FIND_SLAB
-                 "movq (%%rax,%[class],8), %%rdx\n\t" /* header */
-                 "movzwl %%dx, %%ecx\n\t"              /* current */
-                 "shrq $32, %%rdx\n\t"                 /* begin */
+                 "movzwl (%%rax,%[class],8), %%ecx\n\t"  /* current */
+                 "movzwl 4(%%rax,%[class],8), %%edx\n\t" /* begin */
                  "cmpl %%edx, %%ecx\n\t"
                  "jbe %l[empty]\n\t"
                  "movq -8(%%rax,%%rcx,8), %[object]\n\t"
@@ -128,13 +129,11 @@ xmm_rseq_push(void *area, const uint32_t *index, char *slabs, size_t size_class,
                  "1:\n\t" XMM_RSEQ_FIND_SLAB
                  "cmpq %[node], (%%rax)\n\t"
                  "jne %l[foreign]\n\t"
-                 "movq (%%rax,%[class],8), %%rdx\n\t"
-                 "movzwl %%dx, %%ecx\n\t" /* current */
-                 "movl %%edx, %%r8d\n\t"
-                 "shrl $16, %%r8d\n\t" /* end */
+                 "movzwl (%%rax,%[class],8), %%ecx\n\t"  /* current */
+                 "movzwl 2(%%rax,%[class],8), %%r8d\n\t" /* end */
                  "cmpl %%r8d, %%ecx\n\t"
                  "jae %l[full]\n\t"
-                 "shrq $32, %%rdx\n\t" /* begin */
+                 "movzwl 4(%%rax,%[class],8), %%edx\n\t" /* begin */
                  "cmpl %%edx, %%ecx\n\t"
                  "jbe 5f\n\t"
                  "cmpq %[object], -8(%%rax,%%rcx,8)\n\t"
@@ -171,10 +170,8 @@ static inline uint32_t xmm_rseq_push_batch(void *area, const uint32_t *index, ch
                  "1:\n\t" XMM_RSEQ_FIND_SLAB
                  "cmpq %[node], (%%rax)\n\t"
                  "jne %l[none]\n\t"
-                 "movq (%%rax,%[class],8), %%rdx\n\t"
-                 "movzwl %%dx, %%ecx\n\t" /* current */
-                 "movl %%edx, %%r8d\n\t"
-                 "shrl $16, %%r8d\n\t" /* end */
+                 "movzwl (%%rax,%[class],8), %%ecx\n\t"  /* current */
+                 "movzwl 2(%%rax,%[class],8), %%r8d\n\t" /* end */
                  "cmpl %%r8d, %%ecx\n\t"
                  "jae %l[none]\n\t"
                  "subl %%ecx, %%r8d\n\t" /* room */
@@ -218,9 +215,8 @@ static inline uint32_t xmm_rseq_pop_batch(void *area, const uint32_t *index, cha
     __asm__ goto(XMM_RSEQ_DESCRIPTOR
                  "1:\n\t" XMM_RSEQ_FIND_SLAB
                  "movq (%%rax), %[slab_node]\n\t"
-                 "movq (%%rax,%[class],8), %%rdx\n\t"
-                 "movzwl %%dx, %%ecx\n\t" /* current */
-                 "shrq $32, %%rdx\n\t"    /* begin */
+                 "movzwl (%%rax,%[class],8), %%ecx\n\t"  /* current */
+                 "movzwl 4(%%rax,%[class],8), %%edx\n\t" /* begin */
                  "cmpl %%edx, %%ecx\n\t"
                  "jbe %l[none]\n\t"
                  "movl %%ecx, %%r8d\n\t"
