@@ -66,7 +66,7 @@ XMM_INLINE const uint32_t *xmm_rseq_index(void *area)
 /* Allocation fast path: an object of `size_class` from the calling
  * thread's cache, or NULL on a miss (empty cache, no cache yet, XMM not yet
  * initialised: the tables then give class 0, whose caches are always
- * empty). Per-CPU: one TLS load and one rseq critical section (12
+ * empty). Per-CPU: one TLS load and one rseq critical section (11
  * instructions) on a hit. Per-thread: one TLS load and a bin pop. */
 XMM_INLINE void *xmm_front_try_alloc(unsigned size_class)
 {

@@ -84,7 +84,7 @@ extern uint64_t xmm_rseq_restart_count __attribute__((visibility("hidden")));
     "addq %[slabs], %%rax\n\t"
 
 /* Pops one object of `size_class` from this CPU's slab; NULL if empty.
- * 12 instructions on a hit. */
+ * 11 instructions on a hit. */
 static inline __attribute__((always_inline)) void *
 xmm_rseq_pop(void *area, const uint32_t *index, char *slabs, size_t size_class)
 {
@@ -119,7 +119,7 @@ enum xmm_rseq_push_result {
     XMM_RSEQ_DOUBLE_FREE = 3, /* `object` is already on top of the slab */
 };
 
-/* Pushes `object` (of home node `node`) on this CPU's slab. 17
+/* Pushes `object` (of home node `node`) on this CPU's slab. 16
  * instructions when the slab has room. */
 static inline __attribute__((always_inline)) enum xmm_rseq_push_result
 xmm_rseq_push(void *area, const uint32_t *index, char *slabs, size_t size_class, void *object,
