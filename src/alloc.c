@@ -150,6 +150,10 @@ void *xmm_heap_realloc(void *ptr, size_t size)
     bool aligned = ((uintptr_t)ptr & (needed_alignment - 1)) == 0;
     if (size <= usable && (size >= usable / 2 || usable <= 16) && aligned)
         return ptr;
+    /* Large blocks grow into the free pages after them and shrink by
+     * giving back their tail: no copy, no new page faults. */
+    if (usable > XMM_MAX_SMALL_SIZE && xmm_heap_resize_in_place(ptr, size))
+        return ptr;
     void *moved = xmm_heap_alloc(size);
     if (!moved)
         return NULL; /* the old block stays valid */

@@ -134,3 +134,16 @@ int xmm_heap_node_of(const void *ptr)
         return -1;
     }
 }
+
+bool xmm_heap_resize_in_place(void *ptr, size_t size)
+{
+    struct block block;
+    if (find_block(ptr, &block) != BLOCK_LARGE || size <= XMM_MAX_SMALL_SIZE ||
+        size + XMM_PAGE_SIZE >= XMM_DIRECT_MAP_THRESHOLD)
+        return false;
+    size_t pages = xmm_align_up(size, XMM_PAGE_SIZE) >> XMM_PAGE_SHIFT;
+    if (!xmm_page_heap_resize(block.span, pages))
+        return false;
+    block.span->requested = size;
+    return true;
+}

@@ -21,6 +21,10 @@ void *xmm_heap_realloc(void *ptr, size_t size);
 /* Free of any block; `who` names the caller in error messages. */
 void xmm_heap_free(void *ptr);
 
+/* Resizes a large block in place (grow into free pages after it, shrink by
+ * freeing its tail). true if `ptr` now holds `size` bytes. */
+bool xmm_heap_resize_in_place(void *ptr, size_t size);
+
 /* Usable size; 0 for NULL; reports an invalid pointer. */
 size_t xmm_heap_usable_size(const void *ptr);
 

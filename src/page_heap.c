@@ -267,18 +267,14 @@ static struct xmm_span *free_neighbour(struct xmm_chunk *chunk, struct xmm_span 
     return neighbour->start == expected ? neighbour : NULL;
 }
 
-void xmm_page_heap_free(struct xmm_span *span)
+/* Puts a span that is out of the lists back, joined with its free
+ * neighbours. Caller holds the lock. */
+static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct xmm_span *span,
+                        uint64_t now)
 {
-    struct page_heap *heap = &heaps[span->node];
-    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
-    pthread_mutex_lock(&heap->lock);
-    if (span->kind == XMM_SPAN_LARGE) {
-        heap->large_bytes -= xmm_span_bytes(span);
-    }
     span->kind = XMM_SPAN_FREE;
     span->size_class = 0;
     span->dirty = SPAN_DIRTY;
-    uint64_t now = xmm_os_now_ns();
     span->freed_at_ns = now;
     /* A merged span ages from its oldest dirty part: re-stamping it on
      * every merge would let a program that keeps splitting and re-freeing
@@ -302,9 +298,81 @@ void xmm_page_heap_free(struct xmm_span *span)
     }
     xmm_chunk_set_pages(span, true);
     list_insert(heap, span);
+}
+
+void xmm_page_heap_free(struct xmm_span *span)
+{
+    struct page_heap *heap = &heaps[span->node];
+    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
+    pthread_mutex_lock(&heap->lock);
+    if (span->kind == XMM_SPAN_LARGE)
+        heap->large_bytes -= xmm_span_bytes(span);
+    uint64_t now = xmm_os_now_ns();
+    free_locked(heap, chunk, span, now);
     if (now - heap->last_purge_ns > xmm_config.decay_ms * 500000)
         purge_decayed(heap, now, false);
     pthread_mutex_unlock(&heap->lock);
+}
+
+/* Shrinks an in-use span to `pages`, freeing its tail. */
+static bool shrink_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct xmm_span *span,
+                          size_t pages)
+{
+    char *tail_start = span->start + (pages << XMM_PAGE_SHIFT);
+    struct xmm_span *tail = make_free_span(heap, tail_start, span->pages - pages, true);
+    if (!tail)
+        return false;
+    heap->large_bytes -= xmm_span_bytes(tail);
+    span->pages = (uint32_t)pages;
+    xmm_chunk_set_pages(span, true); /* its last page moved */
+    free_locked(heap, chunk, tail, xmm_os_now_ns());
+    return true;
+}
+
+/* Grows an in-use span to `pages` from a free right-hand neighbour, or from
+ * the chunk's uncut pages when the span ends where cutting stopped. */
+static bool grow_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct xmm_span *span,
+                        size_t pages)
+{
+    size_t extra = pages - span->pages;
+    char *end = span->start + xmm_span_bytes(span);
+    struct xmm_span *after = free_neighbour(chunk, span, true);
+    if (after && after->pages >= extra) {
+        list_remove(heap, after);
+        if (after->pages > extra) {
+            after->start += extra << XMM_PAGE_SHIFT;
+            after->pages -= (uint32_t)extra;
+            xmm_chunk_set_pages(after, true);
+            list_insert(heap, after);
+        } else {
+            retire_descriptor(heap, after);
+        }
+    } else if (heap->current == chunk &&
+               end == chunk->region.base + (heap->next_page << XMM_PAGE_SHIFT) &&
+               heap->next_page + extra <= XMM_PAGES_PER_CHUNK) {
+        heap->next_page += extra;
+    } else {
+        return false;
+    }
+    span->pages = (uint32_t)pages;
+    heap->large_bytes += extra << XMM_PAGE_SHIFT;
+    xmm_chunk_set_pages(span, false);
+    return true;
+}
+
+bool xmm_page_heap_resize(struct xmm_span *span, size_t pages)
+{
+    if (pages == span->pages)
+        return true;
+    if (pages == 0 || pages > XMM_PAGES_PER_CHUNK)
+        return false;
+    struct page_heap *heap = &heaps[span->node];
+    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
+    pthread_mutex_lock(&heap->lock);
+    bool resized = pages < span->pages ? shrink_locked(heap, chunk, span, pages)
+                                       : grow_locked(heap, chunk, span, pages);
+    pthread_mutex_unlock(&heap->lock);
+    return resized;
 }
 
 /* ---- purge ---------------------------------------------------------------------- */

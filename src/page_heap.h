@@ -22,6 +22,11 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment);
 /* Returns a span (small or large, no longer referenced) to its node's heap. */
 void xmm_page_heap_free(struct xmm_span *span);
 
+/* Resizes an in-use large span in place to `pages`: shrinking frees its
+ * tail; growing takes the free pages right after it (or uncut pages of its
+ * chunk). false if that is not possible; the span is then unchanged. */
+bool xmm_page_heap_resize(struct xmm_span *span, size_t pages);
+
 /* Returns to the kernel the free pages of every node that have been free
  * longer than the decay period (all of them if `everything`). Returns the
  * bytes purged. */

@@ -52,5 +52,35 @@ int main(void)
     CHECK(again && again->start == first && !again->dirty, "purged span is clean");
     CHECK(again && ((unsigned char *)again->start)[100] == 0, "purged pages read as zero");
     xmm_page_heap_free(again);
+    /* In-place resize: shrink gives the tail back (and a neighbour span can
+     * then use it); grow takes the free pages after the span. */
+    struct xmm_span *grower = xmm_page_heap_alloc(0, 8, 0);
+    struct xmm_span *blocker = xmm_page_heap_alloc(0, 4, 0);
+    CHECK(grower && blocker && blocker->start == grower->start + 8 * XMM_PAGE_SIZE, "neighbours");
+    memset(grower->start, 0x5c, 8 * XMM_PAGE_SIZE);
+    CHECK(!xmm_page_heap_resize(grower, 12), "cannot grow into an in-use neighbour");
+    CHECK(grower->pages == 8, "a failed grow changes nothing");
+    xmm_page_heap_free(blocker);
+    CHECK(xmm_page_heap_resize(grower, 12), "grows into the freed neighbour");
+    CHECK(grower->pages == 12 && ((unsigned char *)grower->start)[8 * XMM_PAGE_SIZE - 1] == 0x5c,
+          "grown in place, contents kept");
+    CHECK(xmm_page_heap_resize(grower, 3), "shrinks in place");
+    struct xmm_span *reuse = xmm_page_heap_alloc(0, 9, 0);
+    CHECK(reuse && reuse->start == grower->start + 3 * XMM_PAGE_SIZE,
+          "the freed tail is reused at once");
+    xmm_page_heap_free(reuse);
+    xmm_page_heap_free(grower);
+    /* Through realloc: a large block grows and shrinks without moving when
+     * the pages after it are free. */
+    char *block = xmm_malloc(300 << 10);
+    memset(block, 0x7e, 300 << 10);
+    xmm_release_memory(); /* make the pages after it free and coalesced */
+    char *grown = xmm_realloc(block, 600 << 10);
+    CHECK(grown == block, "realloc grew a large block in place (%p -> %p)", (void *)block,
+          (void *)grown);
+    CHECK(grown[(300 << 10) - 1] == 0x7e, "contents kept");
+    char *shrunk = xmm_realloc(grown, 280 << 10);
+    CHECK(shrunk == grown && xmm_usable_size(shrunk) < (300 << 10), "realloc shrank in place");
+    xmm_free(shrunk);
     return check_summary("page heap");
 }
