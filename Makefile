@@ -78,7 +78,7 @@ install: lib
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(LIBXMM_SO) $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 $(LIBXMM_A) $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 include/xmm.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/*.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' tools/xmm.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/xmm.pc
 
