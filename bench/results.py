@@ -130,17 +130,23 @@ def ratio(value, reference):
     return value / reference
 
 
-def time_ratios(results, benchmark, case, among):
-    """allocator -> median time / best median time among `among`."""
-    medians = {a: results.cell(benchmark, case, a).median_time() for a in results.allocators}
+def _ratios(results, benchmark, case, among, median_of):
+    """allocator -> its median / the best median among `among`. A cell with
+    a failed run has no ratio: part of its runs would flatter it."""
+    medians = {}
+    for allocator in results.allocators:
+        cell = results.cell(benchmark, case, allocator)
+        medians[allocator] = median_of(cell) if cell.ok else None
     reference = best(medians[a] for a in among)
     return {a: ratio(m, reference) for a, m in medians.items()}
+
+
+def time_ratios(results, benchmark, case, among):
+    return _ratios(results, benchmark, case, among, Cell.median_time)
 
 
 def rss_ratios(results, benchmark, case, among):
-    medians = {a: results.cell(benchmark, case, a).median_rss() for a in results.allocators}
-    reference = best(medians[a] for a in among)
-    return {a: ratio(m, reference) for a, m in medians.items()}
+    return _ratios(results, benchmark, case, among, Cell.median_rss)
 
 
 def macro_benchmarks(results):
@@ -149,8 +155,10 @@ def macro_benchmarks(results):
 
 
 def micro_cases(results):
+    """(family, case) of every microbenchmark case; a family that failed
+    before reporting any case only has the case "" (see family_failures)."""
     return [(b["name"], case) for b in results.benchmarks("micro")
-            for case in results.cases(b["name"])]
+            for case in results.cases(b["name"]) if case]
 
 
 def allocator_info(results, name):
