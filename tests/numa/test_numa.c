@@ -825,7 +825,8 @@ static int mode_membind(void)
 
 /* ---- mode: on_node -------------------------------------------------------------- */
 
-static const size_t on_node_sizes[] = {1, 8, 100, 1024, 4096, 65536, 256 << 10, 300 << 10,
+/* 0: a unique minimum block, like malloc(0). */
+static const size_t on_node_sizes[] = {0, 1, 8, 100, 1024, 4096, 65536, 256 << 10, 300 << 10,
                                        1 << 20};
 
 struct on_node_job {
@@ -850,8 +851,11 @@ static void *on_node_thread(void *argument)
                       strerror(errno));
                 if (!block)
                     continue;
-                memset(block, 0x3c, size);
-                blocks.blocks[blocks.count++] = (struct block){block, size};
+                /* All of it, so that even a 0-byte block has a page to measure. */
+                size_t usable = xmm_usable_size(block);
+                CHECK(usable >= size, "xmm_usable_size = %zu for %zu bytes", usable, size);
+                memset(block, 0x3c, usable);
+                blocks.blocks[blocks.count++] = (struct block){block, usable};
             }
         if (job->with_direct) {
             void *block = xmm_malloc_on_node(40 * MIB, node);
