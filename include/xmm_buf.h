@@ -16,7 +16,10 @@
  * there, or migrated), or the CPU cannot be known, the calling thread's own
  * pool serves instead. All pools together hold at most XMM_BUF_POOL_MIB
  * MiB of buffer memory (default 64, 0 disables pooling); what would exceed
- * it goes back to the allocator at once. A buffer whose memory lies on
+ * it goes back to the allocator at once. A CPU's pool takes its share of
+ * the cap in steps, so that gets and puts share no counter between CPUs;
+ * the steps a CPU holds without buffers are at most a quarter of the cap
+ * over all CPUs, so pooling may stop that much short of the cap. A buffer whose memory lies on
  * another node than the CPU that puts it also goes back (to its home node),
  * so a pool only ever holds memory local to its CPU.
  *
@@ -111,7 +114,8 @@ int xmm_buf_clear(struct xmm_buf *buf);
 
 /* Bytes of buffer memory the pools hold now, over all CPUs and threads:
  * the sum of the capacities of pooled buffers (their small descriptors are
- * not counted). Never more than xmm_buf_pool_limit(). */
+ * not counted). Exact when no other thread gets or puts meanwhile, and
+ * never more than xmm_buf_pool_limit(). */
 size_t xmm_buf_pool_bytes(void);
 
 /* The pools' cap in bytes: XMM_BUF_POOL_MIB MiB (64 MiB by default), read
