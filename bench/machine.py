@@ -57,6 +57,14 @@ def transparent_huge_pages():
         return "unknown"
 
 
+def load_average():
+    """The 1-minute load average: on a shared machine, how busy it was."""
+    try:
+        return float(open("/proc/loadavg").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def machine_facts():
     return {
         "cpu": cpu_model(),

@@ -144,7 +144,17 @@ def header_section(results, primary_dir):
         "Absolute times drift from run to run; what is meaningful is the ratio between "
         "allocators measured side by side in the same session, with runs alternating "
         "between allocators. Each table gives the spread (fastest to slowest "
-        "repetition): when spreads overlap, the difference is noise.\n\n")
+        "repetition): when spreads overlap, the difference is noise."
+        + load_note(meta) + "\n\n")
+
+
+def load_note(meta):
+    load = meta.get("load_average")
+    if not load or load.get("start") is None:
+        return ""
+    return (f" The 1-minute load average was {load['start']:g} when this run started and "
+            f"{load['end']:g} when it ended (2 cores: above 2, other jobs competed for "
+            "the CPUs).")
 
 
 def availability_note(results):
@@ -561,18 +571,24 @@ def draw_micro(results, name, img_dir):
 
 
 def median_timeline(rows, allocator):
-    """The samples of all repetitions, median by sample index."""
+    """The samples of all repetitions, median by sample index, with time
+    counted from the end of the free: bursts take different times on
+    different allocators, and the idle phase is what the chart compares."""
     by_rep = {}
     for row in rows:
         if row["allocator"] == allocator:
-            by_rep.setdefault(row["rep"], []).append((float(row["t_s"]), float(row["rss_kb"])))
+            by_rep.setdefault(row["rep"], []).append(row)
     if not by_rep:
         return []
-    length = min(len(s) for s in by_rep.values())
+    series = []
+    for samples in by_rep.values():
+        freed = next((float(r["t_s"]) for r in samples if r["phase"] == "freed"), 0.0)
+        series.append([(float(r["t_s"]) - freed, float(r["rss_kb"])) for r in samples])
+    length = min(len(s) for s in series)
     points = []
     for index in range(length):
-        times = sorted(s[index][0] for s in by_rep.values())
-        rss = sorted(s[index][1] for s in by_rep.values())
+        times = sorted(s[index][0] for s in series)
+        rss = sorted(s[index][1] for s in series)
         points.append((times[len(times) // 2], rss[len(rss) // 2] / 1024))
     return points
 
@@ -583,7 +599,8 @@ def draw_timeline(results, img_dir):
     if series:
         plots.lines_over_time(os.path.join(img_dir, "peak-idle-rss"),
                               "peak-idle: RSS over time (allocate, free all, then idle)",
-                              "seconds since the start of the burst", "RSS, MiB", series)
+                              "seconds since everything was freed (the burst is before 0)", "RSS, MiB",
+                              series)
 
 
 # ---- entry points -------------------------------------------------------------

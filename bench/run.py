@@ -177,9 +177,11 @@ def main():
     session = Session(allocators, suite, reps, tmp_dir, context)
 
     started = time.time()
+    load_at_start = machine.load_average()
     session.run_all()
     meta = machine.describe(allocators, suite, mode, reps, context)
     meta["duration_s"] = round(time.time() - started, 1)
+    meta["load_average"] = {"start": load_at_start, "end": machine.load_average()}
     with open(os.path.join(tmp_dir, "meta.json"), "w") as output:
         json.dump(meta, output, indent=1)
     shutil.rmtree(out_dir, ignore_errors=True)
