@@ -8,6 +8,7 @@ hard-coded, so a different multiarch directory still works.
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 
 # name -> (Debian package, shared library soname)
@@ -88,7 +89,10 @@ def xmm_version(repo):
         minor = re.search(r"XMM_VERSION_MINOR\s+(\d+)", text).group(1)
     except (OSError, AttributeError):
         pass
-    commit = _run(["git", "-C", repo, "rev-parse", "--short", "HEAD"]).strip() or "no commit"
+    # The last commit that changed the allocator, not HEAD (which may be a
+    # commit of the benchmarks themselves).
+    commit = _run(["git", "-C", repo, "log", "-1", "--format=%h", "--", "src", "platform",
+                   "include"]).strip() or "no commit"
     dirty = _run(["git", "-C", repo, "status", "--porcelain", "--", "src", "platform",
                   "include"]).strip()
     return f"{major}.{minor} ({commit}{', uncommitted changes' if dirty else ''})"
@@ -100,7 +104,10 @@ def xmm(library_path, repo):
         return Allocator("xmm", None, version, available=False,
                          problem=f"{library_path} does not exist (`make lib` failed or "
                                  "was not run)")
-    return Allocator("xmm", os.path.abspath(library_path), version,
+    # The build time too: if `make lib` failed, an older library may be
+    # measured, and the report must not pass it off as the current tree.
+    built = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(library_path)))
+    return Allocator("xmm", os.path.abspath(library_path), f"{version}, built {built}",
                      expected_malloc=os.path.basename(library_path))
 
 
