@@ -6,9 +6,10 @@
  * page (move_pages(2) with nodes == NULL), then compares with what XMM
  * promises (README "XMM_NUMA", include/xmm.h, docs/design.md "NUMA"):
  *
- *   local      threads pinned to each node allocate every size class and
- *              large and direct-mapped blocks: every page on their node,
- *              xmm_node_of() says that node.
+ *   local      threads pinned to each node allocate every size class,
+ *              large and direct-mapped blocks, through every entry point:
+ *              every page on their node, xmm_node_of() says that node; and
+ *              again after xmm_release_memory() purged the freed pages.
  *   interleave (XMM_NUMA=interleave) small, large and direct blocks of one
  *              thread: pages spread over the allowed nodes, each within 10%
  *              of an even share.
@@ -25,6 +26,8 @@
  *              from a CPU of every node; invalid nodes give EINVAL.
  *   membind    (under numactl --membind=LIST) pages only on allowed nodes;
  *              xmm_malloc_on_node to a forbidden node gives EINVAL.
+ *   spill      a node asked for more than it has free spills to other
+ *              nodes (MPOL_PREFERRED) rather than the OOM killer.
  *
  * Usage: test_numa MODE. Prints what it measured (pages per node) and
  * exits 0 on success, 1 on failure, 77 when the machine has too few nodes
@@ -485,6 +488,30 @@ static void check_all_on(const char *label, const struct block_list *list, int e
           list->count);
 }
 
+/* After xmm_release_memory() has returned the freed pages to the kernel,
+ * the same addresses are handed out again and fault in afresh: they must
+ * come back on the node (the binding belongs to the mapping; a purge that
+ * remapped would lose it). One block per class and the page-heap sizes. */
+static void check_after_purge(const struct placement_job *job)
+{
+    size_t sizes[CLASS_COUNT_MAX];
+    size_t count = class_sizes(sizes);
+    struct block_list blocks;
+    block_list_init(&blocks, count + LARGE_COUNT);
+    size_t purged = xmm_release_memory();
+    for (size_t i = 0; i < count; i++)
+        allocate_touched(&blocks, sizes[i]);
+    for (size_t i = 0; i < LARGE_COUNT; i++)
+        if (large_sizes[i] < 32 * MIB) /* direct maps are fresh mappings anyway */
+            allocate_touched(&blocks, large_sizes[i]);
+    char label[96];
+    snprintf(label, sizeof(label), "CPU node %d, after xmm_release_memory (%zu KiB purged)",
+             job->cpu_node, purged >> 10);
+    check_all_on(label, &blocks, job->expected_node);
+    free_blocks(&blocks);
+    block_list_release(&blocks);
+}
+
 /* Allocates every size on the calling thread's node and checks that all
  * of it (pages and xmm_node_of) is on job->expected_node. */
 static void *placement_thread(void *argument)
@@ -518,6 +545,7 @@ static void *placement_thread(void *argument)
     free_blocks(&small);
     free_blocks(&large);
     free_other_ways(&other);
+    check_after_purge(job);
     block_list_release(&small);
     block_list_release(&large);
     block_list_release(&other);
@@ -1293,6 +1321,65 @@ static int mode_migrate(void)
     return 0;
 }
 
+/* ---- mode: spill ----------------------------------------------------------------- */
+
+#define SPILL_BLOCK (8 * MIB) /* page-heap blocks: bound like the chunks */
+
+struct spill_job {
+    int node;
+    size_t bytes;
+};
+
+/* Allocates and touches job->bytes, more than the node has free. */
+static void *spill_thread(void *argument)
+{
+    struct spill_job *job = argument;
+    struct block_list blocks;
+    block_list_init(&blocks, job->bytes / SPILL_BLOCK + 1);
+    for (size_t done = 0; done < job->bytes; done += SPILL_BLOCK)
+        allocate_touched(&blocks, SPILL_BLOCK);
+    struct census census = census_of_blocks(&blocks, 0, blocks.count);
+    char label[96];
+    snprintf(label, sizeof(label), "%zu MiB from a CPU of node %d", job->bytes / MIB, job->node);
+    print_census(label, &census);
+    long elsewhere = census.total - census.on_node[job->node] - census.missing;
+    CHECK(census.missing == 0, "%ld touched pages not resident", census.missing);
+    /* Most of it on the node, the overflow elsewhere: preferred, not bound. */
+    CHECK(census.on_node[job->node] > census.total / 2, "only %ld of %ld pages on node %d",
+          census.on_node[job->node], census.total, job->node);
+    CHECK(elsewhere > 0, "no page spilled to another node although %zu MiB exceed node %d's "
+          "free memory", job->bytes / MIB, job->node);
+    count_node_of_mismatches(&blocks, 0, blocks.count, job->node);
+    free_blocks(&blocks);
+    block_list_release(&blocks);
+    return NULL;
+}
+
+/* XMM_NUMA=local binds MPOL_PREFERRED (src/numa.c) so that a node short of
+ * memory spills to another node instead of calling the OOM killer: ask
+ * one node for 64 MiB more than it has free. */
+static int mode_spill(void)
+{
+    int node = cpu_nodes[cpu_node_count - 1];
+    long long node_free = 0, others_free = 0;
+    for (int other = 0; other < node_limit; other++) {
+        long long free_bytes = 0;
+        if (node_has_memory[other] && numa_node_size64(other, &free_bytes) > 0 && other != node)
+            others_free += free_bytes;
+        if (other == node)
+            node_free = free_bytes;
+    }
+    struct spill_job job = {node, (size_t)node_free + 64 * MIB};
+    printf("%s: node %d has %lld MiB free, the other nodes %lld MiB; asking for %zu MiB\n",
+           mode_name, node, node_free >> 20, others_free >> 20, job.bytes / MIB);
+    if (others_free < (long long)(256 * MIB)) {
+        printf("SKIP: %s: the other nodes have too little free memory to spill to\n", mode_name);
+        return EXIT_SKIP;
+    }
+    run_on_node(node, spill_thread, &job);
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------------------- */
 
 struct mode {
@@ -1316,12 +1403,13 @@ static const struct mode modes[] = {
     {"bind1", mode_bind1, 2},           {"bind", mode_bind_list, 2},
     {"crossnode", mode_crossnode, 2},   {"migrate", mode_migrate, 2},
     {"on_node", mode_on_node, 1},       {"membind", mode_membind, 2},
+    {"spill", mode_spill, 2},
 };
 
 static int usage(void)
 {
     printf("usage: test_numa MODE (local interleave bind1 bind crossnode migrate on_node "
-           "membind)\n");
+           "membind spill)\n");
     return EXIT_USAGE;
 }
 

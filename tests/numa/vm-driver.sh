@@ -81,6 +81,9 @@ front_end_cases && run_case "crossnode XMM_RSEQ=0" env XMM_RSEQ=0 "$test" crossn
 if front_end_cases; then
     run_case "migrate" "$test" migrate
     run_case "migrate XMM_RSEQ=0" env XMM_RSEQ=0 "$test" migrate
+    # Per-CPU caches on XMM's own rseq area (glibc told not to register).
+    run_case "crossnode own rseq area" env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$test" crossnode
+    run_case "migrate own rseq area" env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$test" migrate
 fi
 
 # Interleave: with the kernel's THP (2 MiB units) and page by page.
@@ -100,6 +103,8 @@ if [ "$nodes" -ge 4 ]; then
     run_case "membind --membind=1,3" numactl --membind=1,3 "$test" membind
     front_end_cases && run_case "interleave --membind=1,2" \
         env XMM_NUMA=interleave numactl --membind=1,2 "$test" interleave
+    # A full node spills (MPOL_PREFERRED); 4 nodes: smaller nodes to fill.
+    front_end_cases && run_case "spill" "$test" spill
 fi
 
 echo "vm ($nodes nodes, $cpus CPUs): $passed passed, $failed failed, $skipped skipped"
