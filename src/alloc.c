@@ -34,6 +34,8 @@ static int current_node(void)
  * already are. */
 static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
 {
+    if (size == 0) /* an aligned request for 0 bytes: still one real page */
+        size = 1;
     if (size > PTRDIFF_MAX || alignment > PTRDIFF_MAX - size)
         return fail_no_memory();
     if (size + alignment >= XMM_DIRECT_MAP_THRESHOLD) {

@@ -131,10 +131,13 @@ XMM_EXPORT void xmm_free_pages(void *pages, size_t count)
     size_t usable = xmm_heap_usable_size(pages);
     if (!usable)
         return; /* reported */
+    /* The block's usable size is the page count's bytes rounded up to a
+     * size class (at most 12.5% more): a count outside that is a mismatch. */
     size_t bytes;
-    if (multiply_overflows(count, xmm_os_page_size(), &bytes) || bytes > usable ||
-        ((uintptr_t)pages & (xmm_os_page_size() - 1))) {
-        xmm_report("xmm: xmm_free_pages(): %p was not allocated as %z pages\n", pages, count);
+    size_t page = xmm_os_page_size();
+    if (multiply_overflows(count, page, &bytes) || count == 0 || bytes > usable ||
+        bytes + usable / 8 + page <= usable || ((uintptr_t)pages & (page - 1))) {
+        xmm_report_bad_free("xmm_free_pages(): count does not match the allocation of", pages);
         return;
     }
     xmm_heap_free(pages);

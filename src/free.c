@@ -20,6 +20,11 @@ static void report_bad_free(const char *what, const void *ptr)
         xmm_platform_abort();
 }
 
+void xmm_report_bad_free(const char *what, const void *ptr)
+{
+    report_bad_free(what, ptr);
+}
+
 void xmm_report_double_free(void *object)
 {
     report_bad_free("free(): double free of", object);

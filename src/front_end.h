@@ -104,6 +104,14 @@ XMM_INLINE void *xmm_front_alloc(unsigned size_class)
 
 void xmm_report_double_free(void *object);
 
+/* A double free caught cheaply: `object` is one of the two most recently
+ * freed objects of the bin (free(p); free(p) and free(p); free(q); free(p)). */
+XMM_INLINE bool xmm_bin_holds_on_top(const struct xmm_cache_bin *bin, const void *object)
+{
+    return (bin->count >= 1 && bin->slots[bin->count - 1] == object) ||
+           (bin->count >= 2 && bin->slots[bin->count - 2] == object);
+}
+
 /* Free fast path: a push when the object belongs to this cache's node and
  * the bin has room; catches the immediate double free `free(p); free(p)`. */
 XMM_INLINE void xmm_front_free(void *object, struct xmm_span *span)
@@ -122,7 +130,7 @@ XMM_INLINE void xmm_front_free(void *object, struct xmm_span *span)
     struct xmm_thread_cache *cache = xmm_thread_cache_current;
     if (XMM_LIKELY(cache != NULL && span->node == cache->node)) {
         struct xmm_cache_bin *bin = &cache->bins[span->size_class];
-        if (XMM_UNLIKELY(bin->count && bin->slots[bin->count - 1] == object)) {
+        if (XMM_UNLIKELY(xmm_bin_holds_on_top(bin, object))) {
             xmm_report_double_free(object);
             return;
         }

@@ -25,6 +25,10 @@ void xmm_heap_free(void *ptr);
  * freeing its tail). true if `ptr` now holds `size` bytes. */
 bool xmm_heap_resize_in_place(void *ptr, size_t size);
 
+/* Reports a bad free of `ptr` ("what" names it), counts it, and aborts
+ * unless XMM_INVALID_FREE=warn. */
+void xmm_report_bad_free(const char *what, const void *ptr);
+
 /* Usable size; 0 for NULL; reports an invalid pointer. */
 size_t xmm_heap_usable_size(const void *ptr);
 

@@ -206,7 +206,7 @@ void xmm_thread_cache_free_slow(void *object, struct xmm_span *span)
         return;
     }
     struct xmm_cache_bin *bin = &cache->bins[size_class];
-    if (bin->count && bin->slots[bin->count - 1] == object) {
+    if (xmm_bin_holds_on_top(bin, object)) {
         xmm_report_double_free(object);
         return;
     }

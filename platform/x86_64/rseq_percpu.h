@@ -116,10 +116,11 @@ enum xmm_rseq_push_result {
     XMM_RSEQ_PUSHED = 0,
     XMM_RSEQ_FULL = 1,        /* or locked for draining */
     XMM_RSEQ_FOREIGN = 2,     /* the slab is of another node than `node` */
-    XMM_RSEQ_DOUBLE_FREE = 3, /* `object` is already on top of the slab */
+    XMM_RSEQ_DOUBLE_FREE = 3, /* `object` is one of the two on top already */
 };
 
-/* Pushes `object` (of home node `node`) on this CPU's slab. 16
+/* Pushes `object` (of home node `node`) on this CPU's slab, refusing it
+ * if it is one of the two objects on top (a double free). 19
  * instructions when the slab has room. */
 static inline __attribute__((always_inline)) enum xmm_rseq_push_result
 xmm_rseq_push(void *area, const uint32_t *index, char *slabs, size_t size_class, void *object,
@@ -136,7 +137,12 @@ xmm_rseq_push(void *area, const uint32_t *index, char *slabs, size_t size_class,
                  "movzwl 4(%%rax,%[class],8), %%edx\n\t" /* begin */
                  "cmpl %%edx, %%ecx\n\t"
                  "jbe 5f\n\t"
-                 "cmpq %[object], -8(%%rax,%%rcx,8)\n\t"
+                 "cmpq %[object], -8(%%rax,%%rcx,8)\n\t" /* free(p); free(p) */
+                 "je %l[double_free]\n\t"
+                 "incl %%edx\n\t"
+                 "cmpl %%edx, %%ecx\n\t"
+                 "jbe 5f\n\t"
+                 "cmpq %[object], -16(%%rax,%%rcx,8)\n\t" /* free(p); free(q); free(p) */
                  "je %l[double_free]\n\t"
                  "5:\n\t"
                  "movq %[object], (%%rax,%%rcx,8)\n\t"
