@@ -38,6 +38,7 @@
  * the test's deliberate allocations made it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <numa.h>
 #include <numaif.h>
@@ -237,12 +238,38 @@ static int compare_addresses(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static void sift_down(uintptr_t *values, size_t root, size_t count)
+{
+    for (size_t child; (child = 2 * root + 1) < count; root = child) {
+        if (child + 1 < count && values[child + 1] > values[child])
+            child++;
+        if (values[root] >= values[child])
+            return;
+        uintptr_t swap = values[root];
+        values[root] = values[child];
+        values[child] = swap;
+    }
+}
+
+/* Heapsort: glibc's qsort may call malloc, which is XMM here. */
+static void sort_addresses(uintptr_t *values, size_t count)
+{
+    for (size_t root = count / 2; root-- > 0;)
+        sift_down(values, root, count);
+    for (size_t end = count; end-- > 1;) {
+        uintptr_t largest = values[0];
+        values[0] = values[end];
+        values[end] = largest;
+        sift_down(values, 0, end);
+    }
+}
+
 /* Small blocks share pages: each page is counted once. */
 static void page_list_unique(struct page_list *list)
 {
     if (list->count < 2)
         return;
-    qsort(list->pages, list->count, sizeof(*list->pages), compare_addresses);
+    sort_addresses(list->pages, list->count);
     size_t kept = 1;
     for (size_t i = 1; i < list->count; i++)
         if (list->pages[i] != list->pages[kept - 1])
@@ -423,12 +450,12 @@ struct placement_job {
     int expected_node; /* where its memory must be */
 };
 
-/* The other ways in, each documented as taking the calling CPU's node:
- * calloc (small, large: zeroing may skip fresh pages), realloc growing a
- * small block into a large one, posix_memalign / aligned_alloc / memalign
- * (small classes, page heap with alignment slack, and a direct map once
- * size + alignment reaches 32 MiB) and xmm_alloc_pages. The pages block,
- * freed with xmm_free_pages, is the list's last entry. */
+/* The other ways in, each taking the calling CPU's node: calloc (small,
+ * large: zeroing may skip fresh pages), realloc growing a small block into
+ * a large one, posix_memalign (64 B to 2 MiB alignments: small classes,
+ * the page heap with alignment slack, and a direct map once size +
+ * alignment reaches 32 MiB) and xmm_alloc_pages. The pages block, freed
+ * with xmm_free_pages, is the list's last entry. */
 static void allocate_other_ways(struct block_list *list)
 {
     static const struct { size_t alignment, size; } aligned[] = {
@@ -669,6 +696,22 @@ static int mode_local(void)
 
 #define HUGE_PAGE_PAGES 512 /* a 2 MiB transparent huge page, in 4 KiB pages */
 
+/* Reads a file into `text` (NUL-terminated) with plain system calls: a
+ * FILE would be allocated with malloc, that is, by XMM. */
+static size_t read_file(const char *path, char *text, size_t size)
+{
+    size_t length = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t got;
+        while (length < size - 1 && (got = read(fd, text + length, size - 1 - length)) > 0)
+            length += (size_t)got;
+        close(fd);
+    }
+    text[length] = '\0';
+    return length;
+}
+
 static const char *next_line(const char *line)
 {
     const char *end = strchr(line, '\n');
@@ -682,11 +725,7 @@ static bool range_has_huge_pages(uintptr_t low, uintptr_t high)
 {
     enum { LIMIT = 16 << 20 };
     char *text = scratch_alloc(LIMIT);
-    FILE *smaps = fopen("/proc/self/smaps", "r");
-    size_t length = smaps ? fread(text, 1, LIMIT - 1, smaps) : 0;
-    if (smaps)
-        fclose(smaps);
-    text[length] = '\0';
+    read_file("/proc/self/smaps", text, LIMIT);
     bool overlapping = false, huge = false;
     for (const char *line = text; line && !huge; line = next_line(line)) {
         unsigned long start, end, kilobytes;
@@ -1161,7 +1200,7 @@ static struct address_set hand_off(int producer_node, struct consumer_job *consu
         for (size_t j = 0; j < consumers[i].freed_count; j++)
             freed.addresses[freed.count++] = (uintptr_t)consumers[i].freed[j].address;
     }
-    qsort(freed.addresses, freed.count, sizeof(uintptr_t), compare_addresses);
+    sort_addresses(freed.addresses, freed.count);
     return freed;
 }
 

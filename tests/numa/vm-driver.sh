@@ -6,7 +6,9 @@
 #
 # "placement" runs only the cases where the topology changes the answer
 # (where memory goes, which nodes are usable), not the front-end cases
-# (per-thread caches, migration, THP off), which the other topologies cover.
+# (per-thread caches, XMM's own rseq area, migration, THP off) nor the
+# costly extras, which the other topologies cover. Paths the topology
+# cannot change (--membind of one node, a cpuset) run on 2 nodes only.
 #
 # The VM was asked for NODES nodes: a mode that skips for lack of nodes is
 # a failure here, and so is a VM with another node count.
@@ -50,8 +52,6 @@ run_case() {
     fi
 }
 
-# Default policy (local), both front ends: per-CPU rseq caches and, with
-# XMM_RSEQ=0, per-thread caches (which learn of a move only at a refill).
 # in_cpuset MEMS COMMAND... : COMMAND in a cgroup v2 cpuset whose memory
 # nodes are MEMS (XMM reads them from /proc/self/status, Mems_allowed_list:
 # a path apart from the --membind policy). 125 if cgroups are unavailable.
@@ -73,38 +73,41 @@ front_end_cases() {
     [ "$cases" = all ]
 }
 
+# ---- every topology: where memory goes ----
 run_case "local" "$test" local
-front_end_cases && run_case "local XMM_RSEQ=0" env XMM_RSEQ=0 "$test" local
 run_case "on_node" "$test" on_node
 run_case "crossnode" "$test" crossnode
-front_end_cases && run_case "crossnode XMM_RSEQ=0" env XMM_RSEQ=0 "$test" crossnode
-if front_end_cases; then
-    run_case "migrate" "$test" migrate
-    run_case "migrate XMM_RSEQ=0" env XMM_RSEQ=0 "$test" migrate
-    # Per-CPU caches on XMM's own rseq area (glibc told not to register).
-    run_case "crossnode own rseq area" env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$test" crossnode
-    run_case "migrate own rseq area" env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$test" migrate
-fi
-
-# Interleave: with the kernel's THP (2 MiB units) and page by page.
+# Interleave with the kernel's THP (2 MiB units).
 run_case "interleave" env XMM_NUMA=interleave "$test" interleave
-front_end_cases &&
-    run_case "interleave XMM_THP=never" env XMM_NUMA=interleave XMM_THP=never "$test" interleave
 # xmm.h: xmm_malloc_on_node takes memory "from NUMA node `node`", with no
 # exception for the interleave policy of ordinary allocations.
 run_case "on_node XMM_NUMA=interleave" env XMM_NUMA=interleave "$test" on_node
-
 run_case "bind1" env XMM_NUMA=bind:1 "$test" bind1
-front_end_cases && run_case "membind --membind=1" numactl --membind=1 "$test" membind
-front_end_cases && run_case "membind cpuset mems=1" in_cpuset 1 "$test" membind
-if [ "$nodes" -ge 4 ]; then
-    # Several allowed nodes: own node if allowed, else the first allowed.
+
+# ---- the front ends: per-thread caches, XMM's own rseq area, moves ----
+if front_end_cases; then
+    run_case "crossnode XMM_RSEQ=0" env XMM_RSEQ=0 "$test" crossnode
+    run_case "crossnode own rseq area" env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$test" crossnode
+    run_case "migrate" "$test" migrate
+    run_case "migrate XMM_RSEQ=0" env XMM_RSEQ=0 "$test" migrate
+    run_case "migrate own rseq area" env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$test" migrate
+    run_case "interleave XMM_THP=never" env XMM_NUMA=interleave XMM_THP=never "$test" interleave
+fi
+
+# ---- restricted node sets: one allowed node on 2 nodes, several on 4 ----
+if [ "$nodes" -eq 2 ]; then
+    run_case "membind --membind=1" numactl --membind=1 "$test" membind
+    run_case "membind cpuset mems=1" in_cpuset 1 "$test" membind
+else
+    # Own node if allowed, else the first allowed.
     run_case "bind XMM_NUMA=bind:2-3" env XMM_NUMA=bind:2-3 "$test" bind
     run_case "membind --membind=1,3" numactl --membind=1,3 "$test" membind
-    front_end_cases && run_case "interleave --membind=1,2" \
-        env XMM_NUMA=interleave numactl --membind=1,2 "$test" interleave
-    # A full node spills (MPOL_PREFERRED); 4 nodes: smaller nodes to fill.
-    front_end_cases && run_case "spill" "$test" spill
+    if front_end_cases; then
+        run_case "interleave --membind=1,2" \
+            env XMM_NUMA=interleave numactl --membind=1,2 "$test" interleave
+        # A full node spills (MPOL_PREFERRED); 4 nodes: smaller nodes to fill.
+        run_case "spill" "$test" spill
+    fi
 fi
 
 echo "vm ($nodes nodes, $cpus CPUs): $passed passed, $failed failed, $skipped skipped"
