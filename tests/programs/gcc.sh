@@ -1,6 +1,6 @@
 #!/bin/sh
 # gcc with XMM preloaded (the driver, cc1, as, collect2 and ld all run on
-# it): compile a generated C file of 300 functions with -O2, check that the
+# it): compile a generated C file of 150 functions with -O2, check that the
 # object file is byte for byte the one gcc makes without XMM, link it, run it
 # (on XMM too) and check its output against the value computed in Python.
 . "$(dirname "$0")/preload.inc"
@@ -8,7 +8,7 @@ need gcc
 
 "$python" - "$work/big.c" <<'PY'
 import sys
-count = 300
+count = 150
 with open(sys.argv[1], "w") as out:
     out.write("#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n")
     for i in range(count):
@@ -44,7 +44,7 @@ if ! gcc -O2 -frandom-seed=xmm -c big.c -o plain.o 2>plain.err; then
     finish
 fi
 xmm gcc -O2 -frandom-seed=xmm -c big.c -o xmm.o &&
-    ok "gcc -O2 -c compiled 300 functions with XMM" ||
+    ok "gcc -O2 -c compiled 150 functions with XMM" ||
     bad "gcc with XMM failed ($xmm_status): $(head -5 "$work/xmm.err")"
 expect_stats "gcc -c (driver, cc1, as)"
 cmp -s plain.o xmm.o && ok "the object file is identical to the one made without XMM" ||
