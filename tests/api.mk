@@ -28,7 +28,7 @@ API_HEADERS = $(wildcard $(API_DIR)/*.h) include/xmm.h
 API_LINK_SO = -L$(BUILD) -lxmm -Wl,-rpath,$(abspath $(BUILD))
 
 API_MALLOC_TESTS = malloc_sizes malloc_realloc malloc_align malloc_misc \
-                   invalid_free oom fork threads
+                   invalid_free oom fork threads thread_exit
 # The static flavour checks the override linked into the executable; the
 # size sweeps would only repeat themselves there, at 10-20 s each.
 API_STATIC_TESTS = $(filter-out malloc_sizes malloc_realloc,$(API_MALLOC_TESTS))

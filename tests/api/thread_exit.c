@@ -1,0 +1,184 @@
+/*
+ * thread_exit.c - threads that come and go.
+ *
+ * 480 short-lived threads, 8 at a time: each allocates, frees part of what
+ * it allocated (so its cache holds objects when it exits), hands the rest to
+ * the main thread, and exits; its pthread_key destructor, which runs after
+ * the thread's own code and possibly after XMM's per-thread teardown,
+ * mallocs, frees and keeps a block for main. Main checks and frees
+ * everything. Then:
+ *   - every block was intact, and the destructors' allocations worked;
+ *   - bytes_in_use is back where it started (nothing lost with the threads);
+ *   - after xmm_release_cpu_caches no cached bytes are left (a dead thread's
+ *     cache must not be stranded);
+ *   - the memory XMM keeps does not grow with the number of threads that
+ *     lived (committed bytes after round 10 and after round 60 are close).
+ */
+#include <pthread.h>
+
+#include "xmm.h"
+#include "testlib.h"
+
+#define ROUNDS 60
+#define PER_ROUND 8
+#define BLOCKS 200
+
+struct handed {
+    void *ptr;
+    size_t size;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct handed handed[PER_ROUND * BLOCKS];
+static size_t handed_count;
+static void *from_destructors[ROUNDS * PER_ROUND];
+static size_t destructor_count, destructor_failures;
+static pthread_key_t key;
+
+static struct xmm_stats snapshot(void)
+{
+    struct xmm_stats stats;
+    memset(&stats, 0, sizeof stats);
+    stats.version = XMM_STATS_VERSION;
+    xmm_stats_get(&stats);
+    return stats;
+}
+
+/* Runs at thread exit, after the thread function returned. */
+static void key_destructor(void *value)
+{
+    free(value); /* a block the thread allocated */
+    void *scratch[16];
+    int failed = 0;
+    for (int i = 0; i < 16; i++) {
+        scratch[i] = malloc(24 + (size_t)i * 100);
+        if (!scratch[i])
+            failed = 1;
+        else
+            memset(scratch[i], i, 24 + (size_t)i * 100);
+    }
+    for (int i = 0; i < 16; i++)
+        free(scratch[i]);
+    char *kept = malloc(300);
+    if (kept)
+        memset(kept, 0x3c, 300);
+    pthread_mutex_lock(&lock);
+    if (failed || !kept)
+        destructor_failures++;
+    if (kept)
+        from_destructors[destructor_count++] = kept;
+    pthread_mutex_unlock(&lock);
+}
+
+static void *thread_main(void *argument)
+{
+    uint64_t state = (uint64_t)(uintptr_t)argument * 0x9e3779b97f4a7c15ull | 1;
+    struct handed mine[BLOCKS];
+
+    pthread_setspecific(key, malloc(1000));
+    for (int i = 0; i < BLOCKS; i++) {
+        uint64_t r = random_next(&state);
+        mine[i].size = r % 10 == 0 ? 4096 + (size_t)(r >> 20) % (60 * KIB) : 1 + (size_t)(r >> 20) % 2000;
+        mine[i].ptr = malloc(mine[i].size);
+        if (mine[i].ptr)
+            pattern_fill(mine[i].ptr, mine[i].size, pattern_seed(mine[i].ptr, mine[i].size));
+    }
+    /* Free every other block here: the thread's cache is not empty when
+     * the thread ends. */
+    for (int i = 0; i < BLOCKS; i += 2)
+        free(mine[i].ptr);
+    pthread_mutex_lock(&lock);
+    for (int i = 1; i < BLOCKS; i += 2)
+        handed[handed_count++] = mine[i];
+    pthread_mutex_unlock(&lock);
+    return NULL;
+}
+
+int main(void)
+{
+    size_t bad_blocks = 0, null_blocks = 0;
+    struct xmm_stats start, after_round_10 = {0};
+
+    expect_malloc_is_xmm();
+    pthread_key_create(&key, key_destructor);
+    /* A first round of threads, not measured: glibc keeps some per-thread
+     * allocations (DTVs of cached thread stacks) for reuse. */
+    for (int i = 0; i < PER_ROUND; i++) {
+        pthread_t thread;
+        pthread_create(&thread, NULL, thread_main, (void *)(uintptr_t)(1000 + i));
+        pthread_join(thread, NULL);
+    }
+    for (size_t i = 0; i < handed_count; i++)
+        free(handed[i].ptr);
+    handed_count = 0;
+    for (size_t i = 0; i < destructor_count; i++)
+        free(from_destructors[i]);
+    destructor_count = 0;
+    xmm_release_cpu_caches();
+    start = snapshot();
+
+    for (int round = 0; round < ROUNDS; round++) {
+        pthread_t threads[PER_ROUND];
+        for (int i = 0; i < PER_ROUND; i++)
+            pthread_create(&threads[i], NULL, thread_main,
+                           (void *)(uintptr_t)(round * PER_ROUND + i + 1));
+        for (int i = 0; i < PER_ROUND; i++)
+            pthread_join(threads[i], NULL);
+        /* The threads are gone; their blocks are freed by main. */
+        for (size_t i = 0; i < handed_count; i++) {
+            if (!handed[i].ptr) {
+                null_blocks++;
+                continue;
+            }
+            if (pattern_find(handed[i].ptr, handed[i].size,
+                             pattern_seed(handed[i].ptr, handed[i].size)) != SIZE_MAX)
+                bad_blocks++;
+            free(handed[i].ptr);
+        }
+        handed_count = 0;
+        if (round == 9) {
+            xmm_release_memory();
+            after_round_10 = snapshot();
+        }
+    }
+    size_t kept_bad = 0;
+    for (size_t i = 0; i < destructor_count; i++) {
+        if (find_not_byte(from_destructors[i], 300, 0x3c) != SIZE_MAX || xmm_node_of(from_destructors[i]) < 0)
+            kept_bad++;
+        free(from_destructors[i]);
+    }
+
+    CHECK(null_blocks == 0 && bad_blocks == 0,
+          "%d threads: the %d blocks each handed to main are intact (%zu bad, %zu NULL)",
+          ROUNDS * PER_ROUND, BLOCKS / 2, bad_blocks, null_blocks);
+    CHECK(destructor_count == ROUNDS * PER_ROUND && destructor_failures == 0 && kept_bad == 0,
+          "pthread_key destructors at thread exit: free, 16 mallocs and frees, a kept block "
+          "(%zu of %d ran, %zu failed, %zu kept blocks bad)",
+          destructor_count, ROUNDS * PER_ROUND, destructor_failures, kept_bad);
+
+    xmm_release_cpu_caches();
+    struct xmm_stats end = snapshot();
+    CHECK(end.bytes_in_use <= start.bytes_in_use + 64 * KIB,
+          "bytes_in_use back to where it started: %llu -> %llu",
+          (unsigned long long)start.bytes_in_use, (unsigned long long)end.bytes_in_use);
+    CHECK(end.bytes_cached == 0,
+          "no cached bytes left after xmm_release_cpu_caches: the dead threads' caches were "
+          "returned (%llu bytes cached, front end %.16s)",
+          (unsigned long long)end.bytes_cached, end.front_end);
+    CHECK(end.allocations - start.allocations >= (uint64_t)ROUNDS * PER_ROUND * (BLOCKS + 18),
+          "allocations counted: %llu (>= %d)",
+          (unsigned long long)(end.allocations - start.allocations),
+          ROUNDS * PER_ROUND * (BLOCKS + 18));
+    xmm_release_memory();
+    end = snapshot();
+    CHECK(end.bytes_committed <= after_round_10.bytes_committed + 4 * MIB,
+          "memory kept does not grow with the threads that lived: committed %llu after 80 "
+          "threads, %llu after %d",
+          (unsigned long long)after_round_10.bytes_committed,
+          (unsigned long long)end.bytes_committed, ROUNDS * PER_ROUND);
+    CHECK(end.metadata_bytes <= after_round_10.metadata_bytes + MIB,
+          "metadata does not grow with the threads: %llu -> %llu bytes",
+          (unsigned long long)after_round_10.metadata_bytes,
+          (unsigned long long)end.metadata_bytes);
+    return check_summary("thread_exit");
+}
