@@ -222,6 +222,7 @@ void xmm_platform_topology_read(struct xmm_topology *topology)
         cpu_count = configured > 0 ? (unsigned)configured : 1;
     }
     topology->cpu_count = (int)(cpu_count > XMM_MAX_CPUS ? XMM_MAX_CPUS : cpu_count);
+    topology->cpu_possible = (int)cpu_count;
 
     uint64_t online = 0;
     if (read_small_file("/sys/devices/system/node/has_memory", buffer, sizeof(buffer)) > 0 ||

@@ -82,7 +82,9 @@ int xmm_os_node_of_address(const void *addr);
 
 struct xmm_topology {
     int node_count;               /* highest node number + 1 (>= 1) */
-    int cpu_count;                /* highest possible CPU + 1 (>= 1) */
+    int cpu_count;                /* highest possible CPU + 1, at most
+                                     XMM_MAX_CPUS (tables indexed by CPU) */
+    int cpu_possible;             /* highest possible CPU + 1, uncapped */
     uint64_t nodes_online;        /* bit n: node n exists and has memory */
     uint64_t nodes_allowed;       /* subset the process may allocate on:
                                      cpuset (Mems_allowed) and the process

@@ -109,7 +109,9 @@ static bool plan_capacities(void)
 
 static bool map_slabs(void)
 {
-    slab_count = xmm_topology.cpu_count;
+    /* Every possible CPU number indexes a slab, even beyond XMM_MAX_CPUS
+     * (the node table folds those; the slabs must not). */
+    slab_count = xmm_topology.cpu_possible;
     size_t bytes = (size_t)slab_count << XMM_SLAB_SHIFT;
     xmm_cpu_slabs = xmm_os_map(bytes, (size_t)1 << XMM_SLAB_SHIFT);
     if (!xmm_cpu_slabs)
@@ -163,6 +165,18 @@ void xmm_front_end_init_hooks(void)
         pthread_key_create(&own_area_key, unregister_own_area);
         pthread_setspecific(own_area_key, &own_area);
     }
+}
+
+/* A drain holds every slab header locked under release_lock: a fork in
+ * the middle would leave the child's slabs locked for good. */
+void xmm_front_end_before_fork(void)
+{
+    pthread_mutex_lock(&release_lock);
+}
+
+void xmm_front_end_after_fork_parent(void)
+{
+    pthread_mutex_unlock(&release_lock);
 }
 
 void xmm_front_end_after_fork_child(void)
@@ -301,6 +315,17 @@ static void lock_header(uint64_t *header)
                                           __ATOMIC_RELAXED));
 }
 
+/* Undoes lock_header, keeping the slab's contents. */
+static void unlock_header(int slab, unsigned size_class)
+{
+    uint64_t *header = &slab_words(slab)[size_class];
+    uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(header, &value,
+                                        header_value(size_class, (unsigned)(value & 0xffff)), false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        ;
+}
+
 /* Moves the objects of one locked class header to the central layer and
  * unlocks it, empty. */
 static void drain_locked(int slab, unsigned size_class)
@@ -316,6 +341,8 @@ static void drain_locked(int slab, unsigned size_class)
     __atomic_store_n(&words[size_class], header_value(size_class, begin), __ATOMIC_RELEASE);
 }
 
+static void release_current_slab(void);
+
 /* Lock every header (a pop then sees an empty slab, a push a full one),
  * let membarrier restart every critical section that read a header before
  * it was locked, then drain and unlock. A commit that slipped in before the
@@ -326,11 +353,18 @@ static void release_all_slabs(void)
     for (int slab = 0; slab < slab_count; slab++)
         for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
             lock_header(&slab_words(slab)[size_class]);
-    xmm_os_membarrier_rseq();
+    bool fenced = xmm_os_membarrier_rseq() == 0;
     for (int slab = 0; slab < slab_count; slab++)
-        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
-            drain_locked(slab, size_class);
+        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+            if (fenced)
+                drain_locked(slab, size_class);
+            else
+                unlock_header(slab, size_class);
+        }
     pthread_mutex_unlock(&release_lock);
+    /* Without the fence a section may still commit: drain nothing remote. */
+    if (!fenced)
+        release_current_slab();
 }
 
 /* Without membarrier only the calling thread's current slab can be

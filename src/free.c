@@ -90,8 +90,11 @@ void xmm_heap_free_slow(void *ptr)
         xmm_front_free(ptr, block.span);
         return;
     case BLOCK_LARGE:
+        if (!xmm_page_heap_free(block.span)) {
+            xmm_report_double_free(ptr);
+            return;
+        }
         __atomic_fetch_add(&xmm_heap_counters.large_frees, 1, __ATOMIC_RELAXED);
-        xmm_page_heap_free(block.span);
         return;
     case BLOCK_DIRECT:
         __atomic_fetch_add(&xmm_heap_counters.direct_frees, 1, __ATOMIC_RELAXED);

@@ -179,6 +179,8 @@ void xmm_thread_cache_reset_registry_lock(void);
  * of fork. */
 int xmm_front_end_init_core(void);
 void xmm_front_end_init_hooks(void);
+void xmm_front_end_before_fork(void);
+void xmm_front_end_after_fork_parent(void);
 void xmm_front_end_after_fork_child(void);
 /* "per-cpu" or "per-thread". */
 const char *xmm_front_end_name(void);

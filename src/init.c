@@ -32,6 +32,7 @@ static bool init_core(void)
 
 static void before_fork(void)
 {
+    xmm_front_end_before_fork(); /* first: a cache drain takes the others */
     xmm_thread_cache_lock_registry();
     xmm_metadata_lock();
     xmm_page_heap_lock_all();
@@ -42,6 +43,7 @@ static void after_fork_in_parent(void)
     xmm_page_heap_unlock_all();
     xmm_metadata_unlock();
     xmm_thread_cache_unlock_registry();
+    xmm_front_end_after_fork_parent();
 }
 
 /* The child has one thread; the other threads' caches stay unused (their

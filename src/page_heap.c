@@ -22,6 +22,13 @@
 #define SPAN_CLEAN 0
 #define SPAN_DIRTY 1
 #define SPAN_INTERIOR_PURGED 2 /* whole huge pages purged, the ends not */
+#define SPAN_PURGED_NOT_ZERO 3 /* purged with MADV_FREE: may still read old bytes */
+
+/* Free pages that may still be resident and are worth purging. */
+static bool holds_resident(const struct xmm_span *span)
+{
+    return span->dirty == SPAN_DIRTY || span->dirty == SPAN_INTERIOR_PURGED;
+}
 
 
 struct page_heap {
@@ -105,7 +112,7 @@ static void list_insert(struct page_heap *heap, struct xmm_span *span)
         (*head)->previous = span;
     *head = span;
     heap->free_pages += span->pages;
-    if (span->dirty)
+    if (holds_resident(span))
         heap->dirty_pages += span->pages;
 }
 
@@ -119,7 +126,7 @@ static void list_remove(struct page_heap *heap, struct xmm_span *span)
         span->next->previous = span->previous;
     span->previous = span->next = NULL;
     heap->free_pages -= span->pages;
-    if (span->dirty)
+    if (holds_resident(span))
         heap->dirty_pages -= span->pages;
 }
 
@@ -281,7 +288,7 @@ static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
      * one large free span keep it resident forever. */
     struct xmm_span *before = free_neighbour(chunk, span, false);
     if (before) {
-        if (before->dirty && before->freed_at_ns < span->freed_at_ns)
+        if (holds_resident(before) && before->freed_at_ns < span->freed_at_ns)
             span->freed_at_ns = before->freed_at_ns;
         list_remove(heap, before);
         span->start = before->start;
@@ -290,7 +297,7 @@ static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
     }
     struct xmm_span *after = free_neighbour(chunk, span, true);
     if (after) {
-        if (after->dirty && after->freed_at_ns < span->freed_at_ns)
+        if (holds_resident(after) && after->freed_at_ns < span->freed_at_ns)
             span->freed_at_ns = after->freed_at_ns;
         list_remove(heap, after);
         span->pages += after->pages;
@@ -300,11 +307,17 @@ static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
     list_insert(heap, span);
 }
 
-void xmm_page_heap_free(struct xmm_span *span)
+bool xmm_page_heap_free(struct xmm_span *span)
 {
     struct page_heap *heap = &heaps[span->node];
     struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
     pthread_mutex_lock(&heap->lock);
+    /* Two threads freeing one large block both saw it in use without the
+     * lock: the second finds it free here. */
+    if (span->kind == XMM_SPAN_FREE) {
+        pthread_mutex_unlock(&heap->lock);
+        return false;
+    }
     if (span->kind == XMM_SPAN_LARGE)
         heap->large_bytes -= xmm_span_bytes(span);
     uint64_t now = xmm_os_now_ns();
@@ -312,6 +325,7 @@ void xmm_page_heap_free(struct xmm_span *span)
     if (now - heap->last_purge_ns > xmm_config.decay_ms * 500000)
         purge_decayed(heap, now, false);
     pthread_mutex_unlock(&heap->lock);
+    return true;
 }
 
 /* Shrinks an in-use span to `pages`, freeing its tail. */
@@ -407,7 +421,7 @@ static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t
     size_t purged = 0;
     for (; span; span = span->next) {
         uint64_t age = now > span->freed_at_ns ? now - span->freed_at_ns : 0;
-        if (span->dirty == SPAN_CLEAN || (!everything && age < decay_ns))
+        if (!holds_resident(span) || (!everything && age < decay_ns))
             continue;
         char *start;
         size_t length;
@@ -417,7 +431,9 @@ static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t
             continue;
         purged += length;
         if (length == xmm_span_bytes(span)) {
-            span->dirty = SPAN_CLEAN;
+            /* MADV_FREE leaves the old bytes until the kernel needs the
+             * memory: purged, but calloc must still clear it. */
+            span->dirty = xmm_config.purge_lazy ? SPAN_PURGED_NOT_ZERO : SPAN_CLEAN;
             heap->dirty_pages -= span->pages;
         } else {
             /* Still counted dirty: its ends may be resident, and calloc

@@ -19,8 +19,9 @@
  * may hold non-zero bytes. NULL if the kernel refuses memory. */
 struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment);
 
-/* Returns a span (small or large, no longer referenced) to its node's heap. */
-void xmm_page_heap_free(struct xmm_span *span);
+/* Returns a span (small or large, no longer referenced) to its node's heap.
+ * false if it was already free (a double free of a large block). */
+bool xmm_page_heap_free(struct xmm_span *span);
 
 /* Resizes an in-use large span in place to `pages`: shrinking frees its
  * tail; growing takes the free pages right after it (or uncut pages of its

@@ -54,3 +54,9 @@ $(BUILD)/tests/test_stats: tests/unit/test_stats.c $(LIBXMM_SO) tests/unit/check
 
 TEST_PROGRAMS += $(BUILD)/tests/test_stats
 TEST_SCRIPTS += tests/stats.sh
+
+$(BUILD)/tests/test_rseq_restart: tests/unit/test_rseq_restart.c $(LIBXMM_SO) tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
+
+TEST_PROGRAMS += $(BUILD)/tests/test_rseq_restart

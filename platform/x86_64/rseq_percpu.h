@@ -53,8 +53,13 @@ extern uint64_t xmm_rseq_restart_count __attribute__((visibility("hidden")));
  * done), with its abort handler at 4, preceded by the signature the kernel
  * checks (0x53053053, encoded after a ud1 prefix as the kernel's rseq
  * selftests do on x86, so that disassemblers see one invalid
- * instruction). Label 3 is the descriptor; the section starts by storing
- * its address into area->rseq_cs (offset 8). */
+ * instruction). Label 3 is the descriptor; label 0 arms the section by
+ * storing its address into area->rseq_cs (offset 8).
+ *
+ * The abort handler jumps back to 0, not 1: the kernel clears rseq_cs
+ * when it aborts a section, so a restart that skipped the arming store
+ * would run unprotected, and a second preemption inside it could commit a
+ * stale `current` (an object handed out twice). */
 #define XMM_RSEQ_DESCRIPTOR                                                    \
     ".pushsection __rseq_cs, \"aw\"\n\t"                                       \
     ".balign 32\n\t"                                                           \
@@ -65,6 +70,7 @@ extern uint64_t xmm_rseq_restart_count __attribute__((visibility("hidden")));
     ".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"                             \
     ".quad 3b\n\t"                                                             \
     ".popsection\n\t"                                                          \
+    "0:\n\t"                                                                   \
     "leaq 3b(%%rip), %%rax\n\t"                                                \
     "movq %%rax, 8(%[area])\n\t"
 
@@ -74,7 +80,7 @@ extern uint64_t xmm_rseq_restart_count __attribute__((visibility("hidden")));
     ".long 0x53053053\n\t"                                                     \
     "4:\n\t"                                                                   \
     "lock incq xmm_rseq_restart_count(%%rip)\n\t"                              \
-    "jmp 1b\n\t"                                                               \
+    "jmp 0b\n\t"                                                               \
     ".popsection\n\t"
 
 /* rax = this CPU's slab. */
