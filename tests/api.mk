@@ -44,7 +44,7 @@ API_TSAN = $(BUILD)/tsan/test_api_threads
 
 API_TEST_PROGRAMS = $(API_SO_PROGRAMS) $(API_STATIC_PROGRAMS) $(API_CORE_PROGRAMS) \
                     $(API_EARLY) $(API_CXX_SO)
-API_SCRIPTS = $(sort $(wildcard tests/programs/*.sh))
+API_SCRIPTS = $(sort $(wildcard tests/programs/*.sh)) tests/api/modes.sh
 
 TEST_PROGRAMS += $(API_TEST_PROGRAMS)
 TEST_SCRIPTS += $(API_SCRIPTS)

@@ -275,6 +275,35 @@ static void test_calloc(void)
               MANY, size, MANY, bad);
     }
 
+    /* Dirty memory freed and then returned to the kernel (malloc_trim):
+     * whether the purge zeroes it (MADV_DONTNEED) or not (MADV_FREE, with
+     * XMM_PURGE=free), calloc must hand out zeroes. */
+    static const size_t trimmed_sizes[] = {64, 4000, 256 * KIB};
+    for (size_t s = 0; s < sizeof trimmed_sizes / sizeof trimmed_sizes[0]; s++) {
+        size_t size = trimmed_sizes[s], count = 48 * MIB / size;
+        void **many = malloc(count * sizeof *many);
+        for (size_t i = 0; i < count; i++) {
+            many[i] = malloc(size);
+            if (many[i])
+                memset(many[i], 0x77, size);
+        }
+        for (size_t i = 0; i < count; i++)
+            free(many[i]);
+        malloc_trim(0);
+        size_t bad = 0;
+        for (size_t i = 0; i < count; i++) {
+            many[i] = calloc(size, 1);
+            if (!many[i] || find_not_byte(many[i], size, 0) != SIZE_MAX)
+                bad++;
+        }
+        for (size_t i = 0; i < count; i++)
+            free(many[i]);
+        free(many);
+        CHECK(bad == 0, "48 MiB of %zu-byte blocks dirtied, freed, trimmed, calloc'd again: "
+                        "all zero (%zu of %zu dirty)",
+              size, bad, count);
+    }
+
     /* calloc(0, n) and calloc(n, 0): freeable, like malloc(0). */
     void *a = calloc(0, 16), *b = calloc(16, 0);
     CHECK(a != NULL && b != NULL && a != b, "calloc(0, 16) and calloc(16, 0) give blocks");
