@@ -179,6 +179,7 @@ static void test_trim_and_info(void)
             memset(blocks[i], 1, 256 * KIB);
     }
     struct mallinfo2 full = mallinfo2();
+    size_t resident_full = resident_bytes();
     struct mallinfo narrow = mallinfo();
     for (int i = 0; i < BLOCKS; i++)
         free(blocks[i]);
@@ -208,6 +209,10 @@ static void test_trim_and_info(void)
           "malloc_trim returned the freed 64 MiB: committed %llu -> %llu, purged %llu -> %llu",
           (unsigned long long)before.bytes_committed, (unsigned long long)after.bytes_committed,
           (unsigned long long)before.bytes_purged, (unsigned long long)after.bytes_purged);
+    size_t resident_trimmed = resident_bytes();
+    CHECK(resident_trimmed + 48 * MIB <= resident_full,
+          "the process's RSS fell by >= 48 MiB of the 64 MiB freed and trimmed: %zu -> %zu KiB",
+          resident_full / KIB, resident_trimmed / KIB);
     /* Memory released is memory that still works. */
     size_t bad = 0;
     for (int i = 0; i < BLOCKS; i++) {

@@ -341,6 +341,21 @@ __attribute__((unused)) static void run_section(const char *name, void (*section
           "section %s ran to its end (%s)", name, describe_status(status));
 }
 
+/* The process's resident memory (RSS) in bytes, from /proc/self/statm. */
+__attribute__((unused)) static size_t resident_bytes(void)
+{
+    char text[128] = "";
+    int fd = open("/proc/self/statm", O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t length = read(fd, text, sizeof text - 1);
+    close(fd);
+    text[length > 0 ? length : 0] = '\0';
+    unsigned long size = 0, resident = 0;
+    sscanf(text, "%lu %lu", &size, &resident);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
 /* The path of the running executable, for re-executing it. */
 __attribute__((unused)) static const char *self_path(void)
 {

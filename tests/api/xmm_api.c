@@ -392,6 +392,7 @@ static void test_release(void)
         if (blocks[i])
             memset(blocks[i], 1, 256 * KIB);
     }
+    size_t resident_full = resident_bytes();
     for (int i = 0; i < BLOCKS; i++)
         xmm_free(blocks[i]);
     /* Small blocks to fill this CPU's cache. */
@@ -423,6 +424,10 @@ static void test_release(void)
           "bytes_committed fell by about the returned count (%llu -> %llu)",
           (unsigned long long)emptied.bytes_committed, (unsigned long long)after.bytes_committed);
     CHECK(after.bytes_cached == 0, "no cached bytes after xmm_release_memory");
+    size_t resident_released = resident_bytes();
+    CHECK(resident_released + 24 * MIB <= resident_full,
+          "the process's RSS fell by >= 24 MiB of the 32 MiB freed and released: %zu -> %zu KiB",
+          resident_full / KIB, resident_released / KIB);
     size_t again = xmm_release_memory();
     CHECK(again == 0, "a second xmm_release_memory right away returns 0 (got %zu)", again);
 
