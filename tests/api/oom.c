@@ -12,6 +12,8 @@
  *   "from the start": RLIMIT_AS of 1 GiB set before exec, so XMM starts
  *                     under the limit (ulimit -v 1048576; ./program)
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 
 #include "xmm.h"
@@ -149,6 +151,70 @@ static void exhaust(const char *how)
     free(ptr);
 }
 
+/* Eight threads run into the limit at the same time, three times over:
+ * the failure paths must be as thread-safe as the others. */
+static atomic_ulong concurrent_bad_errno, concurrent_corrupt, concurrent_got;
+
+static void *concurrent_exhaust(void *argument)
+{
+    enum { MAX = 400 };
+    void *mine[MAX];
+    size_t sizes[MAX];
+    uint64_t state = (uint64_t)(uintptr_t)argument * 7919 + 1;
+    for (int round = 0; round < 3; round++) {
+        int count = 0;
+        while (count < MAX) {
+            size_t size = (random_next(&state) % 4 == 0) ? 6 * MIB : 200 * KIB + 24;
+            errno = 0;
+            mine[count] = malloc(size);
+            if (!mine[count]) {
+                if (errno != ENOMEM)
+                    atomic_fetch_add(&concurrent_bad_errno, 1);
+                /* Once the big ones fail, try small ones for a while. */
+                if (size == 6 * MIB)
+                    continue;
+                break;
+            }
+            sizes[count] = size;
+            pattern_fill(mine[count], 4096, pattern_seed(mine[count], size));
+            ((char *)mine[count])[size - 1] = 7;
+            count++;
+        }
+        atomic_fetch_add(&concurrent_got, (unsigned long)count);
+        for (int i = 0; i < count; i++) {
+            if (pattern_find(mine[i], 4096, pattern_seed(mine[i], sizes[i])) != SIZE_MAX ||
+                ((char *)mine[i])[sizes[i] - 1] != 7)
+                atomic_fetch_add(&concurrent_corrupt, 1);
+            free(mine[i]);
+        }
+    }
+    return NULL;
+}
+
+static void concurrent_limit(void)
+{
+    size_t now = address_space_now();
+    /* Thread stacks count too: 8 x 8 MiB on top of the 256 MiB. */
+    struct rlimit limit = {now + 320 * MIB, now + 320 * MIB};
+    CHECK(setrlimit(RLIMIT_AS, &limit) == 0, "setrlimit(RLIMIT_AS, size now + 320 MiB)");
+    pthread_t threads[8];
+    int started = 0;
+    for (int i = 0; i < 8; i++)
+        if (pthread_create(&threads[i], NULL, concurrent_exhaust, (void *)(uintptr_t)(i + 1)) == 0)
+            started++;
+    for (int i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+    CHECK(started >= 2, "%d threads started under the limit", started);
+    CHECK(atomic_load(&concurrent_bad_errno) == 0 && atomic_load(&concurrent_corrupt) == 0,
+          "%d threads ran into the limit together 3 times: every failure ENOMEM (%lu not), "
+          "every block intact (%lu not), %lu blocks in all",
+          started, atomic_load(&concurrent_bad_errno), atomic_load(&concurrent_corrupt),
+          atomic_load(&concurrent_got));
+    void *ptr = malloc(100);
+    CHECK(ptr != NULL, "malloc(100) works after the threads freed everything");
+    free(ptr);
+}
+
 static void relative_limit(void)
 {
     size_t now = address_space_now();
@@ -166,6 +232,7 @@ int main(int argc, char **argv)
     }
     expect_malloc_is_xmm();
     run_section("RLIMIT_AS set after start: current size + 512 MiB", relative_limit);
+    run_section("8 threads against RLIMIT_AS at once", concurrent_limit);
 
     /* RLIMIT_AS set before exec: XMM initialises under the limit. */
     printf("---- RLIMIT_AS of 1 GiB set before exec\n");
