@@ -92,12 +92,18 @@ void xmm_free_pages(void *pages, size_t count);
 /* ---- NUMA placement --------------------------------------------------- */
 
 /* Allocates `size` bytes from NUMA node `node`, whatever CPU the caller
- * runs on. EINVAL if the node does not exist or the process may not use
- * it (cpuset, numactl --membind). */
+ * runs on (also under XMM_NUMA=interleave). EINVAL if the node does not
+ * exist or the process may not use it (cpuset, numactl --membind,
+ * XMM_NUMA=bind:LIST). */
 void *xmm_malloc_on_node(size_t size, int node);
 
-/* The NUMA node XMM took the block `ptr` from (its home node), or -1 (with
- * errno EINVAL) if XMM did not hand out `ptr`. */
+/* xmm_node_of's answer for a block of the interleaved heap
+ * (XMM_NUMA=interleave): its pages are spread over every node. */
+#define XMM_NODE_INTERLEAVED (-2)
+
+/* The NUMA node XMM took the block `ptr` from (its home node),
+ * XMM_NODE_INTERLEAVED for interleaved memory, or -1 (with errno EINVAL) if
+ * XMM did not hand out `ptr`. */
 int xmm_node_of(const void *ptr);
 
 /* The number of NUMA nodes XMM manages (1 on a machine without NUMA). */
@@ -135,7 +141,8 @@ struct xmm_stats {
     uint64_t bytes_central;      /* free objects in central lists and spans */
     uint64_t bytes_page_heap_free; /* free pages not yet purged */
     uint64_t large_allocations;  /* above the largest size class */
-    uint64_t cross_node_frees;   /* blocks freed on a CPU of another node */
+    uint64_t cross_node_frees;   /* small blocks freed on a CPU of another
+                                    node, sent back to their home node */
     uint64_t invalid_frees;      /* reported bad frees (warn mode) */
     uint64_t cache_refills;      /* front end misses served by central */
     uint64_t cache_drains;       /* front end overflows sent to central */

@@ -162,13 +162,14 @@ XMM_EXPORT int xmm_node_of(const void *ptr)
         errno = EINVAL;
         return -1;
     }
-    return xmm_heap_node_of(ptr);
+    int node = xmm_heap_node_of(ptr);
+    return node >= 0 && node == xmm_interleaved_node ? XMM_NODE_INTERLEAVED : node;
 }
 
 XMM_EXPORT int xmm_node_count(void)
 {
     xmm_ensure_init();
-    return xmm_nodes;
+    return xmm_real_nodes;
 }
 
 XMM_EXPORT void xmm_release_cpu_caches(void)

@@ -29,8 +29,8 @@
 struct snapshot {
     struct xmm_stats totals;
     struct xmm_front_stats front;
-    struct xmm_central_stats central[XMM_MAX_NODES];
-    struct xmm_page_heap_stats pages[XMM_MAX_NODES];
+    struct xmm_central_stats central[XMM_MAX_NODES + 1];
+    struct xmm_page_heap_stats pages[XMM_MAX_NODES + 1];
 };
 
 static void collect(struct snapshot *snapshot)
@@ -62,7 +62,7 @@ static void collect(struct snapshot *snapshot)
     uint64_t direct = __atomic_load_n(&heap->direct_allocations, __ATOMIC_RELAXED);
     uint64_t direct_bytes = __atomic_load_n(&heap->direct_bytes, __ATOMIC_RELAXED);
     totals->version = XMM_STATS_VERSION;
-    totals->node_count = (uint32_t)xmm_nodes;
+    totals->node_count = (uint32_t)xmm_real_nodes;
     totals->allocations = allocations + large + direct;
     totals->frees = frees + __atomic_load_n(&heap->large_frees, __ATOMIC_RELAXED) +
                     __atomic_load_n(&heap->direct_frees, __ATOMIC_RELAXED);
@@ -197,7 +197,7 @@ static void write_json(struct writer *writer, const struct snapshot *snapshot)
     size_t count = totals_fields(&snapshot->totals, fields);
     emit(writer, "{\"version\": %d, \"front_end\": \"%s\", \"front_end_detail\": \"%s\", "
                  "\"node_count\": %d",
-         XMM_STATS_VERSION, snapshot->totals.front_end, xmm_front_end_detail(), xmm_nodes);
+         XMM_STATS_VERSION, snapshot->totals.front_end, xmm_front_end_detail(), xmm_real_nodes);
     for (size_t i = 0; i < count; i++)
         emit(writer, ", \"%s\": %u", fields[i].name, fields[i].value);
     emit(writer, ", \"nodes\": [");
@@ -205,12 +205,13 @@ static void write_json(struct writer *writer, const struct snapshot *snapshot)
         const struct xmm_central_stats *central = &snapshot->central[node];
         const struct xmm_page_heap_stats *pages = &snapshot->pages[node];
         emit(writer,
-             "%s{\"node\": %d, \"spans_created\": %u, \"spans_released\": %u, "
+             "%s{\"node\": %d, \"interleaved\": %s, \"spans_created\": %u, \"spans_released\": %u, "
              "\"small_span_bytes\": %u, \"transfer_batches\": %u, \"transfer_batch_bytes\": %u, "
              "\"page_heap_free_bytes\": %z, \"page_heap_unpurged_bytes\": %z, "
              "\"purged_bytes\": %z, \"large_in_use_bytes\": %z, \"large_allocations\": %u, "
              "\"reserved_bytes\": %z}",
-             node ? ", " : "", node, central->spans_created, central->spans_released,
+             node ? ", " : "", node, node == xmm_interleaved_node ? "true" : "false",
+             central->spans_created, central->spans_released,
              central->span_bytes, central->batches_cached, central->objects_in_batches_bytes,
              pages->free_bytes, pages->dirty_bytes, pages->purged_total, pages->large_in_use,
              pages->large_count, pages->reserved_bytes);

@@ -18,7 +18,7 @@ top = ["version", "front_end", "front_end_detail", "node_count", "allocations", 
        "bytes_central", "bytes_page_heap_free", "large_allocations", "cross_node_frees",
        "invalid_frees", "cache_refills", "cache_drains", "rseq_fast_path", "rseq_fallback",
        "rseq_restarts", "metadata_bytes", "nodes", "cpus", "size_classes"]
-node = ["node", "spans_created", "spans_released", "small_span_bytes", "transfer_batches",
+node = ["node", "interleaved", "spans_created", "spans_released", "small_span_bytes", "transfer_batches",
         "transfer_batch_bytes", "page_heap_free_bytes", "page_heap_unpurged_bytes",
         "purged_bytes", "large_in_use_bytes", "large_allocations", "reserved_bytes"]
 size_class = ["class", "size", "allocations", "frees", "in_use_bytes"]
@@ -26,7 +26,9 @@ missing = [k for k in top if k not in stats]
 missing += ["nodes." + k for k in node if k not in stats["nodes"][0]]
 missing += ["size_classes." + k for k in size_class if stats["size_classes"] and k not in stats["size_classes"][0]]
 assert not missing, "missing fields: %s" % missing
-assert stats["allocations"] >= 1 and len(stats["nodes"]) == stats["node_count"]
+# One entry per node, plus the interleaved heap under XMM_NUMA=interleave.
+assert stats["allocations"] >= 1
+assert len(stats["nodes"]) == stats["node_count"] + sum(n["interleaved"] for n in stats["nodes"])
 print("json: %d fields, %d size classes in use" % (len(stats), len(stats["size_classes"])))
 PY
 
