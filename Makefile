@@ -68,7 +68,7 @@ $(LIBXMM_CORE_A): $(CORE_OBJECTS)
 
 # ---- dependencies (Debian 12) -------------------------------------------
 DEB_PACKAGES = gcc g++ make libnuma-dev liburcu-dev libck-dev libbenchmark-dev \
-               numactl python3
+               numactl python3 sqlite3 git perl
 deps:
 	@tools/install-deps $(DEB_PACKAGES)
 
