@@ -1,16 +1,24 @@
 # tests/api.mk - the malloc API tests (tests/api) and the real programs run
 # under LD_PRELOAD (tests/programs). Included from tests/build.mk; on its
-# own:  make -f Makefile -f tests/api.mk test-api
+# own:  make -f Makefile -f tests/api.mk test-api   (or, with tests/build.mk
+# including it, `make test-api`: only these tests, about 90 s on 2 cores).
 #
 # Flavours of the malloc API tests (tests/api/<name>.c):
 #   $(BUILD)/tests/api_<name>         linked with libxmm.so: malloc IS XMM
 #   $(BUILD)/tests/api_<name>_static  linked with libxmm.a: the override
-#                                     inside the executable
+#                                     inside the executable (not for the
+#                                     size sweeps malloc_sizes, malloc_realloc)
 # and of the xmm_* API tests, linked with libxmm-core.a (no override: the
 # system malloc and XMM side by side):
 #   $(BUILD)/tests/api_xmm, $(BUILD)/tests/api_threads_xmm,
 #   $(BUILD)/tests/api_invalid_free_xmm
-# plus $(BUILD)/tsan/test_api_threads (ThreadSanitizer, TSAN_PROGRAMS).
+# plus $(BUILD)/tests/api_early (+ libxmm-test-early.so, preloaded),
+# $(BUILD)/tests/api_cxx_new_delete, and for the scripts
+# $(BUILD)/tests/cxx_new_delete (no XMM: run with LD_PRELOAD).
+# Scripts: tests/programs/*.sh (real programs under LD_PRELOAD) and
+# tests/api/modes.sh (the integrity tests under other XMM_* modes).
+# TSan: $(BUILD)/tsan/test_api_threads (TSAN_PROGRAMS), the xmm_* threads
+# test on the core built with -fsanitize=thread -DCK_USE_CC_BUILTINS=0.
 #
 # `make -f Makefile -f tests/api.mk api-system` builds the malloc API tests
 # against the system allocator into $(BUILD)/tests-system/, to debug the
