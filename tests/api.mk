@@ -1,7 +1,6 @@
 # tests/api.mk - the malloc API tests (tests/api) and the real programs run
-# under LD_PRELOAD (tests/programs). Included from tests/build.mk; on its
-# own:  make -f Makefile -f tests/api.mk test-api   (or, with tests/build.mk
-# including it, `make test-api`: only these tests, about 90 s on 2 cores).
+# under LD_PRELOAD (tests/programs). Included from tests/build.mk.
+# `make test-api` runs only these tests (about 2 minutes on 2 cores).
 #
 # Flavours of the malloc API tests (tests/api/<name>.c):
 #   $(BUILD)/tests/api_<name>         linked with libxmm.so: malloc IS XMM
@@ -20,7 +19,7 @@
 # TSan: $(BUILD)/tsan/test_api_threads (TSAN_PROGRAMS), the xmm_* threads
 # test on the core built with -fsanitize=thread -DCK_USE_CC_BUILTINS=0.
 #
-# `make -f Makefile -f tests/api.mk api-system` builds the malloc API tests
+# `make api-system` builds the malloc API tests
 # against the system allocator into $(BUILD)/tests-system/, to debug the
 # tests themselves; those are never run by `make test`.
 
