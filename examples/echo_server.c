@@ -339,7 +339,12 @@ static bool echo_once(struct client *client, const unsigned char *request, size_
                       unsigned char *reply)
 {
     size_t sent = 0, received = 0;
+    double give_up = now() + 10; /* a wedged server fails the run, not hangs it */
     while (received < size) {
+        if (now() > give_up) {
+            errno = ETIMEDOUT;
+            return false;
+        }
         bool progress = false;
         if (sent < size) {
             ssize_t n = send(client->fd, request + sent, size - sent, MSG_NOSIGNAL);

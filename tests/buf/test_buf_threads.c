@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +45,9 @@ static pthread_mutex_t exchange_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int stop;
 static long operations;
+/* Cleared in forked children: a worker of the parent may have held the
+ * exchange's mutex at the fork. */
+static bool exchange_enabled = true;
 
 static bool verify(const struct tracked *item)
 {
@@ -120,7 +124,7 @@ static void one_round(unsigned long long *random, uint64_t seed)
     sched_yield(); /* let another thread, on this CPU, get and write */
     CHECK(verify(&item), "bytes changed under their owner (seed %llx)",
           (unsigned long long)seed);
-    if (next_random(random) % 4 == 0) {
+    if (exchange_enabled && next_random(random) % 4 == 0) {
         item = swap_through_exchange(item, random);
         if (!item.buf)
             return;
@@ -145,6 +149,64 @@ static void *worker(void *arg)
     __atomic_fetch_add(&operations, rounds, __ATOMIC_RELAXED);
     return NULL;
 }
+
+/* With no other thread running: on each CPU in turn, five buffers put come
+ * back from five gets in exactly the reverse order. A thread's own pool
+ * keeps only four, so this fails if a CPU pool cannot be locked (say, a
+ * fork handler left it locked). Needs room under the cap for them, which
+ * there is while the pools hold at most half of it (unused credit is at
+ * most a quarter); returns true, unchecked, otherwise. */
+static bool every_cpu_pool_usable(void)
+{
+    if (xmm_buf_pool_bytes() > xmm_buf_pool_limit() / 2)
+        return true;
+    cpu_set_t allowed;
+    sched_getaffinity(0, sizeof(allowed), &allowed);
+    bool usable = true;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed))
+            continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        sched_setaffinity(0, sizeof(one), &one);
+        struct xmm_buf *put_order[5], *got;
+        for (int i = 0; i < 5; i++)
+            put_order[i] = xmm_buf_get(0);
+        for (int i = 0; i < 5; i++)
+            xmm_buf_put(put_order[i]);
+        for (int i = 4; i >= 0; i--) {
+            usable &= (got = xmm_buf_get(0)) == put_order[i];
+            put_order[i] = got;
+        }
+        for (int i = 0; i < 5; i++)
+            xmm_buf_put(put_order[i]);
+    }
+    sched_setaffinity(0, sizeof(allowed), &allowed);
+    return usable;
+}
+
+#if !defined(__SANITIZE_THREAD__) /* TSan does not support fork with threads */
+/* A fork while the workers get and put: the child, alone with pools the
+ * workers left mid-use, must find every CPU pool usable and keep to the
+ * cap. Returns the child's exit status. */
+static int fork_and_use_pools(void)
+{
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        exchange_enabled = false;
+        unsigned long long random = 77;
+        for (int round = 0; round < 500; round++)
+            one_round(&random, (uint64_t)round);
+        CHECK(every_cpu_pool_usable(), "in a child forked during get/put");
+        _exit(check_failures == 0 ? 0 : 1);
+    }
+    int status = -1;
+    waitpid(child, &status, 0);
+    return status;
+}
+#endif
 
 /* Under ThreadSanitizer, XMM must run with per-thread caches. A block
  * freed by one thread and reused by another on the same CPU passes through
@@ -175,10 +237,16 @@ int main(int argc, char **argv)
     pthread_t *ids = calloc((size_t)threads, sizeof(*ids));
     for (int i = 0; i < threads; i++)
         pthread_create(&ids[i], NULL, worker, (void *)(uintptr_t)i);
-    sleep(TEST_SECONDS);
+    usleep(TEST_SECONDS * 500000);
+#if !defined(__SANITIZE_THREAD__) /* TSan does not support fork with threads */
+    for (int i = 0; i < 5; i++)
+        CHECK(fork_and_use_pools() == 0, "a child forked during get/put failed");
+#endif
+    usleep(TEST_SECONDS * 500000);
     __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < threads; i++)
         pthread_join(ids[i], NULL);
+    CHECK(every_cpu_pool_usable(), "after the run (and the forks)");
     for (int slot = 0; slot < EXCHANGE_SLOTS; slot++) {
         if (exchange[slot].buf) {
             CHECK(verify(&exchange[slot]), "bytes left in the exchange");
