@@ -333,18 +333,31 @@ static void test_calloc(void)
           errno);
 }
 
+/* TEST_ONLY=calloc runs only the calloc part (tests/api/modes.sh). */
+static int wanted(const char *part)
+{
+    const char *only = getenv("TEST_ONLY");
+    return !only || strcmp(only, part) == 0;
+}
+
 int main(void)
 {
     double start = now_seconds();
 
     expect_malloc_is_xmm();
-    test_every_small_size();
-    NOTE("small sizes done at %.1f s", now_seconds() - start);
-    test_large_sweep();
-    NOTE("large sweep done at %.1f s", now_seconds() - start);
-    test_huge();
-    NOTE("large sizes done at %.1f s", now_seconds() - start);
-    test_calloc();
-    NOTE("calloc done at %.1f s", now_seconds() - start);
+    if (wanted("small")) {
+        test_every_small_size();
+        NOTE("small sizes done at %.1f s", now_seconds() - start);
+    }
+    if (wanted("large")) {
+        test_large_sweep();
+        NOTE("large sweep done at %.1f s", now_seconds() - start);
+        test_huge();
+        NOTE("large sizes done at %.1f s", now_seconds() - start);
+    }
+    if (wanted("calloc")) {
+        test_calloc();
+        NOTE("calloc done at %.1f s", now_seconds() - start);
+    }
     return check_summary("malloc_sizes");
 }

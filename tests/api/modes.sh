@@ -2,7 +2,8 @@
 # The malloc API tests again under XMM's other modes (the XMM_* variables of
 # src/config.c), each chosen for what it could break:
 #   XMM_RSEQ=0                       per-thread caches instead of per-CPU:
-#                                    threads, fork, thread exit
+#                                    threads, thread exit (tests/front_end.sh
+#                                    covers the front end itself)
 #   XMM_PURGE=free XMM_DECAY_MS=0    lazy purging (MADV_FREE keeps old
 #                                    contents) at once on every free: calloc
 #                                    must still zero, realloc must still copy
@@ -17,17 +18,18 @@ run() { # label, then VAR=value... and the test binary
     label=$1
     shift
     runs=$((runs + 1))
+    started=$(date +%s)
     output=$(env -u XMM_TEST_TIMEOUT XMM_STRICT=1 TEST_PHASE_SECONDS=1 TEST_FORK_SECONDS=3 "$@" 2>&1)
     status=$?
     if [ $status -eq 0 ]; then
-        echo "ok   $label: $(echo "$output" | tail -n 1)"
+        echo "ok   $label: $(echo "$output" | tail -n 1) ($(( $(date +%s) - started )) s)"
     else
         failed=$((failed + 1))
         echo "FAIL $label (exit $status):"
         echo "$output" | grep -v "^ok " | tail -n 25 | sed 's/^/    /'
     fi
 }
-for test in api_threads api_fork api_thread_exit; do
+for test in api_threads api_thread_exit; do
     run "per-thread caches: $test" XMM_RSEQ=0 "$build/tests/$test"
 done
 # The mode took effect: thread_exit names the front end in its output.
@@ -37,9 +39,10 @@ else
     failed=$((failed + 1))
     echo "FAIL XMM_RSEQ=0 did not give the per-thread front end: $(echo "$output" | grep "front end")"
 fi
-for test in api_malloc_sizes api_malloc_realloc; do
-    run "lazy purge at once: $test" XMM_PURGE=free XMM_DECAY_MS=0 "$build/tests/$test"
-done
+run "lazy purge at once: api_malloc_sizes, calloc part" XMM_PURGE=free XMM_DECAY_MS=0 \
+    TEST_ONLY=calloc "$build/tests/api_malloc_sizes"
+run "lazy purge at once: api_malloc_realloc" XMM_PURGE=free XMM_DECAY_MS=0 \
+    "$build/tests/api_malloc_realloc"
 for test in api_fork api_threads api_thread_exit; do
     run "background purging: $test" XMM_BACKGROUND=1 XMM_DECAY_MS=5 "$build/tests/$test"
 done

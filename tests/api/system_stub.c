@@ -96,3 +96,7 @@ size_t xmm_release_memory(void)
     malloc_trim(0);
     return 0;
 }
+
+void xmm_release_cpu_caches(void)
+{
+}
