@@ -180,6 +180,9 @@ static void test_trim_and_info(void)
     }
     struct mallinfo2 full = mallinfo2();
     size_t resident_full = resident_bytes();
+    /* Decay (XMM_DECAY_MS) may purge some of it between the frees and the
+     * trim on a slow machine: what is measured is the drop from here. */
+    struct xmm_stats live = snapshot();
     struct mallinfo narrow = mallinfo();
     for (int i = 0; i < BLOCKS; i++)
         free(blocks[i]);
@@ -198,17 +201,20 @@ static void test_trim_and_info(void)
     struct xmm_stats before = snapshot();
     int trimmed = malloc_trim(0);
     struct xmm_stats after = snapshot();
-    CHECK(trimmed == 1, "malloc_trim(0) after freeing 64 MiB returns 1: memory released (got %d)",
-          trimmed);
+    CHECK(trimmed == 1 || before.bytes_page_heap_free == 0,
+          "malloc_trim(0) after freeing 64 MiB returns 1: memory released (got %d; %llu free "
+          "unpurged bytes before)",
+          trimmed, (unsigned long long)before.bytes_page_heap_free);
     CHECK(after.bytes_page_heap_free == 0,
           "no unpurged free pages left after malloc_trim (%llu bytes; %llu before)",
           (unsigned long long)after.bytes_page_heap_free,
           (unsigned long long)before.bytes_page_heap_free);
-    CHECK(after.bytes_committed + 60 * MIB <= before.bytes_committed &&
-              after.bytes_purged >= before.bytes_purged + 60 * MIB,
-          "malloc_trim returned the freed 64 MiB: committed %llu -> %llu, purged %llu -> %llu",
-          (unsigned long long)before.bytes_committed, (unsigned long long)after.bytes_committed,
-          (unsigned long long)before.bytes_purged, (unsigned long long)after.bytes_purged);
+    CHECK(after.bytes_committed + 60 * MIB <= live.bytes_committed &&
+              after.bytes_purged >= live.bytes_purged + 60 * MIB,
+          "the freed 64 MiB went back to the kernel by the end of malloc_trim: committed %llu "
+          "-> %llu, purged %llu -> %llu",
+          (unsigned long long)live.bytes_committed, (unsigned long long)after.bytes_committed,
+          (unsigned long long)live.bytes_purged, (unsigned long long)after.bytes_purged);
     size_t resident_trimmed = resident_bytes();
     CHECK(resident_trimmed + 48 * MIB <= resident_full,
           "the process's RSS fell by >= 48 MiB of the 64 MiB freed and trimmed: %zu -> %zu KiB",
