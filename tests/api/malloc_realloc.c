@@ -78,6 +78,63 @@ static void test_ladder(void)
     free(ptr);
 }
 
+/* Every small old size against every smaller or nearby new size that is
+ * a multiple of 16: in-place shrinking and growing must still give the
+ * alignment the new size is owed. */
+static void test_in_place_alignment(void)
+{
+    size_t tried = 0, bad = 0;
+    for (size_t old_size = 1; old_size <= 2048; old_size++) {
+        for (size_t new_size = 16; new_size <= old_size + 64; new_size += 16) {
+            unsigned char *ptr = malloc(old_size);
+            if (!ptr)
+                continue;
+            ptr[0] = 0x42;
+            unsigned char *moved = realloc(ptr, new_size);
+            tried++;
+            if (!moved || !is_aligned(moved, 16) || moved[0] != 0x42) {
+                if (bad++ < 5)
+                    CHECKQ(0, "realloc(%zu-byte block, %zu) = %p: 16-aligned, first byte kept",
+                           old_size, new_size, (void *)moved);
+            }
+            free(moved ? moved : ptr);
+        }
+    }
+    CHECK(bad == 0, "%zu reallocs from every size 1..2048 to multiples of 16 up to 64 B more: "
+                    "16-aligned (%zu bad)",
+          tried, bad);
+}
+
+/* Many live tiny blocks: millions of 16-byte objects, each holding its
+ * index, freed in a scattered order. */
+static void test_many_tiny(void)
+{
+    enum { COUNT = 3000000 };
+    uint64_t **blocks = malloc(COUNT * sizeof *blocks);
+    size_t bad = 0;
+    if (!blocks) {
+        CHECK(0, "malloc of the pointer table");
+        return;
+    }
+    for (size_t i = 0; i < COUNT; i++) {
+        blocks[i] = malloc(16);
+        if (blocks[i]) {
+            blocks[i][0] = i;
+            blocks[i][1] = ~i;
+        }
+    }
+    for (size_t i = 0; i < COUNT; i++)
+        if (!blocks[i] || blocks[i][0] != i || blocks[i][1] != ~i)
+            bad++;
+    /* Free in a scattered order: a stride coprime with COUNT. */
+    for (size_t k = 0, i = 0; k < COUNT; k++, i = (i + 1000003) % COUNT)
+        free(blocks[i]);
+    free(blocks);
+    CHECK(bad == 0, "%d live 16-byte blocks, each keeping its index, freed in scattered order "
+                    "(%zu bad)",
+          COUNT, bad);
+}
+
 /* Many blocks resized at random, the others checked to be untouched. */
 static void test_random_walk(void)
 {
@@ -255,6 +312,8 @@ int main(void)
 {
     expect_malloc_is_xmm();
     test_ladder();
+    test_in_place_alignment();
+    test_many_tiny();
     test_random_walk();
     test_zero_and_null();
     test_failure_keeps_block();

@@ -223,8 +223,32 @@ static void *worker_main(void *argument)
             local[slot].size = new_size;
             pattern_fill(moved, new_size, pattern_seed(moved, new_size));
         }
-        /* Consume what others sent. */
+        /* Consume what others sent; now and then realloc it first, a
+         * block another thread allocated. */
         for (int i = 0; i < 3 && pop(&phase->queues[self->index], &block); i++) {
+            if (random_next(&state) % 8 == 0) {
+                size_t at = pattern_find(block.ptr, block.size, pattern_seed(block.ptr, block.size));
+                if (at != SIZE_MAX)
+                    report_error(phase, CORRUPTION, "received block %p of %zu bytes: byte %zu changed",
+                                 block.ptr, block.size, at);
+                size_t new_size = random_size(&state);
+                void *moved = T_REALLOC(block.ptr, new_size);
+                if (!moved) {
+                    report_error(phase, ALLOCATION_FAILED, "realloc(%zu -> %zu) returned NULL",
+                                 block.size, new_size);
+                    T_FREE(block.ptr);
+                    continue;
+                }
+                size_t keep = block.size < new_size ? block.size : new_size;
+                at = pattern_find(moved, keep, pattern_seed(block.ptr, block.size));
+                if (at != SIZE_MAX)
+                    report_error(phase, CORRUPTION,
+                                 "cross-thread realloc(%p, %zu -> %zu) = %p: byte %zu not kept",
+                                 block.ptr, block.size, new_size, moved, at);
+                block.ptr = moved;
+                block.size = new_size;
+                pattern_fill(moved, new_size, pattern_seed(moved, new_size));
+            }
             check_and_free(phase, block, "cross-thread free");
             atomic_fetch_add_explicit(&phase->cross_frees, 1, memory_order_relaxed);
         }
