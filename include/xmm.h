@@ -55,7 +55,8 @@ void *xmm_realloc(void *ptr, size_t size);
 void *xmm_aligned_alloc(size_t alignment, size_t size);
 
 /* The number of usable bytes in the block `ptr` (>= the size requested),
- * or 0 for NULL. */
+ * or 0 for NULL. A pointer XMM did not hand out is reported like an
+ * invalid free (and aborts by default): use xmm_node_of to test ownership. */
 size_t xmm_usable_size(const void *ptr);
 
 /* ---- the original XMM helpers ---------------------------------------------
@@ -75,7 +76,8 @@ void *xmm_realloc_array(void *ptr, size_t elem_size, size_t count);
  * `text` is NULL. */
 char *xmm_strdup(const char *text);
 
-/* A copy of at most `max_length` bytes of `text`, always NUL-terminated. */
+/* A copy of at most `max_length` bytes of `text`, always NUL-terminated.
+ * EINVAL if `text` is NULL. */
 char *xmm_strndup(const char *text, size_t max_length);
 
 /* The size of a page for xmm_alloc_pages (the kernel's base page size). */

@@ -80,10 +80,13 @@ int xmm_central_init(void)
             const struct xmm_size_class *info = &xmm_size_classes[size_class];
             xmm_stack_init(&lists->batches);
             xmm_stack_init(&lists->spans);
-            /* Up to about 512 KiB of ready batches per class and node, and
-             * at least 8 batches, before objects go back to their spans. */
+            /* Up to about 4 MiB of ready batches per class and node, and
+             * at least 8 batches, before objects go back to their spans:
+             * enough for a burst of a few thousand objects to come back
+             * as whole batches. Batches nobody takes are flushed to their
+             * spans by the upkeep pass, so this is not memory kept. */
             int64_t batch_bytes = (int64_t)info->batch * info->size;
-            int64_t limit = ((int64_t)512 << 10) / batch_bytes;
+            int64_t limit = ((int64_t)4 << 20) / batch_bytes;
             lists->batch_limit = limit < 8 ? 8 : limit;
         }
     }
@@ -219,10 +222,17 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
         list = *(void **)list;
     }
     if (list) {
-        void *last = list;
-        while (*(void **)last)
-            last = *(void **)last;
-        push_chain(span, list, last);
+        /* Usually no free came in meanwhile: put the rest back whole, its
+         * tail already ends the chain. Only a lost race walks to the tail
+         * (a cache miss per object). */
+        void *empty = NULL;
+        if (!__atomic_compare_exchange_n(&span->free_list, &empty, list, false, __ATOMIC_RELEASE,
+                                         __ATOMIC_RELAXED)) {
+            void *last = list;
+            while (*(void **)last)
+                last = *(void **)last;
+            push_chain(span, list, last);
+        }
     }
     while (taken < wanted && span->carved < info->objects)
         out[taken++] = span->start + (size_t)span->carved++ * info->size;

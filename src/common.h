@@ -67,6 +67,16 @@ _Noreturn void xmm_fatal(const char *text, ...);
 #define xmm_assert(condition) ((void)0)
 #endif
 
+/* The per-CPU front end needs the x86_64 rseq assembly. ThreadSanitizer
+ * builds leave it out: TSan cannot see the hand-off of objects through a
+ * CPU's cache, and reports every such reuse as a race; they test the
+ * per-thread front end and the lock-free central layer instead. */
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+#define XMM_PER_CPU_CACHES 1
+#else
+#define XMM_PER_CPU_CACHES 0
+#endif
+
 /* ThreadSanitizer cannot see CK's inline-assembly atomics; the lock-free
  * layers tell it about the happens-before they provide. */
 #if defined(__SANITIZE_THREAD__)

@@ -224,6 +224,15 @@ static bool parse_invalid_free(const char *value, void *target)
     return true;
 }
 
+/* A variable read by another part of XMM, which checks it itself (so a bad
+ * value is reported once): here it is only known. */
+static bool parse_elsewhere(const char *value, void *target)
+{
+    (void)value;
+    (void)target;
+    return true;
+}
+
 static const struct variable variables[] = {
     {"XMM_NUMA", "local, interleave, off, or bind:LIST (e.g. bind:0,2-3)", "local",
      "NUMA placement policy", parse_numa, &xmm_config},
@@ -253,6 +262,8 @@ static const struct variable variables[] = {
     {"XMM_INVALID_FREE", "abort or warn", "abort",
      "what an invalid or double free does after its message", parse_invalid_free,
      &xmm_config.invalid_free_abort},
+    {"XMM_BUF_POOL_MIB", "a whole number of MiB, e.g. 64 (0: no pooling)", "64",
+     "buffer memory the xmm_buf pools keep for reuse (checked in buf.c)", parse_elsewhere, NULL},
     {"XMM_VERBOSE", "1 or 0", "0", "print configuration and topology at start", parse_bool,
      &xmm_config.verbose},
     {"XMM_STRICT", "1 or 0", "0", "make a bad XMM_* variable fatal", parse_bool,

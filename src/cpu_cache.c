@@ -26,11 +26,9 @@
 #include "numa.h"
 #include "report.h"
 
+#define XMM_HAVE_RSEQ_ASSEMBLY XMM_PER_CPU_CACHES
+
 #if defined(__x86_64__)
-#define XMM_HAVE_RSEQ_ASSEMBLY 1
-#else
-#define XMM_HAVE_RSEQ_ASSEMBLY 0
-#endif
 
 enum rseq_mode { RSEQ_OFF, RSEQ_LIBC, RSEQ_OWN };
 
@@ -55,6 +53,7 @@ static __thread struct {
     uint32_t flags, node_id, mm_cid, padding;
 } own_area __attribute__((aligned(32), tls_model("initial-exec")));
 static __thread bool attach_failed __attribute__((tls_model("initial-exec")));
+static __thread unsigned refills_since_upkeep __attribute__((tls_model("initial-exec")));
 
 /* Operations the slow paths complete themselves (atomic: slow path). */
 static struct {
@@ -264,7 +263,9 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
         xmm_central_drain(node, size_class, objects, count - pushed);
     __atomic_fetch_add(&slow_counts.allocations[size_class], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&slow_counts.refills, 1, __ATOMIC_RELAXED);
-    xmm_central_maintain(node);
+    /* Upkeep reads the clock: once per 64 refills of a thread is enough. */
+    if ((++refills_since_upkeep & 63) == 0)
+        xmm_central_maintain(node);
     return object;
 }
 
@@ -448,3 +449,30 @@ uint64_t xmm_cpu_cache_bytes(int slab)
     }
     return bytes;
 }
+
+#else /* not x86_64: per-thread caches only, chosen at build time */
+
+char *xmm_cpu_slabs;
+uint32_t xmm_rseq_index_offset;
+__thread void *xmm_rseq_area_current __attribute__((tls_model("initial-exec")));
+
+int xmm_front_end_init_core(void) { return 0; }
+void xmm_front_end_init_hooks(void) { xmm_thread_cache_init(); }
+void xmm_front_end_before_fork(void) {}
+void xmm_front_end_after_fork_parent(void) {}
+void xmm_front_end_after_fork_child(void) {}
+const char *xmm_front_end_name(void) { return "per-thread"; }
+const char *xmm_front_end_detail(void) { return "per-thread caches (no rseq on this architecture)"; }
+bool xmm_cpu_cache_attach(void) { return false; }
+void *xmm_cpu_cache_alloc_slow(unsigned size_class) { return xmm_thread_cache_alloc_slow(size_class); }
+void xmm_cpu_cache_free_slow(void *object, struct xmm_span *span, int result)
+{
+    (void)result;
+    xmm_thread_cache_free_slow(object, span);
+}
+void xmm_front_end_release_caches(void) { xmm_thread_cache_flush_current(); }
+void xmm_cpu_cache_stats(struct xmm_front_stats *stats) { (void)stats; }
+int xmm_cpu_cache_slab_count(void) { return 0; }
+uint64_t xmm_cpu_cache_bytes(int slab) { (void)slab; return 0; }
+
+#endif /* __x86_64__ */

@@ -70,7 +70,7 @@ XMM_INLINE const uint32_t *xmm_rseq_index(void *area)
  * instructions) on a hit. Per-thread: one TLS load and a bin pop. */
 XMM_INLINE void *xmm_front_try_alloc(unsigned size_class)
 {
-#if defined(__x86_64__)
+#if XMM_PER_CPU_CACHES
     void *area = xmm_rseq_area_current;
     if (XMM_LIKELY(area != NULL))
         return xmm_rseq_pop(area, xmm_rseq_index(area), xmm_cpu_slabs, size_class);
@@ -89,7 +89,7 @@ XMM_INLINE void *xmm_front_try_alloc(unsigned size_class)
 /* The miss path: refill from the central layer (XMM must be initialised). */
 XMM_INLINE void *xmm_front_alloc_miss(unsigned size_class)
 {
-#if defined(__x86_64__)
+#if XMM_PER_CPU_CACHES
     if (xmm_rseq_area_current)
         return xmm_cpu_cache_alloc_slow(size_class);
 #endif
@@ -116,7 +116,7 @@ XMM_INLINE bool xmm_bin_holds_on_top(const struct xmm_cache_bin *bin, const void
  * the bin has room; catches the immediate double free `free(p); free(p)`. */
 XMM_INLINE void xmm_front_free(void *object, struct xmm_span *span)
 {
-#if defined(__x86_64__)
+#if XMM_PER_CPU_CACHES
     void *area = xmm_rseq_area_current;
     if (XMM_LIKELY(area != NULL)) {
         enum xmm_rseq_push_result result = xmm_rseq_push(

@@ -13,11 +13,12 @@ static uint32_t clamp_u32(uint64_t value, uint32_t low, uint32_t high)
 }
 
 /* Smallest span (in allocator pages) whose tail waste is at most 1/8 of the
- * span and which holds enough objects that a refill does not need a new
- * span every time. */
+ * span and which holds enough objects that refills and drains of medium
+ * objects do not take a span from the page heap (under its lock) every
+ * other time: 8 objects, or as many as 512 KiB holds, at least 2. */
 static uint32_t span_pages_for(uint32_t size)
 {
-    uint32_t wanted_objects = clamp_u32((64u << 10) / size, 1, 8);
+    uint32_t wanted_objects = clamp_u32((512u << 10) / size, 2, 8);
     for (uint32_t pages = 1;; pages++) {
         size_t span_bytes = (size_t)pages << XMM_PAGE_SHIFT;
         size_t objects = span_bytes / size;
@@ -33,7 +34,9 @@ static void describe_class(unsigned size_class, uint32_t size)
     info->size = size;
     info->span_pages = span_pages_for(size);
     info->objects = (uint32_t)(((size_t)info->span_pages << XMM_PAGE_SHIFT) / size);
-    info->batch = clamp_u32((64u << 10) / size, 1, 32);
+    /* A batch is about 128 KiB of objects (at most 32): medium objects move
+     * a few at a time, not one by one. */
+    info->batch = clamp_u32((128u << 10) / size, 1, 32);
     uint32_t by_bytes = clamp_u32((128u << 10) / size, 1, 256);
     info->cache_capacity = by_bytes > 2 * info->batch ? by_bytes : 2 * info->batch;
     info->reciprocal = (((uint64_t)1 << 40) + size - 1) / size;

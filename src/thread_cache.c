@@ -178,7 +178,8 @@ void *xmm_thread_cache_alloc_slow(unsigned size_class)
         return NULL;
     bin->count = got;
     cache->refills++;
-    xmm_central_maintain(node);
+    if ((cache->refills & 63) == 0) /* upkeep reads the clock: not every time */
+        xmm_central_maintain(node);
 pop:
     __atomic_store_n(&bin->allocations, bin->allocations + 1, __ATOMIC_RELAXED);
     return bin->slots[--bin->count];
