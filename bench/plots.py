@@ -116,9 +116,9 @@ def allocator_panels(base_path, title, allocators, panels):
             f"set ylabel '{ylabel}'", "set yrange [0:*]", "set grid ytics",
             "set style fill solid 0.85 border -1", "unset key",
             f"set xrange [-0.6:{len(allocators) - 0.4}]",
-            f"plot '{data}' using 1:3:(0.7):6:xtic(2) with boxes lc rgb variable, "
+            f"plot '{data}' using 1:3:(0.7):6:xtic(2) notitle with boxes lc rgb variable, "
             # Whiskers from the fastest to the slowest repetition.
-            f"'' using 1:4:(0):($5-$4) with vectors nohead lc rgb '#000000' lw 1.5",
+            f"'' using 1:4:(0):($5-$4) notitle with vectors nohead lc rgb '#000000' lw 1.5",
         ]))
     body = "\n".join([f"set multiplot layout 1,{len(panels)} title '{_quote(title)}'"]
                      + bodies + ["unset multiplot"])

@@ -274,7 +274,8 @@ def failures_section(results, failures):
         command = prefix + commands.get(benchmark, benchmark)
         rows.append([f"{benchmark} {case}".strip(), allocator, f"`{command}`", error])
     return ("### Failures\n\nEvery failed run, with the command that failed and its error "
-            "(later repetitions of a failed benchmark are not run).\n\n"
+            "(after a timeout, later repetitions of that benchmark are not run). A "
+            "benchmark with a failed run is left out of the ratios and means above.\n\n"
             + table(["benchmark", "allocator", "command", "error"], rows) + "\n")
 
 
@@ -326,8 +327,14 @@ def benchmark_rows(results, name):
     best_rss = R.best(v for a, v in medians_rss.items() if results.cell(name, "", a).ok)
     for allocator in results.allocators:
         cell = results.cell(name, "", allocator)
-        if cell.errors:
+        if cell.errors and not cell.times:
             rows.append([allocator, "**FAILED**", cell.errors[0], "", "", "", ""])
+            continue
+        if cell.errors:  # failed in some repetitions only: show both
+            runs = len(cell.errors) + len(cell.times)
+            rows.append([f"{allocator} (**FAILED** in {len(cell.errors)} of {runs} runs)",
+                         fmt_seconds(cell.median_time()), spread(cell.times, fmt_seconds),
+                         fmt_rate(cell.median_rate()), fmt_mib(cell.median_rss()), "–", "–"])
             continue
         if not cell.times:
             rows.append([allocator, "not run", "", "", "", "", ""])
@@ -427,7 +434,8 @@ def micro_section(results, img_dir):
 
 def micro_cell(cell, best_time):
     if cell.errors:
-        return f"FAILED: {cell.errors[0]}"
+        runs = len(cell.errors) + len(cell.times)
+        return f"FAILED in {len(cell.errors)} of {runs} runs: {cell.errors[0]}"
     if not cell.times:
         return "–"
     median = cell.median_time()
@@ -441,8 +449,10 @@ def micro_family_section(results, family, img_dir):
     rows = []
     # A run that crashed or hung reported no case: its error is on case "".
     whole_run = results.cells.get((name, ""), {})
-    failures = "".join(f"**{a} FAILED** (no case reported): {escape(c.errors[0])}\n\n"
-                       for a, c in whole_run.items() if c.errors)
+    failures = "".join(
+        f"**{a} FAILED** in {len(c.errors)} run(s), which reported no case"
+        + (f"; {c.skipped} later repetition(s) not run" if c.skipped else "")
+        + f": {escape(c.errors[0])}\n\n" for a, c in whole_run.items() if c.errors)
     for case in [c for c in results.cases(name) if c]:
         cells = [results.cell(name, case, a) for a in results.allocators]
         best_time = R.best(c.median_time() for c in cells if c.ok)

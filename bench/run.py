@@ -13,8 +13,10 @@ Results go to DIR/meta.json (machine, versions, commands), DIR/runs.csv
 (one row per run, or per microbenchmark case per run) and
 DIR/rss_timeline.csv (the peak-idle samples); report.py turns them into
 docs/benchmarks.md. A run that crashes, fails or times out is recorded
-with its error, never dropped, and that allocator's later repetitions of
-the same benchmark are skipped (a hang would otherwise cost a timeout each).
+with its error, never dropped. A crash is cheap, so later repetitions still
+run (an intermittent bug shows as "failed in N of M"); after a timeout that
+allocator's later repetitions of the benchmark are skipped, as a hang would
+cost the whole timeout again each time.
 """
 import argparse
 import csv
@@ -81,7 +83,7 @@ class Session:
         self.reps = reps
         self.out_dir = out_dir
         self.context = context
-        self.failed = {}  # (benchmark, allocator) -> rep of the failure
+        self.timed_out = {}  # (benchmark, allocator) -> rep of the timeout
         self.runs = []
         self.timeline = []
 
@@ -100,17 +102,17 @@ class Session:
         key = (benchmark.name, allocator.name)
         base = {"benchmark": benchmark.name, "allocator": allocator.name, "rep": rep,
                 "slot": slot, "case": ""}
-        if key in self.failed:
-            self.runs.append(dict(base, status="skipped",
-                                  error=f"not run: failed in repetition {self.failed[key] + 1}"))
+        if key in self.timed_out:
+            self.runs.append(dict(base, status="skipped", error="not run: timed out in "
+                                  f"repetition {self.timed_out[key] + 1}"))
             return
         rows, samples = runners.run(benchmark, allocator, self.context)
         for row in rows:
             self.runs.append(dict(base, **row))
         for sample in samples:
             self.timeline.append(dict(sample, allocator=allocator.name, rep=rep))
-        if any(row["status"] == "failed" for row in rows):
-            self.failed[key] = rep
+        if any(row.get("error", "").startswith("timed out") for row in rows):
+            self.timed_out[key] = rep
         print(progress_line(benchmark, allocator, rep, rows), flush=True)
 
     def save(self):
