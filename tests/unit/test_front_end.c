@@ -23,26 +23,58 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "xmm.h"
 
-#define TABLE_BITS 22
 #define WORKING_SET 512
 #define HANDOFF_SLOTS 1024
+/* Live blocks are tracked exactly, one flag and one size per 8-byte unit of
+ * a 1 GiB window around the heap (reserved, touched only where blocks
+ * are); a block outside it is counted and left untracked. */
+#define WINDOW_BYTES ((uintptr_t)1 << 30)
+#define WINDOW_UNITS (WINDOW_BYTES / 8)
 
-static _Atomic unsigned char live[1u << TABLE_BITS];
-static atomic_long live_blocks, duplicates, corruptions, operations;
+static _Atomic unsigned char *live;
+static uint32_t *block_size; /* written by the block's owner only */
+static uintptr_t window_base;
+static atomic_long live_blocks, duplicates, corruptions, operations, untracked;
 static atomic_int stop;
 static _Atomic(void *) handoff[HANDOFF_SLOTS];
-static size_t block_size[1u << TABLE_BITS]; /* written by the owner only */
 static int cpu_count;
 static const char *mode;
 
-static size_t slot_of(void *block)
+static void *reserve(size_t bytes)
 {
-    return ((uintptr_t)block >> 3) & ((1u << TABLE_BITS) - 1);
+    void *memory = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (memory == MAP_FAILED) {
+        perror("mmap");
+        exit(2);
+    }
+    return memory;
+}
+
+static void setup_window(void)
+{
+    live = reserve(WINDOW_UNITS);
+    block_size = reserve(WINDOW_UNITS * sizeof(uint32_t));
+    void *first = malloc(64);
+    window_base = ((uintptr_t)first & ~(uintptr_t)((1 << 26) - 1)) - WINDOW_BYTES / 2;
+    free(first);
+}
+
+/* The unit of `block`, or -1 outside the window. */
+static long slot_of(void *block)
+{
+    uintptr_t address = (uintptr_t)block;
+    if (address < window_base || address - window_base >= WINDOW_BYTES) {
+        atomic_fetch_add(&untracked, 1);
+        return -1;
+    }
+    return (long)((address - window_base) / 8);
 }
 
 static unsigned char pattern_byte(void *block, size_t size, size_t i)
@@ -62,25 +94,31 @@ static void *take_block(size_t size)
     void *block = malloc(size);
     if (!block)
         return NULL;
-    unsigned char expected = 0;
-    if (!atomic_compare_exchange_strong(&live[slot_of(block)], &expected, 1))
-        atomic_fetch_add(&duplicates, 1);
+    long slot = slot_of(block);
+    if (slot >= 0) {
+        unsigned char expected = 0;
+        if (!atomic_compare_exchange_strong(&live[slot], &expected, 1))
+            atomic_fetch_add(&duplicates, 1);
+        block_size[slot] = (uint32_t)size;
+    }
     atomic_fetch_add(&live_blocks, 1);
-    block_size[slot_of(block)] = size;
     fill(block, size);
     return block;
 }
 
 static void give_block(void *block)
 {
-    size_t size = block_size[slot_of(block)];
-    unsigned char *bytes = block;
-    for (size_t i = 0; i < size; i++)
-        if (bytes[i] != pattern_byte(block, size, i)) {
-            atomic_fetch_add(&corruptions, 1);
-            break;
-        }
-    atomic_store(&live[slot_of(block)], 0);
+    long slot = slot_of(block);
+    if (slot >= 0) {
+        size_t size = block_size[slot];
+        unsigned char *bytes = block;
+        for (size_t i = 0; i < size; i++)
+            if (bytes[i] != pattern_byte(block, size, i)) {
+                atomic_fetch_add(&corruptions, 1);
+                break;
+            }
+        atomic_store(&live[slot], 0);
+    }
     atomic_fetch_sub(&live_blocks, 1);
     free(block);
 }
@@ -165,6 +203,7 @@ int main(int argc, char **argv)
     double seconds = argc > 2 ? atof(argv[2]) : 3;
     const char *expect = argc > 3 ? argv[3] : NULL;
     cpu_count = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    setup_window();
     int threads = cpu_count * (strcmp(mode, "preempt") ? 4 : 8);
     if (!strcmp(mode, "signals"))
         start_signal_storm();
@@ -196,6 +235,8 @@ int main(int argc, char **argv)
     CHECK(atomic_load(&duplicates) == 0, "%ld blocks handed out twice", atomic_load(&duplicates));
     CHECK(atomic_load(&corruptions) == 0, "%ld blocks corrupted", atomic_load(&corruptions));
     CHECK(atomic_load(&live_blocks) == 0, "%ld blocks unaccounted", atomic_load(&live_blocks));
+    CHECK(atomic_load(&untracked) * 100 <= atomic_load(&operations),
+          "%ld block operations outside the tracked window", atomic_load(&untracked));
     if (expect && !strcmp(expect, "per-cpu")) {
         CHECK(!strcmp(stats.front_end, "per-cpu"), "front end is %s", stats.front_end);
         CHECK(stats.rseq_fast_path > (uint64_t)atomic_load(&operations),
