@@ -121,6 +121,9 @@ static void release_span(struct xmm_span *span)
 
 static void return_to_span(struct xmm_span *span, void *object)
 {
+    /* Read while `object` still counts as in use, which pins the span: once
+     * the count drops, a sweep may release and reuse the descriptor. */
+    struct central_class *lists = &central_nodes[span->node].classes[span->size_class];
     void *head = __atomic_load_n(&span->free_list, __ATOMIC_RELAXED);
     do {
         *(void **)object = head;
@@ -143,7 +146,6 @@ static void return_to_span(struct xmm_span *span, void *object)
         else
             list_span(span);
     } else if (in_use_of(new_state) == 0 && place_of(old_state) == XMM_SPAN_LISTED) {
-        struct central_class *lists = &central_nodes[span->node].classes[span->size_class];
         __atomic_fetch_add(&lists->empty_listed, 1, __ATOMIC_RELAXED);
     }
 }

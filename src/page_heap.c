@@ -90,7 +90,7 @@ static struct xmm_span *new_descriptor(struct page_heap *heap)
  * lock-free stack or a stale page map entry) stays readable. */
 static void retire_descriptor(struct page_heap *heap, struct xmm_span *span)
 {
-    span->kind = XMM_SPAN_FREE;
+    __atomic_store_n(&span->kind, XMM_SPAN_FREE, __ATOMIC_RELEASE);
     span->pages = 0;
     span->next = heap->spare_descriptors;
     heap->spare_descriptors = span;
@@ -153,7 +153,7 @@ static struct xmm_span *make_free_span(struct page_heap *heap, char *start, size
         return NULL;
     span->start = start;
     span->pages = (uint32_t)pages;
-    span->kind = XMM_SPAN_FREE;
+    __atomic_store_n(&span->kind, XMM_SPAN_FREE, __ATOMIC_RELEASE);
     span->dirty = dirty;
     span->freed_at_ns = xmm_os_now_ns();
     xmm_chunk_set_pages(span, true);
@@ -246,7 +246,8 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
     if (span) {
         size_t offset = slack ? pages_to_alignment(span, alignment) : 0;
         trim_span(heap, span, offset, pages);
-        span->kind = XMM_SPAN_LARGE; /* in use; the caller refines it */
+        /* In use; the caller refines it. */
+        __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELEASE);
         xmm_chunk_set_pages(span, false);
     }
     uint64_t now = xmm_os_now_ns();
@@ -267,7 +268,9 @@ static struct xmm_span *free_neighbour(struct xmm_chunk *chunk, struct xmm_span 
     if ((!after && first == 0) || (after && page >= XMM_PAGES_PER_CHUNK))
         return NULL;
     struct xmm_span *neighbour = chunk->page_span[page];
-    if (!neighbour || neighbour->kind != XMM_SPAN_FREE || neighbour->pages == 0)
+    /* kind is read atomically: new_span publishes it outside this lock. */
+    if (!neighbour || __atomic_load_n(&neighbour->kind, __ATOMIC_ACQUIRE) != XMM_SPAN_FREE ||
+        neighbour->pages == 0)
         return NULL;
     char *expected = after ? span->start + xmm_span_bytes(span)
                            : span->start - xmm_span_bytes(neighbour);
@@ -279,7 +282,7 @@ static struct xmm_span *free_neighbour(struct xmm_chunk *chunk, struct xmm_span 
 static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct xmm_span *span,
                         uint64_t now)
 {
-    span->kind = XMM_SPAN_FREE;
+    __atomic_store_n(&span->kind, XMM_SPAN_FREE, __ATOMIC_RELEASE);
     span->size_class = 0;
     span->dirty = SPAN_DIRTY;
     span->freed_at_ns = now;
@@ -314,11 +317,11 @@ bool xmm_page_heap_free(struct xmm_span *span)
     pthread_mutex_lock(&heap->lock);
     /* Two threads freeing one large block both saw it in use without the
      * lock: the second finds it free here. */
-    if (span->kind == XMM_SPAN_FREE) {
+    if (__atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) == XMM_SPAN_FREE) {
         pthread_mutex_unlock(&heap->lock);
         return false;
     }
-    if (span->kind == XMM_SPAN_LARGE)
+    if (__atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) == XMM_SPAN_LARGE)
         heap->large_bytes -= xmm_span_bytes(span);
     uint64_t now = xmm_os_now_ns();
     free_locked(heap, chunk, span, now);
