@@ -131,7 +131,9 @@ int xmm_os_membarrier_rseq(void);
 
 /* ---- time, identity, environment ---------------------------------------- */
 
-/* Monotonic time in nanoseconds (vDSO clock_gettime). */
+/* Monotonic time in nanoseconds, at the resolution of one kernel tick
+ * (1-10 ms; CLOCK_MONOTONIC_COARSE through the vDSO, a few ns per call).
+ * For decay timestamps on allocation paths, not for timing short intervals. */
 uint64_t xmm_os_now_ns(void);
 
 /* Value of environment variable `name`, or NULL. Safe before libc's own
