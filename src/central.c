@@ -119,22 +119,26 @@ static void release_span(struct xmm_span *span)
     xmm_page_heap_free(span);
 }
 
-static void return_to_span(struct xmm_span *span, void *object)
+/* Gives `count` objects of `span`, already linked first -> ... -> last, back
+ * to it: one CAS pushes the chain, one CAS takes them off the in-use
+ * count. */
+static void return_chain_to_span(struct xmm_span *span, void *first, void *last,
+                                 unsigned count)
 {
-    /* Read while `object` still counts as in use, which pins the span: once
-     * the count drops, a sweep may release and reuse the descriptor. */
+    /* Read while the objects still count as in use, which pins the span:
+     * once the count drops, a sweep may release and reuse the descriptor. */
     struct central_class *lists = &central_nodes[span->node].classes[span->size_class];
     void *head = __atomic_load_n(&span->free_list, __ATOMIC_RELAXED);
     do {
-        *(void **)object = head;
-    } while (!__atomic_compare_exchange_n(&span->free_list, &head, object, true,
+        *(void **)last = head;
+    } while (!__atomic_compare_exchange_n(&span->free_list, &head, first, true,
                                           __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 
     uint64_t old_state = __atomic_load_n(&span->state, __ATOMIC_RELAXED);
     uint64_t new_state;
     do {
-        xmm_assert(in_use_of(old_state) > 0);
-        new_state = old_state - XMM_SPAN_IN_USE_ONE;
+        xmm_assert(in_use_of(old_state) >= count);
+        new_state = old_state - (uint64_t)count * XMM_SPAN_IN_USE_ONE;
         if (place_of(old_state) == XMM_SPAN_NOWHERE)
             new_state |= in_use_of(new_state) == 0 ? XMM_SPAN_RELEASED : XMM_SPAN_LISTED;
     } while (!__atomic_compare_exchange_n(&span->state, &old_state, new_state, true,
@@ -147,6 +151,48 @@ static void return_to_span(struct xmm_span *span, void *object)
             list_span(span);
     } else if (in_use_of(new_state) == 0 && place_of(old_state) == XMM_SPAN_LISTED) {
         __atomic_fetch_add(&lists->empty_listed, 1, __ATOMIC_RELAXED);
+    }
+}
+
+static void return_to_span(struct xmm_span *span, void *object)
+{
+    return_chain_to_span(span, object, object, 1);
+}
+
+static struct xmm_span *span_of_object(void *object)
+{
+    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(object);
+    return xmm_chunk_span_of(chunk, object);
+}
+
+/* Returns objects of one class to their spans. Two passes: the first finds
+ * every span and prefetches its descriptor and the object (independent
+ * loads, so their cache misses overlap instead of queueing behind each
+ * locked CAS); the second links runs of objects from the same span (the
+ * common case for a batch cut from one span) and returns each run with one
+ * pair of CASes. */
+static void return_objects_to_spans(void *const *objects, unsigned count)
+{
+    struct xmm_span *spans[XMM_MAX_BATCH];
+    while (count) {
+        unsigned group = count < XMM_MAX_BATCH ? count : XMM_MAX_BATCH;
+        for (unsigned i = 0; i < group; i++) {
+            spans[i] = span_of_object(objects[i]);
+            __builtin_prefetch(&spans[i]->free_list, 1);
+            __builtin_prefetch(objects[i], 1);
+        }
+        unsigned run_start = 0;
+        for (unsigned i = 1; i <= group; i++) {
+            if (i < group && spans[i] == spans[run_start]) {
+                *(void **)objects[i - 1] = objects[i];
+                continue;
+            }
+            return_chain_to_span(spans[run_start], objects[run_start], objects[i - 1],
+                                 i - run_start);
+            run_start = i;
+        }
+        objects += group;
+        count -= group;
     }
 }
 
@@ -318,12 +364,6 @@ static struct transfer_batch *batch_descriptor(struct central_node *central)
     return xmm_metadata_alloc(sizeof(struct transfer_batch), 16);
 }
 
-static struct xmm_span *span_of_object(void *object)
-{
-    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(object);
-    return xmm_chunk_span_of(chunk, object);
-}
-
 void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsigned count)
 {
     struct central_node *central = &central_nodes[node];
@@ -341,8 +381,7 @@ void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsi
             return;
         }
     }
-    for (unsigned i = 0; i < count; i++)
-        return_to_span(span_of_object(objects[i]), objects[i]);
+    return_objects_to_spans(objects, count);
 }
 
 /* ---- upkeep -------------------------------------------------------------------------- */
@@ -354,8 +393,7 @@ static void flush_batches(struct central_node *central, struct central_class *li
     while ((entry = xmm_stack_pop(&lists->batches))) {
         struct transfer_batch *batch = (struct transfer_batch *)entry;
         __atomic_fetch_sub(&lists->batch_count, 1, __ATOMIC_RELAXED);
-        for (unsigned i = 0; i < batch->count; i++)
-            return_to_span(span_of_object(batch->objects[i]), batch->objects[i]);
+        return_objects_to_spans(batch->objects, batch->count);
         xmm_stack_push(&central->free_batches, &batch->stack_entry);
     }
 }
