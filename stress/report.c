@@ -191,7 +191,7 @@ static void json_latency(FILE *out, const char *name, const struct histogram *hi
 static void json_phase(FILE *out, const struct phase_result *phase, bool last)
 {
     double rate = per_second(phase->allocs, phase->seconds);
-    fprintf(out, "    {\"pattern\": \"%s\", \"seconds\": %.3f, \"ops\": %llu, \"frees\": %llu, "
+    fprintf(out, "    {\"pattern\": \"%s\", \"seconds\": %.6f, \"ops\": %llu, \"frees\": %llu, "
             "\"allocs_per_sec\": %.0f, \"per_thread_allocs_per_sec\": %.0f, "
             "\"malloc_p50_ns\": %llu, \"malloc_p99_ns\": %llu, \"malloc_max_ns\": %llu, "
             "\"free_p50_ns\": %llu, \"free_p99_ns\": %llu, \"free_max_ns\": %llu, "
@@ -268,7 +268,7 @@ void report_json(FILE *out, const struct run_result *result)
     sum_phases(result, &totals);
     double rate = per_second(totals.allocs, totals.seconds);
     json_header(out, result);
-    fprintf(out, "  \"seconds\": %.3f,\n  \"ops\": %llu,\n  \"frees\": %llu,\n"
+    fprintf(out, "  \"seconds\": %.6f,\n  \"ops\": %llu,\n  \"frees\": %llu,\n"
             "  \"allocs_per_sec\": %.0f,\n  \"per_thread_allocs_per_sec\": %.0f,\n",
             totals.seconds, (unsigned long long)totals.allocs, (unsigned long long)totals.frees,
             rate, rate / result->options->threads);
