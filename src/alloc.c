@@ -10,6 +10,7 @@
 #include "front_end.h"
 #include "heap.h"
 #include "init.h"
+#include "large_cache.h"
 #include "numa.h"
 #include "page_heap.h"
 #include "size_class.h"
@@ -26,6 +27,25 @@ static void *fail_no_memory(void)
 static int current_node(void)
 {
     return xmm_node_of_cpu(xmm_os_current_cpu());
+}
+
+/* A span for a large block: a cached one of the same size, else free pages
+ * of the page heap; before the heap grows, the cache gives back what it
+ * holds, so cached blocks never make the heap map new memory. */
+static struct xmm_span *large_span(int node, size_t pages, size_t alignment)
+{
+    if (alignment <= XMM_PAGE_SIZE) {
+        struct xmm_span *cached = xmm_large_cache_take(node, pages);
+        if (cached)
+            return cached;
+    }
+    if (!xmm_large_cache_maybe_holds(node))
+        return xmm_page_heap_alloc(node, pages, alignment);
+    struct xmm_span *span = xmm_page_heap_alloc_free_only(node, pages, alignment);
+    if (span)
+        return span;
+    xmm_large_cache_flush(node);
+    return xmm_page_heap_alloc(node, pages, alignment);
 }
 
 /* Large: whole pages from the node's page heap; very large (half a chunk
@@ -48,12 +68,15 @@ static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
         return block;
     }
     size_t pages = xmm_align_up(size, XMM_PAGE_SIZE) >> XMM_PAGE_SHIFT;
-    struct xmm_span *span = xmm_page_heap_alloc(node, pages, alignment);
+    struct xmm_span *span = large_span(node, pages, alignment);
     if (!span)
         return fail_no_memory();
     span->requested = size;
     xmm_page_heap_note_large(node, xmm_span_bytes(span));
-    xmm_central_maintain(node); /* decay keeps pace with large-block traffic too */
+    /* Decay keeps pace with large-block traffic too. */
+    xmm_central_maintain(node);
+    xmm_large_cache_maintain(node);
+    xmm_page_heap_maintain(node);
     __atomic_fetch_add(&xmm_heap_counters.large_allocations, 1, __ATOMIC_RELAXED);
     if (zeroed && span->dirty)
         memset(span->start, 0, size);

@@ -9,6 +9,8 @@
 #include "heap.h"
 #include "init.h"
 #include "numa.h"
+#include "large_cache.h"
+#include "numa.h"
 #include "page_heap.h"
 #include "stats.h"
 #include "xmm.h"
@@ -184,6 +186,8 @@ XMM_EXPORT size_t xmm_release_memory(void)
         return 0;
     xmm_front_end_release_caches();
     xmm_central_release_all();
+    for (int node = 0; node < xmm_nodes; node++)
+        xmm_large_cache_flush(node);
     return xmm_page_heap_purge(true);
 }
 

@@ -14,6 +14,7 @@
 #include "central.h"
 #include "config.h"
 #include "numa.h"
+#include "large_cache.h"
 #include "page_heap.h"
 
 static void *decay_loop(void *unused)
@@ -24,8 +25,10 @@ static void *decay_loop(void *unused)
     struct timespec period = {(time_t)(period_ms / 1000), (long)(period_ms % 1000) * 1000000};
     for (;;) {
         nanosleep(&period, NULL);
-        for (int node = 0; node < xmm_nodes; node++)
+        for (int node = 0; node < xmm_nodes; node++) {
             xmm_central_maintain(node);
+            xmm_large_cache_maintain(node);
+        }
         xmm_page_heap_purge(false);
     }
     return NULL;

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "front_end.h"
 #include "heap.h"
+#include "large_cache.h"
 #include "page_heap.h"
 #include "size_class.h"
 
@@ -80,6 +81,21 @@ void xmm_heap_free(void *ptr)
     xmm_heap_free_inline(ptr);
 }
 
+/* Into the large cache when it has room, else back to the page heap. Either
+ * one fails, atomically, for a block that is no longer in use: a second free
+ * of it, reported. */
+static void free_large(void *ptr, struct xmm_span *span)
+{
+    int node = span->node;
+    size_t bytes = xmm_span_bytes(span);
+    if (!xmm_large_cache_put(span) && !xmm_page_heap_free(span)) {
+        xmm_report_double_free(ptr);
+        return;
+    }
+    xmm_page_heap_note_large_free(node, bytes);
+    __atomic_fetch_add(&xmm_heap_counters.large_frees, 1, __ATOMIC_RELAXED);
+}
+
 void xmm_heap_free_slow(void *ptr)
 {
     if (!ptr)
@@ -90,11 +106,7 @@ void xmm_heap_free_slow(void *ptr)
         xmm_front_free(ptr, block.span);
         return;
     case BLOCK_LARGE:
-        if (!xmm_page_heap_free(block.span)) {
-            xmm_report_double_free(ptr);
-            return;
-        }
-        __atomic_fetch_add(&xmm_heap_counters.large_frees, 1, __ATOMIC_RELAXED);
+        free_large(ptr, block.span);
         return;
     case BLOCK_DIRECT:
         __atomic_fetch_add(&xmm_heap_counters.direct_frees, 1, __ATOMIC_RELAXED);

@@ -13,6 +13,7 @@
 #include "init.h"
 #include "metadata.h"
 #include "numa.h"
+#include "large_cache.h"
 #include "page_heap.h"
 #include "size_class.h"
 #include "stats.h"
@@ -25,7 +26,8 @@ static bool init_core(void)
     xmm_config_read();
     xmm_numa_init();
     xmm_size_classes_init();
-    if (xmm_arena_init() != 0 || xmm_page_heap_init() != 0 || xmm_central_init() != 0)
+    if (xmm_arena_init() != 0 || xmm_page_heap_init() != 0 || xmm_central_init() != 0 ||
+        xmm_large_cache_init() != 0)
         return false;
     return xmm_front_end_init_core() == 0;
 }

@@ -230,7 +230,7 @@ static size_t pages_to_alignment(const struct xmm_span *span, size_t alignment)
 
 static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything);
 
-struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
+static struct xmm_span *alloc_span(int node, size_t pages, size_t alignment, bool may_grow)
 {
     struct page_heap *heap = &heaps[node];
     size_t slack = alignment > XMM_PAGE_SIZE ? (alignment >> XMM_PAGE_SHIFT) - 1 : 0;
@@ -241,7 +241,7 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
     struct xmm_span *span = find_free(heap, wanted);
     if (span)
         list_remove(heap, span);
-    else
+    else if (may_grow)
         span = cut_fresh(heap, wanted);
     if (span) {
         size_t offset = slack ? pages_to_alignment(span, alignment) : 0;
@@ -251,10 +251,21 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
         xmm_chunk_set_pages(span, false);
     }
     uint64_t now = xmm_os_now_ns();
-    if (now - heap->last_purge_ns > xmm_config.decay_ms * 500000)
+    if (now - __atomic_load_n(&heap->last_purge_ns, __ATOMIC_RELAXED) >
+        xmm_config.decay_ms * 500000)
         purge_decayed(heap, now, false);
     pthread_mutex_unlock(&heap->lock);
     return span;
+}
+
+struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
+{
+    return alloc_span(node, pages, alignment, true);
+}
+
+struct xmm_span *xmm_page_heap_alloc_free_only(int node, size_t pages, size_t alignment)
+{
+    return alloc_span(node, pages, alignment, false);
 }
 
 /* ---- free and coalesce ------------------------------------------------------------ */
@@ -317,15 +328,15 @@ bool xmm_page_heap_free(struct xmm_span *span)
     pthread_mutex_lock(&heap->lock);
     /* Two threads freeing one large block both saw it in use without the
      * lock: the second finds it free here. */
-    if (__atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) == XMM_SPAN_FREE) {
+    uint8_t kind = __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE);
+    if (kind == XMM_SPAN_FREE || kind == XMM_SPAN_CACHED) {
         pthread_mutex_unlock(&heap->lock);
         return false;
     }
-    if (__atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) == XMM_SPAN_LARGE)
-        heap->large_bytes -= xmm_span_bytes(span);
     uint64_t now = xmm_os_now_ns();
     free_locked(heap, chunk, span, now);
-    if (now - heap->last_purge_ns > xmm_config.decay_ms * 500000)
+    if (now - __atomic_load_n(&heap->last_purge_ns, __ATOMIC_RELAXED) >
+        xmm_config.decay_ms * 500000)
         purge_decayed(heap, now, false);
     pthread_mutex_unlock(&heap->lock);
     return true;
@@ -339,7 +350,7 @@ static bool shrink_locked(struct page_heap *heap, struct xmm_chunk *chunk, struc
     struct xmm_span *tail = make_free_span(heap, tail_start, span->pages - pages, true);
     if (!tail)
         return false;
-    heap->large_bytes -= xmm_span_bytes(tail);
+    __atomic_fetch_sub(&heap->large_bytes, xmm_span_bytes(tail), __ATOMIC_RELAXED);
     span->pages = (uint32_t)pages;
     xmm_chunk_set_pages(span, true); /* its last page moved */
     free_locked(heap, chunk, tail, xmm_os_now_ns());
@@ -372,7 +383,7 @@ static bool grow_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
         return false;
     }
     span->pages = (uint32_t)pages;
-    heap->large_bytes += extra << XMM_PAGE_SHIFT;
+    __atomic_fetch_add(&heap->large_bytes, extra << XMM_PAGE_SHIFT, __ATOMIC_RELAXED);
     xmm_chunk_set_pages(span, false);
     return true;
 }
@@ -449,13 +460,29 @@ static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t
 
 static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything)
 {
-    heap->last_purge_ns = now;
+    __atomic_store_n(&heap->last_purge_ns, now, __ATOMIC_RELAXED);
     if (heap->dirty_pages == 0)
         return;
     size_t purged = 0;
     for (size_t list = 0; list <= EXACT_LISTS; list++)
         purged += purge_list(heap, heap->free_lists[list], now, everything);
     heap->purged_bytes += purged;
+}
+
+void xmm_page_heap_maintain(int node)
+{
+    struct page_heap *heap = &heaps[node];
+    uint64_t now = xmm_os_now_ns();
+    uint64_t last = __atomic_load_n(&heap->last_purge_ns, __ATOMIC_RELAXED);
+    if (now - last <= xmm_config.decay_ms * 500000)
+        return;
+    /* One caller per period takes the lock; the others go on. */
+    if (!__atomic_compare_exchange_n(&heap->last_purge_ns, &last, now, false, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED))
+        return;
+    pthread_mutex_lock(&heap->lock);
+    purge_decayed(heap, now, false);
+    pthread_mutex_unlock(&heap->lock);
 }
 
 size_t xmm_page_heap_purge(bool everything)
@@ -477,10 +504,13 @@ size_t xmm_page_heap_purge(bool everything)
 void xmm_page_heap_note_large(int node, size_t bytes)
 {
     struct page_heap *heap = &heaps[node];
-    pthread_mutex_lock(&heap->lock);
-    heap->large_bytes += bytes;
-    heap->large_count++;
-    pthread_mutex_unlock(&heap->lock);
+    __atomic_fetch_add(&heap->large_bytes, bytes, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&heap->large_count, 1, __ATOMIC_RELAXED);
+}
+
+void xmm_page_heap_note_large_free(int node, size_t bytes)
+{
+    __atomic_fetch_sub(&heaps[node].large_bytes, bytes, __ATOMIC_RELAXED);
 }
 
 void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats)
@@ -490,8 +520,8 @@ void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats)
     stats->free_bytes = heap->free_pages << XMM_PAGE_SHIFT;
     stats->dirty_bytes = heap->dirty_pages << XMM_PAGE_SHIFT;
     stats->purged_total = heap->purged_bytes;
-    stats->large_in_use = heap->large_bytes;
-    stats->large_count = heap->large_count;
+    stats->large_in_use = __atomic_load_n(&heap->large_bytes, __ATOMIC_RELAXED);
+    stats->large_count = __atomic_load_n(&heap->large_count, __ATOMIC_RELAXED);
     stats->reserved_bytes = heap->chunks * XMM_CHUNK_SIZE;
     pthread_mutex_unlock(&heap->lock);
 }

@@ -19,8 +19,14 @@
  * may hold non-zero bytes. NULL if the kernel refuses memory. */
 struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment);
 
+/* The same, from free pages only: NULL where the heap would have to cut
+ * never-used pages or map a new chunk (the caller may first give back
+ * memory it keeps elsewhere, then call xmm_page_heap_alloc). */
+struct xmm_span *xmm_page_heap_alloc_free_only(int node, size_t pages, size_t alignment);
+
 /* Returns a span (small or large, no longer referenced) to its node's heap.
- * false if it was already free (a double free of a large block). */
+ * false if it was already free or cached (a double free of a large block).
+ * Large blocks are accounted by the caller (xmm_page_heap_note_large_free). */
 bool xmm_page_heap_free(struct xmm_span *span);
 
 /* Resizes an in-use large span in place to `pages`: shrinking frees its
@@ -33,17 +39,24 @@ bool xmm_page_heap_resize(struct xmm_span *span, size_t pages);
  * bytes purged. */
 size_t xmm_page_heap_purge(bool everything);
 
+/* Purges `node`'s decayed pages if the last purge is more than
+ * XMM_DECAY_MS/2 old: for paths that do not enter the page heap (the large
+ * cache), so that decay keeps pace with them. One time read when not due. */
+void xmm_page_heap_maintain(int node);
+
 struct xmm_page_heap_stats {
     size_t free_bytes;       /* free pages, purged or not */
     size_t dirty_bytes;      /* free pages not yet purged */
     size_t purged_total;     /* bytes purged since start */
     size_t large_in_use;     /* bytes in large allocations */
+    size_t large_cached;     /* freed large blocks kept for reuse (filled by stats.c) */
     uint64_t large_count;    /* large allocations made */
     size_t reserved_bytes;   /* chunks mapped for this node */
 };
 
-/* Accounts a large allocation of `bytes` on `node`. */
+/* Accounts a large allocation of `bytes` on `node`, and its free. */
 void xmm_page_heap_note_large(int node, size_t bytes);
+void xmm_page_heap_note_large_free(int node, size_t bytes);
 
 void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats);
 

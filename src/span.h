@@ -17,6 +17,7 @@ enum xmm_span_kind {
     XMM_SPAN_FREE = 0,   /* in the page heap */
     XMM_SPAN_SMALL = 1,  /* objects of `size_class` */
     XMM_SPAN_LARGE = 2,  /* one block from `start` */
+    XMM_SPAN_CACHED = 3, /* a freed large block kept for reuse (large_cache.h) */
 };
 
 /* Where a small-object span is, as far as the central layer knows. The low

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "front_end.h"
 #include "heap.h"
+#include "large_cache.h"
 #include "metadata.h"
 #include "numa.h"
 #include "page_heap.h"
@@ -48,6 +49,7 @@ static void collect(struct snapshot *snapshot)
     for (int node = 0; node < xmm_nodes; node++) {
         xmm_central_stats(node, &snapshot->central[node]);
         xmm_page_heap_stats(node, &snapshot->pages[node]);
+        snapshot->pages[node].large_cached = xmm_large_cache_bytes(node);
         span_bytes += snapshot->central[node].span_bytes;
         small_out += snapshot->central[node].small_out_bytes;
         batch_bytes += snapshot->central[node].objects_in_batches_bytes;
@@ -55,6 +57,7 @@ static void collect(struct snapshot *snapshot)
         totals->bytes_purged += snapshot->pages[node].purged_total;
         totals->bytes_in_use += snapshot->pages[node].large_in_use;
         totals->bytes_committed += snapshot->pages[node].large_in_use +
+                                   snapshot->pages[node].large_cached +
                                    snapshot->pages[node].dirty_bytes;
     }
     struct xmm_heap_counters *heap = &xmm_heap_counters;
@@ -166,13 +169,13 @@ static void write_text(struct writer *writer, const struct snapshot *snapshot)
              "                     " + (strlen(fields[i].name) < 21 ? strlen(fields[i].name) : 21),
              fields[i].value);
     emit(writer, "  node  spans_created  spans_released  small_span_bytes  page_heap_free  "
-                 "unpurged  purged_total  large_in_use\n");
+                 "unpurged  purged_total  large_in_use  large_cached\n");
     for (int node = 0; node < xmm_nodes; node++) {
         const struct xmm_central_stats *central = &snapshot->central[node];
         const struct xmm_page_heap_stats *pages = &snapshot->pages[node];
-        emit(writer, "  %d  %u  %u  %u  %z  %z  %z  %z\n", node, central->spans_created,
+        emit(writer, "  %d  %u  %u  %u  %z  %z  %z  %z  %z\n", node, central->spans_created,
              central->spans_released, central->span_bytes, pages->free_bytes, pages->dirty_bytes,
-             pages->purged_total, pages->large_in_use);
+             pages->purged_total, pages->large_in_use, pages->large_cached);
     }
     for (int slab = 0; slab < xmm_cpu_cache_slab_count(); slab++) {
         uint64_t cached = xmm_cpu_cache_bytes(slab);
@@ -208,13 +211,14 @@ static void write_json(struct writer *writer, const struct snapshot *snapshot)
              "%s{\"node\": %d, \"interleaved\": %s, \"spans_created\": %u, \"spans_released\": %u, "
              "\"small_span_bytes\": %u, \"transfer_batches\": %u, \"transfer_batch_bytes\": %u, "
              "\"page_heap_free_bytes\": %z, \"page_heap_unpurged_bytes\": %z, "
-             "\"purged_bytes\": %z, \"large_in_use_bytes\": %z, \"large_allocations\": %u, "
+             "\"purged_bytes\": %z, \"large_in_use_bytes\": %z, \"large_cached_bytes\": %z, "
+             "\"large_allocations\": %u, "
              "\"reserved_bytes\": %z}",
              node ? ", " : "", node, node == xmm_interleaved_node ? "true" : "false",
              central->spans_created, central->spans_released,
              central->span_bytes, central->batches_cached, central->objects_in_batches_bytes,
              pages->free_bytes, pages->dirty_bytes, pages->purged_total, pages->large_in_use,
-             pages->large_count, pages->reserved_bytes);
+             pages->large_cached, pages->large_count, pages->reserved_bytes);
     }
     emit(writer, "], \"cpus\": [");
     bool first_cpu = true;

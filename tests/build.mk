@@ -1,7 +1,7 @@
 # tests/build.mk - the layer tests (tests/unit), the API and program tests
 # (tests/api.mk), and the ThreadSanitizer build.
 
-UNIT_TESTS = size_class arena_map page_heap central_stress
+UNIT_TESTS = size_class arena_map page_heap central_stress large_cache large_cache_stress
 UNIT_CFLAGS = -O2 -g -std=gnu11 -mcx16 -pthread -Wall -Wextra -Iinclude -Iplatform -Isrc \
               -Itests/unit -D_GNU_SOURCE
 
@@ -29,7 +29,7 @@ $(BUILD)/tsan/test_%: tests/unit/test_%.c $(TSAN_CORE_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) $(TSAN_FLAGS) -o $@ $< $(TSAN_CORE_A) $(LIBS)
 
-TSAN_PROGRAMS += $(BUILD)/tsan/test_central_stress
+TSAN_PROGRAMS += $(BUILD)/tsan/test_central_stress $(BUILD)/tsan/test_large_cache_stress
 
 -include tests/api.mk
 -include tests/numa.mk
