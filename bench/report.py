@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import plots  # noqa: E402
 import results as R  # noqa: E402
 
+ANALYSIS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
 SLOW_LIMIT = 1.1   # "XMM is more than 1.1x slower than the best peer"
 RSS_LIMIT = 1.1    # target: peak RSS within 1.1x of the best peer
 
@@ -167,13 +168,13 @@ def availability_note(results):
     return ""
 
 
-def summary_section(summary, img_dir):
+def summary_section(summary, img_dir, analysed=frozenset()):
     results = summary.results
     out = ["## Summary\n\n", availability_note(results)]
     out.append(summary_table(summary))
     if summary.has_xmm:
         out.append(xmm_versus_peers(summary))
-        out.append(targets_section(summary))
+        out.append(targets_section(summary, analysed))
     failures = summary.failures()
     if failures:
         out.append(failures_section(results, failures))
@@ -240,7 +241,25 @@ def micro_xmm_vs(results, peers):
     return R.geomean(ratios), len(ratios)
 
 
-def targets_section(summary):
+def load_analysis(path=ANALYSIS):
+    """The hand-written causes (bench/analysis.md): its text, and the names of
+    the benchmarks it has a `### name` heading for."""
+    if not os.path.exists(path):
+        return "", set()
+    with open(path) as source:
+        text = source.read()
+    names = {line[4:].strip().split()[0] for line in text.splitlines()
+             if line.startswith("### ") and line[4:].strip()}
+    return text, names
+
+
+def analysis_section(text):
+    if not text:
+        return ""
+    return text.rstrip() + "\n\n"
+
+
+def targets_section(summary, analysed=frozenset()):
     time_mean, count = summary.xmm_vs(summary.results.peers, "time")
     slow = summary.beyond_limit("time", SLOW_LIMIT)
     heavy = summary.beyond_limit("rss", RSS_LIMIT)
@@ -250,17 +269,20 @@ def targets_section(summary):
            f"- Peak RSS within {RSS_LIMIT}× of the best peer: "
            f"**{count - len(heavy)} of {count}** workloads.\n\n"]
     out.append(f"Workloads where XMM is more than {SLOW_LIMIT}× slower than the best peer:")
-    out.append(limit_list(slow, "the time of the"))
+    out.append(limit_list(slow, "the time of the", analysed))
     out.append(f"Workloads where XMM's peak RSS is more than {RSS_LIMIT}× the best peer's:")
-    out.append(limit_list(heavy, "the peak RSS of the"))
+    out.append(limit_list(heavy, "the peak RSS of the", analysed))
     return "".join(out)
 
 
-def limit_list(entries, wording):
-    """entries: [(benchmark, ratio, best peer)] as a markdown list."""
+def limit_list(entries, wording, analysed=frozenset()):
+    """entries: [(benchmark, ratio, best peer)] as a markdown list; each says
+    whether bench/analysis.md explains it."""
     if not entries:
         return " none.\n\n"
     lines = [f"- **{name}**: {value:.2f}× {wording} best peer ({peer})"
+             + (": cause and fix below, under *Where XMM is behind*" if name in analysed
+                else ": not analysed yet (bench/analysis.md)")
              for name, value, peer in entries]
     return "\n\n" + "\n".join(lines) + "\n\n"
 
@@ -623,8 +645,9 @@ def write_doc(primary, primary_dir, quick, quick_dir, doc_path, img_dir):
     else:
         print("report: gnuplot not found, charts not drawn (make bench-deps)", file=sys.stderr)
     chart_dir = img_dir if charts else None
-    parts = [header_section(primary, primary_dir), summary_section(summary, chart_dir),
-             "## Workloads\n\n"]
+    analysis, analysed = load_analysis()
+    parts = [header_section(primary, primary_dir), summary_section(summary, chart_dir, analysed),
+             analysis_section(analysis), "## Workloads\n\n"]
     parts += [benchmark_section(primary, b, chart_dir) for b in primary.benchmarks("workload")]
     parts.append("## Real programs\n\n")
     parts += [benchmark_section(primary, b, chart_dir) for b in primary.benchmarks("program")]
