@@ -17,6 +17,8 @@
 
 struct xmm_heap_counters xmm_heap_counters;
 
+__thread int xmm_upkeep_countdown __attribute__((tls_model("initial-exec")));
+
 static void *fail_no_memory(void)
 {
     __atomic_fetch_add(&xmm_heap_counters.failed_allocations, 1, __ATOMIC_RELAXED);
@@ -27,6 +29,21 @@ static void *fail_no_memory(void)
 static int current_node(void)
 {
     return xmm_node_of_cpu(xmm_os_current_cpu());
+}
+
+/* Each upkeep is gated by its own timestamp: when nothing is due, this is
+ * three clock reads and compares. */
+static void upkeep(int node)
+{
+    xmm_central_maintain(node);
+    xmm_large_cache_maintain(node);
+    xmm_page_heap_maintain(node);
+}
+
+void xmm_upkeep_tick(void)
+{
+    xmm_upkeep_countdown = XMM_UPKEEP_PERIOD;
+    upkeep(current_node());
 }
 
 /* A span for a large block: a cached one of the same size, else free pages
@@ -73,10 +90,7 @@ static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
         return fail_no_memory();
     span->requested = size;
     xmm_page_heap_note_large(node, xmm_span_bytes(span));
-    /* Decay keeps pace with large-block traffic too. */
-    xmm_central_maintain(node);
-    xmm_large_cache_maintain(node);
-    xmm_page_heap_maintain(node);
+    upkeep(node); /* decay keeps pace with large-block traffic too */
     __atomic_fetch_add(&xmm_heap_counters.large_allocations, 1, __ATOMIC_RELAXED);
     if (zeroed && span->dirty)
         memset(span->start, 0, size);

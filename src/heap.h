@@ -39,6 +39,17 @@ int xmm_heap_node_of(const void *ptr);
 void *xmm_heap_alloc_slow(size_t size);
 void xmm_heap_free_slow(void *ptr);
 
+/* Upkeep tick: every XMM_UPKEEP_PERIOD allocations a thread makes, even all
+ * cache hits, it runs the time-gated upkeep of its node (central batches
+ * and empty spans, large cache, page heap decay). Without it, a program
+ * whose allocations all hit the caches after a burst of frees would never
+ * return that memory (no slow path runs). A TLS decrement and a branch on
+ * the fast path; the tick itself reads the clock (coarse: a few ns) and
+ * does work at most every XMM_DECAY_MS/2. */
+#define XMM_UPKEEP_PERIOD 4096
+extern __thread int xmm_upkeep_countdown __attribute__((tls_model("initial-exec")));
+void xmm_upkeep_tick(void);
+
 /* malloc: size -> class (a table load) -> the front end's pop. On a hit
  * nothing else runs: no init check (before init every cache misses), no
  * call. */
@@ -46,8 +57,11 @@ XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
 {
     if (XMM_LIKELY(size <= XMM_MAX_SMALL_SIZE)) {
         void *object = xmm_front_try_alloc(xmm_size_to_class(size));
-        if (XMM_LIKELY(object != NULL))
+        if (XMM_LIKELY(object != NULL)) {
+            if (XMM_UNLIKELY(--xmm_upkeep_countdown < 0))
+                xmm_upkeep_tick();
             return object;
+        }
     }
     return xmm_heap_alloc_slow(size);
 }
