@@ -53,7 +53,9 @@ static void collect(struct snapshot *snapshot)
         span_bytes += snapshot->central[node].span_bytes;
         small_out += snapshot->central[node].small_out_bytes;
         batch_bytes += snapshot->central[node].objects_in_batches_bytes;
-        totals->bytes_page_heap_free += snapshot->pages[node].dirty_bytes;
+        /* Cached large blocks are free, unpurged pages held aside. */
+        totals->bytes_page_heap_free += snapshot->pages[node].dirty_bytes +
+                                        snapshot->pages[node].large_cached;
         totals->bytes_purged += snapshot->pages[node].purged_total;
         totals->bytes_in_use += snapshot->pages[node].large_in_use;
         totals->bytes_committed += snapshot->pages[node].large_in_use +

@@ -20,7 +20,8 @@ top = ["version", "front_end", "front_end_detail", "node_count", "allocations", 
        "rseq_restarts", "metadata_bytes", "nodes", "cpus", "size_classes"]
 node = ["node", "interleaved", "spans_created", "spans_released", "small_span_bytes", "transfer_batches",
         "transfer_batch_bytes", "page_heap_free_bytes", "page_heap_unpurged_bytes",
-        "purged_bytes", "large_in_use_bytes", "large_allocations", "reserved_bytes"]
+        "purged_bytes", "large_in_use_bytes", "large_cached_bytes", "large_allocations",
+        "reserved_bytes"]
 size_class = ["class", "size", "allocations", "frees", "in_use_bytes"]
 missing = [k for k in top if k not in stats]
 missing += ["nodes." + k for k in node if k not in stats["nodes"][0]]
