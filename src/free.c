@@ -81,19 +81,19 @@ void xmm_heap_free(void *ptr)
     xmm_heap_free_inline(ptr);
 }
 
-/* Into the large cache when it has room, else back to the page heap. Either
- * one fails, atomically, for a block that is no longer in use: a second free
- * of it, reported. */
+/* Claims the span (one CAS: a second free of the block, even racing, fails
+ * it and is reported), then keeps it in the large cache when its size has
+ * room, else gives it back to the page heap. */
 static void free_large(void *ptr, struct xmm_span *span)
 {
-    int node = span->node;
-    size_t bytes = xmm_span_bytes(span);
-    if (!xmm_large_cache_put(span) && !xmm_page_heap_free(span)) {
+    if (!xmm_large_cache_claim(span)) {
         xmm_report_double_free(ptr);
         return;
     }
-    xmm_page_heap_note_large_free(node, bytes);
+    xmm_page_heap_note_large_free(span->node, xmm_span_bytes(span));
     __atomic_fetch_add(&xmm_heap_counters.large_frees, 1, __ATOMIC_RELAXED);
+    if (!xmm_large_cache_keep(span))
+        xmm_page_heap_free_claimed(span);
 }
 
 void xmm_heap_free_slow(void *ptr)

@@ -20,7 +20,7 @@ struct cache_slot {
     struct xmm_stack spans;   /* cached spans of this many pages */
     uint32_t count;           /* spans on the stack, approximately */
     uint32_t taken;           /* a take since the last upkeep pass */
-} __attribute__((aligned(32)));
+} __attribute__((aligned(64))); /* one slot per cache line */
 
 struct cache_node {
     uint32_t maybe_holds;     /* set by puts, cleared by flushes: a hint */
@@ -49,18 +49,22 @@ int xmm_large_cache_init(void)
     return 0;
 }
 
-bool xmm_large_cache_put(struct xmm_span *span)
+bool xmm_large_cache_claim(struct xmm_span *span)
 {
+    uint8_t in_use = XMM_SPAN_LARGE;
+    return __atomic_compare_exchange_n(&span->kind, &in_use, XMM_SPAN_CACHED, false,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+bool xmm_large_cache_keep(struct xmm_span *span)
+{
+    xmm_assert(__atomic_load_n(&span->kind, __ATOMIC_RELAXED) == XMM_SPAN_CACHED);
     if (span->pages > MAX_PAGES)
         return false;
     struct cache_node *cache = &cache_nodes[span->node];
     struct cache_slot *slot = &cache->slots[span->pages];
-    /* Racy check: concurrent puts can pass the bound by a span or two. */
+    /* Racy check: concurrent keeps can pass the bound by a span or two. */
     if (__atomic_load_n(&slot->count, __ATOMIC_RELAXED) >= slot_capacity(span->pages))
-        return false;
-    uint8_t in_use = XMM_SPAN_LARGE;
-    if (!__atomic_compare_exchange_n(&span->kind, &in_use, XMM_SPAN_CACHED, false,
-                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return false;
     __atomic_fetch_add(&slot->count, 1, __ATOMIC_RELAXED);
     xmm_stack_push(&slot->spans, &span->stack_entry);
@@ -107,20 +111,20 @@ size_t xmm_large_cache_bytes(int node)
     return bytes;
 }
 
-/* Empties one slot into the page heap. Returns bytes. */
+/* Empties one slot into the page heap, as many spans as it held when the
+ * flush began (so that steady puts cannot keep a flush going). The spans
+ * stay claimed (CACHED) until the page heap has them: a stale free of one
+ * meanwhile is still a reported double free. Returns bytes. */
 static size_t flush_slot(struct cache_slot *slot)
 {
     size_t flushed = 0;
+    uint32_t budget = __atomic_load_n(&slot->count, __ATOMIC_RELAXED) + 1;
     ck_stack_entry_t *entry;
-    while ((entry = xmm_stack_pop(&slot->spans))) {
+    while (budget-- > 0 && (entry = xmm_stack_pop(&slot->spans))) {
         struct xmm_span *span = xmm_span_of_entry(entry);
         size_t bytes = xmm_span_bytes(span);
         __atomic_fetch_sub(&slot->count, 1, __ATOMIC_RELAXED);
-        /* Back to "in use" so that the page heap takes it as a free. */
-        __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELEASE);
-        bool freed = xmm_page_heap_free(span);
-        xmm_assert(freed);
-        (void)freed;
+        xmm_page_heap_free_claimed(span);
         flushed += bytes;
     }
     return flushed;

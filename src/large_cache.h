@@ -12,8 +12,10 @@
  * second free is reported), for the page heap it is in use (never
  * coalesced). Each size keeps about XMM_LARGE_CACHE_SLOT_BYTES (at least one
  * block); sizes not taken for one upkeep period go back to the page heap,
- * where decay applies; and before the page heap grows, the whole node's
- * cache goes back to it, so cached blocks never make the heap map memory.
+ * where decay applies; and before the page heap grows for a large block,
+ * the whole node's cache goes back to it, so that cached blocks do not make
+ * large allocations map new memory (a new small-object span does not wait
+ * for a flush: at most a few MiB per size are cached).
  * Sits beside the central layer: it calls only the page heap.
  */
 #ifndef XMM_LARGE_CACHE_H
@@ -28,11 +30,16 @@
 /* Sets up every node's cache (after xmm_numa_init). 0 or -1. */
 int xmm_large_cache_init(void);
 
-/* Keeps a just-freed large span (kind XMM_SPAN_LARGE, not aligned beyond a
- * page) for reuse. false if it is not kept: too big, its size's slot is
- * full, or the span is not in use (a double free; the caller's page heap
- * free then reports it). */
-bool xmm_large_cache_put(struct xmm_span *span);
+/* The free of a large block claims its span: one CAS of its kind from
+ * XMM_SPAN_LARGE to XMM_SPAN_CACHED. false if the span was not in use (a
+ * double free, or a free racing a resize): the caller reports it. Of two
+ * racing frees, exactly one claims. */
+bool xmm_large_cache_claim(struct xmm_span *span);
+
+/* Keeps a claimed span for reuse. false if it is not kept (above 2 MiB, or
+ * its size's slot is full): the caller gives it to the page heap with
+ * xmm_page_heap_free_claimed. */
+bool xmm_large_cache_keep(struct xmm_span *span);
 
 /* A cached span of exactly `pages` pages on `node`, now XMM_SPAN_LARGE and
  * dirty, or NULL. Lock-free. */

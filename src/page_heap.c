@@ -321,24 +321,38 @@ static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
     list_insert(heap, span);
 }
 
-bool xmm_page_heap_free(struct xmm_span *span)
+/* Takes the lock, frees, and runs decay if due. */
+static void free_and_purge(struct xmm_span *span)
 {
     struct page_heap *heap = &heaps[span->node];
     struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
     pthread_mutex_lock(&heap->lock);
-    /* Two threads freeing one large block both saw it in use without the
-     * lock: the second finds it free here. */
-    uint8_t kind = __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE);
-    if (kind == XMM_SPAN_FREE || kind == XMM_SPAN_CACHED) {
-        pthread_mutex_unlock(&heap->lock);
-        return false;
-    }
     uint64_t now = xmm_os_now_ns();
     free_locked(heap, chunk, span, now);
     if (now - __atomic_load_n(&heap->last_purge_ns, __ATOMIC_RELAXED) >
         xmm_config.decay_ms * 500000)
         purge_decayed(heap, now, false);
     pthread_mutex_unlock(&heap->lock);
+}
+
+void xmm_page_heap_free_claimed(struct xmm_span *span)
+{
+    xmm_assert(__atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) == XMM_SPAN_CACHED);
+    free_and_purge(span);
+}
+
+bool xmm_page_heap_free(struct xmm_span *span)
+{
+    /* The claim is a CAS out of "in use", without the lock: of two frees
+     * of one block, or a free racing a cache put or a resize, exactly one
+     * wins; the others see it claimed and report. */
+    uint8_t kind = __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE);
+    do {
+        if (kind != XMM_SPAN_SMALL && kind != XMM_SPAN_LARGE)
+            return false;
+    } while (!__atomic_compare_exchange_n(&span->kind, &kind, XMM_SPAN_CACHED, false,
+                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+    free_and_purge(span);
     return true;
 }
 
@@ -390,16 +404,25 @@ static bool grow_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
 
 bool xmm_page_heap_resize(struct xmm_span *span, size_t pages)
 {
-    if (pages == span->pages)
-        return true;
     if (pages == 0 || pages > XMM_PAGES_PER_CHUNK)
         return false;
-    struct page_heap *heap = &heaps[span->node];
-    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
-    pthread_mutex_lock(&heap->lock);
-    bool resized = pages < span->pages ? shrink_locked(heap, chunk, span, pages)
-                                       : grow_locked(heap, chunk, span, pages);
-    pthread_mutex_unlock(&heap->lock);
+    /* Claimed for the resize: a free racing with it (a program bug) fails
+     * its own claim and is reported, instead of caching or freeing a span
+     * whose length is changing. */
+    uint8_t in_use = XMM_SPAN_LARGE;
+    if (!__atomic_compare_exchange_n(&span->kind, &in_use, XMM_SPAN_RESIZING, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return false;
+    bool resized = true;
+    if (pages != span->pages) {
+        struct page_heap *heap = &heaps[span->node];
+        struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
+        pthread_mutex_lock(&heap->lock);
+        resized = pages < span->pages ? shrink_locked(heap, chunk, span, pages)
+                                      : grow_locked(heap, chunk, span, pages);
+        pthread_mutex_unlock(&heap->lock);
+    }
+    __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELEASE);
     return resized;
 }
 

@@ -25,13 +25,21 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment);
 struct xmm_span *xmm_page_heap_alloc_free_only(int node, size_t pages, size_t alignment);
 
 /* Returns a span (small or large, no longer referenced) to its node's heap.
- * false if it was already free or cached (a double free of a large block).
- * Large blocks are accounted by the caller (xmm_page_heap_note_large_free). */
+ * Claims it first by a CAS of its kind out of SMALL or LARGE: false, and
+ * nothing done, if it was not in use (free, cached, being resized: a double
+ * free of a large block). Large blocks are accounted by the caller
+ * (xmm_page_heap_note_large_free). */
 bool xmm_page_heap_free(struct xmm_span *span);
+
+/* Returns a span its caller already claimed (kind XMM_SPAN_CACHED, see
+ * large_cache.h) to its node's heap. */
+void xmm_page_heap_free_claimed(struct xmm_span *span);
 
 /* Resizes an in-use large span in place to `pages`: shrinking frees its
  * tail; growing takes the free pages right after it (or uncut pages of its
- * chunk). false if that is not possible; the span is then unchanged. */
+ * chunk). false if that is not possible, or if the span is not in use (a
+ * racing free claimed it); the span is then unchanged. While resizing, its
+ * kind is XMM_SPAN_RESIZING, so a racing free fails its claim. */
 bool xmm_page_heap_resize(struct xmm_span *span, size_t pages);
 
 /* Returns to the kernel the free pages of every node that have been free

@@ -17,7 +17,9 @@ enum xmm_span_kind {
     XMM_SPAN_FREE = 0,   /* in the page heap */
     XMM_SPAN_SMALL = 1,  /* objects of `size_class` */
     XMM_SPAN_LARGE = 2,  /* one block from `start` */
-    XMM_SPAN_CACHED = 3, /* a freed large block kept for reuse (large_cache.h) */
+    XMM_SPAN_CACHED = 3, /* a freed large block, claimed by its free: in the
+                            large cache or on its way to the page heap */
+    XMM_SPAN_RESIZING = 4, /* a large block being resized in place */
 };
 
 /* Where a small-object span is, as far as the central layer knows. The low

@@ -1,7 +1,8 @@
 # tests/build.mk - the layer tests (tests/unit), the API and program tests
 # (tests/api.mk), and the ThreadSanitizer build.
 
-UNIT_TESTS = size_class arena_map page_heap central_stress large_cache large_cache_stress
+UNIT_TESTS = size_class arena_map page_heap central_stress large_cache large_cache_stress \
+             large_double_free
 UNIT_CFLAGS = -O2 -g -std=gnu11 -mcx16 -pthread -Wall -Wextra -Iinclude -Iplatform -Isrc \
               -Itests/unit -D_GNU_SOURCE
 

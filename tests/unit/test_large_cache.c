@@ -107,8 +107,10 @@ int main(void)
     xmm_free(twice);
     struct xmm_span *span = span_of(twice);
     CHECK(span->kind == XMM_SPAN_CACHED, "cached");
-    CHECK(!xmm_large_cache_put(span), "a cached span cannot be cached twice");
+    CHECK(!xmm_large_cache_claim(span), "a cached span cannot be claimed twice");
     CHECK(!xmm_page_heap_free(span), "nor freed to the page heap");
+    CHECK(!xmm_page_heap_resize(span, span->pages + 1), "nor resized");
+    CHECK(span->kind == XMM_SPAN_CACHED, "and stays cached");
 
     /* Aligned requests beyond a page do not take cached blocks blindly. */
     void *aligned = xmm_aligned_alloc(2 * MIB, MIB);
