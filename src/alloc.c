@@ -56,12 +56,11 @@ static struct xmm_span *large_span(int node, size_t pages, size_t alignment)
         if (cached)
             return cached;
     }
-    if (!xmm_large_cache_maybe_holds(node))
-        return xmm_page_heap_alloc(node, pages, alignment);
-    struct xmm_span *span = xmm_page_heap_alloc_free_only(node, pages, alignment);
-    if (span)
-        return span;
-    xmm_large_cache_flush(node);
+    /* A miss: the sizes cached are not the sizes asked for now. Give them
+     * back before taking pages, so that they coalesce and serve this
+     * request instead of staying resident beside new pages. */
+    if (xmm_large_cache_maybe_holds(node))
+        xmm_large_cache_flush(node);
     return xmm_page_heap_alloc(node, pages, alignment);
 }
 

@@ -12,10 +12,10 @@
  * second free is reported), for the page heap it is in use (never
  * coalesced). Each size keeps about XMM_LARGE_CACHE_SLOT_BYTES (at least one
  * block); sizes not taken for one upkeep period go back to the page heap,
- * where decay applies; and before the page heap grows for a large block,
- * the whole node's cache goes back to it, so that cached blocks do not make
- * large allocations map new memory (a new small-object span does not wait
- * for a flush: at most a few MiB per size are cached).
+ * where decay applies; and a large allocation that misses gives the whole
+ * node's cache back to the page heap first, so that cached blocks coalesce
+ * and serve it rather than stay resident beside new pages (the cache is for
+ * exact reuse).
  * Sits beside the central layer: it calls only the page heap.
  */
 #ifndef XMM_LARGE_CACHE_H

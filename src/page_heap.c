@@ -230,7 +230,7 @@ static size_t pages_to_alignment(const struct xmm_span *span, size_t alignment)
 
 static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything);
 
-static struct xmm_span *alloc_span(int node, size_t pages, size_t alignment, bool may_grow)
+struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
 {
     struct page_heap *heap = &heaps[node];
     size_t slack = alignment > XMM_PAGE_SIZE ? (alignment >> XMM_PAGE_SHIFT) - 1 : 0;
@@ -241,7 +241,7 @@ static struct xmm_span *alloc_span(int node, size_t pages, size_t alignment, boo
     struct xmm_span *span = find_free(heap, wanted);
     if (span)
         list_remove(heap, span);
-    else if (may_grow)
+    else
         span = cut_fresh(heap, wanted);
     if (span) {
         size_t offset = slack ? pages_to_alignment(span, alignment) : 0;
@@ -256,16 +256,6 @@ static struct xmm_span *alloc_span(int node, size_t pages, size_t alignment, boo
         purge_decayed(heap, now, false);
     pthread_mutex_unlock(&heap->lock);
     return span;
-}
-
-struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
-{
-    return alloc_span(node, pages, alignment, true);
-}
-
-struct xmm_span *xmm_page_heap_alloc_free_only(int node, size_t pages, size_t alignment)
-{
-    return alloc_span(node, pages, alignment, false);
 }
 
 /* ---- free and coalesce ------------------------------------------------------------ */

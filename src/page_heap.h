@@ -19,11 +19,6 @@
  * may hold non-zero bytes. NULL if the kernel refuses memory. */
 struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment);
 
-/* The same, from free pages only: NULL where the heap would have to cut
- * never-used pages or map a new chunk (the caller may first give back
- * memory it keeps elsewhere, then call xmm_page_heap_alloc). */
-struct xmm_span *xmm_page_heap_alloc_free_only(int node, size_t pages, size_t alignment);
-
 /* Returns a span (small or large, no longer referenced) to its node's heap.
  * Claims it first by a CAS of its kind out of SMALL or LARGE: false, and
  * nothing done, if it was not in use (free, cached, being resized: a double
