@@ -46,9 +46,9 @@ void xmm_upkeep_tick(void)
     upkeep(current_node());
 }
 
-/* A span for a large block: a cached one of the same size, else free pages
- * of the page heap; before the heap grows, the cache gives back what it
- * holds, so cached blocks never make the heap map new memory. */
+/* A span for a large block: a cached one of the same page count, else one
+ * from the page heap, after a miss has given the node's cache back to it
+ * (see large_cache.h). */
 static struct xmm_span *large_span(int node, size_t pages, size_t alignment)
 {
     if (alignment <= XMM_PAGE_SIZE) {
