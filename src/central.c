@@ -447,11 +447,8 @@ size_t xmm_central_release_all(void)
 void xmm_central_maintain(int node)
 {
     struct central_node *central = &central_nodes[node];
-    uint64_t now = xmm_os_now_ns();
-    uint64_t last = __atomic_load_n(&central->last_maintenance_ns, __ATOMIC_RELAXED);
-    if (now - last < xmm_config.decay_ms * 500000 ||
-        !__atomic_compare_exchange_n(&central->last_maintenance_ns, &last, now, false,
-                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    if (!xmm_turn_due(&central->last_maintenance_ns, xmm_os_now_ns(),
+                      xmm_config.decay_ms * 500000))
         return;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         struct central_class *lists = &central->classes[size_class];

@@ -48,6 +48,17 @@ XMM_INLINE bool xmm_is_power_of_two(size_t value)
     return value != 0 && (value & (value - 1)) == 0;
 }
 
+/* Periodic work, one caller per period: true for the caller that finds
+ * `period_ns` elapsed since *last_ns and moves it to `now` (a CAS, so
+ * concurrent callers do not all do the work). */
+XMM_INLINE bool xmm_turn_due(uint64_t *last_ns, uint64_t now, uint64_t period_ns)
+{
+    uint64_t last = __atomic_load_n(last_ns, __ATOMIC_RELAXED);
+    return now - last >= period_ns &&
+           __atomic_compare_exchange_n(last_ns, &last, now, false, __ATOMIC_RELAXED,
+                                       __ATOMIC_RELAXED);
+}
+
 /* ---- diagnostics ---------------------------------------------------------- */
 
 /* Formats `text` (with %p for a pointer and %z for a size_t, nothing else)

@@ -148,11 +148,8 @@ size_t xmm_large_cache_flush(int node)
 void xmm_large_cache_maintain(int node)
 {
     struct cache_node *cache = &cache_nodes[node];
-    uint64_t now = xmm_os_now_ns();
-    uint64_t last = __atomic_load_n(&cache->last_maintenance_ns, __ATOMIC_RELAXED);
-    if (now - last < xmm_config.decay_ms * 500000 ||
-        !__atomic_compare_exchange_n(&cache->last_maintenance_ns, &last, now, false,
-                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    if (!xmm_turn_due(&cache->last_maintenance_ns, xmm_os_now_ns(),
+                      xmm_config.decay_ms * 500000))
         return;
     if (!__atomic_load_n(&cache->maybe_holds, __ATOMIC_RELAXED))
         return;

@@ -486,12 +486,8 @@ void xmm_page_heap_maintain(int node)
 {
     struct page_heap *heap = &heaps[node];
     uint64_t now = xmm_os_now_ns();
-    uint64_t last = __atomic_load_n(&heap->last_purge_ns, __ATOMIC_RELAXED);
-    if (now - last <= xmm_config.decay_ms * 500000)
-        return;
     /* One caller per period takes the lock; the others go on. */
-    if (!__atomic_compare_exchange_n(&heap->last_purge_ns, &last, now, false, __ATOMIC_RELAXED,
-                                     __ATOMIC_RELAXED))
+    if (!xmm_turn_due(&heap->last_purge_ns, now, xmm_config.decay_ms * 500000))
         return;
     pthread_mutex_lock(&heap->lock);
     purge_decayed(heap, now, false);
