@@ -7,6 +7,7 @@ import shlex
 import subprocess
 
 import allocators as allocator_lib
+import results as results_lib
 import suite as suite_lib
 
 TOOL_PACKAGES = ["gcc-12", "libbenchmark-dev", "memcached", "libmemcached-tools", "sqlite3"]
@@ -96,8 +97,8 @@ def describe(allocators, suite, mode, reps, context):
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_facts(),
         "allocators": [
-            {"name": a.name, "library": a.library, "version": a.version,
-             "available": a.available, "problem": a.problem}
+            {"name": a.name, "library": results_lib.repository_path(a.library),
+             "version": a.version, "available": a.available, "problem": a.problem}
             for a in allocators],
         "tools": {p: allocator_lib.package_version(p) for p in TOOL_PACKAGES},
         "benchmarks": [

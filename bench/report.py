@@ -52,15 +52,6 @@ def fmt_ratio(value):
     return "–" if value is None else f"{value:.2f}×"
 
 
-def shown_path(path):
-    """A path inside this repository, shown relative to its root (the doc
-    should not carry the absolute path of the machine that ran it)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if path and os.path.isabs(path) and path.startswith(root + os.sep):
-        return os.path.relpath(path, root)
-    return path
-
-
 def escape(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -303,7 +294,7 @@ def failures_section(results, failures):
     rows = []
     for benchmark, case, allocator, error in failures:
         info = R.allocator_info(results, allocator)
-        prefix = f"LD_PRELOAD={shown_path(info['library'])} " if info.get("library") else ""
+        prefix = f"LD_PRELOAD={R.repository_path(info['library'])} " if info.get("library") else ""
         command = prefix + commands.get(benchmark, benchmark)
         rows.append([f"{benchmark} {case}".strip(), allocator, f"`{command}`", error])
     return ("### Failures\n\nEvery failed run, with the command that failed and its error "
@@ -320,7 +311,7 @@ def method_section(results):
              ["OS", machine["os"]], ["transparent huge pages", machine["thp"]],
              ["compiler", machine["compiler"]]]
     facts += [[f"{name} (package)", version] for name, version in meta["tools"].items()]
-    allocator_rows = [[a["name"], a["version"], f"`{shown_path(a['library'])}`" if a["library"]
+    allocator_rows = [[a["name"], a["version"], f"`{R.repository_path(a['library'])}`" if a["library"]
                        else "(none: the system malloc)",
                        "yes" if a["available"] else f"no: {a['problem']}"]
                       for a in meta["allocators"]]

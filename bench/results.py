@@ -171,3 +171,12 @@ def allocator_info(results, name):
 def report_order(names):
     return sorted(names, key=lambda n: allocator_lib.ORDER.index(n)
                   if n in allocator_lib.ORDER else len(allocator_lib.ORDER))
+
+
+def repository_path(path):
+    """A path inside this repository, relative to its root: saved results and
+    the report must not carry the absolute path of the machine that ran them."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if path and os.path.isabs(path) and path.startswith(root + os.sep):
+        return os.path.relpath(path, root)
+    return path
