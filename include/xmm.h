@@ -10,10 +10,11 @@
  *   - A function that returns memory returns NULL on failure and sets errno
  *     to ENOMEM (out of memory, or a size that overflows) or EINVAL (a bad
  *     argument). It never aborts on bad sizes.
- *   - Memory is aligned to 16 bytes when the request is a multiple of 16
- *     (to the largest power of two dividing the request, at most 16, in
- *     general: the alignment C requires for any object that fits), and
- *     must be freed with xmm_free or free() (if XMM replaces malloc).
+ *   - Memory is aligned to 16 bytes for every request above 8 bytes, and
+ *     to 8 bytes below (C17 7.22.3: the alignment of any fundamental type
+ *     whose size fits, flexible array members included); C++ operator new
+ *     gives 16 for every size. It must be freed with xmm_free or free()
+ *     (if XMM replaces malloc).
  *   - Freeing a pointer XMM did not hand out, or freeing twice, is reported
  *     on stderr with the address and aborts (XMM_INVALID_FREE=warn only
  *     reports and leaks).

@@ -179,14 +179,10 @@ void *xmm_heap_realloc(void *ptr, size_t size)
     size_t usable = xmm_heap_usable_size(ptr);
     if (usable == 0)
         return NULL; /* reported as invalid; nothing is lost */
-    /* Stay in place when the block still fits, is not more than twice what
-     * is now needed, and is aligned as the new size requires (a 24-byte
-     * class object is only 8-aligned; shrunk to 16 bytes it must move). */
-    size_t needed_alignment = size & -size;
-    if (needed_alignment > 16)
-        needed_alignment = 16;
-    bool aligned = ((uintptr_t)ptr & (needed_alignment - 1)) == 0;
-    if (size <= usable && (size >= usable / 2 || usable <= 16) && aligned)
+    /* Stay in place when the block still fits and is not more than twice
+     * what is now needed. Its alignment is always enough: every block of 16
+     * usable bytes or more is 16-aligned (size_class.h). */
+    if (size <= usable && (size >= usable / 2 || usable <= 16))
         return ptr;
     /* Large blocks grow into the free pages after them and shrink by
      * giving back their tail: no copy, no new page faults. */

@@ -20,9 +20,16 @@ _Noreturn void _ZSt17__throw_bad_allocv(void) __attribute__((weak));
 
 #define NO_ALIGNMENT 0
 
+/* __STDCPP_DEFAULT_NEW_ALIGNMENT__ is 16 on x86_64, and compilers assume
+ * it of every result of the unaligned forms, whatever the size: requests
+ * below 16 bytes come from the 16-byte class, never the 8-byte one. */
+#define DEFAULT_NEW_ALIGNMENT 16
+
 static void *allocate(size_t size, size_t alignment)
 {
-    return alignment ? xmm_heap_alloc_aligned(alignment, size, -1) : xmm_heap_alloc_inline(size);
+    if (alignment)
+        return xmm_heap_alloc_aligned(alignment, size, -1);
+    return xmm_heap_alloc_inline(size < DEFAULT_NEW_ALIGNMENT ? DEFAULT_NEW_ALIGNMENT : size);
 }
 
 static void *new_slow(size_t size, size_t alignment, bool nothrow)

@@ -45,7 +45,8 @@ static void describe_class(unsigned size_class, uint32_t size)
 void xmm_size_classes_init(void)
 {
     unsigned size_class = 1;
-    for (uint32_t size = 8; size <= 128; size += 8)
+    describe_class(size_class++, 8);
+    for (uint32_t size = 16; size <= 128; size += 16)
         describe_class(size_class++, size);
     for (uint32_t base = 128; base < XMM_MAX_SMALL_SIZE; base *= 2)
         for (uint32_t step = 1; step <= 8; step++)

@@ -8,6 +8,8 @@
  * page-rounded usable size for pvalloc; ENOMEM when size plus alignment
  * overflows.
  */
+#include <immintrin.h>
+
 #include "xmm.h"
 #include "testlib.h"
 
@@ -281,10 +283,53 @@ static void test_aligned_then_realloc(void)
     CHECK(good == tried, "realloc of aligned blocks keeps their contents (%zu of %zu)", good, tried);
 }
 
+/* C17 7.22.3: malloc's result suits any type with fundamental alignment
+ * whose size fits. A struct of one __m128 and a flexible array needs 16
+ * bytes of alignment at any size above 16; it is written here with an
+ * aligned store, which faults on an 8-byte-aligned block. Every size from
+ * 9 to 1024 bytes, many blocks each (consecutive blocks of a size class
+ * alternate between the two 8-byte phases if the class is not a multiple
+ * of 16), through malloc, calloc and realloc. */
+struct vector_record {
+    __m128 value;
+    char tail[];
+};
+
+static void test_fundamental_alignment(void)
+{
+    enum { BLOCKS = 32 };
+    size_t misaligned = 0, tried = 0;
+    void *blocks[BLOCKS];
+
+    for (size_t size = 9; size <= 1024; size++) {
+        for (int i = 0; i < BLOCKS; i++) {
+            blocks[i] = (i % 3 == 0) ? malloc(size) : (i % 3 == 1) ? calloc(1, size)
+                                                                   : realloc(NULL, size);
+            tried++;
+            if (!blocks[i] || !is_aligned(blocks[i], 16)) {
+                if (misaligned++ < 5)
+                    CHECKQ(0, "block %d of %zu bytes = %p is 16-byte aligned", i, size, blocks[i]);
+                continue;
+            }
+            if (size >= sizeof(struct vector_record) + 4) {
+                struct vector_record *record = blocks[i];
+                _mm_store_ps((float *)&record->value, _mm_set1_ps((float)size));
+                record->tail[3] = 'x';
+            }
+        }
+        for (int i = 0; i < BLOCKS; i++)
+            if (blocks[i] && is_aligned(blocks[i], 16))
+                free(blocks[i]);
+    }
+    CHECK(misaligned == 0, "%zu of %zu blocks of 9-1024 bytes are not 16-byte aligned", misaligned,
+          tried);
+}
+
 int main(void)
 {
     page_size = (size_t)sysconf(_SC_PAGESIZE);
     expect_malloc_is_xmm();
+    run_section("16-byte alignment from 9 bytes up, aligned SSE stores", test_fundamental_alignment);
     test_alignments(POSIX_MEMALIGN);
     run_section("posix_memalign: bad alignments, overflow, many blocks", test_posix_memalign);
     test_alignments(ALIGNED_ALLOC);
