@@ -24,16 +24,23 @@ CFLAGS ?= -O2 -g
 XMM_CFLAGS = $(CFLAGS) -std=gnu11 -fPIC -fvisibility=hidden $(ARCH_FLAGS) \
              -fno-plt -ftls-model=initial-exec $(WARNINGS) -pthread
 LIBS = -lnuma -pthread
+# C++ sources: the same options but the C-only ones; exceptions, no RTTI.
+XMM_CXXFLAGS = $(filter-out -std=% -Wstrict-prototypes -Wmissing-prototypes,$(XMM_CFLAGS)) \
+               -std=gnu++17 -fexceptions -fno-rtti
 
 # The allocator core: everything except the symbols that replace malloc.
 CORE_SOURCES = $(wildcard platform/*.c) $(wildcard platform/x86_64/*.c) \
                $(filter-out src/override%.c,$(wildcard src/*.c))
-CORE_ASM     = $(wildcard platform/x86_64/*.S)
-OVERRIDE_SOURCES = $(wildcard src/override*.c)
+CORE_ASM     = $(filter-out %/override_vfork.S,$(wildcard platform/x86_64/*.S))
+# vfork() replaced along with malloc (see platform/x86_64/override_vfork.S).
+OVERRIDE_ASM = $(wildcard platform/x86_64/override_vfork.S)
+# (plus one C++ file: the nothrow operators' call of the new-handler)
+OVERRIDE_SOURCES = $(wildcard src/override*.c) $(wildcard src/override*.cc)
 HEADERS = $(wildcard include/*.h platform/*.h platform/x86_64/*.h src/*.h)
 
 CORE_OBJECTS = $(CORE_SOURCES:%.c=$(BUILD)/obj/%.o) $(CORE_ASM:%.S=$(BUILD)/obj/%.o)
-OVERRIDE_OBJECTS = $(OVERRIDE_SOURCES:%.c=$(BUILD)/obj/%.o)
+OVERRIDE_OBJECTS = $(patsubst %.cc,$(BUILD)/obj/%.o,$(OVERRIDE_SOURCES:%.c=$(BUILD)/obj/%.o)) \
+                   $(OVERRIDE_ASM:%.S=$(BUILD)/obj/%.o)
 
 LIBXMM_SO = $(BUILD)/libxmm.so
 LIBXMM_A  = $(BUILD)/libxmm.a
@@ -54,8 +61,17 @@ $(BUILD)/obj/%.o: %.S Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_XMM) -fPIC -c $< -o $@
 
+$(BUILD)/obj/%.o: %.cc $(HEADERS) Makefile
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS_XMM) $(XMM_CXXFLAGS) -c $< -o $@
+
+# -z nodelete: dlclose never unmaps libxmm.so. Once used, its code and data
+# outlive any unload: threads' rseq areas point at its critical section
+# descriptors (the kernel reads them at the next preemption), its pthread
+# key destructors run at every later thread exit, blocks it handed out may
+# still be freed. TCMalloc is never unloaded either, in practice.
 $(LIBXMM_SO): $(CORE_OBJECTS) $(OVERRIDE_OBJECTS)
-	$(CC) -shared -Wl,-soname,libxmm.so -Wl,-z,now -Wl,--no-undefined \
+	$(CC) -shared -Wl,-soname,libxmm.so -Wl,-z,now -Wl,-z,nodelete -Wl,--no-undefined \
 	    -Wl,--version-script=src/exports.map -o $@ $^ $(LIBS)
 
 $(LIBXMM_A): $(CORE_OBJECTS) $(OVERRIDE_OBJECTS)
@@ -68,7 +84,7 @@ $(LIBXMM_CORE_A): $(CORE_OBJECTS)
 
 # ---- dependencies (Debian 12) -------------------------------------------
 DEB_PACKAGES = gcc g++ make libnuma-dev liburcu-dev libck-dev libbenchmark-dev \
-               numactl python3 sqlite3 git perl
+               numactl python3 sqlite3 git perl clang
 deps:
 	@tools/install-deps $(DEB_PACKAGES)
 
@@ -96,6 +112,7 @@ TSAN_PROGRAMS :=
 -include stress/build.mk
 -include bench/build.mk
 -include examples/build.mk
+-include tests/matrix.mk
 
 test: deps
 	@$(MAKE) --no-print-directory test-build

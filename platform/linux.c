@@ -9,11 +9,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ck_pr.h>
 #include <numaif.h> /* libnuma's mbind/get_mempolicy: plain system call wrappers */
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -208,6 +210,19 @@ static void set_cpu_node(void *context, unsigned cpu)
 
 /* ---- topology ---------------------------------------------------------- */
 
+/* The raw sched_getaffinity system call copies at most the kernel's CPU
+ * mask, whose size in bytes it returns: nr_cpu_ids rounded up to a whole
+ * number of longs (or NR_CPUS on some configurations). So 8 times the
+ * result bounds every CPU number. 0 if the call fails. */
+static unsigned kernel_cpu_mask_bits(void)
+{
+    static unsigned long mask[XMM_MAX_CPUS * 4 / (8 * sizeof(unsigned long))];
+    int saved_errno = errno;
+    long bytes = syscall(SYS_sched_getaffinity, 0, sizeof(mask), mask);
+    errno = saved_errno;
+    return bytes > 0 ? (unsigned)bytes * 8 : 0;
+}
+
 void xmm_platform_topology_read(struct xmm_topology *topology)
 {
     char buffer[4096];
@@ -217,12 +232,19 @@ void xmm_platform_topology_read(struct xmm_topology *topology)
     unsigned cpu_count = 0;
     if (read_small_file("/sys/devices/system/cpu/possible", buffer, sizeof(buffer)) > 0)
         for_each_in_list(buffer, note_max, &cpu_count);
+    topology->cpu_index_bound = (int)cpu_count;
+    if (cpu_count == 0) {
+        /* sysfs hidden (a sandbox): the number of CPUs online or allowed
+         * now is no bound (a process started pinned to one CPU may be
+         * allowed more later); the kernel's own CPU mask size is. */
+        cpu_count = kernel_cpu_mask_bits();
+        topology->cpu_index_bound = (int)cpu_count;
+    }
     if (cpu_count == 0) {
         long configured = sysconf(_SC_NPROCESSORS_CONF);
         cpu_count = configured > 0 ? (unsigned)configured : 1;
     }
     topology->cpu_count = (int)(cpu_count > XMM_MAX_CPUS ? XMM_MAX_CPUS : cpu_count);
-    topology->cpu_possible = (int)cpu_count;
 
     uint64_t online = 0;
     if (read_small_file("/sys/devices/system/node/has_memory", buffer, sizeof(buffer)) > 0 ||
@@ -329,6 +351,91 @@ int xmm_os_membarrier_rseq(void)
     long result = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0);
     errno = saved_errno;
     return result == 0 ? 0 : -1;
+}
+
+/* ---- locks ---------------------------------------------------------------- */
+
+#define LOCK_WAITERS ((uint64_t)1)
+#define LOCK_SPINS 128
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "the lock's futex is the low half of its word");
+
+/* The thread pointer: unique among live threads, 64-byte aligned (bit 0 is
+ * free for LOCK_WAITERS), and the same in a fork child for the forking
+ * thread, whose TLS block is copied at the same address. */
+static uint64_t lock_owner_id(void)
+{
+    return (uint64_t)(uintptr_t)__builtin_thread_pointer();
+}
+
+static uint32_t *lock_futex(struct xmm_lock *lock)
+{
+    return (uint32_t *)&lock->word; /* the low half, on little-endian */
+}
+
+static bool lock_try(struct xmm_lock *lock, uint64_t value)
+{
+    uint64_t expected = 0;
+    return __atomic_compare_exchange_n(&lock->word, &expected, value, false, __ATOMIC_ACQUIRE,
+                                       __ATOMIC_RELAXED);
+}
+
+/* Drepper's three-state futex mutex ("Futexes Are Tricky"), with the owner
+ * in the word: a thread that found the lock contended takes it with the
+ * waiters bit set, so that its release wakes the next sleeper. A sleeper
+ * compares only the low 32 bits; a different owner with the same low half
+ * still has the waiters bit set, so it will wake someone on release. */
+void xmm_lock_acquire(struct xmm_lock *lock)
+{
+    uint64_t self = lock_owner_id();
+    if (__builtin_expect(lock_try(lock, self), 1))
+        return;
+    for (int spin = 0; spin < LOCK_SPINS; spin++) {
+        ck_pr_stall(); /* pause: lets the holder's sibling hyperthread run */
+        if (__atomic_load_n(&lock->word, __ATOMIC_RELAXED) == 0 && lock_try(lock, self))
+            return;
+    }
+    int saved_errno = errno;
+    for (;;) {
+        uint64_t value = __atomic_load_n(&lock->word, __ATOMIC_RELAXED);
+        if (value == 0) {
+            if (lock_try(lock, self | LOCK_WAITERS))
+                break;
+            continue;
+        }
+        if (!(value & LOCK_WAITERS) &&
+            !__atomic_compare_exchange_n(&lock->word, &value, value | LOCK_WAITERS, false,
+                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            continue;
+        syscall(SYS_futex, lock_futex(lock), FUTEX_WAIT_PRIVATE,
+                (uint32_t)(value | LOCK_WAITERS), NULL, NULL, 0);
+    }
+    errno = saved_errno;
+}
+
+void xmm_lock_release(struct xmm_lock *lock)
+{
+    uint64_t old = __atomic_exchange_n(&lock->word, 0, __ATOMIC_RELEASE);
+    if (old & LOCK_WAITERS) {
+        int saved_errno = errno;
+        syscall(SYS_futex, lock_futex(lock), FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+        errno = saved_errno;
+    }
+}
+
+enum xmm_lock_holder xmm_lock_holder(const struct xmm_lock *lock)
+{
+    uint64_t value = __atomic_load_n(&lock->word, __ATOMIC_ACQUIRE);
+    if (value == 0)
+        return XMM_LOCK_FREE;
+    return (value & ~LOCK_WAITERS) == lock_owner_id() ? XMM_LOCK_HELD_BY_CALLER
+                                                       : XMM_LOCK_HELD_BY_OTHER;
+}
+
+void xmm_lock_reset(struct xmm_lock *lock)
+{
+    __atomic_store_n(&lock->word, 0, __ATOMIC_RELEASE);
 }
 
 /* ---- time, environment ------------------------------------------------- */

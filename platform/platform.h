@@ -84,7 +84,10 @@ struct xmm_topology {
     int node_count;               /* highest node number + 1 (>= 1) */
     int cpu_count;                /* highest possible CPU + 1, at most
                                      XMM_MAX_CPUS (tables indexed by CPU) */
-    int cpu_possible;             /* highest possible CPU + 1, uncapped */
+    int cpu_index_bound;          /* above every CPU number and mm_cid the
+                                     kernel can report (its nr_cpu_ids, or
+                                     the size of its CPU mask in bits when
+                                     sysfs is hidden); 0 if unknown */
     uint64_t nodes_online;        /* bit n: node n exists and has memory */
     uint64_t nodes_allowed;       /* subset the process may allocate on:
                                      cpuset (Mems_allowed) and the process
@@ -128,6 +131,44 @@ int xmm_os_membarrier_rseq_register(void);
  * running a thread of this process; when it returns, no section that
  * started before the call can still commit. 0 or -1. */
 int xmm_os_membarrier_rseq(void);
+
+/* ---- locks ---------------------------------------------------------------- */
+
+/* A mutex for the allocator's rare paths (page heap, metadata, registries)
+ * that knows which thread holds it, so that the child of a fork() can tell
+ * a lock held by the forking thread itself (fork from a signal handler that
+ * interrupted XMM: the interrupted call completes when the handler returns)
+ * from one held by a thread that does not exist in the child (its update
+ * was cut off half-way: the structure must be set aside). XMM never takes
+ * a lock in a fork handler: glibc runs the prepare handlers before it takes
+ * its stdio list lock, so a lock held there can deadlock against a thread
+ * in fflush() (glibc bug 19431's scenario) or against the signal handler's
+ * own interrupted context.
+ *
+ * One 64-bit word: 0 when free, else the holder's thread pointer with bit 0
+ * set while a thread may be sleeping on it (a futex on the low half). It
+ * spins briefly, then sleeps; no fairness. Zero-initialised memory is an
+ * unlocked lock. Not recursive. */
+struct xmm_lock {
+    uint64_t word;
+};
+#define XMM_LOCK_INITIALIZER {0}
+
+void xmm_lock_acquire(struct xmm_lock *lock);
+void xmm_lock_release(struct xmm_lock *lock);
+
+enum xmm_lock_holder {
+    XMM_LOCK_FREE,          /* nobody holds it */
+    XMM_LOCK_HELD_BY_CALLER,/* the calling thread holds it */
+    XMM_LOCK_HELD_BY_OTHER, /* another thread (in a fork child: a lost one) */
+};
+/* Who holds `lock`, as of the call. In a fork child the forking thread is
+ * "the caller" for locks it held in the parent. */
+enum xmm_lock_holder xmm_lock_holder(const struct xmm_lock *lock);
+
+/* Makes `lock` free, whoever held it. Only for a fork child repairing a
+ * lock whose holder is gone. */
+void xmm_lock_reset(struct xmm_lock *lock);
 
 /* ---- time, identity, environment ---------------------------------------- */
 

@@ -2,7 +2,6 @@
  * arena.c - chunks and direct mappings, and the region map (see arena.h).
  */
 #include <errno.h>
-#include <pthread.h>
 
 #include "arena.h"
 #include "config.h"
@@ -12,7 +11,7 @@
 struct xmm_region **xmm_region_map;
 
 static size_t reserved_bytes;
-static pthread_mutex_t direct_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct xmm_lock direct_lock = XMM_LOCK_INITIALIZER;
 static struct xmm_region *free_direct_regions;
 
 int xmm_arena_init(void)
@@ -87,11 +86,11 @@ struct xmm_chunk *xmm_arena_new_chunk(int node)
 
 static struct xmm_region *take_direct_descriptor(void)
 {
-    pthread_mutex_lock(&direct_lock);
+    xmm_lock_acquire(&direct_lock);
     struct xmm_region *region = free_direct_regions;
     if (region)
         free_direct_regions = region->next_free;
-    pthread_mutex_unlock(&direct_lock);
+    xmm_lock_release(&direct_lock);
     if (!region)
         region = xmm_metadata_alloc(sizeof(*region), 64);
     return region;
@@ -99,10 +98,10 @@ static struct xmm_region *take_direct_descriptor(void)
 
 static void give_back_direct_descriptor(struct xmm_region *region)
 {
-    pthread_mutex_lock(&direct_lock);
+    xmm_lock_acquire(&direct_lock);
     region->next_free = free_direct_regions;
     free_direct_regions = region;
-    pthread_mutex_unlock(&direct_lock);
+    xmm_lock_release(&direct_lock);
 }
 
 void *xmm_arena_map_direct(size_t size, size_t alignment, int node)
@@ -143,4 +142,14 @@ void xmm_arena_unmap_direct(struct xmm_region *region)
 size_t xmm_arena_reserved_bytes(void)
 {
     return __atomic_load_n(&reserved_bytes, __ATOMIC_RELAXED);
+}
+
+/* The lock guards only the list of spare direct-region descriptors: if its
+ * holder is gone, the list is dropped (the descriptors leak in the child). */
+void xmm_arena_after_fork_child(void)
+{
+    if (xmm_lock_holder(&direct_lock) != XMM_LOCK_HELD_BY_OTHER)
+        return;
+    free_direct_regions = NULL;
+    xmm_lock_reset(&direct_lock);
 }

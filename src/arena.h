@@ -74,6 +74,9 @@ void *xmm_arena_map_direct(size_t size, size_t alignment, int node);
 /* Unmaps a direct block and forgets it. */
 void xmm_arena_unmap_direct(struct xmm_region *region);
 
+/* In a fork child: repairs the direct-region lock if its holder is gone. */
+void xmm_arena_after_fork_child(void);
+
 /* Address space and chunk counts, for statistics. */
 size_t xmm_arena_reserved_bytes(void);
 

@@ -15,7 +15,7 @@ struct xmm_config xmm_config = {
     .numa_mode = XMM_NUMA_LOCAL,
     .cpu_cache_bytes = (size_t)1 << 20,
     .thread_cache_bytes = (size_t)2 << 20,
-    .rseq = true,
+    .rseq = XMM_RSEQ_LIBC,
     .decay_ms = 1000,
     .purge_lazy = false,
     .background_thread = false,
@@ -213,6 +213,18 @@ static bool parse_signal(const char *value, void *target)
     return false;
 }
 
+static bool parse_rseq(const char *value, void *target)
+{
+    bool on;
+    if (!strcmp(value, "own"))
+        *(enum xmm_rseq_mode *)target = XMM_RSEQ_OWN;
+    else if (parse_bool(value, &on))
+        *(enum xmm_rseq_mode *)target = on ? XMM_RSEQ_LIBC : XMM_RSEQ_OFF;
+    else
+        return false;
+    return true;
+}
+
 static bool parse_invalid_free(const char *value, void *target)
 {
     if (!strcmp(value, "abort"))
@@ -241,8 +253,10 @@ static const struct variable variables[] = {
     {"XMM_THREAD_CACHE_SIZE", "a size in bytes, e.g. 2M", "2M",
      "bytes each thread's cache may hold (per-thread mode)", parse_size,
      &xmm_config.thread_cache_bytes},
-    {"XMM_RSEQ", "1 or 0", "1", "per-CPU caches on rseq (0: per-thread caches)", parse_bool,
-     &xmm_config.rseq},
+    {"XMM_RSEQ", "1, own or 0", "1",
+     "per-CPU caches on glibc's rseq area (own: register XMM's own area where glibc did not; "
+     "0: per-thread caches)",
+     parse_rseq, &xmm_config.rseq},
     {"XMM_DECAY_MS", "milliseconds, e.g. 1000", "1000",
      "how long free pages stay before they are returned to the kernel", parse_milliseconds,
      &xmm_config.decay_ms},

@@ -17,13 +17,23 @@ enum xmm_numa_mode {
 
 enum xmm_stats_format { XMM_STATS_NONE, XMM_STATS_TEXT, XMM_STATS_JSON };
 enum xmm_thp_mode { XMM_THP_AUTO, XMM_THP_NEVER, XMM_THP_ALWAYS };
+/* Which rseq area the per-CPU caches may use. The C library owns rseq
+ * registration (one area per thread, in the kernel's ABI): XMM uses glibc's
+ * area and registers its own only when asked, since
+ * GLIBC_TUNABLES=glibc.pthread.rseq=0 exists to leave registration to
+ * another component of the program. */
+enum xmm_rseq_mode {
+    XMM_RSEQ_OFF,       /* per-thread caches */
+    XMM_RSEQ_LIBC,      /* glibc's area if registered, else per-thread caches */
+    XMM_RSEQ_OWN,       /* glibc's area, else one XMM registers per thread */
+};
 
 struct xmm_config {
     enum xmm_numa_mode numa_mode;
     uint64_t bind_nodes;          /* XMM_NUMA=bind:LIST */
     size_t cpu_cache_bytes;       /* XMM_CPU_CACHE_SIZE, per CPU */
     size_t thread_cache_bytes;    /* XMM_THREAD_CACHE_SIZE, per thread */
-    bool rseq;                    /* XMM_RSEQ */
+    enum xmm_rseq_mode rseq;      /* XMM_RSEQ */
     uint64_t decay_ms;            /* XMM_DECAY_MS */
     bool purge_lazy;              /* XMM_PURGE=free (MADV_FREE) */
     bool background_thread;       /* XMM_BACKGROUND */

@@ -4,12 +4,20 @@
  * caches (thread_cache.c).
  *
  * Which rseq area a thread uses:
- *   1. the one glibc registered (glibc >= 2.35 does so for every thread);
- *   2. else one XMM registers itself, per thread, on its first allocation
- *      (GLIBC_TUNABLES=glibc.pthread.rseq=0, older glibc);
+ *   1. the one glibc registered (glibc >= 2.35 does so for every thread),
+ *      if the kernel filled it in (glibc leaves cpu_id -2 in the area of a
+ *      thread whose registration failed, e.g. under a seccomp filter
+ *      installed after start);
+ *   2. else, only with XMM_RSEQ=own, one XMM registers itself, per thread,
+ *      on its first allocation. Not by default: with
+ *      GLIBC_TUNABLES=glibc.pthread.rseq=0 glibc leaves the registration
+ *      (one per thread) to another component of the program, whose own
+ *      rseq() would then fail;
  *   3. else none: the thread uses a per-thread cache (no rseq in the
- *      kernel, seccomp, XMM_RSEQ=0, or an architecture without the
- *      assembly).
+ *      kernel, seccomp, XMM_RSEQ=0, an unknown number of possible CPUs, or
+ *      an architecture without the assembly).
+ * A thread of a process in per-CPU mode whose area is not usable uses a
+ * per-thread cache; both kinds of cache coexist.
  *
  * Slabs are indexed by the area's cpu_id, or by its mm_cid (a compact
  * per-process concurrency id, Linux 6.3+) on one-node machines. Not on
@@ -28,6 +36,11 @@
 
 #define XMM_HAVE_RSEQ_ASSEMBLY XMM_PER_CPU_CACHES
 
+/* Slabs beyond this many (256 MiB of address space) are not mapped: such a
+ * CPU count without sysfs means the bound is the kernel's NR_CPUS, not its
+ * CPUs, and the process uses per-thread caches. */
+#define XMM_MAX_SLABS 1024
+
 #if defined(__x86_64__)
 
 enum rseq_mode { RSEQ_OFF, RSEQ_LIBC, RSEQ_OWN };
@@ -44,7 +57,7 @@ static int slab_count;
 static uint16_t class_begin[XMM_CLASS_COUNT];
 static uint16_t class_end[XMM_CLASS_COUNT];
 static pthread_key_t own_area_key;
-static pthread_mutex_t release_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct xmm_lock release_lock = XMM_LOCK_INITIALIZER;
 
 /* Our own rseq area, for threads glibc did not register. */
 static __thread struct {
@@ -52,7 +65,9 @@ static __thread struct {
     uint64_t rseq_cs;
     uint32_t flags, node_id, mm_cid, padding;
 } own_area __attribute__((aligned(32), tls_model("initial-exec")));
-static __thread bool attach_failed __attribute__((tls_model("initial-exec")));
+/* Set when the thread must not use the per-CPU caches (its area is not
+ * usable; a vfork child, see platform/x86_64/override_vfork.S). */
+__thread bool xmm_rseq_attach_refused __attribute__((tls_model("initial-exec")));
 static __thread unsigned refills_since_upkeep __attribute__((tls_model("initial-exec")));
 
 /* Operations the slow paths complete themselves (atomic: slow path). */
@@ -108,9 +123,6 @@ static bool plan_capacities(void)
 
 static bool map_slabs(void)
 {
-    /* Every possible CPU number indexes a slab, even beyond XMM_MAX_CPUS
-     * (the node table folds those; the slabs must not). */
-    slab_count = xmm_topology.cpu_possible;
     size_t bytes = (size_t)slab_count << XMM_SLAB_SHIFT;
     xmm_cpu_slabs = xmm_os_map(bytes, (size_t)1 << XMM_SLAB_SHIFT);
     if (!xmm_cpu_slabs)
@@ -127,33 +139,70 @@ static bool map_slabs(void)
     return true;
 }
 
+/* Every index the kernel writes into an rseq area (cpu_id, mm_cid) is below
+ * the number of possible CPUs it was booted with, whatever the CPUs the
+ * process may run on now: slabs for all of them, or no per-CPU caches when
+ * that bound is unknown or too large to map (platform.h). */
+static bool size_slabs(void)
+{
+    slab_count = xmm_topology.cpu_index_bound;
+    return slab_count > 0 && slab_count <= XMM_MAX_SLABS;
+}
+
+/* An area the slabs can serve: the kernel has filled it (glibc marks a
+ * thread whose registration failed with cpu_id -2, and a fresh area holds
+ * -1) and its indexes are in range. Checked once per thread, at attach. */
+static bool area_usable(void *area)
+{
+    uint32_t cpu_id = __atomic_load_n((const uint32_t *)((char *)area + 4), __ATOMIC_RELAXED);
+    uint32_t index = __atomic_load_n(xmm_rseq_index(area), __ATOMIC_RELAXED);
+    return cpu_id < (uint32_t)slab_count && index < (uint32_t)slab_count;
+}
+
+/* glibc's area for the calling thread if it is usable; else, with
+ * XMM_RSEQ=own, XMM's own area registered now; else NULL. */
+static void *find_area(enum rseq_mode *mode)
+{
+    void *area = xmm_os_rseq_libc_area();
+    if (area) {
+        *mode = RSEQ_LIBC;
+        return area_usable(area) ? area : NULL;
+    }
+    if (xmm_config.rseq == XMM_RSEQ_OWN && xmm_os_rseq_register(&own_area)) {
+        *mode = RSEQ_OWN;
+        if (area_usable(&own_area))
+            return &own_area;
+        xmm_os_rseq_unregister(&own_area);
+    }
+    return NULL;
+}
+
 int xmm_front_end_init_core(void)
 {
-    if (!XMM_HAVE_RSEQ_ASSEMBLY || !xmm_config.rseq)
-        return 0;
-    if (xmm_os_rseq_libc_area())
-        rseq_mode = RSEQ_LIBC;
-    else if (xmm_os_rseq_register(&own_area))
-        rseq_mode = RSEQ_OWN; /* this thread is now registered */
-    else
+    if (!XMM_HAVE_RSEQ_ASSEMBLY || xmm_config.rseq == XMM_RSEQ_OFF || !size_slabs())
         return 0;
     index_is_mm_cid = xmm_os_rseq_feature_size() >= 28 && xmm_topology.node_count == 1 &&
                       xmm_nodes == 1;
     xmm_rseq_index_offset = index_is_mm_cid ? 24 : 4;
+    enum rseq_mode mode = RSEQ_OFF;
+    void *area = find_area(&mode);
+    if (!area)
+        return 0;
     if (!plan_capacities() || !map_slabs()) {
-        rseq_mode = RSEQ_OFF;
+        if (mode == RSEQ_OWN)
+            xmm_os_rseq_unregister(area);
         return 0;
     }
+    rseq_mode = mode;
     have_membarrier = xmm_os_membarrier_rseq_register() == 0;
-    if (rseq_mode == RSEQ_OWN)
-        xmm_rseq_area_current = &own_area;
+    xmm_rseq_area_current = area;
     return 0;
 }
 
 static void unregister_own_area(void *area)
 {
     xmm_rseq_area_current = NULL;
-    attach_failed = true; /* later allocations of this thread: thread cache */
+    xmm_rseq_attach_refused = true; /* later allocations of this thread: thread cache */
     xmm_os_rseq_unregister(area);
 }
 
@@ -166,25 +215,23 @@ void xmm_front_end_init_hooks(void)
     }
 }
 
-/* A drain holds every slab header locked under release_lock: a fork in
- * the middle would leave the child's slabs locked for good. */
-void xmm_front_end_before_fork(void)
-{
-    pthread_mutex_lock(&release_lock);
-}
+static void unlock_all_headers_empty(void);
 
-void xmm_front_end_after_fork_parent(void)
-{
-    pthread_mutex_unlock(&release_lock);
-}
-
+/* The child keeps the forking thread's rseq registration and the slabs.
+ * A drain of every CPU's cache (release_all_slabs) cut off by the fork left
+ * headers locked, some of them half drained: they are reopened empty (their
+ * objects leak in the child; reopened with their old contents, objects
+ * already drained would be handed out twice). membarrier registration
+ * belongs to the address space: it is renewed. */
 void xmm_front_end_after_fork_child(void)
 {
-    /* The child keeps the parent thread's rseq registration and the slabs;
-     * membarrier registration belongs to the address space: renew it. */
-    if (rseq_mode != RSEQ_OFF)
-        have_membarrier = xmm_os_membarrier_rseq_register() == 0;
-    pthread_mutex_init(&release_lock, NULL);
+    if (rseq_mode == RSEQ_OFF)
+        return;
+    if (xmm_lock_holder(&release_lock) == XMM_LOCK_HELD_BY_OTHER) {
+        unlock_all_headers_empty();
+        xmm_lock_reset(&release_lock);
+    }
+    have_membarrier = xmm_os_membarrier_rseq_register() == 0;
 }
 
 const char *xmm_front_end_name(void)
@@ -210,23 +257,22 @@ const char *xmm_front_end_detail(void)
  * uses a per-thread cache instead. */
 bool xmm_cpu_cache_attach(void)
 {
-    if (rseq_mode == RSEQ_OFF || attach_failed)
+    if (rseq_mode == RSEQ_OFF || xmm_rseq_attach_refused)
         return false;
     if (xmm_rseq_area_current)
         return true;
     if (xmm_init_state < XMM_INIT_COMPLETE)
         return false;
-    void *area = NULL;
-    if (rseq_mode == RSEQ_LIBC) {
-        area = xmm_os_rseq_libc_area();
-    } else if (xmm_os_rseq_register(&own_area)) {
-        area = &own_area;
-        pthread_setspecific(own_area_key, area);
-    }
-    if (!area) {
-        attach_failed = true;
+    enum rseq_mode mode = RSEQ_OFF;
+    void *area = find_area(&mode);
+    if (!area || mode != rseq_mode) {
+        if (area && mode == RSEQ_OWN)
+            xmm_os_rseq_unregister(area);
+        xmm_rseq_attach_refused = true;
         return false;
     }
+    if (mode == RSEQ_OWN)
+        pthread_setspecific(own_area_key, area);
     xmm_rseq_area_current = area;
     return true;
 }
@@ -344,13 +390,25 @@ static void drain_locked(int slab, unsigned size_class)
 
 static void release_current_slab(void);
 
+static void unlock_all_headers_empty(void)
+{
+    for (int slab = 0; slab < slab_count; slab++)
+        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+            uint64_t *header = &slab_words(slab)[size_class];
+            uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
+            if ((value & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS)
+                __atomic_store_n(header, header_value(size_class, class_begin[size_class]),
+                                 __ATOMIC_RELEASE);
+        }
+}
+
 /* Lock every header (a pop then sees an empty slab, a push a full one),
  * let membarrier restart every critical section that read a header before
  * it was locked, then drain and unlock. A commit that slipped in before the
  * membarrier only moved `current`, which the lock keeps. */
 static void release_all_slabs(void)
 {
-    pthread_mutex_lock(&release_lock);
+    xmm_lock_acquire(&release_lock);
     for (int slab = 0; slab < slab_count; slab++)
         for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
             lock_header(&slab_words(slab)[size_class]);
@@ -362,7 +420,7 @@ static void release_all_slabs(void)
             else
                 unlock_header(slab, size_class);
         }
-    pthread_mutex_unlock(&release_lock);
+    xmm_lock_release(&release_lock);
     /* Without the fence a section may still commit: drain nothing remote. */
     if (!fenced)
         release_current_slab();
@@ -458,8 +516,6 @@ __thread void *xmm_rseq_area_current __attribute__((tls_model("initial-exec")));
 
 int xmm_front_end_init_core(void) { return 0; }
 void xmm_front_end_init_hooks(void) { xmm_thread_cache_init(); }
-void xmm_front_end_before_fork(void) {}
-void xmm_front_end_after_fork_parent(void) {}
 void xmm_front_end_after_fork_child(void) {}
 const char *xmm_front_end_name(void) { return "per-thread"; }
 const char *xmm_front_end_detail(void) { return "per-thread caches (no rseq on this architecture)"; }

@@ -47,6 +47,7 @@ void xmm_thread_cache_free_slow(void *object, struct xmm_span *span);
 
 /* The calling thread's rseq area while it uses the per-CPU caches. */
 extern __thread void *xmm_rseq_area_current __attribute__((tls_model("initial-exec")));
+extern __thread bool xmm_rseq_attach_refused __attribute__((tls_model("initial-exec")));
 extern char *xmm_cpu_slabs;
 extern uint32_t xmm_rseq_index_offset; /* 4: cpu_id, 24: mm_cid */
 
@@ -168,19 +169,16 @@ int xmm_cpu_cache_slab_count(void);
 void xmm_thread_cache_stats(struct xmm_front_stats *stats);
 void xmm_cpu_cache_stats(struct xmm_front_stats *stats);
 
-void xmm_thread_cache_lock_registry(void);
-void xmm_thread_cache_unlock_registry(void);
-void xmm_thread_cache_reset_registry_lock(void);
+/* In a fork child: repairs the registry lock if its holder is gone. */
+void xmm_thread_cache_after_fork_child(void);
 
 #endif
 
 /* Front end set-up (the per-CPU caches, when used, and the thread caches):
  * phase 1 of init (no malloc), phase 2 (may allocate), and the child side
- * of fork. */
+ * of fork (no lock is held across fork; see fork.c). */
 int xmm_front_end_init_core(void);
 void xmm_front_end_init_hooks(void);
-void xmm_front_end_before_fork(void);
-void xmm_front_end_after_fork_parent(void);
 void xmm_front_end_after_fork_child(void);
 /* "per-cpu" or "per-thread". */
 const char *xmm_front_end_name(void);

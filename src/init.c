@@ -32,38 +32,45 @@ static bool init_core(void)
     return xmm_front_end_init_core() == 0;
 }
 
-static void before_fork(void)
-{
-    xmm_front_end_before_fork(); /* first: a cache drain takes the others */
-    xmm_thread_cache_lock_registry();
-    xmm_metadata_lock();
-    xmm_page_heap_lock_all();
-}
-
-static void after_fork_in_parent(void)
-{
-    xmm_page_heap_unlock_all();
-    xmm_metadata_unlock();
-    xmm_thread_cache_unlock_registry();
-    xmm_front_end_after_fork_parent();
-}
-
-/* The child has one thread; the other threads' caches stay unused (their
- * objects are lost to the child, not corrupted). Locks are re-created
- * rather than unlocked: POSIX leaves unlocking in the child undefined for
- * some mutex types. */
+/* Fork. XMM holds no lock across fork(): there is no prepare handler.
+ * Taking the allocator's locks there (as glibc's own malloc does, but after
+ * its stdio lock) deadlocks against a thread in fflush() that waits for a
+ * FILE whose owner waits for XMM (glibc bug 19431's scenario), against a
+ * fork() from a signal handler that interrupted XMM in the same thread, and
+ * against lock orders inside XMM. The child repairs instead: every lock of
+ * XMM records its holder (platform.h); in the child, a lock held by a
+ * thread that no longer exists guards a structure that thread may have
+ * left half-updated, which is set aside or rebuilt empty (its contents leak
+ * in the child only); a lock held by the forking thread itself is left
+ * alone, since the call it interrupted completes when the signal handler
+ * returns. The lock-free layers (central, large cache, per-CPU slabs) are
+ * consistent at every instant: a lost thread's claimed span or popped
+ * batch only leaks. Each repair is in the module that owns the lock:
+ *
+ *   lock                      guards                          repair in the child
+ *   metadata_lock             metadata bump block             drop the block
+ *   page heap lock (per node) free lists, chunk being cut     new epoch, empty lists
+ *   direct_lock               spare direct descriptors        drop the list
+ *   registry_lock             thread cache registry           none (one-store updates)
+ *   release_lock              a drain of every CPU's cache    reopen locked slabs empty
+ *
+ * Nesting, always in this order: release_lock, then a page heap lock (a
+ * drained span goes back to the page heap), then metadata_lock (a new
+ * descriptor or chunk). registry_lock and direct_lock are leaves. No XMM
+ * lock is held while XMM waits on anything outside it. */
 static void after_fork_in_child(void)
 {
-    xmm_page_heap_reset_locks();
-    xmm_metadata_reset_lock();
-    xmm_thread_cache_reset_registry_lock();
+    xmm_metadata_after_fork_child();
+    xmm_arena_after_fork_child();
+    xmm_page_heap_after_fork_child();
+    xmm_thread_cache_after_fork_child();
     xmm_front_end_after_fork_child();
 }
 
 /* Phase 2: registrations that may allocate; the core serves them. */
 static void init_hooks(void)
 {
-    pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
+    pthread_atfork(NULL, NULL, after_fork_in_child);
     xmm_stats_install_hooks();
     xmm_front_end_init_hooks();
     xmm_background_start();

@@ -3,25 +3,23 @@
  */
 #include "metadata.h"
 
-#include <pthread.h>
-
 #define METADATA_BLOCK_SIZE ((size_t)4 << 20)
 
-static pthread_mutex_t metadata_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct xmm_lock metadata_lock = XMM_LOCK_INITIALIZER;
 static char *block_cursor;
 static char *block_end;
 static size_t mapped_bytes;
 
 void *xmm_metadata_alloc(size_t size, size_t alignment)
 {
-    pthread_mutex_lock(&metadata_lock);
+    xmm_lock_acquire(&metadata_lock);
     char *start = (char *)xmm_align_up((uintptr_t)block_cursor, alignment);
     if (!block_cursor || start + size > block_end) {
         size_t block = size + 4096 > METADATA_BLOCK_SIZE ? xmm_align_up(size + 4096, 4096)
                                                           : METADATA_BLOCK_SIZE;
         char *fresh = xmm_os_map(block, 4096);
         if (!fresh) {
-            pthread_mutex_unlock(&metadata_lock);
+            xmm_lock_release(&metadata_lock);
             return NULL;
         }
         mapped_bytes += block;
@@ -30,7 +28,7 @@ void *xmm_metadata_alloc(size_t size, size_t alignment)
         start = fresh;
     }
     block_cursor = start + size;
-    pthread_mutex_unlock(&metadata_lock);
+    xmm_lock_release(&metadata_lock);
     return start; /* fresh anonymous memory: already zero */
 }
 
@@ -39,17 +37,13 @@ size_t xmm_metadata_bytes(void)
     return __atomic_load_n(&mapped_bytes, __ATOMIC_RELAXED);
 }
 
-void xmm_metadata_lock(void)
+/* The holder was cutting a piece from the current block: the piece and the
+ * rest of the block are dropped (the next allocation maps a new block). */
+void xmm_metadata_after_fork_child(void)
 {
-    pthread_mutex_lock(&metadata_lock);
-}
-
-void xmm_metadata_unlock(void)
-{
-    pthread_mutex_unlock(&metadata_lock);
-}
-
-void xmm_metadata_reset_lock(void)
-{
-    pthread_mutex_init(&metadata_lock, NULL);
+    if (xmm_lock_holder(&metadata_lock) != XMM_LOCK_HELD_BY_OTHER)
+        return;
+    block_cursor = NULL;
+    block_end = NULL;
+    xmm_lock_reset(&metadata_lock);
 }

@@ -18,9 +18,8 @@ void *xmm_metadata_alloc(size_t size, size_t alignment);
 /* Bytes of metadata mapped so far. */
 size_t xmm_metadata_bytes(void);
 
-/* Fork handlers: hold and release the metadata lock across fork(). */
-void xmm_metadata_lock(void);
-void xmm_metadata_unlock(void);
-void xmm_metadata_reset_lock(void);
+/* In a fork child: if a thread that is gone held the lock, drops the block
+ * it was cutting from and frees the lock (see fork.c). */
+void xmm_metadata_after_fork_child(void);
 
 #endif

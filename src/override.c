@@ -23,6 +23,15 @@ void cfree(void *ptr);
 void free_sized(void *ptr, size_t size);
 void free_aligned_sized(void *ptr, size_t alignment, size_t size);
 
+/* The error return of vfork (platform/x86_64/override_vfork.S): called
+ * with the parent's state already restored, it returns in vfork's place. */
+int xmm_vfork_failed(int error);
+int xmm_vfork_failed(int error)
+{
+    errno = error;
+    return -1;
+}
+
 XMM_EXPORT void *malloc(size_t size)
 {
     return xmm_heap_alloc_inline(size);

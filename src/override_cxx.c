@@ -7,7 +7,10 @@
  * installed, else throw std::bad_alloc (nothrow forms return NULL). Both
  * come from libstdc++ through weak references: any program that calls
  * operator new has libstdc++ loaded. Built with -fexceptions so a
- * new-handler's exception unwinds through these frames.
+ * new-handler's exception unwinds through these frames: out of the
+ * throwing forms to their caller. The nothrow forms (noexcept to their
+ * callers) call the handler through override_cxx_nothrow.cc, which catches
+ * its exception: they return NULL then, as the standard asks.
  */
 #include <errno.h>
 
@@ -17,6 +20,9 @@
 typedef void (*new_handler_function)(void);
 new_handler_function _ZSt15get_new_handlerv(void) __attribute__((weak));
 _Noreturn void _ZSt17__throw_bad_allocv(void) __attribute__((weak));
+
+/* override_cxx_nothrow.cc: false if the handler threw. */
+bool xmm_call_new_handler_nothrow(new_handler_function handler);
 
 #define NO_ALIGNMENT 0
 
@@ -47,7 +53,10 @@ static void *new_slow(size_t size, size_t alignment, bool nothrow)
             xmm_fatal("xmm: operator new(%z): out of memory and no C++ runtime to throw\n",
                       size);
         }
-        handler();
+        if (!nothrow)
+            handler();
+        else if (!xmm_call_new_handler_nothrow(handler))
+            return NULL;
     }
 }
 

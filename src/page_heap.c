@@ -7,8 +7,6 @@
  * Fresh pages are cut from the node's current chunk; the tail of an
  * exhausted chunk becomes a free span.
  */
-#include <pthread.h>
-
 #include "arena.h"
 #include "config.h"
 #include "metadata.h"
@@ -32,8 +30,9 @@ static bool holds_resident(const struct xmm_span *span)
 
 
 struct page_heap {
-    pthread_mutex_t lock;
+    struct xmm_lock lock;
     int node;
+    uint32_t epoch;                               /* see xmm_page_heap_after_fork_child */
     struct xmm_span *free_lists[EXACT_LISTS + 1]; /* [0]: longer than 128 pages */
     struct xmm_chunk *current;                    /* chunk being cut */
     size_t next_page;                             /* first unused page of it */
@@ -55,7 +54,6 @@ int xmm_page_heap_init(void)
     if (!heaps)
         return -1;
     for (int node = 0; node < xmm_nodes; node++) {
-        pthread_mutex_init(&heaps[node].lock, NULL);
         heaps[node].node = node;
         heaps[node].next_page = XMM_PAGES_PER_CHUNK; /* no chunk yet */
     }
@@ -106,6 +104,7 @@ static size_t list_index(size_t pages)
 static void list_insert(struct page_heap *heap, struct xmm_span *span)
 {
     struct xmm_span **head = &heap->free_lists[list_index(span->pages)];
+    span->epoch = heap->epoch;
     span->previous = NULL;
     span->next = *head;
     if (*head)
@@ -237,7 +236,7 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
     size_t wanted = pages + slack;
     if (wanted > XMM_PAGES_PER_CHUNK)
         return NULL;
-    pthread_mutex_lock(&heap->lock);
+    xmm_lock_acquire(&heap->lock);
     struct xmm_span *span = find_free(heap, wanted);
     if (span)
         list_remove(heap, span);
@@ -254,7 +253,7 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
     if (now - __atomic_load_n(&heap->last_purge_ns, __ATOMIC_RELAXED) >
         xmm_config.decay_ms * 500000)
         purge_decayed(heap, now, false);
-    pthread_mutex_unlock(&heap->lock);
+    xmm_lock_release(&heap->lock);
     return span;
 }
 
@@ -262,7 +261,8 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
 
 /* The free span that ends right before `span` or starts right after it, in
  * the same chunk, or NULL. */
-static struct xmm_span *free_neighbour(struct xmm_chunk *chunk, struct xmm_span *span, bool after)
+static struct xmm_span *free_neighbour(const struct page_heap *heap, struct xmm_chunk *chunk,
+                                       struct xmm_span *span, bool after)
 {
     size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
     size_t page = after ? first + span->pages : first - 1;
@@ -271,8 +271,8 @@ static struct xmm_span *free_neighbour(struct xmm_chunk *chunk, struct xmm_span 
     struct xmm_span *neighbour = chunk->page_span[page];
     /* kind is read atomically: new_span publishes it outside this lock. */
     if (!neighbour || __atomic_load_n(&neighbour->kind, __ATOMIC_ACQUIRE) != XMM_SPAN_FREE ||
-        neighbour->pages == 0)
-        return NULL;
+        neighbour->pages == 0 || neighbour->epoch != heap->epoch)
+        return NULL; /* not free, or on the lists of a heap a fork child set aside */
     char *expected = after ? span->start + xmm_span_bytes(span)
                            : span->start - xmm_span_bytes(neighbour);
     return neighbour->start == expected ? neighbour : NULL;
@@ -290,7 +290,7 @@ static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
     /* A merged span ages from its oldest dirty part: re-stamping it on
      * every merge would let a program that keeps splitting and re-freeing
      * one large free span keep it resident forever. */
-    struct xmm_span *before = free_neighbour(chunk, span, false);
+    struct xmm_span *before = free_neighbour(heap, chunk, span, false);
     if (before) {
         if (holds_resident(before) && before->freed_at_ns < span->freed_at_ns)
             span->freed_at_ns = before->freed_at_ns;
@@ -299,7 +299,7 @@ static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
         span->pages += before->pages;
         retire_descriptor(heap, before);
     }
-    struct xmm_span *after = free_neighbour(chunk, span, true);
+    struct xmm_span *after = free_neighbour(heap, chunk, span, true);
     if (after) {
         if (holds_resident(after) && after->freed_at_ns < span->freed_at_ns)
             span->freed_at_ns = after->freed_at_ns;
@@ -316,13 +316,13 @@ static void free_and_purge(struct xmm_span *span)
 {
     struct page_heap *heap = &heaps[span->node];
     struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
-    pthread_mutex_lock(&heap->lock);
+    xmm_lock_acquire(&heap->lock);
     uint64_t now = xmm_os_now_ns();
     free_locked(heap, chunk, span, now);
     if (now - __atomic_load_n(&heap->last_purge_ns, __ATOMIC_RELAXED) >
         xmm_config.decay_ms * 500000)
         purge_decayed(heap, now, false);
-    pthread_mutex_unlock(&heap->lock);
+    xmm_lock_release(&heap->lock);
 }
 
 void xmm_page_heap_free_claimed(struct xmm_span *span)
@@ -368,7 +368,7 @@ static bool grow_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
 {
     size_t extra = pages - span->pages;
     char *end = span->start + xmm_span_bytes(span);
-    struct xmm_span *after = free_neighbour(chunk, span, true);
+    struct xmm_span *after = free_neighbour(heap, chunk, span, true);
     if (after && after->pages >= extra) {
         list_remove(heap, after);
         if (after->pages > extra) {
@@ -407,10 +407,10 @@ bool xmm_page_heap_resize(struct xmm_span *span, size_t pages)
     if (pages != span->pages) {
         struct page_heap *heap = &heaps[span->node];
         struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
-        pthread_mutex_lock(&heap->lock);
+        xmm_lock_acquire(&heap->lock);
         resized = pages < span->pages ? shrink_locked(heap, chunk, span, pages)
                                       : grow_locked(heap, chunk, span, pages);
-        pthread_mutex_unlock(&heap->lock);
+        xmm_lock_release(&heap->lock);
     }
     __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELEASE);
     return resized;
@@ -489,9 +489,9 @@ void xmm_page_heap_maintain(int node)
     /* One caller per period takes the lock; the others go on. */
     if (!xmm_turn_due(&heap->last_purge_ns, now, xmm_config.decay_ms * 500000))
         return;
-    pthread_mutex_lock(&heap->lock);
+    xmm_lock_acquire(&heap->lock);
     purge_decayed(heap, now, false);
-    pthread_mutex_unlock(&heap->lock);
+    xmm_lock_release(&heap->lock);
 }
 
 size_t xmm_page_heap_purge(bool everything)
@@ -499,11 +499,11 @@ size_t xmm_page_heap_purge(bool everything)
     size_t total = 0;
     for (int node = 0; node < xmm_nodes; node++) {
         struct page_heap *heap = &heaps[node];
-        pthread_mutex_lock(&heap->lock);
+        xmm_lock_acquire(&heap->lock);
         size_t before = heap->purged_bytes;
         purge_decayed(heap, xmm_os_now_ns(), everything);
         total += heap->purged_bytes - before;
-        pthread_mutex_unlock(&heap->lock);
+        xmm_lock_release(&heap->lock);
     }
     return total;
 }
@@ -525,30 +525,40 @@ void xmm_page_heap_note_large_free(int node, size_t bytes)
 void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats)
 {
     struct page_heap *heap = &heaps[node];
-    pthread_mutex_lock(&heap->lock);
+    xmm_lock_acquire(&heap->lock);
     stats->free_bytes = heap->free_pages << XMM_PAGE_SHIFT;
     stats->dirty_bytes = heap->dirty_pages << XMM_PAGE_SHIFT;
     stats->purged_total = heap->purged_bytes;
     stats->large_in_use = __atomic_load_n(&heap->large_bytes, __ATOMIC_RELAXED);
     stats->large_count = __atomic_load_n(&heap->large_count, __ATOMIC_RELAXED);
     stats->reserved_bytes = heap->chunks * XMM_CHUNK_SIZE;
-    pthread_mutex_unlock(&heap->lock);
+    xmm_lock_release(&heap->lock);
 }
 
-void xmm_page_heap_lock_all(void)
+/* A fork child whose heap lock was held by a thread that is gone: that
+ * thread was half-way through an update of the free lists, the chunk being
+ * cut or the spare descriptors, so none of them can be trusted. They are
+ * set aside, not repaired: the heap starts empty under a new epoch, its
+ * free pages and the uncut rest of its chunk leak in the child, and spans
+ * in use (which the lost thread was not touching) stay valid and come back
+ * through free as usual. A span freed later never coalesces with a free
+ * neighbour of the old epoch (free_neighbour), whose list links belong to
+ * the old lists. Counters of pages keep their totals in the parent's
+ * sense; only what the empty lists hold is reset. */
+void xmm_page_heap_after_fork_child(void)
 {
-    for (int node = 0; node < xmm_nodes; node++)
-        pthread_mutex_lock(&heaps[node].lock);
-}
-
-void xmm_page_heap_unlock_all(void)
-{
-    for (int node = 0; node < xmm_nodes; node++)
-        pthread_mutex_unlock(&heaps[node].lock);
-}
-
-void xmm_page_heap_reset_locks(void)
-{
-    for (int node = 0; node < xmm_nodes; node++)
-        pthread_mutex_init(&heaps[node].lock, NULL);
+    for (int node = 0; node < xmm_nodes; node++) {
+        struct page_heap *heap = &heaps[node];
+        if (xmm_lock_holder(&heap->lock) != XMM_LOCK_HELD_BY_OTHER)
+            continue;
+        heap->epoch++;
+        for (size_t list = 0; list <= EXACT_LISTS; list++)
+            heap->free_lists[list] = NULL;
+        heap->current = NULL;
+        heap->next_page = XMM_PAGES_PER_CHUNK;
+        heap->spare_descriptors = NULL;
+        heap->free_pages = 0;
+        heap->dirty_pages = 0;
+        xmm_lock_reset(&heap->lock);
+    }
 }

@@ -66,9 +66,8 @@ void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats);
 /* Creates every node's heap (after xmm_numa_init). 0 or -1. */
 int xmm_page_heap_init(void);
 
-/* Fork handlers. */
-void xmm_page_heap_lock_all(void);
-void xmm_page_heap_unlock_all(void);
-void xmm_page_heap_reset_locks(void);
+/* In a fork child: sets aside each node's heap whose lock was held by a
+ * thread that is gone (see fork.c). */
+void xmm_page_heap_after_fork_child(void);
 
 #endif

@@ -51,7 +51,7 @@ struct xmm_span {
                                    the claiming thread touches it */
 
     /* Page heap state, under the node's page heap lock. */
-    uint32_t padding;
+    uint32_t epoch;             /* free span: the heap epoch it was listed in */
     struct xmm_span *previous, *next; /* free list of its length */
     uint64_t freed_at_ns;       /* when it became free (for decay) */
     size_t requested;           /* large span: bytes asked for */

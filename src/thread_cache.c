@@ -15,7 +15,7 @@ __thread struct xmm_thread_cache *xmm_thread_cache_current
     __attribute__((tls_model("initial-exec")));
 
 static pthread_key_t exit_key;
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct xmm_lock registry_lock = XMM_LOCK_INITIALIZER;
 static struct xmm_thread_cache *registry;       /* every cache ever made */
 static struct xmm_thread_cache *recycled;       /* caches of exited threads */
 
@@ -65,20 +65,20 @@ static struct xmm_thread_cache *new_cache(void)
         cache->bins[size_class].capacity = bin_capacity(size_class);
         slot += cache->bins[size_class].capacity;
     }
-    pthread_mutex_lock(&registry_lock);
+    xmm_lock_acquire(&registry_lock);
     cache->next = registry;
     registry = cache;
-    pthread_mutex_unlock(&registry_lock);
+    xmm_lock_release(&registry_lock);
     return cache;
 }
 
 static struct xmm_thread_cache *take_cache(void)
 {
-    pthread_mutex_lock(&registry_lock);
+    xmm_lock_acquire(&registry_lock);
     struct xmm_thread_cache *cache = recycled;
     if (cache)
         recycled = cache->next_free;
-    pthread_mutex_unlock(&registry_lock);
+    xmm_lock_release(&registry_lock);
     return cache ? cache : new_cache();
 }
 
@@ -139,10 +139,10 @@ static void thread_exit(void *argument)
     /* From here on this thread's allocations (from later destructors) go
      * straight to the central layer. */
     xmm_thread_cache_current = &cacheless;
-    pthread_mutex_lock(&registry_lock);
+    xmm_lock_acquire(&registry_lock);
     cache->next_free = recycled;
     recycled = cache;
-    pthread_mutex_unlock(&registry_lock);
+    xmm_lock_release(&registry_lock);
 }
 
 static void *alloc_without_cache(unsigned size_class)
@@ -229,7 +229,7 @@ void xmm_thread_cache_stats(struct xmm_front_stats *stats)
         stats->frees[size_class] +=
             __atomic_load_n(&cacheless_counts.frees[size_class], __ATOMIC_RELAXED);
     }
-    pthread_mutex_lock(&registry_lock);
+    xmm_lock_acquire(&registry_lock);
     for (struct xmm_thread_cache *cache = registry; cache; cache = cache->next) {
         stats->thread_caches++;
         stats->refills += __atomic_load_n(&cache->refills, __ATOMIC_RELAXED);
@@ -245,20 +245,15 @@ void xmm_thread_cache_stats(struct xmm_front_stats *stats)
                                    xmm_size_classes[size_class].size;
         }
     }
-    pthread_mutex_unlock(&registry_lock);
+    xmm_lock_release(&registry_lock);
 }
 
-void xmm_thread_cache_lock_registry(void)
+/* Every update of the registry and of the recycled list is one pointer
+ * store (a push links the new entry first), so a holder cut off by fork
+ * left both lists consistent: only the lock needs repair. The caches of
+ * the parent's other threads stay listed; their objects leak in the child. */
+void xmm_thread_cache_after_fork_child(void)
 {
-    pthread_mutex_lock(&registry_lock);
-}
-
-void xmm_thread_cache_unlock_registry(void)
-{
-    pthread_mutex_unlock(&registry_lock);
-}
-
-void xmm_thread_cache_reset_registry_lock(void)
-{
-    pthread_mutex_init(&registry_lock, NULL);
+    if (xmm_lock_holder(&registry_lock) == XMM_LOCK_HELD_BY_OTHER)
+        xmm_lock_reset(&registry_lock);
 }

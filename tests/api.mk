@@ -35,7 +35,8 @@ API_HEADERS = $(wildcard $(API_DIR)/*.h) include/xmm.h
 API_LINK_SO = -L$(BUILD) -lxmm -Wl,-rpath,$(abspath $(BUILD))
 
 API_MALLOC_TESTS = malloc_sizes malloc_realloc malloc_align malloc_misc \
-                   invalid_free oom fork threads thread_exit
+                   invalid_free oom fork fork_deadlock threads thread_exit rseq_ownership \
+                   vfork
 # The static flavour checks the override linked into the executable; the
 # size sweeps would only repeat themselves there, at 10-20 s each.
 API_STATIC_TESTS = $(filter-out malloc_sizes malloc_realloc,$(API_MALLOC_TESTS))
@@ -130,3 +131,27 @@ $(API_SYSTEM_PROGRAMS): $(BUILD)/tests-system/api_%: $(API_DIR)/%.c $(API_DIR)/s
                         $(API_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(API_CFLAGS) -o $@ $< $(API_DIR)/system_stub.c
+
+# ---- nothrow new under a throwing new_handler; dlclose of libxmm.so --------
+# tests/api/cxx_nothrow.cc is built twice: linked with libxmm.so, and plain
+# ($(BUILD)/tests/cxx_nothrow), which runs itself again with
+# LD_PRELOAD=libxmm.so. tests/api/dlclose.c is not linked with XMM: it loads
+# libxmm.so with dlopen, uses it and unloads it.
+API_CXX_NOTHROW = $(API_OUT)/api_cxx_nothrow $(API_OUT)/cxx_nothrow
+API_DLCLOSE = $(API_OUT)/api_dlclose
+
+API_TEST_PROGRAMS += $(API_CXX_NOTHROW) $(API_DLCLOSE)
+TEST_PROGRAMS += $(API_CXX_NOTHROW) $(API_DLCLOSE)
+test-api: $(API_CXX_NOTHROW) $(API_DLCLOSE)
+
+$(API_OUT)/api_cxx_nothrow: $(API_DIR)/cxx_nothrow.cc $(LIBXMM_SO)
+	@mkdir -p $(dir $@)
+	$(CXX) $(API_CXXFLAGS) -o $@ $< $(API_LINK_SO)
+
+$(API_OUT)/cxx_nothrow: $(API_DIR)/cxx_nothrow.cc | $(LIBXMM_SO)
+	@mkdir -p $(dir $@)
+	$(CXX) $(API_CXXFLAGS) -o $@ $< -ldl
+
+$(API_DLCLOSE): $(API_DIR)/dlclose.c $(API_HEADERS) | $(LIBXMM_SO)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -o $@ $< -ldl

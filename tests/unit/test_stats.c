@@ -16,8 +16,8 @@
 
 #define COUNT 1000
 #define FREED 300
-#define SIZE 100      /* class of 104 bytes */
-#define CLASS_SIZE 104
+#define SIZE 100      /* class of 112 bytes */
+#define CLASS_SIZE 112
 
 static struct xmm_stats snapshot(void)
 {
