@@ -386,15 +386,17 @@ static bool lock_try(struct xmm_lock *lock, uint64_t value)
  * waiters bit set, so that its release wakes the next sleeper. A sleeper
  * compares only the low 32 bits; a different owner with the same low half
  * still has the waiters bit set, so it will wake someone on release. */
-void xmm_lock_acquire(struct xmm_lock *lock)
+bool xmm_lock_acquire(struct xmm_lock *lock)
 {
     uint64_t self = lock_owner_id();
     if (__builtin_expect(lock_try(lock, self), 1))
-        return;
+        return true;
+    if ((__atomic_load_n(&lock->word, __ATOMIC_RELAXED) & ~LOCK_WAITERS) == self)
+        return false; /* re-entered from a signal handler */
     for (int spin = 0; spin < LOCK_SPINS; spin++) {
         ck_pr_stall(); /* pause: lets the holder's sibling hyperthread run */
         if (__atomic_load_n(&lock->word, __ATOMIC_RELAXED) == 0 && lock_try(lock, self))
-            return;
+            return true;
     }
     int saved_errno = errno;
     for (;;) {
@@ -412,6 +414,7 @@ void xmm_lock_acquire(struct xmm_lock *lock)
                 (uint32_t)(value | LOCK_WAITERS), NULL, NULL, 0);
     }
     errno = saved_errno;
+    return true;
 }
 
 void xmm_lock_release(struct xmm_lock *lock)

@@ -154,7 +154,12 @@ struct xmm_lock {
 };
 #define XMM_LOCK_INITIALIZER {0}
 
-void xmm_lock_acquire(struct xmm_lock *lock);
+/* Takes `lock`, waiting for it. Returns false, without taking it, if the
+ * calling thread holds it already: a signal handler that interrupted XMM
+ * inside the lock and calls malloc or free. The caller must then do
+ * without (fail an allocation, defer or skip work): waiting would never
+ * end. */
+__attribute__((warn_unused_result)) bool xmm_lock_acquire(struct xmm_lock *lock);
 void xmm_lock_release(struct xmm_lock *lock);
 
 enum xmm_lock_holder {

@@ -46,6 +46,13 @@ void xmm_upkeep_tick(void)
     upkeep(current_node());
 }
 
+static bool give_back_address_space(void)
+{
+    for (int node = 0; node < xmm_nodes; node++)
+        xmm_large_cache_flush(node);
+    return xmm_page_heap_release_chunks(0) > 0;
+}
+
 /* A span for a large block: a cached one of the same page count, else one
  * from the page heap, after a miss has given the node's cache back to it
  * (see large_cache.h). */
@@ -76,6 +83,10 @@ static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
         return fail_no_memory();
     if (size + alignment >= XMM_DIRECT_MAP_THRESHOLD) {
         void *block = xmm_arena_map_direct(size, alignment, node);
+        /* The kernel refused the address space (ulimit -v): give back what
+         * XMM holds unused, whole chunks included, and try once more. */
+        if (!block && give_back_address_space())
+            block = xmm_arena_map_direct(size, alignment, node);
         if (!block)
             return fail_no_memory();
         __atomic_fetch_add(&xmm_heap_counters.direct_allocations, 1, __ATOMIC_RELAXED);
@@ -87,7 +98,6 @@ static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
     struct xmm_span *span = large_span(node, pages, alignment);
     if (!span)
         return fail_no_memory();
-    span->requested = size;
     xmm_page_heap_note_large(node, xmm_span_bytes(span));
     upkeep(node); /* decay keeps pace with large-block traffic too */
     __atomic_fetch_add(&xmm_heap_counters.large_allocations, 1, __ATOMIC_RELAXED);
@@ -176,6 +186,9 @@ void *xmm_heap_realloc(void *ptr, size_t size)
         xmm_heap_free(ptr);
         return NULL;
     }
+    const struct xmm_foreign_owner *owner = xmm_foreign_owner_of(ptr);
+    if (XMM_UNLIKELY(owner != NULL))
+        return owner->realloc(ptr, size);
     size_t usable = xmm_heap_usable_size(ptr);
     if (usable == 0)
         return NULL; /* reported as invalid; nothing is lost */

@@ -188,7 +188,8 @@ XMM_EXPORT size_t xmm_release_memory(void)
     xmm_central_release_all();
     for (int node = 0; node < xmm_nodes; node++)
         xmm_large_cache_flush(node);
-    return xmm_page_heap_purge(true);
+    size_t purged = xmm_page_heap_purge(true); /* also unmaps wholly free chunks */
+    return purged;
 }
 
 XMM_EXPORT int xmm_stats_get(struct xmm_stats *stats)

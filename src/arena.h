@@ -2,13 +2,25 @@
  * arena.h - address space from the kernel, per NUMA node, and the map from
  * any address to the allocator metadata that describes it.
  *
- * The address space is cut into 64 MiB granules. A flat map, one pointer
- * per granule of the 47-bit user address space (16 MiB of virtual memory,
- * touched only where XMM has memory), gives the region that owns an
- * address: an arena chunk (64 MiB of pages for spans, bound to one node)
- * or a direct mapping (one very large block). A chunk's page map gives the
- * span of each of its pages. So free(p) finds its span with three loads,
- * and a pointer XMM never handed out finds no region or no span.
+ * XMM maps two kinds of regions, each starting on a 2 MiB granule and
+ * owning the granules it covers: arena chunks (4 to 64 MiB of pages for
+ * spans, bound to one node) and direct mappings (one very large block).
+ * The address map is a two-level radix tree over the granules of the
+ * 47-bit user address space: a root of 8192 entries in the library's
+ * zero-initialised data, each naming a leaf of 8192 region pointers (64
+ * KiB, covering 16 GiB) made on demand. A root entry holds its leaf as an
+ * offset from a static empty leaf, so that a root entry never written
+ * (before XMM is initialised, or where XMM never mapped) reads the empty
+ * leaf: region_of is two dependent loads and no test, valid from the first
+ * instruction of the process. A chunk's page map gives the span of each of
+ * its pages. So free(p) finds its span with three loads, and a pointer XMM
+ * never handed out finds no region or no span.
+ *
+ * Chunks that are wholly free again go back to the kernel (trim, long
+ * decay, or a failed mapping): their address space, not only their pages.
+ * Their descriptors are kept for the next chunk, never unmapped, and a
+ * page map index is masked to the largest chunk, so that a lock-free
+ * reader holding a stale region pointer reads metadata, never beyond it.
  */
 #ifndef XMM_ARENA_H
 #define XMM_ARENA_H
@@ -27,34 +39,54 @@ struct xmm_region {
     uint8_t huge;               /* THP requested for this region */
     char *base;                 /* first byte (granule-aligned) */
     size_t size;                /* bytes mapped */
-    size_t requested;           /* direct region: bytes asked for */
-    struct xmm_region *next_free; /* recycled direct descriptors */
+    struct xmm_region *next_free; /* recycled descriptors */
 };
 
 struct xmm_chunk {
     struct xmm_region region;
-    struct xmm_span *page_span[XMM_PAGES_PER_CHUNK];
+    uint32_t pages;             /* allocator pages in the chunk */
+    struct xmm_chunk *next_in_heap; /* the node's chunks (page heap lock) */
+    struct xmm_span *page_span[XMM_CHUNK_MAX_PAGES];
 };
 
-#define XMM_GRANULE_COUNT ((size_t)1 << (XMM_ADDRESS_BITS - XMM_CHUNK_SHIFT))
-extern struct xmm_region **xmm_region_map;
+#define XMM_MAP_LEAF_BITS 13
+#define XMM_MAP_ROOT_BITS (XMM_ADDRESS_BITS - XMM_GRANULE_SHIFT - XMM_MAP_LEAF_BITS)
 
-/* Creates the region map. Returns 0, or -1 if the kernel refused. */
+struct xmm_map_leaf {
+    struct xmm_region *regions[(size_t)1 << XMM_MAP_LEAF_BITS];
+};
+
+/* Root entry i: the leaf of granules [i << LEAF_BITS, (i + 1) << LEAF_BITS)
+ * as a byte offset from xmm_map_empty_leaf (0: the empty leaf itself). */
+extern uintptr_t xmm_map_root[(size_t)1 << XMM_MAP_ROOT_BITS];
+extern struct xmm_map_leaf xmm_map_empty_leaf;
+
+/* Creates what the map needs beyond its static part (nothing today).
+ * Returns 0. */
 int xmm_arena_init(void);
 
-/* The region holding `address`, or NULL. One load; no lock. */
+/* The region holding `address`, or NULL. Two loads; no lock; valid at any
+ * time, before initialisation included. */
 XMM_INLINE struct xmm_region *xmm_region_of(const void *address)
 {
     uintptr_t bits = (uintptr_t)address;
     if (XMM_UNLIKELY(bits >> XMM_ADDRESS_BITS))
         return NULL;
-    return __atomic_load_n(&xmm_region_map[bits >> XMM_CHUNK_SHIFT], __ATOMIC_ACQUIRE);
+    uintptr_t granule = bits >> XMM_GRANULE_SHIFT;
+    uintptr_t leaf_offset =
+        __atomic_load_n(&xmm_map_root[granule >> XMM_MAP_LEAF_BITS], __ATOMIC_ACQUIRE);
+    struct xmm_map_leaf *leaf = (struct xmm_map_leaf *)((char *)&xmm_map_empty_leaf + leaf_offset);
+    return __atomic_load_n(&leaf->regions[granule & (((uintptr_t)1 << XMM_MAP_LEAF_BITS) - 1)],
+                           __ATOMIC_ACQUIRE);
 }
 
-/* The span of the page holding `address` in `chunk` (NULL if none). */
+/* The span of the page holding `address` in `chunk` (NULL if none). The
+ * index is masked: with a stale chunk pointer it still reads the chunk's
+ * own map. */
 XMM_INLINE struct xmm_span *xmm_chunk_span_of(struct xmm_chunk *chunk, const void *address)
 {
-    size_t page = ((uintptr_t)address - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
+    size_t page = (((uintptr_t)address - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT) &
+                  (XMM_CHUNK_MAX_PAGES - 1);
     return __atomic_load_n(&chunk->page_span[page], __ATOMIC_ACQUIRE);
 }
 
@@ -62,10 +94,16 @@ XMM_INLINE struct xmm_span *xmm_chunk_span_of(struct xmm_chunk *chunk, const voi
  * holds `span` to `span` (or, with `ends_only`, the first and last page). */
 void xmm_chunk_set_pages(struct xmm_span *span, bool ends_only);
 
-/* Maps a new 64 MiB chunk for `node` with the node's placement policy and
- * registers it. NULL if the kernel refuses. Caller holds the node's page
- * heap lock. */
-struct xmm_chunk *xmm_arena_new_chunk(int node);
+/* Maps a new chunk of `pages` allocator pages (a whole number of granules,
+ * at most XMM_CHUNK_MAX_PAGES) for `node` with the node's placement policy
+ * and registers it. NULL if the kernel refuses. Caller holds the node's
+ * page heap lock. */
+struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages);
+
+/* Unregisters and unmaps a chunk none of whose pages is in use, and keeps
+ * its descriptor for a later chunk. Its page map is cleared. Caller holds
+ * the page heap lock of the chunk's node, and no span of it is listed. */
+void xmm_arena_release_chunk(struct xmm_chunk *chunk);
 
 /* Maps a block of `size` bytes for itself (large requests), aligned to
  * `alignment`, with the node's policy; registers it. NULL on failure. */

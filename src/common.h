@@ -24,19 +24,29 @@
 #define XMM_PAGE_SHIFT 13
 #define XMM_PAGE_SIZE ((size_t)1 << XMM_PAGE_SHIFT)
 
-/* Arena chunks: the unit of address space taken from the kernel for small
- * and large allocations, aligned to its size so that the chunk of an
- * address is a shift away. 64 MiB: 32 huge pages, 8192 allocator pages. */
-#define XMM_CHUNK_SHIFT 26
-#define XMM_CHUNK_SIZE ((size_t)1 << XMM_CHUNK_SHIFT)
-#define XMM_PAGES_PER_CHUNK (XMM_CHUNK_SIZE >> XMM_PAGE_SHIFT)
+/* Granules: the unit of the address map (arena.h). Every region XMM maps,
+ * a chunk or a block mapped for itself, starts on a granule boundary and
+ * owns every granule it covers. 2 MiB: a huge page, and little enough
+ * alignment slack that a small process fits a tight `ulimit -v`. */
+#define XMM_GRANULE_SHIFT 21
+#define XMM_GRANULE_SIZE ((size_t)1 << XMM_GRANULE_SHIFT)
+
+/* Arena chunks: address space taken from the kernel for spans, a whole
+ * number of granules. A node's first chunk is small (a program that
+ * allocates little reserves little); each next one doubles, up to the
+ * largest, which also bounds a span. */
+#define XMM_CHUNK_MIN_SIZE ((size_t)4 << 20)
+#define XMM_CHUNK_MAX_SHIFT 26
+#define XMM_CHUNK_MAX_SIZE ((size_t)1 << XMM_CHUNK_MAX_SHIFT)
+#define XMM_CHUNK_MAX_PAGES (XMM_CHUNK_MAX_SIZE >> XMM_PAGE_SHIFT)
+#define XMM_PAGES_PER_GRANULE (XMM_GRANULE_SIZE >> XMM_PAGE_SHIFT)
 
 /* User-space addresses on x86_64 have 47 bits (48 with 5-level paging only
  * when asked for with a hint, which XMM never gives). */
 #define XMM_ADDRESS_BITS 47
 
 /* Requests above this go straight to the kernel with their own mapping. */
-#define XMM_DIRECT_MAP_THRESHOLD (XMM_CHUNK_SIZE / 2)
+#define XMM_DIRECT_MAP_THRESHOLD (XMM_CHUNK_MAX_SIZE / 2)
 
 XMM_INLINE size_t xmm_align_up(size_t value, size_t alignment)
 {

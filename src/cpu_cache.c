@@ -408,7 +408,8 @@ static void unlock_all_headers_empty(void)
  * membarrier only moved `current`, which the lock keeps. */
 static void release_all_slabs(void)
 {
-    xmm_lock_acquire(&release_lock);
+    if (!xmm_lock_acquire(&release_lock))
+        return; /* a signal handler that interrupted this thread's drain */
     for (int slab = 0; slab < slab_count; slab++)
         for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
             lock_header(&slab_words(slab)[size_class]);

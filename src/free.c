@@ -116,9 +116,14 @@ void xmm_heap_free_slow(void *ptr)
     case BLOCK_FREED_LARGE:
         xmm_report_double_free(ptr);
         return;
-    case BLOCK_INVALID:
-        report_invalid(ptr);
+    case BLOCK_INVALID: {
+        const struct xmm_foreign_owner *owner = xmm_foreign_owner_of(ptr);
+        if (owner)
+            owner->free(ptr);
+        else
+            report_invalid(ptr);
         return;
+    }
     }
 }
 
@@ -134,9 +139,13 @@ size_t xmm_heap_usable_size(const void *ptr)
         return xmm_span_bytes(block.span);
     case BLOCK_DIRECT:
         return block.region->size;
-    default:
+    default: {
+        const struct xmm_foreign_owner *owner = xmm_foreign_owner_of(ptr);
+        if (owner)
+            return owner->usable_size((void *)ptr);
         report_bad_free("malloc_usable_size(): invalid pointer", ptr);
         return 0;
+    }
     }
 }
 
@@ -164,6 +173,5 @@ bool xmm_heap_resize_in_place(void *ptr, size_t size)
     size_t pages = xmm_align_up(size, XMM_PAGE_SIZE) >> XMM_PAGE_SHIFT;
     if (!xmm_page_heap_resize(block.span, pages))
         return false;
-    block.span->requested = size;
     return true;
 }

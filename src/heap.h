@@ -35,6 +35,29 @@ size_t xmm_heap_usable_size(const void *ptr);
 /* Home node, or -1 if XMM did not hand out `ptr`. */
 int xmm_heap_node_of(const void *ptr);
 
+/* Blocks of another allocator. When XMM is not the process's malloc (it
+ * was loaded by dlopen, or a library bound to it with RTLD_DEEPBIND), the
+ * process also has glibc's malloc, and a pointer in no XMM region most
+ * likely is glibc's: the override layer (override.c) then provides its
+ * owner's functions, and free, realloc and malloc_usable_size hand such a
+ * pointer to them instead of reporting it. NULL when XMM is the process's
+ * malloc (then such a pointer is a bug, reported), and in the core library
+ * without the override (a weak symbol). Not for pointers inside XMM's
+ * regions, which are always XMM's to judge. */
+struct xmm_foreign_owner {
+    void (*free)(void *ptr);
+    void *(*realloc)(void *ptr, size_t size);
+    size_t (*usable_size)(void *ptr);
+};
+const struct xmm_foreign_owner *xmm_override_foreign_owner(void) __attribute__((weak));
+
+XMM_INLINE const struct xmm_foreign_owner *xmm_foreign_owner_of(const void *ptr)
+{
+    if (xmm_region_of(ptr) || !xmm_override_foreign_owner)
+        return NULL;
+    return xmm_override_foreign_owner();
+}
+
 /* Slow paths of the inline entry points below. */
 void *xmm_heap_alloc_slow(size_t size);
 void xmm_heap_free_slow(void *ptr);

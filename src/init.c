@@ -50,14 +50,24 @@ static bool init_core(void)
  *   lock                      guards                          repair in the child
  *   metadata_lock             metadata bump block             drop the block
  *   page heap lock (per node) free lists, chunk being cut     new epoch, empty lists
- *   direct_lock               spare direct descriptors        drop the list
+ *   descriptor_lock (arena)   spare region descriptors        drop the lists
  *   registry_lock             thread cache registry           none (one-store updates)
  *   release_lock              a drain of every CPU's cache    reopen locked slabs empty
  *
  * Nesting, always in this order: release_lock, then a page heap lock (a
- * drained span goes back to the page heap), then metadata_lock (a new
- * descriptor or chunk). registry_lock and direct_lock are leaves. No XMM
- * lock is held while XMM waits on anything outside it. */
+ * drained span goes back to the page heap), then metadata_lock (a new span
+ * descriptor, chunk descriptor or map leaf); registry_lock, then
+ * metadata_lock (a new thread cache). descriptor_lock is a leaf, taken
+ * under a page heap lock or none. No XMM lock is held while XMM waits on
+ * anything outside it.
+ *
+ * Signal handlers. A handler that calls malloc or free after interrupting
+ * XMM inside one of these locks on the same thread would wait for itself;
+ * xmm_lock_acquire tells it instead (the lock knows its owner), and the
+ * handler does without: an allocation that needs the lock fails (NULL,
+ * ENOMEM), a span it frees is left to the interrupted holder, which frees
+ * it before it unlocks (page_heap.c), upkeep and statistics skip. The
+ * per-CPU and central paths take no lock at all. */
 static void after_fork_in_child(void)
 {
     xmm_metadata_after_fork_child();

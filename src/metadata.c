@@ -3,7 +3,9 @@
  */
 #include "metadata.h"
 
-#define METADATA_BLOCK_SIZE ((size_t)4 << 20)
+/* 1 MiB: metadata grows a block at a time; a small process reserves
+ * little (a tight ulimit -v counts every mapping). */
+#define METADATA_BLOCK_SIZE ((size_t)1 << 20)
 
 static struct xmm_lock metadata_lock = XMM_LOCK_INITIALIZER;
 static char *block_cursor;
@@ -12,7 +14,10 @@ static size_t mapped_bytes;
 
 void *xmm_metadata_alloc(size_t size, size_t alignment)
 {
-    xmm_lock_acquire(&metadata_lock);
+    /* A signal handler that interrupted this thread inside the lock gets
+     * nothing: its allocation fails. */
+    if (!xmm_lock_acquire(&metadata_lock))
+        return NULL;
     char *start = (char *)xmm_align_up((uintptr_t)block_cursor, alignment);
     if (!block_cursor || start + size > block_end) {
         size_t block = size + 4096 > METADATA_BLOCK_SIZE ? xmm_align_up(size + 4096, 4096)

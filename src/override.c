@@ -4,6 +4,7 @@
  * glibc where the standards leave room (realloc(p, 0) frees and returns
  * NULL; memalign rounds a non-power-of-two alignment up).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -35,6 +36,55 @@ int xmm_vfork_failed(int error)
 XMM_EXPORT void *malloc(size_t size)
 {
     return xmm_heap_alloc_inline(size);
+}
+
+/* ---- blocks of glibc's malloc (see heap.h) ---------------------------------- */
+
+/* This library's own malloc, whatever the process binds "malloc" to. Only
+ * its address is used (hence no need for malloc's attributes). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpragmas"
+#pragma GCC diagnostic ignored "-Wunknown-warning-option"
+#pragma GCC diagnostic ignored "-Wmissing-attributes"
+extern void *xmm_malloc_self(size_t size) __attribute__((alias("malloc"), visibility("hidden")));
+#pragma GCC diagnostic pop
+
+/* glibc's allocator under its own names (weak: another C library has
+ * none, and XMM then reports foreign pointers as always). */
+void __libc_free(void *ptr) __attribute__((weak));
+void *__libc_realloc(void *ptr, size_t size) __attribute__((weak));
+
+static struct xmm_foreign_owner glibc_owner;
+
+enum { OWNER_UNKNOWN, OWNER_NONE, OWNER_GLIBC };
+static int foreign_owner_state;
+
+/* Decided at the first pointer XMM did not hand out, which is rare: XMM is
+ * the process's malloc when the global symbol "malloc" is this library's
+ * (preloaded, linked in). dlopen(NULL) and dlsym allocate nothing when
+ * they find what they look for, and take only the loader's lock, which is
+ * recursive (the case that needs this runs inside dlopen, in a
+ * constructor). */
+const struct xmm_foreign_owner *xmm_override_foreign_owner(void)
+{
+    int state = __atomic_load_n(&foreign_owner_state, __ATOMIC_ACQUIRE);
+    if (XMM_LIKELY(state != OWNER_UNKNOWN))
+        return state == OWNER_GLIBC ? &glibc_owner : NULL;
+    /* The program's own scope (RTLD_DEFAULT would search this library's,
+     * which RTLD_DEEPBIND puts first). */
+    void *program = dlopen(NULL, RTLD_NOW | RTLD_NOLOAD);
+    void *global_malloc = program ? dlsym(program, "malloc") : NULL;
+    void *next_usable_size = dlsym(RTLD_NEXT, "malloc_usable_size");
+    state = OWNER_NONE;
+    if (global_malloc && global_malloc != (void *)xmm_malloc_self && __libc_free &&
+        __libc_realloc && next_usable_size) {
+        glibc_owner.free = __libc_free;
+        glibc_owner.realloc = __libc_realloc;
+        glibc_owner.usable_size = (size_t (*)(void *))next_usable_size;
+        state = OWNER_GLIBC;
+    }
+    __atomic_store_n(&foreign_owner_state, state, __ATOMIC_RELEASE);
+    return state == OWNER_GLIBC ? &glibc_owner : NULL;
 }
 
 XMM_EXPORT void free(void *ptr)

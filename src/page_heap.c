@@ -7,6 +7,8 @@
  * Fresh pages are cut from the node's current chunk; the tail of an
  * exhausted chunk becomes a free span.
  */
+#include <string.h>
+
 #include "arena.h"
 #include "config.h"
 #include "metadata.h"
@@ -34,15 +36,18 @@ struct page_heap {
     int node;
     uint32_t epoch;                               /* see xmm_page_heap_after_fork_child */
     struct xmm_span *free_lists[EXACT_LISTS + 1]; /* [0]: longer than 128 pages */
-    struct xmm_chunk *current;                    /* chunk being cut */
+    struct xmm_chunk *current;                    /* chunk being cut, or NULL */
     size_t next_page;                             /* first unused page of it */
+    struct xmm_chunk *chunks;                     /* every chunk of the node */
+    size_t chunk_bytes;                           /* their size */
+    size_t next_chunk_pages;                      /* size of the next chunk */
+    struct xmm_span *deferred;                    /* freed by signal handlers, see heap_unlock */
     struct xmm_span *spare_descriptors;           /* linked through `next` */
     size_t free_pages;
     size_t dirty_pages;
     size_t purged_bytes;
     size_t large_bytes;
     uint64_t large_count;
-    size_t chunks;
     uint64_t last_purge_ns;
 } XMM_CACHE_ALIGNED;
 
@@ -55,9 +60,38 @@ int xmm_page_heap_init(void)
         return -1;
     for (int node = 0; node < xmm_nodes; node++) {
         heaps[node].node = node;
-        heaps[node].next_page = XMM_PAGES_PER_CHUNK; /* no chunk yet */
+        heaps[node].next_chunk_pages = XMM_CHUNK_MIN_SIZE >> XMM_PAGE_SHIFT;
     }
     return 0;
+}
+
+/* ---- the lock ----------------------------------------------------------------- */
+
+static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct xmm_span *span,
+                        uint64_t now);
+
+/* The heap's lock; false in a signal handler that interrupted this thread
+ * inside it (see xmm_lock_acquire): the handler must do without. */
+static bool heap_lock(struct page_heap *heap)
+{
+    return xmm_lock_acquire(&heap->lock);
+}
+
+/* Before it lets go, the holder frees the spans that signal handlers it
+ * was interrupted by could not free themselves (free_and_purge). One may
+ * be pushed after the last look: it waits for the next unlock. */
+static void heap_unlock(struct page_heap *heap)
+{
+    struct xmm_span *span;
+    while ((span = __atomic_exchange_n(&heap->deferred, NULL, __ATOMIC_ACQUIRE))) {
+        uint64_t now = xmm_os_now_ns();
+        while (span) {
+            struct xmm_span *next = span->next;
+            free_locked(heap, (struct xmm_chunk *)xmm_region_of(span->start), span, now);
+            span = next;
+        }
+    }
+    xmm_lock_release(&heap->lock);
 }
 
 /* ---- descriptors ------------------------------------------------------------ */
@@ -79,7 +113,6 @@ static struct xmm_span *new_descriptor(struct page_heap *heap)
     __atomic_store_n(&span->state, 0, __ATOMIC_RELAXED);
     span->carved = 0;
     span->size_class = 0;
-    span->requested = 0;
     span->node = (uint8_t)heap->node;
     return span;
 }
@@ -159,30 +192,57 @@ static struct xmm_span *make_free_span(struct page_heap *heap, char *start, size
     return span;
 }
 
+/* Maps the node's next chunk, large enough for `pages`: chunks double from
+ * XMM_CHUNK_MIN_SIZE to XMM_CHUNK_MAX_SIZE, so that a process reserves
+ * address space in proportion to what it uses. */
+static struct xmm_chunk *new_chunk(struct page_heap *heap, size_t pages)
+{
+    size_t chunk_pages = heap->next_chunk_pages;
+    size_t needed = xmm_align_up(pages, XMM_PAGES_PER_GRANULE);
+    if (needed > chunk_pages)
+        chunk_pages = needed;
+    struct xmm_chunk *chunk = xmm_arena_new_chunk(heap->node, chunk_pages);
+    if (!chunk)
+        return NULL;
+    if (heap->next_chunk_pages < XMM_CHUNK_MAX_PAGES)
+        heap->next_chunk_pages *= 2;
+    chunk->next_in_heap = heap->chunks;
+    heap->chunks = chunk;
+    heap->chunk_bytes += chunk->region.size;
+    return chunk;
+}
+
+/* The current chunk is done with: under XMM_THP=auto a chunk cut to the
+ * end is dense and may now be backed by huge pages (khugepaged collapses
+ * it; sparse chunks stay on small pages, where purging frees memory at
+ * 4 KiB grain); its uncut tail becomes an ordinary free span. */
+static void retire_current_chunk(struct page_heap *heap)
+{
+    struct xmm_chunk *chunk = heap->current;
+    if (!chunk)
+        return;
+    if (xmm_config.thp == XMM_THP_AUTO &&
+        xmm_os_advise_huge(chunk->region.base, chunk->region.size, true) == 0)
+        chunk->region.huge = 1;
+    if (heap->next_page < chunk->pages) {
+        char *tail = chunk->region.base + (heap->next_page << XMM_PAGE_SHIFT);
+        struct xmm_span *rest = make_free_span(heap, tail, chunk->pages - heap->next_page, false);
+        if (rest)
+            list_insert(heap, rest);
+    }
+    heap->current = NULL;
+}
+
 /* Cuts `pages` never-used pages from the current chunk, mapping a new
  * chunk when it is too short. The returned span is free-shaped and clean. */
 static struct xmm_span *cut_fresh(struct page_heap *heap, size_t pages)
 {
-    if (heap->next_page + pages > XMM_PAGES_PER_CHUNK) {
-        struct xmm_chunk *chunk = xmm_arena_new_chunk(heap->node);
+    if (!heap->current || heap->next_page + pages > heap->current->pages) {
+        struct xmm_chunk *chunk = new_chunk(heap, pages);
         if (!chunk)
             return NULL;
-        /* A chunk cut to the end is dense: under XMM_THP=auto it may now
-         * be backed by huge pages (khugepaged collapses it). Sparse chunks
-         * stay on small pages, where purging frees memory at 4 KiB grain. */
-        if (heap->current && xmm_config.thp == XMM_THP_AUTO &&
-            xmm_os_advise_huge(heap->current->region.base, XMM_CHUNK_SIZE, true) == 0)
-            heap->current->region.huge = 1;
-        /* The old chunk's tail becomes an ordinary free span. */
-        if (heap->current && heap->next_page < XMM_PAGES_PER_CHUNK) {
-            char *tail = heap->current->region.base + (heap->next_page << XMM_PAGE_SHIFT);
-            struct xmm_span *rest =
-                make_free_span(heap, tail, XMM_PAGES_PER_CHUNK - heap->next_page, false);
-            if (rest)
-                list_insert(heap, rest);
-        }
+        retire_current_chunk(heap);
         heap->current = chunk;
-        heap->chunks++;
         heap->next_page = 0;
     }
     char *start = heap->current->region.base + (heap->next_page << XMM_PAGE_SHIFT);
@@ -231,12 +291,21 @@ static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything)
 
 struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
 {
+    struct xmm_span *span = xmm_page_heap_try_alloc(node, pages, alignment);
+    /* The kernel refused a chunk (ulimit -v, overcommit): wholly free
+     * chunks of every node go back first, and the request tries again. */
+    if (!span && xmm_page_heap_release_chunks(0))
+        span = xmm_page_heap_try_alloc(node, pages, alignment);
+    return span;
+}
+
+struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignment)
+{
     struct page_heap *heap = &heaps[node];
     size_t slack = alignment > XMM_PAGE_SIZE ? (alignment >> XMM_PAGE_SHIFT) - 1 : 0;
     size_t wanted = pages + slack;
-    if (wanted > XMM_PAGES_PER_CHUNK)
+    if (wanted > XMM_CHUNK_MAX_PAGES || !heap_lock(heap))
         return NULL;
-    xmm_lock_acquire(&heap->lock);
     struct xmm_span *span = find_free(heap, wanted);
     if (span)
         list_remove(heap, span);
@@ -253,7 +322,7 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
     if (now - __atomic_load_n(&heap->last_purge_ns, __ATOMIC_RELAXED) >
         xmm_config.decay_ms * 500000)
         purge_decayed(heap, now, false);
-    xmm_lock_release(&heap->lock);
+    heap_unlock(heap);
     return span;
 }
 
@@ -266,7 +335,7 @@ static struct xmm_span *free_neighbour(const struct page_heap *heap, struct xmm_
 {
     size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
     size_t page = after ? first + span->pages : first - 1;
-    if ((!after && first == 0) || (after && page >= XMM_PAGES_PER_CHUNK))
+    if ((!after && first == 0) || (after && page >= chunk->pages))
         return NULL;
     struct xmm_span *neighbour = chunk->page_span[page];
     /* kind is read atomically: new_span publishes it outside this lock. */
@@ -311,18 +380,28 @@ static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
     list_insert(heap, span);
 }
 
-/* Takes the lock, frees, and runs decay if due. */
+/* Takes the lock, frees, and runs decay if due. A signal handler that
+ * interrupted this thread inside the lock cannot take it: it leaves the
+ * span (claimed, so nothing else touches it) to the interrupted holder,
+ * which frees it before it unlocks. */
 static void free_and_purge(struct xmm_span *span)
 {
     struct page_heap *heap = &heaps[span->node];
+    if (!heap_lock(heap)) {
+        struct xmm_span *head = __atomic_load_n(&heap->deferred, __ATOMIC_RELAXED);
+        do {
+            span->next = head;
+        } while (!__atomic_compare_exchange_n(&heap->deferred, &head, span, true,
+                                              __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+        return;
+    }
     struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
-    xmm_lock_acquire(&heap->lock);
     uint64_t now = xmm_os_now_ns();
     free_locked(heap, chunk, span, now);
     if (now - __atomic_load_n(&heap->last_purge_ns, __ATOMIC_RELAXED) >
         xmm_config.decay_ms * 500000)
         purge_decayed(heap, now, false);
-    xmm_lock_release(&heap->lock);
+    heap_unlock(heap);
 }
 
 void xmm_page_heap_free_claimed(struct xmm_span *span)
@@ -381,7 +460,7 @@ static bool grow_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
         }
     } else if (heap->current == chunk &&
                end == chunk->region.base + (heap->next_page << XMM_PAGE_SHIFT) &&
-               heap->next_page + extra <= XMM_PAGES_PER_CHUNK) {
+               heap->next_page + extra <= chunk->pages) {
         heap->next_page += extra;
     } else {
         return false;
@@ -394,7 +473,7 @@ static bool grow_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
 
 bool xmm_page_heap_resize(struct xmm_span *span, size_t pages)
 {
-    if (pages == 0 || pages > XMM_PAGES_PER_CHUNK)
+    if (pages == 0 || pages > XMM_CHUNK_MAX_PAGES)
         return false;
     /* Claimed for the resize: a free racing with it (a program bug) fails
      * its own claim and is reported, instead of caching or freeing a span
@@ -407,10 +486,11 @@ bool xmm_page_heap_resize(struct xmm_span *span, size_t pages)
     if (pages != span->pages) {
         struct page_heap *heap = &heaps[span->node];
         struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
-        xmm_lock_acquire(&heap->lock);
-        resized = pages < span->pages ? shrink_locked(heap, chunk, span, pages)
-                                      : grow_locked(heap, chunk, span, pages);
-        xmm_lock_release(&heap->lock);
+        if (heap_lock(heap)) {
+            resized = pages < span->pages ? shrink_locked(heap, chunk, span, pages)
+                                          : grow_locked(heap, chunk, span, pages);
+            heap_unlock(heap);
+        }
     }
     __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELEASE);
     return resized;
@@ -471,9 +551,83 @@ static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t
     return purged;
 }
 
+/* ---- giving chunks back --------------------------------------------------------- */
+
+/* True if every page of `chunk` is in a free span of this heap's epoch
+ * that has been free for `min_age_ns` at least. Free spans map their first
+ * page, so the walk goes span by span. */
+static bool chunk_is_free(const struct page_heap *heap, const struct xmm_chunk *chunk,
+                          uint64_t now, uint64_t min_age_ns)
+{
+    for (size_t page = 0; page < chunk->pages;) {
+        const struct xmm_span *span = chunk->page_span[page];
+        if (!span || __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) != XMM_SPAN_FREE ||
+            span->epoch != heap->epoch || span->pages == 0 ||
+            span->start != chunk->region.base + (page << XMM_PAGE_SHIFT) ||
+            now - span->freed_at_ns < min_age_ns)
+            return false;
+        page += span->pages;
+    }
+    return true;
+}
+
+/* Takes every free span of a wholly free chunk off the lists and gives the
+ * chunk's address space back to the kernel. */
+static void release_chunk(struct page_heap *heap, struct xmm_chunk *chunk)
+{
+    for (size_t page = 0; page < chunk->pages;) {
+        struct xmm_span *span = chunk->page_span[page];
+        page += span->pages;
+        /* Resident pages go back with the mapping: they count as purged. */
+        if (holds_resident(span))
+            heap->purged_bytes += xmm_span_bytes(span);
+        list_remove(heap, span);
+        retire_descriptor(heap, span);
+    }
+    heap->chunk_bytes -= chunk->region.size;
+    xmm_arena_release_chunk(chunk);
+}
+
+/* Releases the heap's wholly free chunks (not the one being cut) that have
+ * been free for `min_age_ns`. Caller holds the lock. Returns the bytes. */
+static size_t release_free_chunks(struct page_heap *heap, uint64_t now, uint64_t min_age_ns)
+{
+    size_t released = 0;
+    struct xmm_chunk **link = &heap->chunks;
+    while (*link) {
+        struct xmm_chunk *chunk = *link;
+        if (chunk == heap->current || !chunk_is_free(heap, chunk, now, min_age_ns)) {
+            link = &chunk->next_in_heap;
+            continue;
+        }
+        *link = chunk->next_in_heap;
+        released += chunk->region.size;
+        release_chunk(heap, chunk);
+    }
+    return released;
+}
+
+size_t xmm_page_heap_release_chunks(uint64_t min_age_ns)
+{
+    size_t released = 0;
+    for (int node = 0; node < xmm_nodes; node++) {
+        struct page_heap *heap = &heaps[node];
+        if (!heap_lock(heap))
+            continue;
+        released += release_free_chunks(heap, xmm_os_now_ns(), min_age_ns);
+        heap_unlock(heap);
+    }
+    return released;
+}
+
+/* Decay: pages free for the decay period are purged (their memory goes
+ * back); whole chunks free for four periods are unmapped (their address
+ * space goes back too, which a process under `ulimit -v` may need for its
+ * next large block). */
 static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything)
 {
     __atomic_store_n(&heap->last_purge_ns, now, __ATOMIC_RELAXED);
+    release_free_chunks(heap, now, everything ? 0 : 4 * xmm_config.decay_ms * 1000000);
     if (heap->dirty_pages == 0)
         return;
     size_t purged = 0;
@@ -489,9 +643,10 @@ void xmm_page_heap_maintain(int node)
     /* One caller per period takes the lock; the others go on. */
     if (!xmm_turn_due(&heap->last_purge_ns, now, xmm_config.decay_ms * 500000))
         return;
-    xmm_lock_acquire(&heap->lock);
+    if (!heap_lock(heap))
+        return;
     purge_decayed(heap, now, false);
-    xmm_lock_release(&heap->lock);
+    heap_unlock(heap);
 }
 
 size_t xmm_page_heap_purge(bool everything)
@@ -499,11 +654,12 @@ size_t xmm_page_heap_purge(bool everything)
     size_t total = 0;
     for (int node = 0; node < xmm_nodes; node++) {
         struct page_heap *heap = &heaps[node];
-        xmm_lock_acquire(&heap->lock);
+        if (!heap_lock(heap))
+            continue;
         size_t before = heap->purged_bytes;
         purge_decayed(heap, xmm_os_now_ns(), everything);
         total += heap->purged_bytes - before;
-        xmm_lock_release(&heap->lock);
+        heap_unlock(heap);
     }
     return total;
 }
@@ -525,14 +681,16 @@ void xmm_page_heap_note_large_free(int node, size_t bytes)
 void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats)
 {
     struct page_heap *heap = &heaps[node];
-    xmm_lock_acquire(&heap->lock);
+    memset(stats, 0, sizeof(*stats));
+    if (!heap_lock(heap))
+        return; /* statistics from a signal handler inside the lock: none */
     stats->free_bytes = heap->free_pages << XMM_PAGE_SHIFT;
     stats->dirty_bytes = heap->dirty_pages << XMM_PAGE_SHIFT;
     stats->purged_total = heap->purged_bytes;
     stats->large_in_use = __atomic_load_n(&heap->large_bytes, __ATOMIC_RELAXED);
     stats->large_count = __atomic_load_n(&heap->large_count, __ATOMIC_RELAXED);
-    stats->reserved_bytes = heap->chunks * XMM_CHUNK_SIZE;
-    xmm_lock_release(&heap->lock);
+    stats->reserved_bytes = heap->chunk_bytes;
+    heap_unlock(heap);
 }
 
 /* A fork child whose heap lock was held by a thread that is gone: that
@@ -555,7 +713,7 @@ void xmm_page_heap_after_fork_child(void)
         for (size_t list = 0; list <= EXACT_LISTS; list++)
             heap->free_lists[list] = NULL;
         heap->current = NULL;
-        heap->next_page = XMM_PAGES_PER_CHUNK;
+        heap->next_page = 0;
         heap->spare_descriptors = NULL;
         heap->free_pages = 0;
         heap->dirty_pages = 0;

@@ -16,8 +16,18 @@
 /* Allocates a span of `pages` allocator pages from `node`, whose start is
  * aligned to `alignment` bytes (a power of two; XMM_PAGE_SIZE or less means
  * no constraint). The span's pages all map to it; `dirty` says whether it
- * may hold non-zero bytes. NULL if the kernel refuses memory. */
+ * may hold non-zero bytes. NULL if the kernel refuses memory even after
+ * wholly free chunks were given back. */
 struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment);
+
+/* Like xmm_page_heap_alloc, without the retry after giving chunks back. */
+struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignment);
+
+/* Unmaps every chunk of every node whose pages have all been free for at
+ * least `min_age_ns` (except the chunk each node is cutting from): the
+ * address space goes back to the kernel, not only the memory. Returns the
+ * bytes unmapped. Takes each node's lock in turn. */
+size_t xmm_page_heap_release_chunks(uint64_t min_age_ns);
 
 /* Returns a span (small or large, no longer referenced) to its node's heap.
  * Claims it first by a CAS of its kind out of SMALL or LARGE: false, and

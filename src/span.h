@@ -54,7 +54,6 @@ struct xmm_span {
     uint32_t epoch;             /* free span: the heap epoch it was listed in */
     struct xmm_span *previous, *next; /* free list of its length */
     uint64_t freed_at_ns;       /* when it became free (for decay) */
-    size_t requested;           /* large span: bytes asked for */
 } XMM_CACHE_ALIGNED;
 
 XMM_INLINE struct xmm_span *xmm_span_of_entry(ck_stack_entry_t *entry)

@@ -50,6 +50,7 @@ static uint32_t bin_capacity(unsigned size_class)
     return by_bytes > 2 * info->batch ? (uint32_t)by_bytes : 2 * info->batch;
 }
 
+/* A cache of every class's capacity, not yet registered. */
 static struct xmm_thread_cache *new_cache(void)
 {
     size_t slots = 0;
@@ -65,21 +66,28 @@ static struct xmm_thread_cache *new_cache(void)
         cache->bins[size_class].capacity = bin_capacity(size_class);
         slot += cache->bins[size_class].capacity;
     }
-    xmm_lock_acquire(&registry_lock);
-    cache->next = registry;
-    registry = cache;
-    xmm_lock_release(&registry_lock);
     return cache;
 }
 
+/* A recycled cache, else a new one, registered. NULL if metadata cannot be
+ * had, or in a signal handler that interrupted this thread inside the
+ * registry lock (it then allocates without a cache). */
 static struct xmm_thread_cache *take_cache(void)
 {
-    xmm_lock_acquire(&registry_lock);
+    if (!xmm_lock_acquire(&registry_lock))
+        return NULL;
     struct xmm_thread_cache *cache = recycled;
-    if (cache)
+    if (cache) {
         recycled = cache->next_free;
+    } else {
+        cache = new_cache();
+        if (cache) {
+            cache->next = registry;
+            registry = cache;
+        }
+    }
     xmm_lock_release(&registry_lock);
-    return cache ? cache : new_cache();
+    return cache;
 }
 
 /* The calling thread's cache, created on first use; &cacheless while XMM
@@ -139,7 +147,8 @@ static void thread_exit(void *argument)
     /* From here on this thread's allocations (from later destructors) go
      * straight to the central layer. */
     xmm_thread_cache_current = &cacheless;
-    xmm_lock_acquire(&registry_lock);
+    if (!xmm_lock_acquire(&registry_lock))
+        return; /* cannot happen in a destructor; the cache would leak */
     cache->next_free = recycled;
     recycled = cache;
     xmm_lock_release(&registry_lock);
@@ -229,7 +238,8 @@ void xmm_thread_cache_stats(struct xmm_front_stats *stats)
         stats->frees[size_class] +=
             __atomic_load_n(&cacheless_counts.frees[size_class], __ATOMIC_RELAXED);
     }
-    xmm_lock_acquire(&registry_lock);
+    if (!xmm_lock_acquire(&registry_lock))
+        return; /* statistics from a signal handler inside the lock */
     for (struct xmm_thread_cache *cache = registry; cache; cache = cache->next) {
         stats->thread_caches++;
         stats->refills += __atomic_load_n(&cache->refills, __ATOMIC_RELAXED);

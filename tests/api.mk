@@ -36,7 +36,7 @@ API_LINK_SO = -L$(BUILD) -lxmm -Wl,-rpath,$(abspath $(BUILD))
 
 API_MALLOC_TESTS = malloc_sizes malloc_realloc malloc_align malloc_misc \
                    invalid_free oom fork fork_deadlock threads thread_exit rseq_ownership \
-                   vfork
+                   vfork limits
 # The static flavour checks the override linked into the executable; the
 # size sweeps would only repeat themselves there, at 10-20 s each.
 API_STATIC_TESTS = $(filter-out malloc_sizes malloc_realloc,$(API_MALLOC_TESTS))
@@ -155,3 +155,20 @@ $(API_OUT)/cxx_nothrow: $(API_DIR)/cxx_nothrow.cc | $(LIBXMM_SO)
 $(API_DLCLOSE): $(API_DIR)/dlclose.c $(API_HEADERS) | $(LIBXMM_SO)
 	@mkdir -p $(dir $@)
 	$(CC) $(API_CFLAGS) -o $@ $< -ldl
+
+# ---- RTLD_DEEPBIND: XMM as a second allocator in a glibc process -----------
+# tests/api/deepbind.c (not linked with XMM) dlopens libxmm-test-deepbind.so,
+# which is linked against libxmm.so and libnuma.
+API_DEEPBIND = $(API_OUT)/deepbind
+API_DEEPBIND_LIB = $(API_OUT)/libxmm-test-deepbind.so
+TEST_PROGRAMS += $(API_DEEPBIND)
+test-build: $(API_DEEPBIND_LIB)
+
+$(API_DEEPBIND_LIB): $(API_DIR)/deepbind_lib.c $(API_HEADERS) $(LIBXMM_SO)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -fPIC -shared -o $@ $< -L$(BUILD) -lxmm -lnuma \
+	    -Wl,-rpath,$(abspath $(BUILD))
+
+$(API_DEEPBIND): $(API_DIR)/deepbind.c $(API_HEADERS) | $(API_DEEPBIND_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -o $@ $<

@@ -48,12 +48,16 @@ static const char *mode;
 
 static void *reserve(size_t bytes)
 {
-    void *memory = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+    /* Far below the heap (a hint, not MAP_FIXED), so that XMM's chunks,
+     * which the kernel places top-down, stay next to each other. */
+    static uintptr_t hint = (uintptr_t)1 << 44;
+    void *memory = mmap((void *)hint, bytes, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (memory == MAP_FAILED) {
         perror("mmap");
         exit(2);
     }
+    hint += bytes;
     return memory;
 }
 
@@ -61,8 +65,11 @@ static void setup_window(void)
 {
     live = reserve(WINDOW_UNITS);
     block_size = reserve(WINDOW_UNITS * sizeof(uint32_t));
+    /* XMM's chunks are mapped top-down, from the first one on: the window
+     * reaches from just above the first block to 1 GiB below. */
     void *first = malloc(64);
-    window_base = ((uintptr_t)first & ~(uintptr_t)((1 << 26) - 1)) - WINDOW_BYTES / 2;
+    window_base = ((uintptr_t)first & ~(uintptr_t)((1 << 21) - 1)) + ((uintptr_t)64 << 20) -
+                  WINDOW_BYTES;
     free(first);
 }
 

@@ -1,0 +1,110 @@
+/*
+ * limits.c - XMM under address-space limits (ulimit -v): it starts where
+ * glibc's malloc starts, never crashes when it cannot, and gives address
+ * space back.
+ *
+ * Sections (each runs this program again under `ulimit -v`):
+ *   small     a trivial program (free(NULL), malloc, calloc, realloc,
+ *             malloc_usable_size, free) under limits from 4 to 32 MiB: it
+ *             never dies of a signal, whatever fails, and from 32 MiB up it
+ *             runs to its end;
+ *   spike     under 1 GiB: 850 blocks of 1 MiB allocated and touched, all
+ *             freed, malloc_trim(0), then malloc(200 MiB) succeeds (the
+ *             chunks the spike used went back to the kernel as address
+ *             space, not only as memory).
+ */
+#include <malloc.h>
+#include <stdbool.h>
+
+#include "xmm.h"
+#include "testlib.h"
+
+static int trivial_child(void)
+{
+    free(NULL);
+    if (malloc_usable_size(NULL) != 0)
+        return 2;
+    char *block = malloc(100);
+    if (!block)
+        return 3;
+    memset(block, 1, 100);
+    char *zeroed = calloc(10, 100);
+    char *grown = realloc(block, 5000);
+    if (!zeroed || !grown || grown[99] != 1 || malloc_usable_size(grown) < 5000)
+        return 4;
+    free(zeroed);
+    free(grown);
+    free(realloc(NULL, 10));
+    return 0;
+}
+
+static int spike_child(void)
+{
+    enum { BLOCKS = 850 };
+    static char *blocks[BLOCKS];
+    int got = 0;
+    for (int i = 0; i < BLOCKS; i++) {
+        blocks[i] = malloc(MIB);
+        if (!blocks[i])
+            break;
+        memset(blocks[i], 1, 4096);
+        got++;
+    }
+    for (int i = 0; i < got; i++)
+        free(blocks[i]);
+    malloc_trim(0);
+    char *big = malloc(200 * MIB);
+    printf("%d of %d blocks of 1 MiB; after free and malloc_trim, malloc(200 MiB) = %p\n", got,
+           BLOCKS, (void *)big);
+    if (big) {
+        memset(big, 2, 4096);
+        free(big);
+    }
+    return got == BLOCKS && big ? 0 : 1;
+}
+
+/* Runs this program's `mode` under `ulimit -v kib`. */
+static void run_limited(const char *mode, long kib, struct child_result *result)
+{
+    char script[512];
+    snprintf(script, sizeof script, "ulimit -v %ld && exec '%s' %s", kib, self_path(), mode);
+    char *argv[] = {"/bin/sh", "-c", script, NULL};
+    memset(result, 0, sizeof *result);
+    run_child(argv, NULL, NULL, 60, result);
+}
+
+static void test_small_limits(void)
+{
+    static struct child_result result;
+    for (long mib = 4; mib <= 64; mib += mib < 16 ? 2 : 8) {
+        run_limited("trivial", mib * 1024, &result);
+        bool crashed = WIFSIGNALED(result.status);
+        bool completed = WIFEXITED(result.status) && WEXITSTATUS(result.status) == 0;
+        CHECK(!crashed && (mib < 32 || completed),
+              "ulimit -v %ld MiB: a trivial program %s (%s; err: %.200s)", mib,
+              mib < 32 ? "does not crash" : "runs to its end", describe_status(result.status),
+              result.err);
+    }
+}
+
+static void test_spike(void)
+{
+    static struct child_result result;
+    run_limited("spike", 1024 * 1024, &result);
+    CHECK(WIFEXITED(result.status) && WEXITSTATUS(result.status) == 0,
+          "ulimit -v 1 GiB: 850 MiB allocated and freed, malloc_trim, then malloc(200 MiB) "
+          "succeeds (%s; out: %s err: %.200s)",
+          describe_status(result.status), result.out, result.err);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && !strcmp(argv[1], "trivial"))
+        return trivial_child();
+    if (argc >= 2 && !strcmp(argv[1], "spike"))
+        return spike_child();
+    expect_malloc_is_xmm();
+    run_section("trivial program under ulimit -v 4-64 MiB", test_small_limits);
+    run_section("address space back after a spike and malloc_trim", test_spike);
+    return check_summary("limits");
+}
