@@ -455,6 +455,11 @@ uint64_t xmm_os_now_ns(void)
     return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 }
 
+int xmm_os_process_id(void)
+{
+    return (int)syscall(SYS_getpid);
+}
+
 const char *xmm_os_getenv(const char *name)
 {
     size_t length = strlen(name);

@@ -182,6 +182,9 @@ void xmm_lock_reset(struct xmm_lock *lock);
  * For decay timestamps on allocation paths, not for timing short intervals. */
 uint64_t xmm_os_now_ns(void);
 
+/* The calling process's id (getpid(2)): a system call, for slow paths. */
+int xmm_os_process_id(void);
+
 /* Value of environment variable `name`, or NULL. Safe before libc's own
  * initialisation has finished (reads the process environment directly). */
 const char *xmm_os_getenv(const char *name);

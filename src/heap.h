@@ -53,7 +53,11 @@ const struct xmm_foreign_owner *xmm_override_foreign_owner(void) __attribute__((
 
 XMM_INLINE const struct xmm_foreign_owner *xmm_foreign_owner_of(const void *ptr)
 {
-    if (xmm_region_of(ptr) || !xmm_override_foreign_owner)
+    /* A direct mapping owns the whole granule of its last page in the map,
+     * not the rest of it, where the kernel may map glibc's blocks. */
+    const struct xmm_region *region = xmm_region_of(ptr);
+    if ((region && (const char *)ptr < region->base + region->size) ||
+        !xmm_override_foreign_owner)
         return NULL;
     return xmm_override_foreign_owner();
 }

@@ -67,7 +67,11 @@ static bool init_core(void)
  * handler does without: an allocation that needs the lock fails (NULL,
  * ENOMEM), a span it frees is left to the interrupted holder, which frees
  * it before it unlocks (page_heap.c), upkeep and statistics skip. The
- * per-CPU and central paths take no lock at all. */
+ * per-CPU and central paths take no lock at all, and a per-CPU operation a
+ * handler interrupts restarts. A per-thread cache's bin is not safe to
+ * re-enter (a handler between its load and store of the count may hand an
+ * object out twice): with per-thread caches, as with glibc, allocating in
+ * a handler that interrupted malloc is not supported. */
 static void after_fork_in_child(void)
 {
     xmm_metadata_after_fork_child();
@@ -90,26 +94,50 @@ static void init_hooks(void)
     }
 }
 
+/* Phase 1 then phase 2, by the thread that set XMM_INIT_RUNNING. */
+static bool init_and_publish(void)
+{
+    if (!init_core()) {
+        __atomic_store_n(&xmm_init_state, XMM_INIT_NONE, __ATOMIC_RELEASE);
+        return false;
+    }
+    __atomic_store_n(&xmm_init_state, XMM_INIT_CORE, __ATOMIC_RELEASE);
+    init_hooks();
+    __atomic_store_n(&xmm_init_state, XMM_INIT_COMPLETE, __ATOMIC_RELEASE);
+    return true;
+}
+
+/* The process whose thread runs phase 1. A fork child of a process that
+ * was in phase 1 has lost the initialising thread: it must not wait for it. */
+static int initialising_process;
+
 bool xmm_init_slow(void)
 {
     int state = __atomic_load_n(&xmm_init_state, __ATOMIC_ACQUIRE);
     if (state >= XMM_INIT_CORE)
         return true;
-    if (state == XMM_INIT_NONE &&
-        __atomic_compare_exchange_n(&xmm_init_state, &state, XMM_INIT_RUNNING, false,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        if (!init_core()) {
-            __atomic_store_n(&xmm_init_state, XMM_INIT_NONE, __ATOMIC_RELEASE);
-            return false;
-        }
-        __atomic_store_n(&xmm_init_state, XMM_INIT_CORE, __ATOMIC_RELEASE);
-        init_hooks();
-        __atomic_store_n(&xmm_init_state, XMM_INIT_COMPLETE, __ATOMIC_RELEASE);
-        return true;
+    int self = xmm_os_process_id();
+    if (state == XMM_INIT_NONE) {
+        __atomic_store_n(&initialising_process, self, __ATOMIC_RELAXED);
+        if (__atomic_compare_exchange_n(&xmm_init_state, &state, XMM_INIT_RUNNING, false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return init_and_publish();
     }
-    /* Another thread is in phase 1, which is short and cannot block on us. */
-    while (__atomic_load_n(&xmm_init_state, __ATOMIC_ACQUIRE) == XMM_INIT_RUNNING)
+    /* Another thread is in phase 1, which is short and cannot block on us.
+     * In a fork child that thread does not exist: phase 1 starts over (what
+     * the lost thread made leaks; phase 1 allocates only metadata). */
+    while (__atomic_load_n(&xmm_init_state, __ATOMIC_ACQUIRE) == XMM_INIT_RUNNING) {
+        /* One thread of the child takes phase 1 on (the CAS), after
+         * repairing what phase 1 can have held: the fork handler is not
+         * registered yet. */
+        int owner = __atomic_load_n(&initialising_process, __ATOMIC_RELAXED);
+        if (owner != self && __atomic_compare_exchange_n(&initialising_process, &owner, self, false,
+                                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+            xmm_metadata_after_fork_child();
+            return init_and_publish();
+        }
         sched_yield();
+    }
     return __atomic_load_n(&xmm_init_state, __ATOMIC_ACQUIRE) >= XMM_INIT_CORE;
 }
 

@@ -490,6 +490,8 @@ bool xmm_page_heap_resize(struct xmm_span *span, size_t pages)
             resized = pages < span->pages ? shrink_locked(heap, chunk, span, pages)
                                           : grow_locked(heap, chunk, span, pages);
             heap_unlock(heap);
+        } else {
+            resized = false; /* a signal handler inside the lock: realloc moves */
         }
     }
     __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELEASE);
@@ -564,7 +566,7 @@ static bool chunk_is_free(const struct page_heap *heap, const struct xmm_chunk *
         if (!span || __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) != XMM_SPAN_FREE ||
             span->epoch != heap->epoch || span->pages == 0 ||
             span->start != chunk->region.base + (page << XMM_PAGE_SHIFT) ||
-            now - span->freed_at_ns < min_age_ns)
+            span->freed_at_ns > now || now - span->freed_at_ns < min_age_ns)
             return false;
         page += span->pages;
     }

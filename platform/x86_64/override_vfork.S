@@ -9,15 +9,20 @@
  * the parent's other threads use that slab: objects handed out twice.
  * POSIX leaves allocation in a vfork child undefined, but programs do it.
  *
- * So this vfork, like glibc's, makes the system call itself, and in the
- * child detaches the thread from the per-CPU caches: its rseq area pointer
- * is cleared and re-attachment is refused, so the child's allocations go
+ * So this vfork, like glibc's, makes the system call itself, having first
+ * detached the thread from the per-CPU caches: its rseq area pointer is
+ * cleared and re-attachment is refused, so the child's allocations go
  * through the parent thread's per-thread cache (the parent thread is
  * suspended until the child execs or exits, so nobody else uses it).
  * When the parent resumes, it restores both values, which it kept in
  * registers: the child overwrites the stack below the caller's frame, so
  * nothing may be kept there across the call (glibc keeps the return
  * address in a register for the same reason).
+ *
+ * Not for control-flow enforcement (CET): no endbr64, no shadow-stack
+ * handling of the child's return (glibc's own vfork has both). libxmm is
+ * not built with -fcf-protection (Debian's default), so it does not claim
+ * to be CET-compatible either.
  *
  * Only calls to vfork() itself come here. posix_spawn() and system() use
  * clone(CLONE_VM | CLONE_VFORK) inside glibc, and their child does not
@@ -36,6 +41,10 @@ vfork:
     movq %fs:(%r9), %rdx                        /* the thread's rseq area */
     movq xmm_rseq_attach_refused@gottpoff(%rip), %r10
     movzbl %fs:(%r10), %r8d                     /* and its refusal flag */
+    /* Detached before the call, so that no instant of the child (a signal
+     * handler right after the system call) runs on the parent's area. */
+    movq $0, %fs:(%r9)
+    movb $1, %fs:(%r10)
     movl $58, %eax                              /* SYS_vfork */
     syscall
     pushq %rdi
@@ -43,10 +52,7 @@ vfork:
     .cfi_rel_offset %rip, 0
     testq %rax, %rax
     jnz 1f
-    /* The child: per-thread caches from here on. */
-    movq $0, %fs:(%r9)
-    movb $1, %fs:(%r10)
-    ret
+    ret                                         /* the child: per-thread caches */
 1:  /* The parent (or a failed call): the thread's own state back. */
     movq %rdx, %fs:(%r9)
     movb %r8b, %fs:(%r10)

@@ -20,7 +20,11 @@
  *              each child returns from the handler and allocates;
  *   direct     threads allocate and free blocks of 40-100 MiB (mapped for
  *              themselves) and 1-2 MiB while the main thread forks; each
- *              child maps and frees such blocks too.
+ *              child maps and frees such blocks too;
+ *   trim       one thread calls malloc_trim(0) (every CPU's cache drained
+ *              under the drain lock, chunks unmapped) and mallinfo2, two
+ *              others start and join short-lived threads (the thread cache
+ *              registry), all allocating, while the main thread forks.
  * Every child allocates small, large and very large blocks, checks them and
  * exits 0 within its own alarm.
  */
@@ -305,6 +309,44 @@ static void test_direct(void)
     run_workers(map_direct_blocks, 3, "threads map and unmap 1-100 MiB blocks");
 }
 
+/* ---- trim: every CPU's cache drained, chunks unmapped, threads come and go ---- */
+
+static void *short_lived(void *unused)
+{
+    for (int i = 0; i < 64; i++)
+        free(malloc((size_t)(i + 1) * 24));
+    return NULL;
+}
+
+static void *trim_and_churn(void *argument)
+{
+    uint64_t state = (uint64_t)(uintptr_t)argument + 11;
+    void *blocks[64] = {0};
+    while (!atomic_load_explicit(&stop_workers, memory_order_relaxed)) {
+        for (int i = 0; i < 64; i++) {
+            free(blocks[i]);
+            blocks[i] = malloc(1 + random_next(&state) % (random_next(&state) & 1 ? 600 : 300000));
+        }
+        if ((uintptr_t)argument == 0) {
+            malloc_trim(0);
+            struct mallinfo2 info = mallinfo2();
+            (void)info;
+        } else {
+            pthread_t thread;
+            if (pthread_create(&thread, NULL, short_lived, NULL) == 0)
+                pthread_join(thread, NULL);
+        }
+    }
+    for (int i = 0; i < 64; i++)
+        free(blocks[i]);
+    return NULL;
+}
+
+static void test_trim(void)
+{
+    run_workers(trim_and_churn, 3, "threads trim, read statistics, start and end threads");
+}
+
 int main(void)
 {
     expect_malloc_is_xmm();
@@ -312,5 +354,6 @@ int main(void)
     run_section("fork while threads hold stdio locks and realloc", test_stdio);
     run_section("fork from a signal handler that interrupted malloc", test_signal);
     run_section("fork while threads map very large blocks", test_direct);
+    run_section("fork while threads trim and come and go", test_trim);
     return check_summary("fork_deadlock");
 }
