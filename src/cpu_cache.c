@@ -374,7 +374,8 @@ static void unlock_header(int slab, unsigned size_class)
 }
 
 /* Moves the objects of one locked class header to the central layer and
- * unlocks it, empty. */
+ * leaves it locked, with `current` back at `begin`: see release_all_slabs
+ * for why it cannot be unlocked yet. */
 static void drain_locked(int slab, unsigned size_class)
 {
     uint64_t *words = slab_words(slab);
@@ -385,7 +386,7 @@ static void drain_locked(int slab, unsigned size_class)
         unsigned count = current - first < batch ? current - first : batch;
         xmm_central_drain((int)words[0], size_class, (void *const *)&words[first], count);
     }
-    __atomic_store_n(&words[size_class], header_value(size_class, begin), __ATOMIC_RELEASE);
+    __atomic_store_n(&words[size_class], (uint64_t)begin | XMM_SLAB_LOCKED_BITS, __ATOMIC_RELEASE);
 }
 
 static void release_current_slab(void);
@@ -405,7 +406,20 @@ static void unlock_all_headers_empty(void)
 /* Lock every header (a pop then sees an empty slab, a push a full one),
  * let membarrier restart every critical section that read a header before
  * it was locked, then drain and unlock. A commit that slipped in before the
- * membarrier only moved `current`, which the lock keeps. */
+ * membarrier only moved `current`, which the lock keeps.
+ *
+ * A section reads `current` and `begin`/`end` with separate loads, and an
+ * interrupt that is not a preemption (a TLB shootdown, a wake-up IPI)
+ * between them does not restart it. So a section that began after the
+ * membarrier can read the `current` of a locked, not yet drained header,
+ * then the `begin`/`end` of the same header unlocked: it would pop a
+ * drained object, or push above the drained ones and commit their count
+ * back (objects handed out twice). Hence two steps: drain, leaving each
+ * header locked with `current` = `begin`; a second membarrier restarts
+ * every section that may have read an old `current`; then unlock, which
+ * no longer changes `current`. If that membarrier fails the headers stay
+ * locked (and empty: every operation takes its slow path) until the next
+ * drain reopens them. */
 static void release_all_slabs(void)
 {
     if (!xmm_lock_acquire(&release_lock))
@@ -421,6 +435,10 @@ static void release_all_slabs(void)
             else
                 unlock_header(slab, size_class);
         }
+    if (fenced && xmm_os_membarrier_rseq() == 0)
+        for (int slab = 0; slab < slab_count; slab++)
+            for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
+                unlock_header(slab, size_class);
     xmm_lock_release(&release_lock);
     /* Without the fence a section may still commit: drain nothing remote. */
     if (!fenced)
