@@ -1,7 +1,7 @@
 # tests/build.mk - the layer tests (tests/unit), the API and program tests
 # (tests/api.mk), and the ThreadSanitizer build.
 
-UNIT_TESTS = size_class arena_map page_heap central_stress large_cache large_cache_stress \
+UNIT_TESTS = size_class arena_map page_heap central_stress large_cache large_cache_stress lock \
              large_double_free
 UNIT_CFLAGS = -O2 -g -std=gnu11 -mcx16 -pthread -Wall -Wextra -Iinclude -Iplatform -Isrc \
               -Itests/unit -D_GNU_SOURCE
@@ -30,7 +30,8 @@ $(BUILD)/tsan/test_%: tests/unit/test_%.c $(TSAN_CORE_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) $(TSAN_FLAGS) -o $@ $< $(TSAN_CORE_A) $(LIBS)
 
-TSAN_PROGRAMS += $(BUILD)/tsan/test_central_stress $(BUILD)/tsan/test_large_cache_stress
+TSAN_PROGRAMS += $(BUILD)/tsan/test_central_stress $(BUILD)/tsan/test_large_cache_stress \
+                 $(BUILD)/tsan/test_lock
 
 -include tests/api.mk
 -include tests/numa.mk
@@ -61,3 +62,11 @@ $(BUILD)/tests/test_rseq_restart: tests/unit/test_rseq_restart.c $(LIBXMM_SO) te
 	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
 
 TEST_PROGRAMS += $(BUILD)/tests/test_rseq_restart
+
+# The rseq sections at whatever -O and compiler built $(BUILD) (the CI
+# matrix varies them): linked against that build's libxmm.so.
+$(BUILD)/tests/test_rseq_opt_levels: tests/unit/test_rseq_opt_levels.c $(LIBXMM_SO) tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
+
+TEST_PROGRAMS += $(BUILD)/tests/test_rseq_opt_levels

@@ -32,6 +32,7 @@
 #ifndef XMM_RSEQ_PERCPU_H
 #define XMM_RSEQ_PERCPU_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -90,32 +91,46 @@ extern uint64_t xmm_rseq_restart_count __attribute__((visibility("hidden")));
     "addq %[slabs], %%rax\n\t"
 
 /* Pops one object of `size_class` from this CPU's slab; NULL if empty.
- * 11 instructions on a hit. */
+ * 11 instructions in the section on a hit (13 with the arming store), and
+ * one conditional branch after it in the caller.
+ *
+ * No `asm goto`: gcc 12.2 at -O1 miscompiles `asm goto` with an output
+ * operand (the empty label returned the caller's stale register: malloc
+ * handed out a stack or code address). The result leaves through ordinary
+ * outputs instead: `hit` is the carry flag (a flag output operand), set by
+ * the `begin < current` comparison and kept to the end of the section,
+ * since mov, dec and inc leave CF alone; an empty slab jumps to label 2,
+ * the end of the section, with CF clear. This costs the hit path nothing
+ * over the `asm goto` version but the one branch on CF, where zeroing the
+ * object first and testing it would add an xor and a test.
+ * `object` is written only on a hit, and a slot never holds NULL: the
+ * __builtin_unreachable below lets the caller's NULL test fold into the
+ * branch on CF. A restart begins at label 0 and recomputes both outputs. */
 static inline __attribute__((always_inline)) void *
 xmm_rseq_pop(void *area, const uint32_t *index, char *slabs, size_t size_class)
 {
     void *object;
-    __asm__ goto(XMM_RSEQ_DESCRIPTOR
-                 "1:\n\t" XMM_RSEQ_FIND_SLAB
-                 "movzwl (%%rax,%[class],8), %%ecx\n\t"  /* current */
-                 "movzwl 4(%%rax,%[class],8), %%edx\n\t" /* begin */
-                 "cmpl %%edx, %%ecx\n\t"
-                 "jbe %l[empty]\n\t"
-                 "movq -8(%%rax,%%rcx,8), %[object]\n\t"
-                 "decl %%ecx\n\t"
-                 "incq " XMM_RSEQ_STR(XMM_SLAB_ALLOC_COUNTERS * 8) "(%%rax,%[class],8)\n\t"
-                 "movw %%cx, (%%rax,%[class],8)\n\t" /* commit */
-                 "2:\n\t" XMM_RSEQ_ABORT_HANDLER
-                 : [object] "=&r"(object)
-                 : [area] "r"(area), [index] "r"(index), [slabs] "r"(slabs),
-                   [class] "r"(size_class)
-                 : "rax", "rcx", "rdx", "memory", "cc"
-                 : empty);
-    if (object == NULL) /* slots never hold NULL: lets the caller skip a test */
+    bool hit;
+    __asm__ __volatile__(XMM_RSEQ_DESCRIPTOR
+                         "1:\n\t" XMM_RSEQ_FIND_SLAB
+                         "movzwl (%%rax,%[class],8), %%ecx\n\t"  /* current */
+                         "movzwl 4(%%rax,%[class],8), %%edx\n\t" /* begin */
+                         "cmpl %%ecx, %%edx\n\t" /* CF = begin < current */
+                         "jae 2f\n\t"
+                         "movq -8(%%rax,%%rcx,8), %[object]\n\t"
+                         "decl %%ecx\n\t"
+                         "incq " XMM_RSEQ_STR(XMM_SLAB_ALLOC_COUNTERS * 8) "(%%rax,%[class],8)\n\t"
+                         "movw %%cx, (%%rax,%[class],8)\n\t" /* commit */
+                         "2:\n\t" XMM_RSEQ_ABORT_HANDLER
+                         : [object] "=&r"(object), [hit] "=@ccc"(hit)
+                         : [area] "r"(area), [index] "r"(index), [slabs] "r"(slabs),
+                           [class] "r"(size_class)
+                         : "rax", "rcx", "rdx", "memory");
+    if (!hit)
+        return NULL;
+    if (object == NULL) /* slots never hold NULL */
         __builtin_unreachable();
     return object;
-empty:
-    return NULL;
 }
 
 enum xmm_rseq_push_result {
@@ -127,7 +142,11 @@ enum xmm_rseq_push_result {
 
 /* Pushes `object` (of home node `node`) on this CPU's slab, refusing it
  * if it is one of the two objects on top (a double free). 19
- * instructions when the slab has room. */
+ * instructions when the slab has room.
+ * This one stays `asm goto`: it has no output operand, and labels without
+ * outputs are long supported by gcc (4.5) and clang (9); the miscompile
+ * of xmm_rseq_pop needs an output. Returning a code in a register instead
+ * would cost the hit path an xor and a test of the code. */
 static inline __attribute__((always_inline)) enum xmm_rseq_push_result
 xmm_rseq_push(void *area, const uint32_t *index, char *slabs, size_t size_class, void *object,
               uint64_t node)
@@ -172,92 +191,98 @@ double_free:
 
 /* Pushes up to `count` objects (of node `node`) from the end of `objects`
  * onto this CPU's slab; returns how many (0 if full, locked or foreign).
- * The caller keeps objects[0 .. count - result). */
+ * The caller keeps objects[0 .. count - result).
+ * Plain asm, not `asm goto` (see xmm_rseq_pop): `pushed` is zeroed at the
+ * start of the section, after label 0, so a restart zeroes it again, and
+ * every refusal jumps to label 2 (the end) with it still 0. */
 static inline uint32_t xmm_rseq_push_batch(void *area, const uint32_t *index, char *slabs,
                                            size_t size_class, void *const *objects,
                                            uint32_t count, uint64_t node)
 {
     uint32_t pushed;
-    __asm__ goto(XMM_RSEQ_DESCRIPTOR
-                 "1:\n\t" XMM_RSEQ_FIND_SLAB
-                 "cmpq %[node], (%%rax)\n\t"
-                 "jne %l[none]\n\t"
-                 "movzwl (%%rax,%[class],8), %%ecx\n\t"  /* current */
-                 "movzwl 2(%%rax,%[class],8), %%r8d\n\t" /* end */
-                 "cmpl %%r8d, %%ecx\n\t"
-                 "jae %l[none]\n\t"
-                 "subl %%ecx, %%r8d\n\t" /* room */
-                 "cmpl %[count], %%r8d\n\t"
-                 "cmoval %[count], %%r8d\n\t" /* n = min(room, count) */
-                 "testl %%r8d, %%r8d\n\t"
-                 "jz %l[none]\n\t"
-                 "movl %[count], %%r10d\n\t"
-                 "subl %%r8d, %%r10d\n\t"
-                 "leaq (%[objects],%%r10,8), %%r10\n\t" /* &objects[count - n] */
-                 "xorl %%r9d, %%r9d\n\t"
-                 "6:\n\t"
-                 "movq (%%r10,%%r9,8), %%r11\n\t"
-                 "movq %%r11, (%%rax,%%rcx,8)\n\t"
-                 "incl %%ecx\n\t"
-                 "incl %%r9d\n\t"
-                 "cmpl %%r8d, %%r9d\n\t"
-                 "jb 6b\n\t"
-                 "movl %%r8d, %[pushed]\n\t"
-                 "movw %%cx, (%%rax,%[class],8)\n\t" /* commit */
-                 "2:\n\t" XMM_RSEQ_ABORT_HANDLER
-                 : [pushed] "=&rm"(pushed)
-                 : [area] "r"(area), [index] "r"(index), [slabs] "r"(slabs),
-                   [class] "r"(size_class), [objects] "r"(objects), [count] "r"(count),
-                   [node] "r"(node)
-                 : "rax", "rcx", "rdx", "r8", "r9", "r10", "r11", "memory", "cc"
-                 : none);
+    /* 7 inputs, 6 scratch registers and the output: 14, what -O0 leaves
+     * with rbp as the frame pointer. */
+    __asm__ __volatile__(XMM_RSEQ_DESCRIPTOR
+                         "1:\n\t"
+                         "xorl %[pushed], %[pushed]\n\t" XMM_RSEQ_FIND_SLAB
+                         "cmpq %[node], (%%rax)\n\t"
+                         "jne 2f\n\t"
+                         "movzwl (%%rax,%[class],8), %%ecx\n\t"  /* current */
+                         "movzwl 2(%%rax,%[class],8), %%r8d\n\t" /* end */
+                         "cmpl %%r8d, %%ecx\n\t"
+                         "jae 2f\n\t"
+                         "subl %%ecx, %%r8d\n\t" /* room */
+                         "cmpl %[count], %%r8d\n\t"
+                         "cmoval %[count], %%r8d\n\t" /* n = min(room, count) */
+                         "testl %%r8d, %%r8d\n\t"
+                         "jz 2f\n\t"
+                         "movl %[count], %%r10d\n\t"
+                         "subl %%r8d, %%r10d\n\t"
+                         "leaq (%[objects],%%r10,8), %%r10\n\t" /* &objects[count - n] */
+                         "xorl %%r9d, %%r9d\n\t"
+                         "6:\n\t"
+                         "movq (%%r10,%%r9,8), %%r11\n\t"
+                         "movq %%r11, (%%rax,%%rcx,8)\n\t"
+                         "incl %%ecx\n\t"
+                         "incl %%r9d\n\t"
+                         "cmpl %%r8d, %%r9d\n\t"
+                         "jb 6b\n\t"
+                         "movl %%r8d, %[pushed]\n\t"
+                         "movw %%cx, (%%rax,%[class],8)\n\t" /* commit */
+                         "2:\n\t" XMM_RSEQ_ABORT_HANDLER
+                         : [pushed] "=&r"(pushed)
+                         : [area] "r"(area), [index] "r"(index), [slabs] "r"(slabs),
+                           [class] "r"(size_class), [objects] "r"(objects), [count] "r"(count),
+                           [node] "r"(node)
+                         : "rax", "rcx", "r8", "r9", "r10", "r11", "memory", "cc");
     return pushed;
-none:
-    return 0;
 }
 
 /* Pops up to `count` objects from this CPU's slab into `out`; returns how
- * many, and the slab's node in *node. 0 if empty or locked. */
+ * many, and the slab's node in *node. 0 if empty or locked.
+ * Plain asm, not `asm goto` (see xmm_rseq_pop): `popped` is zeroed at the
+ * start of the section and an empty slab jumps to label 2 (the end). */
 static inline uint32_t xmm_rseq_pop_batch(void *area, const uint32_t *index, char *slabs,
                                           size_t size_class, void **out, uint32_t count,
                                           uint64_t *node)
 {
     uint32_t popped;
     uint64_t slab_node;
-    __asm__ goto(XMM_RSEQ_DESCRIPTOR
-                 "1:\n\t" XMM_RSEQ_FIND_SLAB
-                 "movq (%%rax), %[slab_node]\n\t"
-                 "movzwl (%%rax,%[class],8), %%ecx\n\t"  /* current */
-                 "movzwl 4(%%rax,%[class],8), %%edx\n\t" /* begin */
-                 "cmpl %%edx, %%ecx\n\t"
-                 "jbe %l[none]\n\t"
-                 "movl %%ecx, %%r8d\n\t"
-                 "subl %%edx, %%r8d\n\t" /* available */
-                 "cmpl %[count], %%r8d\n\t"
-                 "cmoval %[count], %%r8d\n\t" /* n = min(available, count) */
-                 "testl %%r8d, %%r8d\n\t"
-                 "jz %l[none]\n\t"
-                 "subl %%r8d, %%ecx\n\t"      /* new current */
-                 "xorl %%r9d, %%r9d\n\t"
-                 "6:\n\t"
-                 "leal (%%rcx,%%r9), %%r10d\n\t"
-                 "movq (%%rax,%%r10,8), %%r11\n\t"
-                 "movq %%r11, (%[out],%%r9,8)\n\t"
-                 "incl %%r9d\n\t"
-                 "cmpl %%r8d, %%r9d\n\t"
-                 "jb 6b\n\t"
-                 "movl %%r8d, %[popped]\n\t"
-                 "movw %%cx, (%%rax,%[class],8)\n\t" /* commit */
-                 "2:\n\t" XMM_RSEQ_ABORT_HANDLER
-                 : [popped] "=&rm"(popped), [slab_node] "=&r"(slab_node)
-                 : [area] "r"(area), [index] "r"(index), [slabs] "r"(slabs),
-                   [class] "r"(size_class), [out] "r"(out), [count] "r"(count)
-                 : "rax", "rcx", "rdx", "r8", "r9", "r10", "r11", "memory", "cc"
-                 : none);
+    /* 6 inputs, 6 scratch registers and 2 outputs: 14, what -O0 leaves
+     * with rbp as the frame pointer (rdx, free once `available` is known,
+     * points at the slots taken). */
+    __asm__ __volatile__(XMM_RSEQ_DESCRIPTOR
+                         "1:\n\t"
+                         "xorl %[popped], %[popped]\n\t" XMM_RSEQ_FIND_SLAB
+                         "movq (%%rax), %[slab_node]\n\t"
+                         "movzwl (%%rax,%[class],8), %%ecx\n\t"  /* current */
+                         "movzwl 4(%%rax,%[class],8), %%edx\n\t" /* begin */
+                         "cmpl %%edx, %%ecx\n\t"
+                         "jbe 2f\n\t"
+                         "movl %%ecx, %%r8d\n\t"
+                         "subl %%edx, %%r8d\n\t" /* available */
+                         "cmpl %[count], %%r8d\n\t"
+                         "cmoval %[count], %%r8d\n\t" /* n = min(available, count) */
+                         "testl %%r8d, %%r8d\n\t"
+                         "jz 2f\n\t"
+                         "subl %%r8d, %%ecx\n\t"      /* new current */
+                         "leaq (%%rax,%%rcx,8), %%rdx\n\t" /* the first slot taken */
+                         "xorl %%r9d, %%r9d\n\t"
+                         "6:\n\t"
+                         "movq (%%rdx,%%r9,8), %%r11\n\t"
+                         "movq %%r11, (%[out],%%r9,8)\n\t"
+                         "incl %%r9d\n\t"
+                         "cmpl %%r8d, %%r9d\n\t"
+                         "jb 6b\n\t"
+                         "movl %%r8d, %[popped]\n\t"
+                         "movw %%cx, (%%rax,%[class],8)\n\t" /* commit */
+                         "2:\n\t" XMM_RSEQ_ABORT_HANDLER
+                         : [popped] "=&r"(popped), [slab_node] "=&r"(slab_node)
+                         : [area] "r"(area), [index] "r"(index), [slabs] "r"(slabs),
+                           [class] "r"(size_class), [out] "r"(out), [count] "r"(count)
+                         : "rax", "rcx", "rdx", "r8", "r9", "r11", "memory", "cc");
     *node = slab_node;
     return popped;
-none:
-    return 0;
 }
 
 #endif /* XMM_RSEQ_PERCPU_H */
