@@ -9,8 +9,7 @@
 #include "metadata.h"
 #include "numa.h"
 
-uintptr_t xmm_map_root[(size_t)1 << XMM_MAP_ROOT_BITS];
-struct xmm_map_leaf xmm_map_empty_leaf;
+struct xmm_address_map xmm_address_map;
 
 static size_t reserved_bytes;
 /* Guards the spare descriptors of direct regions and of chunks. A leaf
@@ -31,18 +30,18 @@ int xmm_arena_init(void)
  * leaf stays unused (metadata is never freed). */
 static struct xmm_map_leaf *leaf_for(uintptr_t granule)
 {
-    uintptr_t *root_entry = &xmm_map_root[granule >> XMM_MAP_LEAF_BITS];
+    uintptr_t *root_entry = &xmm_address_map.root[granule >> XMM_MAP_LEAF_BITS];
     uintptr_t offset = __atomic_load_n(root_entry, __ATOMIC_ACQUIRE);
     if (offset == 0) {
         struct xmm_map_leaf *fresh = xmm_metadata_alloc(sizeof(*fresh), 4096);
         if (!fresh)
             return NULL;
-        uintptr_t fresh_offset = (uintptr_t)fresh - (uintptr_t)&xmm_map_empty_leaf;
+        uintptr_t fresh_offset = (uintptr_t)fresh - (uintptr_t)&xmm_address_map.empty;
         if (__atomic_compare_exchange_n(root_entry, &offset, fresh_offset, false,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
             offset = fresh_offset;
     }
-    return (struct xmm_map_leaf *)((char *)&xmm_map_empty_leaf + offset);
+    return (struct xmm_map_leaf *)((char *)&xmm_address_map.empty + offset);
 }
 
 static size_t leaf_index(uintptr_t granule)

@@ -56,10 +56,15 @@ struct xmm_map_leaf {
     struct xmm_region *regions[(size_t)1 << XMM_MAP_LEAF_BITS];
 };
 
-/* Root entry i: the leaf of granules [i << LEAF_BITS, (i + 1) << LEAF_BITS)
- * as a byte offset from xmm_map_empty_leaf (0: the empty leaf itself). */
-extern uintptr_t xmm_map_root[(size_t)1 << XMM_MAP_ROOT_BITS];
-extern struct xmm_map_leaf xmm_map_empty_leaf;
+/* The map's static part: root entry i names the leaf of granules
+ * [i << LEAF_BITS, (i + 1) << LEAF_BITS) as a byte offset from `empty`
+ * (0: the empty leaf itself). One object, so that the lookup addresses
+ * the root and the leaf from one base register. */
+struct xmm_address_map {
+    uintptr_t root[(size_t)1 << XMM_MAP_ROOT_BITS];
+    struct xmm_map_leaf empty;
+};
+extern struct xmm_address_map xmm_address_map;
 
 /* Creates what the map needs beyond its static part (nothing today).
  * Returns 0. */
@@ -74,8 +79,8 @@ XMM_INLINE struct xmm_region *xmm_region_of(const void *address)
         return NULL;
     uintptr_t granule = bits >> XMM_GRANULE_SHIFT;
     uintptr_t leaf_offset =
-        __atomic_load_n(&xmm_map_root[granule >> XMM_MAP_LEAF_BITS], __ATOMIC_ACQUIRE);
-    struct xmm_map_leaf *leaf = (struct xmm_map_leaf *)((char *)&xmm_map_empty_leaf + leaf_offset);
+        __atomic_load_n(&xmm_address_map.root[granule >> XMM_MAP_LEAF_BITS], __ATOMIC_ACQUIRE);
+    struct xmm_map_leaf *leaf = (struct xmm_map_leaf *)((char *)&xmm_address_map.empty + leaf_offset);
     return __atomic_load_n(&leaf->regions[granule & (((uintptr_t)1 << XMM_MAP_LEAF_BITS) - 1)],
                            __ATOMIC_ACQUIRE);
 }
