@@ -16,7 +16,7 @@ static size_t reserved_bytes;
  * lock: nothing is taken under it. */
 static struct xmm_lock descriptor_lock = XMM_LOCK_INITIALIZER;
 static struct xmm_region *spare_direct_regions;
-static struct xmm_chunk *spare_chunks; /* linked through next_in_heap */
+static struct xmm_region *spare_chunks; /* chunk descriptors, by their region */
 
 int xmm_arena_init(void)
 {
@@ -107,28 +107,40 @@ static void advise_huge_pages(struct xmm_region *region)
         xmm_os_advise_huge(region->base, region->size, false);
 }
 
-/* A signal handler that interrupted this thread inside descriptor_lock
- * (xmm_lock_acquire false) takes no spare and keeps none: it makes a new
- * descriptor, or leaks one (a few bytes of metadata). */
-static struct xmm_chunk *take_chunk_descriptor(void)
+/* Spare descriptors: a list per kind, linked through the region's
+ * next_free. A signal handler that interrupted this thread inside
+ * descriptor_lock (xmm_lock_acquire false) takes no spare and keeps none:
+ * it makes a new descriptor, or leaks one (a few bytes of metadata). */
+static struct xmm_region *take_spare(struct xmm_region **spares)
 {
-    struct xmm_chunk *chunk = NULL;
+    struct xmm_region *region = NULL;
     if (xmm_lock_acquire(&descriptor_lock)) {
-        chunk = spare_chunks;
-        if (chunk)
-            spare_chunks = chunk->next_in_heap;
+        region = *spares;
+        if (region)
+            *spares = region->next_free;
         xmm_lock_release(&descriptor_lock);
     }
+    return region;
+}
+
+static void give_back_spare(struct xmm_region **spares, struct xmm_region *region)
+{
+    if (!xmm_lock_acquire(&descriptor_lock))
+        return;
+    region->next_free = *spares;
+    *spares = region;
+    xmm_lock_release(&descriptor_lock);
+}
+
+static struct xmm_chunk *take_chunk_descriptor(void)
+{
+    struct xmm_chunk *chunk = (struct xmm_chunk *)take_spare(&spare_chunks);
     return chunk ? chunk : xmm_metadata_alloc(sizeof(*chunk), 64);
 }
 
 static void give_back_chunk_descriptor(struct xmm_chunk *chunk)
 {
-    if (!xmm_lock_acquire(&descriptor_lock))
-        return;
-    chunk->next_in_heap = spare_chunks;
-    spare_chunks = chunk;
-    xmm_lock_release(&descriptor_lock);
+    give_back_spare(&spare_chunks, &chunk->region);
 }
 
 struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages)
@@ -174,23 +186,13 @@ void xmm_arena_release_chunk(struct xmm_chunk *chunk)
 
 static struct xmm_region *take_direct_descriptor(void)
 {
-    struct xmm_region *region = NULL;
-    if (xmm_lock_acquire(&descriptor_lock)) {
-        region = spare_direct_regions;
-        if (region)
-            spare_direct_regions = region->next_free;
-        xmm_lock_release(&descriptor_lock);
-    }
+    struct xmm_region *region = take_spare(&spare_direct_regions);
     return region ? region : xmm_metadata_alloc(sizeof(*region), 64);
 }
 
 static void give_back_direct_descriptor(struct xmm_region *region)
 {
-    if (!xmm_lock_acquire(&descriptor_lock))
-        return;
-    region->next_free = spare_direct_regions;
-    spare_direct_regions = region;
-    xmm_lock_release(&descriptor_lock);
+    give_back_spare(&spare_direct_regions, region);
 }
 
 void *xmm_arena_map_direct(size_t size, size_t alignment, int node)

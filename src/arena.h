@@ -49,6 +49,9 @@ struct xmm_chunk {
     struct xmm_span *page_span[XMM_CHUNK_MAX_PAGES];
 };
 
+/* A chunk is found by its region (the map, spare lists): region first. */
+_Static_assert(offsetof(struct xmm_chunk, region) == 0, "a chunk starts with its region");
+
 #define XMM_MAP_LEAF_BITS 13
 #define XMM_MAP_ROOT_BITS (XMM_ADDRESS_BITS - XMM_GRANULE_SHIFT - XMM_MAP_LEAF_BITS)
 

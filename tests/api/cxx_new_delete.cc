@@ -34,21 +34,7 @@
 #include <unordered_map>
 #include <vector>
 
-static unsigned long checks, failures;
-
-#define CHECK(condition, ...)                                              \
-    do {                                                                   \
-        checks++;                                                          \
-        if (condition) {                                                   \
-            std::printf("ok   ");                                          \
-        } else {                                                           \
-            failures++;                                                    \
-            std::printf("FAIL %s:%d: [%s] ", __FILE__, __LINE__, #condition); \
-        }                                                                  \
-        std::printf(__VA_ARGS__);                                          \
-        std::printf("\n");                                                 \
-        std::fflush(stdout);                                               \
-    } while (0)
+#include "cxx_check.h"
 
 using node_of_function = int (*)(const void *);
 static node_of_function xmm_node_of_pointer;

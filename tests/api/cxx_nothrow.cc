@@ -25,21 +25,7 @@
 #include <stdexcept>
 #include <string>
 
-static unsigned long checks, failures;
-
-#define CHECK(condition, ...)                                              \
-    do {                                                                   \
-        checks++;                                                          \
-        if (condition) {                                                   \
-            std::printf("ok   ");                                          \
-        } else {                                                           \
-            failures++;                                                    \
-            std::printf("FAIL %s:%d: [%s] ", __FILE__, __LINE__, #condition); \
-        }                                                                  \
-        std::printf(__VA_ARGS__);                                          \
-        std::printf("\n");                                                 \
-        std::fflush(stdout);                                               \
-    } while (0)
+#include "cxx_check.h"
 
 // A request no allocator can satisfy.
 static const std::size_t impossible = SIZE_MAX / 2;
