@@ -83,7 +83,8 @@ static struct xmm_thread_cache *take_cache(void)
         cache = new_cache();
         if (cache) {
             cache->next = registry;
-            registry = cache;
+            /* Published after its link (see xmm_thread_cache_after_fork_child). */
+            __atomic_store_n(&registry, cache, __ATOMIC_RELEASE);
         }
     }
     xmm_lock_release(&registry_lock);
@@ -150,7 +151,7 @@ static void thread_exit(void *argument)
     if (!xmm_lock_acquire(&registry_lock))
         return; /* cannot happen in a destructor; the cache would leak */
     cache->next_free = recycled;
-    recycled = cache;
+    __atomic_store_n(&recycled, cache, __ATOMIC_RELEASE);
     xmm_lock_release(&registry_lock);
 }
 
@@ -259,7 +260,9 @@ void xmm_thread_cache_stats(struct xmm_front_stats *stats)
 }
 
 /* Every update of the registry and of the recycled list is one pointer
- * store (a push links the new entry first), so a holder cut off by fork
+ * store (a push links the new entry first and publishes it with a release
+ * store, so the compiler cannot put the two the other way round), so a
+ * holder cut off by fork
  * left both lists consistent: only the lock needs repair. The caches of
  * the parent's other threads stay listed; their objects leak in the child. */
 void xmm_thread_cache_after_fork_child(void)
