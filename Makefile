@@ -19,7 +19,9 @@ WARNINGS = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter
 # -mcx16: CK's generation-counted stack pop needs cmpxchg16b.
 ARCH_FLAGS = -mcx16
-CPPFLAGS_XMM = -Iinclude -Iplatform -Isrc -D_GNU_SOURCE
+# The architecture's part of platform/ (rseq critical sections, vfork).
+ARCH ?= $(shell uname -m)
+CPPFLAGS_XMM = -Iinclude -Iplatform -Iplatform/$(ARCH) -Isrc -D_GNU_SOURCE
 CFLAGS ?= -O2 -g
 XMM_CFLAGS = $(CFLAGS) -std=gnu11 -fPIC -fvisibility=hidden $(ARCH_FLAGS) \
              -fno-plt -ftls-model=initial-exec $(WARNINGS) -pthread
@@ -29,14 +31,19 @@ XMM_CXXFLAGS = $(filter-out -std=% -Wstrict-prototypes -Wmissing-prototypes,$(XM
                -std=gnu++17 -fexceptions -fno-rtti
 
 # The allocator core: everything except the symbols that replace malloc.
-CORE_SOURCES = $(wildcard platform/*.c) $(wildcard platform/x86_64/*.c) \
-               $(filter-out src/override%.c,$(wildcard src/*.c))
-CORE_ASM     = $(filter-out %/override_vfork.S,$(wildcard platform/x86_64/*.S))
+# src/ is one folder per layer (src/README.md): base, ds, backend, mem,
+# global, then override (the malloc symbols) and buf (pooled buffers).
+LAYERS = base ds backend mem global
+CORE_SOURCES = $(wildcard platform/*.c) $(wildcard platform/$(ARCH)/*.c) \
+               $(foreach layer,$(LAYERS),$(wildcard src/$(layer)/*.c)) \
+               src/override/api.c $(wildcard src/buf/*.c)
+CORE_ASM     = $(filter-out %/override_vfork.S,$(wildcard platform/$(ARCH)/*.S))
 # vfork() replaced along with malloc (see platform/x86_64/override_vfork.S).
-OVERRIDE_ASM = $(wildcard platform/x86_64/override_vfork.S)
+OVERRIDE_ASM = $(wildcard platform/$(ARCH)/override_vfork.S)
 # (plus one C++ file: the nothrow operators' call of the new-handler)
-OVERRIDE_SOURCES = $(wildcard src/override*.c) $(wildcard src/override*.cc)
-HEADERS = $(wildcard include/*.h platform/*.h platform/x86_64/*.h src/*.h)
+OVERRIDE_SOURCES = $(filter-out src/override/api.c,$(wildcard src/override/*.c)) \
+                   $(wildcard src/override/*.cc)
+HEADERS = $(wildcard include/*.h platform/*.h platform/$(ARCH)/*.h src/*/*.h)
 
 CORE_OBJECTS = $(CORE_SOURCES:%.c=$(BUILD)/obj/%.o) $(CORE_ASM:%.S=$(BUILD)/obj/%.o)
 OVERRIDE_OBJECTS = $(patsubst %.cc,$(BUILD)/obj/%.o,$(OVERRIDE_SOURCES:%.c=$(BUILD)/obj/%.o)) \
@@ -72,7 +79,7 @@ $(BUILD)/obj/%.o: %.cc $(HEADERS) Makefile
 # still be freed. TCMalloc is never unloaded either, in practice.
 $(LIBXMM_SO): $(CORE_OBJECTS) $(OVERRIDE_OBJECTS)
 	$(CC) -shared -Wl,-soname,libxmm.so -Wl,-z,now -Wl,-z,nodelete -Wl,--no-undefined \
-	    -Wl,--version-script=src/exports.map -o $@ $^ $(LIBS)
+	    -Wl,--version-script=src/override/exports.map -o $@ $^ $(LIBS)
 
 $(LIBXMM_A): $(CORE_OBJECTS) $(OVERRIDE_OBJECTS)
 	@rm -f $@
@@ -128,7 +135,7 @@ tsan: deps
 tsan-build: $(TSAN_PROGRAMS)
 
 # The C++ operators must let a new-handler's exception unwind through them.
-$(BUILD)/obj/src/override_cxx.o: XMM_CFLAGS += -fexceptions
+$(BUILD)/obj/src/override/override_cxx.o: XMM_CFLAGS += -fexceptions
 
 # The size class table of docs/design.md, printed from the allocator itself.
 size-class-table: $(LIBXMM_CORE_A)

@@ -112,6 +112,15 @@ int xmm_node_of(const void *ptr);
 /* The number of NUMA nodes XMM manages (1 on a machine without NUMA). */
 int xmm_node_count(void);
 
+/* The node XMM takes the calling thread's memory from now: the node of the
+ * CPU it runs on (which may change right after the call), as
+ * xmm_malloc_on_node numbers nodes. Thread-safe; a vDSO call, tens of ns. */
+int xmm_current_node(void);
+
+/* The number of CPUs the machine has (possible CPUs, online or not), as
+ * XMM's per-CPU structures count them; at least 1. Thread-safe. */
+int xmm_cpu_count(void);
+
 /* ---- memory return and caches ------------------------------------------ */
 
 /* Returns to the operating system every free page XMM holds, after moving

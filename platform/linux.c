@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <ck_pr.h>
 #include <numaif.h> /* libnuma's mbind/get_mempolicy: plain system call wrappers */
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -114,15 +115,6 @@ int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode
     long result = mbind(addr, size, policy, &mask, sizeof(mask) * 8 + 1, 0);
     errno = saved_errno;
     return result == 0 ? 0 : -1;
-}
-
-int xmm_os_node_of_address(const void *addr)
-{
-    int node = -1;
-    int saved_errno = errno;
-    long result = get_mempolicy(&node, NULL, 0, (void *)addr, MPOL_F_NODE | MPOL_F_ADDR);
-    errno = saved_errno;
-    return result == 0 ? node : -1;
 }
 
 /* ---- small allocation-free file and text helpers ------------------------ */
@@ -499,4 +491,91 @@ void xmm_os_write_error(const char *text, size_t length)
 _Noreturn void xmm_platform_abort(void)
 {
     abort();
+}
+
+/* ---- threads, signals, files, process hooks ------------------------------ */
+
+int xmm_os_thread_start(void *(*body)(void *), void *argument)
+{
+    pthread_attr_t attributes;
+    int error = pthread_attr_init(&attributes);
+    if (error)
+        return error;
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    error = pthread_create(&thread, &attributes, body, argument);
+    pthread_attr_destroy(&attributes);
+    return error;
+}
+
+void xmm_os_sleep_ns(uint64_t ns)
+{
+    struct timespec left = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+    while (nanosleep(&left, &left) != 0 && errno == EINTR)
+        ;
+}
+
+int xmm_os_thread_key_create(xmm_os_thread_key *key, void (*destructor)(void *))
+{
+    pthread_key_t created;
+    int error = pthread_key_create(&created, destructor);
+    if (!error)
+        *key = (xmm_os_thread_key)created;
+    return error;
+}
+
+int xmm_os_thread_key_set(xmm_os_thread_key key, const void *value)
+{
+    return pthread_setspecific((pthread_key_t)key, value);
+}
+
+int xmm_os_signal_handler(int signal_number, void (*handler)(int))
+{
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = handler;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    return sigaction(signal_number, &action, NULL);
+}
+
+int xmm_os_at_exit(void (*hook)(void))
+{
+    return atexit(hook) == 0 ? 0 : ENOMEM;
+}
+
+int xmm_os_at_fork_child(void (*hook)(void))
+{
+    return pthread_atfork(NULL, NULL, hook);
+}
+
+int xmm_os_open_append(const char *path)
+{
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+void xmm_os_close(int fd)
+{
+    close(fd);
+}
+
+void xmm_os_event_post(struct xmm_os_event *event)
+{
+    __atomic_fetch_add(&event->pending, 1, __ATOMIC_RELEASE);
+    syscall(SYS_futex, &event->pending, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void xmm_os_event_wait(struct xmm_os_event *event)
+{
+    for (;;) {
+        uint32_t pending = __atomic_exchange_n(&event->pending, 0, __ATOMIC_ACQUIRE);
+        if (pending)
+            return;
+        syscall(SYS_futex, &event->pending, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+    }
+}
+
+int xmm_os_dup_stderr(void)
+{
+    return fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
 }

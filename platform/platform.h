@@ -74,9 +74,6 @@ enum xmm_bind_mode {
  * still usable, with the process's default policy. */
 int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode);
 
-/* The node that backs the page at `addr` (which must be resident), or -1 if
- * the kernel cannot tell. For tests and statistics, not for hot paths. */
-int xmm_os_node_of_address(const void *addr);
 
 /* ---- topology ---------------------------------------------------------- */
 
@@ -106,6 +103,39 @@ void xmm_platform_topology_read(struct xmm_topology *topology);
 int xmm_os_current_cpu(void);
 
 /* ---- restartable sequences and membarrier ------------------------------ */
+
+/* Whether this build has the per-CPU caches' critical sections: the
+ * architecture's rseq_percpu.h exists for x86_64 only. ThreadSanitizer
+ * builds leave them out: TSan cannot see the hand-off of objects through a
+ * CPU's cache and reports every reuse as a race; they test the per-thread
+ * front end and the lock-free central layer instead. */
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+#define XMM_PER_CPU_CACHES 1
+#else
+#define XMM_PER_CPU_CACHES 0
+#endif
+
+/* The kernel's rseq area (struct rseq of linux/rseq.h, the fields XMM
+ * reads): 32 bytes, 32-byte aligned. The kernel writes cpu_id on every
+ * return to user space of a registered thread; node_id and mm_cid from
+ * Linux 6.3 (xmm_os_rseq_feature_size() >= 28). A thread whose
+ * registration failed holds cpu_id -2 (glibc), an unregistered area -1. */
+struct xmm_rseq_area {
+    uint32_t cpu_id_start;
+    uint32_t cpu_id;
+    uint64_t rseq_cs; /* the current critical section's descriptor, or 0 */
+    uint32_t flags;
+    uint32_t node_id;
+    uint32_t mm_cid;  /* compact per-process concurrency id */
+    uint32_t padding;
+} __attribute__((aligned(32)));
+#define XMM_RSEQ_CPU_ID_OFFSET 4
+#define XMM_RSEQ_MM_CID_OFFSET 24
+_Static_assert(__builtin_offsetof(struct xmm_rseq_area, cpu_id) == XMM_RSEQ_CPU_ID_OFFSET,
+               "rseq ABI: cpu_id");
+_Static_assert(__builtin_offsetof(struct xmm_rseq_area, mm_cid) == XMM_RSEQ_MM_CID_OFFSET,
+               "rseq ABI: mm_cid");
+_Static_assert(sizeof(struct xmm_rseq_area) == 32, "rseq ABI: area size");
 
 /* The rseq area the C library registered for the calling thread, or NULL
  * (glibc older than 2.35, GLIBC_TUNABLES=glibc.pthread.rseq=0). */
@@ -188,6 +218,48 @@ int xmm_os_process_id(void);
 /* Value of environment variable `name`, or NULL. Safe before libc's own
  * initialisation has finished (reads the process environment directly). */
 const char *xmm_os_getenv(const char *name);
+
+/* ---- threads, signals, files, process hooks ------------------------------ */
+
+/* Starts a detached thread running body(argument). 0, or an errno value
+ * (the caller goes on without it). The new thread may allocate. */
+int xmm_os_thread_start(void *(*body)(void *), void *argument);
+
+/* Sleeps the calling thread for `ns` nanoseconds (resumes after signals). */
+void xmm_os_sleep_ns(uint64_t ns);
+
+/* A per-thread value with a destructor run at thread exit (pthread keys).
+ * create: 0 or an errno value; set: 0 or an errno value (may allocate in
+ * libc beyond the first 32 keys). */
+typedef unsigned xmm_os_thread_key;
+int xmm_os_thread_key_create(xmm_os_thread_key *key, void (*destructor)(void *));
+int xmm_os_thread_key_set(xmm_os_thread_key key, const void *value);
+
+/* Installs `handler` for `signal_number` (SA_RESTART). 0 or -1. */
+int xmm_os_signal_handler(int signal_number, void (*handler)(int));
+
+/* Functions run at exit() and in the child after fork(); 0 or an errno
+ * value. Both register with libc, which may allocate: init phase 2 only. */
+int xmm_os_at_exit(void (*hook)(void));
+int xmm_os_at_fork_child(void (*hook)(void));
+
+/* A wake-up a signal handler can post: post is async-signal-safe (an
+ * atomic add and a futex wake); wait blocks until at least one post is
+ * pending and consumes all pending ones. */
+struct xmm_os_event {
+    uint32_t pending;
+};
+void xmm_os_event_post(struct xmm_os_event *event);
+void xmm_os_event_wait(struct xmm_os_event *event);
+
+/* A private copy of standard error (close-on-exec, descriptor >= 64), for
+ * output at exit after a program closed its own fd 2; -1 on failure. */
+int xmm_os_dup_stderr(void);
+
+/* Opens `path` for appending (created 0644, close-on-exec): a descriptor,
+ * or -1 with errno. xmm_os_close closes one. */
+int xmm_os_open_append(const char *path);
+void xmm_os_close(int fd);
 
 /* ---- errors ------------------------------------------------------------- */
 

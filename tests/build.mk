@@ -3,7 +3,7 @@
 
 UNIT_TESTS = size_class arena_map page_heap central_stress large_cache large_cache_stress lock \
              large_double_free
-UNIT_CFLAGS = -O2 -g -std=gnu11 -mcx16 -pthread -Wall -Wextra -Iinclude -Iplatform -Isrc \
+UNIT_CFLAGS = -O2 -g -std=gnu11 -mcx16 -pthread -Wall -Wextra -Iinclude -Iplatform -Iplatform/$(ARCH) -Isrc \
               -Itests/unit -D_GNU_SOURCE
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBXMM_CORE_A) tests/unit/check.h
@@ -70,3 +70,6 @@ $(BUILD)/tests/test_rseq_opt_levels: tests/unit/test_rseq_opt_levels.c $(LIBXMM_
 	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
 
 TEST_PROGRAMS += $(BUILD)/tests/test_rseq_opt_levels
+
+# The layering of src/ (tools/check-layers), and the check itself.
+TEST_SCRIPTS += tests/tools/layers.sh

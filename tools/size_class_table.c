@@ -2,7 +2,7 @@
  * allocator's own tables: `make size-class-table`. */
 #include <stdio.h>
 
-#include "size_class.h"
+#include "ds/ds.h"
 #include "xmm.h"
 
 int main(void)

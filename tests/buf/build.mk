@@ -7,7 +7,7 @@ XMM_BUF_TESTS_INCLUDED := 1
 BUF_TESTS = slice buf buf_config buf_threads
 BUF_TEST_PROGRAMS = $(BUF_TESTS:%=$(BUILD)/tests/buf/test_%)
 # -Isrc -Iplatform: test_buf checks node placement with src/numa.h.
-BUF_TEST_CFLAGS = -O2 -g -std=gnu11 -D_GNU_SOURCE -mcx16 -pthread -Iinclude -Iplatform -Isrc \
+BUF_TEST_CFLAGS = -O2 -g -std=gnu11 -D_GNU_SOURCE -mcx16 -pthread -Iinclude -Iplatform -Iplatform/$(ARCH) -Isrc \
                   -Itests/buf $(WARNINGS)
 BUF_TEST_HEADERS = tests/buf/check.h include/xmm.h include/xmm_buf.h
 

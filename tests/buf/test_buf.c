@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "numa.h"
+#include "backend/backend.h"
 #include "xmm.h"
 #include "xmm_buf.h"
 

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "arena.h"
+#include "backend/backend.h"
 #include "check.h"
 #include "xmm.h"
 

@@ -10,8 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "arena.h"
-#include "central.h"
+#include "backend/backend.h"
+#include "mem/mem.h"
 #include "check.h"
 #include "xmm.h"
 

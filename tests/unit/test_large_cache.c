@@ -7,10 +7,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "arena.h"
+#include "backend/backend.h"
 #include "check.h"
-#include "large_cache.h"
-#include "page_heap.h"
 #include "xmm.h"
 
 #define MIB ((size_t)1 << 20)

@@ -13,9 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "large_cache.h"
-#include "numa.h"
-#include "page_heap.h"
+#include "backend/backend.h"
 #include "xmm.h"
 
 #define MAX_THREADS 256

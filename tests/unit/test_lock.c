@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "common.h"
+#include "base/base.h"
 
 #define SECONDS 2.0
 

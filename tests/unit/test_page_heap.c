@@ -1,9 +1,8 @@
 /* Page heap: spans split and coalesce; alignment; purge returns pages. */
 #include <string.h>
 
-#include "arena.h"
+#include "backend/backend.h"
 #include "check.h"
-#include "page_heap.h"
 #include "xmm.h"
 
 int main(void)

@@ -4,7 +4,7 @@
  * (C17 7.22.3: any type with fundamental alignment whose size fits, such
  * as a struct of one __m128 and a short flexible array), 8 below. */
 #include "check.h"
-#include "size_class.h"
+#include "ds/ds.h"
 #include "xmm.h"
 
 static size_t largest_power_of_two_dividing(size_t n)

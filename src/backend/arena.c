@@ -1,0 +1,250 @@
+/*
+ * arena.c - chunks and direct mappings, and the address map (see arena.h).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "arena.h"
+#include "base/base.h"
+#include "metadata.h"
+#include "numa.h"
+
+struct xmm_address_map xmm_address_map;
+
+static size_t reserved_bytes;
+/* Guards the spare descriptors of direct regions and of chunks. A leaf
+ * lock: nothing is taken under it. */
+static struct xmm_lock descriptor_lock = XMM_LOCK_INITIALIZER;
+static struct xmm_region *spare_direct_regions;
+static struct xmm_region *spare_chunks; /* chunk descriptors, by their region */
+
+int xmm_arena_init(void)
+{
+    return 0;
+}
+
+/* ---- the address map --------------------------------------------------------- */
+
+/* The leaf for `granule`, made if it does not exist yet; NULL if metadata
+ * cannot be had. Two threads may make one at once: one CAS wins, the other
+ * leaf stays unused (metadata is never freed). */
+static struct xmm_map_leaf *leaf_for(uintptr_t granule)
+{
+    uintptr_t *root_entry = &xmm_address_map.root[granule >> XMM_MAP_LEAF_BITS];
+    uintptr_t offset = __atomic_load_n(root_entry, __ATOMIC_ACQUIRE);
+    if (offset == 0) {
+        struct xmm_map_leaf *fresh = xmm_metadata_alloc(sizeof(*fresh), 4096);
+        if (!fresh)
+            return NULL;
+        uintptr_t fresh_offset = (uintptr_t)fresh - (uintptr_t)&xmm_address_map.empty;
+        if (__atomic_compare_exchange_n(root_entry, &offset, fresh_offset, false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            offset = fresh_offset;
+    }
+    return (struct xmm_map_leaf *)((char *)&xmm_address_map.empty + offset);
+}
+
+static size_t leaf_index(uintptr_t granule)
+{
+    return granule & (((uintptr_t)1 << XMM_MAP_LEAF_BITS) - 1);
+}
+
+/* Points every granule of `region` to it (NULL: forgets it). false if a
+ * leaf could not be made (nothing is then registered). */
+static bool map_granules(struct xmm_region *region, struct xmm_region *value)
+{
+    uintptr_t first = (uintptr_t)region->base >> XMM_GRANULE_SHIFT;
+    uintptr_t last = ((uintptr_t)region->base + region->size - 1) >> XMM_GRANULE_SHIFT;
+    for (uintptr_t granule = first; granule <= last; granule++)
+        if (!leaf_for(granule))
+            return false;
+    for (uintptr_t granule = first; granule <= last; granule++)
+        __atomic_store_n(&leaf_for(granule)->regions[leaf_index(granule)], value,
+                         __ATOMIC_RELEASE);
+    return true;
+}
+
+static bool register_region(struct xmm_region *region)
+{
+    if (!map_granules(region, region))
+        return false;
+    __atomic_fetch_add(&reserved_bytes, region->size, __ATOMIC_RELAXED);
+    return true;
+}
+
+static void unregister_region(struct xmm_region *region)
+{
+    map_granules(region, NULL); /* the leaves exist: it cannot fail */
+    __atomic_fetch_sub(&reserved_bytes, region->size, __ATOMIC_RELAXED);
+}
+
+void xmm_chunk_set_pages(struct xmm_span *span, bool ends_only)
+{
+    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
+    size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
+    size_t last = first + span->pages - 1;
+    xmm_assert(last < chunk->pages);
+    if (ends_only) {
+        __atomic_store_n(&chunk->page_span[first], span, __ATOMIC_RELEASE);
+        __atomic_store_n(&chunk->page_span[last], span, __ATOMIC_RELEASE);
+        return;
+    }
+    for (size_t page = first; page <= last; page++)
+        __atomic_store_n(&chunk->page_span[page], span, __ATOMIC_RELEASE);
+}
+
+/* ---- chunks ------------------------------------------------------------------ */
+
+/* Transparent huge pages: chunks are granule (2 MiB) aligned. `always`
+ * asks for huge pages from the start; `never` forbids them; `auto` starts
+ * chunks on the kernel's default and asks for huge pages once a chunk has
+ * been cut to its end (dense), see page_heap.c. */
+static void advise_huge_pages(struct xmm_region *region)
+{
+    if (xmm_config.thp == XMM_THP_ALWAYS)
+        region->huge = xmm_os_advise_huge(region->base, region->size, true) == 0;
+    else if (xmm_config.thp == XMM_THP_NEVER)
+        xmm_os_advise_huge(region->base, region->size, false);
+}
+
+/* Spare descriptors: a list per kind, linked through the region's
+ * next_free. A signal handler that interrupted this thread inside
+ * descriptor_lock (xmm_lock_acquire false) takes no spare and keeps none:
+ * it makes a new descriptor, or leaks one (a few bytes of metadata). */
+static struct xmm_region *take_spare(struct xmm_region **spares)
+{
+    struct xmm_region *region = NULL;
+    if (xmm_lock_acquire(&descriptor_lock)) {
+        region = *spares;
+        if (region)
+            *spares = region->next_free;
+        xmm_lock_release(&descriptor_lock);
+    }
+    return region;
+}
+
+static void give_back_spare(struct xmm_region **spares, struct xmm_region *region)
+{
+    if (!xmm_lock_acquire(&descriptor_lock))
+        return;
+    region->next_free = *spares;
+    *spares = region;
+    xmm_lock_release(&descriptor_lock);
+}
+
+static struct xmm_chunk *take_chunk_descriptor(void)
+{
+    struct xmm_chunk *chunk = (struct xmm_chunk *)take_spare(&spare_chunks);
+    return chunk ? chunk : xmm_metadata_alloc(sizeof(*chunk), 64);
+}
+
+static void give_back_chunk_descriptor(struct xmm_chunk *chunk)
+{
+    give_back_spare(&spare_chunks, &chunk->region);
+}
+
+struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages)
+{
+    xmm_assert(pages % XMM_PAGES_PER_GRANULE == 0 && pages <= XMM_CHUNK_MAX_PAGES);
+    size_t size = pages << XMM_PAGE_SHIFT;
+    char *base = xmm_os_map(size, XMM_GRANULE_SIZE);
+    if (!base)
+        return NULL;
+    struct xmm_chunk *chunk = take_chunk_descriptor();
+    if (!chunk) {
+        xmm_os_unmap(base, size);
+        return NULL;
+    }
+    chunk->region.kind = XMM_REGION_CHUNK;
+    chunk->region.node = (uint8_t)node;
+    chunk->region.huge = 0;
+    chunk->region.base = base;
+    chunk->region.size = size;
+    chunk->pages = (uint32_t)pages;
+    chunk->next_in_heap = NULL;
+    xmm_numa_bind(base, size, node);
+    advise_huge_pages(&chunk->region);
+    if (!register_region(&chunk->region)) {
+        xmm_os_unmap(base, size);
+        give_back_chunk_descriptor(chunk);
+        return NULL;
+    }
+    return chunk;
+}
+
+void xmm_arena_release_chunk(struct xmm_chunk *chunk)
+{
+    unregister_region(&chunk->region);
+    /* A descriptor reused for a chunk at the same address must not find
+     * the old spans in its page map (the page heap coalesces by it). */
+    memset(chunk->page_span, 0, (size_t)chunk->pages * sizeof(chunk->page_span[0]));
+    xmm_os_unmap(chunk->region.base, chunk->region.size);
+    give_back_chunk_descriptor(chunk);
+}
+
+/* ---- direct mappings --------------------------------------------------------- */
+
+static struct xmm_region *take_direct_descriptor(void)
+{
+    struct xmm_region *region = take_spare(&spare_direct_regions);
+    return region ? region : xmm_metadata_alloc(sizeof(*region), 64);
+}
+
+static void give_back_direct_descriptor(struct xmm_region *region)
+{
+    give_back_spare(&spare_direct_regions, region);
+}
+
+void *xmm_arena_map_direct(size_t size, size_t alignment, int node)
+{
+    size_t page = xmm_os_page_size();
+    if (size > SIZE_MAX - page)
+        return NULL;
+    size_t mapped = xmm_align_up(size, page);
+    struct xmm_region *region = take_direct_descriptor();
+    if (!region)
+        return NULL;
+    /* Granule alignment gives the mapping whole map entries of its own. */
+    size_t granule_alignment = alignment > XMM_GRANULE_SIZE ? alignment : XMM_GRANULE_SIZE;
+    char *base = xmm_os_map_accounted(mapped, granule_alignment);
+    if (!base) {
+        give_back_direct_descriptor(region);
+        return NULL;
+    }
+    region->kind = XMM_REGION_DIRECT;
+    region->node = (uint8_t)node;
+    region->base = base;
+    region->size = mapped;
+    region->huge = 0;
+    xmm_numa_bind(base, mapped, node);
+    if (!register_region(region)) {
+        xmm_os_unmap(base, mapped);
+        give_back_direct_descriptor(region);
+        return NULL;
+    }
+    return base;
+}
+
+void xmm_arena_unmap_direct(struct xmm_region *region)
+{
+    unregister_region(region);
+    xmm_os_unmap(region->base, region->size);
+    region->kind = 0;
+    give_back_direct_descriptor(region);
+}
+
+size_t xmm_arena_reserved_bytes(void)
+{
+    return __atomic_load_n(&reserved_bytes, __ATOMIC_RELAXED);
+}
+
+/* The lock guards only the lists of spare descriptors: if its holder is
+ * gone, the lists are dropped (the descriptors leak in the child). */
+void xmm_arena_after_fork_child(void)
+{
+    if (xmm_lock_holder(&descriptor_lock) != XMM_LOCK_HELD_BY_OTHER)
+        return;
+    spare_direct_regions = NULL;
+    spare_chunks = NULL;
+    xmm_lock_reset(&descriptor_lock);
+}

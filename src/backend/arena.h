@@ -1,0 +1,129 @@
+/*
+ * arena.h - address space from the kernel, per NUMA node, and the map from
+ * any address to the allocator metadata that describes it.
+ *
+ * XMM maps two kinds of regions, each starting on a 2 MiB granule and
+ * owning the granules it covers: arena chunks (4 to 64 MiB of pages for
+ * spans, bound to one node) and direct mappings (one very large block).
+ * The address map is a two-level radix tree over the granules of the
+ * 47-bit user address space: a root of 8192 entries in the library's
+ * zero-initialised data, each naming a leaf of 8192 region pointers (64
+ * KiB, covering 16 GiB) made on demand. A root entry holds its leaf as an
+ * offset from a static empty leaf, so that a root entry never written
+ * (before XMM is initialised, or where XMM never mapped) reads the empty
+ * leaf: region_of is two dependent loads and no test, valid from the first
+ * instruction of the process. A chunk's page map gives the span of each of
+ * its pages. So free(p) finds its span with three loads, and a pointer XMM
+ * never handed out finds no region or no span.
+ *
+ * Chunks that are wholly free again go back to the kernel (trim, long
+ * decay, or a failed mapping): their address space, not only their pages.
+ * Their descriptors are kept for the next chunk, never unmapped, and a
+ * page map index is masked to the largest chunk, so that a lock-free
+ * reader holding a stale region pointer reads metadata, never beyond it.
+ */
+#ifndef XMM_ARENA_H
+#define XMM_ARENA_H
+
+#include "base/base.h"
+#include "ds/ds.h"
+
+enum xmm_region_kind {
+    XMM_REGION_CHUNK = 1,   /* pages for spans */
+    XMM_REGION_DIRECT = 2,  /* one block, mapped for itself */
+};
+
+struct xmm_region {
+    uint8_t kind;
+    uint8_t node;
+    uint8_t huge;               /* THP requested for this region */
+    char *base;                 /* first byte (granule-aligned) */
+    size_t size;                /* bytes mapped */
+    struct xmm_region *next_free; /* recycled descriptors */
+};
+
+struct xmm_chunk {
+    struct xmm_region region;
+    uint32_t pages;             /* allocator pages in the chunk */
+    struct xmm_chunk *next_in_heap; /* the node's chunks (page heap lock) */
+    struct xmm_span *page_span[XMM_CHUNK_MAX_PAGES];
+};
+
+/* A chunk is found by its region (the map, spare lists): region first. */
+_Static_assert(offsetof(struct xmm_chunk, region) == 0, "a chunk starts with its region");
+
+#define XMM_MAP_LEAF_BITS 13
+#define XMM_MAP_ROOT_BITS (XMM_ADDRESS_BITS - XMM_GRANULE_SHIFT - XMM_MAP_LEAF_BITS)
+
+struct xmm_map_leaf {
+    struct xmm_region *regions[(size_t)1 << XMM_MAP_LEAF_BITS];
+};
+
+/* The map's static part: root entry i names the leaf of granules
+ * [i << LEAF_BITS, (i + 1) << LEAF_BITS) as a byte offset from `empty`
+ * (0: the empty leaf itself). One object, so that the lookup addresses
+ * the root and the leaf from one base register. */
+struct xmm_address_map {
+    uintptr_t root[(size_t)1 << XMM_MAP_ROOT_BITS];
+    struct xmm_map_leaf empty;
+};
+extern struct xmm_address_map xmm_address_map;
+
+/* Creates what the map needs beyond its static part (nothing today).
+ * Returns 0. */
+int xmm_arena_init(void);
+
+/* The region holding `address`, or NULL. Two loads; no lock; valid at any
+ * time, before initialisation included. */
+XMM_INLINE struct xmm_region *xmm_region_of(const void *address)
+{
+    uintptr_t bits = (uintptr_t)address;
+    if (XMM_UNLIKELY(bits >> XMM_ADDRESS_BITS))
+        return NULL;
+    uintptr_t granule = bits >> XMM_GRANULE_SHIFT;
+    uintptr_t leaf_offset =
+        __atomic_load_n(&xmm_address_map.root[granule >> XMM_MAP_LEAF_BITS], __ATOMIC_ACQUIRE);
+    struct xmm_map_leaf *leaf = (struct xmm_map_leaf *)((char *)&xmm_address_map.empty + leaf_offset);
+    return __atomic_load_n(&leaf->regions[granule & (((uintptr_t)1 << XMM_MAP_LEAF_BITS) - 1)],
+                           __ATOMIC_ACQUIRE);
+}
+
+/* The span of the page holding `address` in `chunk` (NULL if none). The
+ * index is masked: with a stale chunk pointer it still reads the chunk's
+ * own map. */
+XMM_INLINE struct xmm_span *xmm_chunk_span_of(struct xmm_chunk *chunk, const void *address)
+{
+    size_t page = (((uintptr_t)address - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT) &
+                  (XMM_CHUNK_MAX_PAGES - 1);
+    return __atomic_load_n(&chunk->page_span[page], __ATOMIC_ACQUIRE);
+}
+
+/* Points every page of [first_page, first_page + pages) of the chunk that
+ * holds `span` to `span` (or, with `ends_only`, the first and last page). */
+void xmm_chunk_set_pages(struct xmm_span *span, bool ends_only);
+
+/* Maps a new chunk of `pages` allocator pages (a whole number of granules,
+ * at most XMM_CHUNK_MAX_PAGES) for `node` with the node's placement policy
+ * and registers it. NULL if the kernel refuses. Caller holds the node's
+ * page heap lock. */
+struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages);
+
+/* Unregisters and unmaps a chunk none of whose pages is in use, and keeps
+ * its descriptor for a later chunk. Its page map is cleared. Caller holds
+ * the page heap lock of the chunk's node, and no span of it is listed. */
+void xmm_arena_release_chunk(struct xmm_chunk *chunk);
+
+/* Maps a block of `size` bytes for itself (large requests), aligned to
+ * `alignment`, with the node's policy; registers it. NULL on failure. */
+void *xmm_arena_map_direct(size_t size, size_t alignment, int node);
+
+/* Unmaps a direct block and forgets it. */
+void xmm_arena_unmap_direct(struct xmm_region *region);
+
+/* In a fork child: repairs the direct-region lock if its holder is gone. */
+void xmm_arena_after_fork_child(void);
+
+/* Address space and chunk counts, for statistics. */
+size_t xmm_arena_reserved_bytes(void);
+
+#endif

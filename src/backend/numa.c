@@ -1,0 +1,93 @@
+/*
+ * numa.c - node policy (see numa.h and the XMM_NUMA variable).
+ *
+ * local:      a CPU uses its own node if the process may allocate there,
+ *             else the nearest allowed node (lowest number). Memory is bound
+ *             MPOL_PREFERRED: placement on the node while it has memory,
+ *             spilling to another node rather than the OOM killer when it is
+ *             full (MPOL_BIND would kill a server for one node's shortage).
+ * bind:LIST:  only the listed (and allowed) nodes, MPOL_BIND: the user asked
+ *             for strictness. CPUs of other nodes use the first listed node.
+ * interleave: every CPU allocates from one extra structure set whose chunks
+ *             are interleaved page by page over the allowed nodes (data
+ *             shared by all threads); the per-node sets stay bound to
+ *             their node, for xmm_malloc_on_node.
+ * off:        node 0's structures only, no binding at all.
+ */
+#include "numa.h"
+#include "base/base.h"
+
+struct xmm_topology xmm_topology;
+int xmm_nodes = 1;
+int xmm_real_nodes = 1;
+int xmm_interleaved_node = -1;
+uint8_t xmm_home_node_of_cpu[XMM_MAX_CPUS];
+
+static uint64_t usable_nodes; /* allowed and, for bind:, listed */
+
+static int first_node(uint64_t mask)
+{
+    return mask ? __builtin_ctzll(mask) : 0;
+}
+
+void xmm_numa_init(void)
+{
+    xmm_platform_topology_read(&xmm_topology);
+    uint64_t allowed = xmm_topology.nodes_allowed & xmm_topology.nodes_online;
+    if (!allowed)
+        allowed = 1;
+    if (xmm_config.numa_mode == XMM_NUMA_BIND) {
+        uint64_t listed = xmm_config.bind_nodes & allowed;
+        if (!listed) {
+            xmm_report("xmm: XMM_NUMA=bind: none of the listed nodes is available; "
+                       "using the allowed nodes\n");
+            listed = allowed;
+        }
+        allowed = listed;
+    }
+    if (xmm_config.numa_mode == XMM_NUMA_OFF)
+        allowed = 1;
+    usable_nodes = allowed;
+    xmm_nodes = xmm_config.numa_mode == XMM_NUMA_OFF ? 1 : xmm_topology.node_count;
+    if (xmm_nodes > XMM_MAX_NODES - 1)
+        xmm_nodes = XMM_MAX_NODES - 1;
+    xmm_real_nodes = xmm_nodes;
+    if (xmm_config.numa_mode == XMM_NUMA_INTERLEAVE && xmm_real_nodes > 1)
+        xmm_interleaved_node = xmm_nodes++;
+
+    for (int cpu = 0; cpu < XMM_MAX_CPUS; cpu++) {
+        int node = xmm_topology.node_of_cpu[cpu];
+        if (node >= xmm_real_nodes || !(usable_nodes & ((uint64_t)1 << node)))
+            node = first_node(usable_nodes);
+        if (xmm_interleaved_node >= 0)
+            node = xmm_interleaved_node;
+        xmm_home_node_of_cpu[cpu] = (uint8_t)node;
+    }
+}
+
+bool xmm_node_is_usable(int node)
+{
+    return node >= 0 && node < xmm_real_nodes && (usable_nodes & ((uint64_t)1 << node));
+}
+
+void xmm_numa_bind(void *address, size_t size, int node)
+{
+    if (xmm_topology.node_count <= 1)
+        return; /* nothing to choose between */
+    switch (xmm_config.numa_mode) {
+    case XMM_NUMA_LOCAL:
+        xmm_os_bind(address, size, (uint64_t)1 << node, XMM_BIND_PREFERRED);
+        break;
+    case XMM_NUMA_BIND:
+        xmm_os_bind(address, size, (uint64_t)1 << node, XMM_BIND_STRICT);
+        break;
+    case XMM_NUMA_INTERLEAVE:
+        if (node == xmm_interleaved_node)
+            xmm_os_bind(address, size, usable_nodes, XMM_BIND_INTERLEAVE);
+        else /* explicitly asked for, with xmm_malloc_on_node */
+            xmm_os_bind(address, size, (uint64_t)1 << node, XMM_BIND_PREFERRED);
+        break;
+    case XMM_NUMA_OFF:
+        break;
+    }
+}

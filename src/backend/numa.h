@@ -1,0 +1,35 @@
+/*
+ * numa.h - which node a CPU's memory comes from, and how a node's memory
+ * is bound, under the XMM_NUMA policy. Every per-node structure exists for
+ * node 0 on a one-node machine: one code path.
+ */
+#ifndef XMM_NUMA_H
+#define XMM_NUMA_H
+
+#include "base/base.h"
+
+extern struct xmm_topology xmm_topology;
+/* Per-node structure sets XMM keeps: 0 .. xmm_nodes - 1. One per NUMA node
+ * (xmm_real_nodes of them), plus, under XMM_NUMA=interleave, one more whose
+ * memory is interleaved over every node (xmm_interleaved_node). */
+extern int xmm_nodes;
+extern int xmm_real_nodes;
+extern int xmm_interleaved_node; /* -1 unless XMM_NUMA=interleave */
+/* CPU -> the node whose memory that CPU's allocations use. */
+extern uint8_t xmm_home_node_of_cpu[XMM_MAX_CPUS];
+
+/* Reads the topology and derives the tables above from the policy. */
+void xmm_numa_init(void);
+
+XMM_INLINE int xmm_node_of_cpu(int cpu)
+{
+    return xmm_home_node_of_cpu[(unsigned)cpu % XMM_MAX_CPUS];
+}
+
+/* True if `node` may be asked for with xmm_malloc_on_node. */
+bool xmm_node_is_usable(int node);
+
+/* Applies the policy to fresh memory of `node` before it is touched. */
+void xmm_numa_bind(void *address, size_t size, int node);
+
+#endif

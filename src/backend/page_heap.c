@@ -1,0 +1,741 @@
+/*
+ * page_heap.c - spans of pages per node (see page_heap.h).
+ *
+ * Free spans sit in lists by length (1 .. 128 pages exactly, one list for
+ * longer ones, best fit). Only the first and last page of a free span map
+ * to it, which is all coalescing needs; an in-use span maps every page.
+ * Fresh pages are cut from the node's current chunk; the tail of an
+ * exhausted chunk becomes a free span.
+ */
+#include <string.h>
+
+#include "arena.h"
+#include "base/base.h"
+#include "metadata.h"
+#include "numa.h"
+#include "page_heap.h"
+
+#define EXACT_LISTS 128
+#define HUGE_PAGE_SIZE ((size_t)2 << 20)
+
+
+/* Free pages that may still be resident and are worth purging. */
+static bool holds_resident(const struct xmm_span *span)
+{
+    return span->dirty == XMM_PAGES_DIRTY || span->dirty == XMM_PAGES_INTERIOR_PURGED;
+}
+
+
+struct page_heap {
+    struct xmm_lock lock;
+    int node;
+    uint32_t epoch;                               /* see xmm_page_heap_after_fork_child */
+    struct xmm_span *free_lists[EXACT_LISTS + 1]; /* [0]: longer than 128 pages */
+    struct xmm_chunk *current;                    /* chunk being cut, or NULL */
+    size_t next_page;                             /* first unused page of it */
+    struct xmm_chunk *chunks;                     /* every chunk of the node */
+    size_t chunk_bytes;                           /* their size */
+    size_t next_chunk_pages;                      /* size of the next chunk */
+    struct xmm_span *deferred;                    /* freed by signal handlers, see heap_unlock */
+    struct xmm_span *spare_descriptors;           /* linked through `next` */
+    size_t free_pages;
+    size_t dirty_pages;
+    size_t purged_bytes;
+    size_t large_bytes;
+    uint64_t large_count;
+    uint64_t last_purge_ns;
+} XMM_CACHE_ALIGNED;
+
+static struct page_heap *heaps;
+
+int xmm_page_heap_init(void)
+{
+    heaps = xmm_metadata_alloc(sizeof(*heaps) * (size_t)xmm_nodes, XMM_CACHE_LINE);
+    if (!heaps)
+        return -1;
+    for (int node = 0; node < xmm_nodes; node++) {
+        heaps[node].node = node;
+        heaps[node].next_chunk_pages = XMM_CHUNK_MIN_SIZE >> XMM_PAGE_SHIFT;
+    }
+    return 0;
+}
+
+/* ---- the lock ----------------------------------------------------------------- */
+
+static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct xmm_span *span,
+                        uint64_t now);
+
+/* The heap's lock; false in a signal handler that interrupted this thread
+ * inside it (see xmm_lock_acquire): the handler must do without. */
+static bool heap_lock(struct page_heap *heap)
+{
+    return xmm_lock_acquire(&heap->lock);
+}
+
+/* Before it lets go, the holder frees the spans that signal handlers it
+ * was interrupted by could not free themselves (free_and_purge). One may
+ * be pushed after the last look: it waits for the next unlock. */
+static void heap_unlock(struct page_heap *heap)
+{
+    struct xmm_span *span;
+    while ((span = __atomic_exchange_n(&heap->deferred, NULL, __ATOMIC_ACQUIRE))) {
+        uint64_t now = xmm_os_now_ns();
+        while (span) {
+            struct xmm_span *next = span->next;
+            free_locked(heap, (struct xmm_chunk *)xmm_region_of(span->start), span, now);
+            span = next;
+        }
+    }
+    xmm_lock_release(&heap->lock);
+}
+
+/* ---- descriptors ------------------------------------------------------------ */
+
+static struct xmm_span *new_descriptor(struct page_heap *heap)
+{
+    struct xmm_span *span = heap->spare_descriptors;
+    if (span) {
+        heap->spare_descriptors = span->next;
+    } else {
+        span = xmm_metadata_alloc(sizeof(*span), XMM_CACHE_LINE);
+        if (!span)
+            return NULL;
+    }
+    /* Fields a lock-free reader may look at keep a defined value; the rest
+     * is reset. */
+    span->previous = span->next = NULL;
+    span->free_list = NULL;
+    __atomic_store_n(&span->state, 0, __ATOMIC_RELAXED);
+    span->carved = 0;
+    span->size_class = 0;
+    span->node = (uint8_t)heap->node;
+    return span;
+}
+
+/* Descriptors are recycled, never unmapped: a stale pointer to one (from a
+ * lock-free stack or a stale page map entry) stays readable. */
+static void retire_descriptor(struct page_heap *heap, struct xmm_span *span)
+{
+    __atomic_store_n(&span->kind, XMM_SPAN_FREE, __ATOMIC_RELEASE);
+    span->pages = 0;
+    span->next = heap->spare_descriptors;
+    heap->spare_descriptors = span;
+}
+
+/* ---- free lists ---------------------------------------------------------------- */
+
+static size_t list_index(size_t pages)
+{
+    return pages <= EXACT_LISTS ? pages : 0;
+}
+
+static void list_insert(struct page_heap *heap, struct xmm_span *span)
+{
+    xmm_assert(span->pages > 0 && span->kind == XMM_SPAN_FREE);
+    xmm_assert(span->previous == NULL && span->next == NULL);
+    struct xmm_span **head = &heap->free_lists[list_index(span->pages)];
+    span->epoch = heap->epoch;
+    span->previous = NULL;
+    span->next = *head;
+    if (*head)
+        (*head)->previous = span;
+    *head = span;
+    heap->free_pages += span->pages;
+    if (holds_resident(span))
+        heap->dirty_pages += span->pages;
+}
+
+static void list_remove(struct page_heap *heap, struct xmm_span *span)
+{
+    xmm_assert(heap->free_pages >= span->pages);
+    xmm_assert(span->previous || heap->free_lists[list_index(span->pages)] == span);
+    if (span->previous)
+        span->previous->next = span->next;
+    else
+        heap->free_lists[list_index(span->pages)] = span->next;
+    if (span->next)
+        span->next->previous = span->previous;
+    span->previous = span->next = NULL;
+    heap->free_pages -= span->pages;
+    if (holds_resident(span))
+        heap->dirty_pages -= span->pages;
+}
+
+/* Smallest free span of at least `pages`, or NULL. */
+static struct xmm_span *find_free(struct page_heap *heap, size_t pages)
+{
+    for (size_t length = pages; length <= EXACT_LISTS; length++)
+        if (heap->free_lists[length])
+            return heap->free_lists[length];
+    struct xmm_span *best = NULL;
+    for (struct xmm_span *span = heap->free_lists[0]; span; span = span->next)
+        if (span->pages >= pages && (!best || span->pages < best->pages))
+            best = span;
+    return best;
+}
+
+/* ---- fresh pages from chunks ------------------------------------------------------ */
+
+static struct xmm_span *make_free_span(struct page_heap *heap, char *start, size_t pages,
+                                       enum xmm_span_pages dirty)
+{
+    struct xmm_span *span = new_descriptor(heap);
+    if (!span)
+        return NULL;
+    span->start = start;
+    span->pages = (uint32_t)pages;
+    __atomic_store_n(&span->kind, XMM_SPAN_FREE, __ATOMIC_RELEASE);
+    span->dirty = dirty;
+    span->freed_at_ns = xmm_os_now_ns();
+    xmm_chunk_set_pages(span, true);
+    return span;
+}
+
+/* Maps the node's next chunk, large enough for `pages`: chunks double from
+ * XMM_CHUNK_MIN_SIZE to XMM_CHUNK_MAX_SIZE, so that a process reserves
+ * address space in proportion to what it uses. */
+static struct xmm_chunk *new_chunk(struct page_heap *heap, size_t pages)
+{
+    size_t chunk_pages = heap->next_chunk_pages;
+    size_t needed = xmm_align_up(pages, XMM_PAGES_PER_GRANULE);
+    if (needed > chunk_pages)
+        chunk_pages = needed;
+    struct xmm_chunk *chunk = xmm_arena_new_chunk(heap->node, chunk_pages);
+    if (!chunk)
+        return NULL;
+    if (heap->next_chunk_pages < XMM_CHUNK_MAX_PAGES)
+        heap->next_chunk_pages *= 2;
+    chunk->next_in_heap = heap->chunks;
+    heap->chunks = chunk;
+    heap->chunk_bytes += chunk->region.size;
+    return chunk;
+}
+
+/* The current chunk is done with: under XMM_THP=auto a chunk cut to the
+ * end is dense and may now be backed by huge pages (khugepaged collapses
+ * it; sparse chunks stay on small pages, where purging frees memory at
+ * 4 KiB grain); its uncut tail becomes an ordinary free span. */
+static void retire_current_chunk(struct page_heap *heap)
+{
+    struct xmm_chunk *chunk = heap->current;
+    if (!chunk)
+        return;
+    if (xmm_config.thp == XMM_THP_AUTO &&
+        xmm_os_advise_huge(chunk->region.base, chunk->region.size, true) == 0)
+        chunk->region.huge = 1;
+    if (heap->next_page < chunk->pages) {
+        char *tail = chunk->region.base + (heap->next_page << XMM_PAGE_SHIFT);
+        struct xmm_span *rest = make_free_span(heap, tail, chunk->pages - heap->next_page, XMM_PAGES_CLEAN);
+        if (rest)
+            list_insert(heap, rest);
+    }
+    heap->current = NULL;
+}
+
+/* Cuts `pages` never-used pages from the current chunk, mapping a new
+ * chunk when it is too short. The returned span is free-shaped and clean. */
+static struct xmm_span *cut_fresh(struct page_heap *heap, size_t pages)
+{
+    if (!heap->current || heap->next_page + pages > heap->current->pages) {
+        struct xmm_chunk *chunk = new_chunk(heap, pages);
+        if (!chunk)
+            return NULL;
+        retire_current_chunk(heap);
+        heap->current = chunk;
+        heap->next_page = 0;
+    }
+    char *start = heap->current->region.base + (heap->next_page << XMM_PAGE_SHIFT);
+    struct xmm_span *span = make_free_span(heap, start, pages, XMM_PAGES_CLEAN);
+    if (span)
+        heap->next_page += pages;
+    return span;
+}
+
+/* Splits `span` (free, out of the lists) so that it keeps exactly `pages`
+ * pages from `offset` pages into it; the pieces before and after go back
+ * to the free lists. */
+static void trim_span(struct page_heap *heap, struct xmm_span *span, size_t offset,
+                      size_t pages)
+{
+    size_t after = span->pages - offset - pages;
+    if (offset) {
+        struct xmm_span *before = make_free_span(heap, span->start, offset, span->dirty);
+        if (before) {
+            before->freed_at_ns = span->freed_at_ns;
+            list_insert(heap, before);
+            span->start += offset << XMM_PAGE_SHIFT;
+            span->pages -= (uint32_t)offset;
+        }
+        /* Without a descriptor the prefix stays inside the span: wasted,
+         * not lost; the caller's alignment is computed from span->start. */
+    }
+    if (after) {
+        char *tail_start = span->start + ((size_t)pages << XMM_PAGE_SHIFT);
+        struct xmm_span *tail = make_free_span(heap, tail_start, after, span->dirty);
+        if (tail) {
+            tail->freed_at_ns = span->freed_at_ns;
+            list_insert(heap, tail);
+            span->pages = (uint32_t)pages;
+        }
+    }
+}
+
+static size_t pages_to_alignment(const struct xmm_span *span, size_t alignment)
+{
+    uintptr_t start = (uintptr_t)span->start;
+    return (xmm_align_up(start, alignment) - start) >> XMM_PAGE_SHIFT;
+}
+
+static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything);
+
+struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
+{
+    struct xmm_span *span = xmm_page_heap_try_alloc(node, pages, alignment);
+    /* The kernel refused a chunk (ulimit -v, overcommit): wholly free
+     * chunks of every node go back first, and the request tries again. */
+    if (!span && xmm_page_heap_release_chunks(0))
+        span = xmm_page_heap_try_alloc(node, pages, alignment);
+    return span;
+}
+
+struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignment)
+{
+    struct page_heap *heap = &heaps[node];
+    size_t slack = alignment > XMM_PAGE_SIZE ? (alignment >> XMM_PAGE_SHIFT) - 1 : 0;
+    size_t wanted = pages + slack;
+    if (wanted > XMM_CHUNK_MAX_PAGES || !heap_lock(heap))
+        return NULL;
+    struct xmm_span *span = find_free(heap, wanted);
+    if (span)
+        list_remove(heap, span);
+    else
+        span = cut_fresh(heap, wanted);
+    if (span) {
+        size_t offset = slack ? pages_to_alignment(span, alignment) : 0;
+        trim_span(heap, span, offset, pages);
+        /* In use; the caller refines it. */
+        __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELEASE);
+        xmm_chunk_set_pages(span, false);
+    }
+    uint64_t now = xmm_os_now_ns();
+    if (now - __atomic_load_n(&heap->last_purge_ns, __ATOMIC_RELAXED) >
+        xmm_upkeep_period_ns())
+        purge_decayed(heap, now, false);
+    heap_unlock(heap);
+    return span;
+}
+
+/* ---- free and coalesce ------------------------------------------------------------ */
+
+/* The free span that ends right before `span` or starts right after it, in
+ * the same chunk, or NULL. */
+static struct xmm_span *free_neighbour(const struct page_heap *heap, struct xmm_chunk *chunk,
+                                       struct xmm_span *span, bool after)
+{
+    size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
+    size_t page = after ? first + span->pages : first - 1;
+    if ((!after && first == 0) || (after && page >= chunk->pages))
+        return NULL;
+    struct xmm_span *neighbour = chunk->page_span[page];
+    /* kind is read atomically: new_span publishes it outside this lock. */
+    if (!neighbour || __atomic_load_n(&neighbour->kind, __ATOMIC_ACQUIRE) != XMM_SPAN_FREE ||
+        neighbour->pages == 0 || neighbour->epoch != heap->epoch)
+        return NULL; /* not free, or on the lists of a heap a fork child set aside */
+    char *expected = after ? span->start + xmm_span_bytes(span)
+                           : span->start - xmm_span_bytes(neighbour);
+    return neighbour->start == expected ? neighbour : NULL;
+}
+
+#if XMM_DEBUG_LEVEL >= 2
+/* Every listed span is free, of its list's length, linked both ways, and
+ * the lists add up to the heap's free page count. */
+static bool lists_consistent(const struct page_heap *heap)
+{
+    size_t pages = 0;
+    for (size_t list = 0; list <= EXACT_LISTS; list++)
+        for (const struct xmm_span *span = heap->free_lists[list]; span; span = span->next) {
+            if (span->kind != XMM_SPAN_FREE || list_index(span->pages) != list ||
+                (span->next && span->next->previous != span))
+                return false;
+            pages += span->pages;
+        }
+    return pages == heap->free_pages;
+}
+#endif
+
+/* Puts a span that is out of the lists back, joined with its free
+ * neighbours. Caller holds the lock. */
+static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct xmm_span *span,
+                        uint64_t now)
+{
+    __atomic_store_n(&span->kind, XMM_SPAN_FREE, __ATOMIC_RELEASE);
+    span->size_class = 0;
+    span->dirty = XMM_PAGES_DIRTY;
+    span->freed_at_ns = now;
+    /* A merged span ages from its oldest dirty part: re-stamping it on
+     * every merge would let a program that keeps splitting and re-freeing
+     * one large free span keep it resident forever. */
+    struct xmm_span *before = free_neighbour(heap, chunk, span, false);
+    if (before) {
+        if (holds_resident(before) && before->freed_at_ns < span->freed_at_ns)
+            span->freed_at_ns = before->freed_at_ns;
+        list_remove(heap, before);
+        span->start = before->start;
+        span->pages += before->pages;
+        retire_descriptor(heap, before);
+    }
+    struct xmm_span *after = free_neighbour(heap, chunk, span, true);
+    if (after) {
+        if (holds_resident(after) && after->freed_at_ns < span->freed_at_ns)
+            span->freed_at_ns = after->freed_at_ns;
+        list_remove(heap, after);
+        span->pages += after->pages;
+        retire_descriptor(heap, after);
+    }
+    xmm_chunk_set_pages(span, true);
+    list_insert(heap, span);
+    xmm_assert_expensive(lists_consistent(heap));
+}
+
+/* Takes the lock, frees, and runs decay if due. A signal handler that
+ * interrupted this thread inside the lock cannot take it: it leaves the
+ * span (claimed, so nothing else touches it) to the interrupted holder,
+ * which frees it before it unlocks. */
+static void free_and_purge(struct xmm_span *span)
+{
+    struct page_heap *heap = &heaps[span->node];
+    if (!heap_lock(heap)) {
+        struct xmm_span *head = __atomic_load_n(&heap->deferred, __ATOMIC_RELAXED);
+        do {
+            span->next = head;
+        } while (!__atomic_compare_exchange_n(&heap->deferred, &head, span, true,
+                                              __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+        return;
+    }
+    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
+    uint64_t now = xmm_os_now_ns();
+    free_locked(heap, chunk, span, now);
+    if (now - __atomic_load_n(&heap->last_purge_ns, __ATOMIC_RELAXED) >
+        xmm_upkeep_period_ns())
+        purge_decayed(heap, now, false);
+    heap_unlock(heap);
+}
+
+void xmm_page_heap_free_claimed(struct xmm_span *span)
+{
+    xmm_assert(__atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) == XMM_SPAN_CACHED);
+    free_and_purge(span);
+}
+
+bool xmm_page_heap_free(struct xmm_span *span)
+{
+    /* The claim is a CAS out of "in use", without the lock: of two frees
+     * of one block, or a free racing a cache put or a resize, exactly one
+     * wins; the others see it claimed and report. */
+    uint8_t kind = __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE);
+    do {
+        if (kind != XMM_SPAN_SMALL && kind != XMM_SPAN_LARGE)
+            return false;
+    } while (!__atomic_compare_exchange_n(&span->kind, &kind, XMM_SPAN_CACHED, false,
+                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+    free_and_purge(span);
+    return true;
+}
+
+/* Shrinks an in-use span to `pages`, freeing its tail. */
+static bool shrink_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct xmm_span *span,
+                          size_t pages)
+{
+    char *tail_start = span->start + (pages << XMM_PAGE_SHIFT);
+    struct xmm_span *tail = make_free_span(heap, tail_start, span->pages - pages, XMM_PAGES_DIRTY);
+    if (!tail)
+        return false;
+    __atomic_fetch_sub(&heap->large_bytes, xmm_span_bytes(tail), __ATOMIC_RELAXED);
+    span->pages = (uint32_t)pages;
+    xmm_chunk_set_pages(span, true); /* its last page moved */
+    free_locked(heap, chunk, tail, xmm_os_now_ns());
+    return true;
+}
+
+/* Grows an in-use span to `pages` from a free right-hand neighbour, or from
+ * the chunk's uncut pages when the span ends where cutting stopped. */
+static bool grow_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct xmm_span *span,
+                        size_t pages)
+{
+    size_t extra = pages - span->pages;
+    char *end = span->start + xmm_span_bytes(span);
+    struct xmm_span *after = free_neighbour(heap, chunk, span, true);
+    if (after && after->pages >= extra) {
+        list_remove(heap, after);
+        if (after->pages > extra) {
+            after->start += extra << XMM_PAGE_SHIFT;
+            after->pages -= (uint32_t)extra;
+            xmm_chunk_set_pages(after, true);
+            list_insert(heap, after);
+        } else {
+            retire_descriptor(heap, after);
+        }
+    } else if (heap->current == chunk &&
+               end == chunk->region.base + (heap->next_page << XMM_PAGE_SHIFT) &&
+               heap->next_page + extra <= chunk->pages) {
+        heap->next_page += extra;
+    } else {
+        return false;
+    }
+    span->pages = (uint32_t)pages;
+    __atomic_fetch_add(&heap->large_bytes, extra << XMM_PAGE_SHIFT, __ATOMIC_RELAXED);
+    xmm_chunk_set_pages(span, false);
+    return true;
+}
+
+bool xmm_page_heap_resize(struct xmm_span *span, size_t pages)
+{
+    if (pages == 0 || pages > XMM_CHUNK_MAX_PAGES)
+        return false;
+    /* Claimed for the resize: a free racing with it (a program bug) fails
+     * its own claim and is reported, instead of caching or freeing a span
+     * whose length is changing. */
+    uint8_t in_use = XMM_SPAN_LARGE;
+    if (!__atomic_compare_exchange_n(&span->kind, &in_use, XMM_SPAN_RESIZING, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return false;
+    bool resized = true;
+    if (pages != span->pages) {
+        struct page_heap *heap = &heaps[span->node];
+        struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
+        if (heap_lock(heap)) {
+            resized = pages < span->pages ? shrink_locked(heap, chunk, span, pages)
+                                          : grow_locked(heap, chunk, span, pages);
+            heap_unlock(heap);
+        } else {
+            resized = false; /* a signal handler inside the lock: realloc moves */
+        }
+    }
+    __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELEASE);
+    return resized;
+}
+
+/* ---- purge ---------------------------------------------------------------------- */
+
+/* The part of a free span to purge. On small pages: all of it. On a chunk
+ * backed by huge pages, routine decay purges only the whole 2 MiB pages
+ * inside the span, so that it never splits a huge page that still holds
+ * live data; pages idle for four decay periods (and an explicit trim) are
+ * returned in full, since by then splitting is worth the memory. */
+static bool purge_range(const struct xmm_span *span, bool full, char **start, size_t *length)
+{
+    *start = span->start;
+    *length = xmm_span_bytes(span);
+    struct xmm_region *region = xmm_region_of(span->start);
+    if (full || !region || !region->huge)
+        return true;
+    if (span->dirty == XMM_PAGES_INTERIOR_PURGED)
+        return false;
+    uintptr_t first = xmm_align_up((uintptr_t)span->start, HUGE_PAGE_SIZE);
+    uintptr_t end = ((uintptr_t)span->start + *length) & ~(uintptr_t)(HUGE_PAGE_SIZE - 1);
+    if (end <= first)
+        return false;
+    *start = (char *)first;
+    *length = end - first;
+    return true;
+}
+
+static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t now,
+                         bool everything)
+{
+    uint64_t decay_ns = xmm_decay_period_ns();
+    size_t purged = 0;
+    for (; span; span = span->next) {
+        uint64_t age = now > span->freed_at_ns ? now - span->freed_at_ns : 0;
+        if (!holds_resident(span) || (!everything && age < decay_ns))
+            continue;
+        char *start;
+        size_t length;
+        if (!purge_range(span, everything || age >= 4 * decay_ns, &start, &length))
+            continue;
+        if (xmm_os_purge(start, length, xmm_config.purge_lazy) != 0)
+            continue;
+        purged += length;
+        if (length == xmm_span_bytes(span)) {
+            /* MADV_FREE leaves the old bytes until the kernel needs the
+             * memory: purged, but calloc must still clear it. */
+            span->dirty = xmm_config.purge_lazy ? XMM_PAGES_PURGED_NOT_ZERO : XMM_PAGES_CLEAN;
+            heap->dirty_pages -= span->pages;
+        } else {
+            /* Still counted dirty: its ends may be resident, and calloc
+             * must not assume zeroes. */
+            span->dirty = XMM_PAGES_INTERIOR_PURGED;
+        }
+    }
+    return purged;
+}
+
+/* ---- giving chunks back --------------------------------------------------------- */
+
+/* True if every page of `chunk` is in a free span of this heap's epoch
+ * that has been free for `min_age_ns` at least. Free spans map their first
+ * page, so the walk goes span by span. */
+static bool chunk_is_free(const struct page_heap *heap, const struct xmm_chunk *chunk,
+                          uint64_t now, uint64_t min_age_ns)
+{
+    for (size_t page = 0; page < chunk->pages;) {
+        const struct xmm_span *span = chunk->page_span[page];
+        if (!span || __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) != XMM_SPAN_FREE ||
+            span->epoch != heap->epoch || span->pages == 0 ||
+            span->start != chunk->region.base + (page << XMM_PAGE_SHIFT) ||
+            span->freed_at_ns > now || now - span->freed_at_ns < min_age_ns)
+            return false;
+        page += span->pages;
+    }
+    return true;
+}
+
+/* Takes every free span of a wholly free chunk off the lists and gives the
+ * chunk's address space back to the kernel. */
+static void release_chunk(struct page_heap *heap, struct xmm_chunk *chunk)
+{
+    for (size_t page = 0; page < chunk->pages;) {
+        struct xmm_span *span = chunk->page_span[page];
+        page += span->pages;
+        /* Resident pages go back with the mapping: they count as purged. */
+        if (holds_resident(span))
+            heap->purged_bytes += xmm_span_bytes(span);
+        list_remove(heap, span);
+        retire_descriptor(heap, span);
+    }
+    heap->chunk_bytes -= chunk->region.size;
+    xmm_arena_release_chunk(chunk);
+}
+
+/* Releases the heap's wholly free chunks (not the one being cut) that have
+ * been free for `min_age_ns`. Caller holds the lock. Returns the bytes. */
+static size_t release_free_chunks(struct page_heap *heap, uint64_t now, uint64_t min_age_ns)
+{
+    size_t released = 0;
+    struct xmm_chunk **link = &heap->chunks;
+    while (*link) {
+        struct xmm_chunk *chunk = *link;
+        if (chunk == heap->current || !chunk_is_free(heap, chunk, now, min_age_ns)) {
+            link = &chunk->next_in_heap;
+            continue;
+        }
+        *link = chunk->next_in_heap;
+        released += chunk->region.size;
+        release_chunk(heap, chunk);
+    }
+    return released;
+}
+
+size_t xmm_page_heap_release_chunks(uint64_t min_age_ns)
+{
+    size_t released = 0;
+    for (int node = 0; node < xmm_nodes; node++) {
+        struct page_heap *heap = &heaps[node];
+        if (!heap_lock(heap))
+            continue;
+        released += release_free_chunks(heap, xmm_os_now_ns(), min_age_ns);
+        heap_unlock(heap);
+    }
+    return released;
+}
+
+/* Decay: pages free for the decay period are purged (their memory goes
+ * back); whole chunks free for four periods are unmapped (their address
+ * space goes back too, which a process under `ulimit -v` may need for its
+ * next large block). */
+static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything)
+{
+    __atomic_store_n(&heap->last_purge_ns, now, __ATOMIC_RELAXED);
+    release_free_chunks(heap, now, everything ? 0 : 4 * xmm_decay_period_ns());
+    if (heap->dirty_pages == 0)
+        return;
+    size_t purged = 0;
+    for (size_t list = 0; list <= EXACT_LISTS; list++)
+        purged += purge_list(heap, heap->free_lists[list], now, everything);
+    heap->purged_bytes += purged;
+}
+
+void xmm_page_heap_maintain(int node)
+{
+    struct page_heap *heap = &heaps[node];
+    uint64_t now = xmm_os_now_ns();
+    /* One caller per period takes the lock; the others go on. */
+    if (!xmm_turn_due(&heap->last_purge_ns, now, xmm_upkeep_period_ns()))
+        return;
+    if (!heap_lock(heap))
+        return;
+    purge_decayed(heap, now, false);
+    heap_unlock(heap);
+}
+
+size_t xmm_page_heap_purge(bool everything)
+{
+    size_t total = 0;
+    for (int node = 0; node < xmm_nodes; node++) {
+        struct page_heap *heap = &heaps[node];
+        if (!heap_lock(heap))
+            continue;
+        size_t before = heap->purged_bytes;
+        purge_decayed(heap, xmm_os_now_ns(), everything);
+        total += heap->purged_bytes - before;
+        heap_unlock(heap);
+    }
+    return total;
+}
+
+/* ---- statistics and fork ------------------------------------------------------------ */
+
+void xmm_page_heap_note_large(int node, size_t bytes)
+{
+    struct page_heap *heap = &heaps[node];
+    __atomic_fetch_add(&heap->large_bytes, bytes, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&heap->large_count, 1, __ATOMIC_RELAXED);
+}
+
+void xmm_page_heap_note_large_free(int node, size_t bytes)
+{
+    __atomic_fetch_sub(&heaps[node].large_bytes, bytes, __ATOMIC_RELAXED);
+}
+
+void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats)
+{
+    struct page_heap *heap = &heaps[node];
+    memset(stats, 0, sizeof(*stats));
+    if (!heap_lock(heap))
+        return; /* statistics from a signal handler inside the lock: none */
+    stats->free_bytes = heap->free_pages << XMM_PAGE_SHIFT;
+    stats->dirty_bytes = heap->dirty_pages << XMM_PAGE_SHIFT;
+    stats->purged_total = heap->purged_bytes;
+    stats->large_in_use = __atomic_load_n(&heap->large_bytes, __ATOMIC_RELAXED);
+    stats->large_count = __atomic_load_n(&heap->large_count, __ATOMIC_RELAXED);
+    stats->reserved_bytes = heap->chunk_bytes;
+    heap_unlock(heap);
+}
+
+/* A fork child whose heap lock was held by a thread that is gone: that
+ * thread was half-way through an update of the free lists, the chunk being
+ * cut or the spare descriptors, so none of them can be trusted. They are
+ * set aside, not repaired: the heap starts empty under a new epoch, its
+ * free pages and the uncut rest of its chunk leak in the child, and spans
+ * in use (which the lost thread was not touching) stay valid and come back
+ * through free as usual. A span freed later never coalesces with a free
+ * neighbour of the old epoch (free_neighbour), whose list links belong to
+ * the old lists. Counters of pages keep their totals in the parent's
+ * sense; only what the empty lists hold is reset. */
+void xmm_page_heap_after_fork_child(void)
+{
+    for (int node = 0; node < xmm_nodes; node++) {
+        struct page_heap *heap = &heaps[node];
+        if (xmm_lock_holder(&heap->lock) != XMM_LOCK_HELD_BY_OTHER)
+            continue;
+        heap->epoch++;
+        for (size_t list = 0; list <= EXACT_LISTS; list++)
+            heap->free_lists[list] = NULL;
+        heap->current = NULL;
+        heap->next_page = 0;
+        heap->spare_descriptors = NULL;
+        heap->free_pages = 0;
+        heap->dirty_pages = 0;
+        xmm_lock_reset(&heap->lock);
+    }
+}

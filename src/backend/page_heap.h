@@ -1,0 +1,83 @@
+/*
+ * page_heap.h - per-node heap of allocator pages: spans for the central
+ * layer and for large allocations, split on demand, coalesced on free, and
+ * returned to the kernel after the decay period (XMM_DECAY_MS).
+ *
+ * Each node's heap has one lock. It is taken on span-sized events only
+ * (a new span for a size class, a large allocation or free), never per
+ * small object.
+ */
+#ifndef XMM_PAGE_HEAP_H
+#define XMM_PAGE_HEAP_H
+
+#include "base/base.h"
+#include "ds/ds.h"
+
+/* Allocates a span of `pages` allocator pages from `node`, whose start is
+ * aligned to `alignment` bytes (a power of two; XMM_PAGE_SIZE or less means
+ * no constraint). The span's pages all map to it; `dirty` says whether it
+ * may hold non-zero bytes. NULL if the kernel refuses memory even after
+ * wholly free chunks were given back. */
+struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment);
+
+/* Like xmm_page_heap_alloc, without the retry after giving chunks back. */
+struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignment);
+
+/* Unmaps every chunk of every node whose pages have all been free for at
+ * least `min_age_ns` (except the chunk each node is cutting from): the
+ * address space goes back to the kernel, not only the memory. Returns the
+ * bytes unmapped. Takes each node's lock in turn. */
+size_t xmm_page_heap_release_chunks(uint64_t min_age_ns);
+
+/* Returns a span (small or large, no longer referenced) to its node's heap.
+ * Claims it first by a CAS of its kind out of SMALL or LARGE: false, and
+ * nothing done, if it was not in use (free, cached, being resized: a double
+ * free of a large block). Large blocks are accounted by the caller
+ * (xmm_page_heap_note_large_free). */
+bool xmm_page_heap_free(struct xmm_span *span);
+
+/* Returns a span its caller already claimed (kind XMM_SPAN_CACHED, see
+ * large_cache.h) to its node's heap. */
+void xmm_page_heap_free_claimed(struct xmm_span *span);
+
+/* Resizes an in-use large span in place to `pages`: shrinking frees its
+ * tail; growing takes the free pages right after it (or uncut pages of its
+ * chunk). false if that is not possible, or if the span is not in use (a
+ * racing free claimed it); the span is then unchanged. While resizing, its
+ * kind is XMM_SPAN_RESIZING, so a racing free fails its claim. */
+bool xmm_page_heap_resize(struct xmm_span *span, size_t pages);
+
+/* Returns to the kernel the free pages of every node that have been free
+ * longer than the decay period (all of them if `everything`). Returns the
+ * bytes purged. */
+size_t xmm_page_heap_purge(bool everything);
+
+/* Purges `node`'s decayed pages if the last purge is more than
+ * XMM_DECAY_MS/2 old: for paths that do not enter the page heap (the large
+ * cache), so that decay keeps pace with them. One time read when not due. */
+void xmm_page_heap_maintain(int node);
+
+struct xmm_page_heap_stats {
+    size_t free_bytes;       /* free pages, purged or not */
+    size_t dirty_bytes;      /* free pages not yet purged */
+    size_t purged_total;     /* bytes purged since start */
+    size_t large_in_use;     /* bytes in large allocations */
+    size_t large_cached;     /* freed large blocks kept for reuse (filled by stats.c) */
+    uint64_t large_count;    /* large allocations made */
+    size_t reserved_bytes;   /* chunks mapped for this node */
+};
+
+/* Accounts a large allocation of `bytes` on `node`, and its free. */
+void xmm_page_heap_note_large(int node, size_t bytes);
+void xmm_page_heap_note_large_free(int node, size_t bytes);
+
+void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats);
+
+/* Creates every node's heap (after xmm_numa_init). 0 or -1. */
+int xmm_page_heap_init(void);
+
+/* In a fork child: sets aside each node's heap whose lock was held by a
+ * thread that is gone (see fork.c). */
+void xmm_page_heap_after_fork_child(void);
+
+#endif

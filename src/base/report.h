@@ -1,0 +1,31 @@
+/*
+ * report.h - formatting into caller-provided buffers, never allocating.
+ * Formats: %p pointer (hex), %z size_t, %u uint64_t, %d int, %s string.
+ */
+#ifndef XMM_REPORT_H
+#define XMM_REPORT_H
+
+#include <stdarg.h>
+
+#include "common.h"
+
+struct xmm_text {
+    char *buffer;
+    size_t capacity;
+    size_t length;
+};
+
+void xmm_text_append(struct xmm_text *text, const char *string);
+void xmm_text_append_unsigned(struct xmm_text *text, uint64_t value, unsigned base);
+void xmm_text_format(struct xmm_text *text, const char *format, ...);
+void xmm_text_vformat(struct xmm_text *text, const char *format, va_list arguments);
+
+/* Misuse of the heap: reports `what` and the address `ptr` on stderr (one
+ * line, never allocating), counts it in xmm_invalid_free_count, and aborts
+ * unless XMM_INVALID_FREE=warn. Callable from every layer: the layer that
+ * finds the misuse reports it and then leaves the block alone. */
+void xmm_report_bad_free(const char *what, const void *ptr);
+void xmm_report_double_free(const void *object);
+extern uint64_t xmm_invalid_free_count;
+
+#endif

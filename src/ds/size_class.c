@@ -1,0 +1,75 @@
+/*
+ * size_class.c - builds the size class tables (see size_class.h).
+ */
+#include "size_class.h"
+
+struct xmm_size_class xmm_size_classes[XMM_CLASS_COUNT];
+uint8_t xmm_class_by_8[XMM_SMALL_LOOKUP_MAX / 8 + 1];
+uint8_t xmm_class_by_128[XMM_MAX_SMALL_SIZE / 128 + 1];
+
+static uint32_t clamp_u32(uint64_t value, uint32_t low, uint32_t high)
+{
+    return value < low ? low : value > high ? high : (uint32_t)value;
+}
+
+/* Smallest span (in allocator pages) whose tail waste is at most 1/8 of the
+ * span and which holds enough objects that refills and drains of medium
+ * objects do not take a span from the page heap (under its lock) every
+ * other time: 8 objects, or as many as 512 KiB holds, at least 2. */
+static uint32_t span_pages_for(uint32_t size)
+{
+    uint32_t wanted_objects = clamp_u32((512u << 10) / size, 2, 8);
+    for (uint32_t pages = 1;; pages++) {
+        size_t span_bytes = (size_t)pages << XMM_PAGE_SHIFT;
+        size_t objects = span_bytes / size;
+        size_t waste = span_bytes - objects * size;
+        if (objects >= wanted_objects && waste * 8 <= span_bytes)
+            return pages;
+    }
+}
+
+static void describe_class(unsigned size_class, uint32_t size)
+{
+    struct xmm_size_class *info = &xmm_size_classes[size_class];
+    info->size = size;
+    info->span_pages = span_pages_for(size);
+    info->objects = (uint32_t)(((size_t)info->span_pages << XMM_PAGE_SHIFT) / size);
+    /* A batch is about 128 KiB of objects (at most 32): medium objects move
+     * a few at a time, not one by one. */
+    info->batch = clamp_u32((128u << 10) / size, 1, 32);
+    info->reciprocal = (((uint64_t)1 << 40) + size - 1) / size;
+}
+
+void xmm_size_classes_init(void)
+{
+    unsigned size_class = 1;
+    describe_class(size_class++, 8);
+    for (uint32_t size = 16; size <= 128; size += 16)
+        describe_class(size_class++, size);
+    for (uint32_t base = 128; base < XMM_MAX_SMALL_SIZE; base *= 2)
+        for (uint32_t step = 1; step <= 8; step++)
+            describe_class(size_class++, base + step * (base / 8));
+    if (size_class != XMM_CLASS_COUNT)
+        xmm_fatal("xmm: size class table has %z classes, expected %z\n",
+                  (size_t)size_class, (size_t)XMM_CLASS_COUNT);
+
+    for (unsigned checked = 2; checked < XMM_CLASS_COUNT; checked++)
+        xmm_assert(xmm_size_classes[checked].size > xmm_size_classes[checked - 1].size &&
+                   xmm_size_classes[checked].objects >= 1);
+
+    /* Lookup tables: the smallest class whose size holds the request. */
+    unsigned current = 1;
+    for (size_t slot = 0; slot <= XMM_SMALL_LOOKUP_MAX / 8; slot++) {
+        size_t request = slot * 8;
+        while (xmm_size_classes[current].size < request)
+            current++;
+        xmm_class_by_8[slot] = (uint8_t)current;
+    }
+    current = 1;
+    for (size_t slot = 0; slot <= XMM_MAX_SMALL_SIZE / 128; slot++) {
+        size_t request = slot * 128;
+        while (xmm_size_classes[current].size < request)
+            current++;
+        xmm_class_by_128[slot] = (uint8_t)current;
+    }
+}

@@ -1,0 +1,65 @@
+/*
+ * size_class.h - request size -> size class, and the shape of each class.
+ *
+ * Classes: 8, then 16 to 128 bytes in steps of 16, then eight classes per
+ * doubling up to 256 KiB. A class between 2^k and 2^(k+1) (k >= 7) is a
+ * multiple of 2^(k-3), so a request in that range wastes less than
+ * 2^(k-3)/2^k = 12.5%; between 64 and 128 bytes the step of 16 bounds the
+ * waste at 15/80 = 18.75% of the block.
+ *
+ * Alignment: every class from 16 bytes up is a multiple of 16, so every
+ * object of it is 16-byte aligned (spans start on page boundaries). C17
+ * 7.22.3 asks for the alignment of any fundamental type whose size fits
+ * the request; on x86_64 that is 16 for every request above 8 bytes
+ * (long double, __m128, and a struct of one plus a short flexible array,
+ * whose size need not be a multiple of 16). Classes of 24, 40, ... bytes
+ * would hand such a struct an 8-byte-aligned block. Only the 8-byte class
+ * is 8-aligned, which is all a request of 8 bytes or less can need.
+ * (mimalloc, jemalloc and TCMalloc make the same choice.)
+ */
+#ifndef XMM_SIZE_CLASS_H
+#define XMM_SIZE_CLASS_H
+
+#include "base/base.h"
+
+#define XMM_SMALL_LOOKUP_MAX 1024            /* table by 8-byte steps */
+#define XMM_MAX_SMALL_SIZE ((size_t)256 << 10) /* largest class */
+#define XMM_CLASS_COUNT 98                   /* class 0 is "not a class" */
+
+struct xmm_size_class {
+    uint32_t size;         /* bytes per object */
+    uint32_t span_pages;   /* allocator pages per span */
+    uint32_t objects;      /* objects per span */
+    uint32_t batch;        /* objects moved per refill or drain */
+    uint32_t padding;
+    uint64_t reciprocal;   /* ceil(2^40 / size): offset / size by multiply */
+};
+
+extern struct xmm_size_class xmm_size_classes[XMM_CLASS_COUNT];
+extern uint8_t xmm_class_by_8[XMM_SMALL_LOOKUP_MAX / 8 + 1];
+extern uint8_t xmm_class_by_128[XMM_MAX_SMALL_SIZE / 128 + 1];
+
+/* Fills the tables. Idempotent; called once from init. */
+void xmm_size_classes_init(void);
+
+/* Class of a request of `size` bytes, 1 <= class < XMM_CLASS_COUNT, for
+ * size <= XMM_MAX_SMALL_SIZE. Cost: one compare and one table load. */
+XMM_INLINE unsigned xmm_size_to_class(size_t size)
+{
+    if (XMM_LIKELY(size <= XMM_SMALL_LOOKUP_MAX))
+        return xmm_class_by_8[(size + 7) >> 3];
+    return xmm_class_by_128[(size + 127) >> 7];
+}
+
+XMM_INLINE size_t xmm_class_size(unsigned size_class)
+{
+    return xmm_size_classes[size_class].size;
+}
+
+/* Index of the object containing byte `offset` of a span of this class. */
+XMM_INLINE uint32_t xmm_class_object_index(unsigned size_class, size_t offset)
+{
+    return (uint32_t)((offset * xmm_size_classes[size_class].reciprocal) >> 40);
+}
+
+#endif /* XMM_SIZE_CLASS_H */

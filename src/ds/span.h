@@ -1,0 +1,84 @@
+/*
+ * span.h - a run of allocator pages, and what it holds.
+ *
+ * A span is either free (in its node's page heap), a small-object span
+ * (objects of one size class, handed out through the central layer), or
+ * one large allocation. Descriptors live in metadata, never in the pages
+ * they describe, and are recycled but never unmapped.
+ */
+#ifndef XMM_SPAN_H
+#define XMM_SPAN_H
+
+#include <ck_stack.h>
+
+#include "base/base.h"
+
+enum xmm_span_kind {
+    XMM_SPAN_FREE = 0,   /* in the page heap */
+    XMM_SPAN_SMALL = 1,  /* objects of `size_class` */
+    XMM_SPAN_LARGE = 2,  /* one block from `start` */
+    XMM_SPAN_CACHED = 3, /* a freed large block, claimed by its free: in the
+                            large cache or on its way to the page heap */
+    XMM_SPAN_RESIZING = 4, /* a large block being resized in place */
+};
+
+/* What a span's pages hold, as far as the page heap knows (`dirty`). Any
+ * value but XMM_PAGES_CLEAN means the pages may hold old bytes: calloc
+ * clears them. */
+enum xmm_span_pages {
+    XMM_PAGES_CLEAN = 0,            /* never written, or purged with MADV_DONTNEED */
+    XMM_PAGES_DIRTY = 1,            /* written: resident */
+    XMM_PAGES_INTERIOR_PURGED = 2,  /* whole huge pages purged, the ends not */
+    XMM_PAGES_PURGED_NOT_ZERO = 3,  /* purged with MADV_FREE: may still read old bytes */
+};
+
+/* Where a small-object span is, as far as the central layer knows. The low
+ * two bits of `state`; the rest counts objects handed out (in use or in a
+ * cache). See central.c for the protocol. */
+enum xmm_span_place {
+    XMM_SPAN_NOWHERE = 0,   /* no known free object: in no stack, no owner */
+    XMM_SPAN_LISTED = 1,    /* in its class's span stack */
+    XMM_SPAN_CLAIMED = 2,   /* held by one refilling thread */
+};
+#define XMM_SPAN_PLACE_MASK 3u
+#define XMM_SPAN_IN_USE_ONE 4u
+
+struct xmm_span {
+    /* Link in a CK stack (central span set, or the descriptor pool). */
+    ck_stack_entry_t stack_entry;
+    char *start;                /* first byte of the first page */
+    uint32_t pages;             /* length in allocator pages */
+    uint8_t kind;               /* enum xmm_span_kind */
+    uint8_t node;               /* home NUMA node */
+    uint8_t size_class;         /* for XMM_SPAN_SMALL */
+    uint8_t dirty;              /* enum xmm_span_pages */
+
+    /* Small-object state, shared by every thread that frees into the span. */
+    void *free_list;            /* objects returned, linked through their
+                                   first word; push by CAS, taken whole */
+    uint64_t state;             /* in-use count << 2 | enum xmm_span_place */
+    uint32_t carved;            /* objects cut from the span so far; only
+                                   the claiming thread touches it */
+
+    /* Page heap state, under the node's page heap lock. */
+    uint32_t epoch;             /* free span: the heap epoch it was listed in */
+    struct xmm_span *previous, *next; /* free list of its length */
+    uint64_t freed_at_ns;       /* when it became free (for decay) */
+} XMM_CACHE_ALIGNED;
+/* Two descriptors per 128 bytes: the hot fields of the free path (start,
+ * kind, node, size_class) share the first cache line. */
+_Static_assert(sizeof(struct xmm_span) == 2 * XMM_CACHE_LINE, "span descriptor layout");
+_Static_assert(offsetof(struct xmm_span, size_class) < XMM_CACHE_LINE,
+               "the free path's span fields are in the first cache line");
+
+XMM_INLINE struct xmm_span *xmm_span_of_entry(ck_stack_entry_t *entry)
+{
+    return (struct xmm_span *)((char *)entry - offsetof(struct xmm_span, stack_entry));
+}
+
+XMM_INLINE size_t xmm_span_bytes(const struct xmm_span *span)
+{
+    return (size_t)span->pages << XMM_PAGE_SHIFT;
+}
+
+#endif

@@ -1,0 +1,182 @@
+/*
+ * alloc.c - the path of an allocation: size -> class -> front end, or the
+ * page heap for large requests, or a mapping of its own for very large.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "mem/mem.h"
+#include "heap.h"
+#include "init.h"
+#include "ds/ds.h"
+
+struct xmm_heap_counters xmm_heap_counters;
+
+static void *fail_no_memory(void)
+{
+    __atomic_fetch_add(&xmm_heap_counters.failed_allocations, 1, __ATOMIC_RELAXED);
+    errno = ENOMEM;
+    return NULL;
+}
+
+static int current_node(void)
+{
+    return xmm_node_of_cpu(xmm_os_current_cpu());
+}
+
+/* A span for a large block: a cached one of the same page count, else one
+ * from the page heap, after a miss has given the node's cache back to it
+ * (see large_cache.h). */
+static struct xmm_span *large_span(int node, size_t pages, size_t alignment)
+{
+    if (alignment <= XMM_PAGE_SIZE) {
+        struct xmm_span *cached = xmm_large_cache_take(node, pages);
+        if (cached)
+            return cached;
+    }
+    /* A miss: the sizes cached are not the sizes asked for now. Give them
+     * back before taking pages, so that they coalesce and serve this
+     * request instead of staying resident beside new pages. */
+    if (xmm_large_cache_maybe_holds(node))
+        xmm_large_cache_flush(node);
+    return xmm_page_heap_alloc(node, pages, alignment);
+}
+
+/* Large: whole pages from the node's page heap; very large (half a chunk
+ * or more, with the alignment slack): a mapping of its own, unmapped on
+ * free. `zeroed` asks for zero-filled memory, which fresh and purged pages
+ * already are. */
+static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
+{
+    if (size == 0) /* an aligned request for 0 bytes: still one real page */
+        size = 1;
+    if (size > PTRDIFF_MAX || alignment > PTRDIFF_MAX - size)
+        return fail_no_memory();
+    if (size + alignment >= XMM_DIRECT_MAP_THRESHOLD) {
+        void *block = xmm_arena_map_direct(size, alignment, node);
+        /* The kernel refused the address space (ulimit -v): give back what
+         * XMM holds unused, whole chunks included, and try once more. */
+        if (!block && xmm_upkeep_release_address_space())
+            block = xmm_arena_map_direct(size, alignment, node);
+        if (!block)
+            return fail_no_memory();
+        __atomic_fetch_add(&xmm_heap_counters.direct_allocations, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&xmm_heap_counters.direct_bytes, xmm_align_up(size, xmm_os_page_size()),
+                           __ATOMIC_RELAXED);
+        return block;
+    }
+    size_t pages = xmm_align_up(size, XMM_PAGE_SIZE) >> XMM_PAGE_SHIFT;
+    struct xmm_span *span = large_span(node, pages, alignment);
+    if (!span)
+        return fail_no_memory();
+    xmm_page_heap_note_large(node, xmm_span_bytes(span));
+    xmm_upkeep_node(node); /* decay keeps pace with large-block traffic too */
+    __atomic_fetch_add(&xmm_heap_counters.large_allocations, 1, __ATOMIC_RELAXED);
+    if (zeroed && span->dirty != XMM_PAGES_CLEAN)
+        memset(span->start, 0, size);
+    return span->start;
+}
+
+void *xmm_heap_alloc_slow(size_t size)
+{
+    if (XMM_UNLIKELY(!xmm_ensure_init()))
+        return fail_no_memory();
+    if (size <= XMM_MAX_SMALL_SIZE) {
+        void *object = xmm_front_alloc(xmm_size_to_class(size));
+        return XMM_LIKELY(object != NULL) ? object : fail_no_memory();
+    }
+    return alloc_large(size, XMM_PAGE_SIZE, current_node(), false);
+}
+
+void *xmm_heap_alloc(size_t size)
+{
+    return xmm_heap_alloc_inline(size);
+}
+
+void *xmm_heap_alloc_zeroed(size_t size)
+{
+    if (XMM_UNLIKELY(!xmm_ensure_init()))
+        return fail_no_memory();
+    if (size <= XMM_MAX_SMALL_SIZE) {
+        void *object = xmm_front_alloc(xmm_size_to_class(size));
+        if (!object)
+            return fail_no_memory();
+        return memset(object, 0, size);
+    }
+    return alloc_large(size, XMM_PAGE_SIZE, current_node(), true);
+}
+
+/* One object of a class from a given node, bypassing the caches (which
+ * hold only the calling CPU's node). */
+static void *alloc_small_on_node(unsigned size_class, int node)
+{
+    void *object;
+    if (!xmm_central_refill(node, size_class, &object, 1))
+        return fail_no_memory();
+    return object;
+}
+
+/* Alignment up to the allocator page: the class of the size rounded up to
+ * the alignment is itself a multiple of the alignment (classes between 2^k
+ * and 2^(k+1) are multiples of 2^(k-3), see size_class.h), and spans start
+ * on page boundaries, so every object of that class is aligned. */
+void *xmm_heap_alloc_aligned(size_t alignment, size_t size, int node)
+{
+    if (XMM_UNLIKELY(!xmm_ensure_init()))
+        return fail_no_memory();
+    if (size > PTRDIFF_MAX)
+        return fail_no_memory();
+    if (alignment < 8)
+        alignment = 8;
+    size_t rounded = xmm_align_up(size ? size : 1, alignment);
+    if (alignment <= XMM_PAGE_SIZE && rounded <= XMM_MAX_SMALL_SIZE) {
+        unsigned size_class = xmm_size_to_class(rounded);
+        if (node < 0) {
+            void *object = xmm_front_alloc(size_class);
+            return object ? object : fail_no_memory();
+        }
+        return alloc_small_on_node(size_class, node);
+    }
+    return alloc_large(size, alignment, node < 0 ? current_node() : node, false);
+}
+
+void *xmm_heap_alloc_on_node(size_t size, int node)
+{
+    if (XMM_UNLIKELY(!xmm_ensure_init()))
+        return fail_no_memory();
+    if (size <= XMM_MAX_SMALL_SIZE)
+        return alloc_small_on_node(xmm_size_to_class(size), node);
+    return alloc_large(size, XMM_PAGE_SIZE, node, false);
+}
+
+void *xmm_heap_realloc(void *ptr, size_t size)
+{
+    if (!ptr)
+        return xmm_heap_alloc(size);
+    if (size == 0) {
+        xmm_heap_free(ptr);
+        return NULL;
+    }
+    const struct xmm_foreign_owner *owner = xmm_foreign_owner_of(ptr);
+    if (XMM_UNLIKELY(owner != NULL))
+        return owner->realloc(ptr, size);
+    size_t usable = xmm_heap_usable_size(ptr);
+    if (usable == 0)
+        return NULL; /* reported as invalid; nothing is lost */
+    /* Stay in place when the block still fits and is not more than twice
+     * what is now needed. Its alignment is always enough: every block of 16
+     * usable bytes or more is 16-aligned (size_class.h). */
+    if (size <= usable && (size >= usable / 2 || usable <= 16))
+        return ptr;
+    /* Large blocks grow into the free pages after them and shrink by
+     * giving back their tail: no copy, no new page faults. */
+    if (usable > XMM_MAX_SMALL_SIZE && xmm_heap_resize_in_place(ptr, size))
+        return ptr;
+    void *moved = xmm_heap_alloc(size);
+    if (!moved)
+        return NULL; /* the old block stays valid */
+    memcpy(moved, ptr, size < usable ? size : usable);
+    xmm_heap_free(ptr);
+    return moved;
+}

@@ -1,0 +1,17 @@
+/*
+ * global/ - layer 5: the allocator as one object. The paths of malloc and
+ * free across the layers (heap.h), initialisation and fork (init.h),
+ * upkeep (upkeep.h), statistics (stats.h). Depends on every layer below.
+ *
+ * This header is the layer's interface: files outside global/ include it,
+ * never the headers it includes.
+ */
+#ifndef XMM_GLOBAL_H
+#define XMM_GLOBAL_H
+
+#include "heap.h"
+#include "init.h"
+#include "stats.h"
+#include "upkeep.h"
+
+#endif

@@ -1,0 +1,349 @@
+/*
+ * stats.c - xmm_stats_get / xmm_stats_print, XMM_STATS at exit and
+ * XMM_STATS_SIGNAL. Nothing here allocates: output is formatted into a
+ * fixed buffer flushed with write(2).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "backend/backend.h"
+#include "mem/mem.h"
+#include "heap.h"
+#include "stats.h"
+#include "xmm.h"
+
+/* ---- collecting ------------------------------------------------------------------- */
+
+struct snapshot {
+    struct xmm_stats totals;
+    struct xmm_front_stats front;
+    struct xmm_central_stats central[XMM_MAX_NODES + 1];
+    struct xmm_page_heap_stats pages[XMM_MAX_NODES + 1];
+};
+
+static void collect(struct snapshot *snapshot)
+{
+    memset(snapshot, 0, sizeof(*snapshot));
+    struct xmm_stats *totals = &snapshot->totals;
+    xmm_front_end_stats(&snapshot->front);
+    uint64_t allocations = 0, frees = 0, small_out = 0;
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        allocations += snapshot->front.allocations[size_class];
+        frees += snapshot->front.frees[size_class];
+    }
+    uint64_t span_bytes = 0, batch_bytes = 0;
+    for (int node = 0; node < xmm_nodes; node++) {
+        xmm_central_stats(node, &snapshot->central[node]);
+        xmm_page_heap_stats(node, &snapshot->pages[node]);
+        snapshot->pages[node].large_cached = xmm_large_cache_bytes(node);
+        span_bytes += snapshot->central[node].span_bytes;
+        small_out += snapshot->central[node].small_out_bytes;
+        batch_bytes += snapshot->central[node].objects_in_batches_bytes;
+        /* Cached large blocks are free, unpurged pages held aside. */
+        totals->bytes_page_heap_free += snapshot->pages[node].dirty_bytes +
+                                        snapshot->pages[node].large_cached;
+        totals->bytes_purged += snapshot->pages[node].purged_total;
+        totals->bytes_in_use += snapshot->pages[node].large_in_use;
+        totals->bytes_committed += snapshot->pages[node].large_in_use +
+                                   snapshot->pages[node].large_cached +
+                                   snapshot->pages[node].dirty_bytes;
+    }
+    struct xmm_heap_counters *heap = &xmm_heap_counters;
+    uint64_t large = __atomic_load_n(&heap->large_allocations, __ATOMIC_RELAXED);
+    uint64_t direct = __atomic_load_n(&heap->direct_allocations, __ATOMIC_RELAXED);
+    uint64_t direct_bytes = __atomic_load_n(&heap->direct_bytes, __ATOMIC_RELAXED);
+    totals->version = XMM_STATS_VERSION;
+    totals->node_count = (uint32_t)xmm_real_nodes;
+    totals->allocations = allocations + large + direct;
+    totals->frees = frees + __atomic_load_n(&heap->large_frees, __ATOMIC_RELAXED) +
+                    __atomic_load_n(&heap->direct_frees, __ATOMIC_RELAXED);
+    /* Objects out of the central layer are either cached in a front end or
+     * held by the program: exact when no thread is allocating. */
+    uint64_t small_in_use = small_out > snapshot->front.cached_bytes
+                                ? small_out - snapshot->front.cached_bytes : 0;
+    totals->bytes_in_use += small_in_use + direct_bytes;
+    totals->bytes_reserved = xmm_arena_reserved_bytes();
+    totals->bytes_committed += span_bytes + direct_bytes;
+    totals->bytes_cached = snapshot->front.cached_bytes;
+    uint64_t held = small_in_use + snapshot->front.cached_bytes;
+    totals->bytes_central = span_bytes > held ? span_bytes - held : batch_bytes;
+    totals->large_allocations = large + direct;
+    totals->cross_node_frees = snapshot->front.cross_node_frees;
+    totals->invalid_frees = __atomic_load_n(&xmm_invalid_free_count, __ATOMIC_RELAXED);
+    totals->cache_refills = snapshot->front.refills;
+    totals->cache_drains = snapshot->front.drains;
+    totals->rseq_fast_path = snapshot->front.rseq_operations;
+    totals->rseq_fallback = snapshot->front.thread_cache_operations;
+    totals->rseq_restarts = snapshot->front.rseq_restarts;
+    totals->metadata_bytes = xmm_metadata_bytes();
+    strncpy(totals->front_end, xmm_front_end_name(), sizeof(totals->front_end) - 1);
+}
+
+void xmm_stats_collect(struct xmm_stats *stats)
+{
+    struct snapshot snapshot;
+    collect(&snapshot);
+    *stats = snapshot.totals;
+}
+
+/* ---- writing ---------------------------------------------------------------------- */
+
+struct writer {
+    int fd;
+    int error;
+    char buffer[4096];
+    struct xmm_text text;
+};
+
+static void writer_flush(struct writer *writer)
+{
+    if (writer->text.length && xmm_os_write_fd(writer->fd, writer->buffer, writer->text.length))
+        writer->error = 1;
+    writer->text.length = 0;
+}
+
+static void emit(struct writer *writer, const char *format, ...)
+{
+    char line[512];
+    struct xmm_text piece = {line, sizeof(line), 0};
+    va_list arguments;
+    va_start(arguments, format);
+    xmm_text_vformat(&piece, format, arguments);
+    va_end(arguments);
+    if (writer->text.length + piece.length + 1 >= sizeof(writer->buffer))
+        writer_flush(writer);
+    xmm_text_append(&writer->text, line);
+}
+
+struct field {
+    const char *name;
+    uint64_t value;
+};
+
+static size_t totals_fields(const struct xmm_stats *totals, struct field *fields)
+{
+    struct field list[] = {
+        {"allocations", totals->allocations},
+        {"frees", totals->frees},
+        {"bytes_in_use", totals->bytes_in_use},
+        {"bytes_reserved", totals->bytes_reserved},
+        {"bytes_committed", totals->bytes_committed},
+        {"bytes_purged", totals->bytes_purged},
+        {"bytes_cached", totals->bytes_cached},
+        {"bytes_central", totals->bytes_central},
+        {"bytes_page_heap_free", totals->bytes_page_heap_free},
+        {"large_allocations", totals->large_allocations},
+        {"cross_node_frees", totals->cross_node_frees},
+        {"invalid_frees", totals->invalid_frees},
+        {"cache_refills", totals->cache_refills},
+        {"cache_drains", totals->cache_drains},
+        {"rseq_fast_path", totals->rseq_fast_path},
+        {"rseq_fallback", totals->rseq_fallback},
+        {"rseq_restarts", totals->rseq_restarts},
+        {"metadata_bytes", totals->metadata_bytes},
+    };
+    memcpy(fields, list, sizeof(list));
+    return sizeof(list) / sizeof(list[0]);
+}
+
+static void write_text(struct writer *writer, const struct snapshot *snapshot)
+{
+    struct field fields[32];
+    size_t count = totals_fields(&snapshot->totals, fields);
+    emit(writer, "xmm statistics (front end: %s, %s; nodes: %d)\n", snapshot->totals.front_end,
+         xmm_front_end_detail(), xmm_nodes);
+    for (size_t i = 0; i < count; i++)
+        emit(writer, "  %s%s %u\n", fields[i].name,
+             "                     " + (strlen(fields[i].name) < 21 ? strlen(fields[i].name) : 21),
+             fields[i].value);
+    emit(writer, "  node  spans_created  spans_released  small_span_bytes  page_heap_free  "
+                 "unpurged  purged_total  large_in_use  large_cached\n");
+    for (int node = 0; node < xmm_nodes; node++) {
+        const struct xmm_central_stats *central = &snapshot->central[node];
+        const struct xmm_page_heap_stats *pages = &snapshot->pages[node];
+        emit(writer, "  %d  %u  %u  %u  %z  %z  %z  %z  %z\n", node, central->spans_created,
+             central->spans_released, central->span_bytes, pages->free_bytes, pages->dirty_bytes,
+             pages->purged_total, pages->large_in_use, pages->large_cached);
+    }
+    for (int slab = 0; slab < xmm_cpu_cache_slab_count(); slab++) {
+        uint64_t cached = xmm_cpu_cache_bytes(slab);
+        if (cached)
+            emit(writer, "  cpu cache %d: %u bytes\n", slab, cached);
+    }
+    emit(writer, "  class  size  allocations  frees  in_use_bytes\n");
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        uint64_t allocated = snapshot->front.allocations[size_class];
+        uint64_t freed = snapshot->front.frees[size_class];
+        if (!allocated && !freed)
+            continue;
+        uint64_t live = allocated > freed ? allocated - freed : 0;
+        emit(writer, "  %d  %z  %u  %u  %u\n", (int)size_class, xmm_class_size(size_class),
+             allocated, freed, live * xmm_class_size(size_class));
+    }
+}
+
+static void write_json(struct writer *writer, const struct snapshot *snapshot)
+{
+    struct field fields[32];
+    size_t count = totals_fields(&snapshot->totals, fields);
+    emit(writer, "{\"version\": %d, \"front_end\": \"%s\", \"front_end_detail\": \"%s\", "
+                 "\"node_count\": %d",
+         XMM_STATS_VERSION, snapshot->totals.front_end, xmm_front_end_detail(), xmm_real_nodes);
+    for (size_t i = 0; i < count; i++)
+        emit(writer, ", \"%s\": %u", fields[i].name, fields[i].value);
+    emit(writer, ", \"nodes\": [");
+    for (int node = 0; node < xmm_nodes; node++) {
+        const struct xmm_central_stats *central = &snapshot->central[node];
+        const struct xmm_page_heap_stats *pages = &snapshot->pages[node];
+        emit(writer,
+             "%s{\"node\": %d, \"interleaved\": %s, \"spans_created\": %u, \"spans_released\": %u, "
+             "\"small_span_bytes\": %u, \"transfer_batches\": %u, \"transfer_batch_bytes\": %u, "
+             "\"page_heap_free_bytes\": %z, \"page_heap_unpurged_bytes\": %z, "
+             "\"purged_bytes\": %z, \"large_in_use_bytes\": %z, \"large_cached_bytes\": %z, "
+             "\"large_allocations\": %u, "
+             "\"reserved_bytes\": %z}",
+             node ? ", " : "", node, node == xmm_interleaved_node ? "true" : "false",
+             central->spans_created, central->spans_released,
+             central->span_bytes, central->batches_cached, central->objects_in_batches_bytes,
+             pages->free_bytes, pages->dirty_bytes, pages->purged_total, pages->large_in_use,
+             pages->large_cached, pages->large_count, pages->reserved_bytes);
+    }
+    emit(writer, "], \"cpus\": [");
+    bool first_cpu = true;
+    for (int slab = 0; slab < xmm_cpu_cache_slab_count(); slab++) {
+        uint64_t cached = xmm_cpu_cache_bytes(slab);
+        if (!cached)
+            continue;
+        emit(writer, "%s{\"slab\": %d, \"cached_bytes\": %u}", first_cpu ? "" : ", ", slab,
+             cached);
+        first_cpu = false;
+    }
+    emit(writer, "], \"size_classes\": [");
+    bool first = true;
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        uint64_t allocated = snapshot->front.allocations[size_class];
+        uint64_t freed = snapshot->front.frees[size_class];
+        if (!allocated && !freed)
+            continue;
+        uint64_t live = allocated > freed ? allocated - freed : 0;
+        emit(writer,
+             "%s{\"class\": %d, \"size\": %z, \"allocations\": %u, \"frees\": %u, "
+             "\"in_use_bytes\": %u}",
+             first ? "" : ", ", (int)size_class, xmm_class_size(size_class), allocated, freed,
+             live * xmm_class_size(size_class));
+        first = false;
+    }
+    emit(writer, "]}\n");
+}
+
+int xmm_stats_write(int fd, const char *format)
+{
+    bool json;
+    if (!format || !strcmp(format, "text"))
+        json = false;
+    else if (!strcmp(format, "json"))
+        json = true;
+    else {
+        errno = EINVAL;
+        return -1;
+    }
+    struct snapshot snapshot;
+    collect(&snapshot);
+    struct writer writer = {.fd = fd};
+    writer.text = (struct xmm_text){writer.buffer, sizeof(writer.buffer), 0};
+    if (json)
+        write_json(&writer, &snapshot);
+    else
+        write_text(&writer, &snapshot);
+    writer_flush(&writer);
+    return writer.error ? -1 : 0;
+}
+
+/* ---- at exit and on a signal ---------------------------------------------------------- */
+
+static const char *format_name(void)
+{
+    return xmm_config.stats_at_exit == XMM_STATS_JSON ? "json" : "text";
+}
+
+/* A private copy of stderr, taken at start when statistics are wanted:
+ * programs may close stderr in their own exit handlers (gnulib's
+ * close_stdout does), which run before XMM's. */
+static int stats_stderr = 2;
+
+static void print_to_destination(void)
+{
+    int fd = stats_stderr;
+    if (xmm_config.stats_file) {
+        fd = xmm_os_open_append(xmm_config.stats_file);
+        if (fd < 0) {
+            xmm_report("xmm: XMM_STATS_FILE=%s: cannot open; writing to stderr\n",
+                       xmm_config.stats_file);
+            fd = stats_stderr;
+        }
+    }
+    xmm_stats_write(fd, format_name());
+    if (fd != stats_stderr)
+        xmm_os_close(fd);
+}
+
+static void print_at_exit(void)
+{
+    print_to_destination();
+}
+
+/* The signal handler only posts an event (async-signal-safe); a thread
+ * made for the purpose collects and prints, taking locks safely. */
+static struct xmm_os_event stats_request;
+
+static void on_stats_signal(int signal_number)
+{
+    (void)signal_number;
+    xmm_os_event_post(&stats_request);
+}
+
+static void *stats_printer(void *unused)
+{
+    for (;;) {
+        xmm_os_event_wait(&stats_request);
+        print_to_destination();
+    }
+    return NULL;
+}
+
+void xmm_stats_install_hooks(void)
+{
+    if (xmm_config.stats_at_exit == XMM_STATS_NONE && !xmm_config.stats_signal)
+        return;
+    if (!xmm_config.stats_file) {
+        int copy = xmm_os_dup_stderr();
+        if (copy >= 0)
+            stats_stderr = copy;
+    }
+    if (xmm_config.stats_at_exit != XMM_STATS_NONE)
+        xmm_os_at_exit(print_at_exit);
+    if (xmm_config.stats_signal) {
+        if (xmm_config.stats_at_exit == XMM_STATS_NONE)
+            xmm_config.stats_at_exit = XMM_STATS_TEXT;
+        if (xmm_os_thread_start(stats_printer, NULL) == 0)
+            xmm_os_signal_handler(xmm_config.stats_signal, on_stats_signal);
+    }
+}
+
+void xmm_stats_print_topology(void)
+{
+    xmm_report("xmm: %d node(s), %d possible CPU(s), front end %s: %s\n",
+               xmm_topology.node_count, xmm_topology.cpu_count, xmm_front_end_name(),
+               xmm_front_end_detail());
+    for (int node = 0; node < xmm_nodes; node++) {
+        char line[512];
+        struct xmm_text text = {line, sizeof(line), 0};
+        xmm_text_format(&text, "xmm: node %d CPUs:", node);
+        for (int cpu = 0; cpu < xmm_topology.cpu_count; cpu++)
+            if (xmm_node_of_cpu(cpu) == node)
+                xmm_text_format(&text, " %d", cpu);
+        xmm_text_append(&text, "\n");
+        xmm_os_write_error(text.buffer, text.length);
+    }
+}

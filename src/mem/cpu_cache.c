@@ -1,0 +1,519 @@
+/*
+ * cpu_cache.c - per-CPU caches on restartable sequences (the fast front
+ * end) and their slow paths. front_end.c chooses between them and the
+ * per-thread caches (thread_cache.c).
+ *
+ * Which rseq area a thread uses:
+ *   1. the one glibc registered (glibc >= 2.35 does so for every thread),
+ *      if the kernel filled it in (glibc leaves cpu_id -2 in the area of a
+ *      thread whose registration failed, e.g. under a seccomp filter
+ *      installed after start);
+ *   2. else, only with XMM_RSEQ=own, one XMM registers itself, per thread,
+ *      on its first allocation. Not by default: with
+ *      GLIBC_TUNABLES=glibc.pthread.rseq=0 glibc leaves the registration
+ *      (one per thread) to another component of the program, whose own
+ *      rseq() would then fail;
+ *   3. else none: the thread uses a per-thread cache (no rseq in the
+ *      kernel, seccomp, XMM_RSEQ=0, an unknown number of possible CPUs, or
+ *      an architecture without the assembly).
+ * A thread of a process in per-CPU mode whose area is not usable uses a
+ * per-thread cache; both kinds of cache coexist.
+ *
+ * Slabs are indexed by the area's cpu_id, or by its mm_cid (a compact
+ * per-process concurrency id, Linux 6.3+) on one-node machines. Not on
+ * several nodes: a concurrency id moves between CPUs of different nodes,
+ * and a slab must hold memory of one node only.
+ */
+#include <string.h>
+
+#include "base/base.h"
+#include "backend/backend.h"
+#include "central.h"
+#include "front_end.h"
+
+/* Slabs beyond this many (256 MiB of address space) are not mapped: such a
+ * CPU count without sysfs means the bound is the kernel's NR_CPUS, not its
+ * CPUs, and the process uses per-thread caches. */
+#define XMM_MAX_SLABS 1024
+
+#if XMM_PER_CPU_CACHES
+
+enum rseq_mode { RSEQ_OFF, RSEQ_LIBC, RSEQ_OWN };
+
+char *xmm_cpu_slabs;
+uint32_t xmm_rseq_index_offset;
+__thread void *xmm_rseq_area_current __attribute__((tls_model("initial-exec")));
+uint64_t xmm_rseq_restart_count;
+
+static enum rseq_mode rseq_mode = RSEQ_OFF;
+static bool index_is_mm_cid;
+static bool have_membarrier;
+static int slab_count;
+static uint16_t class_begin[XMM_CLASS_COUNT];
+static uint16_t class_end[XMM_CLASS_COUNT];
+static xmm_os_thread_key own_area_key;
+static struct xmm_lock release_lock = XMM_LOCK_INITIALIZER;
+
+/* Our own rseq area, for threads glibc did not register. */
+static __thread struct xmm_rseq_area own_area __attribute__((tls_model("initial-exec")));
+/* Set when the thread must not use the per-CPU caches (its area is not
+ * usable; a vfork child, see platform/x86_64/override_vfork.S). */
+__thread bool xmm_rseq_attach_refused __attribute__((tls_model("initial-exec")));
+static __thread unsigned refills_since_upkeep __attribute__((tls_model("initial-exec")));
+
+/* Operations the slow paths complete themselves (atomic: slow path). */
+static struct {
+    uint64_t allocations[XMM_CLASS_COUNT];
+    uint64_t frees[XMM_CLASS_COUNT];
+    uint64_t refills, drains, cross_node_frees;
+} slow_counts;
+
+static uint64_t *slab_words(int slab)
+{
+    return (uint64_t *)(xmm_cpu_slabs + ((size_t)slab << XMM_SLAB_SHIFT));
+}
+
+static uint64_t header_value(unsigned size_class, unsigned current)
+{
+    return (uint64_t)current | (uint64_t)class_end[size_class] << 16 |
+           (uint64_t)class_begin[size_class] << 32;
+}
+
+/* ---- set-up -------------------------------------------------------------------------- */
+
+/* Slots per class: a share of the per-CPU budget XMM_CPU_CACHE_SIZE (an
+ * eighth of it per class at most), at least two batches (a refill and a
+ * drain fit without bouncing), scaled down if the slab would overflow. */
+static bool plan_capacities(void)
+{
+    uint32_t wanted[XMM_CLASS_COUNT];
+    uint64_t total = 0;
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        const struct xmm_size_class *info = &xmm_size_classes[size_class];
+        uint64_t by_budget = xmm_config.cpu_cache_bytes / 8 / info->size;
+        if (by_budget > 2048)
+            by_budget = 2048;
+        uint32_t minimum = 2 * info->batch;
+        wanted[size_class] = by_budget > minimum ? (uint32_t)by_budget : minimum;
+        total += wanted[size_class];
+    }
+    uint64_t room = XMM_SLAB_WORDS - XMM_SLAB_FIRST_SLOT;
+    uint32_t next = XMM_SLAB_FIRST_SLOT;
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        uint32_t capacity = wanted[size_class];
+        if (total > room)
+            capacity = (uint32_t)((uint64_t)capacity * room / total);
+        if (capacity < xmm_size_classes[size_class].batch)
+            return false;
+        class_begin[size_class] = (uint16_t)next;
+        next += capacity;
+        class_end[size_class] = (uint16_t)next;
+    }
+    return next <= XMM_SLAB_WORDS;
+}
+
+static bool map_slabs(void)
+{
+    size_t bytes = (size_t)slab_count << XMM_SLAB_SHIFT;
+    xmm_cpu_slabs = xmm_os_map(bytes, (size_t)1 << XMM_SLAB_SHIFT);
+    if (!xmm_cpu_slabs)
+        return false;
+    for (int slab = 0; slab < slab_count; slab++) {
+        int node = index_is_mm_cid ? 0 : xmm_node_of_cpu(slab);
+        uint64_t *words = slab_words(slab);
+        /* A CPU's cache metadata lives on the CPU's node. */
+        xmm_numa_bind(words, (size_t)1 << XMM_SLAB_SHIFT, node);
+        words[0] = (uint64_t)node;
+        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
+            words[size_class] = header_value(size_class, class_begin[size_class]);
+    }
+    return true;
+}
+
+/* Every index the kernel writes into an rseq area (cpu_id, mm_cid) is below
+ * the number of possible CPUs it was booted with, whatever the CPUs the
+ * process may run on now: slabs for all of them, or no per-CPU caches when
+ * that bound is unknown or too large to map (platform.h). */
+static bool size_slabs(void)
+{
+    slab_count = xmm_topology.cpu_index_bound;
+    return slab_count > 0 && slab_count <= XMM_MAX_SLABS;
+}
+
+/* An area the slabs can serve: the kernel has filled it (glibc marks a
+ * thread whose registration failed with cpu_id -2, and a fresh area holds
+ * -1) and its indexes are in range. Checked once per thread, at attach. */
+static bool area_usable(void *area)
+{
+    uint32_t cpu_id = __atomic_load_n(&((const struct xmm_rseq_area *)area)->cpu_id, __ATOMIC_RELAXED);
+    uint32_t index = __atomic_load_n(xmm_rseq_index(area), __ATOMIC_RELAXED);
+    return cpu_id < (uint32_t)slab_count && index < (uint32_t)slab_count;
+}
+
+/* glibc's area for the calling thread if it is usable; else, with
+ * XMM_RSEQ=own, XMM's own area registered now; else NULL. */
+static void *find_area(enum rseq_mode *mode)
+{
+    void *area = xmm_os_rseq_libc_area();
+    if (area) {
+        *mode = RSEQ_LIBC;
+        return area_usable(area) ? area : NULL;
+    }
+    if (xmm_config.rseq == XMM_RSEQ_OWN && xmm_os_rseq_register(&own_area)) {
+        *mode = RSEQ_OWN;
+        if (area_usable(&own_area))
+            return &own_area;
+        xmm_os_rseq_unregister(&own_area);
+    }
+    return NULL;
+}
+
+bool xmm_cpu_cache_init_core(void)
+{
+    if (xmm_config.rseq == XMM_RSEQ_OFF || !size_slabs())
+        return false;
+    index_is_mm_cid = xmm_os_rseq_feature_size() >= 28 && xmm_topology.node_count == 1 &&
+                      xmm_nodes == 1;
+    xmm_rseq_index_offset = index_is_mm_cid ? XMM_RSEQ_MM_CID_OFFSET : XMM_RSEQ_CPU_ID_OFFSET;
+    enum rseq_mode mode = RSEQ_OFF;
+    void *area = find_area(&mode);
+    if (!area)
+        return false;
+    if (!plan_capacities() || !map_slabs()) {
+        if (mode == RSEQ_OWN)
+            xmm_os_rseq_unregister(area);
+        return false;
+    }
+    rseq_mode = mode;
+    have_membarrier = xmm_os_membarrier_rseq_register() == 0;
+    xmm_rseq_area_current = area;
+    return true;
+}
+
+static void unregister_own_area(void *area)
+{
+    xmm_rseq_area_current = NULL;
+    xmm_rseq_attach_refused = true; /* later allocations of this thread: thread cache */
+    xmm_os_rseq_unregister(area);
+}
+
+void xmm_cpu_cache_init_hooks(void)
+{
+    if (rseq_mode == RSEQ_OWN) {
+        xmm_os_thread_key_create(&own_area_key, unregister_own_area);
+        xmm_os_thread_key_set(own_area_key, &own_area);
+    }
+}
+
+static void unlock_all_headers_empty(void);
+
+/* The child keeps the forking thread's rseq registration and the slabs.
+ * A drain of every CPU's cache (release_all_slabs) cut off by the fork left
+ * headers locked, some of them half drained: they are reopened empty (their
+ * objects leak in the child; reopened with their old contents, objects
+ * already drained would be handed out twice). membarrier registration
+ * belongs to the address space: it is renewed. */
+void xmm_cpu_cache_after_fork_child(void)
+{
+    if (rseq_mode == RSEQ_OFF)
+        return;
+    if (xmm_lock_holder(&release_lock) == XMM_LOCK_HELD_BY_OTHER) {
+        unlock_all_headers_empty();
+        xmm_lock_reset(&release_lock);
+    }
+    have_membarrier = xmm_os_membarrier_rseq_register() == 0;
+}
+
+bool xmm_cpu_cache_in_use(void)
+{
+    return rseq_mode != RSEQ_OFF;
+}
+
+const char *xmm_cpu_cache_detail(void)
+{
+    switch (rseq_mode) {
+    case RSEQ_LIBC:
+        return index_is_mm_cid ? "rseq (glibc's area), slabs by mm_cid"
+                               : "rseq (glibc's area), slabs by cpu_id";
+    case RSEQ_OWN:
+        return index_is_mm_cid ? "rseq (XMM's own area), slabs by mm_cid"
+                               : "rseq (XMM's own area), slabs by cpu_id";
+    default:
+        return "per-thread caches (no rseq)";
+    }
+}
+
+/* Gives the calling thread an rseq area for the per-CPU caches. false: it
+ * uses a per-thread cache instead. */
+bool xmm_cpu_cache_attach(void)
+{
+    if (rseq_mode == RSEQ_OFF || xmm_rseq_attach_refused)
+        return false;
+    if (xmm_rseq_area_current)
+        return true;
+    if (!xmm_front_end_ready)
+        return false;
+    enum rseq_mode mode = RSEQ_OFF;
+    void *area = find_area(&mode);
+    if (!area || mode != rseq_mode) {
+        if (area && mode == RSEQ_OWN)
+            xmm_os_rseq_unregister(area);
+        xmm_rseq_attach_refused = true;
+        return false;
+    }
+    if (mode == RSEQ_OWN)
+        xmm_os_thread_key_set(own_area_key, area);
+    xmm_rseq_area_current = area;
+    return true;
+}
+
+/* ---- slow paths ------------------------------------------------------------------------ */
+
+static const uint32_t *index_of(void *area)
+{
+    return (const uint32_t *)((char *)area + xmm_rseq_index_offset);
+}
+
+static int slab_node_now(void *area)
+{
+    uint32_t slab = __atomic_load_n(index_of(area), __ATOMIC_RELAXED);
+    return (int)slab_words((int)slab)[0];
+}
+
+void *xmm_cpu_cache_alloc_slow(unsigned size_class)
+{
+    void *area = xmm_rseq_area_current;
+    int node = slab_node_now(area);
+    void *objects[XMM_MAX_BATCH];
+    uint32_t count = xmm_central_refill(node, size_class, objects,
+                                        xmm_size_classes[size_class].batch);
+    if (!count)
+        return NULL;
+    void *object = objects[--count];
+    uint32_t pushed = count ? xmm_rseq_push_batch(area, index_of(area), xmm_cpu_slabs,
+                                                  size_class, objects, count, (uint64_t)node)
+                            : 0;
+    /* Not all taken: the thread moved to another node's CPU, or the slab
+     * is full or locked for draining. The rest goes back. */
+    if (pushed < count)
+        xmm_central_drain(node, size_class, objects, count - pushed);
+    __atomic_fetch_add(&slow_counts.allocations[size_class], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&slow_counts.refills, 1, __ATOMIC_RELAXED);
+    /* Upkeep reads the clock: once per 64 refills of a thread is enough. */
+    if ((++refills_since_upkeep & 63) == 0)
+        xmm_central_maintain(node);
+    return object;
+}
+
+void xmm_cpu_cache_free_slow(void *object, struct xmm_span *span, int result)
+{
+    void *area = xmm_rseq_area_current;
+    unsigned size_class = span->size_class;
+    if (result == XMM_RSEQ_DOUBLE_FREE) {
+        xmm_report_double_free(object);
+        return;
+    }
+    if (result == XMM_RSEQ_FULL) {
+        void *objects[XMM_MAX_BATCH];
+        uint64_t slab_node;
+        uint32_t count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, size_class,
+                                            objects, xmm_size_classes[size_class].batch,
+                                            &slab_node);
+        if (count) {
+            xmm_central_drain((int)slab_node, size_class, objects, count);
+            __atomic_fetch_add(&slow_counts.drains, 1, __ATOMIC_RELAXED);
+        }
+        result = xmm_rseq_push(area, index_of(area), xmm_cpu_slabs, size_class, object,
+                               span->node);
+        if (result == XMM_RSEQ_PUSHED)
+            return;
+        if (result == XMM_RSEQ_DOUBLE_FREE) {
+            xmm_report_double_free(object);
+            return;
+        }
+    }
+    if (result == XMM_RSEQ_FOREIGN)
+        __atomic_fetch_add(&slow_counts.cross_node_frees, 1, __ATOMIC_RELAXED);
+    /* Another node's object goes home, never into this CPU's cache; and a
+     * slab that stays full or locked sends the object straight back. */
+    __atomic_fetch_add(&slow_counts.frees[size_class], 1, __ATOMIC_RELAXED);
+    xmm_central_return_object(span, object);
+}
+
+/* ---- draining every CPU's cache ------------------------------------------------------------ */
+
+static void lock_header(uint64_t *header)
+{
+    uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
+    uint64_t locked;
+    do {
+        locked = (value & 0xffff) | XMM_SLAB_LOCKED_BITS;
+    } while (!__atomic_compare_exchange_n(header, &value, locked, false, __ATOMIC_ACQ_REL,
+                                          __ATOMIC_RELAXED));
+}
+
+/* Undoes lock_header, keeping the slab's contents. */
+static void unlock_header(int slab, unsigned size_class)
+{
+    uint64_t *header = &slab_words(slab)[size_class];
+    uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(header, &value,
+                                        header_value(size_class, (unsigned)(value & 0xffff)), false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        ;
+}
+
+/* Moves the objects of one locked class header to the central layer and
+ * leaves it locked, with `current` back at `begin`: see release_all_slabs
+ * for why it cannot be unlocked yet. */
+static void drain_locked(int slab, unsigned size_class)
+{
+    uint64_t *words = slab_words(slab);
+    unsigned current = (unsigned)(__atomic_load_n(&words[size_class], __ATOMIC_ACQUIRE) & 0xffff);
+    unsigned begin = class_begin[size_class];
+    unsigned batch = xmm_size_classes[size_class].batch;
+    for (unsigned first = begin; first < current; first += batch) {
+        unsigned count = current - first < batch ? current - first : batch;
+        xmm_central_drain((int)words[0], size_class, (void *const *)&words[first], count);
+    }
+    __atomic_store_n(&words[size_class], (uint64_t)begin | XMM_SLAB_LOCKED_BITS, __ATOMIC_RELEASE);
+}
+
+static void release_current_slab(void);
+
+static void unlock_all_headers_empty(void)
+{
+    for (int slab = 0; slab < slab_count; slab++)
+        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+            uint64_t *header = &slab_words(slab)[size_class];
+            uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
+            if ((value & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS)
+                __atomic_store_n(header, header_value(size_class, class_begin[size_class]),
+                                 __ATOMIC_RELEASE);
+        }
+}
+
+/* Lock every header (a pop then sees an empty slab, a push a full one),
+ * let membarrier restart every critical section that read a header before
+ * it was locked, then drain and unlock. A commit that slipped in before the
+ * membarrier only moved `current`, which the lock keeps.
+ *
+ * A section reads `current` and `begin`/`end` with separate loads, and an
+ * interrupt that is not a preemption (a TLB shootdown, a wake-up IPI)
+ * between them does not restart it. So a section that began after the
+ * membarrier can read the `current` of a locked, not yet drained header,
+ * then the `begin`/`end` of the same header unlocked: it would pop a
+ * drained object, or push above the drained ones and commit their count
+ * back (objects handed out twice). Hence two steps: drain, leaving each
+ * header locked with `current` = `begin`; a second membarrier restarts
+ * every section that may have read an old `current`; then unlock, which
+ * no longer changes `current`. If that membarrier fails the headers stay
+ * locked (and empty: every operation takes its slow path) until the next
+ * drain reopens them. */
+static void release_all_slabs(void)
+{
+    if (!xmm_lock_acquire(&release_lock))
+        return; /* a signal handler that interrupted this thread's drain */
+    for (int slab = 0; slab < slab_count; slab++)
+        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
+            lock_header(&slab_words(slab)[size_class]);
+    bool fenced = xmm_os_membarrier_rseq() == 0;
+    for (int slab = 0; slab < slab_count; slab++)
+        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+            if (fenced)
+                drain_locked(slab, size_class);
+            else
+                unlock_header(slab, size_class);
+        }
+    if (fenced && xmm_os_membarrier_rseq() == 0)
+        for (int slab = 0; slab < slab_count; slab++)
+            for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
+                unlock_header(slab, size_class);
+    xmm_lock_release(&release_lock);
+    /* Without the fence a section may still commit: drain nothing remote. */
+    if (!fenced)
+        release_current_slab();
+}
+
+/* Without membarrier only the calling thread's current slab can be
+ * drained safely, with ordinary critical sections. */
+static void release_current_slab(void)
+{
+    void *area = xmm_rseq_area_current;
+    if (!area)
+        return;
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        void *objects[XMM_MAX_BATCH];
+        uint64_t node;
+        uint32_t count;
+        while ((count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, size_class,
+                                           objects, XMM_MAX_BATCH, &node)))
+            xmm_central_drain((int)node, size_class, objects, count);
+    }
+}
+
+void xmm_cpu_cache_release(void)
+{
+    if (rseq_mode == RSEQ_OFF)
+        return;
+    if (have_membarrier)
+        release_all_slabs();
+    else
+        release_current_slab();
+}
+
+/* ---- statistics ---------------------------------------------------------------------------- */
+
+void xmm_cpu_cache_stats(struct xmm_front_stats *stats)
+{
+    stats->refills += __atomic_load_n(&slow_counts.refills, __ATOMIC_RELAXED);
+    stats->drains += __atomic_load_n(&slow_counts.drains, __ATOMIC_RELAXED);
+    stats->cross_node_frees += __atomic_load_n(&slow_counts.cross_node_frees, __ATOMIC_RELAXED);
+    stats->rseq_restarts += __atomic_load_n(&xmm_rseq_restart_count, __ATOMIC_RELAXED);
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        stats->allocations[size_class] +=
+            __atomic_load_n(&slow_counts.allocations[size_class], __ATOMIC_RELAXED);
+        stats->frees[size_class] += __atomic_load_n(&slow_counts.frees[size_class], __ATOMIC_RELAXED);
+    }
+    if (rseq_mode == RSEQ_OFF)
+        return;
+    for (int slab = 0; slab < slab_count; slab++) {
+        uint64_t *words = slab_words(slab);
+        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+            uint64_t header = __atomic_load_n(&words[size_class], __ATOMIC_RELAXED);
+            uint64_t allocated =
+                __atomic_load_n(&words[XMM_SLAB_ALLOC_COUNTERS + size_class], __ATOMIC_RELAXED);
+            uint64_t freed =
+                __atomic_load_n(&words[XMM_SLAB_FREE_COUNTERS + size_class], __ATOMIC_RELAXED);
+            stats->allocations[size_class] += allocated;
+            stats->frees[size_class] += freed;
+            stats->rseq_operations += allocated + freed;
+            unsigned current = (unsigned)(header & 0xffff);
+            bool locked = (header & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS;
+            if (!locked && current > class_begin[size_class])
+                stats->cached_bytes +=
+                    (uint64_t)(current - class_begin[size_class]) * xmm_size_classes[size_class].size;
+        }
+    }
+}
+
+int xmm_cpu_cache_slabs_in_use(void)
+{
+    return rseq_mode == RSEQ_OFF ? 0 : slab_count;
+}
+
+uint64_t xmm_cpu_cache_bytes(int slab)
+{
+    uint64_t bytes = 0;
+    uint64_t *words = slab_words(slab);
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        uint64_t header = __atomic_load_n(&words[size_class], __ATOMIC_RELAXED);
+        unsigned current = (unsigned)(header & 0xffff);
+        if ((header & XMM_SLAB_LOCKED_BITS) != XMM_SLAB_LOCKED_BITS &&
+            current > class_begin[size_class])
+            bytes += (uint64_t)(current - class_begin[size_class]) * xmm_size_classes[size_class].size;
+    }
+    return bytes;
+}
+
+#endif /* XMM_PER_CPU_CACHES */

@@ -1,0 +1,303 @@
+/*
+ * override.c - the C allocation API, replacing glibc's malloc when XMM is
+ * linked (-lxmm) or preloaded (LD_PRELOAD=libxmm.so). Semantics follow
+ * glibc where the standards leave room (realloc(p, 0) frees and returns
+ * NULL; memalign rounds a non-power-of-two alignment up).
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem/mem.h"
+#include "global/global.h"
+#include "backend/backend.h"
+#include "xmm.h"
+
+/* Not declared by glibc 2.36's headers. */
+void cfree(void *ptr);
+void free_sized(void *ptr, size_t size);
+void free_aligned_sized(void *ptr, size_t alignment, size_t size);
+
+/* The error return of vfork (platform/x86_64/override_vfork.S): called
+ * with the parent's state already restored, it returns in vfork's place. */
+int xmm_vfork_failed(int error);
+int xmm_vfork_failed(int error)
+{
+    errno = error;
+    return -1;
+}
+
+XMM_EXPORT void *malloc(size_t size)
+{
+    return xmm_heap_alloc_inline(size);
+}
+
+/* ---- blocks of glibc's malloc (see heap.h) ---------------------------------- */
+
+/* This library's own malloc, whatever the process binds "malloc" to. Only
+ * its address is used (hence no need for malloc's attributes). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpragmas"
+#pragma GCC diagnostic ignored "-Wunknown-warning-option"
+#pragma GCC diagnostic ignored "-Wmissing-attributes"
+extern void *xmm_malloc_self(size_t size) __attribute__((alias("malloc"), visibility("hidden")));
+#pragma GCC diagnostic pop
+
+/* glibc's allocator under its own names (weak: another C library has
+ * none, and XMM then reports foreign pointers as always). */
+void __libc_free(void *ptr) __attribute__((weak));
+void *__libc_realloc(void *ptr, size_t size) __attribute__((weak));
+
+static struct xmm_foreign_owner glibc_owner;
+
+enum { OWNER_UNKNOWN, OWNER_NONE, OWNER_GLIBC };
+static int foreign_owner_state;
+
+/* Decided at the first pointer XMM did not hand out, which is rare: XMM is
+ * the process's malloc when the global symbol "malloc" is this library's
+ * (preloaded, linked in). dlopen(NULL) and dlsym allocate nothing when
+ * they find what they look for, and take only the loader's lock, which is
+ * recursive (the case that needs this runs inside dlopen, in a
+ * constructor). */
+const struct xmm_foreign_owner *xmm_override_foreign_owner(void)
+{
+    int state = __atomic_load_n(&foreign_owner_state, __ATOMIC_ACQUIRE);
+    if (XMM_LIKELY(state != OWNER_UNKNOWN))
+        return state == OWNER_GLIBC ? &glibc_owner : NULL;
+    /* The program's own scope (RTLD_DEFAULT would search this library's,
+     * which RTLD_DEEPBIND puts first). */
+    void *program = dlopen(NULL, RTLD_NOW | RTLD_NOLOAD);
+    void *global_malloc = program ? dlsym(program, "malloc") : NULL;
+    void *next_usable_size = dlsym(RTLD_NEXT, "malloc_usable_size");
+    state = OWNER_NONE;
+    if (global_malloc && global_malloc != (void *)xmm_malloc_self && __libc_free &&
+        __libc_realloc && next_usable_size) {
+        glibc_owner.free = __libc_free;
+        glibc_owner.realloc = __libc_realloc;
+        glibc_owner.usable_size = (size_t (*)(void *))next_usable_size;
+        state = OWNER_GLIBC;
+    }
+    __atomic_store_n(&foreign_owner_state, state, __ATOMIC_RELEASE);
+    return state == OWNER_GLIBC ? &glibc_owner : NULL;
+}
+
+XMM_EXPORT void free(void *ptr)
+{
+    xmm_heap_free_inline(ptr);
+}
+
+XMM_EXPORT void cfree(void *ptr)
+{
+    xmm_heap_free(ptr);
+}
+
+XMM_EXPORT void *calloc(size_t count, size_t size)
+{
+    size_t bytes;
+    if (__builtin_mul_overflow(count, size, &bytes)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return xmm_heap_alloc_zeroed(bytes);
+}
+
+XMM_EXPORT void *realloc(void *ptr, size_t size)
+{
+    return xmm_heap_realloc(ptr, size);
+}
+
+XMM_EXPORT void *reallocarray(void *ptr, size_t count, size_t size)
+{
+    size_t bytes;
+    if (__builtin_mul_overflow(count, size, &bytes)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return xmm_heap_realloc(ptr, bytes);
+}
+
+XMM_EXPORT int posix_memalign(void **result, size_t alignment, size_t size)
+{
+    if (!xmm_is_power_of_two(alignment) || alignment % sizeof(void *) != 0)
+        return EINVAL;
+    int saved_errno = errno;
+    void *block = xmm_heap_alloc_aligned(alignment, size, -1);
+    errno = saved_errno; /* posix_memalign reports through its result only */
+    if (!block)
+        return ENOMEM;
+    *result = block;
+    return 0;
+}
+
+XMM_EXPORT void *aligned_alloc(size_t alignment, size_t size)
+{
+    if (!xmm_is_power_of_two(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return xmm_heap_alloc_aligned(alignment, size, -1);
+}
+
+XMM_EXPORT void *memalign(size_t alignment, size_t size)
+{
+    if (alignment > SIZE_MAX / 2 + 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!xmm_is_power_of_two(alignment)) /* glibc rounds up */
+        alignment = alignment < 2 ? 1 : (size_t)1 << (64 - __builtin_clzll(alignment));
+    return xmm_heap_alloc_aligned(alignment, size, -1);
+}
+
+XMM_EXPORT void *valloc(size_t size)
+{
+    return xmm_heap_alloc_aligned(xmm_os_page_size(), size, -1);
+}
+
+XMM_EXPORT void *pvalloc(size_t size)
+{
+    size_t page = xmm_os_page_size();
+    if (size > SIZE_MAX - page) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t rounded = size ? xmm_align_up(size, page) : page;
+    return xmm_heap_alloc_aligned(page, rounded, -1);
+}
+
+XMM_EXPORT size_t malloc_usable_size(void *ptr)
+{
+    return xmm_heap_usable_size(ptr);
+}
+
+/* C23. The size could be checked against the block; XMM trusts its own
+ * metadata instead, which is always right. */
+XMM_EXPORT void free_sized(void *ptr, size_t size)
+{
+    (void)size;
+    xmm_heap_free(ptr);
+}
+
+XMM_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size)
+{
+    (void)alignment;
+    (void)size;
+    xmm_heap_free(ptr);
+}
+
+XMM_EXPORT int malloc_trim(size_t pad)
+{
+    (void)pad;
+    return xmm_release_memory() > 0;
+}
+
+static struct mallinfo2 fill_mallinfo2(void)
+{
+    struct xmm_stats stats;
+    struct mallinfo2 info;
+    memset(&info, 0, sizeof(info));
+    if (!xmm_ensure_init())
+        return info;
+    xmm_stats_collect(&stats);
+    uint64_t direct = __atomic_load_n(&xmm_heap_counters.direct_bytes, __ATOMIC_RELAXED);
+    info.arena = stats.bytes_committed > direct ? stats.bytes_committed - direct : 0;
+    info.hblkhd = direct;
+    info.hblks = __atomic_load_n(&xmm_heap_counters.direct_allocations, __ATOMIC_RELAXED) -
+                 __atomic_load_n(&xmm_heap_counters.direct_frees, __ATOMIC_RELAXED);
+    info.uordblks = stats.bytes_in_use;
+    info.fordblks = stats.bytes_cached + stats.bytes_central + stats.bytes_page_heap_free;
+    info.keepcost = stats.bytes_page_heap_free;
+    info.usmblks = 0;
+    return info;
+}
+
+XMM_EXPORT struct mallinfo2 mallinfo2(void)
+{
+    return fill_mallinfo2();
+}
+
+static int clamp_int(size_t value)
+{
+    return value > 0x7fffffff ? 0x7fffffff : (int)value;
+}
+
+XMM_EXPORT struct mallinfo mallinfo(void)
+{
+    struct mallinfo2 wide = fill_mallinfo2();
+    struct mallinfo info;
+    info.arena = clamp_int(wide.arena);
+    info.ordblks = clamp_int(wide.ordblks);
+    info.smblks = clamp_int(wide.smblks);
+    info.hblks = clamp_int(wide.hblks);
+    info.hblkhd = clamp_int(wide.hblkhd);
+    info.usmblks = clamp_int(wide.usmblks);
+    info.fsmblks = clamp_int(wide.fsmblks);
+    info.uordblks = clamp_int(wide.uordblks);
+    info.fordblks = clamp_int(wide.fordblks);
+    info.keepcost = clamp_int(wide.keepcost);
+    return info;
+}
+
+/* glibc prints per-arena totals to stderr; XMM prints its own table, which
+ * starts with the same three totals. */
+XMM_EXPORT void malloc_stats(void)
+{
+    if (!xmm_ensure_init())
+        return;
+    struct mallinfo2 info = fill_mallinfo2();
+    xmm_report("Arena 0:\nsystem bytes     = %z\nin use bytes     = %z\n"
+               "Total (incl. mmap):\nsystem bytes     = %z\nin use bytes     = %z\n"
+               "max mmap regions = %z\nmax mmap bytes   = %z\n",
+               info.arena, info.uordblks, info.arena + info.hblkhd, info.uordblks,
+               info.hblks, info.hblkhd);
+    xmm_stats_write(2, "text");
+}
+
+/* glibc's shape: <malloc version="1"><heap nr="N">...</heap>...<total/>.
+ * One <heap> per NUMA node. Called from user code, so stdio is fine. */
+XMM_EXPORT int malloc_info(int options, FILE *stream)
+{
+    if (options != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!xmm_ensure_init())
+        return -1;
+    struct xmm_stats stats;
+    xmm_stats_collect(&stats);
+    fprintf(stream, "<malloc version=\"1\">\n");
+    for (int node = 0; node < (int)stats.node_count; node++) {
+        struct xmm_page_heap_stats pages;
+        xmm_page_heap_stats(node, &pages);
+        fprintf(stream,
+                "<heap nr=\"%d\">\n<sizes>\n</sizes>\n"
+                "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
+                "<total type=\"rest\" count=\"0\" size=\"%zu\"/>\n"
+                "<system type=\"current\" size=\"%zu\"/>\n"
+                "<system type=\"max\" size=\"%zu\"/>\n"
+                "<aspace type=\"total\" size=\"%zu\"/>\n"
+                "<aspace type=\"mprotect\" size=\"%zu\"/>\n"
+                "</heap>\n",
+                node, pages.free_bytes, pages.large_in_use + pages.dirty_bytes,
+                pages.large_in_use + pages.dirty_bytes, pages.free_bytes + pages.large_in_use,
+                pages.free_bytes + pages.large_in_use);
+    }
+    fprintf(stream,
+            "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
+            "<total type=\"rest\" count=\"0\" size=\"%llu\"/>\n"
+            "<total type=\"mmap\" count=\"0\" size=\"%llu\"/>\n"
+            "<system type=\"current\" size=\"%llu\"/>\n"
+            "<system type=\"max\" size=\"%llu\"/>\n"
+            "<aspace type=\"total\" size=\"%llu\"/>\n"
+            "<aspace type=\"mprotect\" size=\"%llu\"/>\n"
+            "</malloc>\n",
+            (unsigned long long)(stats.bytes_cached + stats.bytes_central +
+                                 stats.bytes_page_heap_free),
+            (unsigned long long)__atomic_load_n(&xmm_heap_counters.direct_bytes, __ATOMIC_RELAXED),
+            (unsigned long long)stats.bytes_committed, (unsigned long long)stats.bytes_committed,
+            (unsigned long long)stats.bytes_reserved, (unsigned long long)stats.bytes_reserved);
+    return 0;
+}
