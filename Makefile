@@ -55,7 +55,7 @@ LIBXMM_A  = $(BUILD)/libxmm.a
 # and for tests that compare XMM with the system allocator in one process.
 LIBXMM_CORE_A = $(BUILD)/libxmm-core.a
 
-.PHONY: all lib deps test run tsan install clean check-deps
+.PHONY: all lib deps test test-build run tsan install clean check-deps
 all: lib
 
 lib: $(LIBXMM_SO) $(LIBXMM_A) $(LIBXMM_CORE_A)
@@ -94,6 +94,14 @@ DEB_PACKAGES = gcc g++ make libnuma-dev liburcu-dev libck-dev libbenchmark-dev \
                numactl python3 sqlite3 git perl clang
 deps:
 	@tools/install-deps $(DEB_PACKAGES)
+	@mkdir -p $(BUILD) && touch $(DEPS_STAMP)
+
+# `make test` checks the packages once per build tree (and again when this
+# file changes), not on every run: dpkg-query and apt are slow.
+DEPS_STAMP = $(BUILD)/.deps-installed
+$(DEPS_STAMP): Makefile
+	@tools/install-deps $(DEB_PACKAGES)
+	@mkdir -p $(BUILD) && touch $@
 
 # ---- install -------------------------------------------------------------
 install: lib
@@ -121,13 +129,33 @@ TSAN_PROGRAMS :=
 -include examples/build.mk
 -include tests/matrix.mk
 
-test: deps
-	@$(MAKE) --no-print-directory test-build
-	@tools/run-tests $(TEST_PROGRAMS) $(TEST_SCRIPTS)
+# ---- running tests -------------------------------------------------------
+#   make test                     every test
+#   make test TESTS=page_heap,stats   only those: a test's name is its file
+#                                 name without test_/api_, .sh and the
+#                                 _static/_xmm flavour (both flavours run)
+# Builds with $(JOBS) jobs, and runs $(JOBS) tests at a time, except those
+# in SERIAL_TESTS, which run alone afterwards: they measure time, memory or
+# preemption, or load every core themselves.
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+comma := ,
+test_name = $(patsubst %_xmm,%,$(patsubst %_static,%,$(patsubst test_%,%,$(patsubst api_%,%,$(basename $(notdir $(1)))))))
+ALL_TESTS = $(TEST_PROGRAMS) $(TEST_SCRIPTS)
+SELECTED_TESTS = $(if $(TESTS),$(foreach test,$(ALL_TESTS),$(if $(filter $(subst $(comma), ,$(TESTS)),$(call test_name,$(test)) $(basename $(notdir $(test)))),$(test))),$(ALL_TESTS))
+SERIAL_TESTS = test_decay test_front_end front_end.sh stats.sh test_rseq_restart \
+               test_central_stress test_large_cache_stress test_lock api_threads \
+               api_threads_static api_threads_xmm api_fork_deadlock api_fork_deadlock_static \
+               run-numa-tests.sh modes.sh test_buf_threads \
+               $(notdir $(STRESS_TESTS))
+
+test: $(DEPS_STAMP)
+	@$(if $(SELECTED_TESTS),,echo "no test named $(TESTS)"; exit 1)
+	@$(MAKE) --no-print-directory -j$(JOBS) test-build
+	@RUN_TESTS_JOBS=$(JOBS) RUN_TESTS_SERIAL="$(SERIAL_TESTS)" tools/run-tests $(SELECTED_TESTS)
 
 test-build: lib $(TEST_PROGRAMS)
 
-tsan: deps
+tsan: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory tsan-build
 	@TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 exitcode=66" \
 	    tools/run-tests $(TSAN_PROGRAMS)

@@ -1,16 +1,45 @@
-# tests/build.mk - the layer tests (tests/unit), the API and program tests
-# (tests/api.mk), and the ThreadSanitizer build.
+# tests/build.mk - every test `make test` runs, in folders that mirror the
+# layers of src/ (src/README.md):
+#
+#   tests/platform, tests/ds, tests/backend, tests/mem, tests/global
+#                       one module each: test_<name>.c, built as
+#                       $(BUILD)/tests/test_<name>, against libxmm-core.a
+#                       (the layer's functions called directly) or, for the
+#                       front end and what sits above it, libxmm.so
+#   tests/override      the malloc API and the C++ operators as programs
+#                       see them (tests/override/build.mk)
+#   tests/buf           the pooled buffers and slices (tests/buf/build.mk)
+#   tests/programs      real programs under LD_PRELOAD
+#   tests/numa          placement on emulated NUMA machines (tests/numa.mk)
+#   tests/tools         checks of the tree itself (the layering)
+#
+# One harness for all: tests/check.h. `make test TESTS=page_heap,stats`
+# builds and runs only those (see the Makefile).
 
-UNIT_TESTS = size_class arena_map page_heap central_stress large_cache large_cache_stress lock \
-             large_double_free
-UNIT_CFLAGS = -O2 -g -std=gnu11 -mcx16 -pthread -Wall -Wextra -Iinclude -Iplatform -Iplatform/$(ARCH) -Isrc \
-              -Itests/unit -D_GNU_SOURCE
+UNIT_DIRS = tests/platform tests/ds tests/backend tests/mem tests/global
+vpath test_%.c $(UNIT_DIRS)
+UNIT_CFLAGS = -O2 -g -std=gnu11 -mcx16 -pthread -Wall -Wextra -Iinclude -Iplatform \
+              -Iplatform/$(ARCH) -Isrc -Itests -D_GNU_SOURCE
+# Against the core: a layer's own functions, no malloc override.
+CORE_UNIT_TESTS = lock size_class arena_map page_heap large_cache large_cache_stress \
+                  large_double_free central_stress
+# Through malloc itself: the front end and the layers above it.
+SO_UNIT_TESTS = front_end rseq_restart rseq_opt_levels decay stats
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBXMM_CORE_A) tests/unit/check.h
+$(CORE_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LIBXMM_CORE_A) \
+                                           tests/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(LIBXMM_CORE_A) $(LIBS)
 
-TEST_PROGRAMS += $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
+# The rseq sections at whatever -O and compiler built $(BUILD) (the CI
+# matrix varies them): each links that build's libxmm.so.
+$(SO_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LIBXMM_SO) \
+                                         tests/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
+
+TEST_PROGRAMS += $(CORE_UNIT_TESTS:%=$(BUILD)/tests/test_%) $(SO_UNIT_TESTS:%=$(BUILD)/tests/test_%)
+TEST_SCRIPTS += tests/mem/front_end.sh tests/global/stats.sh tests/tools/layers.sh
 
 # ---- ThreadSanitizer: the allocator core built with -fsanitize=thread, and
 # the lock-free tests linked against it (xmm_* API, no malloc override).
@@ -26,50 +55,12 @@ $(TSAN_CORE_A): $(TSAN_CORE_OBJECTS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/tsan/test_%: tests/unit/test_%.c $(TSAN_CORE_A)
+$(BUILD)/tsan/test_%: test_%.c $(TSAN_CORE_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) $(TSAN_FLAGS) -o $@ $< $(TSAN_CORE_A) $(LIBS)
 
 TSAN_PROGRAMS += $(BUILD)/tsan/test_central_stress $(BUILD)/tsan/test_large_cache_stress \
                  $(BUILD)/tsan/test_lock
 
--include tests/api.mk
+-include tests/override/build.mk
 -include tests/numa.mk
-
-# Front-end tests run through malloc itself: linked against libxmm.so.
-$(BUILD)/tests/test_front_end: tests/unit/test_front_end.c $(LIBXMM_SO) tests/unit/check.h
-	@mkdir -p $(dir $@)
-	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
-
-TEST_PROGRAMS += $(BUILD)/tests/test_front_end
-TEST_SCRIPTS += tests/front_end.sh
-
-$(BUILD)/tests/test_decay: tests/unit/test_decay.c $(LIBXMM_SO) tests/unit/check.h
-	@mkdir -p $(dir $@)
-	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
-
-TEST_PROGRAMS += $(BUILD)/tests/test_decay
-
-$(BUILD)/tests/test_stats: tests/unit/test_stats.c $(LIBXMM_SO) tests/unit/check.h
-	@mkdir -p $(dir $@)
-	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
-
-TEST_PROGRAMS += $(BUILD)/tests/test_stats
-TEST_SCRIPTS += tests/stats.sh
-
-$(BUILD)/tests/test_rseq_restart: tests/unit/test_rseq_restart.c $(LIBXMM_SO) tests/unit/check.h
-	@mkdir -p $(dir $@)
-	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
-
-TEST_PROGRAMS += $(BUILD)/tests/test_rseq_restart
-
-# The rseq sections at whatever -O and compiler built $(BUILD) (the CI
-# matrix varies them): linked against that build's libxmm.so.
-$(BUILD)/tests/test_rseq_opt_levels: tests/unit/test_rseq_opt_levels.c $(LIBXMM_SO) tests/unit/check.h
-	@mkdir -p $(dir $@)
-	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
-
-TEST_PROGRAMS += $(BUILD)/tests/test_rseq_opt_levels
-
-# The layering of src/ (tools/check-layers), and the check itself.
-TEST_SCRIPTS += tests/tools/layers.sh

@@ -24,7 +24,7 @@ $(NUMA_TEST): tests/numa/test_numa.c include/xmm.h $(LIBXMM_SO)
 TEST_SCRIPTS += $(NUMA_SCRIPT)
 test-build: $(NUMA_TEST)
 
-# The script finds the build tree here (tests/api.mk exports the same).
+# The script finds the build tree here (tests/override/build.mk exports the same).
 export XMMTEST_BUILD := $(abspath $(BUILD))
 
 # A skip (77: no VM on this machine) is not a make error.

@@ -8,8 +8,8 @@ BUF_TESTS = slice buf buf_config buf_threads
 BUF_TEST_PROGRAMS = $(BUF_TESTS:%=$(BUILD)/tests/buf/test_%)
 # -Isrc -Iplatform: test_buf checks node placement with src/numa.h.
 BUF_TEST_CFLAGS = -O2 -g -std=gnu11 -D_GNU_SOURCE -mcx16 -pthread -Iinclude -Iplatform -Iplatform/$(ARCH) -Isrc \
-                  -Itests/buf $(WARNINGS)
-BUF_TEST_HEADERS = tests/buf/check.h include/xmm.h include/xmm_buf.h
+                  -Itests -Itests/buf $(WARNINGS)
+BUF_TEST_HEADERS = tests/check.h include/xmm.h include/xmm_buf.h
 
 $(BUF_TEST_PROGRAMS): $(BUILD)/tests/buf/test_%: tests/buf/test_%.c $(BUF_TEST_HEADERS) \
                       $(LIBXMM_CORE_A)
@@ -19,7 +19,7 @@ $(BUF_TEST_PROGRAMS): $(BUILD)/tests/buf/test_%: tests/buf/test_%.c $(BUF_TEST_H
 TEST_PROGRAMS += $(BUF_TEST_PROGRAMS)
 
 # The multithreaded pool test under ThreadSanitizer, with a shorter run
-# (TSan is 5-15x slower), on the TSan objects of the core that tests/api.mk
+# (TSan is 5-15x slower), on the TSan objects of the core that tests/override/build.mk
 # builds (with -DCK_USE_CC_BUILTINS=0; $(TSAN_CORE_A) of tests/build.mk
 # fails its own test_central_stress). The test re-executes itself with
 # XMM_RSEQ=0: see the comment in its main().

@@ -46,7 +46,7 @@ static const char *run_child(const char *value, void (*body)(void))
         pin_to_current_cpu();
         body();
         fflush(stderr);
-        _exit(check_failures ? 1 : 0);
+        _exit(check_failed_count ? 1 : 0);
     }
     int status = 0;
     waitpid(child, &status, 0);

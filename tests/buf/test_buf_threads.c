@@ -200,7 +200,7 @@ static int fork_and_use_pools(void)
         for (int round = 0; round < 500; round++)
             one_round(&random, (uint64_t)round);
         CHECK(every_cpu_pool_usable(), "in a child forked during get/put");
-        _exit(check_failures == 0 ? 0 : 1);
+        _exit(check_failed_count == 0 ? 0 : 1);
     }
     int status = -1;
     waitpid(child, &status, 0);
@@ -212,7 +212,7 @@ static int fork_and_use_pools(void)
  * freed by one thread and reused by another on the same CPU passes through
  * XMM's per-CPU cache with no atomic at all (rseq: the CPU orders it), so
  * TSan would report every such reuse as a race between the two owners (as
- * it does for tests/api/threads.c); XMM annotates the hand-offs of its
+ * it does for tests/override/threads.c); XMM annotates the hand-offs of its
  * per-thread mode, which go through its central lists. The variable is
  * read when XMM starts, before main: hence the re-execution. */
 static void use_per_thread_caches_under_tsan(char **argv)

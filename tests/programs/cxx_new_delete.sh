@@ -1,5 +1,5 @@
 #!/bin/sh
-# The C++ operator new/delete test (tests/api/cxx_new_delete.cc), built
+# The C++ operator new/delete test (tests/override/cxx_new_delete.cc), built
 # without XMM, run with LD_PRELOAD=libxmm.so: the program checks itself that
 # every operator returns XMM blocks.
 . "$(dirname "$0")/preload.inc"

@@ -1,7 +1,7 @@
 /*
  * system_stub.c - stand-ins for the xmm_* functions the malloc API tests
  * call, so that those tests can be built against the system allocator
- * (`make -f Makefile -f tests/api.mk api-system`) to debug the tests
+ * (`make -f Makefile -f tests/override/build.mk api-system`) to debug the tests
  * themselves. Never part of a real test run: a test built with this stub
  * checks glibc, not XMM, and some of its checks (the invalid-free message,
  * EINVAL from aligned_alloc) are expected to fail there.

@@ -4,7 +4,7 @@
 #   glibc's area (default), XMM's own area (glibc told not to register, and
 #   XMM_RSEQ=own), none because glibc did not register (XMM_RSEQ=1 then
 #   leaves rseq to the program: per-thread caches), and none (XMM_RSEQ=0).
-# Usage: tests/front_end.sh [BUILD_DIR] [SECONDS]
+# Usage: tests/mem/front_end.sh [BUILD_DIR] [SECONDS]
 build=${1:-build}
 seconds=${2:-2}
 test=$build/tests/test_front_end

@@ -1,5 +1,5 @@
 /*
- * deepbind_lib.c - libxmm-test-deepbind.so, for tests/api/deepbind.c: a
+ * deepbind_lib.c - libxmm-test-deepbind.so, for tests/override/deepbind.c: a
  * library linked against libxmm.so (and libnuma), which a program that
  * does not use XMM loads with dlopen(RTLD_DEEPBIND). Its own calls of
  * malloc and free bind to XMM's; so do those of its dependencies

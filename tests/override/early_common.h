@@ -1,6 +1,6 @@
 /*
  * early_common.h - the allocation work done in constructors, before main,
- * by tests/api/early.c and tests/api/early_preload.c. Uses no stdio (it
+ * by tests/override/early.c and tests/override/early_preload.c. Uses no stdio (it
  * may run before anything else is set up) and records the first problem.
  */
 #ifndef XMM_TEST_EARLY_COMMON_H

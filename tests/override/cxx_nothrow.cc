@@ -25,7 +25,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "cxx_check.h"
+#include "check.h"
 
 // A request no allocator can satisfy.
 static const std::size_t impossible = SIZE_MAX / 2;
@@ -263,7 +263,5 @@ int main(int argc, char **argv)
         test_failing_requests();
         test_succeeding_requests();
     }
-    std::printf("cxx_nothrow: %lu checks, %lu failed -> %s\n", checks, failures,
-                failures ? "FAIL" : "PASS");
-    return failures ? 1 : 0;
+    return check_summary("cxx_nothrow");
 }

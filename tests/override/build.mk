@@ -1,8 +1,8 @@
-# tests/api.mk - the malloc API tests (tests/api) and the real programs run
+# tests/override/build.mk - the malloc API tests (tests/override) and the real programs run
 # under LD_PRELOAD (tests/programs). Included from tests/build.mk.
 # `make test-api` runs only these tests (about 2 minutes on 2 cores).
 #
-# Flavours of the malloc API tests (tests/api/<name>.c):
+# Flavours of the malloc API tests (tests/override/<name>.c):
 #   $(BUILD)/tests/api_<name>         linked with libxmm.so: malloc IS XMM
 #   $(BUILD)/tests/api_<name>_static  linked with libxmm.a: the override
 #                                     inside the executable (not for the
@@ -15,7 +15,7 @@
 # $(BUILD)/tests/api_cxx_new_delete, and for the scripts
 # $(BUILD)/tests/cxx_new_delete (no XMM: run with LD_PRELOAD).
 # Scripts: tests/programs/*.sh (real programs under LD_PRELOAD) and
-# tests/api/modes.sh (the integrity tests under other XMM_* modes).
+# tests/override/modes.sh (the integrity tests under other XMM_* modes).
 # TSan: $(BUILD)/tsan/test_api_threads (TSAN_PROGRAMS), the xmm_* threads
 # test on the core built with -fsanitize=thread -DCK_USE_CC_BUILTINS=0.
 #
@@ -23,14 +23,14 @@
 # against the system allocator into $(BUILD)/tests-system/, to debug the
 # tests themselves; those are never run by `make test`.
 
-API_DIR := tests/api
+API_DIR := tests/override
 API_OUT = $(BUILD)/tests
-API_CFLAGS = -O2 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(API_DIR) -pthread \
+API_CFLAGS = -O2 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -Itests -I$(API_DIR) -pthread \
              -fno-builtin -Wall -Wextra -Wno-unused-parameter \
              -Wno-deprecated-declarations -Wno-alloc-size-larger-than
-API_CXXFLAGS = -O2 -g -std=gnu++17 -Iinclude -pthread -fno-builtin \
+API_CXXFLAGS = -O2 -g -std=gnu++17 -Iinclude -Itests -pthread -fno-builtin \
                -fno-allocation-dce -Wall -Wextra -Wno-unused-parameter
-API_HEADERS = $(wildcard $(API_DIR)/*.h) include/xmm.h
+API_HEADERS = $(wildcard $(API_DIR)/*.h) tests/check.h include/xmm.h
 # Linking with libxmm.so from the build tree, found at run time by rpath.
 API_LINK_SO = -L$(BUILD) -lxmm -Wl,-rpath,$(abspath $(BUILD))
 
@@ -52,7 +52,7 @@ API_TSAN = $(BUILD)/tsan/test_api_threads
 
 API_TEST_PROGRAMS = $(API_SO_PROGRAMS) $(API_STATIC_PROGRAMS) $(API_CORE_PROGRAMS) \
                     $(API_EARLY) $(API_CXX_SO)
-API_SCRIPTS = $(sort $(wildcard tests/programs/*.sh)) tests/api/modes.sh
+API_SCRIPTS = $(sort $(wildcard tests/programs/*.sh)) tests/override/modes.sh
 
 TEST_PROGRAMS += $(API_TEST_PROGRAMS)
 TEST_SCRIPTS += $(API_SCRIPTS)
@@ -133,9 +133,9 @@ $(API_SYSTEM_PROGRAMS): $(BUILD)/tests-system/api_%: $(API_DIR)/%.c $(API_DIR)/s
 	$(CC) $(API_CFLAGS) -o $@ $< $(API_DIR)/system_stub.c
 
 # ---- nothrow new under a throwing new_handler; dlclose of libxmm.so --------
-# tests/api/cxx_nothrow.cc is built twice: linked with libxmm.so, and plain
+# tests/override/cxx_nothrow.cc is built twice: linked with libxmm.so, and plain
 # ($(BUILD)/tests/cxx_nothrow), which runs itself again with
-# LD_PRELOAD=libxmm.so. tests/api/dlclose.c is not linked with XMM: it loads
+# LD_PRELOAD=libxmm.so. tests/override/dlclose.c is not linked with XMM: it loads
 # libxmm.so with dlopen, uses it and unloads it.
 API_CXX_NOTHROW = $(API_OUT)/api_cxx_nothrow $(API_OUT)/cxx_nothrow
 API_DLCLOSE = $(API_OUT)/api_dlclose
@@ -157,7 +157,7 @@ $(API_DLCLOSE): $(API_DIR)/dlclose.c $(API_HEADERS) | $(LIBXMM_SO)
 	$(CC) $(API_CFLAGS) -o $@ $< -ldl
 
 # ---- RTLD_DEEPBIND: XMM as a second allocator in a glibc process -----------
-# tests/api/deepbind.c (not linked with XMM) dlopens libxmm-test-deepbind.so,
+# tests/override/deepbind.c (not linked with XMM) dlopens libxmm-test-deepbind.so,
 # which is linked against libxmm.so and libnuma.
 API_DEEPBIND = $(API_OUT)/deepbind
 API_DEEPBIND_LIB = $(API_OUT)/libxmm-test-deepbind.so

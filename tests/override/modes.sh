@@ -2,7 +2,7 @@
 # The malloc API tests again under XMM's other modes (the XMM_* variables of
 # src/config.c), each chosen for what it could break:
 #   XMM_RSEQ=0                       per-thread caches instead of per-CPU:
-#                                    threads, thread exit (tests/front_end.sh
+#                                    threads, thread exit (tests/mem/front_end.sh
 #                                    covers the front end itself)
 #   XMM_PURGE=free XMM_DECAY_MS=0    lazy purging (MADV_FREE keeps old
 #                                    contents) at once on every free: calloc

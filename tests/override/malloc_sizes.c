@@ -333,7 +333,7 @@ static void test_calloc(void)
           errno);
 }
 
-/* TEST_ONLY=calloc runs only the calloc part (tests/api/modes.sh). */
+/* TEST_ONLY=calloc runs only the calloc part (tests/override/modes.sh). */
 static int wanted(const char *part)
 {
     const char *only = getenv("TEST_ONLY");

@@ -1,7 +1,7 @@
 /*
  * early_preload.c - libxmm-test-early.so: a library whose constructor
  * (priority 101) allocates before main. Loaded with
- * LD_PRELOAD="libxmm.so libxmm-test-early.so" by tests/api/early.c, which
+ * LD_PRELOAD="libxmm.so libxmm-test-early.so" by tests/override/early.c, which
  * reads `xmm_test_early_preload` to see how it went. Its constructor may
  * well run before libxmm.so's own: it does not depend on libxmm.so.
  */

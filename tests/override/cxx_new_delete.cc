@@ -34,7 +34,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "cxx_check.h"
+#include "check.h"
 
 using node_of_function = int (*)(const void *);
 static node_of_function xmm_node_of_pointer;
@@ -376,7 +376,5 @@ int main()
     test_operator_forms();
     test_failures();
     test_threads();
-    std::printf("cxx_new_delete: %lu checks, %lu failed -> %s\n", checks, failures,
-                failures ? "FAIL" : "PASS");
-    return failures ? 1 : 0;
+    return check_summary("cxx_new_delete");
 }
