@@ -579,3 +579,20 @@ int xmm_os_dup_stderr(void)
 {
     return fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
 }
+
+uint64_t xmm_os_random_seed(void)
+{
+    uint64_t seed = 0;
+    const uint64_t *at_random = (const uint64_t *)getauxval(AT_RANDOM);
+    if (at_random)
+        seed = at_random[0] ^ (at_random[1] * 0x9e3779b97f4a7c15u);
+    uint64_t fresh = 0;
+    int saved_errno = errno;
+    if (syscall(SYS_getrandom, &fresh, sizeof fresh, 1 /* GRND_NONBLOCK */) == sizeof fresh)
+        seed ^= fresh;
+    errno = saved_errno;
+    /* A last resort that still differs between processes and runs. */
+    if (seed == 0)
+        seed = xmm_os_now_ns() ^ ((uint64_t)xmm_os_process_id() << 32);
+    return seed;
+}

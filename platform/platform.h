@@ -212,6 +212,12 @@ void xmm_lock_reset(struct xmm_lock *lock);
  * For decay timestamps on allocation paths, not for timing short intervals. */
 uint64_t xmm_os_now_ns(void);
 
+/* 64 unpredictable bits for a per-process secret: getrandom(2) without
+ * blocking, mixed with the 16 random bytes the kernel gives every process
+ * (AT_RANDOM), so that a kernel without getrandom or an early boot still
+ * gives a value no other process shares. Never allocates; once at init. */
+uint64_t xmm_os_random_seed(void);
+
 /* The calling process's id (getpid(2)): a system call, for slow paths. */
 int xmm_os_process_id(void);
 

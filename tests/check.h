@@ -60,7 +60,7 @@ check_report(int ok, int quiet, const char *condition, const char *file, int lin
     }
     unsigned long failed = __atomic_add_fetch(&check_failed_count, 1, __ATOMIC_RELAXED);
     if (failed <= CHECK_KEEP_FAILURES)
-        snprintf(check_failures[failed - 1], sizeof check_failures[0], "%s:%d: %s [%s]", file,
+        snprintf(check_failures[failed - 1], sizeof check_failures[0], "%.48s:%d: %.120s [%.48s]", file,
                  line, what, condition);
     if (failed <= CHECK_MAX_PRINTED)
         printf("FAIL %s:%d: %s [%s]\n", file, line, what, condition);

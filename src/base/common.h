@@ -101,8 +101,16 @@ _Noreturn void xmm_fatal(const char *text, ...);
             xmm_fatal("xmm: assertion failed: " #condition " (" __FILE__           \
                       ":" XMM_ASSERT_STRING(__LINE__) ")\n");                      \
     } while (0)
+#if XMM_DEBUG_LEVEL >= 1
 #define xmm_assert(condition) xmm_assert_at_level(1, condition)
+#else
+#define xmm_assert(condition) ((void)0)
+#endif
+#if XMM_DEBUG_LEVEL >= 2
 #define xmm_assert_expensive(condition) xmm_assert_at_level(2, condition)
+#else
+#define xmm_assert_expensive(condition) ((void)0)
+#endif
 
 /* ThreadSanitizer cannot see CK's inline-assembly atomics; the lock-free
  * layers tell it about the happens-before they provide. */

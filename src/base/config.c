@@ -144,15 +144,19 @@ static bool parse_numa(const char *value, void *target)
     return true;
 }
 
+/* A variable that names one of two choices, stored as a bool. */
+static bool parse_choice(const char *value, const char *when_true, const char *when_false,
+                         bool *target)
+{
+    if (strcmp(value, when_true) && strcmp(value, when_false))
+        return false;
+    *target = !strcmp(value, when_true);
+    return true;
+}
+
 static bool parse_purge(const char *value, void *target)
 {
-    if (!strcmp(value, "dontneed"))
-        *(bool *)target = false;
-    else if (!strcmp(value, "free"))
-        *(bool *)target = true;
-    else
-        return false;
-    return true;
+    return parse_choice(value, "free", "dontneed", target);
 }
 
 static bool parse_thp(const char *value, void *target)
@@ -227,13 +231,7 @@ static bool parse_rseq(const char *value, void *target)
 
 static bool parse_invalid_free(const char *value, void *target)
 {
-    if (!strcmp(value, "abort"))
-        *(bool *)target = true;
-    else if (!strcmp(value, "warn"))
-        *(bool *)target = false;
-    else
-        return false;
-    return true;
+    return parse_choice(value, "abort", "warn", target);
 }
 
 /* A variable read by another part of XMM, which checks it itself (so a bad

@@ -81,26 +81,28 @@ void xmm_text_format(struct xmm_text *text, const char *format, ...)
     va_end(arguments);
 }
 
-void xmm_report(const char *format, ...)
+static void write_report(const char *format, va_list arguments)
 {
     char buffer[512];
     struct xmm_text text = {buffer, sizeof(buffer), 0};
+    xmm_text_vformat(&text, format, arguments);
+    xmm_os_write_error(text.buffer, text.length);
+}
+
+void xmm_report(const char *format, ...)
+{
     va_list arguments;
     va_start(arguments, format);
-    xmm_text_vformat(&text, format, arguments);
+    write_report(format, arguments);
     va_end(arguments);
-    xmm_os_write_error(text.buffer, text.length);
 }
 
 _Noreturn void xmm_fatal(const char *format, ...)
 {
-    char buffer[512];
-    struct xmm_text text = {buffer, sizeof(buffer), 0};
     va_list arguments;
     va_start(arguments, format);
-    xmm_text_vformat(&text, format, arguments);
+    write_report(format, arguments);
     va_end(arguments);
-    xmm_os_write_error(text.buffer, text.length);
     xmm_platform_abort();
 }
 

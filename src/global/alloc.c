@@ -78,14 +78,22 @@ static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
     return span->start;
 }
 
+/* A small object from a cache or the central layer, given to the program:
+ * its first word, the free tag (free_object.h), cleared. */
+static void *hand_out(void *object)
+{
+    if (XMM_UNLIKELY(object == NULL))
+        return fail_no_memory();
+    xmm_free_object_clear(object);
+    return object;
+}
+
 void *xmm_heap_alloc_slow(size_t size)
 {
     if (XMM_UNLIKELY(!xmm_ensure_init()))
         return fail_no_memory();
-    if (size <= XMM_MAX_SMALL_SIZE) {
-        void *object = xmm_front_alloc(xmm_size_to_class(size));
-        return XMM_LIKELY(object != NULL) ? object : fail_no_memory();
-    }
+    if (size <= XMM_MAX_SMALL_SIZE)
+        return hand_out(xmm_front_alloc(xmm_size_to_class(size)));
     return alloc_large(size, XMM_PAGE_SIZE, current_node(), false);
 }
 
@@ -94,15 +102,22 @@ void *xmm_heap_alloc(size_t size)
     return xmm_heap_alloc_inline(size);
 }
 
+void *xmm_heap_alloc_ticked(size_t size)
+{
+    if (XMM_UNLIKELY(!xmm_ensure_init()))
+        return fail_no_memory();
+    xmm_upkeep_tick(size);
+    return hand_out(xmm_front_alloc(xmm_size_to_class(size)));
+}
+
 void *xmm_heap_alloc_zeroed(size_t size)
 {
     if (XMM_UNLIKELY(!xmm_ensure_init()))
         return fail_no_memory();
     if (size <= XMM_MAX_SMALL_SIZE) {
-        void *object = xmm_front_alloc(xmm_size_to_class(size));
-        if (!object)
-            return fail_no_memory();
-        return memset(object, 0, size);
+        xmm_upkeep_count_request(size);
+        void *object = hand_out(xmm_front_alloc(xmm_size_to_class(size)));
+        return object ? memset(object, 0, size) : NULL;
     }
     return alloc_large(size, XMM_PAGE_SIZE, current_node(), true);
 }
@@ -114,7 +129,7 @@ static void *alloc_small_on_node(unsigned size_class, int node)
     void *object;
     if (!xmm_central_refill(node, size_class, &object, 1))
         return fail_no_memory();
-    return object;
+    return hand_out(object);
 }
 
 /* Alignment up to the allocator page: the class of the size rounded up to
@@ -132,10 +147,9 @@ void *xmm_heap_alloc_aligned(size_t alignment, size_t size, int node)
     size_t rounded = xmm_align_up(size ? size : 1, alignment);
     if (alignment <= XMM_PAGE_SIZE && rounded <= XMM_MAX_SMALL_SIZE) {
         unsigned size_class = xmm_size_to_class(rounded);
-        if (node < 0) {
-            void *object = xmm_front_alloc(size_class);
-            return object ? object : fail_no_memory();
-        }
+        xmm_upkeep_count_request(rounded);
+        if (node < 0)
+            return hand_out(xmm_front_alloc(size_class));
         return alloc_small_on_node(size_class, node);
     }
     return alloc_large(size, alignment, node < 0 ? current_node() : node, false);
@@ -145,8 +159,10 @@ void *xmm_heap_alloc_on_node(size_t size, int node)
 {
     if (XMM_UNLIKELY(!xmm_ensure_init()))
         return fail_no_memory();
-    if (size <= XMM_MAX_SMALL_SIZE)
+    if (size <= XMM_MAX_SMALL_SIZE) {
+        xmm_upkeep_count_request(size);
         return alloc_small_on_node(xmm_size_to_class(size), node);
+    }
     return alloc_large(size, XMM_PAGE_SIZE, node, false);
 }
 
@@ -161,9 +177,9 @@ void *xmm_heap_realloc(void *ptr, size_t size)
     const struct xmm_foreign_owner *owner = xmm_foreign_owner_of(ptr);
     if (XMM_UNLIKELY(owner != NULL))
         return owner->realloc(ptr, size);
-    size_t usable = xmm_heap_usable_size(ptr);
+    size_t usable = xmm_heap_usable_size_for_realloc(ptr);
     if (usable == 0)
-        return NULL; /* reported as invalid; nothing is lost */
+        return NULL; /* reported as invalid or freed; nothing is lost */
     /* Stay in place when the block still fits and is not more than twice
      * what is now needed. Its alignment is always enough: every block of 16
      * usable bytes or more is 16-aligned (size_class.h). */
@@ -179,4 +195,31 @@ void *xmm_heap_realloc(void *ptr, size_t size)
     memcpy(moved, ptr, size < usable ? size : usable);
     xmm_heap_free(ptr);
     return moved;
+}
+
+bool xmm_array_bytes(size_t count, size_t size, size_t *bytes)
+{
+    if (XMM_UNLIKELY(__builtin_mul_overflow(count, size, bytes))) {
+        errno = ENOMEM;
+        return false;
+    }
+    return true;
+}
+
+void *xmm_heap_calloc(size_t count, size_t size)
+{
+    size_t bytes;
+    return xmm_array_bytes(count, size, &bytes) ? xmm_heap_alloc_zeroed(bytes) : NULL;
+}
+
+void *xmm_heap_alloc_array(size_t count, size_t size)
+{
+    size_t bytes;
+    return xmm_array_bytes(count, size, &bytes) ? xmm_heap_alloc(bytes) : NULL;
+}
+
+void *xmm_heap_realloc_array(void *ptr, size_t count, size_t size)
+{
+    size_t bytes;
+    return xmm_array_bytes(count, size, &bytes) ? xmm_heap_realloc(ptr, bytes) : NULL;
 }

@@ -16,13 +16,40 @@ static void report_invalid(const void *ptr)
     xmm_report_bad_free("free(): invalid pointer (not allocated by xmm, or already freed)", ptr);
 }
 
+/* "<who>: <what> <ptr>", through the one invalid-free report (base/). */
+static void report_with(const char *who, const char *what, const void *ptr)
+{
+    char line[160];
+    struct xmm_text text = {line, sizeof line, 0};
+    xmm_text_format(&text, "%s: %s", who, what);
+    xmm_report_bad_free(line, ptr);
+}
+
+static void report_freed(const char *who, const void *ptr)
+{
+    report_with(who, "pointer already freed", ptr);
+}
+
+static void report_not_allocated(const char *who, const void *ptr)
+{
+    report_with(who, "invalid pointer (not allocated by xmm)", ptr);
+}
+
+
 /* What XMM knows of `ptr`. */
 struct block {
     struct xmm_region *region;
     struct xmm_span *span;  /* chunk blocks */
 };
 
-enum block_kind { BLOCK_INVALID, BLOCK_SMALL, BLOCK_LARGE, BLOCK_DIRECT, BLOCK_FREED_LARGE };
+enum block_kind {
+    BLOCK_INVALID,
+    BLOCK_SMALL,
+    BLOCK_LARGE,
+    BLOCK_DIRECT,
+    BLOCK_FREED_SMALL, /* free already: in a cache, a batch or its span's list */
+    BLOCK_FREED_LARGE,
+};
 
 /* Classifies `ptr`: only the exact start of a live block is valid. */
 static enum block_kind find_block(const void *ptr, struct block *block)
@@ -42,9 +69,13 @@ static enum block_kind find_block(const void *ptr, struct block *block)
             size_t offset = (size_t)((const char *)ptr - span->start);
             unsigned size_class = span->size_class;
             uint32_t index = xmm_class_object_index(size_class, offset);
+            /* Not an object start, or an object never cut from the span
+             * (so never handed out): no block of XMM's. */
             if (XMM_UNLIKELY((size_t)index * xmm_class_size(size_class) != offset ||
-                             index >= xmm_size_classes[size_class].objects))
+                             index >= __atomic_load_n(&span->carved, __ATOMIC_RELAXED)))
                 return BLOCK_INVALID;
+            if (xmm_free_object_is_free(ptr, span->start, xmm_span_bytes(span)))
+                return BLOCK_FREED_SMALL;
             return BLOCK_SMALL;
         }
         if (ptr == span->start)
@@ -83,6 +114,7 @@ void xmm_heap_free_slow(void *ptr)
     struct block block;
     switch (find_block(ptr, &block)) {
     case BLOCK_SMALL:
+        xmm_free_object_set(ptr, NULL);
         xmm_front_free(ptr, block.span);
         return;
     case BLOCK_LARGE:
@@ -93,6 +125,7 @@ void xmm_heap_free_slow(void *ptr)
         __atomic_fetch_sub(&xmm_heap_counters.direct_bytes, block.region->size, __ATOMIC_RELAXED);
         xmm_arena_unmap_direct(block.region);
         return;
+    case BLOCK_FREED_SMALL:
     case BLOCK_FREED_LARGE:
         xmm_report_double_free(ptr);
         return;
@@ -107,10 +140,10 @@ void xmm_heap_free_slow(void *ptr)
     }
 }
 
-size_t xmm_heap_usable_size(const void *ptr)
+/* The usable size of a live block; 0, after a report naming `who`, for a
+ * pointer that is not one. */
+static size_t usable_size(const void *ptr, const char *who)
 {
-    if (!ptr)
-        return 0;
     struct block block;
     switch (find_block(ptr, &block)) {
     case BLOCK_SMALL:
@@ -119,14 +152,90 @@ size_t xmm_heap_usable_size(const void *ptr)
         return xmm_span_bytes(block.span);
     case BLOCK_DIRECT:
         return block.region->size;
-    default: {
-        const struct xmm_foreign_owner *owner = xmm_foreign_owner_of(ptr);
-        if (owner)
-            return owner->usable_size((void *)ptr);
-        xmm_report_bad_free("malloc_usable_size(): invalid pointer", ptr);
+    case BLOCK_FREED_SMALL:
+    case BLOCK_FREED_LARGE:
+        report_freed(who, ptr);
         return 0;
+    case BLOCK_INVALID:
+        break;
     }
+    const struct xmm_foreign_owner *owner = xmm_foreign_owner_of(ptr);
+    if (owner)
+        return owner->usable_size((void *)ptr);
+    report_not_allocated(who, ptr);
+    return 0;
+}
+
+size_t xmm_heap_usable_size(const void *ptr)
+{
+    return ptr ? usable_size(ptr, "malloc_usable_size()") : 0;
+}
+
+size_t xmm_heap_usable_size_for_realloc(const void *ptr)
+{
+    return usable_size(ptr, "realloc()");
+}
+
+/* ---- sized frees ------------------------------------------------------------ */
+
+/* Whether a block of `usable` bytes (of small class `block_class`, or 0
+ * for a large or direct block, whose sizes go by `granule`) is what a
+ * request of `size` bytes and `alignment` (0: default) got. The C++ forms
+ * (`exact`) must name the size given to new; free_sized may also name a
+ * size given to realloc, which keeps a block in place down to half its
+ * size (global/alloc.c). */
+static bool size_matches(size_t size, size_t alignment, size_t usable, unsigned block_class,
+                         size_t granule, bool exact)
+{
+    if (size > usable)
+        return false;
+    size_t request = size ? size : 1;
+    if (block_class != 0) {
+        /* The class the allocation chose (global/alloc.c, override_cxx.c). */
+        size_t rounded = request;
+        if (alignment)
+            rounded = xmm_align_up(request, alignment < 8 ? 8 : alignment);
+        else if (exact && rounded < 16)
+            rounded = 16; /* operator new's smallest block */
+        if (rounded <= XMM_MAX_SMALL_SIZE && xmm_size_to_class(rounded) == block_class)
+            return true;
+    } else if (xmm_align_up(request, granule) == usable) {
+        return true; /* large and direct blocks: whole pages of the size */
     }
+    return !exact && (size >= usable / 2 || usable <= 16);
+}
+
+void xmm_heap_free_sized(void *ptr, size_t size, size_t alignment, bool exact,
+                         const char *who)
+{
+    if (!ptr)
+        return;
+    if (alignment && ((uintptr_t)ptr & (alignment - 1))) {
+        report_with(who, "the block is not aligned as the call says", ptr);
+        return;
+    }
+    if (size == XMM_SIZE_UNKNOWN) {
+        xmm_heap_free_inline(ptr);
+        return;
+    }
+    struct block block;
+    enum block_kind kind = find_block(ptr, &block);
+    size_t usable = 0, granule = XMM_PAGE_SIZE;
+    unsigned block_class = 0;
+    if (kind == BLOCK_SMALL) {
+        block_class = block.span->size_class;
+        usable = xmm_class_size(block_class);
+    } else if (kind == BLOCK_LARGE) {
+        usable = xmm_span_bytes(block.span);
+    } else if (kind == BLOCK_DIRECT) {
+        usable = block.region->size;
+        granule = xmm_os_page_size();
+    }
+    if (usable && !size_matches(size, alignment, usable, block_class, granule, exact)) {
+        report_with(who, "the size does not match the block's", ptr);
+        return;
+    }
+    xmm_heap_free_inline(ptr);
 }
 
 int xmm_heap_node_of(const void *ptr)

@@ -19,6 +19,16 @@ void *xmm_heap_alloc_aligned(size_t alignment, size_t size, int node);
 void *xmm_heap_alloc_on_node(size_t size, int node);
 void *xmm_heap_realloc(void *ptr, size_t size);
 
+/* count * size bytes into *bytes; false, with errno ENOMEM, when the
+ * product overflows. The check of every array entry point below. */
+bool xmm_array_bytes(size_t count, size_t size, size_t *bytes);
+
+/* calloc, an array of `count` elements of `size` bytes, and reallocarray:
+ * NULL with errno ENOMEM when count * size overflows. */
+void *xmm_heap_calloc(size_t count, size_t size);
+void *xmm_heap_alloc_array(size_t count, size_t size);
+void *xmm_heap_realloc_array(void *ptr, size_t count, size_t size);
+
 /* Free of any block; `who` names the caller in error messages. */
 void xmm_heap_free(void *ptr);
 
@@ -26,8 +36,10 @@ void xmm_heap_free(void *ptr);
  * freeing its tail). true if `ptr` now holds `size` bytes. */
 bool xmm_heap_resize_in_place(void *ptr, size_t size);
 
-/* Usable size; 0 for NULL; reports an invalid pointer. */
+/* Usable size; 0 for NULL; reports an invalid or freed pointer (and
+ * returns 0). The realloc form reports it as realloc's. */
 size_t xmm_heap_usable_size(const void *ptr);
+size_t xmm_heap_usable_size_for_realloc(const void *ptr);
 
 /* Home node, or -1 if XMM did not hand out `ptr`. */
 int xmm_heap_node_of(const void *ptr);
@@ -64,44 +76,94 @@ void *xmm_heap_alloc_slow(size_t size);
 void xmm_heap_free_slow(void *ptr);
 
 
-/* malloc: size -> class (a table load) -> the front end's pop. On a hit
- * nothing else runs: no init check (before init every cache misses), no
- * call. */
+/* The request that crosses the tick's mark (upkeep.h): ticks, then
+ * allocates. */
+void *xmm_heap_alloc_ticked(size_t size);
+
+/* malloc: the tick's countdown, size -> class (a table load) -> the front
+ * end's pop, then the block's first word cleared (it held the free tag,
+ * free_object.h). On a hit nothing else runs: no init check (before init
+ * every cache misses), no call, no counter. */
 XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
 {
     if (XMM_LIKELY(size <= XMM_MAX_SMALL_SIZE)) {
+        if (XMM_UNLIKELY((xmm_tick_countdown -= (int64_t)size) < 0))
+            return xmm_heap_alloc_ticked(size);
         void *object = xmm_front_try_alloc(xmm_size_to_class(size));
         if (XMM_LIKELY(object != NULL)) {
-            if (XMM_UNLIKELY(--xmm_upkeep_countdown < 0))
-                xmm_upkeep_tick();
+            xmm_free_object_clear(object);
             return object;
         }
     }
     return xmm_heap_alloc_slow(size);
 }
 
-/* free: address -> region -> span (two loads through the maps), the
- * object-start check (a multiply), then the front end's push. Anything
- * unusual (NULL, large, direct, invalid) takes the slow path, which
- * classifies and reports. */
-XMM_INLINE void xmm_heap_free_inline(void *ptr)
+/* A small block `ptr` of `span` that may be freed: an object start (a
+ * multiply), cut from the span (`carved`: never handed out otherwise), and
+ * not already free (its first word, free_object.h). */
+XMM_INLINE bool xmm_small_block_is_live(const void *ptr, const struct xmm_span *span)
+{
+    size_t offset = (size_t)((const char *)ptr - span->start);
+    unsigned size_class = span->size_class;
+    uint32_t index = xmm_class_object_index(size_class, offset);
+    return (size_t)index * xmm_class_size(size_class) == offset &&
+           index < __atomic_load_n(&span->carved, __ATOMIC_RELAXED) &&
+           !xmm_free_object_is_free(ptr, span->start, xmm_span_bytes(span));
+}
+
+/* The span of `ptr` when it is a live small block (see
+ * xmm_small_block_is_live); NULL for anything else (NULL, large, direct,
+ * invalid, already free), which the slow paths classify and report.
+ * address -> region -> span: two loads through the maps. */
+XMM_INLINE struct xmm_span *xmm_live_small_span(const void *ptr)
 {
     struct xmm_region *region = xmm_region_of(ptr);
     if (XMM_LIKELY(region != NULL && region->kind == XMM_REGION_CHUNK)) {
         struct xmm_span *span = xmm_chunk_span_of((struct xmm_chunk *)region, ptr);
         if (XMM_LIKELY(span != NULL &&
-                       __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) == XMM_SPAN_SMALL)) {
-            size_t offset = (size_t)((char *)ptr - span->start);
-            unsigned size_class = span->size_class;
-            uint32_t index = xmm_class_object_index(size_class, offset);
-            if (XMM_LIKELY((size_t)index * xmm_class_size(size_class) == offset &&
-                           index < xmm_size_classes[size_class].objects)) {
-                xmm_front_free(ptr, span);
-                return;
-            }
-        }
+                       __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) == XMM_SPAN_SMALL &&
+                       xmm_small_block_is_live(ptr, span)))
+            return span;
+    }
+    return NULL;
+}
+
+/* free: the checks above, the free tag, then the front end's push. */
+XMM_INLINE void xmm_heap_free_inline(void *ptr)
+{
+    struct xmm_span *span = xmm_live_small_span(ptr);
+    if (XMM_LIKELY(span != NULL)) {
+        xmm_free_object_set(ptr, NULL);
+        xmm_front_free(ptr, span);
+        return;
     }
     xmm_heap_free_slow(ptr);
+}
+
+/* free_sized, sized and aligned operator delete: the free of a block the
+ * caller says has `size` bytes (XMM_SIZE_UNKNOWN: not said) and
+ * `alignment` (0: the default). A size of another size class than the
+ * block's, or a misaligned block, is reported as an invalid free (`who`
+ * names the call), and the block is left alone. `exact`: the size must be
+ * the one asked for at allocation (C++); otherwise a size realloc kept the
+ * block for is accepted too (free_sized). */
+#define XMM_SIZE_UNKNOWN SIZE_MAX /* an aligned delete without a size */
+void xmm_heap_free_sized(void *ptr, size_t size, size_t alignment, bool exact,
+                         const char *who);
+
+/* Sized operator delete, inline: a small block whose class is the one
+ * operator new gave `size` (a table load and a compare more than free);
+ * anything else through xmm_heap_free_sized. */
+XMM_INLINE void xmm_heap_delete_sized_inline(void *ptr, size_t size)
+{
+    struct xmm_span *span = xmm_live_small_span(ptr);
+    if (XMM_LIKELY(span != NULL && size <= XMM_MAX_SMALL_SIZE &&
+                   xmm_size_to_class(size < 16 ? 16 : size) == span->size_class)) {
+        xmm_free_object_set(ptr, NULL);
+        xmm_front_free(ptr, span);
+        return;
+    }
+    xmm_heap_free_sized(ptr, size, 0, true, "operator delete");
 }
 
 /* Process-wide counters kept outside the front end (atomic, slow paths). */

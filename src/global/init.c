@@ -1,5 +1,52 @@
 /*
- * init.c - first-use initialisation, fork handlers, exit hook.
+ * init.c - first-use initialisation, fork handlers, exit hook; and the
+ * allocator's locks, in one table.
+ *
+ * Fork. XMM holds no lock across fork(): there is no prepare handler.
+ * Taking the allocator's locks there (as glibc's own malloc does, but after
+ * its stdio lock) deadlocks against a thread in fflush() that waits for a
+ * FILE whose owner waits for XMM (glibc bug 19431's scenario), against a
+ * fork() from a signal handler that interrupted XMM in the same thread, and
+ * against lock orders inside XMM. The child repairs instead: every lock of
+ * XMM records its holder (platform.h); in the child, a lock held by a
+ * thread that no longer exists guards a structure that thread may have
+ * left half-updated, which is set aside or rebuilt empty (its contents leak
+ * in the child only); a lock held by the forking thread itself is left
+ * alone, since the call it interrupted completes when the signal handler
+ * returns. The lock-free layers (central, large cache, per-CPU slabs) are
+ * consistent at every instant: a lost thread's claimed span or popped
+ * batch only leaks. Each repair is in the module that owns the lock:
+ *
+ * Every lock the allocator takes, in acquisition order: a thread holding a
+ * lock takes only locks of a higher order, never one of the same or lower
+ * order. No XMM lock is held while XMM waits on anything outside it.
+ *
+ *   order lock                        guards                         repair in the child
+ *   1     release_lock (mem)          a drain of every CPU's cache   reopen locked slabs empty
+ *   1     registry_lock (mem)         thread cache registry          none (one-store updates)
+ *   2     page heap lock, per node    free lists, chunk being cut    new epoch, empty lists
+ *         (backend; one at a time)
+ *   3     descriptor_lock (backend)   spare region descriptors       drop the lists
+ *   3     metadata_lock (backend)     metadata bump block            drop the block
+ *
+ * Who nests: a drain under release_lock gives spans back to the page heap
+ * (1 -> 2); a new thread cache under registry_lock takes metadata (1 -> 3);
+ * the page heap takes span, chunk and map-leaf descriptors (2 -> 3).
+ * descriptor_lock and metadata_lock are leaves. The pooled buffers (buf/)
+ * only ever try their pool locks. The per-CPU caches, central layer and
+ * large cache take no lock.
+ *
+ * Signal handlers. A handler that calls malloc or free after interrupting
+ * XMM inside one of these locks on the same thread would wait for itself;
+ * xmm_lock_acquire tells it instead (the lock knows its owner), and the
+ * handler does without: an allocation that needs the lock fails (NULL,
+ * ENOMEM), a span it frees is left to the interrupted holder, which frees
+ * it before it unlocks (page_heap.c), upkeep and statistics skip. The
+ * per-CPU and central paths take no lock at all, and a per-CPU operation a
+ * handler interrupts restarts. A per-thread cache's bin is not safe to
+ * re-enter (a handler between its load and store of the count may hand an
+ * object out twice): with per-thread caches, as with glibc, allocating in
+ * a handler that interrupted malloc is not supported.
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -18,6 +65,7 @@ int xmm_init_state;
 static bool init_core(void)
 {
     xmm_config_read();
+    xmm_free_secret_init(); /* before any object is cut */
     xmm_numa_init();
     xmm_size_classes_init();
     if (xmm_arena_init() != 0 || xmm_page_heap_init() != 0 || xmm_central_init() != 0 ||
@@ -26,46 +74,7 @@ static bool init_core(void)
     return xmm_front_end_init_core() == 0;
 }
 
-/* Fork. XMM holds no lock across fork(): there is no prepare handler.
- * Taking the allocator's locks there (as glibc's own malloc does, but after
- * its stdio lock) deadlocks against a thread in fflush() that waits for a
- * FILE whose owner waits for XMM (glibc bug 19431's scenario), against a
- * fork() from a signal handler that interrupted XMM in the same thread, and
- * against lock orders inside XMM. The child repairs instead: every lock of
- * XMM records its holder (platform.h); in the child, a lock held by a
- * thread that no longer exists guards a structure that thread may have
- * left half-updated, which is set aside or rebuilt empty (its contents leak
- * in the child only); a lock held by the forking thread itself is left
- * alone, since the call it interrupted completes when the signal handler
- * returns. The lock-free layers (central, large cache, per-CPU slabs) are
- * consistent at every instant: a lost thread's claimed span or popped
- * batch only leaks. Each repair is in the module that owns the lock:
- *
- *   lock                      guards                          repair in the child
- *   metadata_lock             metadata bump block             drop the block
- *   page heap lock (per node) free lists, chunk being cut     new epoch, empty lists
- *   descriptor_lock (arena)   spare region descriptors        drop the lists
- *   registry_lock             thread cache registry           none (one-store updates)
- *   release_lock              a drain of every CPU's cache    reopen locked slabs empty
- *
- * Nesting, always in this order: release_lock, then a page heap lock (a
- * drained span goes back to the page heap), then metadata_lock (a new span
- * descriptor, chunk descriptor or map leaf); registry_lock, then
- * metadata_lock (a new thread cache). descriptor_lock is a leaf, taken
- * under a page heap lock or none. No XMM lock is held while XMM waits on
- * anything outside it.
- *
- * Signal handlers. A handler that calls malloc or free after interrupting
- * XMM inside one of these locks on the same thread would wait for itself;
- * xmm_lock_acquire tells it instead (the lock knows its owner), and the
- * handler does without: an allocation that needs the lock fails (NULL,
- * ENOMEM), a span it frees is left to the interrupted holder, which frees
- * it before it unlocks (page_heap.c), upkeep and statistics skip. The
- * per-CPU and central paths take no lock at all, and a per-CPU operation a
- * handler interrupts restarts. A per-thread cache's bin is not safe to
- * re-enter (a handler between its load and store of the count may hand an
- * object out twice): with per-thread caches, as with glibc, allocating in
- * a handler that interrupted malloc is not supported. */
+/* The child of fork(): each module repairs its own locks (table above). */
 static void after_fork_in_child(void)
 {
     xmm_metadata_after_fork_child();

@@ -18,19 +18,43 @@
 struct snapshot {
     struct xmm_stats totals;
     struct xmm_front_stats front;
+    /* Per class: live objects (exact), estimated allocations and frees. */
+    uint64_t class_live[XMM_CLASS_COUNT];
+    uint64_t class_allocations[XMM_CLASS_COUNT];
+    uint64_t class_frees[XMM_CLASS_COUNT];
     struct xmm_central_stats central[XMM_MAX_NODES + 1];
     struct xmm_page_heap_stats pages[XMM_MAX_NODES + 1];
 };
+
+/* A class's figures. Live objects are exact: the central layer counts the
+ * objects it hands out and takes back, the caches' headers say what they
+ * hold. Allocations are the ticks' sample (upkeep.h), at least the live
+ * count; frees are allocations minus live objects. */
+static void estimate_class(struct snapshot *snapshot, unsigned size_class)
+{
+    uint64_t out = xmm_central_objects_out(size_class);
+    uint64_t cached = snapshot->front.cached_objects[size_class];
+    uint64_t live = out > cached ? out - cached : 0;
+    uint64_t requests, bytes;
+    xmm_upkeep_sampled(size_class, &requests, &bytes);
+    uint64_t allocations = requests > live ? requests : live;
+    snapshot->class_live[size_class] = live;
+    snapshot->class_allocations[size_class] = allocations;
+    snapshot->class_frees[size_class] = allocations - live;
+}
 
 static void collect(struct snapshot *snapshot)
 {
     memset(snapshot, 0, sizeof(*snapshot));
     struct xmm_stats *totals = &snapshot->totals;
     xmm_front_end_stats(&snapshot->front);
-    uint64_t allocations = 0, frees = 0, small_out = 0;
+    uint64_t allocations = 0, frees = 0, slow_operations = 0, small_out = 0;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-        allocations += snapshot->front.allocations[size_class];
-        frees += snapshot->front.frees[size_class];
+        estimate_class(snapshot, size_class);
+        allocations += snapshot->class_allocations[size_class];
+        frees += snapshot->class_frees[size_class];
+        slow_operations += snapshot->front.slow_allocations[size_class] +
+                           snapshot->front.slow_frees[size_class];
     }
     uint64_t span_bytes = 0, batch_bytes = 0;
     for (int node = 0; node < xmm_nodes; node++) {
@@ -73,8 +97,12 @@ static void collect(struct snapshot *snapshot)
     totals->invalid_frees = __atomic_load_n(&xmm_invalid_free_count, __ATOMIC_RELAXED);
     totals->cache_refills = snapshot->front.refills;
     totals->cache_drains = snapshot->front.drains;
-    totals->rseq_fast_path = snapshot->front.rseq_operations;
-    totals->rseq_fallback = snapshot->front.thread_cache_operations;
+    /* Operations the caches served without a slow path: an estimate. */
+    uint64_t hits = allocations + frees > slow_operations ? allocations + frees - slow_operations : 0;
+    if (xmm_cpu_cache_slab_count() > 0)
+        totals->rseq_fast_path = hits;
+    else
+        totals->rseq_fallback = hits;
     totals->rseq_restarts = snapshot->front.rseq_restarts;
     totals->metadata_bytes = xmm_metadata_bytes();
     strncpy(totals->front_end, xmm_front_end_name(), sizeof(totals->front_end) - 1);
@@ -147,6 +175,20 @@ static size_t totals_fields(const struct xmm_stats *totals, struct field *fields
     return sizeof(list) / sizeof(list[0]);
 }
 
+/* One size class's row of either format; false for a class that saw no
+ * traffic (left out). */
+struct class_row {
+    uint64_t allocated, freed, in_use_bytes;
+};
+
+static bool class_row(const struct snapshot *snapshot, unsigned size_class, struct class_row *row)
+{
+    row->allocated = snapshot->class_allocations[size_class];
+    row->freed = snapshot->class_frees[size_class];
+    row->in_use_bytes = snapshot->class_live[size_class] * xmm_class_size(size_class);
+    return row->allocated || row->freed;
+}
+
 static void write_text(struct writer *writer, const struct snapshot *snapshot)
 {
     struct field fields[32];
@@ -172,15 +214,11 @@ static void write_text(struct writer *writer, const struct snapshot *snapshot)
             emit(writer, "  cpu cache %d: %u bytes\n", slab, cached);
     }
     emit(writer, "  class  size  allocations  frees  in_use_bytes\n");
-    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-        uint64_t allocated = snapshot->front.allocations[size_class];
-        uint64_t freed = snapshot->front.frees[size_class];
-        if (!allocated && !freed)
-            continue;
-        uint64_t live = allocated > freed ? allocated - freed : 0;
-        emit(writer, "  %d  %z  %u  %u  %u\n", (int)size_class, xmm_class_size(size_class),
-             allocated, freed, live * xmm_class_size(size_class));
-    }
+    struct class_row row;
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
+        if (class_row(snapshot, size_class, &row))
+            emit(writer, "  %d  %z  %u  %u  %u\n", (int)size_class, xmm_class_size(size_class),
+                 row.allocated, row.freed, row.in_use_bytes);
 }
 
 static void write_json(struct writer *writer, const struct snapshot *snapshot)
@@ -221,17 +259,15 @@ static void write_json(struct writer *writer, const struct snapshot *snapshot)
     }
     emit(writer, "], \"size_classes\": [");
     bool first = true;
+    struct class_row row;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-        uint64_t allocated = snapshot->front.allocations[size_class];
-        uint64_t freed = snapshot->front.frees[size_class];
-        if (!allocated && !freed)
+        if (!class_row(snapshot, size_class, &row))
             continue;
-        uint64_t live = allocated > freed ? allocated - freed : 0;
         emit(writer,
              "%s{\"class\": %d, \"size\": %z, \"allocations\": %u, \"frees\": %u, "
              "\"in_use_bytes\": %u}",
-             first ? "" : ", ", (int)size_class, xmm_class_size(size_class), allocated, freed,
-             live * xmm_class_size(size_class));
+             first ? "" : ", ", (int)size_class, xmm_class_size(size_class), row.allocated,
+             row.freed, row.in_use_bytes);
         first = false;
     }
     emit(writer, "]}\n");

@@ -8,9 +8,68 @@
 #include "base/base.h"
 #include "backend/backend.h"
 #include "mem/mem.h"
+#include "ds/ds.h"
 #include "upkeep.h"
 
-__thread int xmm_upkeep_countdown __attribute__((tls_model("initial-exec")));
+__thread int64_t xmm_tick_countdown __attribute__((tls_model("initial-exec")));
+/* The thread's generator of tick intervals (0: not seeded yet, and the
+ * countdown not started: the thread's first request starts it). */
+static __thread uint64_t tick_random __attribute__((tls_model("initial-exec")));
+
+/* Per class, on separate lines from anything of the hit paths; written once
+ * per tick. */
+static struct {
+    uint64_t requests;
+    uint64_t bytes;
+} sampled[XMM_CLASS_COUNT] XMM_CACHE_ALIGNED;
+
+/* ln(m) for m in [1, 2): 2 atanh((m - 1) / (m + 1)), four terms (error
+ * below 1e-4, plenty for a sampling interval). No libm in the allocator. */
+static double log_mantissa(double m)
+{
+    double t = (m - 1) / (m + 1), t2 = t * t;
+    return 2 * t * (1 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7))));
+}
+
+/* The next interval, in bytes: exponential with mean XMM_TICK_BYTES (a
+ * Poisson process over the bytes a thread requests, as TCMalloc's sampler
+ * draws them). Fixed intervals would alias with a program's periodic
+ * pattern of sizes and credit one size class with everything. */
+static int64_t next_interval(void)
+{
+    uint64_t x = tick_random;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    tick_random = x;
+    uint64_t bits = x * 0x2545f4914f6cdd1dull;
+    /* u uniform in (0, 1], as m * 2^e with m in [1, 2). */
+    double u = (double)((bits >> 11) + 1) * 0x1.0p-53;
+    int exponent = 0;
+    while (u < 1.0) {
+        u *= 2;
+        exponent--;
+    }
+    double minus_ln_u = -(log_mantissa(u) + exponent * 0.6931471805599453);
+    if (minus_ln_u > 20) /* at most 20 means: 5 MiB */
+        minus_ln_u = 20;
+    return (int64_t)(minus_ln_u * (double)XMM_TICK_BYTES) + 1;
+}
+
+/* A request of `size` bytes met the tick: with intervals drawn from an
+ * exponential, it is sampled with probability 1 - e^(-size / mean), so it
+ * stands for 1 / (1 - e^(-x)) ~ 1/x + 1/2 + x/12 requests of its size
+ * (x = size / mean <= 1 for small requests). */
+static void credit_sample(size_t size)
+{
+    double x = (double)(size ? size : 1) / (double)XMM_TICK_BYTES;
+    double requests = 1 / x + 0.5 + x / 12;
+    unsigned size_class = xmm_size_to_class(size);
+    __atomic_fetch_add(&sampled[size_class].requests, (uint64_t)(requests + 0.5),
+                       __ATOMIC_RELAXED);
+    __atomic_fetch_add(&sampled[size_class].bytes, (uint64_t)(requests * (double)size + 0.5),
+                       __ATOMIC_RELAXED);
+}
 
 void xmm_upkeep_node(int node)
 {
@@ -19,10 +78,22 @@ void xmm_upkeep_node(int node)
     xmm_page_heap_maintain(node);
 }
 
-void xmm_upkeep_tick(void)
+void xmm_upkeep_tick(size_t size)
 {
-    xmm_upkeep_countdown = XMM_UPKEEP_PERIOD;
+    if (XMM_UNLIKELY(tick_random == 0)) {
+        /* The thread's first request: seed, start the countdown, no sample. */
+        tick_random = (xmm_free_secret ^ (uintptr_t)&tick_random) | 1;
+    } else {
+        credit_sample(size);
+    }
+    xmm_tick_countdown = next_interval();
     xmm_upkeep_node(xmm_node_of_cpu(xmm_os_current_cpu()));
+}
+
+void xmm_upkeep_sampled(unsigned size_class, uint64_t *requests, uint64_t *bytes)
+{
+    *requests = __atomic_load_n(&sampled[size_class].requests, __ATOMIC_RELAXED);
+    *bytes = __atomic_load_n(&sampled[size_class].bytes, __ATOMIC_RELAXED);
 }
 
 size_t xmm_upkeep_release_all(void)

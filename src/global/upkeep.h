@@ -17,14 +17,31 @@
 /* The time-gated maintenance of one node's layers. Any thread. */
 void xmm_upkeep_node(int node);
 
-/* Upkeep tick: every XMM_UPKEEP_PERIOD allocations a thread makes, even all
- * cache hits, it runs the upkeep of its node. Without it, a program whose
- * allocations all hit the caches after a burst of frees would never return
- * that memory (no slow path runs). A TLS decrement and a branch on the
- * fast path. */
-#define XMM_UPKEEP_PERIOD 4096
-extern __thread int xmm_upkeep_countdown __attribute__((tls_model("initial-exec")));
-void xmm_upkeep_tick(void);
+/* The allocation tick: a thread counts down the bytes of its small
+ * requests, even all cache hits, from an interval drawn at random with mean
+ * XMM_TICK_BYTES; the request that crosses zero runs the tick. The tick
+ * runs its node's upkeep (without it, a program whose allocations all hit
+ * the caches after a burst of frees would never return that memory: no
+ * slow path runs), and samples the request for the statistics: the
+ * sampling of bytes as a Poisson process, TCMalloc's heap sampler's, with
+ * each sample standing for about mean / size requests of its class. That
+ * is how the statistics count operations with no counter on the hit path
+ * (docs/statistics.md). The fast path pays a TLS subtract and a branch. */
+#define XMM_TICK_BYTES ((int64_t)256 << 10)
+extern __thread int64_t xmm_tick_countdown __attribute__((tls_model("initial-exec")));
+/* `size`: the request that crossed the mark (a small one). */
+void xmm_upkeep_tick(size_t size);
+
+/* A small request of `size` bytes made outside the inline fast path:
+ * counted toward the tick the same way. */
+XMM_INLINE void xmm_upkeep_count_request(size_t size)
+{
+    if (XMM_UNLIKELY((xmm_tick_countdown -= (int64_t)size) < 0))
+        xmm_upkeep_tick(size);
+}
+
+/* What the ticks sampled for `size_class`: estimated requests and bytes. */
+void xmm_upkeep_sampled(unsigned size_class, uint64_t *requests, uint64_t *bytes);
 
 /* Gives back everything unused now: every cache, batch, empty span, the
  * large caches, every free page (purged) and wholly free chunk (unmapped).

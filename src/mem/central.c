@@ -127,7 +127,7 @@ static void return_chain_to_span(struct xmm_span *span, void *first, void *last,
     struct central_class *lists = &central_nodes[span->node].classes[span->size_class];
     void *head = __atomic_load_n(&span->free_list, __ATOMIC_RELAXED);
     do {
-        *(void **)last = head;
+        xmm_free_object_set(last, head);
     } while (!__atomic_compare_exchange_n(&span->free_list, &head, first, true,
                                           __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 
@@ -181,7 +181,7 @@ static void return_objects_to_spans(void *const *objects, unsigned count)
         unsigned run_start = 0;
         for (unsigned i = 1; i <= group; i++) {
             if (i < group && spans[i] == spans[run_start]) {
-                *(void **)objects[i - 1] = objects[i];
+                xmm_free_object_set(objects[i - 1], objects[i]);
                 continue;
             }
             return_chain_to_span(spans[run_start], objects[run_start], objects[i - 1],
@@ -249,10 +249,32 @@ static void unclaim(struct xmm_span *span)
 static void push_chain(struct xmm_span *span, void *first, void *last)
 {
     void *head = NULL;
-    *(void **)last = NULL;
+    xmm_free_object_set(last, NULL);
     while (!__atomic_compare_exchange_n(&span->free_list, &head, first, true, __ATOMIC_RELEASE,
                                         __ATOMIC_RELAXED))
-        *(void **)last = head;
+        xmm_free_object_set(last, head);
+}
+
+/* The successor of `object` on `span`'s free list, decoded and checked: it
+ * must be NULL or an object of the span that was cut from it. Anything
+ * else is a link overwritten after the object was freed (a use after free
+ * or an overflow from the block before it): heap corruption, which stops
+ * the process before the forged address can be handed out. */
+static void *next_free_object(const struct xmm_span *span, const struct xmm_size_class *info,
+                              const void *object)
+{
+    char *next = xmm_free_object_next(object);
+    if (next == NULL)
+        return NULL;
+    size_t offset = (size_t)(next - span->start);
+    uint32_t index = xmm_class_object_index(span->size_class, offset);
+    if (XMM_UNLIKELY(offset >= (size_t)span->carved * info->size ||
+                     (size_t)index * info->size != offset))
+        xmm_fatal("xmm: heap corruption: the free object at %p (%z-byte blocks) was "
+                  "overwritten after free (use after free, or an overflow of the block "
+                  "before it)\n",
+                  object, (size_t)info->size);
+    return next;
 }
 
 /* Claimant only: takes up to `wanted` objects, free ones first (warm in
@@ -263,10 +285,10 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
     unsigned taken = 0;
     void *list = __atomic_exchange_n(&span->free_list, NULL, __ATOMIC_ACQUIRE);
     while (list && taken < wanted) {
-        xmm_assert((char *)list >= span->start &&
-                   (char *)list < span->start + (size_t)span->carved * info->size);
+        void *next = next_free_object(span, info, list);
+        xmm_free_object_set(list, NULL); /* free, in a cache from now on */
         out[taken++] = list;
-        list = *(void **)list;
+        list = next;
     }
     if (list) {
         /* Usually no free came in meanwhile: put the rest back whole, its
@@ -276,13 +298,21 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
         if (!__atomic_compare_exchange_n(&span->free_list, &empty, list, false, __ATOMIC_RELEASE,
                                          __ATOMIC_RELAXED)) {
             void *last = list;
-            while (*(void **)last)
-                last = *(void **)last;
+            for (void *next; (next = next_free_object(span, info, last)) != NULL;)
+                last = next;
             push_chain(span, list, last);
         }
     }
-    while (taken < wanted && span->carved < info->objects)
-        out[taken++] = span->start + (size_t)span->carved++ * info->size;
+    /* Cut objects are marked free as they are cut: a free() of one still in
+     * a cache is then a double free, and one not cut yet is beyond
+     * `carved` (both checked by free, global/heap.h). */
+    uint32_t carved = span->carved;
+    while (taken < wanted && carved < info->objects) {
+        void *object = span->start + (size_t)carved++ * info->size;
+        xmm_free_object_set(object, NULL);
+        out[taken++] = object;
+    }
+    __atomic_store_n(&span->carved, carved, __ATOMIC_RELEASE);
     __atomic_fetch_add(&span->state, (uint64_t)taken * XMM_SPAN_IN_USE_ONE, __ATOMIC_RELAXED);
     return taken;
 }
@@ -484,4 +514,15 @@ void xmm_central_stats(int node, struct xmm_central_stats *stats)
         stats->batches_cached += (uint64_t)batches;
         stats->objects_in_batches_bytes += (uint64_t)batches * info->batch * info->size;
     }
+}
+
+uint64_t xmm_central_objects_out(unsigned size_class)
+{
+    uint64_t out = 0, in = 0;
+    for (int node = 0; node < xmm_nodes; node++) {
+        struct central_class *lists = &central_nodes[node].classes[size_class];
+        out += __atomic_load_n(&lists->objects_out, __ATOMIC_RELAXED);
+        in += __atomic_load_n(&lists->objects_in, __ATOMIC_RELAXED);
+    }
+    return out > in ? out - in : 0;
 }

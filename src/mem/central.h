@@ -43,4 +43,9 @@ struct xmm_central_stats {
 };
 void xmm_central_stats(int node, struct xmm_central_stats *stats);
 
+/* Objects of `size_class` out of the central layer on every node (in a
+ * front end's cache or held by the program): exact when no thread is
+ * allocating. */
+uint64_t xmm_central_objects_out(unsigned size_class);
+
 #endif

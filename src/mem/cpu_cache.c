@@ -309,10 +309,6 @@ void xmm_cpu_cache_free_slow(void *object, struct xmm_span *span, int result)
 {
     void *area = xmm_rseq_area_current;
     unsigned size_class = span->size_class;
-    if (result == XMM_RSEQ_DOUBLE_FREE) {
-        xmm_report_double_free(object);
-        return;
-    }
     if (result == XMM_RSEQ_FULL) {
         void *objects[XMM_MAX_BATCH];
         uint64_t slab_node;
@@ -327,10 +323,6 @@ void xmm_cpu_cache_free_slow(void *object, struct xmm_span *span, int result)
                                span->node);
         if (result == XMM_RSEQ_PUSHED)
             return;
-        if (result == XMM_RSEQ_DOUBLE_FREE) {
-            xmm_report_double_free(object);
-            return;
-        }
     }
     if (result == XMM_RSEQ_FOREIGN)
         __atomic_fetch_add(&slow_counts.cross_node_frees, 1, __ATOMIC_RELAXED);
@@ -464,6 +456,16 @@ void xmm_cpu_cache_release(void)
 
 /* ---- statistics ---------------------------------------------------------------------------- */
 
+/* Objects of `size_class` cached in `slab` now (0 while a drain holds the
+ * header locked). */
+static uint64_t cached_in(int slab, unsigned size_class)
+{
+    uint64_t header = __atomic_load_n(&slab_words(slab)[size_class], __ATOMIC_RELAXED);
+    unsigned current = (unsigned)(header & 0xffff);
+    bool locked = (header & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS;
+    return !locked && current > class_begin[size_class] ? current - class_begin[size_class] : 0;
+}
+
 void xmm_cpu_cache_stats(struct xmm_front_stats *stats)
 {
     stats->refills += __atomic_load_n(&slow_counts.refills, __ATOMIC_RELAXED);
@@ -471,30 +473,19 @@ void xmm_cpu_cache_stats(struct xmm_front_stats *stats)
     stats->cross_node_frees += __atomic_load_n(&slow_counts.cross_node_frees, __ATOMIC_RELAXED);
     stats->rseq_restarts += __atomic_load_n(&xmm_rseq_restart_count, __ATOMIC_RELAXED);
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-        stats->allocations[size_class] +=
+        stats->slow_allocations[size_class] +=
             __atomic_load_n(&slow_counts.allocations[size_class], __ATOMIC_RELAXED);
-        stats->frees[size_class] += __atomic_load_n(&slow_counts.frees[size_class], __ATOMIC_RELAXED);
+        stats->slow_frees[size_class] +=
+            __atomic_load_n(&slow_counts.frees[size_class], __ATOMIC_RELAXED);
     }
     if (rseq_mode == RSEQ_OFF)
         return;
-    for (int slab = 0; slab < slab_count; slab++) {
-        uint64_t *words = slab_words(slab);
+    for (int slab = 0; slab < slab_count; slab++)
         for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-            uint64_t header = __atomic_load_n(&words[size_class], __ATOMIC_RELAXED);
-            uint64_t allocated =
-                __atomic_load_n(&words[XMM_SLAB_ALLOC_COUNTERS + size_class], __ATOMIC_RELAXED);
-            uint64_t freed =
-                __atomic_load_n(&words[XMM_SLAB_FREE_COUNTERS + size_class], __ATOMIC_RELAXED);
-            stats->allocations[size_class] += allocated;
-            stats->frees[size_class] += freed;
-            stats->rseq_operations += allocated + freed;
-            unsigned current = (unsigned)(header & 0xffff);
-            bool locked = (header & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS;
-            if (!locked && current > class_begin[size_class])
-                stats->cached_bytes +=
-                    (uint64_t)(current - class_begin[size_class]) * xmm_size_classes[size_class].size;
+            uint64_t objects = cached_in(slab, size_class);
+            stats->cached_objects[size_class] += objects;
+            stats->cached_bytes += objects * xmm_size_classes[size_class].size;
         }
-    }
 }
 
 int xmm_cpu_cache_slabs_in_use(void)
@@ -505,14 +496,8 @@ int xmm_cpu_cache_slabs_in_use(void)
 uint64_t xmm_cpu_cache_bytes(int slab)
 {
     uint64_t bytes = 0;
-    uint64_t *words = slab_words(slab);
-    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-        uint64_t header = __atomic_load_n(&words[size_class], __ATOMIC_RELAXED);
-        unsigned current = (unsigned)(header & 0xffff);
-        if ((header & XMM_SLAB_LOCKED_BITS) != XMM_SLAB_LOCKED_BITS &&
-            current > class_begin[size_class])
-            bytes += (uint64_t)(current - class_begin[size_class]) * xmm_size_classes[size_class].size;
-    }
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
+        bytes += cached_in(slab, size_class) * xmm_size_classes[size_class].size;
     return bytes;
 }
 

@@ -15,14 +15,9 @@
 #include "ds/ds.h"
 #if XMM_PER_CPU_CACHES
 #include "rseq_percpu.h"
-/* A slab is: word 0 the node, then one header word per class, the
- * allocation counters, the free counters, then the slots; the sections
- * address classes as bytes (size_class < 128). */
-_Static_assert(XMM_CLASS_COUNT <= XMM_SLAB_ALLOC_COUNTERS, "class headers overlap the counters");
-_Static_assert(XMM_SLAB_ALLOC_COUNTERS + XMM_CLASS_COUNT <= XMM_SLAB_FREE_COUNTERS,
-               "allocation counters overlap the free counters");
-_Static_assert(XMM_SLAB_FREE_COUNTERS + XMM_CLASS_COUNT <= XMM_SLAB_FIRST_SLOT,
-               "free counters overlap the slots");
+/* A slab is: word 0 the node, then one header word per class, then the
+ * slots; the sections address classes as bytes (size_class < 128). */
+_Static_assert(XMM_CLASS_COUNT <= XMM_SLAB_FIRST_SLOT, "class headers overlap the slots");
 _Static_assert(XMM_CLASS_COUNT <= 128, "the sections take the class as a byte below 128");
 _Static_assert(XMM_SLAB_WORDS - XMM_SLAB_FIRST_SLOT <= 0xffff,
                "slot indexes are 16-bit in a header");
@@ -32,8 +27,6 @@ struct xmm_cache_bin {
     void **slots;            /* slots[0 .. count) hold free objects */
     uint32_t count;
     uint32_t capacity;
-    uint64_t allocations;    /* served from this bin or through it */
-    uint64_t frees;
 };
 
 struct xmm_thread_cache {
@@ -107,10 +100,8 @@ XMM_INLINE void *xmm_front_try_alloc(unsigned size_class)
     struct xmm_thread_cache *cache = xmm_thread_cache_current;
     if (XMM_LIKELY(cache != NULL)) {
         struct xmm_cache_bin *bin = &cache->bins[size_class];
-        if (XMM_LIKELY(bin->count)) {
-            __atomic_store_n(&bin->allocations, bin->allocations + 1, __ATOMIC_RELAXED);
+        if (XMM_LIKELY(bin->count))
             return bin->slots[--bin->count];
-        }
     }
     return NULL;
 }
@@ -131,16 +122,9 @@ XMM_INLINE void *xmm_front_alloc(unsigned size_class)
     return XMM_LIKELY(object != NULL) ? object : xmm_front_alloc_miss(size_class);
 }
 
-/* A double free caught cheaply: `object` is one of the two most recently
- * freed objects of the bin (free(p); free(p) and free(p); free(q); free(p)). */
-XMM_INLINE bool xmm_bin_holds_on_top(const struct xmm_cache_bin *bin, const void *object)
-{
-    return (bin->count >= 1 && bin->slots[bin->count - 1] == object) ||
-           (bin->count >= 2 && bin->slots[bin->count - 2] == object);
-}
-
 /* Free fast path: a push when the object belongs to this cache's node and
- * the bin has room; catches the immediate double free `free(p); free(p)`. */
+ * the bin has room. The caller has checked the object (global/heap.h: a
+ * live block, now tagged free). */
 XMM_INLINE void xmm_front_free(void *object, struct xmm_span *span)
 {
 #if XMM_PER_CPU_CACHES
@@ -157,12 +141,7 @@ XMM_INLINE void xmm_front_free(void *object, struct xmm_span *span)
     struct xmm_thread_cache *cache = xmm_thread_cache_current;
     if (XMM_LIKELY(cache != NULL && span->node == cache->node)) {
         struct xmm_cache_bin *bin = &cache->bins[span->size_class];
-        if (XMM_UNLIKELY(xmm_bin_holds_on_top(bin, object))) {
-            xmm_report_double_free(object);
-            return;
-        }
         if (XMM_LIKELY(bin->count < bin->capacity)) {
-            __atomic_store_n(&bin->frees, bin->frees + 1, __ATOMIC_RELAXED);
             bin->slots[bin->count++] = object;
             return;
         }
@@ -176,15 +155,16 @@ void xmm_thread_cache_flush_current(void);
 /* Thread-exit destructor support; created once in init phase 2. */
 int xmm_thread_cache_init(void);
 
+/* What the front end knows without counting its hits (the hit paths write
+ * no counter: docs/statistics.md). */
 struct xmm_front_stats {
-    uint64_t allocations[XMM_CLASS_COUNT];
-    uint64_t frees[XMM_CLASS_COUNT];
+    uint64_t cached_objects[XMM_CLASS_COUNT];   /* free objects in caches now */
+    uint64_t slow_allocations[XMM_CLASS_COUNT]; /* served by a miss path */
+    uint64_t slow_frees[XMM_CLASS_COUNT];       /* taken by an overflow or home path */
     uint64_t cached_bytes;
     uint64_t refills, drains, cross_node_frees;
     uint64_t thread_caches;
-    uint64_t rseq_operations;         /* per-CPU cache hits */
     uint64_t rseq_restarts;           /* aborted critical sections */
-    uint64_t thread_cache_operations; /* operations through thread caches */
 };
 /* Bytes of free objects in the cache of CPU (or concurrency id) `slab`;
  * 0 in per-thread mode. */

@@ -21,11 +21,11 @@ static struct xmm_thread_cache *recycled;       /* caches of exited threads */
  * paths miss and the slow paths talk to the central layer directly. */
 static struct xmm_thread_cache cacheless = {.node = -1};
 
-/* Counters of operations made without a cache. */
+/* Operations the slow paths complete (atomic: slow paths only). */
 static struct {
     uint64_t allocations[XMM_CLASS_COUNT];
     uint64_t frees[XMM_CLASS_COUNT];
-} cacheless_counts;
+} slow_counts;
 
 static void thread_exit(void *cache);
 
@@ -158,7 +158,7 @@ static void *alloc_without_cache(unsigned size_class)
     int node = xmm_node_of_cpu(xmm_os_current_cpu());
     if (!xmm_central_refill(node, size_class, &object, 1))
         return NULL;
-    __atomic_fetch_add(&cacheless_counts.allocations[size_class], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&slow_counts.allocations[size_class], 1, __ATOMIC_RELAXED);
     return object;
 }
 
@@ -186,7 +186,7 @@ void *xmm_thread_cache_alloc_slow(unsigned size_class)
     if ((cache->refills & 63) == 0) /* upkeep reads the clock: not every time */
         xmm_central_maintain(node);
 pop:
-    __atomic_store_n(&bin->allocations, bin->allocations + 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&slow_counts.allocations[size_class], 1, __ATOMIC_RELAXED);
     return bin->slots[--bin->count];
 }
 
@@ -197,26 +197,18 @@ void xmm_thread_cache_free_slow(void *object, struct xmm_span *span)
     if (cache == &cacheless || span->node != cache->node) {
         /* Goes home: straight back to its span in its own node's central
          * layer, never into this cache. */
-        if (cache != &cacheless) {
+        if (cache != &cacheless)
             cache->cross_node_frees++;
-            __atomic_store_n(&cache->bins[size_class].frees,
-                             cache->bins[size_class].frees + 1, __ATOMIC_RELAXED);
-        } else {
-            __atomic_fetch_add(&cacheless_counts.frees[size_class], 1, __ATOMIC_RELAXED);
-        }
+        __atomic_fetch_add(&slow_counts.frees[size_class], 1, __ATOMIC_RELAXED);
         xmm_central_return_object(span, object);
         return;
     }
     struct xmm_cache_bin *bin = &cache->bins[size_class];
-    if (xmm_bin_holds_on_top(bin, object)) {
-        xmm_report_double_free(object);
-        return;
-    }
     if (bin->count >= bin->capacity) {
         drain_bin(cache, size_class, xmm_size_classes[size_class].batch);
         cache->drains++;
     }
-    __atomic_store_n(&bin->frees, bin->frees + 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&slow_counts.frees[size_class], 1, __ATOMIC_RELAXED);
     bin->slots[bin->count++] = object;
 }
 
@@ -225,10 +217,10 @@ void xmm_thread_cache_free_slow(void *object, struct xmm_span *span)
 void xmm_thread_cache_stats(struct xmm_front_stats *stats)
 {
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-        stats->allocations[size_class] +=
-            __atomic_load_n(&cacheless_counts.allocations[size_class], __ATOMIC_RELAXED);
-        stats->frees[size_class] +=
-            __atomic_load_n(&cacheless_counts.frees[size_class], __ATOMIC_RELAXED);
+        stats->slow_allocations[size_class] +=
+            __atomic_load_n(&slow_counts.allocations[size_class], __ATOMIC_RELAXED);
+        stats->slow_frees[size_class] +=
+            __atomic_load_n(&slow_counts.frees[size_class], __ATOMIC_RELAXED);
     }
     if (!xmm_lock_acquire(&registry_lock))
         return; /* statistics from a signal handler inside the lock */
@@ -238,13 +230,9 @@ void xmm_thread_cache_stats(struct xmm_front_stats *stats)
         stats->drains += __atomic_load_n(&cache->drains, __ATOMIC_RELAXED);
         stats->cross_node_frees += __atomic_load_n(&cache->cross_node_frees, __ATOMIC_RELAXED);
         for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-            struct xmm_cache_bin *bin = &cache->bins[size_class];
-            stats->allocations[size_class] += __atomic_load_n(&bin->allocations, __ATOMIC_RELAXED);
-            stats->frees[size_class] += __atomic_load_n(&bin->frees, __ATOMIC_RELAXED);
-            stats->thread_cache_operations += __atomic_load_n(&bin->allocations, __ATOMIC_RELAXED) +
-                                              __atomic_load_n(&bin->frees, __ATOMIC_RELAXED);
-            stats->cached_bytes += (uint64_t)__atomic_load_n(&bin->count, __ATOMIC_RELAXED) *
-                                   xmm_size_classes[size_class].size;
+            uint64_t objects = __atomic_load_n(&cache->bins[size_class].count, __ATOMIC_RELAXED);
+            stats->cached_objects[size_class] += objects;
+            stats->cached_bytes += objects * xmm_size_classes[size_class].size;
         }
     }
     xmm_lock_release(&registry_lock);

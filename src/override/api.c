@@ -18,19 +18,9 @@ XMM_EXPORT void xmm_free(void *ptr)
     xmm_heap_free(ptr);
 }
 
-static bool multiply_overflows(size_t a, size_t b, size_t *product)
-{
-    return __builtin_mul_overflow(a, b, product);
-}
-
 XMM_EXPORT void *xmm_calloc(size_t count, size_t size)
 {
-    size_t bytes;
-    if (multiply_overflows(count, size, &bytes)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return xmm_heap_alloc_zeroed(bytes);
+    return xmm_heap_calloc(count, size);
 }
 
 XMM_EXPORT void *xmm_realloc(void *ptr, size_t size)
@@ -54,22 +44,12 @@ XMM_EXPORT size_t xmm_usable_size(const void *ptr)
 
 XMM_EXPORT void *xmm_alloc_array(size_t elem_size, size_t count)
 {
-    size_t bytes;
-    if (multiply_overflows(elem_size, count, &bytes)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return xmm_heap_alloc(bytes);
+    return xmm_heap_alloc_array(count, elem_size);
 }
 
 XMM_EXPORT void *xmm_realloc_array(void *ptr, size_t elem_size, size_t count)
 {
-    size_t bytes;
-    if (multiply_overflows(elem_size, count, &bytes)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return xmm_heap_realloc(ptr, bytes);
+    return xmm_heap_realloc_array(ptr, count, elem_size);
 }
 
 XMM_EXPORT char *xmm_strdup(const char *text)
@@ -111,10 +91,8 @@ XMM_EXPORT void *xmm_alloc_pages(size_t count)
         errno = EINVAL;
         return NULL;
     }
-    if (multiply_overflows(count, page, &bytes)) {
-        errno = ENOMEM;
+    if (!xmm_array_bytes(count, page, &bytes))
         return NULL;
-    }
     void *pages = xmm_heap_alloc_aligned(page, bytes, -1);
     return pages ? memset(pages, 0, bytes) : NULL;
 }
@@ -130,7 +108,7 @@ XMM_EXPORT void xmm_free_pages(void *pages, size_t count)
      * size class (at most 12.5% more): a count outside that is a mismatch. */
     size_t bytes;
     size_t page = xmm_os_page_size();
-    if (multiply_overflows(count, page, &bytes) || count == 0 || bytes > usable ||
+    if (__builtin_mul_overflow(count, page, &bytes) || count == 0 || bytes > usable ||
         bytes + usable / 8 + page <= usable || ((uintptr_t)pages & (page - 1))) {
         xmm_report_bad_free("xmm_free_pages(): count does not match the allocation of", pages);
         return;

@@ -96,12 +96,7 @@ XMM_EXPORT void cfree(void *ptr)
 
 XMM_EXPORT void *calloc(size_t count, size_t size)
 {
-    size_t bytes;
-    if (__builtin_mul_overflow(count, size, &bytes)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return xmm_heap_alloc_zeroed(bytes);
+    return xmm_heap_calloc(count, size);
 }
 
 XMM_EXPORT void *realloc(void *ptr, size_t size)
@@ -111,12 +106,7 @@ XMM_EXPORT void *realloc(void *ptr, size_t size)
 
 XMM_EXPORT void *reallocarray(void *ptr, size_t count, size_t size)
 {
-    size_t bytes;
-    if (__builtin_mul_overflow(count, size, &bytes)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return xmm_heap_realloc(ptr, bytes);
+    return xmm_heap_realloc_array(ptr, count, size);
 }
 
 XMM_EXPORT int posix_memalign(void **result, size_t alignment, size_t size)
@@ -175,17 +165,16 @@ XMM_EXPORT size_t malloc_usable_size(void *ptr)
 
 /* C23. The size could be checked against the block; XMM trusts its own
  * metadata instead, which is always right. */
+/* C23: the size (and alignment) the block was asked for; checked against
+ * the block's (global/free.c). */
 XMM_EXPORT void free_sized(void *ptr, size_t size)
 {
-    (void)size;
-    xmm_heap_free(ptr);
+    xmm_heap_free_sized(ptr, size, 0, false, "free_sized()");
 }
 
 XMM_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size)
 {
-    (void)alignment;
-    (void)size;
-    xmm_heap_free(ptr);
+    xmm_heap_free_sized(ptr, size, alignment, false, "free_aligned_sized()");
 }
 
 XMM_EXPORT int malloc_trim(size_t pad)

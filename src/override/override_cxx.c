@@ -102,27 +102,31 @@ XMM_EXPORT void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t size, size_t alignmen
                                                      const struct nothrow_tag *tag)
 { (void)tag; return new_nothrow(size, checked_alignment(alignment)); }
 
-/* operator delete / delete[]: XMM's metadata knows every block's size and
- * alignment, so the sized and aligned forms free the same way. */
+/* operator delete / delete[]. XMM's metadata knows every block's size and
+ * alignment; the sized and aligned forms also check what the caller says
+ * against it (a size of another size class than the block's, or an
+ * alignment the block does not have, is reported as an invalid free:
+ * global/free.c). */
+#define DELETE_NAME "operator delete"
 XMM_EXPORT void _ZdlPv(void *ptr) { xmm_heap_free_inline(ptr); }
 XMM_EXPORT void _ZdaPv(void *ptr) { xmm_heap_free(ptr); }
-XMM_EXPORT void _ZdlPvm(void *ptr, size_t size) { (void)size; xmm_heap_free_inline(ptr); }
-XMM_EXPORT void _ZdaPvm(void *ptr, size_t size) { (void)size; xmm_heap_free(ptr); }
+XMM_EXPORT void _ZdlPvm(void *ptr, size_t size) { xmm_heap_delete_sized_inline(ptr, size); }
+XMM_EXPORT void _ZdaPvm(void *ptr, size_t size) { xmm_heap_delete_sized_inline(ptr, size); }
 XMM_EXPORT void _ZdlPvRKSt9nothrow_t(void *ptr, const struct nothrow_tag *tag)
 { (void)tag; xmm_heap_free(ptr); }
 XMM_EXPORT void _ZdaPvRKSt9nothrow_t(void *ptr, const struct nothrow_tag *tag)
 { (void)tag; xmm_heap_free(ptr); }
 XMM_EXPORT void _ZdlPvSt11align_val_t(void *ptr, size_t alignment)
-{ (void)alignment; xmm_heap_free(ptr); }
+{ xmm_heap_free_sized(ptr, XMM_SIZE_UNKNOWN, alignment, true, DELETE_NAME); }
 XMM_EXPORT void _ZdaPvSt11align_val_t(void *ptr, size_t alignment)
-{ (void)alignment; xmm_heap_free(ptr); }
+{ xmm_heap_free_sized(ptr, XMM_SIZE_UNKNOWN, alignment, true, DELETE_NAME "[]"); }
 XMM_EXPORT void _ZdlPvmSt11align_val_t(void *ptr, size_t size, size_t alignment)
-{ (void)size; (void)alignment; xmm_heap_free(ptr); }
+{ xmm_heap_free_sized(ptr, size, alignment, true, DELETE_NAME); }
 XMM_EXPORT void _ZdaPvmSt11align_val_t(void *ptr, size_t size, size_t alignment)
-{ (void)size; (void)alignment; xmm_heap_free(ptr); }
+{ xmm_heap_free_sized(ptr, size, alignment, true, DELETE_NAME "[]"); }
 XMM_EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *ptr, size_t alignment,
                                                    const struct nothrow_tag *tag)
-{ (void)alignment; (void)tag; xmm_heap_free(ptr); }
+{ (void)tag; xmm_heap_free_sized(ptr, XMM_SIZE_UNKNOWN, alignment, true, DELETE_NAME); }
 XMM_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *ptr, size_t alignment,
                                                    const struct nothrow_tag *tag)
-{ (void)alignment; (void)tag; xmm_heap_free(ptr); }
+{ (void)tag; xmm_heap_free_sized(ptr, XMM_SIZE_UNKNOWN, alignment, true, DELETE_NAME "[]"); }

@@ -48,23 +48,47 @@ static void check_counts_single_thread(void)
     struct xmm_stats before = snapshot();
     allocate_and_free_some(blocks);
     struct xmm_stats after = snapshot();
-    uint64_t restarts = after.rseq_restarts - before.rseq_restarts;
     long in_use = (long)(after.bytes_in_use - before.bytes_in_use);
     CHECK(in_use == (COUNT - FREED) * CLASS_SIZE, "in use grew by %ld, expected %d", in_use,
           (COUNT - FREED) * CLASS_SIZE);
-    uint64_t allocations = after.allocations - before.allocations;
-    uint64_t frees = after.frees - before.frees;
-    CHECK(allocations >= COUNT && allocations <= COUNT + restarts, "allocations +%llu",
-          (unsigned long long)allocations);
-    CHECK(frees >= FREED && frees <= FREED + restarts, "frees +%llu", (unsigned long long)frees);
     for (int i = FREED; i < COUNT; i++)
         free(blocks[i]);
     struct xmm_stats end = snapshot();
     CHECK(end.bytes_in_use == before.bytes_in_use, "all freed: in use back to %llu, is %llu",
           (unsigned long long)before.bytes_in_use, (unsigned long long)end.bytes_in_use);
-    if (!strcmp(after.front_end, "per-cpu"))
-        CHECK(after.rseq_fast_path - before.rseq_fast_path >= COUNT,
-              "the per-CPU fast path served the allocations");
+}
+
+/* Operation counts are estimates (docs/statistics.md: byte-sampled at the
+ * allocation tick, every 256 KiB requested per thread): within a few
+ * percent of the truth for volumes of many ticks, per class too. */
+static void check_count_estimates(void)
+{
+    enum { ROUNDS = 1000, BATCH = 2000, SMALL = 64, LARGE = 1024 };
+    static void *blocks[BATCH];
+    struct xmm_stats before = snapshot();
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < BATCH; i++)
+            blocks[i] = malloc(i % 2 ? LARGE : SMALL);
+        for (int i = 0; i < BATCH; i++)
+            free(blocks[i]);
+    }
+    struct xmm_stats after = snapshot();
+    double truth = (double)ROUNDS * BATCH;
+    double allocations = (double)(after.allocations - before.allocations);
+    double frees = (double)(after.frees - before.frees);
+    /* 2000 * 1000 requests of 544 bytes on average: about 4150 ticks, of
+     * which the 64-byte class gets 6%: its count is the noisier one. */
+    CHECK(allocations > 0.8 * truth && allocations < 1.2 * truth,
+          "allocations estimated at %.0f for %.0f", allocations, truth);
+    CHECK(frees > 0.8 * truth && frees < 1.2 * truth, "frees estimated at %.0f for %.0f", frees,
+          truth);
+    CHECK(after.bytes_in_use == before.bytes_in_use, "in use exact: back to %llu (is %llu)",
+          (unsigned long long)before.bytes_in_use, (unsigned long long)after.bytes_in_use);
+    uint64_t hits = !strcmp(after.front_end, "per-cpu")
+                        ? after.rseq_fast_path - before.rseq_fast_path
+                        : after.rseq_fallback - before.rseq_fallback;
+    CHECK((double)hits > 0.8 * 2 * truth, "cache hits estimated at %llu of %.0f operations",
+          (unsigned long long)hits, 2 * truth);
 }
 
 static void check_counts_threads(void)
@@ -83,8 +107,6 @@ static void check_counts_threads(void)
     /* glibc itself allocates a little per thread (TLS bookkeeping). */
     CHECK(in_use >= expected && in_use <= expected + 16384, "threads: in use +%ld, expected %ld",
           in_use, expected);
-    CHECK(after.allocations - before.allocations >= (uint64_t)THREADS * COUNT,
-          "threads: allocations counted");
     for (int t = 0; t < THREADS; t++)
         for (int i = FREED; i < COUNT; i++)
             free(blocks[t][i]);
@@ -131,6 +153,7 @@ int main(int argc, char **argv)
         return check_summary("stats signal");
     }
     check_counts_single_thread();
+    check_count_estimates();
     check_counts_threads();
     check_versioning();
     return check_summary("stats counts");

@@ -1,0 +1,74 @@
+/*
+ * free_object.h - the first word of a free small object: a tag that says
+ * "free", and the link of a span's free list, encoded with a per-process
+ * secret so that neither can be forged by a program's overflow or read as
+ * a pointer by an attacker.
+ *
+ * Every free small object, wherever it waits (a CPU's or a thread's cache,
+ * a transfer batch, its span's free list), holds in its first word
+ *
+ *      word = next ^ xmm_free_secret ^ address_of_the_object
+ *
+ * where `next` is the following object of a span's free list, or 0 in a
+ * cache or batch (and at a list's end). An object handed out holds 0 there
+ * until the program writes it. So free() can tell, from the word it is
+ * about to overwrite anyway, whether the block is already free: decoding
+ * gives 0 or an address inside the same span. A live block's word decodes
+ * to that only if the program stored exactly secret ^ address (^ an address
+ * in the span): the secret's top bit is set, so no pointer, small integer
+ * or zero the program keeps there can, and arbitrary data has odds of
+ * about span_bytes / 2^63.
+ *
+ * The same encoding is glibc's safe-linking (2.32: links XORed with their
+ * own address >> 12) and mimalloc's encoded free lists (MI_SECURE, two
+ * keys and a rotation), made keyed and address-bound here: a link is only
+ * followed after decoding it and checking that it lands on an object of
+ * the same span (central.c), so an overwritten link is heap corruption,
+ * reported, never a returned pointer.
+ */
+#ifndef XMM_FREE_OBJECT_H
+#define XMM_FREE_OBJECT_H
+
+#include "base/base.h"
+
+/* Random, bit 63 set; written once in init phase 1, before any object. */
+extern uint64_t xmm_free_secret;
+
+/* Chooses the secret (init phase 1). */
+void xmm_free_secret_init(void);
+
+XMM_INLINE uintptr_t xmm_free_key(const void *object)
+{
+    return (uintptr_t)xmm_free_secret ^ (uintptr_t)object;
+}
+
+/* Marks `object` free, with `next` its successor on a span's free list
+ * (NULL in a cache or batch). */
+XMM_INLINE void xmm_free_object_set(void *object, const void *next)
+{
+    *(uintptr_t *)object = (uintptr_t)next ^ xmm_free_key(object);
+}
+
+/* The successor a free object's word encodes (NULL: none). Undefined on a
+ * live object; callers check what it returns. */
+XMM_INLINE void *xmm_free_object_next(const void *object)
+{
+    return (void *)(*(const uintptr_t *)object ^ xmm_free_key(object));
+}
+
+/* True when `object`, a block of the span [start, start + bytes), holds
+ * the word of a free object: a double free, or a free of a block that was
+ * never handed out. One load of a line free() is about to write. */
+XMM_INLINE bool xmm_free_object_is_free(const void *object, const char *start, size_t bytes)
+{
+    uintptr_t next = (uintptr_t)xmm_free_object_next(object);
+    return next == 0 || next - (uintptr_t)start < bytes;
+}
+
+/* The word a block holds when it is handed out: not a free object's. */
+XMM_INLINE void xmm_free_object_clear(void *object)
+{
+    *(uintptr_t *)object = 0;
+}
+
+#endif
