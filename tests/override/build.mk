@@ -172,3 +172,38 @@ $(API_DEEPBIND_LIB): $(API_DIR)/deepbind_lib.c $(API_HEADERS) $(LIBXMM_SO)
 $(API_DEEPBIND): $(API_DIR)/deepbind.c $(API_HEADERS) | $(API_DEEPBIND_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(API_CFLAGS) -o $@ $<
+
+# ---- heap misuse: double, invalid and wrongly sized frees, overflows -------
+# tests/override/heap_misuse.c (issue 15) runs each case in a child; the C++
+# cases run in api_heap_misuse_cxx (tests/override/heap_misuse_cxx.cc), which it
+# finds next to itself. `api_heap_misuse PATTERN...` runs some cases only;
+# `api_heap_misuse --list` lists them with what each must do. The static
+# flavour (libxmm.a, its own C++ helper) runs each case once, per-CPU and
+# default mode only: it checks the override linked into the executable,
+# the shared flavour checks everything else (about 20 s on 2 idle cores).
+API_MISUSE = $(API_OUT)/api_heap_misuse
+API_MISUSE_CXX = $(API_OUT)/api_heap_misuse_cxx
+API_MISUSE_STATIC = $(API_OUT)/api_heap_misuse_static
+API_MISUSE_CXX_STATIC = $(API_OUT)/api_heap_misuse_cxx_static
+
+API_TEST_PROGRAMS += $(API_MISUSE) $(API_MISUSE_STATIC)
+TEST_PROGRAMS += $(API_MISUSE) $(API_MISUSE_STATIC)
+test-build: $(API_MISUSE_CXX) $(API_MISUSE_CXX_STATIC)
+test-api: $(API_MISUSE) $(API_MISUSE_CXX) $(API_MISUSE_STATIC) $(API_MISUSE_CXX_STATIC)
+
+$(API_MISUSE): $(API_DIR)/heap_misuse.c $(API_HEADERS) $(LIBXMM_SO) | $(API_MISUSE_CXX)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -o $@ $< $(API_LINK_SO)
+
+$(API_MISUSE_CXX): $(API_DIR)/heap_misuse_cxx.cc $(API_HEADERS) $(LIBXMM_SO)
+	@mkdir -p $(dir $@)
+	$(CXX) $(API_CXXFLAGS) -I$(API_DIR) -o $@ $< $(API_LINK_SO)
+
+$(API_MISUSE_STATIC): $(API_DIR)/heap_misuse.c $(API_HEADERS) $(LIBXMM_A) | $(API_MISUSE_CXX_STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -DMISUSE_QUICK -DMISUSE_HELPER='"api_heap_misuse_cxx_static"' \
+	    -o $@ $< $(LIBXMM_A) $(LIBS)
+
+$(API_MISUSE_CXX_STATIC): $(API_DIR)/heap_misuse_cxx.cc $(API_HEADERS) $(LIBXMM_A)
+	@mkdir -p $(dir $@)
+	$(CXX) $(API_CXXFLAGS) -I$(API_DIR) -o $@ $< $(LIBXMM_A) $(LIBS)
