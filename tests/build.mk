@@ -55,7 +55,7 @@ $(BUILD)/tests/test_stats: tests/unit/test_stats.c $(LIBXMM_SO) tests/unit/check
 	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
 
 TEST_PROGRAMS += $(BUILD)/tests/test_stats
-TEST_SCRIPTS += tests/stats.sh
+TEST_SCRIPTS += tests/stats.sh tests/stats_file.sh
 
 $(BUILD)/tests/test_rseq_restart: tests/unit/test_rseq_restart.c $(LIBXMM_SO) tests/unit/check.h
 	@mkdir -p $(dir $@)
