@@ -10,6 +10,11 @@
 # Each area adds its own rules in a fragment: tests/build.mk,
 # stress/build.mk, bench/build.mk, examples/build.mk.
 
+# The release (xmm.pc, debian/changelog) and the soname's number, which
+# changes only when the ABI changes incompatibly.
+XMM_VERSION   = 0.1.0
+XMM_SOVERSION = 0
+
 PREFIX ?= /usr/local
 BUILD  ?= build
 CC     ?= cc
@@ -21,6 +26,8 @@ WARNINGS = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 ARCH_FLAGS = -mcx16
 CPPFLAGS_XMM = -Iinclude -Iplatform -Isrc -D_GNU_SOURCE
 CFLAGS ?= -O2 -g
+# CPPFLAGS and LDFLAGS from the environment (dpkg-buildflags' hardening
+# options when packaged) are added to the library's own.
 XMM_CFLAGS = $(CFLAGS) -std=gnu11 -fPIC -fvisibility=hidden $(ARCH_FLAGS) \
              -fno-plt -ftls-model=initial-exec $(WARNINGS) -pthread
 LIBS = -lnuma -pthread
@@ -42,7 +49,12 @@ CORE_OBJECTS = $(CORE_SOURCES:%.c=$(BUILD)/obj/%.o) $(CORE_ASM:%.S=$(BUILD)/obj/
 OVERRIDE_OBJECTS = $(patsubst %.cc,$(BUILD)/obj/%.o,$(OVERRIDE_SOURCES:%.c=$(BUILD)/obj/%.o)) \
                    $(OVERRIDE_ASM:%.S=$(BUILD)/obj/%.o)
 
+# build/libxmm.so is the library itself (what LD_PRELOAD names and tests
+# load), with the soname libxmm.so.0 that programs linked with it record:
+# build/libxmm.so.0 links to it. Installed, it is libxmm.so.0.1.0, with the
+# links libxmm.so.0 (the soname) and libxmm.so (for -lxmm).
 LIBXMM_SO = $(BUILD)/libxmm.so
+LIBXMM_SONAME = libxmm.so.$(XMM_SOVERSION)
 LIBXMM_A  = $(BUILD)/libxmm.a
 # The xmm_* API without the malloc override: for the ThreadSanitizer build
 # and for tests that compare XMM with the system allocator in one process.
@@ -55,7 +67,7 @@ lib: $(LIBXMM_SO) $(LIBXMM_A) $(LIBXMM_CORE_A)
 
 $(BUILD)/obj/%.o: %.c $(HEADERS) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS_XMM) $(XMM_CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS_XMM) $(CPPFLAGS) $(XMM_CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/%.o: %.S Makefile
 	@mkdir -p $(dir $@)
@@ -63,7 +75,7 @@ $(BUILD)/obj/%.o: %.S Makefile
 
 $(BUILD)/obj/%.o: %.cc $(HEADERS) Makefile
 	@mkdir -p $(dir $@)
-	$(CXX) $(CPPFLAGS_XMM) $(XMM_CXXFLAGS) -c $< -o $@
+	$(CXX) $(CPPFLAGS_XMM) $(CPPFLAGS) $(XMM_CXXFLAGS) -c $< -o $@
 
 # -z nodelete: dlclose never unmaps libxmm.so. Once used, its code and data
 # outlive any unload: threads' rseq areas point at its critical section
@@ -71,8 +83,9 @@ $(BUILD)/obj/%.o: %.cc $(HEADERS) Makefile
 # key destructors run at every later thread exit, blocks it handed out may
 # still be freed. TCMalloc is never unloaded either, in practice.
 $(LIBXMM_SO): $(CORE_OBJECTS) $(OVERRIDE_OBJECTS)
-	$(CC) -shared -Wl,-soname,libxmm.so -Wl,-z,now -Wl,-z,nodelete -Wl,--no-undefined \
-	    -Wl,--version-script=src/exports.map -o $@ $^ $(LIBS)
+	$(CC) -shared -Wl,-soname,$(LIBXMM_SONAME) -Wl,-z,now -Wl,-z,nodelete -Wl,--no-undefined \
+	    -Wl,--version-script=src/exports.map $(LDFLAGS) -o $@ $^ $(LIBS)
+	ln -sf libxmm.so $(BUILD)/$(LIBXMM_SONAME)
 
 $(LIBXMM_A): $(CORE_OBJECTS) $(OVERRIDE_OBJECTS)
 	@rm -f $@
@@ -92,10 +105,12 @@ deps:
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 755 $(LIBXMM_SO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(LIBXMM_SO) $(DESTDIR)$(PREFIX)/lib/libxmm.so.$(XMM_VERSION)
+	ln -sf libxmm.so.$(XMM_VERSION) $(DESTDIR)$(PREFIX)/lib/$(LIBXMM_SONAME)
+	ln -sf $(LIBXMM_SONAME) $(DESTDIR)$(PREFIX)/lib/libxmm.so
 	install -m 644 $(LIBXMM_A) $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 include/*.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' tools/xmm.pc.in \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(XMM_VERSION)|g' tools/xmm.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/xmm.pc
 
 clean:
