@@ -4,18 +4,24 @@
 #   make run        install what is missing, build, run the stress harness
 #   make test       every test (ends with "N passed, N failed")
 #   make tsan       the lock-free and API tests under ThreadSanitizer
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (LIBDIR, BINDIR, MANDIR, DESTDIR too)
+#   make man        the manual pages, in build/man/
+#   make deb        Debian packages, in build/deb/
 #   make clean
 #
 # Each area adds its own rules in a fragment: tests/build.mk,
-# stress/build.mk, bench/build.mk, examples/build.mk.
+# stress/build.mk, bench/build.mk, examples/build.mk, man/build.mk.
 
 # The release (xmm.pc, debian/changelog) and the soname's number, which
 # changes only when the ABI changes incompatibly.
 XMM_VERSION   = 0.1.0
 XMM_SOVERSION = 0
 
-PREFIX ?= /usr/local
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+BINDIR     ?= $(PREFIX)/bin
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
 BUILD  ?= build
 CC     ?= cc
 CXX    ?= c++
@@ -101,18 +107,6 @@ DEB_PACKAGES = gcc g++ make libnuma-dev liburcu-dev libck-dev libbenchmark-dev \
 deps:
 	@tools/install-deps $(DEB_PACKAGES)
 
-# ---- install -------------------------------------------------------------
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
-	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 $(LIBXMM_SO) $(DESTDIR)$(PREFIX)/lib/libxmm.so.$(XMM_VERSION)
-	ln -sf libxmm.so.$(XMM_VERSION) $(DESTDIR)$(PREFIX)/lib/$(LIBXMM_SONAME)
-	ln -sf $(LIBXMM_SONAME) $(DESTDIR)$(PREFIX)/lib/libxmm.so
-	install -m 644 $(LIBXMM_A) $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 include/*.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(XMM_VERSION)|g' tools/xmm.pc.in \
-	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/xmm.pc
-
 clean:
 	rm -rf $(BUILD)
 
@@ -128,6 +122,29 @@ TSAN_PROGRAMS :=
 -include bench/build.mk
 -include examples/build.mk
 -include tests/matrix.mk
+-include man/build.mk
+
+# ---- install -------------------------------------------------------------
+# The library under its release name with the soname and -lxmm links, the
+# headers, xmm.pc, xmm-stress, xmm-run and the manual pages.
+install: lib $(XMM_STRESS) $(XMM_RUN) man
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 644 $(LIBXMM_SO) $(DESTDIR)$(LIBDIR)/libxmm.so.$(XMM_VERSION)
+	ln -sf libxmm.so.$(XMM_VERSION) $(DESTDIR)$(LIBDIR)/$(LIBXMM_SONAME)
+	ln -sf $(LIBXMM_SONAME) $(DESTDIR)$(LIBDIR)/libxmm.so
+	install -m 644 $(LIBXMM_A) $(DESTDIR)$(LIBDIR)/
+	install -m 644 include/*.h $(DESTDIR)$(INCLUDEDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(XMM_VERSION)|g' \
+	    -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|g' \
+	    -e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|g' \
+	    tools/xmm.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/xmm.pc
+	install -m 755 $(XMM_STRESS) $(DESTDIR)$(BINDIR)/
+	sed -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' $(XMM_RUN) \
+	    > $(DESTDIR)$(BINDIR)/xmm-run
+	chmod 755 $(DESTDIR)$(BINDIR)/xmm-run
+	install -m 644 $(MAN_PAGES_1:%=$(BUILD)/man/%) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(MAN_PAGES_3:%=$(BUILD)/man/%) $(DESTDIR)$(MANDIR)/man3/
 
 test: deps
 	@$(MAKE) --no-print-directory test-build
