@@ -103,12 +103,16 @@ $(LIBXMM_CORE_A): $(CORE_OBJECTS)
 
 # ---- dependencies (Debian 12) -------------------------------------------
 DEB_PACKAGES = gcc g++ make libnuma-dev liburcu-dev libck-dev libbenchmark-dev \
-               numactl python3 sqlite3 git perl clang
+               numactl python3 sqlite3 git perl clang \
+               dpkg-dev debhelper lintian groff-base
 deps:
 	@tools/install-deps $(DEB_PACKAGES)
 
+# (and what dpkg-buildpackage leaves in debian/ when run in the tree itself)
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) debian/.debhelper debian/tmp debian/libxmm0 debian/libxmm-dev \
+	    debian/xmm-tools debian/files debian/debhelper-build-stamp debian/*.substvars \
+	    debian/*.debhelper.log debian/*.debhelper
 
 # ---- areas ---------------------------------------------------------------
 # Each fragment may add to TEST_PROGRAMS (binaries run by the test runner,
@@ -145,6 +149,27 @@ install: lib $(XMM_STRESS) $(XMM_RUN) man
 	chmod 755 $(DESTDIR)$(BINDIR)/xmm-run
 	install -m 644 $(MAN_PAGES_1:%=$(BUILD)/man/%) $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 $(MAN_PAGES_3:%=$(BUILD)/man/%) $(DESTDIR)$(MANDIR)/man3/
+
+# ---- Debian packages -------------------------------------------------------
+# libxmm0, libxmm-dev and xmm-tools (debian/), built by dpkg-buildpackage
+# from a copy of the tree as it is now (tools/source-files) in
+# $(DEB_DIR)/xmm-$(XMM_VERSION), so that the .debs, .changes and .buildinfo
+# land in $(DEB_DIR) and the tree stays clean; then lintian, which must
+# report no error.
+DEB_DIR = $(BUILD)/deb
+DEB_TREE = $(DEB_DIR)/xmm-$(XMM_VERSION)
+DEB_CHANGES = $(DEB_DIR)/xmm_$(XMM_VERSION)_amd64.changes
+
+.PHONY: deb
+deb: deps
+	@version=$$(dpkg-parsechangelog -S Version); [ "$$version" = $(XMM_VERSION) ] || \
+	    { echo "debian/changelog is at $$version, XMM_VERSION at $(XMM_VERSION)"; exit 1; }
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_TREE)
+	tools/source-files | tar --null -T - -cf - | tar -C $(DEB_TREE) -xf -
+	cd $(DEB_TREE) && dpkg-buildpackage -b -us -uc -Jauto
+	lintian --fail-on error --info $(DEB_CHANGES)
+	@ls $(DEB_DIR)/*.deb
 
 test: deps
 	@$(MAKE) --no-print-directory test-build
