@@ -49,6 +49,24 @@ for row, entry in zip(rows, entries):
 print("README and xmm(3): the same %d variables, defaults and meanings" % len(rows))
 PY
 
+# The README and the pages name no XMM_* that does not exist: each is a
+# variable of man/variables.txt or a macro of the sources.
+"$python" - README.md "$build"/man/* <<'PY' || fail "XMM_* names that do not exist"
+import pathlib, re, sys
+known = set(re.findall(r"^Variable: (XMM_\w+)", open("man/variables.txt").read(), re.M))
+for directory in ("include", "src", "platform"):
+    for source in pathlib.Path(directory).rglob("*.[ch]"):
+        known.update(re.findall(r"#\s*define\s+(XMM_\w+)", source.read_text()))
+unknown = {}
+for document in sys.argv[1:]:
+    text = open(document).read().replace("\\fB", " ").replace("\\fR", " ")
+    for name in set(re.findall(r"\bXMM_[A-Z0-9_]+", text)) - known:
+        unknown.setdefault(name, []).append(document)
+for name, documents in sorted(unknown.items()):
+    print("%s, in %s, is neither a variable nor a macro" % (name, ", ".join(documents)))
+sys.exit(1 if unknown else 0)
+PY
+
 # Every function of the public headers is in xmm(3).
 for header in include/*.h; do
     for function in $(sed -n 's/^[a-z].*[ *]\(xmm_[a-z0-9_]*\)(.*/\1/p' "$header"); do
