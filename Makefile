@@ -155,7 +155,10 @@ install: lib $(XMM_STRESS) $(XMM_RUN) man
 # from a copy of the tree as it is now (tools/source-files) in
 # $(DEB_DIR)/xmm-$(XMM_VERSION), so that the .debs, .changes and .buildinfo
 # land in $(DEB_DIR) and the tree stays clean; then lintian, which must
-# report no error.
+# report no error. In an empty environment (but PATH, HOME and
+# DEB_BUILD_OPTIONS): a BUILD=, CC= or CFLAGS= given to this make, which it
+# exports, must not reach the package's own build (debian/rules), whose
+# first step is `make clean`.
 DEB_DIR = $(BUILD)/deb
 DEB_TREE = $(DEB_DIR)/xmm-$(XMM_VERSION)
 DEB_CHANGES = $(DEB_DIR)/xmm_$(XMM_VERSION)_amd64.changes
@@ -169,7 +172,8 @@ deb: deps
 	rm -rf $(DEB_DIR)
 	mkdir -p $(DEB_TREE)
 	tools/source-files | tar --null -T - -cf - | tar -C $(DEB_TREE) -xf -
-	cd $(DEB_TREE) && dpkg-buildpackage -b -us -uc -Jauto
+	cd $(DEB_TREE) && env -i PATH="$$PATH" HOME="$$HOME" DEB_BUILD_OPTIONS="$$DEB_BUILD_OPTIONS" \
+	    dpkg-buildpackage -b -us -uc -Jauto
 	$(DEB_LINT) $(DEB_CHANGES)
 	@ls $(DEB_DIR)/*.deb
 
