@@ -596,3 +596,21 @@ uint64_t xmm_os_random_seed(void)
         seed = xmm_os_now_ns() ^ ((uint64_t)xmm_os_process_id() << 32);
     return seed;
 }
+
+void xmm_os_program_name(char *name, size_t size)
+{
+    ssize_t length = -1;
+    int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        length = read(fd, name, size - 1);
+        close(fd);
+    }
+    if (length > 0 && name[length - 1] == '\n')
+        length--;
+    if (length <= 0) {
+        length = 0;
+        for (const char *c = program_invocation_short_name; *c && (size_t)length + 1 < size; c++)
+            name[length++] = *c;
+    }
+    name[length] = '\0';
+}

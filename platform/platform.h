@@ -262,6 +262,11 @@ void xmm_os_event_wait(struct xmm_os_event *event);
  * output at exit after a program closed its own fd 2; -1 on failure. */
 int xmm_os_dup_stderr(void);
 
+/* The program's name as the kernel gives it (/proc/self/comm: at most 15
+ * bytes, what core_pattern's %e uses), else the name it was started as;
+ * NUL-terminated in `name` (`size` bytes). Never allocates. */
+void xmm_os_program_name(char *name, size_t size);
+
 /* Opens `path` for appending (created 0644, close-on-exec): a descriptor,
  * or -1 with errno. xmm_os_close closes one. */
 int xmm_os_open_append(const char *path);

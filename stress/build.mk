@@ -14,6 +14,10 @@ STRESS_OBJECTS = $(STRESS_SOURCES:stress/%.c=$(BUILD)/stress/%.o)
 STRESS_CFLAGS = $(CFLAGS) -std=gnu11 -pthread -Wall -Wextra -Wshadow \
                 -Wstrict-prototypes -Wmissing-prototypes
 STRESS_CPPFLAGS = -Iinclude -D_GNU_SOURCE
+# Where `make install` puts xmm-stress and libxmm.so.0, from which --alloc
+# xmm finds the library: a header rewritten whenever BINDIR or LIBDIR
+# differ from the last build's, so that preload.c is rebuilt.
+STRESS_PATHS = $(BUILD)/stress/install_paths.h
 
 # Length of `make run` per allocator, and of `make soak`.
 RUN_SECONDS ?= 10
@@ -33,10 +37,19 @@ test-build: $(XMM_STRESS)
 
 $(BUILD)/stress/%.o: stress/%.c $(STRESS_HEADERS) stress/build.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(STRESS_CPPFLAGS) $(STRESS_CFLAGS) -c $< -o $@
+	$(CC) $(STRESS_CPPFLAGS) $(CPPFLAGS) $(STRESS_CFLAGS) -c $< -o $@
+
+$(BUILD)/stress/preload.o: $(STRESS_PATHS)
+$(BUILD)/stress/preload.o: STRESS_CPPFLAGS += -include $(STRESS_PATHS)
+
+.PHONY: stress-paths-check
+$(STRESS_PATHS): stress-paths-check
+	@mkdir -p $(dir $@)
+	@printf '#define XMM_BINDIR "%s"\n#define XMM_LIBDIR "%s"\n' '$(BINDIR)' '$(LIBDIR)' >$@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 $(XMM_STRESS): $(STRESS_OBJECTS)
-	$(CC) $(STRESS_CFLAGS) -o $@ $^ -ldl -lm
+	$(CC) $(STRESS_CFLAGS) $(LDFLAGS) -o $@ $^ -ldl -lm
 
 run: deps lib $(XMM_STRESS)
 	python3 stress/compare.py --stress $(XMM_STRESS) --seconds $(RUN_SECONDS)

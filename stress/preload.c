@@ -26,20 +26,39 @@ static void executable_dir(char *dir, size_t size)
     snprintf(dir, size, "%s", dirname(path));
 }
 
+/* Where `make install` put the binary and the library (the Makefile's
+ * BINDIR and LIBDIR), e.g. /usr/bin and /usr/lib/x86_64-linux-gnu. */
+#ifndef XMM_BINDIR
+#define XMM_BINDIR "/usr/local/bin"
+#endif
+#ifndef XMM_LIBDIR
+#define XMM_LIBDIR "/usr/local/lib"
+#endif
+
 /* libxmm.so beside the binary (build/xmm-stress, build/libxmm.so), or in
- * ../build when the binary was copied elsewhere in the tree. */
+ * ../build when the binary was copied elsewhere in the tree; installed,
+ * LIBDIR/libxmm.so.0 under the root the binary is in (/ once installed, a
+ * directory a package was unpacked into otherwise). */
 static void find_xmm_library(char *library)
 {
-    char dir[PATH_MAX], candidates[2][PATH_MAX + 32];
+    char dir[PATH_MAX], candidates[3][2 * PATH_MAX + 32];
     executable_dir(dir, sizeof dir);
     snprintf(candidates[0], sizeof candidates[0], "%s/libxmm.so", dir);
     snprintf(candidates[1], sizeof candidates[1], "%s/../build/libxmm.so", dir);
-    for (int i = 0; i < 2; i++) {
+    size_t root_length = strlen(dir), bindir_length = strlen(XMM_BINDIR);
+    if (root_length >= bindir_length && strcmp(dir + root_length - bindir_length, XMM_BINDIR) == 0)
+        root_length -= bindir_length;
+    else
+        root_length = 0;
+    snprintf(candidates[2], sizeof candidates[2], "%.*s%s/libxmm.so.0", (int)root_length, dir,
+             XMM_LIBDIR);
+    for (int i = 0; i < 3; i++) {
         if (access(candidates[i], R_OK) == 0 && realpath(candidates[i], library))
             return;
     }
-    usage_error("--alloc", "libxmm.so not found (looked for %s and %s); build it with "
-                "'make lib' or pass --alloc PATH.so", candidates[0], candidates[1]);
+    usage_error("--alloc", "libxmm.so not found (looked for %s, %s and %s); build it with "
+                "'make lib', install libxmm0, or pass --alloc PATH.so", candidates[0],
+                candidates[1], candidates[2]);
 }
 
 static void resolve_library(const char *alloc, char *library)

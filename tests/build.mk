@@ -39,7 +39,8 @@ $(SO_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LIBX
 	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
 
 TEST_PROGRAMS += $(CORE_UNIT_TESTS:%=$(BUILD)/tests/test_%) $(SO_UNIT_TESTS:%=$(BUILD)/tests/test_%)
-TEST_SCRIPTS += tests/mem/front_end.sh tests/global/stats.sh tests/tools/layers.sh
+TEST_SCRIPTS += tests/mem/front_end.sh tests/global/stats.sh tests/global/stats_file.sh \
+                tests/tools/layers.sh
 
 # ---- ThreadSanitizer: the allocator core built with -fsanitize=thread, and
 # the lock-free tests linked against it (xmm_* API, no malloc override).

@@ -28,8 +28,11 @@
 MATRIX_DIR = $(BUILD)/matrix
 MATRIX_ARG_SCRIPTS = $(filter tests/mem/front_end.sh tests/global/stats.sh,$(TEST_SCRIPTS))
 MATRIX_CHECK = $(MATRIX_DIR)/build_checks.sh
+# Tests of what does not depend on $(BUILD)'s flags run in `make test`
+# only: the Debian packages (tests/tools/package.sh) build their own library.
+MATRIX_ONCE = tests/tools/package.sh
 # TEST_SCRIPTS in order, those two replaced by their wrappers.
-MATRIX_SCRIPTS = $(foreach script,$(TEST_SCRIPTS),$(if $(filter $(script),$(MATRIX_ARG_SCRIPTS)),$(MATRIX_DIR)/$(notdir $(script)),$(script)))
+MATRIX_SCRIPTS = $(foreach script,$(filter-out $(MATRIX_ONCE),$(TEST_SCRIPTS)),$(if $(filter $(script),$(MATRIX_ARG_SCRIPTS)),$(MATRIX_DIR)/$(notdir $(script)),$(script)))
 MATRIX_EXPECT = $(if $(findstring -DXMM_DEBUG,$(CFLAGS)),asserts,no-asserts)
 
 .PHONY: test-matrix test-variant

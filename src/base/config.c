@@ -187,10 +187,14 @@ static bool parse_stats(const char *value, void *target)
     return true;
 }
 
+/* A path in which %p, %e and %% expand (when it is opened, in stats.c). */
 static bool parse_path(const char *value, void *target)
 {
     if (!*value)
         return false;
+    for (const char *cursor = value; (cursor = strchr(cursor, '%')); cursor += 2)
+        if (!cursor[1] || !strchr("pe%", cursor[1]))
+            return false;
     *(const char **)target = value; /* the environment outlives us */
     return true;
 }
@@ -267,7 +271,9 @@ static const struct variable variables[] = {
      parse_thp, &xmm_config.thp},
     {"XMM_STATS", "none, text or json", "none", "print statistics at exit", parse_stats,
      &xmm_config.stats_at_exit},
-    {"XMM_STATS_FILE", "a file path", "stderr", "where XMM_STATS and XMM_STATS_SIGNAL write",
+    {"XMM_STATS_FILE", "a file path, in which %p, %e and %% stand for the process id, "
+     "the program name and %", "stderr",
+     "where XMM_STATS and XMM_STATS_SIGNAL write (appended to)",
      parse_path, &xmm_config.stats_file},
     {"XMM_STATS_SIGNAL", "a signal name or number, e.g. SIGUSR2", "none",
      "print statistics when this signal arrives", parse_signal, &xmm_config.stats_signal},

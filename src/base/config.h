@@ -1,7 +1,8 @@
 /*
  * config.h - XMM_* environment variables, parsed once at init without
- * allocating. The table in config.c is the single list of variables; the
- * README's table is generated from the same names.
+ * allocating. The table in config.c is the single list of variables;
+ * man/variables.txt documents the same names (the README's table, xmm(3),
+ * xmm-run), and tests/docs.sh checks that the two agree.
  */
 #ifndef XMM_CONFIG_H
 #define XMM_CONFIG_H

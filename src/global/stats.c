@@ -1,9 +1,10 @@
 /*
  * stats.c - xmm_stats_get / xmm_stats_print, XMM_STATS at exit and
- * XMM_STATS_SIGNAL. Nothing here allocates: output is formatted into a
- * fixed buffer flushed with write(2).
+ * XMM_STATS_SIGNAL. Nothing here allocates: a report is formatted into a
+ * buffer mapped for it and written with one write(2).
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -117,31 +118,44 @@ void xmm_stats_collect(struct xmm_stats *stats)
 
 /* ---- writing ---------------------------------------------------------------------- */
 
+/* A report is written with one write(2) when its buffer holds all of it, so
+ * that the reports of processes appending to one XMM_STATS_FILE never
+ * interleave (O_APPEND makes each write atomic against the others). */
 struct writer {
     int fd;
     int error;
-    char buffer[4096];
     struct xmm_text text;
 };
 
 static void writer_flush(struct writer *writer)
 {
-    if (writer->text.length && xmm_os_write_fd(writer->fd, writer->buffer, writer->text.length))
+    if (writer->text.length &&
+        xmm_os_write_fd(writer->fd, writer->text.buffer, writer->text.length))
         writer->error = 1;
     writer->text.length = 0;
 }
 
 static void emit(struct writer *writer, const char *format, ...)
 {
-    char line[512];
+    char line[1024];
     struct xmm_text piece = {line, sizeof(line), 0};
     va_list arguments;
     va_start(arguments, format);
     xmm_text_vformat(&piece, format, arguments);
     va_end(arguments);
-    if (writer->text.length + piece.length + 1 >= sizeof(writer->buffer))
+    if (writer->text.length + piece.length + 1 >= writer->text.capacity)
         writer_flush(writer);
     xmm_text_append(&writer->text, line);
+}
+
+/* Bytes enough for the longest report, with every counter at 20 digits: a
+ * node's entry is under 1 KiB, a CPU's under 64 bytes, a class's under 160. */
+static size_t report_capacity(void)
+{
+    size_t bytes = 4096 + (size_t)(xmm_nodes + 1) * 1024 +
+                   (size_t)xmm_cpu_cache_slab_count() * 64 + XMM_CLASS_COUNT * 160;
+    size_t page = xmm_os_page_size();
+    return (bytes + page - 1) & ~(page - 1);
 }
 
 struct field {
@@ -225,9 +239,15 @@ static void write_json(struct writer *writer, const struct snapshot *snapshot)
 {
     struct field fields[32];
     size_t count = totals_fields(&snapshot->totals, fields);
-    emit(writer, "{\"version\": %d, \"front_end\": \"%s\", \"front_end_detail\": \"%s\", "
-                 "\"node_count\": %d",
-         XMM_STATS_VERSION, snapshot->totals.front_end, xmm_front_end_detail(), xmm_real_nodes);
+    char program[32];
+    xmm_program_name(program, sizeof(program));
+    for (char *c = program; *c; c++) /* a JSON string, whatever the name holds */
+        if (*c < 0x20 || *c > 0x7e || *c == '"' || *c == '\\')
+            *c = '?';
+    emit(writer, "{\"version\": %d, \"pid\": %d, \"program\": \"%s\", \"front_end\": \"%s\", "
+                 "\"front_end_detail\": \"%s\", \"node_count\": %d",
+         XMM_STATS_VERSION, xmm_os_process_id(), program, snapshot->totals.front_end,
+         xmm_front_end_detail(), xmm_real_nodes);
     for (size_t i = 0; i < count; i++)
         emit(writer, ", \"%s\": %u", fields[i].name, fields[i].value);
     emit(writer, ", \"nodes\": [");
@@ -286,13 +306,21 @@ int xmm_stats_write(int fd, const char *format)
     }
     struct snapshot snapshot;
     collect(&snapshot);
+    /* The whole report in one buffer, mapped for the call (never malloc);
+     * without memory for it, 4 KiB pieces. */
+    size_t capacity = report_capacity();
+    char *mapped = xmm_os_map(capacity, 0);
+    char fallback[4096];
     struct writer writer = {.fd = fd};
-    writer.text = (struct xmm_text){writer.buffer, sizeof(writer.buffer), 0};
+    writer.text = mapped ? (struct xmm_text){mapped, capacity, 0}
+                         : (struct xmm_text){fallback, sizeof(fallback), 0};
     if (json)
         write_json(&writer, &snapshot);
     else
         write_text(&writer, &snapshot);
     writer_flush(&writer);
+    if (mapped)
+        xmm_os_unmap(mapped, capacity);
     return writer.error ? -1 : 0;
 }
 
@@ -308,16 +336,50 @@ static const char *format_name(void)
  * close_stdout does), which run before XMM's. */
 static int stats_stderr = 2;
 
+void xmm_program_name(char *name, size_t size)
+{
+    xmm_os_program_name(name, size);
+    for (char *c = name; *c; c++)
+        if (*c == '/')
+            *c = '!';
+}
+
+bool xmm_expand_path(const char *pattern, char *path, size_t size)
+{
+    struct xmm_text text = {path, size, 0};
+    char name[32];
+    for (const char *cursor = pattern; *cursor; cursor++) {
+        if (cursor[0] == '%' && cursor[1] == 'p') {
+            xmm_text_format(&text, "%d", xmm_os_process_id());
+            cursor++;
+        } else if (cursor[0] == '%' && cursor[1] == 'e') {
+            xmm_program_name(name, sizeof(name));
+            xmm_text_append(&text, name);
+            cursor++;
+        } else {
+            char one[2] = {cursor[0], '\0'};
+            xmm_text_append(&text, one);
+            if (cursor[0] == '%' && cursor[1] == '%')
+                cursor++;
+        }
+    }
+    return text.length + 1 < size; /* else it may have been cut */
+}
+
 static void print_to_destination(void)
 {
     int fd = stats_stderr;
     if (xmm_config.stats_file) {
-        fd = xmm_os_open_append(xmm_config.stats_file);
-        if (fd < 0) {
-            xmm_report("xmm: XMM_STATS_FILE=%s: cannot open; writing to stderr\n",
-                       xmm_config.stats_file);
+        char path[PATH_MAX];
+        bool fits = xmm_expand_path(xmm_config.stats_file, path, sizeof(path));
+        fd = fits ? xmm_os_open_append(path) : -1;
+        if (!fits)
+            xmm_report("xmm: XMM_STATS_FILE: the path is too long once expanded; "
+                       "writing to stderr\n");
+        else if (fd < 0)
+            xmm_report("xmm: XMM_STATS_FILE: cannot open %s; writing to stderr\n", path);
+        if (fd < 0)
             fd = stats_stderr;
-        }
     }
     xmm_stats_write(fd, format_name());
     if (fd != stats_stderr)

@@ -15,6 +15,14 @@ void xmm_stats_collect(struct xmm_stats *stats);
 /* Prints to `fd` in "text" or "json". 0, or -1 for an unknown format. */
 int xmm_stats_write(int fd, const char *format);
 
+/* The program's name, as core_pattern's %e: the kernel's (/proc/self/comm,
+ * at most 15 bytes), else the last part of argv[0]; '/' becomes '!'. */
+void xmm_program_name(char *name, size_t size);
+
+/* `pattern` with %p (process id), %e (program name) and %% (a '%') put in
+ * `path`; false if it does not fit in `size` bytes. Never allocates. */
+bool xmm_expand_path(const char *pattern, char *path, size_t size);
+
 /* XMM_STATS at exit, XMM_STATS_SIGNAL; from init phase 2. */
 void xmm_stats_install_hooks(void);
 

@@ -13,7 +13,7 @@ XMM_STATS=json XMM_STATS_FILE="$work/stats.json" "$test" quiet || fail "json run
 python3 - "$work/stats.json" <<'PY' || fail "json schema"
 import json, sys
 stats = json.load(open(sys.argv[1]))
-top = ["version", "front_end", "front_end_detail", "node_count", "allocations", "frees",
+top = ["version", "pid", "program", "front_end", "front_end_detail", "node_count", "allocations", "frees",
        "bytes_in_use", "bytes_reserved", "bytes_committed", "bytes_purged", "bytes_cached",
        "bytes_central", "bytes_page_heap_free", "large_allocations", "cross_node_frees",
        "invalid_frees", "cache_refills", "cache_drains", "rseq_fast_path", "rseq_fallback",

@@ -1,15 +1,21 @@
 /* Statistics match what the program did, through malloc (libxmm.so).
- *   test_stats counts         single- and multi-threaded in-use and counters
+ *   test_stats counts         single- and multi-threaded in-use and counters, and
+ *                             each report in one write(2)
  *   test_stats malloc-info    writes malloc_info(0, stdout) (checked as XML by stats.sh)
  *   test_stats signal FILE    raises XMM_STATS_SIGNAL, waits for FILE to fill
- *   test_stats quiet          allocates a little and exits (for XMM_STATS runs) */
+ *   test_stats quiet          allocates a little and exits (for XMM_STATS runs)
+ *   test_stats sizes [FILE]   allocates in most size classes (a long report), and
+ *                             exits once FILE exists (processes exit together) */
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "xmm.h"
@@ -125,6 +131,43 @@ static void check_versioning(void)
     CHECK(xmm_stats_print(1, "yaml") == -1, "unknown format is rejected");
 }
 
+/* A live block in most size classes: a report of several KiB (the
+ * report lists every class with live blocks or sampled traffic). */
+static void allocate_many_sizes(void)
+{
+    static void *volatile blocks[128]; /* volatile: kept, not elided */
+    int count = 0;
+    for (size_t size = 8; size <= 256 * 1024 && count < 128; size += size / 8 + 8)
+        blocks[count++] = malloc(size);
+}
+
+/* A report is one write(2), so that processes appending to one
+ * XMM_STATS_FILE never interleave: over a SOCK_SEQPACKET socket each write
+ * arrives as one message. */
+static void check_one_write(void)
+{
+    allocate_many_sizes();
+    int sockets[2];
+    CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sockets) == 0, "socketpair");
+    static char report[512 * 1024];
+    const char *formats[] = {"json", "text"};
+    for (int i = 0; i < 2; i++) {
+        CHECK(xmm_stats_print(sockets[0], formats[i]) == 0, "%s report printed", formats[i]);
+        ssize_t length = recv(sockets[1], report, sizeof(report), MSG_DONTWAIT);
+        CHECK(length > 2048 && report[length - 1] == '\n', "%s report: %zd bytes, whole",
+              formats[i], length);
+        CHECK(recv(sockets[1], report, sizeof(report), MSG_DONTWAIT) == -1 && errno == EAGAIN,
+              "%s report: one write", formats[i]);
+        if (i == 0) {
+            CHECK(length > 4096, "json report longer than 4 KiB (%zd bytes)", length);
+            CHECK(memchr(report, '\n', (size_t)length) == report + length - 1,
+                  "json report: one line");
+        }
+    }
+    close(sockets[0]);
+    close(sockets[1]);
+}
+
 static int wait_for_file(const char *path)
 {
     for (int i = 0; i < 200; i++) {
@@ -146,6 +189,13 @@ int main(int argc, char **argv)
         free(malloc(1000));
         return 0;
     }
+    if (!strcmp(mode, "sizes")) {
+        allocate_many_sizes();
+        struct timespec pause = {0, 1000000};
+        for (int i = 0; argc > 2 && access(argv[2], F_OK) != 0 && i < 20000; i++)
+            nanosleep(&pause, NULL);
+        return 0;
+    }
     if (!strcmp(mode, "signal")) {
         free(malloc(1000));
         raise(SIGUSR2);
@@ -156,5 +206,6 @@ int main(int argc, char **argv)
     check_count_estimates();
     check_counts_threads();
     check_versioning();
+    check_one_write();
     return check_summary("stats counts");
 }
