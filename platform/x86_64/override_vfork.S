@@ -37,7 +37,7 @@ vfork:
     popq %rdi                                   /* return address */
     .cfi_adjust_cfa_offset -8
     .cfi_register %rip, %rdi
-    movq xmm_rseq_area_current@gottpoff(%rip), %r9
+    movq xmm_thread@gottpoff(%rip), %r9  /* xmm_thread.rseq_area: offset 0 */
     movq %fs:(%r9), %rdx                        /* the thread's rseq area */
     movq xmm_rseq_attach_refused@gottpoff(%rip), %r10
     movzbl %fs:(%r10), %r8d                     /* and its refusal flag */

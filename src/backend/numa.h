@@ -8,15 +8,15 @@
 
 #include "base/base.h"
 
-extern struct xmm_topology xmm_topology;
+extern XMM_HIDDEN struct xmm_topology xmm_topology;
 /* Per-node structure sets XMM keeps: 0 .. xmm_nodes - 1. One per NUMA node
  * (xmm_real_nodes of them), plus, under XMM_NUMA=interleave, one more whose
  * memory is interleaved over every node (xmm_interleaved_node). */
-extern int xmm_nodes;
-extern int xmm_real_nodes;
-extern int xmm_interleaved_node; /* -1 unless XMM_NUMA=interleave */
+extern XMM_HIDDEN int xmm_nodes;
+extern XMM_HIDDEN int xmm_real_nodes;
+extern XMM_HIDDEN int xmm_interleaved_node; /* -1 unless XMM_NUMA=interleave */
 /* CPU -> the node whose memory that CPU's allocations use. */
-extern uint8_t xmm_home_node_of_cpu[XMM_MAX_CPUS];
+extern XMM_HIDDEN uint8_t xmm_home_node_of_cpu[XMM_MAX_CPUS];
 
 /* Reads the topology and derives the tables above from the policy. */
 void xmm_numa_init(void);

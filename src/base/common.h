@@ -11,6 +11,10 @@
 #include "platform.h"
 
 #define XMM_EXPORT __attribute__((visibility("default")))
+/* On declarations of the library's own globals: -fvisibility=hidden covers
+ * definitions only, and without this a -fPIC access to an extern variable
+ * goes through the GOT (one load more on every fast path that reads it). */
+#define XMM_HIDDEN __attribute__((visibility("hidden")))
 #define XMM_LIKELY(x) __builtin_expect(!!(x), 1)
 #define XMM_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define XMM_NOINLINE __attribute__((noinline))
@@ -68,6 +72,25 @@ XMM_INLINE bool xmm_turn_due(uint64_t *last_ns, uint64_t now, uint64_t period_ns
            __atomic_compare_exchange_n(last_ns, &last, now, false, __ATOMIC_RELAXED,
                                        __ATOMIC_RELAXED);
 }
+
+/* ---- the calling thread's state ------------------------------------------- */
+
+struct xmm_thread_cache;
+
+/* Everything the hit paths of malloc and free read per thread, in one TLS
+ * block: a shared library reaches initial-exec TLS through a GOT load of
+ * its offset, so one block costs the hit path one such load, not one per
+ * variable. Each layer owns its fields. rseq_area stays first: the vfork
+ * wrapper (platform/x86_64/override_vfork.S) saves and clears it at
+ * offset 0. */
+struct xmm_thread_state {
+    void *rseq_area;                      /* mem: the area the per-CPU caches use */
+    const uint32_t *rseq_index;           /* mem: its cpu_id or mm_cid field */
+    char *cpu_slabs;                      /* mem: the slabs' base, for the sections */
+    struct xmm_thread_cache *thread_cache; /* mem: per-thread mode's cache */
+    int64_t tick_countdown;               /* global: bytes to the allocation tick */
+};
+extern __thread struct xmm_thread_state xmm_thread __attribute__((tls_model("initial-exec")));
 
 /* ---- diagnostics ---------------------------------------------------------- */
 

@@ -47,7 +47,7 @@ struct xmm_config {
     bool strict;                  /* XMM_STRICT */
 };
 
-extern struct xmm_config xmm_config;
+extern XMM_HIDDEN struct xmm_config xmm_config;
 
 /* Reads every XMM_* variable; reports malformed and unknown ones (fatal
  * with XMM_STRICT=1). Called once, early in init. */

@@ -106,6 +106,8 @@ _Noreturn void xmm_fatal(const char *format, ...)
     xmm_platform_abort();
 }
 
+__thread struct xmm_thread_state xmm_thread __attribute__((tls_model("initial-exec")));
+
 /* ---- misuse of the heap ----------------------------------------------------------- */
 
 uint64_t xmm_invalid_free_count;

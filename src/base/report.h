@@ -26,6 +26,6 @@ void xmm_text_vformat(struct xmm_text *text, const char *format, va_list argumen
  * finds the misuse reports it and then leaves the block alone. */
 void xmm_report_bad_free(const char *what, const void *ptr);
 void xmm_report_double_free(const void *object);
-extern uint64_t xmm_invalid_free_count;
+extern XMM_HIDDEN uint64_t xmm_invalid_free_count;
 
 #endif

@@ -9,15 +9,17 @@
  *
  *      word = next ^ xmm_free_secret ^ address_of_the_object
  *
- * where `next` is the following object of a span's free list, or 0 in a
- * cache or batch (and at a list's end). An object handed out holds 0 there
- * until the program writes it. So free() can tell, from the word it is
- * about to overwrite anyway, whether the block is already free: decoding
- * gives 0 or an address inside the same span. A live block's word decodes
- * to that only if the program stored exactly secret ^ address (^ an address
- * in the span): the secret's top bit is set, so no pointer, small integer
- * or zero the program keeps there can, and arbitrary data has odds of
- * about span_bytes / 2^63.
+ * where `next` is the following object of a span's free list, or the
+ * object itself in a cache or batch and at a list's end (so every free
+ * object's word decodes to an address of its own span, and the check is
+ * one range compare). An object handed out holds 0 there until the
+ * program writes it. So free() can tell, from the word it is about to
+ * overwrite anyway, whether the block is already free: decoding gives an
+ * address inside the same span. A live block's word decodes to that only
+ * if the program stored exactly secret ^ address ^ (an address in the
+ * span): the secret's top bit is set, so no pointer, small integer or zero
+ * the program keeps there can, and arbitrary data has odds of about
+ * span_bytes / 2^63.
  *
  * The same encoding is glibc's safe-linking (2.32: links XORed with their
  * own address >> 12) and mimalloc's encoded free lists (MI_SECURE, two
@@ -32,7 +34,7 @@
 #include "base/base.h"
 
 /* Random, bit 63 set; written once in init phase 1, before any object. */
-extern uint64_t xmm_free_secret;
+extern XMM_HIDDEN uint64_t xmm_free_secret;
 
 /* Chooses the secret (init phase 1). */
 void xmm_free_secret_init(void);
@@ -43,26 +45,30 @@ XMM_INLINE uintptr_t xmm_free_key(const void *object)
 }
 
 /* Marks `object` free, with `next` its successor on a span's free list
- * (NULL in a cache or batch). */
+ * (NULL: none, in a cache or batch or at a list's end, encoded as the
+ * object itself). */
 XMM_INLINE void xmm_free_object_set(void *object, const void *next)
 {
-    *(uintptr_t *)object = (uintptr_t)next ^ xmm_free_key(object);
+    const void *link = next ? next : object;
+    *(uintptr_t *)object = (uintptr_t)link ^ xmm_free_key(object);
 }
 
 /* The successor a free object's word encodes (NULL: none). Undefined on a
  * live object; callers check what it returns. */
 XMM_INLINE void *xmm_free_object_next(const void *object)
 {
-    return (void *)(*(const uintptr_t *)object ^ xmm_free_key(object));
+    void *link = (void *)(*(const uintptr_t *)object ^ xmm_free_key(object));
+    return link == object ? NULL : link;
 }
 
 /* True when `object`, a block of the span [start, start + bytes), holds
  * the word of a free object: a double free, or a free of a block that was
- * never handed out. One load of a line free() is about to write. */
+ * never handed out. One load of a line free() is about to write, and one
+ * range compare. */
 XMM_INLINE bool xmm_free_object_is_free(const void *object, const char *start, size_t bytes)
 {
-    uintptr_t next = (uintptr_t)xmm_free_object_next(object);
-    return next == 0 || next - (uintptr_t)start < bytes;
+    uintptr_t link = *(const uintptr_t *)object ^ xmm_free_key(object);
+    return link - (uintptr_t)start < bytes;
 }
 
 /* The word a block holds when it is handed out: not a free object's. */

@@ -35,9 +35,9 @@ struct xmm_size_class {
     uint64_t reciprocal;   /* ceil(2^40 / size): offset / size by multiply */
 };
 
-extern struct xmm_size_class xmm_size_classes[XMM_CLASS_COUNT];
-extern uint8_t xmm_class_by_8[XMM_SMALL_LOOKUP_MAX / 8 + 1];
-extern uint8_t xmm_class_by_128[XMM_MAX_SMALL_SIZE / 128 + 1];
+extern XMM_HIDDEN struct xmm_size_class xmm_size_classes[XMM_CLASS_COUNT];
+extern XMM_HIDDEN uint8_t xmm_class_by_8[XMM_SMALL_LOOKUP_MAX / 8 + 1];
+extern XMM_HIDDEN uint8_t xmm_class_by_128[XMM_MAX_SMALL_SIZE / 128 + 1];
 
 /* Fills the tables. Idempotent; called once from init. */
 void xmm_size_classes_init(void);

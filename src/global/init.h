@@ -17,7 +17,7 @@ enum {
     XMM_INIT_CORE = 2,
     XMM_INIT_COMPLETE = 3,
 };
-extern int xmm_init_state;
+extern XMM_HIDDEN int xmm_init_state;
 
 bool xmm_init_slow(void);
 

@@ -11,7 +11,6 @@
 #include "ds/ds.h"
 #include "upkeep.h"
 
-__thread int64_t xmm_tick_countdown __attribute__((tls_model("initial-exec")));
 /* The thread's generator of tick intervals (0: not seeded yet, and the
  * countdown not started: the thread's first request starts it). */
 static __thread uint64_t tick_random __attribute__((tls_model("initial-exec")));
@@ -86,7 +85,7 @@ void xmm_upkeep_tick(size_t size)
     } else {
         credit_sample(size);
     }
-    xmm_tick_countdown = next_interval();
+    xmm_thread.tick_countdown = next_interval();
     xmm_upkeep_node(xmm_node_of_cpu(xmm_os_current_cpu()));
 }
 

@@ -28,7 +28,6 @@ void xmm_upkeep_node(int node);
  * is how the statistics count operations with no counter on the hit path
  * (docs/statistics.md). The fast path pays a TLS subtract and a branch. */
 #define XMM_TICK_BYTES ((int64_t)256 << 10)
-extern __thread int64_t xmm_tick_countdown __attribute__((tls_model("initial-exec")));
 /* `size`: the request that crossed the mark (a small one). */
 void xmm_upkeep_tick(size_t size);
 
@@ -36,7 +35,7 @@ void xmm_upkeep_tick(size_t size);
  * counted toward the tick the same way. */
 XMM_INLINE void xmm_upkeep_count_request(size_t size)
 {
-    if (XMM_UNLIKELY((xmm_tick_countdown -= (int64_t)size) < 0))
+    if (XMM_UNLIKELY((xmm_thread.tick_countdown -= (int64_t)size) < 0))
         xmm_upkeep_tick(size);
 }
 

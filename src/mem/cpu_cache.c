@@ -42,7 +42,6 @@ enum rseq_mode { RSEQ_OFF, RSEQ_LIBC, RSEQ_OWN };
 
 char *xmm_cpu_slabs;
 uint32_t xmm_rseq_index_offset;
-__thread void *xmm_rseq_area_current __attribute__((tls_model("initial-exec")));
 uint64_t xmm_rseq_restart_count;
 
 static enum rseq_mode rseq_mode = RSEQ_OFF;
@@ -140,6 +139,15 @@ static bool size_slabs(void)
     return slab_count > 0 && slab_count <= XMM_MAX_SLABS;
 }
 
+/* Makes `area` the calling thread's: the hit paths read all three. */
+static void use_area(void *area)
+{
+    xmm_thread.rseq_index = xmm_rseq_index(area);
+    xmm_thread.cpu_slabs = xmm_cpu_slabs;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* area last: a handler sees all or none */
+    xmm_thread.rseq_area = area;
+}
+
 /* An area the slabs can serve: the kernel has filled it (glibc marks a
  * thread whose registration failed with cpu_id -2, and a fresh area holds
  * -1) and its indexes are in range. Checked once per thread, at attach. */
@@ -186,13 +194,13 @@ bool xmm_cpu_cache_init_core(void)
     }
     rseq_mode = mode;
     have_membarrier = xmm_os_membarrier_rseq_register() == 0;
-    xmm_rseq_area_current = area;
+    use_area(area);
     return true;
 }
 
 static void unregister_own_area(void *area)
 {
-    xmm_rseq_area_current = NULL;
+    xmm_thread.rseq_area = NULL;
     xmm_rseq_attach_refused = true; /* later allocations of this thread: thread cache */
     xmm_os_rseq_unregister(area);
 }
@@ -249,7 +257,7 @@ bool xmm_cpu_cache_attach(void)
 {
     if (rseq_mode == RSEQ_OFF || xmm_rseq_attach_refused)
         return false;
-    if (xmm_rseq_area_current)
+    if (xmm_thread.rseq_area)
         return true;
     if (!xmm_front_end_ready)
         return false;
@@ -263,16 +271,19 @@ bool xmm_cpu_cache_attach(void)
     }
     if (mode == RSEQ_OWN)
         xmm_os_thread_key_set(own_area_key, area);
-    xmm_rseq_area_current = area;
+    use_area(area);
     return true;
 }
 
 /* ---- slow paths ------------------------------------------------------------------------ */
 
+/* The calling thread's index field (its area is xmm_thread.rseq_area). */
 static const uint32_t *index_of(void *area)
 {
-    return (const uint32_t *)((char *)area + xmm_rseq_index_offset);
+    (void)area;
+    return xmm_thread.rseq_index;
 }
+
 
 static int slab_node_now(void *area)
 {
@@ -282,7 +293,7 @@ static int slab_node_now(void *area)
 
 void *xmm_cpu_cache_alloc_slow(unsigned size_class)
 {
-    void *area = xmm_rseq_area_current;
+    void *area = xmm_thread.rseq_area;
     int node = slab_node_now(area);
     void *objects[XMM_MAX_BATCH];
     uint32_t count = xmm_central_refill(node, size_class, objects,
@@ -307,7 +318,7 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
 
 void xmm_cpu_cache_free_slow(void *object, struct xmm_span *span, int result)
 {
-    void *area = xmm_rseq_area_current;
+    void *area = xmm_thread.rseq_area;
     unsigned size_class = span->size_class;
     if (result == XMM_RSEQ_FULL) {
         void *objects[XMM_MAX_BATCH];
@@ -431,7 +442,7 @@ static void release_all_slabs(void)
  * drained safely, with ordinary critical sections. */
 static void release_current_slab(void)
 {
-    void *area = xmm_rseq_area_current;
+    void *area = xmm_thread.rseq_area;
     if (!area)
         return;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {

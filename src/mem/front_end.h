@@ -37,15 +37,14 @@ struct xmm_thread_cache {
     struct xmm_thread_cache *next_free; /* recycled after thread exit */
 };
 
-/* The calling thread's cache; NULL before its first allocation. After the
- * thread's exit destructor it points to a cache with no capacity, so the
- * fast path misses and the slow path goes to the central layer directly. */
-extern __thread struct xmm_thread_cache *xmm_thread_cache_current
-    __attribute__((tls_model("initial-exec")));
+/* xmm_thread.thread_cache: the calling thread's cache; NULL before its
+ * first allocation. After the thread's exit destructor it points to a
+ * cache with no capacity, so the fast path misses and the slow path goes
+ * to the central layer directly. */
 
 /* True once init phase 2 has set up the front end (thread-exit key, own
  * rseq areas): before, threads get no cache of their own. */
-extern bool xmm_front_end_ready;
+extern XMM_HIDDEN bool xmm_front_end_ready;
 
 /* Slow paths (thread_cache.c). */
 void *xmm_thread_cache_alloc_slow(unsigned size_class);
@@ -58,11 +57,11 @@ void xmm_front_free_slow(void *object, struct xmm_span *span);
 
 /* ---- per-CPU caches (cpu_cache.c) ---- */
 
-/* The calling thread's rseq area while it uses the per-CPU caches. */
-extern __thread void *xmm_rseq_area_current __attribute__((tls_model("initial-exec")));
+/* xmm_thread.rseq_area: the calling thread's rseq area while it uses the
+ * per-CPU caches (with rseq_index and cpu_slabs set with it). */
 extern __thread bool xmm_rseq_attach_refused __attribute__((tls_model("initial-exec")));
-extern char *xmm_cpu_slabs;
-extern uint32_t xmm_rseq_index_offset; /* XMM_RSEQ_CPU_ID_OFFSET or _MM_CID_ */
+extern XMM_HIDDEN char *xmm_cpu_slabs;
+extern XMM_HIDDEN uint32_t xmm_rseq_index_offset; /* XMM_RSEQ_CPU_ID_OFFSET or _MM_CID_ */
 
 /* Gives the calling thread an rseq area if the per-CPU caches are in use;
  * false means it uses a per-thread cache. */
@@ -80,6 +79,7 @@ const char *xmm_cpu_cache_detail(void);
 /* rseq mode, for statistics and XMM_VERBOSE. */
 const char *xmm_front_end_detail(void);
 
+/* The index field of `area` (any thread's) the slabs are chosen by. */
 XMM_INLINE const uint32_t *xmm_rseq_index(void *area)
 {
     return (const uint32_t *)((char *)area + xmm_rseq_index_offset);
@@ -93,11 +93,11 @@ XMM_INLINE const uint32_t *xmm_rseq_index(void *area)
 XMM_INLINE void *xmm_front_try_alloc(unsigned size_class)
 {
 #if XMM_PER_CPU_CACHES
-    void *area = xmm_rseq_area_current;
+    void *area = xmm_thread.rseq_area;
     if (XMM_LIKELY(area != NULL))
-        return xmm_rseq_pop(area, xmm_rseq_index(area), xmm_cpu_slabs, size_class);
+        return xmm_rseq_pop(area, xmm_thread.rseq_index, xmm_thread.cpu_slabs, size_class);
 #endif
-    struct xmm_thread_cache *cache = xmm_thread_cache_current;
+    struct xmm_thread_cache *cache = xmm_thread.thread_cache;
     if (XMM_LIKELY(cache != NULL)) {
         struct xmm_cache_bin *bin = &cache->bins[size_class];
         if (XMM_LIKELY(bin->count))
@@ -110,7 +110,7 @@ XMM_INLINE void *xmm_front_try_alloc(unsigned size_class)
 XMM_INLINE void *xmm_front_alloc_miss(unsigned size_class)
 {
 #if XMM_PER_CPU_CACHES
-    if (xmm_rseq_area_current)
+    if (xmm_thread.rseq_area)
         return xmm_cpu_cache_alloc_slow(size_class);
 #endif
     return xmm_front_alloc_slow(size_class);
@@ -124,29 +124,38 @@ XMM_INLINE void *xmm_front_alloc(unsigned size_class)
 
 /* Free fast path: a push when the object belongs to this cache's node and
  * the bin has room. The caller has checked the object (global/heap.h: a
- * live block, now tagged free). */
-XMM_INLINE void xmm_front_free(void *object, struct xmm_span *span)
+ * live block, now tagged free). The _as form takes the span's class and
+ * node read before the caller's store into the object (which the compiler
+ * must assume may alias the descriptor). */
+XMM_INLINE void xmm_front_free_as(void *object, unsigned size_class, unsigned node,
+                                   struct xmm_span *span)
 {
 #if XMM_PER_CPU_CACHES
-    void *area = xmm_rseq_area_current;
+    void *area = xmm_thread.rseq_area;
     if (XMM_LIKELY(area != NULL)) {
-        enum xmm_rseq_push_result result = xmm_rseq_push(
-            area, xmm_rseq_index(area), xmm_cpu_slabs, span->size_class, object, span->node);
+        enum xmm_rseq_push_result result =
+            xmm_rseq_push(area, xmm_thread.rseq_index, xmm_thread.cpu_slabs, size_class,
+                          object, node);
         if (XMM_LIKELY(result == XMM_RSEQ_PUSHED))
             return;
         xmm_cpu_cache_free_slow(object, span, result);
         return;
     }
 #endif
-    struct xmm_thread_cache *cache = xmm_thread_cache_current;
-    if (XMM_LIKELY(cache != NULL && span->node == cache->node)) {
-        struct xmm_cache_bin *bin = &cache->bins[span->size_class];
+    struct xmm_thread_cache *cache = xmm_thread.thread_cache;
+    if (XMM_LIKELY(cache != NULL && (int)node == cache->node)) {
+        struct xmm_cache_bin *bin = &cache->bins[size_class];
         if (XMM_LIKELY(bin->count < bin->capacity)) {
             bin->slots[bin->count++] = object;
             return;
         }
     }
     xmm_front_free_slow(object, span);
+}
+
+XMM_INLINE void xmm_front_free(void *object, struct xmm_span *span)
+{
+    xmm_front_free_as(object, span->size_class, span->node, span);
 }
 
 /* Empties the calling thread's cache into the central layer. */

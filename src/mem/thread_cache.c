@@ -8,8 +8,6 @@
 #include "central.h"
 #include "front_end.h"
 
-__thread struct xmm_thread_cache *xmm_thread_cache_current
-    __attribute__((tls_model("initial-exec")));
 
 static xmm_os_thread_key exit_key;
 static struct xmm_lock registry_lock = XMM_LOCK_INITIALIZER;
@@ -92,7 +90,7 @@ static struct xmm_thread_cache *take_cache(void)
  * is still initialising or the thread is exiting. */
 static struct xmm_thread_cache *current_cache(void)
 {
-    struct xmm_thread_cache *cache = xmm_thread_cache_current;
+    struct xmm_thread_cache *cache = xmm_thread.thread_cache;
     if (cache)
         return cache;
     if (!xmm_front_end_ready)
@@ -101,7 +99,7 @@ static struct xmm_thread_cache *current_cache(void)
     if (!cache)
         return &cacheless;
     cache->node = xmm_node_of_cpu(xmm_os_current_cpu());
-    xmm_thread_cache_current = cache;
+    xmm_thread.thread_cache = cache;
     /* pthread_setspecific may allocate (keys beyond the first 32): the
      * cache is already in place, so that allocation is served from it. */
     xmm_os_thread_key_set(exit_key, cache);
@@ -133,7 +131,7 @@ static void flush_cache(struct xmm_thread_cache *cache)
 
 void xmm_thread_cache_flush_current(void)
 {
-    struct xmm_thread_cache *cache = xmm_thread_cache_current;
+    struct xmm_thread_cache *cache = xmm_thread.thread_cache;
     if (cache && cache != &cacheless)
         flush_cache(cache);
 }
@@ -144,7 +142,7 @@ static void thread_exit(void *argument)
     flush_cache(cache);
     /* From here on this thread's allocations (from later destructors) go
      * straight to the central layer. */
-    xmm_thread_cache_current = &cacheless;
+    xmm_thread.thread_cache = &cacheless;
     if (!xmm_lock_acquire(&registry_lock))
         return; /* cannot happen in a destructor; the cache would leak */
     cache->next_free = recycled;
