@@ -80,6 +80,15 @@ void *xmm_os_map_accounted(size_t size, size_t alignment)
     return map_aligned(size, alignment, MAP_PRIVATE | MAP_ANONYMOUS);
 }
 
+void *xmm_os_remap(void *addr, size_t old_size, size_t new_size, void *to)
+{
+    int saved_errno = errno;
+    void *result = to ? mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, to)
+                      : mremap(addr, old_size, new_size, 0);
+    errno = saved_errno;
+    return result == MAP_FAILED ? NULL : result;
+}
+
 void xmm_os_unmap(void *addr, size_t size)
 {
     munmap(addr, size);

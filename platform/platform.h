@@ -43,6 +43,14 @@ void *xmm_os_map(size_t size, size_t alignment);
  * size fails at once, as with glibc, instead of at first touch. */
 void *xmm_os_map_accounted(size_t size, size_t alignment);
 
+/* Resizes the mapping [addr, addr + old_size) to new_size bytes (both
+ * page multiples) with mremap(2): in place when `to` is NULL (NULL if the
+ * pages after it are taken), else moved onto `to`, a mapping of new_size
+ * bytes from xmm_os_map that it replaces (NULL on failure, `to` then left
+ * as it was). Moving moves page tables, not bytes; the pages keep their
+ * contents, NUMA policy and accounting. Returns the new address. */
+void *xmm_os_remap(void *addr, size_t old_size, size_t new_size, void *to);
+
 /* Unmaps [addr, addr + size). `addr` and `size` must be page-aligned and
  * come from xmm_os_map. Failure (which only happens on bad arguments) is
  * ignored. */

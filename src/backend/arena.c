@@ -225,6 +225,48 @@ void *xmm_arena_map_direct(size_t size, size_t alignment, int node)
     return base;
 }
 
+/* Whether every granule of [base, base + size) has a leaf in the map (made
+ * now if needed): so that registering the range cannot fail. */
+static bool leaves_exist(const char *base, size_t size)
+{
+    uintptr_t first = (uintptr_t)base >> XMM_GRANULE_SHIFT;
+    uintptr_t last = ((uintptr_t)base + size - 1) >> XMM_GRANULE_SHIFT;
+    for (uintptr_t granule = first; granule <= last; granule++)
+        if (!leaf_for(granule))
+            return false;
+    return true;
+}
+
+bool xmm_arena_resize_direct(struct xmm_region *region, size_t size)
+{
+    size_t page = xmm_os_page_size();
+    if (size > SIZE_MAX - XMM_GRANULE_SIZE)
+        return false;
+    size_t mapped = xmm_align_up(size, page);
+    if (mapped == region->size)
+        return true;
+    char *base = NULL;
+    if (leaves_exist(region->base, mapped))
+        base = xmm_os_remap(region->base, region->size, mapped, NULL);
+    if (!base) {
+        /* Moved onto a granule-aligned range of its own: page tables move,
+         * bytes do not. */
+        char *to = xmm_os_map(mapped, XMM_GRANULE_SIZE);
+        if (!to)
+            return false;
+        if (!leaves_exist(to, mapped) ||
+            !(base = xmm_os_remap(region->base, region->size, mapped, to))) {
+            xmm_os_unmap(to, mapped);
+            return false;
+        }
+    }
+    unregister_region(region);
+    region->base = base;
+    region->size = mapped;
+    register_region(region); /* its leaves exist: it cannot fail */
+    return true;
+}
+
 void xmm_arena_unmap_direct(struct xmm_region *region)
 {
     unregister_region(region);

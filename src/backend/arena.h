@@ -67,7 +67,7 @@ struct xmm_address_map {
     uintptr_t root[(size_t)1 << XMM_MAP_ROOT_BITS];
     struct xmm_map_leaf empty;
 };
-extern struct xmm_address_map xmm_address_map;
+extern XMM_HIDDEN struct xmm_address_map xmm_address_map;
 
 /* Creates what the map needs beyond its static part (nothing today).
  * Returns 0. */
@@ -118,6 +118,12 @@ void xmm_arena_release_chunk(struct xmm_chunk *chunk);
 void *xmm_arena_map_direct(size_t size, size_t alignment, int node);
 
 /* Unmaps a direct block and forgets it. */
+/* Resizes a direct mapping to hold `size` bytes: in place when the pages
+ * after it are free, else moved (mremap: page tables, not bytes) to a new
+ * granule-aligned range; the region's base and size follow. false, the
+ * block unchanged, when the kernel refuses. The caller owns the block. */
+bool xmm_arena_resize_direct(struct xmm_region *region, size_t size);
+
 void xmm_arena_unmap_direct(struct xmm_region *region);
 
 /* In a fork child: repairs the direct-region lock if its holder is gone. */

@@ -185,11 +185,27 @@ void *xmm_heap_realloc(void *ptr, size_t size)
      * usable bytes or more is 16-aligned (size_class.h). */
     if (size <= usable && (size >= usable / 2 || usable <= 16))
         return ptr;
+    /* A block that grows gets an eighth more than asked for: a buffer grown
+     * a little at a time (4 KiB steps to 40 MiB) then moves a logarithmic
+     * number of times, not once per call. */
+    size_t target = size;
+    if (size > usable && usable > XMM_MAX_SMALL_SIZE && size < SIZE_MAX - size / 8)
+        target = size + size / 8;
     /* Large blocks grow into the free pages after them and shrink by
      * giving back their tail: no copy, no new page faults. */
-    if (usable > XMM_MAX_SMALL_SIZE && xmm_heap_resize_in_place(ptr, size))
+    if (usable > XMM_MAX_SMALL_SIZE && xmm_heap_resize_in_place(ptr, target))
         return ptr;
-    void *moved = xmm_heap_alloc(size);
+    /* Blocks with a mapping of their own stay one: mremap grows or moves
+     * the pages, never the bytes (glibc does the same). */
+    if (usable + XMM_PAGE_SIZE >= XMM_DIRECT_MAP_THRESHOLD &&
+        target + XMM_PAGE_SIZE >= XMM_DIRECT_MAP_THRESHOLD) {
+        void *remapped = xmm_heap_resize_direct(ptr, target);
+        if (remapped)
+            return remapped;
+    }
+    void *moved = xmm_heap_alloc(target);
+    if (!moved)
+        moved = target > size ? xmm_heap_alloc(size) : NULL;
     if (!moved)
         return NULL; /* the old block stays valid */
     memcpy(moved, ptr, size < usable ? size : usable);

@@ -264,3 +264,19 @@ bool xmm_heap_resize_in_place(void *ptr, size_t size)
         return false;
     return true;
 }
+
+void *xmm_heap_resize_direct(void *ptr, size_t size)
+{
+    struct block block;
+    if (find_block(ptr, &block) != BLOCK_DIRECT)
+        return NULL;
+    size_t before = block.region->size;
+    if (!xmm_arena_resize_direct(block.region, size))
+        return NULL;
+    size_t after = block.region->size;
+    if (after > before)
+        __atomic_fetch_add(&xmm_heap_counters.direct_bytes, after - before, __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_sub(&xmm_heap_counters.direct_bytes, before - after, __ATOMIC_RELAXED);
+    return block.region->base;
+}

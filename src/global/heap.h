@@ -36,6 +36,11 @@ void xmm_heap_free(void *ptr);
  * freeing its tail). true if `ptr` now holds `size` bytes. */
 bool xmm_heap_resize_in_place(void *ptr, size_t size);
 
+/* Resizes a block with a mapping of its own (mremap: in place, or moved
+ * without copying). Its new address, or NULL (the block unchanged) if
+ * `ptr` is no such block or the kernel refuses. */
+void *xmm_heap_resize_direct(void *ptr, size_t size);
+
 /* Usable size; 0 for NULL; reports an invalid or freed pointer (and
  * returns 0). The realloc form reports it as realloc's. */
 size_t xmm_heap_usable_size(const void *ptr);
@@ -87,7 +92,7 @@ void *xmm_heap_alloc_ticked(size_t size);
 XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
 {
     if (XMM_LIKELY(size <= XMM_MAX_SMALL_SIZE)) {
-        if (XMM_UNLIKELY((xmm_tick_countdown -= (int64_t)size) < 0))
+        if (XMM_UNLIKELY((xmm_thread.tick_countdown -= (int64_t)size) < 0))
             return xmm_heap_alloc_ticked(size);
         void *object = xmm_front_try_alloc(xmm_size_to_class(size));
         if (XMM_LIKELY(object != NULL)) {
@@ -133,8 +138,9 @@ XMM_INLINE void xmm_heap_free_inline(void *ptr)
 {
     struct xmm_span *span = xmm_live_small_span(ptr);
     if (XMM_LIKELY(span != NULL)) {
+        unsigned size_class = span->size_class, node = span->node;
         xmm_free_object_set(ptr, NULL);
-        xmm_front_free(ptr, span);
+        xmm_front_free_as(ptr, size_class, node, span);
         return;
     }
     xmm_heap_free_slow(ptr);
@@ -159,8 +165,9 @@ XMM_INLINE void xmm_heap_delete_sized_inline(void *ptr, size_t size)
     struct xmm_span *span = xmm_live_small_span(ptr);
     if (XMM_LIKELY(span != NULL && size <= XMM_MAX_SMALL_SIZE &&
                    xmm_size_to_class(size < 16 ? 16 : size) == span->size_class)) {
+        unsigned size_class = span->size_class, node = span->node;
         xmm_free_object_set(ptr, NULL);
-        xmm_front_free(ptr, span);
+        xmm_front_free_as(ptr, size_class, node, span);
         return;
     }
     xmm_heap_free_sized(ptr, size, 0, true, "operator delete");
@@ -175,6 +182,6 @@ struct xmm_heap_counters {
     uint64_t direct_frees;
     uint64_t failed_allocations;
 };
-extern struct xmm_heap_counters xmm_heap_counters;
+extern XMM_HIDDEN struct xmm_heap_counters xmm_heap_counters;
 
 #endif

@@ -7,6 +7,8 @@
  * xmm.h adopts); a failed realloc returns NULL with ENOMEM and leaves the
  * old block valid and unchanged; reallocarray checks for overflow.
  */
+#include <stdbool.h>
+
 #include "xmm.h"
 #include "testlib.h"
 
@@ -305,9 +307,59 @@ static void test_reallocarray(void)
     free(shrunk ? shrunk : array);
 }
 
+/* Blocks with a mapping of their own (32 MiB and up) grow and shrink by
+ * mremap: in place or moved without a copy. Whichever happens, the bytes
+ * stay, the block stays XMM's (usable size, node, free), and a buffer
+ * grown 4 KiB at a time moves a logarithmic number of times (an eighth of
+ * headroom per growth), not once per call. */
+static void test_direct_resize(void)
+{
+    size_t size = 30 * MIB;
+    unsigned char *block = malloc(size);
+    CHECK(block != NULL, "malloc(30 MiB)");
+    if (!block)
+        return;
+    for (size_t i = 0; i < size; i += 4096)
+        block[i] = (unsigned char)(i >> 12);
+    bool intact = true, owned = true;
+    unsigned moves = 0;
+    for (size_t grown = size; grown <= 80 * MIB; grown += 4096) {
+        unsigned char *next = realloc(block, grown);
+        if (!next) {
+            intact = false;
+            break;
+        }
+        moves += next != block;
+        block = next;
+        block[grown - 1] = 0x5a;
+        owned &= malloc_usable_size(block) >= grown && xmm_node_of(block) != -1;
+    }
+    for (size_t i = 0; i < size && intact; i += 4096)
+        intact = block[i] == (unsigned char)(i >> 12);
+    CHECK(intact, "30 MiB of contents kept while growing to 80 MiB in 4 KiB steps");
+    CHECK(owned, "the block stays XMM's at every step (usable size, node)");
+    CHECK(moves < 64, "it moved %u times in 12800 reallocs (headroom, not a move per call)",
+          moves);
+    unsigned char *shrunk = realloc(block, 33 * MIB);
+    CHECK(shrunk != NULL && malloc_usable_size(shrunk) >= 33 * MIB &&
+              malloc_usable_size(shrunk) < 40 * MIB && shrunk[4096] == 1,
+          "shrinking to 33 MiB keeps the contents and gives the rest back (usable %zu)",
+          shrunk ? malloc_usable_size(shrunk) : 0);
+    if (shrunk)
+        block = shrunk;
+    struct xmm_stats before, after;
+    xmm_stats_get(&before);
+    size_t usable = malloc_usable_size(block);
+    free(block);
+    xmm_stats_get(&after);
+    CHECK(before.bytes_in_use - after.bytes_in_use == usable,
+          "freed: bytes_in_use down by its %zu usable bytes", usable);
+}
+
 int main(void)
 {
     expect_malloc_is_xmm();
+    test_direct_resize();
     test_ladder();
     test_in_place_alignment();
     test_many_tiny();
