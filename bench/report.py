@@ -865,7 +865,7 @@ def size_mix_table(results, name):
                      fmt_mib(extra_kb(cell, "rss_end_kb")),
                      "yes" if max(cell.rss) < limit * 1024 else "**no**"])
     return table(["allocator", "median time", "peak RSS", "spread of peak RSS",
-                  "peak RSS / best peer", "RSS after the last phase",
+                  "peak RSS / best peer", "RSS at the end (all freed, threads joined)",
                   f"peak below {limit} MiB in every run"], rows)
 
 
@@ -911,8 +911,9 @@ def cost_section(results, directory, img_dir):
            "memory when the block size changes phase by phase. From "
            f"`{directory}/` ({meta['mode']} run, {meta['repetitions']} repetition(s), "
            f"{meta['date']}, {meta.get('duration_s', '?')} s); runs alternate between "
-           "allocators as in the rest of this page, and the tables give medians. "
-           "Reproduce with `make bench-costs` (this group alone, about 30 minutes; "
+           "allocators as in the rest of this page, and the tables give medians."
+           + load_note(meta) + " Most rows are RSS, which the load does not change; for "
+           "the realloc times, compare the spreads. Reproduce with `make bench-costs` (this group alone, about 30 minutes; "
            "`make bench` runs it with everything else), or one command at a time, with "
            "`LD_PRELOAD=<library>` in front for every allocator but glibc:\n\n"
            f"```\nmake bench-costs       # or: make bench-costs REPS=5\n{listing}\n```\n\n",
