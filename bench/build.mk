@@ -2,8 +2,12 @@
 # mimalloc (included by the top-level Makefile).
 #
 #   make bench            install the peers, build, run everything (about
-#                         20 minutes), write docs/benchmarks.md and docs/img/
-#   make bench QUICK=1    the same in under 3 minutes: fewer sizes, 1 repetition
+#                         50 minutes, 30 of them the "cost" group), write
+#                         docs/benchmarks.md and docs/img/
+#   make bench QUICK=1    the same in about 6 minutes: fewer sizes, 1 repetition
+#   make bench-costs      only the "cost" group (realloc growth, idle return,
+#                         size mix; issue 16), saved to bench/results/costs/,
+#                         then the doc is rewritten (about 30 minutes)
 #   make bench-report     regenerate the doc and plots from bench/results/
 #   make bench-micro      microbenchmarks only, glibc vs XMM, printed side by side
 #
@@ -20,7 +24,8 @@ BENCH_CFLAGS = -O2 -g -std=gnu11 -Wall -Wextra -pthread
 BENCH_CXXFLAGS = -O2 -g -std=c++17 -Wall -Wextra -pthread
 
 # Each workload is one C file: bench/workloads/NAME.c -> build/bench/workloads/NAME.
-BENCH_WORKLOADS = larson xmalloc cache-scratch cache-thrash churn large frag peak-idle
+BENCH_WORKLOADS = larson xmalloc cache-scratch cache-thrash churn large frag peak-idle \
+                  realloc-growth idle-return size-mix
 BENCH_WORKLOAD_BINS = $(BENCH_WORKLOADS:%=$(BENCH_BUILD)/workloads/%)
 BENCH_MICRO_BIN = $(BENCH_BUILD)/micro/micro
 BENCH_SQL = $(BENCH_BUILD)/sqlite/workload-50000.sql $(BENCH_BUILD)/sqlite/workload-200000.sql
@@ -32,7 +37,7 @@ BENCH_RUN_FLAGS = $(BENCH_QUICK_FLAG) $(if $(REPS),--reps $(REPS)) \
                   $(if $(BENCH_ALLOCATORS),--allocators $(BENCH_ALLOCATORS)) \
                   --bench-build $(BENCH_BUILD) --xmm $(LIBXMM_SO)
 
-.PHONY: bench bench-deps bench-build bench-lib bench-run bench-report bench-micro
+.PHONY: bench bench-deps bench-build bench-lib bench-run bench-report bench-micro bench-costs
 
 bench: bench-deps
 	@$(MAKE) --no-print-directory bench-lib bench-build
@@ -63,6 +68,15 @@ $(BENCH_BUILD)/sqlite/workload-%.sql: bench/sqlgen.py
 
 bench-run:
 	$(BENCH_PYTHON) bench/run.py $(BENCH_RUN_FLAGS)
+
+# The cost group alone, into its own committed result set: the report takes
+# that section from it when the full run has no cost results.
+bench-costs: bench-deps
+	@$(MAKE) --no-print-directory bench-lib $(BENCH_WORKLOAD_BINS)
+	$(BENCH_PYTHON) bench/run.py --only cost $(if $(REPS),--reps $(REPS)) \
+	    $(if $(BENCH_ALLOCATORS),--allocators $(BENCH_ALLOCATORS)) \
+	    --bench-build $(BENCH_BUILD) --xmm $(LIBXMM_SO) --results bench/results/costs
+	@$(MAKE) --no-print-directory bench-report
 
 bench-report:
 	@tools/install-deps gnuplot-nox

@@ -83,7 +83,10 @@ def command_lines(suite, context):
     front of it for every allocator but glibc."""
     commands = {}
     for benchmark in suite:
-        commands[benchmark.name] = shlex.join(benchmark.argv)
+        prefix = "".join(f"{k}={shlex.quote(v)} " for k, v in benchmark.env.items())
+        if benchmark.memory_limit_mb and context.limiter is not None:
+            prefix += context.limiter.command_prefix(benchmark.memory_limit_mb)
+        commands[benchmark.name] = prefix + shlex.join(benchmark.argv)
     if any(b.kind == "memcached" for b in suite):
         commands["memcached (load, not preloaded)"] = shlex.join(
             suite_lib.memcached_load(context.quick))
@@ -105,4 +108,14 @@ def describe(allocators, suite, mode, reps, context):
             {"name": b.name, "group": b.group, "summary": b.summary, "metric": b.metric}
             for b in suite],
         "commands": command_lines(suite, context),
+        "memory_limit": memory_limit(context),
     }
+
+
+def memory_limit(context):
+    """Whether memory-limited runs (size-mix-450M) could be made, and how."""
+    limiter = context.limiter
+    if limiter is None:
+        return {"available": False, "how": "", "reason": "not probed"}
+    return {"available": limiter.available, "how": limiter.describe(),
+            "reason": limiter.reason}

@@ -69,7 +69,7 @@ def _data_file(lines):
 
 
 def grouped_bars(base_path, title, ylabel, categories, series, log_scale=False,
-                 reference_line=None):
+                 reference_line=None, ymin=0.5):
     """Bars for each category (x), one per series (allocator), same colour
     per allocator in every chart. series: {name: [value per category]}."""
     names = list(series)
@@ -86,7 +86,7 @@ def grouped_bars(base_path, title, ylabel, categories, series, log_scale=False,
         "set xtics rotate by -30", "set grid ytics",
         "set key outside right top vertical",
         "set logscale y" if log_scale else "unset logscale y",
-        "set yrange [0.5:*]" if log_scale else "set yrange [0:*]",
+        f"set yrange [{ymin}:*]" if log_scale else "set yrange [0:*]",
         f"set arrow 1 from graph 0, first {reference_line} to graph 1, first {reference_line} "
         "nohead dt 2 lc rgb '#000000'" if reference_line else "unset arrow 1",
         "plot " + ", ".join(plots),

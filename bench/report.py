@@ -504,7 +504,11 @@ def quick_section(quick, quick_dir):
             "above are the reference.\n\n"
             + availability_note(quick)
             + table(["workload"] + quick.allocators, rows) + "\n"
-            + summary_table(summary))
+            + summary_table(summary)
+            + (("\nCosts that must not grow badly, QUICK parameters (smaller, shorter; see "
+                "the commands in `" + quick_dir + "/meta.json`):\n\n"
+                + table(["target", "XMM", "reference", "ratio", "met?"],
+                        cost_target_rows(quick))) if quick.benchmarks("cost") else ""))
 
 
 # ---- charts -------------------------------------------------------------------
@@ -604,20 +608,24 @@ def draw_micro(results, name, img_dir):
                        reference_line=1)
 
 
-def median_timeline(rows, allocator):
-    """The samples of all repetitions, median by sample index, with time
-    counted from the end of the free: bursts take different times on
-    different allocators, and the idle phase is what the chart compares."""
+def median_timeline(rows, allocator, benchmark="peak-idle", align="freed"):
+    """The samples of all repetitions of `benchmark`, median by sample index.
+    With `align`, time counts from the sample of that phase (bursts take
+    different times on different allocators, and the idle phase is what
+    the chart compares); without, x is the sample's number, from 1."""
     by_rep = {}
     for row in rows:
-        if row["allocator"] == allocator:
+        if row["allocator"] == allocator and row.get("benchmark", "peak-idle") == benchmark:
             by_rep.setdefault(row["rep"], []).append(row)
     if not by_rep:
         return []
     series = []
     for samples in by_rep.values():
-        freed = next((float(r["t_s"]) for r in samples if r["phase"] == "freed"), 0.0)
-        series.append([(float(r["t_s"]) - freed, float(r["rss_kb"])) for r in samples])
+        if align:
+            zero = next((float(r["t_s"]) for r in samples if r["phase"] == align), 0.0)
+            series.append([(float(r["t_s"]) - zero, float(r["rss_kb"])) for r in samples])
+        else:
+            series.append([(index + 1, float(r["rss_kb"])) for index, r in enumerate(samples)])
     length = min(len(s) for s in series)
     points = []
     for index in range(length):
@@ -637,13 +645,361 @@ def draw_timeline(results, img_dir):
                               series)
 
 
+# ---- costs that must not grow badly (the "cost" group, issue 16) --------------
+
+REALLOC_LIMIT = 2.0   # realloc growth: XMM within 2x glibc's time
+IDLE_LIMIT = 1.1      # RSS after idling / after the release call: within 1.1x glibc's
+MIX_LIMIT = 1.1       # size-mix peak RSS: within 1.1x the best peer's
+RELEASE_CALLS = {0: "none found", 1: "malloc_trim(0)", 2: "mallctl(\"arena.<all>.purge\")",
+                 3: "MallocExtension_ReleaseFreeMemory()", 4: "mi_collect(true)"}
+
+
+def cost_results(primary, results_dir):
+    """(results, directory) of the cost group: the primary run when it has
+    it, else bench/results/costs (`make bench-costs`); (None, None) if none."""
+    if primary is not None and primary.benchmarks("cost"):
+        return primary, primary.directory
+    directory = os.path.join(results_dir, "costs")
+    costs = R.load(directory)
+    if costs is not None and costs.benchmarks("cost"):
+        return costs, directory
+    return None, None
+
+
+def has_cost(results, name):
+    return any(b["name"] == name for b in results.benchmarks("cost"))
+
+
+def failure_text(cell):
+    """"" when every run succeeded; else what failed, for a table cell."""
+    if not cell.errors:
+        return "" if cell.times else ("not run" if not cell.skipped else "skipped")
+    runs = len(cell.errors) + len(cell.times) + cell.skipped
+    skipped = f", {cell.skipped} later run(s) skipped" if cell.skipped else ""
+    return f"**FAILED** in {len(cell.errors)} of {runs} runs{skipped}: {cell.errors[0]}"
+
+
+def verdict(ratio, limit):
+    if ratio is None:
+        return "**not met**"
+    return "met" if ratio <= limit else "**not met**"
+
+
+def extra_kb(cell, key):
+    return cell.median_extra(key) if cell.ok else None
+
+
+def idle_at_10s(cell):
+    value = extra_kb(cell, "rss_idle_10s_kb")
+    return value if value is not None else extra_kb(cell, "rss_idle_end_kb")
+
+
+def cost_target_rows(results):
+    """[target, XMM, reference, ratio, met] for every target of issue 16
+    whose benchmark ran."""
+    rows = []
+    cell = lambda name, allocator: results.cell(name, "", allocator)
+    for name, size in (("realloc-growth-40M", "40 MiB"), ("realloc-growth-256M", "256 MiB")):
+        if not has_cost(results, name):
+            continue
+        xmm, glibc = cell(name, "xmm"), cell(name, "glibc")
+        reference = glibc.median_time() if glibc.ok else None
+        ratio = R.ratio(xmm.median_time(), reference) if xmm.ok else None
+        rows.append([f"realloc growth to {size}: time within {REALLOC_LIMIT:g}× glibc's",
+                     fmt_seconds(xmm.median_time()) if xmm.ok else failure_text(xmm),
+                     f"glibc {fmt_seconds(reference)}", fmt_ratio(ratio),
+                     verdict(ratio, REALLOC_LIMIT)])
+    if has_cost(results, "idle-return"):
+        xmm, glibc = cell("idle-return", "xmm"), cell("idle-return", "glibc")
+        for label, value in ((f"after {idle_label(results, 'idle-return')} idle", idle_at_10s),
+                             ("after malloc_trim(0)",
+                              lambda c: extra_kb(c, "rss_after_trim_kb"))):
+            mine, theirs = value(xmm), value(glibc)
+            ratio = R.ratio(mine, theirs)
+            rows.append([f"idle-return: RSS {label} within {IDLE_LIMIT:g}× glibc's",
+                         fmt_mib(mine) if xmm.ok else failure_text(xmm),
+                         f"glibc {fmt_mib(theirs)}", fmt_ratio(ratio),
+                         verdict(ratio, IDLE_LIMIT)])
+    if has_cost(results, "idle-return-thp"):
+        xmm = cell("idle-return-thp", "xmm")
+        end, lowest = extra_kb(xmm, "rss_idle_end_kb"), extra_kb(xmm, "rss_idle_min_kb")
+        ratio = R.ratio(end, lowest)
+        rows.append([f"idle-return-thp (XMM_BACKGROUND=1): purged memory stays purged, "
+                     f"RSS at the end of the idle within {IDLE_LIMIT:g}× its lowest",
+                     fmt_mib(end) if xmm.ok else failure_text(xmm),
+                     f"XMM's lowest {fmt_mib(lowest)}", fmt_ratio(ratio),
+                     verdict(ratio, IDLE_LIMIT)])
+    for name, threads in (("size-mix", "1 thread"), ("size-mix-2t", "2 threads")):
+        if not has_cost(results, name):
+            continue
+        xmm = cell(name, "xmm")
+        peer, reference = best_peer_rss(results, name)
+        ratio = R.ratio(xmm.median_rss(), reference) if xmm.ok else None
+        rows.append([f"{name} ({threads}): peak RSS within {MIX_LIMIT:g}× the best peer's",
+                     fmt_mib(xmm.median_rss()) if xmm.ok else failure_text(xmm),
+                     f"{peer} {fmt_mib(reference)}", fmt_ratio(ratio), verdict(ratio, MIX_LIMIT)])
+    rows += limit_rows(results)
+    return rows
+
+
+def best_peer_rss(results, name):
+    values = {p: results.cell(name, "", p).median_rss() for p in results.peers
+              if results.cell(name, "", p).ok}
+    if not values:
+        return "–", None
+    peer = min(values, key=values.get)
+    return peer, values[peer]
+
+
+def limit_rows(results):
+    """The memory cgroup target: measured when a cgroup could be made, else
+    said so, with peak RSS against the limit as the only evidence."""
+    import suite as suite_lib  # the limit's size
+    limit = suite_lib.SIZE_MIX_LIMIT_MB
+    rows = []
+    limited = [b["name"] for b in results.benchmarks("cost") if b["name"].endswith(f"-{limit}M")]
+    for name in limited:
+        xmm = results.cell(name, "", "xmm")
+        survived = len(xmm.times)
+        runs = survived + len(xmm.errors)
+        rows.append([f"{name}: survives a {limit} MiB memory cgroup",
+                     f"{survived} of {runs} runs survived" + (f": {xmm.errors[0]}" if xmm.errors
+                                                              else ""),
+                     "", "", "met" if runs and survived == runs else "**not met**"])
+    if not limited:
+        info = results.meta.get("memory_limit", {})
+        why = info.get("reason") or "no memory cgroup was available"
+        for name in ("size-mix", "size-mix-2t"):
+            if not has_cost(results, name):
+                continue
+            xmm = results.cell(name, "", "xmm")
+            peak = xmm.median_rss() if xmm.ok else None
+            rows.append([f"{name}: survives a {limit} MiB memory cgroup",
+                         f"not testable on this machine ({why}); peak RSS {fmt_mib(peak)}",
+                         f"limit {limit} MiB", fmt_ratio(R.ratio(peak, limit * 1024)),
+                         "**not met** (peak RSS above the limit)" if peak and peak > limit * 1024
+                         else "not tested (peak RSS below the limit)"])
+    return rows
+
+
+def realloc_table(results, name):
+    rows = []
+    glibc = results.cell(name, "", "glibc")
+    reference = glibc.median_time() if glibc.ok else None
+    for allocator in results.allocators:
+        cell = results.cell(name, "", allocator)
+        if not cell.ok:
+            rows.append([allocator, failure_text(cell), "", "", "", ""])
+            continue
+        rows.append([allocator, fmt_seconds(cell.median_time()), spread(cell.times, fmt_seconds),
+                     f"{cell.median_extra('moves'):.0f}", fmt_mib(cell.median_rss()),
+                     fmt_ratio(R.ratio(cell.median_time(), reference))])
+    return table(["allocator", "median time", "spread (min – max)",
+                  "calls that moved the block", "peak RSS", "time / glibc"], rows)
+
+
+def idle_label(results, name):
+    """How long the program idled ("10 s"), from its command line
+    (idle-return ... IDLE_S SAMPLE_MS): RSS is read at 10 s, or at the end
+    of a shorter idle."""
+    try:
+        seconds = int(results.meta["commands"][name].split()[-2])
+    except (KeyError, IndexError, ValueError):
+        return "10 s"
+    return f"{min(seconds, 10)} s"
+
+
+def idle_table(results, name):
+    rows = []
+    glibc = results.cell(name, "", "glibc")
+    for allocator in results.allocators:
+        cell = results.cell(name, "", allocator)
+        if not cell.ok:
+            rows.append([allocator, failure_text(cell)] + [""] * 7)
+            continue
+        call = cell.median_extra("trim_call")
+        rows.append([allocator, fmt_mib(cell.median_rss()), fmt_mib(extra_kb(cell, "live_kb")),
+                     fmt_mib(extra_kb(cell, "rss_after_free_kb")), fmt_mib(idle_at_10s(cell)),
+                     fmt_mib(extra_kb(cell, "rss_after_trim_kb")),
+                     RELEASE_CALLS.get(int(call) if call is not None else 0, "?"),
+                     fmt_ratio(R.ratio(idle_at_10s(cell), idle_at_10s(glibc))),
+                     fmt_ratio(R.ratio(extra_kb(cell, "rss_after_trim_kb"),
+                                       extra_kb(glibc, "rss_after_trim_kb")))])
+    return table(["allocator", "peak RSS", "still allocated", "RSS right after the frees",
+                  f"RSS after {idle_label(results, name)} idle", "RSS after the release call",
+                  "release call",
+                  "idle / glibc", "released / glibc"], rows)
+
+
+def idle_thp_table(results, name):
+    rows = []
+    for allocator in results.allocators:
+        cell = results.cell(name, "", allocator)
+        if not cell.ok:
+            rows.append([allocator, failure_text(cell)] + [""] * 6)
+            continue
+        rows.append([allocator, fmt_mib(extra_kb(cell, "rss_after_free_kb")),
+                     fmt_mib(idle_at_10s(cell)), fmt_mib(extra_kb(cell, "rss_idle_min_kb")),
+                     fmt_mib(extra_kb(cell, "rss_idle_end_kb")),
+                     fmt_mib(extra_kb(cell, "thp_idle_end_kb")),
+                     fmt_mib(extra_kb(cell, "rss_after_trim_kb"))])
+    return table(["allocator", "RSS right after the frees", f"at {idle_label(results, name)}",
+                  "lowest while idle",
+                  "at the end of the idle", "of which huge pages (AnonHugePages)",
+                  "after the release call"], rows)
+
+
+def size_mix_table(results, name):
+    import suite as suite_lib
+    limit = suite_lib.SIZE_MIX_LIMIT_MB
+    rows = []
+    _, best = best_peer_rss(results, name)
+    for allocator in results.allocators:
+        cell = results.cell(name, "", allocator)
+        if not cell.ok:
+            rows.append([allocator, failure_text(cell)] + [""] * 6)
+            continue
+        peak = cell.median_rss()
+        rows.append([allocator, fmt_seconds(cell.median_time()), fmt_mib(peak),
+                     spread(cell.rss, fmt_mib), fmt_ratio(R.ratio(peak, best)),
+                     fmt_mib(extra_kb(cell, "rss_end_kb")),
+                     "yes" if max(cell.rss) < limit * 1024 else "**no**"])
+    return table(["allocator", "median time", "peak RSS", "spread of peak RSS",
+                  "peak RSS / best peer", "RSS at the end (all freed, threads joined)",
+                  f"peak below {limit} MiB in every run"], rows)
+
+
+def limited_table(results, name):
+    rows = []
+    for allocator in results.allocators:
+        cell = results.cell(name, "", allocator)
+        runs = len(cell.times) + len(cell.errors)
+        rows.append([allocator, f"{len(cell.times)} of {runs}",
+                     fmt_mib(cell.median_rss()) if cell.times else "–",
+                     cell.errors[0] if cell.errors else ""])
+    return table(["allocator", "runs that survived", "peak RSS (survivors)", "error"], rows)
+
+
+COST_NOTES = {
+    "realloc-growth-40M": "Growing a buffer to N bytes in fixed steps should cost O(N) "
+                          "copying in total: in place, or by moving pages with `mremap`. "
+                          "*Calls that moved the block* counts the reallocs that returned "
+                          "a new address; a run that hits the timeout says how far it got.",
+    "idle-return": "The program makes no malloc or free call at all while it idles (samples "
+                   "are read with open/read and written with write(2)), so only a timer or "
+                   "a thread of the allocator can give memory back then. The release call is "
+                   "malloc_trim(0) where the allocator provides it, else its own purge "
+                   "function.",
+    "idle-return-thp": "`XMM_BACKGROUND=1` is set for every allocator (only XMM reads it); "
+                       "transparent huge pages are in `madvise` mode on this machine, so only "
+                       "memory advised with `MADV_HUGEPAGE` (XMM's arena chunks under the "
+                       "default `XMM_THP=auto`) can be collapsed into huge pages by khugepaged.",
+    "size-mix": "Blocks are chained through their first word: the benchmark keeps no array of "
+                "pointers, so the RSS is the allocator's. At most one phase of blocks (150 MiB of "
+                "requested bytes; QUICK: 50 MiB) is live at any time.",
+}
+
+
+def cost_section(results, directory, img_dir):
+    meta = results.meta
+    commands = meta.get("commands", {})
+    names = [b["name"] for b in results.benchmarks("cost")]
+    listing = "\n".join(f"# {name}\n{commands.get(name, '?')}" for name in names)
+    out = ["## Costs that must not grow badly\n\n",
+           "The workloads of issue 16 whose cost must stay proportional to the work: "
+           "growing one buffer by realloc, giving memory back while the program idles, and "
+           "memory when the block size changes phase by phase. From "
+           f"`{directory}/` ({meta['mode']} run, {meta['repetitions']} repetition(s), "
+           f"{meta['date']}, {meta.get('duration_s', '?')} s); runs alternate between "
+           "allocators as in the rest of this page, and the tables give medians."
+           + load_note(meta) + " Most rows are RSS, which the load does not change; for "
+           "the realloc times, compare the spreads. Reproduce with `make bench-costs` (this group alone, about 30 minutes; "
+           "`make bench` runs it with everything else), or one command at a time, with "
+           "`LD_PRELOAD=<library>` in front for every allocator but glibc:\n\n"
+           f"```\nmake bench-costs       # or: make bench-costs REPS=5\n{listing}\n```\n\n",
+           "### Targets (reported, not asserted)\n\n",
+           table(["target", "XMM", "reference", "ratio", "met?"], cost_target_rows(results)),
+           "\n"]
+    for benchmark in results.benchmarks("cost"):
+        name = benchmark["name"]
+        out.append(f"### {name}\n\n{benchmark['summary']}.\n\n")
+        note = cost_note(results, name)
+        if note:
+            out.append(note + "\n\n")
+        if name.startswith("realloc-growth"):
+            out.append(realloc_table(results, name))
+        elif name == "idle-return":
+            out.append(idle_table(results, name))
+        elif name == "idle-return-thp":
+            out.append(idle_thp_table(results, name))
+        elif results.meta.get("memory_limit", {}).get("available") and name.endswith("M"):
+            out.append(limited_table(results, name))
+        elif name.startswith("size-mix"):
+            out.append(size_mix_table(results, name))
+        if img_dir and name in COST_CHARTS:
+            out.append(f"\n![{name}](img/{COST_CHARTS[name]}.svg)\n")
+        out.append("\n")
+    return "".join(out)
+
+
+def cost_note(results, name):
+    if name.startswith("realloc-growth"):
+        return COST_NOTES["realloc-growth-40M"]
+    if name.startswith("size-mix") and name.endswith("M"):
+        return ("Run inside " + results.meta.get("memory_limit", {}).get("how", "a memory cgroup")
+                + ": a run killed by the OOM killer failed.")
+    if name.startswith("size-mix"):
+        return COST_NOTES["size-mix"]
+    return COST_NOTES.get(name, "")
+
+
+# Benchmark -> the chart shown under its table (both realloc cases share one).
+COST_CHARTS = {"realloc-growth-256M": "cost-realloc-growth", "idle-return": "cost-idle-return",
+               "idle-return-thp": "cost-idle-return-thp", "size-mix": "cost-size-mix",
+               "size-mix-2t": "cost-size-mix-2t"}
+
+
+def draw_cost_charts(results, img_dir):
+    os.makedirs(img_dir, exist_ok=True)
+    names = [b["name"] for b in results.benchmarks("cost") if b["name"].startswith("realloc")]
+    if names:
+        series = {a: [] for a in results.allocators}
+        for name in names:
+            ratios = R.time_ratios(results, name, "", ["glibc"])
+            for a in results.allocators:
+                series[a].append(ratios[a] if results.cell(name, "", a).ok else None)
+        plots.grouped_bars(os.path.join(img_dir, "cost-realloc-growth"),
+                           "realloc growth: time / glibc (log scale; no bar: timed out)",
+                           "time / glibc", names, series, log_scale=True, reference_line=1,
+                           ymin=0.1)
+    for name, title, xlabel, align in (
+            ("idle-return", "idle-return: RSS while the program idles (no malloc calls)",
+             "seconds since the frees (the burst is before 0; last point: after the release "
+             "call)", "freed"),
+            ("idle-return-thp", "idle-return-thp: RSS while idling, XMM_BACKGROUND=1",
+             "seconds since the frees (last point: after the release call)", "freed"),
+            ("size-mix", "size-mix: RSS after each phase (all blocks freed), 1 thread",
+             "phase (12 sizes, 16 B to 37.5 MiB, twice over)", None),
+            ("size-mix-2t", "size-mix-2t: RSS after each phase (all blocks freed), 2 threads",
+             "phase (12 sizes, 16 B to 37.5 MiB, twice over)", None)):
+        series = {a: median_timeline(results.timeline, a, name, align)
+                  for a in results.allocators}
+        series = {a: p for a, p in series.items() if p}
+        if series:
+            plots.lines_over_time(os.path.join(img_dir, f"cost-{name}"), title, xlabel,
+                                  "RSS, MiB", series)
+
+
 # ---- entry points -------------------------------------------------------------
 
-def write_doc(primary, primary_dir, quick, quick_dir, doc_path, img_dir):
+def write_doc(primary, primary_dir, quick, quick_dir, doc_path, img_dir, results_dir):
     summary = Summary(primary)
     charts = plots.available()
+    costs, costs_dir = cost_results(primary, results_dir)
     if charts:
         draw_charts(primary, img_dir)
+        if costs is not None:
+            draw_cost_charts(costs, img_dir)
     else:
         print("report: gnuplot not found, charts not drawn (make bench-deps)", file=sys.stderr)
     chart_dir = img_dir if charts else None
@@ -653,6 +1009,8 @@ def write_doc(primary, primary_dir, quick, quick_dir, doc_path, img_dir):
     parts += [benchmark_section(primary, b, chart_dir) for b in primary.benchmarks("workload")]
     parts.append("## Real programs\n\n")
     parts += [benchmark_section(primary, b, chart_dir) for b in primary.benchmarks("program")]
+    if costs is not None:
+        parts.append(cost_section(costs, costs_dir, chart_dir))
     parts.append(micro_section(primary, chart_dir))
     parts.append(method_section(primary))
     if quick is not None and quick is not primary:
@@ -701,7 +1059,7 @@ def main():
     if primary is None:
         sys.exit(f"report: no results under {args.results}/ (run `make bench` first)")
     os.makedirs(os.path.dirname(args.doc) or ".", exist_ok=True)
-    write_doc(primary, primary_dir, quick, quick_dir, args.doc, args.img)
+    write_doc(primary, primary_dir, quick, quick_dir, args.doc, args.img, args.results)
 
 
 if __name__ == "__main__":

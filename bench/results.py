@@ -93,6 +93,9 @@ def load(directory):
     if os.path.exists(timeline_path):
         with open(timeline_path) as source:
             timeline = list(csv.DictReader(source))
+        for row in timeline:
+            # Results saved before the column existed hold peak-idle only.
+            row["benchmark"] = row.get("benchmark") or "peak-idle"
     return ResultSet(directory, meta, cells, timeline)
 
 

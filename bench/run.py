@@ -11,7 +11,8 @@ on all allocators alike instead of on whichever ran during it.
 
 Results go to DIR/meta.json (machine, versions, commands), DIR/runs.csv
 (one row per run, or per microbenchmark case per run) and
-DIR/rss_timeline.csv (the peak-idle samples); report.py turns them into
+DIR/rss_timeline.csv (the RSS samples of peak-idle, idle-return and
+size-mix); report.py turns them into
 docs/benchmarks.md. A run that crashes, fails or times out is recorded
 with its error, never dropped. A crash is cheap, so later repetitions still
 run (an intermittent bug shows as "failed in N of M"); after a timeout that
@@ -28,6 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import allocators as allocator_lib  # noqa: E402
+import cgroup  # noqa: E402
 import machine  # noqa: E402
 import runners  # noqa: E402
 import suite as suite_lib  # noqa: E402
@@ -35,7 +37,7 @@ import suite as suite_lib  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_FIELDS = ["benchmark", "case", "allocator", "rep", "slot", "status", "time_s",
               "throughput", "peak_rss_kb", "extra", "error"]
-TIMELINE_FIELDS = ["allocator", "rep", "t_s", "rss_kb", "phase"]
+TIMELINE_FIELDS = ["benchmark", "allocator", "rep", "t_s", "rss_kb", "thp_kb", "phase"]
 
 
 def parse_arguments():
@@ -110,7 +112,8 @@ class Session:
         for row in rows:
             self.runs.append(dict(base, **row))
         for sample in samples:
-            self.timeline.append(dict(sample, allocator=allocator.name, rep=rep))
+            self.timeline.append(dict(sample, benchmark=benchmark.name,
+                                      allocator=allocator.name, rep=rep))
         if any(row.get("error", "").startswith("timed out") for row in rows):
             self.timed_out[key] = rep
         print(progress_line(benchmark, allocator, rep, rows), flush=True)
@@ -171,9 +174,12 @@ def main():
         print(f"allocator {allocator.name:9} {allocator.library or '(no preload)'}: "
               f"{'available' if allocator.available else 'MISSING'}; {state}")
 
-    suite = suite_lib.select(suite_lib.build_suite(args.bench_build, quick, cores),
+    limiter = cgroup.Limiter.probe()
+    print(f"memory cgroup for the limited runs: {limiter.describe()}")
+    suite = suite_lib.select(suite_lib.build_suite(args.bench_build, quick, cores,
+                                                   limiter.available),
                              names(args.only))
-    context = runners.Context(bench_build=args.bench_build, quick=quick)
+    context = runners.Context(bench_build=args.bench_build, quick=quick, limiter=limiter)
     tmp_dir = out_dir + ".partial"
     shutil.rmtree(tmp_dir, ignore_errors=True)
     session = Session(allocators, suite, reps, tmp_dir, context)

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import suite as suite_lib
 
@@ -23,6 +23,7 @@ import suite as suite_lib
 class Context:
     bench_build: str
     quick: bool
+    limiter: object = field(default=None)  # cgroup.Limiter, for memory-limited runs
 
 
 @dataclass
@@ -49,13 +50,14 @@ def tail(text, lines=6, limit=600):
     return " | ".join(text.strip().splitlines()[-lines:])[-limit:]
 
 
-def run_process(argv, env, timeout):
+def run_process(argv, env, timeout, preexec_fn=None):
     """Runs argv to completion (or kills it after `timeout` s)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.monotonic()
         try:
             process = subprocess.Popen(argv, env=env, stdout=out, stderr=err,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+                                       stdin=subprocess.DEVNULL, start_new_session=True,
+                                       preexec_fn=preexec_fn)
         except OSError as problem:
             return Outcome("", "", 0.0, 0, f"could not start {argv[0]}: {problem}")
         timed_out = threading.Event()
@@ -123,10 +125,49 @@ def number(text):
 WORKLOAD_FIELDS = {"workload", "allocator", "elapsed_s", "ops", "ops_per_s", "peak_rss_kb"}
 
 
+def workload_environment(benchmark, allocator):
+    """The allocator's environment plus the benchmark's own variables."""
+    env = allocator.environment()
+    env.update(benchmark.env)
+    return env
+
+
+def last_progress(stdout):
+    """The fields of the last "progress" line a workload printed, as text
+    ("reached 52.0 MiB after 171.2 s"), or ""."""
+    lines = [line for line in stdout.splitlines() if line.startswith("progress ")]
+    if not lines:
+        return ""
+    fields = parse_fields(lines[-1])
+    return f"reached {fields.get('mb', '?')} MiB after {fields.get('elapsed_s', '?')} s"
+
+
+def run_limited(benchmark, env, context):
+    """Runs the benchmark inside a memory cgroup of benchmark.memory_limit_mb."""
+    limiter = context.limiter
+    if limiter is None or not limiter.available:
+        reason = limiter.reason if limiter is not None else "no limiter"
+        return Outcome("", "", 0.0, 0, f"no memory cgroup can be made here: {reason}")
+    argv, preexec, cleanup = limiter.prepare(benchmark.argv, benchmark.memory_limit_mb)
+    try:
+        outcome = run_process(argv, env, benchmark.timeout, preexec_fn=preexec)
+    finally:
+        cleanup()
+    if outcome.error.startswith("killed by signal SIGKILL"):
+        outcome.error = (f"killed by SIGKILL in the {benchmark.memory_limit_mb} MiB memory "
+                         "cgroup (out of memory)" + outcome.error[len("killed by signal SIGKILL (9)"):])
+    return outcome
+
+
 def run_workload(benchmark, allocator, context):
-    outcome = run_process(benchmark.argv, allocator.environment(), benchmark.timeout)
+    env = workload_environment(benchmark, allocator)
+    if benchmark.memory_limit_mb:
+        outcome = run_limited(benchmark, env, context)
+    else:
+        outcome = run_process(benchmark.argv, env, benchmark.timeout)
     if outcome.error:
-        return [failed(outcome.error)], []
+        progress = last_progress(outcome.stdout)
+        return [failed(outcome.error + (f" ({progress})" if progress else ""))], []
     try:
         result = parse_result_line(outcome.stdout)
     except ValueError as problem:
@@ -147,6 +188,7 @@ def parse_samples(stdout):
         if line.startswith("sample "):
             fields = parse_fields(line)
             samples.append({"t_s": float(fields["t_s"]), "rss_kb": int(fields["rss_kb"]),
+                            "thp_kb": int(fields["thp_kb"]) if "thp_kb" in fields else "",
                             "phase": fields.get("phase", "")})
     return samples
 

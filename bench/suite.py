@@ -5,9 +5,15 @@ are sized for a 2-core, 24 GiB machine: about 1-3 s per run in the full
 mode, a fraction of that in QUICK mode. Thread counts follow the core
 count: `cores` threads where the point is parallel work, 2 x cores where
 the point is more threads than CPUs (as on a busy server).
+
+The "cost" group (issue 16: costs that must not grow badly) is longer:
+realloc growth that is quadratic runs into its timeout, and the idle
+benchmarks sleep by design (10 s, and 120 s for the THP variant), about
+30 minutes in all on five allocators with 3 repetitions (`make
+bench-costs` runs this group alone).
 """
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MICRO_FAMILIES = ["malloc_free", "batch1000", "calloc", "posix_memalign",
                   "realloc_growth", "producer_consumer"]
@@ -22,6 +28,8 @@ class Benchmark:
     argv: list        # the command (paths relative to the repository)
     timeout: float    # seconds before a run is killed and counted as failed
     metric: str = "time"  # "time": fixed work, lower is better; "throughput": fixed time
+    env: dict = field(default_factory=dict)  # extra environment, for every allocator
+    memory_limit_mb: int = 0  # run inside a memory cgroup of this size (bench/cgroup.py)
 
 
 def _workloads(bin_dir, quick, cores):
@@ -61,6 +69,72 @@ def _workloads(bin_dir, quick, cores):
                   [w("peak-idle"), 256 if q else 1024, 16, 8192, 8 if q else 20,
                    250 if q else 500, 1000], 180),
     ]
+
+
+# size-mix: 12 block sizes from the smallest classes to blocks mapped for
+# themselves: small classes (16 B - 224 KiB), large blocks kept in caches
+# (768 KiB), large blocks from the page heap (3 and 12.5 MiB) and blocks
+# above every allocator's mmap threshold (37.5 MiB). 150 MiB (and 75 MiB, a
+# thread's share with 2 threads) is a whole number of blocks of each large
+# size, so every phase holds the same bytes.
+SIZE_MIX_SIZES = [16, 64, 256, 1024, 4096, 16384, 65536, 229376, 786432, 3145728,
+                  13107200, 39321600]
+SIZE_MIX_LIMIT_MB = 450
+
+
+def _size_text(size):
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+
+
+def _costs(bin_dir, quick, limiter_available):
+    """Costs that must not grow badly with the work (issue 16): realloc
+    growth, memory returned while idle, memory when the size mix changes."""
+    q = quick
+    w = lambda name: os.path.join(bin_dir, "workloads", name)
+    sizes = ",".join(str(s) for s in SIZE_MIX_SIZES)
+    phase_mb = 50 if q else 150
+    # QUICK grows by larger steps: the same O(N^2 / step) copying shows, in
+    # seconds instead of minutes.
+    step_40, step_256 = (64 << 10, 4 << 20) if q else (4096, 4096)
+    costs = [
+        Benchmark("realloc-growth-40M", "cost", "workload",
+                  f"one buffer grown {_size_text(step_40)} at a time to 40 MiB by realloc "
+                  "(each step written)",
+                  [w("realloc-growth"), 40, step_40], 60 if q else 180),
+        Benchmark("realloc-growth-256M", "cost", "workload",
+                  f"one buffer grown {_size_text(step_256)} at a time to 256 MiB by realloc "
+                  "(each step written)",
+                  [w("realloc-growth"), 256, step_256], 60 if q else 180),
+        Benchmark("idle-return", "cost", "workload",
+                  f"allocate {256 if q else 1024} MiB in blocks of 64 B - 256 KiB, free 90% at "
+                  f"random, then no malloc call for {3 if q else 10} s; then malloc_trim(0) "
+                  "(or the allocator's own purge call)",
+                  [w("idle-return"), 256 if q else 1024, 64, 256 << 10, 90, 3 if q else 10,
+                   500 if q else 1000], 120),
+        Benchmark("idle-return-thp", "cost", "workload",
+                  f"XMM_BACKGROUND=1, default XMM_THP: allocate 259 MiB in blocks of 64 B - "
+                  f"256 KiB, free 90%, idle {20 if q else 120} s with no malloc call, RSS "
+                  "sampled (khugepaged may collapse purged ranges back)",
+                  [w("idle-return"), 259, 64, 256 << 10, 90, 20 if q else 120,
+                   1000 if q else 2000], 90 if q else 240,
+                  env={"XMM_BACKGROUND": "1"}),
+        Benchmark("size-mix", "cost", "workload",
+                  f"in turn for 12 block sizes (16 B - 37.5 MiB), twice over: allocate "
+                  f"{phase_mb} MiB of one size, touch it, free it all; 1 thread",
+                  [w("size-mix"), 1, phase_mb, 2, sizes], 120),
+        Benchmark("size-mix-2t", "cost", "workload",
+                  "as size-mix, with 2 threads each holding half of every phase",
+                  [w("size-mix"), 2, phase_mb, 2, sizes], 120),
+    ]
+    if limiter_available and not q:
+        for name, threads in (("size-mix-450M", 1), ("size-mix-2t-450M", 2)):
+            costs.append(Benchmark(
+                name, "cost", "workload",
+                f"size-mix with {threads} thread(s) inside a {SIZE_MIX_LIMIT_MB} MiB memory "
+                "cgroup: does it survive?",
+                [w("size-mix"), threads, phase_mb, 2, sizes], 120,
+                memory_limit_mb=SIZE_MIX_LIMIT_MB))
+    return costs
 
 
 def _programs(bench_build, quick):
@@ -112,17 +186,19 @@ def _micro(bin_dir, quick):
     return benchmarks
 
 
-def build_suite(bench_build, quick, cores):
-    """Every benchmark in run order. Arguments are strings, ready to exec."""
+def build_suite(bench_build, quick, cores, limiter_available=False):
+    """Every benchmark in run order. Arguments are strings, ready to exec.
+    The memory-limited runs are left out where no memory cgroup can be made
+    (bench/cgroup.py says why; the report says so)."""
     suite = _micro(bench_build, quick) + _workloads(bench_build, quick, cores) + \
-        _programs(bench_build, quick)
+        _programs(bench_build, quick) + _costs(bench_build, quick, limiter_available)
     for benchmark in suite:
         benchmark.argv = [str(a) for a in benchmark.argv]
     return suite
 
 
 def select(suite, only):
-    """Benchmarks whose name (or group, or "micro") is in `only`."""
+    """Benchmarks whose name (or group: "micro", "cost", ...) is in `only`."""
     if not only:
         return suite
     return [b for b in suite
