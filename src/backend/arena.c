@@ -10,6 +10,7 @@
 #include "numa.h"
 
 struct xmm_address_map xmm_address_map;
+const xmm_page_info xmm_no_page_info[XMM_PAGES_PER_GRANULE];
 
 static size_t reserved_bytes;
 /* Guards the spare descriptors of direct regions and of chunks. A leaf
@@ -58,9 +59,17 @@ static bool map_granules(struct xmm_region *region, struct xmm_region *value)
     for (uintptr_t granule = first; granule <= last; granule++)
         if (!leaf_for(granule))
             return false;
-    for (uintptr_t granule = first; granule <= last; granule++)
-        __atomic_store_n(&leaf_for(granule)->regions[leaf_index(granule)], value,
-                         __ATOMIC_RELEASE);
+    for (uintptr_t granule = first; granule <= last; granule++) {
+        struct xmm_map_entry *entry = &leaf_for(granule)->entries[leaf_index(granule)];
+        uintptr_t page_info = 0;
+        if (value && value->kind == XMM_REGION_CHUNK) {
+            struct xmm_chunk *chunk = (struct xmm_chunk *)value;
+            page_info = (uintptr_t)&chunk->page_info[(granule - first) * XMM_PAGES_PER_GRANULE] -
+                        (uintptr_t)xmm_no_page_info;
+        }
+        __atomic_store_n(&entry->page_info, page_info, __ATOMIC_RELEASE);
+        __atomic_store_n(&entry->region, value, __ATOMIC_RELEASE);
+    }
     return true;
 }
 
@@ -99,6 +108,17 @@ void xmm_chunk_set_pages(struct xmm_span *span, bool ends_only)
  * asks for huge pages from the start; `never` forbids them; `auto` starts
  * chunks on the kernel's default and asks for huge pages once a chunk has
  * been cut to its end (dense), see page_heap.c. */
+void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class)
+{
+    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
+    size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
+    xmm_assert(first + span->pages <= chunk->pages);
+    for (uint32_t page = 0; page < span->pages; page++)
+        __atomic_store_n(&chunk->page_info[first + page],
+                         size_class ? XMM_PAGE_INFO(size_class, span->node, page) : 0,
+                         __ATOMIC_RELEASE);
+}
+
 static void advise_huge_pages(struct xmm_region *region)
 {
     if (xmm_config.thp == XMM_THP_ALWAYS)
@@ -178,6 +198,7 @@ void xmm_arena_release_chunk(struct xmm_chunk *chunk)
     /* A descriptor reused for a chunk at the same address must not find
      * the old spans in its page map (the page heap coalesces by it). */
     memset(chunk->page_span, 0, (size_t)chunk->pages * sizeof(chunk->page_span[0]));
+    memset(chunk->page_info, 0, (size_t)chunk->pages * sizeof(chunk->page_info[0]));
     xmm_os_unmap(chunk->region.base, chunk->region.size);
     give_back_chunk_descriptor(chunk);
 }
@@ -229,6 +250,9 @@ void *xmm_arena_map_direct(size_t size, size_t alignment, int node)
  * now if needed): so that registering the range cannot fail. */
 static bool leaves_exist(const char *base, size_t size)
 {
+    /* Only user-space addresses have map entries (the root has none past). */
+    if (size > ((uintptr_t)1 << XMM_ADDRESS_BITS) - (uintptr_t)base)
+        return false;
     uintptr_t first = (uintptr_t)base >> XMM_GRANULE_SHIFT;
     uintptr_t last = ((uintptr_t)base + size - 1) >> XMM_GRANULE_SHIFT;
     for (uintptr_t granule = first; granule <= last; granule++)
@@ -240,8 +264,8 @@ static bool leaves_exist(const char *base, size_t size)
 bool xmm_arena_resize_direct(struct xmm_region *region, size_t size)
 {
     size_t page = xmm_os_page_size();
-    if (size > SIZE_MAX - XMM_GRANULE_SIZE)
-        return false;
+    if (size > PTRDIFF_MAX || size > ((size_t)1 << XMM_ADDRESS_BITS))
+        return false; /* no mapping can be that large: ENOMEM for the caller */
     size_t mapped = xmm_align_up(size, page);
     if (mapped == region->size)
         return true;

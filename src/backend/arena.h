@@ -42,11 +42,26 @@ struct xmm_region {
     struct xmm_region *next_free; /* recycled descriptors */
 };
 
+/* What free() needs to know of an allocator page, in one word: the size
+ * class of the live small-object span that holds it (0: none: a free,
+ * large or released page, or no chunk at all), that span's node, and the
+ * page's distance from the span's first page. A free reads this word
+ * through the address map and never touches the span descriptor. */
+typedef uint32_t xmm_page_info;
+#define XMM_PAGE_INFO(size_class, node, page_in_span)                          \
+    ((uint32_t)(size_class) | (uint32_t)(node) << 8 | (uint32_t)(page_in_span) << 16)
+#define XMM_PAGE_INFO_CLASS(info) ((info) & 0xffu)
+#define XMM_PAGE_INFO_NODE(info) (((info) >> 8) & 0xffu)
+#define XMM_PAGE_INFO_PAGE(info) ((info) >> 16)
+_Static_assert(XMM_CLASS_COUNT <= 256 && XMM_MAX_NODES <= 256, "page info: class and node bytes");
+_Static_assert(XMM_CHUNK_MAX_PAGES <= 65536, "page info: a page's distance in 16 bits");
+
 struct xmm_chunk {
     struct xmm_region region;
     uint32_t pages;             /* allocator pages in the chunk */
     struct xmm_chunk *next_in_heap; /* the node's chunks (page heap lock) */
     struct xmm_span *page_span[XMM_CHUNK_MAX_PAGES];
+    xmm_page_info page_info[XMM_CHUNK_MAX_PAGES];
 };
 
 /* A chunk is found by its region (the map, spare lists): region first. */
@@ -55,9 +70,20 @@ _Static_assert(offsetof(struct xmm_chunk, region) == 0, "a chunk starts with its
 #define XMM_MAP_LEAF_BITS 13
 #define XMM_MAP_ROOT_BITS (XMM_ADDRESS_BITS - XMM_GRANULE_SHIFT - XMM_MAP_LEAF_BITS)
 
-struct xmm_map_leaf {
-    struct xmm_region *regions[(size_t)1 << XMM_MAP_LEAF_BITS];
+/* A granule's entry: its region, and where its pages' xmm_page_info words
+ * are, as a byte offset from xmm_no_page_info (0: a granule with no chunk
+ * pages: all zero, so zero-initialised entries need no relocation). */
+struct xmm_map_entry {
+    struct xmm_region *region;
+    uintptr_t page_info;
 };
+
+struct xmm_map_leaf {
+    struct xmm_map_entry entries[(size_t)1 << XMM_MAP_LEAF_BITS];
+};
+
+/* The page info of every granule without chunk pages: zeros. */
+extern XMM_HIDDEN const xmm_page_info xmm_no_page_info[XMM_PAGES_PER_GRANULE];
 
 /* The map's static part: root entry i names the leaf of granules
  * [i << LEAF_BITS, (i + 1) << LEAF_BITS) as a byte offset from `empty`
@@ -73,6 +99,16 @@ extern XMM_HIDDEN struct xmm_address_map xmm_address_map;
  * Returns 0. */
 int xmm_arena_init(void);
 
+/* The map entry of the granule of `address` (a user-space address). */
+XMM_INLINE struct xmm_map_entry *xmm_map_entry_of(uintptr_t bits)
+{
+    uintptr_t granule = bits >> XMM_GRANULE_SHIFT;
+    uintptr_t leaf_offset =
+        __atomic_load_n(&xmm_address_map.root[granule >> XMM_MAP_LEAF_BITS], __ATOMIC_ACQUIRE);
+    struct xmm_map_leaf *leaf = (struct xmm_map_leaf *)((char *)&xmm_address_map.empty + leaf_offset);
+    return &leaf->entries[granule & (((uintptr_t)1 << XMM_MAP_LEAF_BITS) - 1)];
+}
+
 /* The region holding `address`, or NULL. Two loads; no lock; valid at any
  * time, before initialisation included. */
 XMM_INLINE struct xmm_region *xmm_region_of(const void *address)
@@ -80,13 +116,27 @@ XMM_INLINE struct xmm_region *xmm_region_of(const void *address)
     uintptr_t bits = (uintptr_t)address;
     if (XMM_UNLIKELY(bits >> XMM_ADDRESS_BITS))
         return NULL;
-    uintptr_t granule = bits >> XMM_GRANULE_SHIFT;
-    uintptr_t leaf_offset =
-        __atomic_load_n(&xmm_address_map.root[granule >> XMM_MAP_LEAF_BITS], __ATOMIC_ACQUIRE);
-    struct xmm_map_leaf *leaf = (struct xmm_map_leaf *)((char *)&xmm_address_map.empty + leaf_offset);
-    return __atomic_load_n(&leaf->regions[granule & (((uintptr_t)1 << XMM_MAP_LEAF_BITS) - 1)],
+    return __atomic_load_n(&xmm_map_entry_of(bits)->region, __ATOMIC_ACQUIRE);
+}
+
+/* The page info of the page holding `address` (0 when it is in no live
+ * small-object span, or not XMM's). Three dependent loads: root, leaf
+ * entry, page word; no lock; valid at any time. */
+XMM_INLINE xmm_page_info xmm_page_info_of(const void *address)
+{
+    uintptr_t bits = (uintptr_t)address;
+    if (XMM_UNLIKELY(bits >> XMM_ADDRESS_BITS))
+        return 0;
+    uintptr_t offset = __atomic_load_n(&xmm_map_entry_of(bits)->page_info, __ATOMIC_ACQUIRE);
+    const xmm_page_info *pages = (const xmm_page_info *)((const char *)xmm_no_page_info + offset);
+    return __atomic_load_n(&pages[(bits >> XMM_PAGE_SHIFT) & (XMM_PAGES_PER_GRANULE - 1)],
                            __ATOMIC_ACQUIRE);
 }
+
+/* Sets the page info of every page of `span` (a span of a chunk): of a
+ * small-object span of `size_class` on its node, or none (0) when the span
+ * stops being one. */
+void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class);
 
 /* The span of the page holding `address` in `chunk` (NULL if none). The
  * index is masked: with a stale chunk pointer it still reads the chunk's

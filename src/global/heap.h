@@ -103,44 +103,40 @@ XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
     return xmm_heap_alloc_slow(size);
 }
 
-/* A small block `ptr` of `span` that may be freed: an object start (a
- * multiply), cut from the span (`carved`: never handed out otherwise), and
- * not already free (its first word, free_object.h). */
-XMM_INLINE bool xmm_small_block_is_live(const void *ptr, const struct xmm_span *span)
+/* The page info (backend/arena.h) of `ptr` when it is a live small block:
+ * an object start (a multiply) of a small-object span, not past its last
+ * object, and not already free (the high half of its first word,
+ * free_object.h; objects never handed out are marked free too). 0 for
+ * anything else (NULL, large,
+ * direct, invalid, already free), which the slow paths classify and
+ * report. Three dependent loads to the page's info (root, leaf, page
+ * word), one to the class's row; the span descriptor is not read. */
+XMM_INLINE xmm_page_info xmm_live_small_block(const void *ptr)
 {
-    size_t offset = (size_t)((const char *)ptr - span->start);
-    unsigned size_class = span->size_class;
-    uint32_t index = xmm_class_object_index(size_class, offset);
-    return (size_t)index * xmm_class_size(size_class) == offset &&
-           index < __atomic_load_n(&span->carved, __ATOMIC_RELAXED) &&
-           !xmm_free_object_is_free(ptr, span->start, xmm_span_bytes(span));
-}
-
-/* The span of `ptr` when it is a live small block (see
- * xmm_small_block_is_live); NULL for anything else (NULL, large, direct,
- * invalid, already free), which the slow paths classify and report.
- * address -> region -> span: two loads through the maps. */
-XMM_INLINE struct xmm_span *xmm_live_small_span(const void *ptr)
-{
-    struct xmm_region *region = xmm_region_of(ptr);
-    if (XMM_LIKELY(region != NULL && region->kind == XMM_REGION_CHUNK)) {
-        struct xmm_span *span = xmm_chunk_span_of((struct xmm_chunk *)region, ptr);
-        if (XMM_LIKELY(span != NULL &&
-                       __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) == XMM_SPAN_SMALL &&
-                       xmm_small_block_is_live(ptr, span)))
-            return span;
-    }
-    return NULL;
+    xmm_page_info info = xmm_page_info_of(ptr);
+    unsigned size_class = XMM_PAGE_INFO_CLASS(info);
+    if (XMM_UNLIKELY(size_class == 0))
+        return 0;
+    const struct xmm_size_class *row = &xmm_size_classes[size_class];
+    uintptr_t start = (((uintptr_t)ptr >> XMM_PAGE_SHIFT) - XMM_PAGE_INFO_PAGE(info))
+                      << XMM_PAGE_SHIFT;
+    size_t offset = (uintptr_t)ptr - start;
+    uint32_t index = (uint32_t)((offset * row->reciprocal) >> 40);
+    /* A block that may be free goes to the slow path, which reads the whole
+     * word to tell (and frees it after all if it is live). */
+    if (XMM_UNLIKELY((size_t)index * row->size != offset || index >= row->objects ||
+                     xmm_free_object_may_be_free(ptr, start)))
+        return 0;
+    return info;
 }
 
 /* free: the checks above, the free tag, then the front end's push. */
 XMM_INLINE void xmm_heap_free_inline(void *ptr)
 {
-    struct xmm_span *span = xmm_live_small_span(ptr);
-    if (XMM_LIKELY(span != NULL)) {
-        unsigned size_class = span->size_class, node = span->node;
+    xmm_page_info info = xmm_live_small_block(ptr);
+    if (XMM_LIKELY(info != 0)) {
         xmm_free_object_set(ptr, NULL);
-        xmm_front_free_as(ptr, size_class, node, span);
+        xmm_front_free_as(ptr, XMM_PAGE_INFO_CLASS(info), XMM_PAGE_INFO_NODE(info));
         return;
     }
     xmm_heap_free_slow(ptr);
@@ -162,12 +158,11 @@ void xmm_heap_free_sized(void *ptr, size_t size, size_t alignment, bool exact,
  * anything else through xmm_heap_free_sized. */
 XMM_INLINE void xmm_heap_delete_sized_inline(void *ptr, size_t size)
 {
-    struct xmm_span *span = xmm_live_small_span(ptr);
-    if (XMM_LIKELY(span != NULL && size <= XMM_MAX_SMALL_SIZE &&
-                   xmm_size_to_class(size < 16 ? 16 : size) == span->size_class)) {
-        unsigned size_class = span->size_class, node = span->node;
+    xmm_page_info info = xmm_live_small_block(ptr);
+    if (XMM_LIKELY(info != 0 && size <= XMM_MAX_SMALL_SIZE &&
+                   xmm_size_to_class(size < 16 ? 16 : size) == XMM_PAGE_INFO_CLASS(info))) {
         xmm_free_object_set(ptr, NULL);
-        xmm_front_free_as(ptr, size_class, node, span);
+        xmm_front_free_as(ptr, XMM_PAGE_INFO_CLASS(info), XMM_PAGE_INFO_NODE(info));
         return;
     }
     xmm_heap_free_sized(ptr, size, 0, true, "operator delete");

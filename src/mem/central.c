@@ -110,6 +110,7 @@ static void list_span(struct xmm_span *span)
 
 static void release_span(struct xmm_span *span)
 {
+    xmm_chunk_set_page_info(span, 0); /* free() of its addresses: slow path */
     struct central_node *central = &central_nodes[span->node];
     __atomic_fetch_add(&central->spans_released, 1, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&central->span_bytes, xmm_span_bytes(span), __ATOMIC_RELAXED);
@@ -193,8 +194,9 @@ static void return_objects_to_spans(void *const *objects, unsigned count)
     }
 }
 
-void xmm_central_return_object(struct xmm_span *span, void *object)
+void xmm_central_return_object(void *object)
 {
+    struct xmm_span *span = span_of_object(object);
     struct central_class *lists = &central_nodes[span->node].classes[span->size_class];
     __atomic_fetch_add(&lists->objects_in, 1, __ATOMIC_RELAXED);
     return_to_span(span, object);
@@ -303,15 +305,10 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
             push_chain(span, list, last);
         }
     }
-    /* Cut objects are marked free as they are cut: a free() of one still in
-     * a cache is then a double free, and one not cut yet is beyond
-     * `carved` (both checked by free, global/heap.h). */
+    /* Objects were marked free when the span was made (new_span). */
     uint32_t carved = span->carved;
-    while (taken < wanted && carved < info->objects) {
-        void *object = span->start + (size_t)carved++ * info->size;
-        xmm_free_object_set(object, NULL);
-        out[taken++] = object;
-    }
+    while (taken < wanted && carved < info->objects)
+        out[taken++] = span->start + (size_t)carved++ * info->size;
     __atomic_store_n(&span->carved, carved, __ATOMIC_RELEASE);
     __atomic_fetch_add(&span->state, (uint64_t)taken * XMM_SPAN_IN_USE_ONE, __ATOMIC_RELAXED);
     return taken;
@@ -328,8 +325,14 @@ static struct xmm_span *new_span(int node, unsigned size_class)
     span->carved = 0;
     span->free_list = NULL;
     __atomic_store_n(&span->state, XMM_SPAN_CLAIMED, __ATOMIC_RELAXED);
+    /* Every object is marked free before any is cut: a free() of one that
+     * was never handed out is then reported (free_object.h) without the
+     * free path reading `carved`. */
+    for (uint32_t object = 0; object < info->objects; object++)
+        xmm_free_object_set(span->start + (size_t)object * info->size, NULL);
     /* Publish the class before any object of the span can reach free(). */
     __atomic_store_n(&span->kind, XMM_SPAN_SMALL, __ATOMIC_RELEASE);
+    xmm_chunk_set_page_info(span, size_class);
     struct central_node *central = &central_nodes[node];
     __atomic_fetch_add(&central->spans_created, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&central->span_bytes, xmm_span_bytes(span), __ATOMIC_RELAXED);

@@ -23,8 +23,9 @@ unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned 
  * of home node `node`. Lock-free. */
 void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsigned count);
 
-/* Gives one free object back to its span (`span` must be its span). */
-void xmm_central_return_object(struct xmm_span *span, void *object);
+/* Gives one free object back to its span, found through the address map
+ * (the object must be a live small block's, now free). */
+void xmm_central_return_object(void *object);
 
 /* Moves every transfer batch back to its spans and gives spans with no
  * object in use back to the page heap. Returns the bytes released. */

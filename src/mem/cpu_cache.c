@@ -316,10 +316,9 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
     return object;
 }
 
-void xmm_cpu_cache_free_slow(void *object, struct xmm_span *span, int result)
+void xmm_cpu_cache_free_slow(void *object, unsigned size_class, unsigned node, int result)
 {
     void *area = xmm_thread.rseq_area;
-    unsigned size_class = span->size_class;
     if (result == XMM_RSEQ_FULL) {
         void *objects[XMM_MAX_BATCH];
         uint64_t slab_node;
@@ -330,8 +329,7 @@ void xmm_cpu_cache_free_slow(void *object, struct xmm_span *span, int result)
             xmm_central_drain((int)slab_node, size_class, objects, count);
             __atomic_fetch_add(&slow_counts.drains, 1, __ATOMIC_RELAXED);
         }
-        result = xmm_rseq_push(area, index_of(area), xmm_cpu_slabs, size_class, object,
-                               span->node);
+        result = xmm_rseq_push(area, index_of(area), xmm_cpu_slabs, size_class, object, node);
         if (result == XMM_RSEQ_PUSHED)
             return;
     }
@@ -340,7 +338,7 @@ void xmm_cpu_cache_free_slow(void *object, struct xmm_span *span, int result)
     /* Another node's object goes home, never into this CPU's cache; and a
      * slab that stays full or locked sends the object straight back. */
     __atomic_fetch_add(&slow_counts.frees[size_class], 1, __ATOMIC_RELAXED);
-    xmm_central_return_object(span, object);
+    xmm_central_return_object(object);
 }
 
 /* ---- draining every CPU's cache ------------------------------------------------------------ */

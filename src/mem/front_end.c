@@ -74,15 +74,15 @@ void *xmm_front_alloc_slow(unsigned size_class)
     return xmm_thread_cache_alloc_slow(size_class);
 }
 
-void xmm_front_free_slow(void *object, struct xmm_span *span)
+void xmm_front_free_slow(void *object, unsigned size_class, unsigned node)
 {
 #if XMM_PER_CPU_CACHES
     if (xmm_cpu_cache_attach()) {
-        xmm_front_free(object, span);
+        xmm_front_free_as(object, size_class, node);
         return;
     }
 #endif
-    xmm_thread_cache_free_slow(object, span);
+    xmm_thread_cache_free_slow(object, size_class, node);
 }
 
 void xmm_front_end_release_caches(void)

@@ -48,12 +48,12 @@ extern XMM_HIDDEN bool xmm_front_end_ready;
 
 /* Slow paths (thread_cache.c). */
 void *xmm_thread_cache_alloc_slow(unsigned size_class);
-void xmm_thread_cache_free_slow(void *object, struct xmm_span *span);
+void xmm_thread_cache_free_slow(void *object, unsigned size_class, unsigned node);
 
 /* The miss paths of a thread without an rseq area (front_end.c): it may
  * attach to the per-CPU caches now, else it uses its thread cache. */
 void *xmm_front_alloc_slow(unsigned size_class);
-void xmm_front_free_slow(void *object, struct xmm_span *span);
+void xmm_front_free_slow(void *object, unsigned size_class, unsigned node);
 
 /* ---- per-CPU caches (cpu_cache.c) ---- */
 
@@ -67,7 +67,7 @@ extern XMM_HIDDEN uint32_t xmm_rseq_index_offset; /* XMM_RSEQ_CPU_ID_OFFSET or _
  * false means it uses a per-thread cache. */
 bool xmm_cpu_cache_attach(void);
 void *xmm_cpu_cache_alloc_slow(unsigned size_class);
-void xmm_cpu_cache_free_slow(void *object, struct xmm_span *span, int push_result);
+void xmm_cpu_cache_free_slow(void *object, unsigned size_class, unsigned node, int push_result);
 /* Set-up (phase 1: false if the process uses per-thread caches; phase 2),
  * fork repair and release of every CPU's cache (cpu_cache.c). */
 bool xmm_cpu_cache_init_core(void);
@@ -124,11 +124,9 @@ XMM_INLINE void *xmm_front_alloc(unsigned size_class)
 
 /* Free fast path: a push when the object belongs to this cache's node and
  * the bin has room. The caller has checked the object (global/heap.h: a
- * live block, now tagged free). The _as form takes the span's class and
- * node read before the caller's store into the object (which the compiler
- * must assume may alias the descriptor). */
-XMM_INLINE void xmm_front_free_as(void *object, unsigned size_class, unsigned node,
-                                   struct xmm_span *span)
+ * live block, now tagged free). The _as form takes the class and home node
+ * (from the page info, global/heap.h), the other the span. */
+XMM_INLINE void xmm_front_free_as(void *object, unsigned size_class, unsigned node)
 {
 #if XMM_PER_CPU_CACHES
     void *area = xmm_thread.rseq_area;
@@ -138,7 +136,7 @@ XMM_INLINE void xmm_front_free_as(void *object, unsigned size_class, unsigned no
                           object, node);
         if (XMM_LIKELY(result == XMM_RSEQ_PUSHED))
             return;
-        xmm_cpu_cache_free_slow(object, span, result);
+        xmm_cpu_cache_free_slow(object, size_class, node, result);
         return;
     }
 #endif
@@ -150,12 +148,12 @@ XMM_INLINE void xmm_front_free_as(void *object, unsigned size_class, unsigned no
             return;
         }
     }
-    xmm_front_free_slow(object, span);
+    xmm_front_free_slow(object, size_class, node);
 }
 
 XMM_INLINE void xmm_front_free(void *object, struct xmm_span *span)
 {
-    xmm_front_free_as(object, span->size_class, span->node, span);
+    xmm_front_free_as(object, span->size_class, span->node);
 }
 
 /* Empties the calling thread's cache into the central layer. */

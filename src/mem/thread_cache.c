@@ -188,17 +188,16 @@ pop:
     return bin->slots[--bin->count];
 }
 
-void xmm_thread_cache_free_slow(void *object, struct xmm_span *span)
+void xmm_thread_cache_free_slow(void *object, unsigned size_class, unsigned node)
 {
     struct xmm_thread_cache *cache = current_cache();
-    unsigned size_class = span->size_class;
-    if (cache == &cacheless || span->node != cache->node) {
+    if (cache == &cacheless || (int)node != cache->node) {
         /* Goes home: straight back to its span in its own node's central
          * layer, never into this cache. */
         if (cache != &cacheless)
             cache->cross_node_frees++;
         __atomic_fetch_add(&slow_counts.frees[size_class], 1, __ATOMIC_RELAXED);
-        xmm_central_return_object(span, object);
+        xmm_central_return_object(object);
         return;
     }
     struct xmm_cache_bin *bin = &cache->bins[size_class];

@@ -133,12 +133,13 @@ static void check_versioning(void)
 
 /* A live block in most size classes: a report of several KiB (the
  * report lists every class with live blocks or sampled traffic). */
+void *many_sizes_blocks[128]; /* external: the compiler must keep the mallocs */
+
 static void allocate_many_sizes(void)
 {
-    static void *volatile blocks[128]; /* volatile: kept, not elided */
     int count = 0;
     for (size_t size = 8; size <= 256 * 1024 && count < 128; size += size / 8 + 8)
-        blocks[count++] = malloc(size);
+        many_sizes_blocks[count++] = malloc(size);
 }
 
 /* A report is one write(2), so that processes appending to one

@@ -73,10 +73,8 @@ static void *worker(void *argument)
             xmm_central_drain(0, size_class, objects, got);
             break;
         default: /* objects going home one by one, as cross-node frees do */
-            for (unsigned i = 0; i < got; i++) {
-                struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(objects[i]);
-                xmm_central_return_object(xmm_chunk_span_of(chunk, objects[i]), objects[i]);
-            }
+            for (unsigned i = 0; i < got; i++)
+                xmm_central_return_object(objects[i]);
         }
         if (held_count == 256 || (seed >> 24) % 64 == 0) {
             while (held_count) {
@@ -84,7 +82,7 @@ static void *worker(void *argument)
                 struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(object);
                 struct xmm_span *span = xmm_chunk_span_of(chunk, object);
                 give_up(object, thread, xmm_size_classes[span->size_class].size);
-                xmm_central_return_object(span, object);
+                xmm_central_return_object(object);
             }
         }
     }
@@ -93,7 +91,7 @@ static void *worker(void *argument)
         struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(object);
         struct xmm_span *span = xmm_chunk_span_of(chunk, object);
         give_up(object, thread, xmm_size_classes[span->size_class].size);
-        xmm_central_return_object(span, object);
+        xmm_central_return_object(object);
     }
     atomic_fetch_add(&objects_moved, moved);
     return NULL;
