@@ -272,6 +272,47 @@ void xmm_os_program_name(char *name, size_t size);
 int xmm_os_open_append(const char *path);
 void xmm_os_close(int fd);
 
+/* Opens `path` for writing from its start (created 0644, truncated,
+ * close-on-exec), or for reading: a descriptor, or -1 with errno. */
+int xmm_os_open_write(const char *path);
+int xmm_os_open_read(const char *path);
+
+/* Reads up to `size` bytes from `fd` (retrying on EINTR): the count, 0 at
+ * the end of the file, -1 with errno. */
+long xmm_os_read_fd(int fd, void *buffer, size_t size);
+
+/* ---- call stacks ----------------------------------------------------------- */
+
+/* The return addresses of the calling thread's stack, innermost first:
+ * frames[0] is in the function that called xmm_os_backtrace. At most `max`;
+ * returns how many. glibc's backtrace(3) over libgcc's unwinder (it reads
+ * the unwind tables, so it works without frame pointers).
+ *
+ * The first call in the process allocates (glibc loads libgcc_s with
+ * dlopen): call xmm_os_backtrace_prepare() once where malloc is allowed
+ * (init phase 2) before any call from inside the allocator. After it,
+ * xmm_os_backtrace does not allocate. It takes no lock of XMM's; it may
+ * take the dynamic loader's (recursive) lock of the list of loaded objects.
+ * Not async-signal-safe in general: a caller inside a signal handler must
+ * know that the code it interrupted is not itself unwinding. */
+void xmm_os_backtrace_prepare(void);
+int xmm_os_backtrace(void **frames, int max);
+
+/* The address range [*start, *end) of the executable segments of the
+ * loaded object (shared library) that holds `address`: for telling XMM's
+ * own frames from the program's. false, and nothing set, if `address` is
+ * in the main program (XMM linked statically: its code and the program's
+ * are one object) or in no loaded object. Walks the loaded objects
+ * (dl_iterate_phdr, which does not allocate); for init, not for hot paths. */
+bool xmm_os_code_range(const void *address, uintptr_t *start, uintptr_t *end);
+
+/* The file of the loaded object that holds `address` (the main program's
+ * from /proc/self/exe) into `name` (`size` bytes, NUL-terminated, cut if
+ * longer), and its load bias: `address` - *bias is the address in the
+ * file's own numbering, which addr2line and nm use. false if no loaded
+ * object holds it. Never allocates; walks the loaded objects. */
+bool xmm_os_code_object(const void *address, char *name, size_t size, uintptr_t *bias);
+
 /* ---- errors ------------------------------------------------------------- */
 
 /* Writes `length` bytes to standard error with write(2), retrying on EINTR
