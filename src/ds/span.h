@@ -64,6 +64,13 @@ struct xmm_span {
     uint32_t epoch;             /* free span: the heap epoch it was listed in */
     struct xmm_span *previous, *next; /* free list of its length */
     uint64_t freed_at_ns;       /* when it became free (for decay) */
+
+    /* A large span only: the heap profiler's record when the block was
+     * sampled (global/profile.h), else NULL. Set by the allocation before
+     * the block is handed out; taken back by the free that claimed the
+     * span, before the span goes to the large cache or the page heap, so
+     * every other span (and every spare descriptor) holds NULL. */
+    void *sample;
 } XMM_CACHE_ALIGNED;
 /* Two descriptors per 128 bytes: the hot fields of the free path (start,
  * kind, node, size_class) share the first cache line. */

@@ -31,7 +31,7 @@ static double log_mantissa(double m)
     return 2 * t * (1 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7))));
 }
 
-/* The next interval, in bytes: exponential with mean XMM_TICK_BYTES (a
+/* The next interval, in bytes: exponential with mean xmm_tick_mean() (a
  * Poisson process over the bytes a thread requests, as TCMalloc's sampler
  * draws them). Fixed intervals would alias with a program's periodic
  * pattern of sizes and credit one size class with everything. */
@@ -51,19 +51,42 @@ static int64_t next_interval(void)
         exponent--;
     }
     double minus_ln_u = -(log_mantissa(u) + exponent * 0.6931471805599453);
-    if (minus_ln_u > 20) /* at most 20 means: 5 MiB */
+    if (minus_ln_u > 20) /* at most 20 means (5 MiB at 256 KiB) */
         minus_ln_u = 20;
-    return (int64_t)(minus_ln_u * (double)XMM_TICK_BYTES) + 1;
+    return (int64_t)(minus_ln_u * (double)xmm_tick_mean()) + 1;
 }
 
-/* A request of `size` bytes met the tick: with intervals drawn from an
- * exponential, it is sampled with probability 1 - e^(-size / mean), so it
- * stands for 1 / (1 - e^(-x)) ~ 1/x + 1/2 + x/12 requests of its size
- * (x = size / mean <= 1 for small requests). */
+/* e^(-x) for x >= 0: 2^(-k) e^(-r) with r in [0, ln 2), the series to 12
+ * terms (relative error below 1e-12). */
+static double exp_negative(double x)
+{
+    if (x > 700)
+        return 0;
+    int k = (int)(x / 0.6931471805599453);
+    double r = x - k * 0.6931471805599453;
+    double term = 1, sum = 1;
+    for (int n = 1; n <= 12; n++) {
+        term *= -r / n;
+        sum += term;
+    }
+    while (k-- > 0)
+        sum *= 0.5;
+    return sum;
+}
+
+double xmm_sample_weight(size_t size, int64_t mean)
+{
+    double x = (double)(size ? size : 1) / (double)mean;
+    if (x < 1e-3) /* 1 - e^(-x) would lose digits: the series */
+        return 1 / x + 0.5 + x / 12;
+    return 1 / (1 - exp_negative(x));
+}
+
+/* A request of `size` bytes met the tick: it stands for
+ * xmm_sample_weight(size) requests of its size. */
 static void credit_sample(size_t size)
 {
-    double x = (double)(size ? size : 1) / (double)XMM_TICK_BYTES;
-    double requests = 1 / x + 0.5 + x / 12;
+    double requests = xmm_sample_weight(size, xmm_tick_mean());
     unsigned size_class = xmm_size_to_class(size);
     __atomic_fetch_add(&sampled[size_class].requests, (uint64_t)(requests + 0.5),
                        __ATOMIC_RELAXED);
@@ -78,16 +101,33 @@ void xmm_upkeep_node(int node)
     xmm_page_heap_maintain(node);
 }
 
-void xmm_upkeep_tick(size_t size)
+/* The thread's first tick seeds its generator: false. Otherwise true. */
+static bool seeded(void)
 {
-    if (XMM_UNLIKELY(tick_random == 0)) {
-        /* The thread's first request: seed, start the countdown, no sample. */
-        tick_random = (xmm_free_secret ^ (uintptr_t)&tick_random) | 1;
-    } else {
+    if (XMM_LIKELY(tick_random != 0))
+        return true;
+    tick_random = (xmm_free_secret ^ (uintptr_t)&tick_random) | 1;
+    return false;
+}
+
+bool xmm_upkeep_tick(size_t size)
+{
+    /* The thread's first request starts the countdown: no sample. */
+    bool sample = seeded();
+    if (sample)
         credit_sample(size);
-    }
     xmm_tick_countdown = next_interval();
     xmm_upkeep_node(xmm_node_of_cpu(xmm_os_current_cpu()));
+    return sample && xmm_config.profile_interval != 0;
+}
+
+bool xmm_upkeep_count_large(size_t size)
+{
+    if ((xmm_tick_countdown -= (int64_t)(size < INT64_MAX ? size : INT64_MAX)) >= 0)
+        return false;
+    bool sample = seeded();
+    xmm_tick_countdown = next_interval();
+    return sample;
 }
 
 void xmm_upkeep_sampled(unsigned size_class, uint64_t *requests, uint64_t *bytes)
