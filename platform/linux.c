@@ -582,6 +582,19 @@ long xmm_os_read_fd(int fd, void *buffer, size_t size)
 
 /* ---- call stacks ----------------------------------------------------------- */
 
+__attribute__((noinline)) int xmm_os_backtrace_libc(void **frames, int max)
+{
+    int saved_errno = errno;
+    void *all[max + 1];
+    int count = backtrace(all, max + 1); /* all[0]: this function's caller */
+    errno = saved_errno;
+    if (count <= 1)
+        return 0;
+    memcpy(frames, all + 1, (size_t)(count - 1) * sizeof(void *));
+    return count - 1;
+}
+
+#if !defined(__x86_64__) /* x86_64/unwind.c has a faster one */
 void xmm_os_backtrace_prepare(void)
 {
     void *frames[4];
@@ -590,11 +603,9 @@ void xmm_os_backtrace_prepare(void)
 
 int xmm_os_backtrace(void **frames, int max)
 {
-    int saved_errno = errno;
-    int count = backtrace(frames, max);
-    errno = saved_errno;
-    return count < 0 ? 0 : count;
+    return xmm_os_backtrace_libc(frames, max);
 }
+#endif
 
 struct code_search {
     uintptr_t address;
