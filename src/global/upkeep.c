@@ -43,35 +43,41 @@ static int64_t next_interval(void)
     x ^= x >> 27;
     tick_random = x;
     uint64_t bits = x * 0x2545f4914f6cdd1dull;
-    /* u uniform in (0, 1], as m * 2^e with m in [1, 2). */
-    double u = (double)((bits >> 11) + 1) * 0x1.0p-53;
-    int exponent = 0;
-    while (u < 1.0) {
-        u *= 2;
-        exponent--;
-    }
-    double minus_ln_u = -(log_mantissa(u) + exponent * 0.6931471805599453);
+    /* u = n / 2^53, uniform in (0, 1], as m * 2^(top - 53) with m in [1, 2). */
+    uint64_t n = (bits >> 11) + 1;
+    int top = 63 - __builtin_clzll(n);
+    union {
+        uint64_t bits;
+        double value;
+    } scale = {.bits = (uint64_t)(1023 - top) << 52}; /* 2^-top */
+    double m = (double)n * scale.value;
+    double minus_ln_u = -(log_mantissa(m) + (top - 53) * 0.6931471805599453);
     if (minus_ln_u > 20) /* at most 20 means (5 MiB at 256 KiB) */
         minus_ln_u = 20;
     return (int64_t)(minus_ln_u * (double)xmm_tick_mean()) + 1;
 }
 
-/* e^(-x) for x >= 0: 2^(-k) e^(-r) with r in [0, ln 2), the series to 12
- * terms (relative error below 1e-12). */
+/* e^(-x) for x >= 0: 2^(-k) e^(-r) with r in [0, ln 2), e^(-r) by its
+ * series to the 13th term (relative error below 1e-13). */
 static double exp_negative(double x)
 {
     if (x > 700)
         return 0;
-    int k = (int)(x / 0.6931471805599453);
+    int k = (int)(x * 1.4426950408889634);
     double r = x - k * 0.6931471805599453;
-    double term = 1, sum = 1;
-    for (int n = 1; n <= 12; n++) {
-        term *= -r / n;
-        sum += term;
-    }
-    while (k-- > 0)
-        sum *= 0.5;
-    return sum;
+    static const double inverse_factorial[] = {
+        1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+        1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0,
+    };
+    double sum = inverse_factorial[11];
+    for (int n = 10; n >= 0; n--)
+        sum = inverse_factorial[n] - r * sum;
+    sum = 1 - r * (1 - r * sum);
+    union {
+        uint64_t bits;
+        double value;
+    } scale = {.bits = (uint64_t)(1023 - k) << 52}; /* 2^-k, k <= 1009 */
+    return sum * scale.value;
 }
 
 double xmm_sample_weight(size_t size, int64_t mean)
