@@ -21,15 +21,14 @@
  *
  * Objects and their tables are found with _dl_find_object (glibc 2.35),
  * which takes no lock and never allocates. The cached rule of an address
- * stays valid while its object stays loaded; an object unloaded and
- * another loaded at its addresses would find stale rules (XMM itself is
- * never unloaded; a profiled program that dlcloses libraries may get a
- * wrong frame or a stack cut short, not a crash: every frame's CFA must lie
- * above the previous one, within 256 MiB).
+ * stays valid while its object stays loaded: each walk first asks the
+ * dynamic loader how many objects were ever unloaded (dl_iterate_phdr's
+ * dlpi_subs, 30 ns), and when the count changed, the cache is emptied.
  */
 #include <dlfcn.h>
 #include <execinfo.h>
 #include <errno.h>
+#include <link.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -88,6 +87,39 @@ struct slot {
 };
 static struct slot *cache;
 
+/* dlpi_subs when the cache was last emptied. */
+static unsigned long long cache_unloads;
+
+/* Empties the cache in place (a reader that meets a slot half cleared
+ * reads rule 0, not a rule: it takes the fallback). */
+static void cache_clear(void)
+{
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+        __atomic_store_n(&cache[i].rule, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&cache[i].address, 0, __ATOMIC_RELEASE);
+    }
+}
+
+static int read_unloads(struct dl_phdr_info *info, size_t size, void *unloads)
+{
+    (void)size;
+    *(unsigned long long *)unloads = info->dlpi_subs;
+    return 1; /* the first object is enough */
+}
+
+/* Rules of unloaded objects must not be applied to what is loaded at
+ * their addresses now. */
+static void cache_check_unloads(void)
+{
+    unsigned long long unloads = 0;
+    dl_iterate_phdr(read_unloads, &unloads);
+    unsigned long long seen = __atomic_load_n(&cache_unloads, __ATOMIC_ACQUIRE);
+    if (unloads != seen &&
+        __atomic_compare_exchange_n(&cache_unloads, &seen, unloads, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        cache_clear();
+}
+
 static size_t slot_index(uintptr_t address)
 {
     return (size_t)((address * 0x9e3779b97f4a7c15ull) >> (64 - CACHE_BITS));
@@ -100,7 +132,7 @@ static bool cache_find(uintptr_t address, struct rule *rule)
         struct slot *slot = &cache[(index + probe) & (CACHE_SLOTS - 1)];
         uintptr_t key = __atomic_load_n(&slot->address, __ATOMIC_ACQUIRE);
         if (key == address) {
-            *rule = rule_unpack(slot->rule);
+            *rule = rule_unpack(__atomic_load_n(&slot->rule, __ATOMIC_RELAXED));
             return true;
         }
         if (key == 0)
@@ -117,7 +149,7 @@ static void cache_add(uintptr_t address, struct rule rule)
         uintptr_t key = 0;
         if (__atomic_compare_exchange_n(&slot->address, &key, CLAIMED, false, __ATOMIC_ACQUIRE,
                                         __ATOMIC_RELAXED)) {
-            slot->rule = rule_pack(rule);
+            __atomic_store_n(&slot->rule, rule_pack(rule), __ATOMIC_RELAXED);
             __atomic_store_n(&slot->address, address, __ATOMIC_RELEASE);
             return;
         }
@@ -541,8 +573,12 @@ void xmm_os_backtrace_prepare(void)
 {
     void *frames[4];
     backtrace(frames, 4); /* loads libgcc_s for the fallback */
-    if (!cache)
+    if (!cache) {
+        unsigned long long unloads = 0;
+        dl_iterate_phdr(read_unloads, &unloads);
+        cache_unloads = unloads;
         cache = xmm_os_map(CACHE_SLOTS * sizeof(struct slot), 0);
+    }
 }
 
 #define MAX_FRAME_BYTES ((uintptr_t)256 << 20)
@@ -551,6 +587,7 @@ __attribute__((noinline)) int xmm_os_backtrace(void **frames, int max)
 {
     if (!__atomic_load_n(&cache, __ATOMIC_RELAXED) || max <= 0)
         return xmm_os_backtrace_libc(frames, max);
+    cache_check_unloads();
     uintptr_t pc, sp, bp;
     /* This function's own position and registers: its first frame. */
     __asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2"

@@ -108,7 +108,6 @@ static struct xmm_span *new_descriptor(struct page_heap *heap)
     __atomic_store_n(&span->state, 0, __ATOMIC_RELAXED);
     span->carved = 0;
     span->size_class = 0;
-    span->sample = NULL;
     span->node = (uint8_t)heap->node;
     return span;
 }
