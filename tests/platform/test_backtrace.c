@@ -3,9 +3,10 @@
  * keep their CFA in rbp (alloca, frame pointers), deep recursion, a
  * thread's stack, a signal handler's (taken from backtrace(3) itself), a
  * shared library (libc's qsort calling back), and the same again once
- * every rule is cached; a `max` below the depth cuts it. Linked with
- * libxmm-core.a. */
+ * every rule is cached, and after a library was unloaded (the cache
+ * emptied); a `max` below the depth cuts it. Linked with libxmm-core.a. */
 #include <alloca.h>
+#include <dlfcn.h>
 #include <execinfo.h>
 #include <pthread.h>
 #include <signal.h>
@@ -119,6 +120,12 @@ int main(void)
     xmm_os_backtrace_prepare();
     all_cases("rules computed");
     all_cases("rules cached");
+    /* An object unloaded: the cache is emptied, rules computed again. */
+    void *library = dlopen("libresolv.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (library && dlclose(library) == 0)
+        all_cases("after a dlclose");
+    else
+        NOTE("libresolv.so.2 could not be loaded and unloaded: not checked after a dlclose");
     void *frames[4];
     CHECK(xmm_os_backtrace(frames, 0) == 0, "max 0: no frame");
     return check_summary("test_backtrace");
