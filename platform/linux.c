@@ -582,16 +582,33 @@ long xmm_os_read_fd(int fd, void *buffer, size_t size)
 
 /* ---- call stacks ----------------------------------------------------------- */
 
+/* Up to 8 frames of the allocator's own (this function, the unwinder that
+ * fell back to it) come before the caller's. */
+#define LIBC_SKIP_MAX 8
+
+int xmm_os_backtrace_libc_from(void **frames, int max, const void *first)
+{
+    if (max <= 0)
+        return 0;
+    int saved_errno = errno;
+    void *all[max + LIBC_SKIP_MAX];
+    int count = backtrace(all, max + LIBC_SKIP_MAX);
+    errno = saved_errno;
+    /* The stack from `first` on: whether the calls in between were inlined
+     * or made as tail calls is the compiler's choice. */
+    int start = 0;
+    while (start < count && start < LIBC_SKIP_MAX && all[start] != first)
+        start++;
+    if (start == count || start == LIBC_SKIP_MAX)
+        start = 1; /* not found (cannot happen): this function's caller on */
+    int kept = count - start < max ? count - start : max;
+    memcpy(frames, all + start, (size_t)kept * sizeof(void *));
+    return kept;
+}
+
 __attribute__((noinline)) int xmm_os_backtrace_libc(void **frames, int max)
 {
-    int saved_errno = errno;
-    void *all[max + 1];
-    int count = backtrace(all, max + 1); /* all[0]: this function's caller */
-    errno = saved_errno;
-    if (count <= 1)
-        return 0;
-    memcpy(frames, all + 1, (size_t)(count - 1) * sizeof(void *));
-    return count - 1;
+    return xmm_os_backtrace_libc_from(frames, max, __builtin_return_address(0));
 }
 
 #if !defined(__x86_64__) /* x86_64/unwind.c has a faster one */
@@ -601,9 +618,9 @@ void xmm_os_backtrace_prepare(void)
     backtrace(frames, 4);
 }
 
-int xmm_os_backtrace(void **frames, int max)
+__attribute__((noinline)) int xmm_os_backtrace(void **frames, int max)
 {
-    return xmm_os_backtrace_libc(frames, max);
+    return xmm_os_backtrace_libc_from(frames, max, __builtin_return_address(0));
 }
 #endif
 

@@ -305,6 +305,9 @@ long xmm_os_read_fd(int fd, void *buffer, size_t size);
 void xmm_os_backtrace_prepare(void);
 int xmm_os_backtrace(void **frames, int max);
 int xmm_os_backtrace_libc(void **frames, int max);
+/* The same from backtrace(3), starting at the return address `first` (its
+ * caller's __builtin_return_address(0)), for unwinders that fall back. */
+int xmm_os_backtrace_libc_from(void **frames, int max, const void *first);
 
 /* The address range [*start, *end) of the executable segments of the
  * loaded object (shared library) that holds `address`: for telling XMM's

@@ -585,8 +585,9 @@ void xmm_os_backtrace_prepare(void)
 
 __attribute__((noinline)) int xmm_os_backtrace(void **frames, int max)
 {
+    const void *caller = __builtin_return_address(0);
     if (!__atomic_load_n(&cache, __ATOMIC_RELAXED) || max <= 0)
-        return xmm_os_backtrace_libc(frames, max);
+        return xmm_os_backtrace_libc_from(frames, max, caller);
     cache_check_unloads();
     uintptr_t pc, sp, bp;
     /* This function's own position and registers: its first frame. */
@@ -599,7 +600,7 @@ __attribute__((noinline)) int xmm_os_backtrace(void **frames, int max)
         if (rule.kind == RULE_END)
             break;
         if (rule.kind != RULE_FRAME)
-            return xmm_os_backtrace_libc(frames, max);
+            return xmm_os_backtrace_libc_from(frames, max, caller);
         uintptr_t cfa = (rule.cfa_is_rbp ? bp : sp) + (uintptr_t)(intptr_t)rule.cfa_offset;
         /* Frames only go up the stack, and not far: anything else is a
          * rule that does not fit this stack (a corrupt or foreign one). */
