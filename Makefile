@@ -111,7 +111,7 @@ $(LIBXMM_CORE_A): $(CORE_OBJECTS)
 # ---- dependencies (Debian 12) -------------------------------------------
 DEB_PACKAGES = gcc g++ make libnuma-dev liburcu-dev libck-dev libbenchmark-dev \
                numactl python3 sqlite3 git perl clang \
-               dpkg-dev debhelper lintian groff-base
+               dpkg-dev debhelper lintian groff-base google-perftools
 deps:
 	@tools/install-deps $(DEB_PACKAGES)
 	@mkdir -p $(BUILD) && touch $(DEPS_STAMP)

@@ -10,6 +10,8 @@
 #                         then the doc is rewritten (about 30 minutes)
 #   make bench-report     regenerate the doc and plots from bench/results/
 #   make bench-micro      microbenchmarks only, glibc vs XMM, printed side by side
+#   make bench-profile    microbenchmarks on XMM, XMM_PROFILE unset vs 1 (the
+#                         heap profiler's cost), runs alternating (REPS=N)
 #
 # Knobs: REPS=N (repetitions, default 3), BENCH_ONLY=larson,micro,...
 # and BENCH_ALLOCATORS=glibc,xmm,... (a partial run writes to build/bench/
@@ -37,7 +39,8 @@ BENCH_RUN_FLAGS = $(BENCH_QUICK_FLAG) $(if $(REPS),--reps $(REPS)) \
                   $(if $(BENCH_ALLOCATORS),--allocators $(BENCH_ALLOCATORS)) \
                   --bench-build $(BENCH_BUILD) --xmm $(LIBXMM_SO)
 
-.PHONY: bench bench-deps bench-build bench-lib bench-run bench-report bench-micro bench-costs
+.PHONY: bench bench-deps bench-build bench-lib bench-run bench-report bench-micro bench-costs \
+        bench-profile
 
 bench: bench-deps
 	@$(MAKE) --no-print-directory bench-lib bench-build
@@ -89,3 +92,8 @@ bench-micro: bench-deps
 	$(BENCH_PYTHON) bench/run.py --quick --only micro --allocators glibc,xmm \
 	    --bench-build $(BENCH_BUILD) --xmm $(LIBXMM_SO) --results $(BENCH_BUILD)/results-micro
 	$(BENCH_PYTHON) bench/report.py --text $(BENCH_BUILD)/results-micro
+
+bench-profile: bench-deps
+	@$(MAKE) --no-print-directory lib $(BENCH_MICRO_BIN)
+	$(BENCH_PYTHON) bench/profile_overhead.py --micro $(BENCH_MICRO_BIN) --xmm $(LIBXMM_SO) \
+	    $(BENCH_QUICK_FLAG) $(if $(REPS),--reps $(REPS))

@@ -20,6 +20,9 @@ import plots  # noqa: E402
 import results as R  # noqa: E402
 
 ANALYSIS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
+# The heap profiler's cost, measured by `make bench-profile` and written up
+# by hand (bench/profile_overhead.py prints its table).
+PROFILE_OVERHEAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profile_overhead.md")
 SLOW_LIMIT = 1.1   # "XMM is more than 1.1x slower than the best peer"
 RSS_LIMIT = 1.1    # target: peak RSS within 1.1x of the best peer
 
@@ -253,6 +256,14 @@ def load_analysis(path=ANALYSIS):
     names = {word for line in text.splitlines() if line.startswith("### ")
              for word in re.findall(r"[A-Za-z0-9_-]+", line[4:])}
     return text, names
+
+
+def hand_written_section(path):
+    """A section written by hand beside the measurements, as it is."""
+    if not os.path.exists(path):
+        return ""
+    with open(path) as source:
+        return source.read().rstrip() + "\n\n"
 
 
 def analysis_section(text):
@@ -1012,6 +1023,7 @@ def write_doc(primary, primary_dir, quick, quick_dir, doc_path, img_dir, results
     if costs is not None:
         parts.append(cost_section(costs, costs_dir, chart_dir))
     parts.append(micro_section(primary, chart_dir))
+    parts.append(hand_written_section(PROFILE_OVERHEAD))
     parts.append(method_section(primary))
     if quick is not None and quick is not primary:
         parts.append(quick_section(quick, quick_dir))

@@ -57,7 +57,9 @@ void *xmm_aligned_alloc(size_t alignment, size_t size);
 
 /* The number of usable bytes in the block `ptr` (>= the size requested),
  * or 0 for NULL. A pointer XMM did not hand out is reported like an
- * invalid free (and aborts by default): use xmm_node_of to test ownership. */
+ * invalid free (and aborts by default): use xmm_node_of to test ownership.
+ * A block the heap profiler sampled (XMM_PROFILE) is whole pages of its
+ * own, and says so: 8192 for a sampled 100-byte request. */
 size_t xmm_usable_size(const void *ptr);
 
 /* ---- the original XMM helpers ---------------------------------------------
@@ -173,6 +175,32 @@ int xmm_stats_get(struct xmm_stats *stats);
  * "json" (NULL means "text"). Never allocates. Returns 0, or -1 with errno
  * EINVAL for an unknown format. */
 int xmm_stats_print(int fd, const char *format);
+
+/* ---- heap profile ------------------------------------------------------ */
+
+/* Writes a heap profile of the blocks live now to the file `path`
+ * (replacing it), or, if `path` is NULL, to XMM_PROFILE_FILE with %p, %e
+ * and %% expanded (default "xmm.%p.heap" in the working directory).
+ *
+ * Needs sampling on: XMM_PROFILE=1 (one sample per 512 KiB allocated on
+ * average), XMM_PROFILE=<bytes> (another mean interval, e.g. 64k),
+ * XMM_LEAKS=1 or XMM_PROFILE_SIGNAL. Each sample stands for
+ * 1 / (1 - e^(-size/interval)) blocks of its size, so the figures are
+ * estimates of the whole heap: live objects and live bytes (the sizes
+ * requested, in bytes) per call stack, and the same for every allocation
+ * since the start. The format is gperftools' legacy heap profile text
+ * format, with the process's /proc/self/maps (MAPPED_LIBRARIES), which
+ * `google-pprof --text PROGRAM FILE` (package google-perftools) reads and
+ * symbolizes, as it reads the files of gperftools' HeapProfilerDump() and
+ * of jemalloc's "prof.dump" mallctl, where the idea comes from.
+ *
+ * Returns 0, or -1 with errno: ENOTSUP when sampling is off, ENAMETOOLONG
+ * when the expanded path is too long, ENOMEM, or an error of open(2) or
+ * write(2) on the file. Thread-safe: any thread, while others allocate
+ * (each stack's figures are consistent; the dump as a whole is not one
+ * instant). Not async-signal-safe: from a signal handler, use
+ * XMM_PROFILE_SIGNAL instead. Never allocates. */
+int xmm_profile_dump(const char *path);
 
 /* ==== typed helpers ======================================================
  * Slices and strings on the xmm_* API, as the original XMM offered them

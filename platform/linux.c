@@ -8,7 +8,9 @@
 #include "platform.h"
 
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
+#include <link.h>
 #include <ck_pr.h>
 #include <numaif.h> /* libnuma's mbind/get_mempolicy: plain system call wrappers */
 #include <pthread.h>
@@ -566,6 +568,140 @@ int xmm_os_open_append(const char *path)
 void xmm_os_close(int fd)
 {
     close(fd);
+}
+
+int xmm_os_open_write(const char *path)
+{
+    return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+}
+
+int xmm_os_open_read(const char *path)
+{
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+long xmm_os_read_fd(int fd, void *buffer, size_t size)
+{
+    ssize_t count;
+    do {
+        count = read(fd, buffer, size);
+    } while (count < 0 && errno == EINTR);
+    return (long)count;
+}
+
+/* ---- call stacks ----------------------------------------------------------- */
+
+/* Up to 8 frames of the allocator's own (this function, the unwinder that
+ * fell back to it) come before the caller's. */
+#define LIBC_SKIP_MAX 8
+
+int xmm_os_backtrace_libc_from(void **frames, int max, const void *first)
+{
+    if (max <= 0)
+        return 0;
+    int saved_errno = errno;
+    void *all[max + LIBC_SKIP_MAX];
+    int count = backtrace(all, max + LIBC_SKIP_MAX);
+    errno = saved_errno;
+    /* The stack from `first` on: whether the calls in between were inlined
+     * or made as tail calls is the compiler's choice. */
+    int start = 0;
+    while (start < count && start < LIBC_SKIP_MAX && all[start] != first)
+        start++;
+    if (start == count || start == LIBC_SKIP_MAX)
+        start = 1; /* not found (cannot happen): this function's caller on */
+    int kept = count - start < max ? count - start : max;
+    memcpy(frames, all + start, (size_t)kept * sizeof(void *));
+    return kept;
+}
+
+__attribute__((noinline)) int xmm_os_backtrace_libc(void **frames, int max)
+{
+    return xmm_os_backtrace_libc_from(frames, max, __builtin_return_address(0));
+}
+
+#if !defined(__x86_64__) /* x86_64/unwind.c has a faster one */
+void xmm_os_backtrace_prepare(void)
+{
+    void *frames[4];
+    backtrace(frames, 4);
+}
+
+__attribute__((noinline)) int xmm_os_backtrace(void **frames, int max)
+{
+    return xmm_os_backtrace_libc_from(frames, max, __builtin_return_address(0));
+}
+#endif
+
+struct code_search {
+    uintptr_t address;
+    uintptr_t start, end;
+    uintptr_t bias;
+    const char *name;
+    bool found, in_main_program;
+    int objects_seen;
+};
+
+static int find_code_range(struct dl_phdr_info *info, size_t size, void *context)
+{
+    struct code_search *search = context;
+    (void)size;
+    bool first = search->objects_seen++ == 0; /* the main program comes first */
+    uintptr_t low = UINTPTR_MAX, high = 0;
+    bool holds = false;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *header = &info->dlpi_phdr[i];
+        if (header->p_type != PT_LOAD)
+            continue;
+        uintptr_t begin = info->dlpi_addr + header->p_vaddr;
+        uintptr_t finish = begin + header->p_memsz;
+        if (search->address >= begin && search->address < finish)
+            holds = true;
+        if (header->p_flags & PF_X) {
+            if (begin < low)
+                low = begin;
+            if (finish > high)
+                high = finish;
+        }
+    }
+    if (!holds)
+        return 0;
+    search->found = high > low;
+    search->in_main_program = first || !info->dlpi_name || !info->dlpi_name[0];
+    search->start = low;
+    search->end = high;
+    search->bias = info->dlpi_addr;
+    search->name = info->dlpi_name;
+    return 1;
+}
+
+bool xmm_os_code_object(const void *address, char *name, size_t size, uintptr_t *bias)
+{
+    struct code_search search = {.address = (uintptr_t)address};
+    dl_iterate_phdr(find_code_range, &search);
+    if (!search.found || size == 0)
+        return false;
+    *bias = search.bias;
+    ssize_t length = -1;
+    if (search.in_main_program) {
+        length = readlink("/proc/self/exe", name, size - 1);
+    } else {
+        length = (ssize_t)strnlen(search.name, size - 1);
+        memcpy(name, search.name, (size_t)length);
+    }
+    name[length > 0 ? length : 0] = '\0';
+    return true;
+}
+
+bool xmm_os_code_range(const void *address, uintptr_t *start, uintptr_t *end)
+{
+    struct code_search search = {.address = (uintptr_t)address};
+    dl_iterate_phdr(find_code_range, &search);
+    if (!search.found || search.in_main_program)
+        return false;
+    *start = search.start;
+    *end = search.end;
+    return true;
 }
 
 void xmm_os_event_post(struct xmm_os_event *event)

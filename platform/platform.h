@@ -280,6 +280,58 @@ void xmm_os_program_name(char *name, size_t size);
 int xmm_os_open_append(const char *path);
 void xmm_os_close(int fd);
 
+/* Opens `path` for writing from its start (created 0644, truncated,
+ * close-on-exec), or for reading: a descriptor, or -1 with errno. */
+int xmm_os_open_write(const char *path);
+int xmm_os_open_read(const char *path);
+
+/* Reads up to `size` bytes from `fd` (retrying on EINTR): the count, 0 at
+ * the end of the file, -1 with errno. */
+long xmm_os_read_fd(int fd, void *buffer, size_t size);
+
+/* ---- call stacks ----------------------------------------------------------- */
+
+/* The return addresses of the calling thread's stack, innermost first:
+ * frames[0] is the return address into the function that called
+ * xmm_os_backtrace. At most `max`; returns how many. It reads the unwind
+ * tables (.eh_frame), so it works without frame pointers.
+ *
+ * On x86_64 (x86_64/unwind.c) each return address's unwind rule is
+ * computed once and cached: a few ns a frame, where glibc's backtrace(3)
+ * interprets the tables on every call (about 200 ns a frame). Stacks with
+ * a frame it does not follow (a signal frame, a DWARF expression) come
+ * from backtrace(3), as everything does elsewhere (xmm_os_backtrace_libc).
+ *
+ * backtrace(3) allocates on its first call (glibc loads libgcc_s with
+ * dlopen): call xmm_os_backtrace_prepare() once where malloc is allowed
+ * (init phase 2) before any call from inside the allocator; it also maps
+ * the rule cache (without it, every stack comes from backtrace(3)). After
+ * it, neither function allocates. They take no lock of XMM's; backtrace(3)
+ * may take the dynamic loader's (recursive) lock of the list of loaded
+ * objects. Not async-signal-safe in general: a caller inside a signal
+ * handler must know that the code it interrupted is not itself unwinding. */
+void xmm_os_backtrace_prepare(void);
+int xmm_os_backtrace(void **frames, int max);
+int xmm_os_backtrace_libc(void **frames, int max);
+/* The same from backtrace(3), starting at the return address `first` (its
+ * caller's __builtin_return_address(0)), for unwinders that fall back. */
+int xmm_os_backtrace_libc_from(void **frames, int max, const void *first);
+
+/* The address range [*start, *end) of the executable segments of the
+ * loaded object (shared library) that holds `address`: for telling XMM's
+ * own frames from the program's. false, and nothing set, if `address` is
+ * in the main program (XMM linked statically: its code and the program's
+ * are one object) or in no loaded object. Walks the loaded objects
+ * (dl_iterate_phdr, which does not allocate); for init, not for hot paths. */
+bool xmm_os_code_range(const void *address, uintptr_t *start, uintptr_t *end);
+
+/* The file of the loaded object that holds `address` (the main program's
+ * from /proc/self/exe) into `name` (`size` bytes, NUL-terminated, cut if
+ * longer), and its load bias: `address` - *bias is the address in the
+ * file's own numbering, which addr2line and nm use. false if no loaded
+ * object holds it. Never allocates; walks the loaded objects. */
+bool xmm_os_code_object(const void *address, char *name, size_t size, uintptr_t *bias);
+
 /* ---- errors ------------------------------------------------------------- */
 
 /* Writes `length` bytes to standard error with write(2), retrying on EINTR

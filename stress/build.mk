@@ -26,7 +26,7 @@ SOAK_FLAGS ?=
 
 STRESS_TESTS = stress/tests/corrupt.sh stress/tests/bad-arguments.sh \
                stress/tests/json.sh stress/tests/patterns-glibc.sh \
-               stress/tests/patterns-xmm.sh
+               stress/tests/patterns-xmm.sh stress/tests/patterns-xmm-profile.sh
 TEST_SCRIPTS += $(STRESS_TESTS)
 
 .PHONY: soak stress

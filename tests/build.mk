@@ -21,10 +21,10 @@ vpath test_%.c $(UNIT_DIRS)
 UNIT_CFLAGS = -O2 -g -std=gnu11 -mcx16 -pthread -Wall -Wextra -Iinclude -Iplatform \
               -Iplatform/$(ARCH) -Isrc -Itests -D_GNU_SOURCE
 # Against the core: a layer's own functions, no malloc override.
-CORE_UNIT_TESTS = lock size_class arena_map page_heap large_cache large_cache_stress \
+CORE_UNIT_TESTS = lock backtrace size_class arena_map page_heap large_cache large_cache_stress \
                   large_double_free central_stress
 # Through malloc itself: the front end and the layers above it.
-SO_UNIT_TESTS = front_end rseq_restart rseq_opt_levels decay stats
+SO_UNIT_TESTS = front_end rseq_restart rseq_opt_levels decay stats profile
 
 $(CORE_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LIBXMM_CORE_A) \
                                            tests/check.h
@@ -38,9 +38,12 @@ $(SO_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LIBX
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
 
+# The heap profile test names the functions of a dump's stacks with dladdr.
+$(BUILD)/tests/test_profile: UNIT_CFLAGS += -rdynamic
+
 TEST_PROGRAMS += $(CORE_UNIT_TESTS:%=$(BUILD)/tests/test_%) $(SO_UNIT_TESTS:%=$(BUILD)/tests/test_%)
 TEST_SCRIPTS += tests/mem/front_end.sh tests/global/stats.sh tests/global/stats_file.sh \
-                tests/tools/layers.sh
+                tests/global/profile.sh tests/global/profile_pprof.sh tests/tools/layers.sh
 
 # ---- ThreadSanitizer: the allocator core built with -fsanitize=thread, and
 # the lock-free tests linked against it (xmm_* API, no malloc override).

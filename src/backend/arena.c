@@ -237,6 +237,7 @@ void *xmm_arena_map_direct(size_t size, size_t alignment, int node)
     region->base = base;
     region->size = mapped;
     region->huge = 0;
+    region->sample = NULL;
     xmm_numa_bind(base, mapped, node);
     if (!register_region(region)) {
         xmm_os_unmap(base, mapped);

@@ -40,6 +40,8 @@ struct xmm_region {
     char *base;                 /* first byte (granule-aligned) */
     size_t size;                /* bytes mapped */
     struct xmm_region *next_free; /* recycled descriptors */
+    void *sample;               /* a direct block: the heap profiler's record
+                                   (global/profile.h) if it was sampled */
 };
 
 /* What free() needs to know of an allocator page, in one word: the size

@@ -221,6 +221,24 @@ static bool parse_signal(const char *value, void *target)
     return false;
 }
 
+/* XMM_PROFILE: 1 (on, the default interval), 0, or a mean interval in
+ * bytes ("512k", "1m"). */
+static bool parse_profile(const char *value, void *target)
+{
+    struct xmm_config *config = target;
+    bool on;
+    size_t interval;
+    if (parse_bool(value, &on)) {
+        interval = on ? XMM_PROFILE_DEFAULT_INTERVAL : 0;
+    } else if (!parse_size(value, &interval) || interval < 2 ||
+               interval > XMM_PROFILE_MAX_INTERVAL) {
+        return false;
+    }
+    config->profile_interval = interval;
+    config->profile_at_exit = interval != 0;
+    return true;
+}
+
 static bool parse_rseq(const char *value, void *target)
 {
     bool on;
@@ -277,6 +295,17 @@ static const struct variable variables[] = {
      parse_path, &xmm_config.stats_file},
     {"XMM_STATS_SIGNAL", "a signal name or number, e.g. SIGUSR2", "none",
      "print statistics when this signal arrives", parse_signal, &xmm_config.stats_signal},
+    {"XMM_PROFILE", "1, 0, or a mean sampling interval in bytes (2 to 1G), e.g. 512k",
+     "0", "sample allocations for a heap profile, dumped at exit", parse_profile, &xmm_config},
+    {"XMM_PROFILE_FILE", "a file path, in which %p, %e and %% stand for the process id, "
+     "the program name and %", XMM_PROFILE_DEFAULT_FILE,
+     "where heap profiles are written (replaced by each dump)", parse_path,
+     &xmm_config.profile_file},
+    {"XMM_PROFILE_SIGNAL", "a signal name or number, e.g. SIGUSR1", "none",
+     "dump the heap profile when this signal arrives", parse_signal,
+     &xmm_config.profile_signal},
+    {"XMM_LEAKS", "1 or 0", "0", "report sampled blocks still live at exit", parse_bool,
+     &xmm_config.leaks},
     {"XMM_INVALID_FREE", "abort or warn", "abort",
      "what an invalid or double free does after its message", parse_invalid_free,
      &xmm_config.invalid_free_abort},
@@ -334,6 +363,10 @@ void xmm_config_read(void)
         name[length] = '\0';
         complain("unknown variable", name, NULL, NULL);
     }
+    /* The leak report and signal dumps need samples: they turn sampling on
+     * at the default interval unless XMM_PROFILE chose one. */
+    if ((xmm_config.leaks || xmm_config.profile_signal) && !xmm_config.profile_interval)
+        xmm_config.profile_interval = XMM_PROFILE_DEFAULT_INTERVAL;
 }
 
 void xmm_config_print(void)

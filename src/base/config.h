@@ -42,12 +42,28 @@ struct xmm_config {
     enum xmm_stats_format stats_at_exit; /* XMM_STATS */
     const char *stats_file;       /* XMM_STATS_FILE */
     int stats_signal;             /* XMM_STATS_SIGNAL, 0 = none */
+    /* The heap profiler (global/profile.h). Sampling is on when
+     * profile_interval is not 0: XMM_PROFILE, or XMM_LEAKS or
+     * XMM_PROFILE_SIGNAL alone (then at XMM_PROFILE_DEFAULT_INTERVAL). */
+    size_t profile_interval;      /* mean bytes between samples; 0: off */
+    bool profile_at_exit;         /* XMM_PROFILE: a dump at exit */
+    const char *profile_file;     /* XMM_PROFILE_FILE (NULL: the default) */
+    int profile_signal;           /* XMM_PROFILE_SIGNAL, 0 = none */
+    bool leaks;                   /* XMM_LEAKS: the leak report at exit */
     bool invalid_free_abort;      /* XMM_INVALID_FREE */
     bool verbose;                 /* XMM_VERBOSE */
     bool strict;                  /* XMM_STRICT */
 };
 
 extern XMM_HIDDEN struct xmm_config xmm_config;
+
+/* XMM_PROFILE=1: one sample per 512 KiB allocated on average, TCMalloc's
+ * default (and jemalloc's lg_prof_sample of 19). */
+#define XMM_PROFILE_DEFAULT_INTERVAL ((size_t)512 << 10)
+/* Bounds of XMM_PROFILE=<bytes>. */
+#define XMM_PROFILE_MAX_INTERVAL ((size_t)1 << 30)
+/* Where dumps go when XMM_PROFILE_FILE is not set. */
+#define XMM_PROFILE_DEFAULT_FILE "xmm.%p.heap"
 
 /* Reads every XMM_* variable; reports malformed and unknown ones (fatal
  * with XMM_STRICT=1). Called once, early in init. */

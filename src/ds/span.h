@@ -62,7 +62,17 @@ struct xmm_span {
 
     /* Page heap state, under the node's page heap lock. */
     uint32_t epoch;             /* free span: the heap epoch it was listed in */
-    struct xmm_span *previous, *next; /* free list of its length */
+    union {
+        struct xmm_span *previous; /* free span: free list of its length */
+        /* A large span in use: the heap profiler's record when the block
+         * was sampled (global/profile.h), else NULL. Set by every large
+         * allocation before the block is handed out; reset to NULL by the
+         * free that claimed the span, before it goes to the large cache or
+         * the page heap (whose lists want NULL here). In the first cache
+         * line, which a large free reads anyway. */
+        void *sample;
+    };
+    struct xmm_span *next;      /* free list of its length */
     uint64_t freed_at_ns;       /* when it became free (for decay) */
 } XMM_CACHE_ALIGNED;
 /* Two descriptors per 128 bytes: the hot fields of the free path (start,
@@ -70,6 +80,8 @@ struct xmm_span {
 _Static_assert(sizeof(struct xmm_span) == 2 * XMM_CACHE_LINE, "span descriptor layout");
 _Static_assert(offsetof(struct xmm_span, size_class) < XMM_CACHE_LINE,
                "the free path's span fields are in the first cache line");
+_Static_assert(offsetof(struct xmm_span, sample) + sizeof(void *) <= XMM_CACHE_LINE,
+               "a large free reads its sample field in the first cache line");
 
 XMM_INLINE struct xmm_span *xmm_span_of_entry(ck_stack_entry_t *entry)
 {

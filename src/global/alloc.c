@@ -9,6 +9,7 @@
 #include "mem/mem.h"
 #include "heap.h"
 #include "init.h"
+#include "profile.h"
 #include "ds/ds.h"
 
 struct xmm_heap_counters xmm_heap_counters;
@@ -43,11 +44,18 @@ static struct xmm_span *large_span(int node, size_t pages, size_t alignment)
     return xmm_page_heap_alloc(node, pages, alignment);
 }
 
-/* Large: whole pages from the node's page heap; very large (half a chunk
- * or more, with the alignment slack): a mapping of its own, unmapped on
- * free. `zeroed` asks for zero-filled memory, which fresh and purged pages
- * already are. */
-static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
+/* Whole pages for a block of `size` bytes: a mapping of its own when very
+ * large (half a chunk or more, with the alignment slack), unmapped on
+ * free; else a span from the node's page heap. `sample`: the heap
+ * profiler's record of the block (NULL: not sampled), kept in its span or
+ * region descriptor for its free. `zeroed` asks for zero-filled memory,
+ * which fresh and purged pages already are. `sampled_small`: a small
+ * request served as pages because it was sampled, which takes a cached
+ * span of its page count or pages from the page heap, without flushing
+ * the large cache on a miss (a sample is no sign that the sizes cached are
+ * out of use). */
+static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
+                         struct xmm_profile_sample *sample, bool sampled_small)
 {
     if (size == 0) /* an aligned request for 0 bytes: still one real page */
         size = 1;
@@ -64,18 +72,64 @@ static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
         __atomic_fetch_add(&xmm_heap_counters.direct_allocations, 1, __ATOMIC_RELAXED);
         __atomic_fetch_add(&xmm_heap_counters.direct_bytes, xmm_align_up(size, xmm_os_page_size()),
                            __ATOMIC_RELAXED);
+        if (sample)
+            xmm_region_of(block)->sample = sample;
         return block;
     }
     size_t pages = xmm_align_up(size, XMM_PAGE_SIZE) >> XMM_PAGE_SHIFT;
-    struct xmm_span *span = large_span(node, pages, alignment);
+    struct xmm_span *span = NULL;
+    if (sampled_small) {
+        span = xmm_large_cache_take(node, pages);
+        if (!span)
+            span = xmm_page_heap_alloc(node, pages, alignment);
+    } else {
+        span = large_span(node, pages, alignment);
+    }
     if (!span)
         return fail_no_memory();
+    span->sample = sample;
     xmm_page_heap_note_large(node, xmm_span_bytes(span));
     xmm_upkeep_node(node); /* decay keeps pace with large-block traffic too */
-    __atomic_fetch_add(&xmm_heap_counters.large_allocations, 1, __ATOMIC_RELAXED);
+    if (!sampled_small)
+        __atomic_fetch_add(&xmm_heap_counters.large_allocations, 1, __ATOMIC_RELAXED);
     if (zeroed && span->dirty != XMM_PAGES_CLEAN)
         memset(span->start, 0, size);
     return span->start;
+}
+
+/* Large requests: pages; with the heap profiler on, counted down with the
+ * small ones (upkeep.h), and sampled when they cross the mark. */
+static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
+{
+    struct xmm_profile_sample *sample = NULL;
+    if (XMM_UNLIKELY(xmm_profile_on()) && xmm_upkeep_count_large(size))
+        sample = xmm_profile_record(size);
+    void *block = alloc_pages(size, alignment, node, zeroed, sample, false);
+    if (XMM_UNLIKELY(sample != NULL) && !block)
+        xmm_profile_forget(sample);
+    return block;
+}
+
+/* A small request the tick chose for the heap profile: a block of whole
+ * pages of its own (as TCMalloc serves its sampled objects), whose free
+ * takes the large path and hands the record back; the free path of
+ * ordinary small blocks never looks for samples. Its usable size is its
+ * pages' (malloc_usable_size says more than the size class would give).
+ * NULL when the sample cannot be taken (profile.h) or no pages are left:
+ * the caller serves the request as usual. Alignments up to a page hold:
+ * spans start on allocator pages. */
+static void *alloc_sampled(size_t size, int node, bool zeroed)
+{
+    struct xmm_profile_sample *sample = xmm_profile_record(size);
+    if (!sample)
+        return NULL;
+    int saved_errno = errno;
+    void *block = alloc_pages(size, XMM_PAGE_SIZE, node, zeroed, sample, true);
+    if (!block) {
+        xmm_profile_forget(sample);
+        errno = saved_errno;
+    }
+    return block;
 }
 
 /* A small object from a cache or the central layer, given to the program:
@@ -106,7 +160,11 @@ void *xmm_heap_alloc_ticked(size_t size)
 {
     if (XMM_UNLIKELY(!xmm_ensure_init()))
         return fail_no_memory();
-    xmm_upkeep_tick(size);
+    if (XMM_UNLIKELY(xmm_upkeep_tick(size))) {
+        void *block = alloc_sampled(size, current_node(), false);
+        if (block)
+            return block;
+    }
     return hand_out(xmm_front_alloc(xmm_size_to_class(size)));
 }
 
@@ -115,7 +173,11 @@ void *xmm_heap_alloc_zeroed(size_t size)
     if (XMM_UNLIKELY(!xmm_ensure_init()))
         return fail_no_memory();
     if (size <= XMM_MAX_SMALL_SIZE) {
-        xmm_upkeep_count_request(size);
+        if (XMM_UNLIKELY(xmm_upkeep_count_request(size))) {
+            void *block = alloc_sampled(size, current_node(), true);
+            if (block)
+                return block;
+        }
         void *object = hand_out(xmm_front_alloc(xmm_size_to_class(size)));
         return object ? memset(object, 0, size) : NULL;
     }
@@ -147,7 +209,11 @@ void *xmm_heap_alloc_aligned(size_t alignment, size_t size, int node)
     size_t rounded = xmm_align_up(size ? size : 1, alignment);
     if (alignment <= XMM_PAGE_SIZE && rounded <= XMM_MAX_SMALL_SIZE) {
         unsigned size_class = xmm_size_to_class(rounded);
-        xmm_upkeep_count_request(rounded);
+        if (XMM_UNLIKELY(xmm_upkeep_count_request(rounded))) {
+            void *block = alloc_sampled(size, node < 0 ? current_node() : node, false);
+            if (block)
+                return block;
+        }
         if (node < 0)
             return hand_out(xmm_front_alloc(size_class));
         return alloc_small_on_node(size_class, node);
@@ -160,7 +226,11 @@ void *xmm_heap_alloc_on_node(size_t size, int node)
     if (XMM_UNLIKELY(!xmm_ensure_init()))
         return fail_no_memory();
     if (size <= XMM_MAX_SMALL_SIZE) {
-        xmm_upkeep_count_request(size);
+        if (XMM_UNLIKELY(xmm_upkeep_count_request(size))) {
+            void *block = alloc_sampled(size, node, false);
+            if (block)
+                return block;
+        }
         return alloc_small_on_node(xmm_size_to_class(size), node);
     }
     return alloc_large(size, XMM_PAGE_SIZE, node, false);

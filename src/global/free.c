@@ -9,6 +9,7 @@
 #include "base/base.h"
 #include "mem/mem.h"
 #include "heap.h"
+#include "profile.h"
 #include "ds/ds.h"
 
 static void report_invalid(const void *ptr)
@@ -101,8 +102,17 @@ static void free_large(void *ptr, struct xmm_span *span)
         xmm_report_double_free(ptr);
         return;
     }
+    /* A sampled block (the claim makes this thread the only reader): its
+     * record leaves the heap profile, and the span leaves with NULL. A
+     * small request sampled was never counted as a large allocation. */
+    bool counted = true;
+    if (XMM_UNLIKELY(span->sample != NULL)) {
+        counted = xmm_profile_forget(span->sample) > XMM_MAX_SMALL_SIZE;
+        span->sample = NULL;
+    }
     xmm_page_heap_note_large_free(span->node, xmm_span_bytes(span));
-    __atomic_fetch_add(&xmm_heap_counters.large_frees, 1, __ATOMIC_RELAXED);
+    if (counted)
+        __atomic_fetch_add(&xmm_heap_counters.large_frees, 1, __ATOMIC_RELAXED);
     if (!xmm_large_cache_keep(span))
         xmm_page_heap_free_claimed(span);
 }
@@ -120,11 +130,15 @@ void xmm_heap_free_slow(void *ptr)
     case BLOCK_LARGE:
         free_large(ptr, block.span);
         return;
-    case BLOCK_DIRECT:
+    case BLOCK_DIRECT: {
+        void *sample = __atomic_exchange_n(&block.region->sample, NULL, __ATOMIC_ACQ_REL);
+        if (XMM_UNLIKELY(sample != NULL))
+            xmm_profile_forget(sample);
         __atomic_fetch_add(&xmm_heap_counters.direct_frees, 1, __ATOMIC_RELAXED);
         __atomic_fetch_sub(&xmm_heap_counters.direct_bytes, block.region->size, __ATOMIC_RELAXED);
         xmm_arena_unmap_direct(block.region);
         return;
+    }
     case BLOCK_FREED_SMALL:
     case BLOCK_FREED_LARGE:
         xmm_report_double_free(ptr);

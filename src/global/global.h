@@ -1,7 +1,8 @@
 /*
  * global/ - layer 5: the allocator as one object. The paths of malloc and
  * free across the layers (heap.h), initialisation and fork (init.h),
- * upkeep (upkeep.h), statistics (stats.h). Depends on every layer below.
+ * upkeep (upkeep.h), statistics (stats.h), the heap profiler (profile.h).
+ * Depends on every layer below.
  *
  * This header is the layer's interface: files outside global/ include it,
  * never the headers it includes.
@@ -11,6 +12,7 @@
 
 #include "heap.h"
 #include "init.h"
+#include "profile.h"
 #include "stats.h"
 #include "upkeep.h"
 

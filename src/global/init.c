@@ -26,13 +26,16 @@
  *   1     registry_lock (mem)         thread cache registry          none (one-store updates)
  *   2     page heap lock, per node    free lists, chunk being cut    new epoch, empty lists
  *         (backend; one at a time)
- *   3     descriptor_lock (backend)   spare region descriptors       drop the lists
- *   3     metadata_lock (backend)     metadata bump block            drop the block
+ *   3     profile lock (global)       sample records, stack table    a new, empty table
+ *   4     descriptor_lock (backend)   spare region descriptors       drop the lists
+ *   4     metadata_lock (backend)     metadata bump block            drop the block
  *
  * Who nests: a drain under release_lock gives spans back to the page heap
- * (1 -> 2); a new thread cache under registry_lock takes metadata (1 -> 3);
- * the page heap takes span, chunk and map-leaf descriptors (2 -> 3).
- * descriptor_lock and metadata_lock are leaves. The pooled buffers (buf/)
+ * (1 -> 2); a new thread cache under registry_lock takes metadata (1 -> 4);
+ * the page heap takes span, chunk and map-leaf descriptors (2 -> 4); the
+ * heap profiler takes metadata for new stacks and records (3 -> 4), and
+ * never holds its lock while it takes a sampled block's pages or gives
+ * them back. descriptor_lock and metadata_lock are leaves. The pooled buffers (buf/)
  * only ever try their pool locks. The per-CPU caches, central layer and
  * large cache take no lock.
  *
@@ -57,6 +60,7 @@
 #include "base/base.h"
 #include "init.h"
 #include "ds/ds.h"
+#include "profile.h"
 #include "stats.h"
 
 int xmm_init_state;
@@ -80,6 +84,7 @@ static void after_fork_in_child(void)
     xmm_metadata_after_fork_child();
     xmm_arena_after_fork_child();
     xmm_page_heap_after_fork_child();
+    xmm_profile_after_fork_child();
     xmm_front_end_after_fork_child();
 }
 
@@ -88,6 +93,7 @@ static void init_hooks(void)
 {
     xmm_os_at_fork_child(after_fork_in_child);
     xmm_stats_install_hooks();
+    xmm_profile_init_hooks();
     xmm_front_end_init_hooks();
     xmm_upkeep_start_background();
     if (xmm_config.verbose) {

@@ -30,7 +30,7 @@ static double log_mantissa(double m)
     return 2 * t * (1 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7))));
 }
 
-/* The next interval, in bytes: exponential with mean XMM_TICK_BYTES (a
+/* The next interval, in bytes: exponential with mean xmm_tick_mean() (a
  * Poisson process over the bytes a thread requests, as TCMalloc's sampler
  * draws them). Fixed intervals would alias with a program's periodic
  * pattern of sizes and credit one size class with everything. */
@@ -42,27 +42,61 @@ static int64_t next_interval(void)
     x ^= x >> 27;
     tick_random = x;
     uint64_t bits = x * 0x2545f4914f6cdd1dull;
-    /* u uniform in (0, 1], as m * 2^e with m in [1, 2). */
-    double u = (double)((bits >> 11) + 1) * 0x1.0p-53;
-    int exponent = 0;
-    while (u < 1.0) {
-        u *= 2;
-        exponent--;
-    }
-    double minus_ln_u = -(log_mantissa(u) + exponent * 0.6931471805599453);
-    if (minus_ln_u > 20) /* at most 20 means: 5 MiB */
+    /* u = n / 2^53, uniform in (0, 1], as m * 2^(top - 53) with m in [1, 2). */
+    uint64_t n = (bits >> 11) + 1;
+    int top = 63 - __builtin_clzll(n);
+    union {
+        uint64_t bits;
+        double value;
+    } scale = {.bits = (uint64_t)(1023 - top) << 52}; /* 2^-top */
+    double m = (double)n * scale.value;
+    double minus_ln_u = -(log_mantissa(m) + (top - 53) * 0.6931471805599453);
+    if (minus_ln_u > 20) /* at most 20 means (5 MiB at 256 KiB) */
         minus_ln_u = 20;
-    return (int64_t)(minus_ln_u * (double)XMM_TICK_BYTES) + 1;
+    return (int64_t)(minus_ln_u * (double)xmm_tick_mean()) + 1;
 }
 
-/* A request of `size` bytes met the tick: with intervals drawn from an
- * exponential, it is sampled with probability 1 - e^(-size / mean), so it
- * stands for 1 / (1 - e^(-x)) ~ 1/x + 1/2 + x/12 requests of its size
- * (x = size / mean <= 1 for small requests). */
+/* e^(-x) for x >= 0: 2^(-k) e^(-r) with r in [0, ln 2), e^(-r) by its
+ * series to the 12th power, evaluated in Estrin's form (four levels of
+ * independent multiply-adds, not a chain of twelve; relative error below
+ * 1e-11, checked against libm over [0, 60)). */
+static double exp_negative(double x)
+{
+    if (x > 700)
+        return 0;
+    int k = (int)(x * 1.4426950408889634);
+    double t = -(x - k * 0.6931471805599453);
+    double t2 = t * t, t4 = t2 * t2, t8 = t4 * t4;
+    double a0 = 1 + t, a1 = 1.0 / 2 + t * (1.0 / 6), a2 = 1.0 / 24 + t * (1.0 / 120),
+           a3 = 1.0 / 720 + t * (1.0 / 5040), a4 = 1.0 / 40320 + t * (1.0 / 362880),
+           a5 = 1.0 / 3628800 + t * (1.0 / 39916800), a6 = 1.0 / 479001600;
+    double b0 = a0 + t2 * a1, b1 = a2 + t2 * a3, b2 = a4 + t2 * a5;
+    double sum = (b0 + t4 * b1) + t8 * (b2 + t4 * a6);
+    union {
+        uint64_t bits;
+        double value;
+    } scale = {.bits = (uint64_t)(1023 - k) << 52}; /* 2^-k, k <= 1009 */
+    return sum * scale.value;
+}
+
+double xmm_sample_weight(size_t size, int64_t mean)
+{
+    double x = (double)(size ? size : 1) / (double)mean;
+    /* Up to x = 1/2 (every small request at the default interval), the
+     * Bernoulli series of x / (1 - e^(-x)), divided by x: its next term is
+     * below 1e-8 of the sum. Beyond, the exponential. */
+    if (x <= 0.5) {
+        double x2 = x * x;
+        return 1 / x + 0.5 + x * (1.0 / 12 - x2 * (1.0 / 720 - x2 * (1.0 / 30240)));
+    }
+    return 1 / (1 - exp_negative(x));
+}
+
+/* A request of `size` bytes met the tick: it stands for
+ * xmm_sample_weight(size) requests of its size. */
 static void credit_sample(size_t size)
 {
-    double x = (double)(size ? size : 1) / (double)XMM_TICK_BYTES;
-    double requests = 1 / x + 0.5 + x / 12;
+    double requests = xmm_sample_weight(size, xmm_tick_mean());
     unsigned size_class = xmm_size_to_class(size);
     __atomic_fetch_add(&sampled[size_class].requests, (uint64_t)(requests + 0.5),
                        __ATOMIC_RELAXED);
@@ -77,16 +111,33 @@ void xmm_upkeep_node(int node)
     xmm_page_heap_maintain(node);
 }
 
-void xmm_upkeep_tick(size_t size)
+/* The thread's first tick seeds its generator: false. Otherwise true. */
+static bool seeded(void)
 {
-    if (XMM_UNLIKELY(tick_random == 0)) {
-        /* The thread's first request: seed, start the countdown, no sample. */
-        tick_random = (xmm_free_secret ^ (uintptr_t)&tick_random) | 1;
-    } else {
+    if (XMM_LIKELY(tick_random != 0))
+        return true;
+    tick_random = (xmm_free_secret ^ (uintptr_t)&tick_random) | 1;
+    return false;
+}
+
+bool xmm_upkeep_tick(size_t size)
+{
+    /* The thread's first request starts the countdown: no sample. */
+    bool sample = seeded();
+    if (sample)
         credit_sample(size);
-    }
     xmm_thread.tick_countdown = next_interval();
     xmm_upkeep_node(xmm_node_of_cpu(xmm_os_current_cpu()));
+    return sample && xmm_config.profile_interval != 0;
+}
+
+bool xmm_upkeep_count_large(size_t size)
+{
+    if ((xmm_thread.tick_countdown -= (int64_t)(size < INT64_MAX ? size : INT64_MAX)) >= 0)
+        return false;
+    bool sample = seeded();
+    xmm_thread.tick_countdown = next_interval();
+    return sample;
 }
 
 void xmm_upkeep_sampled(unsigned size_class, uint64_t *requests, uint64_t *bytes)

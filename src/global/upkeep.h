@@ -19,25 +19,49 @@ void xmm_upkeep_node(int node);
 
 /* The allocation tick: a thread counts down the bytes of its small
  * requests, even all cache hits, from an interval drawn at random with mean
- * XMM_TICK_BYTES; the request that crosses zero runs the tick. The tick
+ * xmm_tick_mean() (XMM_TICK_BYTES, or the heap profiler's interval when
+ * XMM_PROFILE is on); the request that crosses zero runs the tick. The tick
  * runs its node's upkeep (without it, a program whose allocations all hit
  * the caches after a burst of frees would never return that memory: no
  * slow path runs), and samples the request for the statistics: the
  * sampling of bytes as a Poisson process, TCMalloc's heap sampler's, with
- * each sample standing for about mean / size requests of its class. That
- * is how the statistics count operations with no counter on the hit path
- * (docs/statistics.md). The fast path pays a TLS subtract and a branch. */
+ * each sample standing for 1 / (1 - e^(-size / mean)) requests of its
+ * class. That is how the statistics count operations with no counter on
+ * the hit path (docs/statistics.md). The same crossings are the heap
+ * profiler's samples (profile.h). The fast path pays a TLS subtract and a
+ * branch. */
 #define XMM_TICK_BYTES ((int64_t)256 << 10)
-/* `size`: the request that crossed the mark (a small one). */
-void xmm_upkeep_tick(size_t size);
+/* The mean interval in force: XMM_TICK_BYTES, or XMM_PROFILE's interval.
+ * Fixed at init (phase 1, before the first tick). */
+XMM_INLINE int64_t xmm_tick_mean(void)
+{
+    return xmm_config.profile_interval ? (int64_t)xmm_config.profile_interval : XMM_TICK_BYTES;
+}
+
+/* What one sample of `size` bytes stands for, with intervals of mean
+ * `mean`: 1 / (1 - e^(-size / mean)) requests of that size (a request is
+ * sampled with probability 1 - e^(-size / mean)). */
+double xmm_sample_weight(size_t size, int64_t mean);
+
+/* `size`: the request that crossed the mark (a small one). true when the
+ * heap profiler is on and the request is to be sampled (it is not on a
+ * thread's first tick, which only starts its countdown). */
+bool xmm_upkeep_tick(size_t size);
 
 /* A small request of `size` bytes made outside the inline fast path:
- * counted toward the tick the same way. */
-XMM_INLINE void xmm_upkeep_count_request(size_t size)
+ * counted toward the tick the same way. true: sample it (as above). */
+XMM_INLINE bool xmm_upkeep_count_request(size_t size)
 {
     if (XMM_UNLIKELY((xmm_thread.tick_countdown -= (int64_t)size) < 0))
-        xmm_upkeep_tick(size);
+        return xmm_upkeep_tick(size);
+    return false;
 }
+
+/* A large request (above XMM_MAX_SMALL_SIZE), when the heap profiler is on:
+ * counted down with the small ones, so that large blocks are sampled at
+ * the same rate per byte. true: sample it. No statistics, no upkeep (the
+ * large path runs its own). */
+bool xmm_upkeep_count_large(size_t size);
 
 /* What the ticks sampled for `size_class`: estimated requests and bytes. */
 void xmm_upkeep_sampled(unsigned size_class, uint64_t *requests, uint64_t *bytes);

@@ -193,3 +193,12 @@ XMM_EXPORT int xmm_stats_print(int fd, const char *format)
     }
     return xmm_stats_write(fd, format);
 }
+
+XMM_EXPORT int xmm_profile_dump(const char *path)
+{
+    if (!xmm_ensure_init()) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return xmm_profile_write(path);
+}
