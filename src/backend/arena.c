@@ -270,26 +270,29 @@ bool xmm_arena_resize_direct(struct xmm_region *region, size_t size)
     size_t mapped = xmm_align_up(size, page);
     if (mapped == region->size)
         return true;
-    char *base = NULL;
-    if (leaves_exist(region->base, mapped))
-        base = xmm_os_remap(region->base, region->size, mapped, NULL);
+    char *old_base = region->base;
+    size_t old_size = region->size;
+    if (!leaves_exist(old_base, mapped > old_size ? mapped : old_size))
+        return false;
+    /* Out of the map before the pages move: once mremap has freed the old
+     * range (or its tail), another thread may map there and register it,
+     * and a late unregister would wipe that registration. */
+    unregister_region(region);
+    char *base = xmm_os_remap(old_base, old_size, mapped, NULL);
     if (!base) {
         /* Moved onto a granule-aligned range of its own: page tables move,
          * bytes do not. */
         char *to = xmm_os_map(mapped, XMM_GRANULE_SIZE);
-        if (!to)
-            return false;
-        if (!leaves_exist(to, mapped) ||
-            !(base = xmm_os_remap(region->base, region->size, mapped, to))) {
+        if (to && (!leaves_exist(to, mapped) ||
+                   !(base = xmm_os_remap(old_base, old_size, mapped, to))))
             xmm_os_unmap(to, mapped);
-            return false;
-        }
     }
-    unregister_region(region);
-    region->base = base;
-    region->size = mapped;
+    if (base) {
+        region->base = base;
+        region->size = mapped;
+    }
     register_region(region); /* its leaves exist: it cannot fail */
-    return true;
+    return base != NULL;
 }
 
 void xmm_arena_unmap_direct(struct xmm_region *region)

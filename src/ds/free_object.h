@@ -88,12 +88,13 @@ XMM_INLINE bool xmm_free_object_may_be_free(const void *object, uintptr_t start)
     return link_high - (uint32_t)(start >> 32) <= 1; /* a span may straddle 4 GiB */
 }
 
-/* The word a block holds when it is handed out: not a free object's. Only
- * its high half is written (what xmm_free_object_may_be_free reads); the
- * low half keeps an old link's bits, which no check reads alone. */
+/* The word a block holds when it is handed out: not a free object's. All
+ * of it is cleared: a free object's word with no successor is the secret
+ * itself (object ^ secret ^ object), which a program must not be handed.
+ * (free() then reads the high half from this 8-byte store: forwarded.) */
 XMM_INLINE void xmm_free_object_clear(void *object)
 {
-    ((uint32_t *)object)[1] = 0;
+    *(uintptr_t *)object = 0;
 }
 
 #endif

@@ -7,12 +7,13 @@
 
 #include "backend/backend.h"
 #include "mem/mem.h"
-#include "heap.h"
+#include "alloc.h"
+#include "free.h"
 #include "init.h"
+#include "stats.h"
 #include "profile.h"
 #include "ds/ds.h"
 
-struct xmm_heap_counters xmm_heap_counters;
 
 static void *fail_no_memory(void)
 {
@@ -246,7 +247,7 @@ void *xmm_heap_realloc(void *ptr, size_t size)
     }
     const struct xmm_foreign_owner *owner = xmm_foreign_owner_of(ptr);
     if (XMM_UNLIKELY(owner != NULL))
-        return owner->realloc(ptr, size);
+        return owner->resize(ptr, size);
     size_t usable = xmm_heap_usable_size_for_realloc(ptr);
     if (usable == 0)
         return NULL; /* reported as invalid or freed; nothing is lost */
@@ -270,6 +271,13 @@ void *xmm_heap_realloc(void *ptr, size_t size)
     if (usable + XMM_PAGE_SIZE >= XMM_DIRECT_MAP_THRESHOLD &&
         target + XMM_PAGE_SIZE >= XMM_DIRECT_MAP_THRESHOLD) {
         void *remapped = xmm_heap_resize_direct(ptr, target);
+        /* Refused (ulimit -v: a move needs the old and the new range at
+         * once): without the headroom, then after giving back what XMM
+         * holds unused. */
+        if (!remapped && target > size)
+            remapped = xmm_heap_resize_direct(ptr, size);
+        if (!remapped && xmm_upkeep_release_address_space())
+            remapped = xmm_heap_resize_direct(ptr, size);
         if (remapped)
             return remapped;
     }

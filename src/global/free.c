@@ -8,7 +8,8 @@
 #include "backend/backend.h"
 #include "base/base.h"
 #include "mem/mem.h"
-#include "heap.h"
+#include "free.h"
+#include "stats.h"
 #include "profile.h"
 #include "ds/ds.h"
 
@@ -146,7 +147,7 @@ void xmm_heap_free_slow(void *ptr)
     case BLOCK_INVALID: {
         const struct xmm_foreign_owner *owner = xmm_foreign_owner_of(ptr);
         if (owner)
-            owner->free(ptr);
+            owner->release(ptr);
         else
             report_invalid(ptr);
         return;
@@ -175,7 +176,7 @@ static size_t usable_size(const void *ptr, const char *who)
     }
     const struct xmm_foreign_owner *owner = xmm_foreign_owner_of(ptr);
     if (owner)
-        return owner->usable_size((void *)ptr);
+        return owner->measure((void *)ptr);
     report_not_allocated(who, ptr);
     return 0;
 }
@@ -294,3 +295,9 @@ void *xmm_heap_resize_direct(void *ptr, size_t size)
         __atomic_fetch_sub(&xmm_heap_counters.direct_bytes, before - after, __ATOMIC_RELAXED);
     return block.region->base;
 }
+
+/* None in the core library; the malloc override links a definition of its
+ * own in (override.c), so that the finder is there before any constructor
+ * runs: a library XMM depends on (libnuma) may free glibc's blocks through
+ * XMM from its own constructor, which runs before XMM's. */
+__attribute__((weak)) xmm_foreign_owner_finder xmm_heap_foreign_owner_finder;

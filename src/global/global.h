@@ -1,6 +1,6 @@
 /*
  * global/ - layer 5: the allocator as one object. The paths of malloc and
- * free across the layers (heap.h), initialisation and fork (init.h),
+ * free across the layers (alloc.h, free.h), initialisation and fork (init.h),
  * upkeep (upkeep.h), statistics (stats.h), the heap profiler (profile.h).
  * Depends on every layer below.
  *
@@ -10,7 +10,8 @@
 #ifndef XMM_GLOBAL_H
 #define XMM_GLOBAL_H
 
-#include "heap.h"
+#include "alloc.h"
+#include "free.h"
 #include "init.h"
 #include "profile.h"
 #include "stats.h"

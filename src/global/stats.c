@@ -10,9 +10,11 @@
 #include "base/base.h"
 #include "backend/backend.h"
 #include "mem/mem.h"
-#include "heap.h"
 #include "stats.h"
+#include "upkeep.h"
 #include "xmm.h"
+
+struct xmm_heap_counters xmm_heap_counters;
 
 /* ---- collecting ------------------------------------------------------------------- */
 

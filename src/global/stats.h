@@ -29,4 +29,15 @@ void xmm_stats_install_hooks(void);
 /* XMM_VERBOSE: nodes, CPUs per node, front end. */
 void xmm_stats_print_topology(void);
 
+/* Process-wide counters kept outside the front end (atomic, slow paths). */
+struct xmm_heap_counters {
+    uint64_t large_allocations;
+    uint64_t direct_allocations;
+    uint64_t direct_bytes;
+    uint64_t large_frees;
+    uint64_t direct_frees;
+    uint64_t failed_allocations;
+};
+extern XMM_HIDDEN struct xmm_heap_counters xmm_heap_counters;
+
 #endif

@@ -305,10 +305,19 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
             push_chain(span, list, last);
         }
     }
-    /* Objects were marked free when the span was made (new_span). */
+    /* Objects were marked free when the span was made (new_span), and
+     * nothing may have written them since: a word that is not a free
+     * object's any more was overwritten by an overflow of the object
+     * before it (and a free() of it may already have put it in a cache). */
     uint32_t carved = span->carved;
-    while (taken < wanted && carved < info->objects)
-        out[taken++] = span->start + (size_t)carved++ * info->size;
+    while (taken < wanted && carved < info->objects) {
+        char *object = span->start + (size_t)carved++ * info->size;
+        if (XMM_UNLIKELY(!xmm_free_object_is_free(object, span->start, xmm_span_bytes(span))))
+            xmm_fatal("xmm: heap corruption: the never-used object at %p (%z-byte blocks) "
+                      "was overwritten (an overflow of the block before it)\n",
+                      object, (size_t)info->size);
+        out[taken++] = object;
+    }
     __atomic_store_n(&span->carved, carved, __ATOMIC_RELEASE);
     __atomic_fetch_add(&span->state, (uint64_t)taken * XMM_SPAN_IN_USE_ONE, __ATOMIC_RELAXED);
     return taken;

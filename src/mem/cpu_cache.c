@@ -29,7 +29,7 @@
 #include "base/base.h"
 #include "backend/backend.h"
 #include "central.h"
-#include "front_end.h"
+#include "cpu_cache.h"
 
 /* Slabs beyond this many (256 MiB of address space) are not mapped: such a
  * CPU count without sysfs means the bound is the kernel's NR_CPUS, not its
@@ -45,6 +45,8 @@ uint32_t xmm_rseq_index_offset;
 uint64_t xmm_rseq_restart_count;
 
 static enum rseq_mode rseq_mode = RSEQ_OFF;
+/* Init phase 2 is done: threads may attach (and register own areas). */
+static bool hooks_done;
 static bool index_is_mm_cid;
 static bool have_membarrier;
 static int slab_count;
@@ -211,6 +213,7 @@ void xmm_cpu_cache_init_hooks(void)
         xmm_os_thread_key_create(&own_area_key, unregister_own_area);
         xmm_os_thread_key_set(own_area_key, &own_area);
     }
+    __atomic_store_n(&hooks_done, true, __ATOMIC_RELEASE);
 }
 
 static void unlock_all_headers_empty(void);
@@ -259,7 +262,7 @@ bool xmm_cpu_cache_attach(void)
         return false;
     if (xmm_thread.rseq_area)
         return true;
-    if (!xmm_front_end_ready)
+    if (!__atomic_load_n(&hooks_done, __ATOMIC_ACQUIRE))
         return false;
     enum rseq_mode mode = RSEQ_OFF;
     void *area = find_area(&mode);

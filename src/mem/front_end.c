@@ -13,8 +13,6 @@
 #include "base/base.h"
 #include "front_end.h"
 
-bool xmm_front_end_ready;
-
 int xmm_front_end_init_core(void)
 {
 #if XMM_PER_CPU_CACHES
@@ -29,7 +27,6 @@ void xmm_front_end_init_hooks(void)
 #if XMM_PER_CPU_CACHES
     xmm_cpu_cache_init_hooks();
 #endif
-    __atomic_store_n(&xmm_front_end_ready, true, __ATOMIC_RELEASE);
 }
 
 void xmm_front_end_after_fork_child(void)

@@ -11,6 +11,6 @@
 #define XMM_MEM_H
 
 #include "central.h"
-#include "front_end.h"
+#include "front_end.h" /* with cpu_cache.h, thread_cache.h, cache_stats.h */
 
 #endif

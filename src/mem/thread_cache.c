@@ -6,10 +6,11 @@
 #include "base/base.h"
 #include "backend/backend.h"
 #include "central.h"
-#include "front_end.h"
+#include "thread_cache.h"
 
 
 static xmm_os_thread_key exit_key;
+static bool key_made; /* init phase 2 made exit_key: threads get caches */
 static struct xmm_lock registry_lock = XMM_LOCK_INITIALIZER;
 static struct xmm_thread_cache *registry;       /* every cache ever made */
 static struct xmm_thread_cache *recycled;       /* caches of exited threads */
@@ -29,7 +30,10 @@ static void thread_exit(void *cache);
 
 int xmm_thread_cache_init(void)
 {
-    return xmm_os_thread_key_create(&exit_key, thread_exit) == 0 ? 0 : -1;
+    if (xmm_os_thread_key_create(&exit_key, thread_exit) != 0)
+        return -1;
+    __atomic_store_n(&key_made, true, __ATOMIC_RELEASE);
+    return 0;
 }
 
 /* ---- creating and recycling caches ----------------------------------------------- */
@@ -93,7 +97,7 @@ static struct xmm_thread_cache *current_cache(void)
     struct xmm_thread_cache *cache = xmm_thread.thread_cache;
     if (cache)
         return cache;
-    if (!xmm_front_end_ready)
+    if (!__atomic_load_n(&key_made, __ATOMIC_ACQUIRE))
         return &cacheless;
     cache = take_cache();
     if (!cache)

@@ -35,7 +35,7 @@ XMM_EXPORT void *malloc(size_t size)
     return xmm_heap_alloc_inline(size);
 }
 
-/* ---- blocks of glibc's malloc (see heap.h) ---------------------------------- */
+/* ---- blocks of glibc's malloc (see global/free.h) --------------------------- */
 
 /* This library's own malloc, whatever the process binds "malloc" to. Only
  * its address is used (hence no need for malloc's attributes). */
@@ -62,7 +62,7 @@ static int foreign_owner_state;
  * they find what they look for, and take only the loader's lock, which is
  * recursive (the case that needs this runs inside dlopen, in a
  * constructor). */
-const struct xmm_foreign_owner *xmm_override_foreign_owner(void)
+static const struct xmm_foreign_owner *foreign_owner(void)
 {
     int state = __atomic_load_n(&foreign_owner_state, __ATOMIC_ACQUIRE);
     if (XMM_LIKELY(state != OWNER_UNKNOWN))
@@ -75,14 +75,19 @@ const struct xmm_foreign_owner *xmm_override_foreign_owner(void)
     state = OWNER_NONE;
     if (global_malloc && global_malloc != (void *)xmm_malloc_self && __libc_free &&
         __libc_realloc && next_usable_size) {
-        glibc_owner.free = __libc_free;
-        glibc_owner.realloc = __libc_realloc;
-        glibc_owner.usable_size = (size_t (*)(void *))next_usable_size;
+        glibc_owner.release = __libc_free;
+        glibc_owner.resize = __libc_realloc;
+        glibc_owner.measure = (size_t (*)(void *))next_usable_size;
         state = OWNER_GLIBC;
     }
     __atomic_store_n(&foreign_owner_state, state, __ATOMIC_RELEASE);
     return state == OWNER_GLIBC ? &glibc_owner : NULL;
 }
+
+/* global/free.h's finder: defined here, statically, so that it works
+ * before any constructor runs (libnuma's runs before XMM's, and may free
+ * glibc's blocks through XMM). */
+xmm_foreign_owner_finder xmm_heap_foreign_owner_finder = foreign_owner;
 
 XMM_EXPORT void free(void *ptr)
 {

@@ -1,33 +1,15 @@
 /*
- * heap.h - the allocator's core entry points, shared by the public API
- * (api.c) and the malloc override (override.c).
+ * free.h - the path of a free (free.c): the entry points the public API
+ * and the malloc override call, the checks of a pointer, and free's inline
+ * hit path.
  */
-#ifndef XMM_HEAP_H
-#define XMM_HEAP_H
+#ifndef XMM_FREE_H
+#define XMM_FREE_H
 
 #include "backend/backend.h"
 #include "base/base.h"
-#include "mem/mem.h"
 #include "ds/ds.h"
-#include "upkeep.h"
-
-/* Allocation on the calling CPU's node (node -1) or on `node`. NULL with
- * errno ENOMEM on failure. */
-void *xmm_heap_alloc(size_t size);
-void *xmm_heap_alloc_zeroed(size_t size);
-void *xmm_heap_alloc_aligned(size_t alignment, size_t size, int node);
-void *xmm_heap_alloc_on_node(size_t size, int node);
-void *xmm_heap_realloc(void *ptr, size_t size);
-
-/* count * size bytes into *bytes; false, with errno ENOMEM, when the
- * product overflows. The check of every array entry point below. */
-bool xmm_array_bytes(size_t count, size_t size, size_t *bytes);
-
-/* calloc, an array of `count` elements of `size` bytes, and reallocarray:
- * NULL with errno ENOMEM when count * size overflows. */
-void *xmm_heap_calloc(size_t count, size_t size);
-void *xmm_heap_alloc_array(size_t count, size_t size);
-void *xmm_heap_realloc_array(void *ptr, size_t count, size_t size);
+#include "mem/mem.h"
 
 /* Free of any block; `who` names the caller in error messages. */
 void xmm_heap_free(void *ptr);
@@ -52,56 +34,35 @@ int xmm_heap_node_of(const void *ptr);
 /* Blocks of another allocator. When XMM is not the process's malloc (it
  * was loaded by dlopen, or a library bound to it with RTLD_DEEPBIND), the
  * process also has glibc's malloc, and a pointer in no XMM region most
- * likely is glibc's: the override layer (override.c) then provides its
- * owner's functions, and free, realloc and malloc_usable_size hand such a
- * pointer to them instead of reporting it. NULL when XMM is the process's
- * malloc (then such a pointer is a bug, reported), and in the core library
- * without the override (a weak symbol). Not for pointers inside XMM's
- * regions, which are always XMM's to judge. */
+ * likely is glibc's: free, realloc and malloc_usable_size hand such a
+ * pointer to its owner's functions instead of reporting it. The finder of
+ * that owner is a variable the malloc override defines (override.c: a
+ * link-time definition, like malloc itself, so it is there before any
+ * constructor); it answers NULL when XMM is the process's malloc (then
+ * such a pointer is a bug, reported). The core library without the
+ * override has none. Not for pointers inside XMM's regions, which are
+ * always XMM's to judge. */
 struct xmm_foreign_owner {
-    void (*free)(void *ptr);
-    void *(*realloc)(void *ptr, size_t size);
-    size_t (*usable_size)(void *ptr);
+    void (*release)(void *ptr);                    /* its free */
+    void *(*resize)(void *ptr, size_t size);       /* its realloc */
+    size_t (*measure)(void *ptr);                  /* its malloc_usable_size */
 };
-const struct xmm_foreign_owner *xmm_override_foreign_owner(void) __attribute__((weak));
+typedef const struct xmm_foreign_owner *(*xmm_foreign_owner_finder)(void);
+extern XMM_HIDDEN xmm_foreign_owner_finder xmm_heap_foreign_owner_finder;
 
 XMM_INLINE const struct xmm_foreign_owner *xmm_foreign_owner_of(const void *ptr)
 {
     /* A direct mapping owns the whole granule of its last page in the map,
      * not the rest of it, where the kernel may map glibc's blocks. */
     const struct xmm_region *region = xmm_region_of(ptr);
-    if ((region && (const char *)ptr < region->base + region->size) ||
-        !xmm_override_foreign_owner)
+    xmm_foreign_owner_finder finder = xmm_heap_foreign_owner_finder;
+    if ((region && (const char *)ptr < region->base + region->size) || !finder)
         return NULL;
-    return xmm_override_foreign_owner();
+    return finder();
 }
 
-/* Slow paths of the inline entry points below. */
-void *xmm_heap_alloc_slow(size_t size);
+/* The slow path of the inline entry points below. */
 void xmm_heap_free_slow(void *ptr);
-
-
-/* The request that crosses the tick's mark (upkeep.h): ticks, then
- * allocates. */
-void *xmm_heap_alloc_ticked(size_t size);
-
-/* malloc: the tick's countdown, size -> class (a table load) -> the front
- * end's pop, then the block's first word cleared (it held the free tag,
- * free_object.h). On a hit nothing else runs: no init check (before init
- * every cache misses), no call, no counter. */
-XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
-{
-    if (XMM_LIKELY(size <= XMM_MAX_SMALL_SIZE)) {
-        if (XMM_UNLIKELY((xmm_thread.tick_countdown -= (int64_t)size) < 0))
-            return xmm_heap_alloc_ticked(size);
-        void *object = xmm_front_try_alloc(xmm_size_to_class(size));
-        if (XMM_LIKELY(object != NULL)) {
-            xmm_free_object_clear(object);
-            return object;
-        }
-    }
-    return xmm_heap_alloc_slow(size);
-}
 
 /* The page info (backend/arena.h) of `ptr` when it is a live small block:
  * an object start (a multiply) of a small-object span, not past its last
@@ -167,16 +128,5 @@ XMM_INLINE void xmm_heap_delete_sized_inline(void *ptr, size_t size)
     }
     xmm_heap_free_sized(ptr, size, 0, true, "operator delete");
 }
-
-/* Process-wide counters kept outside the front end (atomic, slow paths). */
-struct xmm_heap_counters {
-    uint64_t large_allocations;
-    uint64_t direct_allocations;
-    uint64_t direct_bytes;
-    uint64_t large_frees;
-    uint64_t direct_frees;
-    uint64_t failed_allocations;
-};
-extern XMM_HIDDEN struct xmm_heap_counters xmm_heap_counters;
 
 #endif

@@ -1,0 +1,57 @@
+/*
+ * alloc.h - the path of an allocation (alloc.c): the entry points the
+ * public API and the malloc override call, and malloc's inline hit path.
+ */
+#ifndef XMM_ALLOC_H
+#define XMM_ALLOC_H
+
+#include "backend/backend.h"
+#include "base/base.h"
+#include "ds/ds.h"
+#include "mem/mem.h"
+#include "upkeep.h"
+
+/* Allocation on the calling CPU's node (node -1) or on `node`. NULL with
+ * errno ENOMEM on failure. */
+void *xmm_heap_alloc(size_t size);
+void *xmm_heap_alloc_zeroed(size_t size);
+void *xmm_heap_alloc_aligned(size_t alignment, size_t size, int node);
+void *xmm_heap_alloc_on_node(size_t size, int node);
+void *xmm_heap_realloc(void *ptr, size_t size);
+
+/* count * size bytes into *bytes; false, with errno ENOMEM, when the
+ * product overflows. The check of every array entry point below. */
+bool xmm_array_bytes(size_t count, size_t size, size_t *bytes);
+
+/* calloc, an array of `count` elements of `size` bytes, and reallocarray:
+ * NULL with errno ENOMEM when count * size overflows. */
+void *xmm_heap_calloc(size_t count, size_t size);
+void *xmm_heap_alloc_array(size_t count, size_t size);
+void *xmm_heap_realloc_array(void *ptr, size_t count, size_t size);
+
+/* The slow path of the inline entry point below. */
+void *xmm_heap_alloc_slow(size_t size);
+
+/* The request that crosses the tick's mark (upkeep.h): ticks, then
+ * allocates. */
+void *xmm_heap_alloc_ticked(size_t size);
+
+/* malloc: the tick's countdown, size -> class (a table load) -> the front
+ * end's pop, then the block's first word cleared (it held the free tag,
+ * free_object.h). On a hit nothing else runs: no init check (before init
+ * every cache misses), no call, no counter. */
+XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
+{
+    if (XMM_LIKELY(size <= XMM_MAX_SMALL_SIZE)) {
+        if (XMM_UNLIKELY((xmm_thread.tick_countdown -= (int64_t)size) < 0))
+            return xmm_heap_alloc_ticked(size);
+        void *object = xmm_front_try_alloc(xmm_size_to_class(size));
+        if (XMM_LIKELY(object != NULL)) {
+            xmm_free_object_clear(object);
+            return object;
+        }
+    }
+    return xmm_heap_alloc_slow(size);
+}
+
+#endif

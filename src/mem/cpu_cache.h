@@ -1,0 +1,61 @@
+/*
+ * cpu_cache.h - per-CPU caches on restartable sequences (cpu_cache.c),
+ * when the build has the architecture's critical sections
+ * (XMM_PER_CPU_CACHES, platform.h). The inline fast paths are in
+ * front_end.h.
+ */
+#ifndef XMM_CPU_CACHE_H
+#define XMM_CPU_CACHE_H
+
+#include "base/base.h"
+#include "ds/ds.h"
+#include "cache_stats.h"
+#if XMM_PER_CPU_CACHES
+#include "rseq_percpu.h"
+/* A slab is: word 0 the node, then one header word per class, then the
+ * slots; the sections address classes as bytes (size_class < 128). */
+_Static_assert(XMM_CLASS_COUNT <= XMM_SLAB_FIRST_SLOT, "class headers overlap the slots");
+_Static_assert(XMM_CLASS_COUNT <= 128, "the sections take the class as a byte below 128");
+_Static_assert(XMM_SLAB_WORDS - XMM_SLAB_FIRST_SLOT <= 0xffff,
+               "slot indexes are 16-bit in a header");
+#endif
+
+/* xmm_thread.rseq_area (base/common.h): the calling thread's rseq area
+ * while it uses the per-CPU caches (with rseq_index and cpu_slabs set with
+ * it). Set when the thread must not use them (its area is not usable; a
+ * vfork child, see platform/x86_64/override_vfork.S): */
+extern __thread bool xmm_rseq_attach_refused __attribute__((tls_model("initial-exec")));
+extern XMM_HIDDEN char *xmm_cpu_slabs;
+extern XMM_HIDDEN uint32_t xmm_rseq_index_offset; /* XMM_RSEQ_CPU_ID_OFFSET or _MM_CID_ */
+
+/* The index field of `area` (any thread's) the slabs are chosen by. */
+XMM_INLINE const uint32_t *xmm_rseq_index(void *area)
+{
+    return (const uint32_t *)((char *)area + xmm_rseq_index_offset);
+}
+
+/* Set-up: phase 1 (false if the process uses per-thread caches), phase 2
+ * (from then on threads may attach). */
+bool xmm_cpu_cache_init_core(void);
+void xmm_cpu_cache_init_hooks(void);
+
+/* Gives the calling thread an rseq area if the per-CPU caches are in use;
+ * false means it uses a per-thread cache. */
+bool xmm_cpu_cache_attach(void);
+
+/* Slow paths: a miss, and a push refused with `push_result`. */
+void *xmm_cpu_cache_alloc_slow(unsigned size_class);
+void xmm_cpu_cache_free_slow(void *object, unsigned size_class, unsigned node, int push_result);
+
+/* Fork repair, release of every CPU's cache, mode and statistics. */
+void xmm_cpu_cache_after_fork_child(void);
+void xmm_cpu_cache_release(void);
+bool xmm_cpu_cache_in_use(void);
+const char *xmm_cpu_cache_detail(void);
+int xmm_cpu_cache_slabs_in_use(void);
+/* Bytes of free objects in the cache of CPU (or concurrency id) `slab`
+ * (0 in per-thread mode: front_end.c). */
+uint64_t xmm_cpu_cache_bytes(int slab);
+void xmm_cpu_cache_stats(struct xmm_front_stats *stats);
+
+#endif
