@@ -23,6 +23,9 @@ ANALYSIS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md
 # The heap profiler's cost, measured by `make bench-profile` and written up
 # by hand (bench/profile_overhead.py prints its table).
 PROFILE_OVERHEAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profile_overhead.md")
+# The hit path against the peers, measured by bench/micro-peers and written
+# up by hand (issue 16).
+HIT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hit_path.md")
 SLOW_LIMIT = 1.1   # "XMM is more than 1.1x slower than the best peer"
 RSS_LIMIT = 1.1    # target: peak RSS within 1.1x of the best peer
 
@@ -1023,6 +1026,7 @@ def write_doc(primary, primary_dir, quick, quick_dir, doc_path, img_dir, results
     if costs is not None:
         parts.append(cost_section(costs, costs_dir, chart_dir))
     parts.append(micro_section(primary, chart_dir))
+    parts.append(hand_written_section(HIT_PATH))
     parts.append(hand_written_section(PROFILE_OVERHEAD))
     parts.append(method_section(primary))
     if quick is not None and quick is not primary:
