@@ -2,6 +2,7 @@
  * report.c - error and diagnostic output without malloc: a tiny formatter
  * into a stack buffer, then write(2).
  */
+#include <errno.h>
 #include <stdarg.h>
 
 #include "common.h"
@@ -104,6 +105,30 @@ _Noreturn void xmm_fatal(const char *format, ...)
     write_report(format, arguments);
     va_end(arguments);
     xmm_platform_abort();
+}
+
+/* ---- buffered reports ------------------------------------------------------ */
+
+void xmm_writer_flush(struct xmm_writer *writer)
+{
+    if (writer->text.length &&
+        xmm_os_write_fd(writer->fd, writer->text.buffer, writer->text.length) &&
+        !writer->error)
+        writer->error = errno ? errno : EIO;
+    writer->text.length = 0;
+}
+
+void xmm_writer_printf(struct xmm_writer *writer, const char *format, ...)
+{
+    char line[1024];
+    struct xmm_text piece = {line, sizeof(line), 0};
+    va_list arguments;
+    va_start(arguments, format);
+    xmm_text_vformat(&piece, format, arguments);
+    va_end(arguments);
+    if (writer->text.length + piece.length + 1 >= writer->text.capacity)
+        xmm_writer_flush(writer);
+    xmm_text_append(&writer->text, line);
 }
 
 __thread struct xmm_thread_state xmm_thread __attribute__((tls_model("initial-exec")));

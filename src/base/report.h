@@ -20,6 +20,19 @@ void xmm_text_append_unsigned(struct xmm_text *text, uint64_t value, unsigned ba
 void xmm_text_format(struct xmm_text *text, const char *format, ...);
 void xmm_text_vformat(struct xmm_text *text, const char *format, va_list arguments);
 
+/* A report written through a buffer the caller provides (never malloc):
+ * xmm_writer_printf formats one piece (xmm_text's formats, at most 1 KiB)
+ * and writes the buffer out first when the piece would not fit;
+ * xmm_writer_flush writes what is buffered. `error` keeps the errno of the
+ * first failed write (0: none). Statistics and heap profiles share it. */
+struct xmm_writer {
+    int fd;
+    int error;
+    struct xmm_text text;
+};
+void xmm_writer_flush(struct xmm_writer *writer);
+void xmm_writer_printf(struct xmm_writer *writer, const char *format, ...);
+
 /* Misuse of the heap: reports `what` and the address `ptr` on stderr (one
  * line, never allocating), counts it in xmm_invalid_free_count, and aborts
  * unless XMM_INVALID_FREE=warn. Callable from every layer: the layer that

@@ -261,44 +261,17 @@ static uint64_t objects(uint64_t fixed)
 
 /* ---- writing ------------------------------------------------------------------------ */
 
-struct output {
-    int fd;
-    int error; /* errno of the first failed write, else 0 */
-    struct xmm_text text;
-};
-
-static void output_flush(struct output *output)
-{
-    if (output->text.length && xmm_os_write_fd(output->fd, output->text.buffer,
-                                               output->text.length) && !output->error)
-        output->error = errno ? errno : EIO;
-    output->text.length = 0;
-}
-
-static void put(struct output *output, const char *format, ...)
-{
-    char line[512];
-    struct xmm_text piece = {line, sizeof(line), 0};
-    va_list arguments;
-    va_start(arguments, format);
-    xmm_text_vformat(&piece, format, arguments);
-    va_end(arguments);
-    if (output->text.length + piece.length + 1 >= output->text.capacity)
-        output_flush(output);
-    xmm_text_append(&output->text, line);
-}
-
 /* The process's mappings, as pprof reads them to find each address's file. */
-static void put_maps(struct output *output)
+static void put_maps(struct xmm_writer *output)
 {
-    output_flush(output);
+    xmm_writer_flush(output);
     int fd = xmm_os_open_read("/proc/self/maps");
     if (fd < 0)
         return;
     long count;
     while ((count = xmm_os_read_fd(fd, output->text.buffer, output->text.capacity)) > 0) {
         output->text.length = (size_t)count;
-        output_flush(output);
+        xmm_writer_flush(output);
     }
     xmm_os_close(fd);
 }
@@ -312,7 +285,7 @@ static void put_maps(struct output *output)
  * The bracketed pair counts every allocation since the start. pprof takes
  * the first address as a pc and subtracts 1 from the others (return
  * addresses): the first is written as its call instruction's address. */
-static void write_heap_profile(struct output *output, const struct snapshot *snapshot)
+static void write_heap_profile(struct xmm_writer *output, const struct snapshot *snapshot)
 {
     uint64_t live_objects = 0, live_bytes = 0, total_objects = 0, total_bytes = 0;
     for (size_t i = 0; i < snapshot->count; i++) {
@@ -322,17 +295,17 @@ static void write_heap_profile(struct output *output, const struct snapshot *sna
         total_objects += objects(row->total_objects_fixed);
         total_bytes += row->total_bytes;
     }
-    put(output, "heap profile: %u: %u [%u: %u] @ heapprofile\n", live_objects, live_bytes,
+    xmm_writer_printf(output, "heap profile: %u: %u [%u: %u] @ heapprofile\n", live_objects, live_bytes,
         total_objects, total_bytes);
     for (size_t i = 0; i < snapshot->count; i++) {
         const struct row *row = &snapshot->rows[i];
-        put(output, "%u: %u [%u: %u] @", objects(row->live_objects_fixed), row->live_bytes,
+        xmm_writer_printf(output, "%u: %u [%u: %u] @", objects(row->live_objects_fixed), row->live_bytes,
             objects(row->total_objects_fixed), row->total_bytes);
         for (uint32_t frame = 0; frame < row->stack->depth; frame++)
-            put(output, " %p", (void *)(row->stack->frames[frame] - (frame == 0)));
-        put(output, "\n");
+            xmm_writer_printf(output, " %p", (void *)(row->stack->frames[frame] - (frame == 0)));
+        xmm_writer_printf(output, "\n");
     }
-    put(output, "\nMAPPED_LIBRARIES:\n");
+    xmm_writer_printf(output, "\nMAPPED_LIBRARIES:\n");
     put_maps(output);
 }
 
@@ -362,9 +335,9 @@ int xmm_profile_write(const char *path)
         errno = error;
         return -1;
     }
-    struct output output = {.fd = fd, .text = {snapshot.output, OUTPUT_BYTES, 0}};
+    struct xmm_writer output = {.fd = fd, .text = {snapshot.output, OUTPUT_BYTES, 0}};
     write_heap_profile(&output, &snapshot);
-    output_flush(&output);
+    xmm_writer_flush(&output);
     xmm_os_close(fd);
     snapshot_release(&snapshot);
     if (output.error) {
@@ -435,16 +408,16 @@ static void sort_by_live_bytes(struct row *rows, size_t count)
 
 /* Each frame as its call instruction's address, and the file and address
  * in the file's numbering that `addr2line -f -C -e FILE ADDRESS` reads. */
-static void put_frame(struct output *output, unsigned index, uintptr_t return_address)
+static void put_frame(struct xmm_writer *output, unsigned index, uintptr_t return_address)
 {
     uintptr_t call = return_address - 1;
     char file[PATH_MAX];
     uintptr_t bias;
     if (xmm_os_code_object((const void *)call, file, sizeof(file), &bias))
-        put(output, "xmm:     #%d %p %s+%p\n", (int)index, (void *)call, file,
+        xmm_writer_printf(output, "xmm:     #%d %p %s+%p\n", (int)index, (void *)call, file,
             (void *)(call - bias));
     else
-        put(output, "xmm:     #%d %p\n", (int)index, (void *)call);
+        xmm_writer_printf(output, "xmm:     #%d %p\n", (int)index, (void *)call);
 }
 
 static void leak_report(void)
@@ -466,17 +439,17 @@ static void leak_report(void)
         samples += row->live_samples;
     }
     sort_by_live_bytes(snapshot.rows, live);
-    struct output output = {.fd = report_fd, .text = {snapshot.output, OUTPUT_BYTES, 0}};
-    put(&output, "xmm: leak report (XMM_LEAKS=1): about %u bytes in %u blocks still live at "
+    struct xmm_writer output = {.fd = report_fd, .text = {snapshot.output, OUTPUT_BYTES, 0}};
+    xmm_writer_printf(&output, "xmm: leak report (XMM_LEAKS=1): about %u bytes in %u blocks still live at "
                  "exit, from %z stacks (estimated from %u samples, one per %z bytes "
                  "allocated on average)\n",
         bytes, blocks, live, samples, xmm_config.profile_interval);
     if (live)
-        put(&output, "xmm: frames are call sites: address, then FILE+ADDRESS for "
+        xmm_writer_printf(&output, "xmm: frames are call sites: address, then FILE+ADDRESS for "
                      "addr2line -f -C -e FILE ADDRESS\n");
     for (size_t i = 0; i < live && i < LEAK_STACKS_SHOWN; i++) {
         const struct row *row = &snapshot.rows[i];
-        put(&output, "xmm: %u bytes in %u blocks (%u samples) allocated from:\n", row->live_bytes,
+        xmm_writer_printf(&output, "xmm: %u bytes in %u blocks (%u samples) allocated from:\n", row->live_bytes,
             objects(row->live_objects_fixed), row->live_samples);
         for (uint32_t frame = 0; frame < row->stack->depth; frame++)
             put_frame(&output, frame, row->stack->frames[frame]);
@@ -485,9 +458,9 @@ static void leak_report(void)
         uint64_t rest = 0;
         for (size_t i = LEAK_STACKS_SHOWN; i < live; i++)
             rest += snapshot.rows[i].live_bytes;
-        put(&output, "xmm: ... and %z more stacks, %u bytes\n", live - LEAK_STACKS_SHOWN, rest);
+        xmm_writer_printf(&output, "xmm: ... and %z more stacks, %u bytes\n", live - LEAK_STACKS_SHOWN, rest);
     }
-    output_flush(&output);
+    xmm_writer_flush(&output);
     snapshot_release(&snapshot);
 }
 

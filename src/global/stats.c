@@ -123,32 +123,6 @@ void xmm_stats_collect(struct xmm_stats *stats)
 /* A report is written with one write(2) when its buffer holds all of it, so
  * that the reports of processes appending to one XMM_STATS_FILE never
  * interleave (O_APPEND makes each write atomic against the others). */
-struct writer {
-    int fd;
-    int error;
-    struct xmm_text text;
-};
-
-static void writer_flush(struct writer *writer)
-{
-    if (writer->text.length &&
-        xmm_os_write_fd(writer->fd, writer->text.buffer, writer->text.length))
-        writer->error = 1;
-    writer->text.length = 0;
-}
-
-static void emit(struct writer *writer, const char *format, ...)
-{
-    char line[1024];
-    struct xmm_text piece = {line, sizeof(line), 0};
-    va_list arguments;
-    va_start(arguments, format);
-    xmm_text_vformat(&piece, format, arguments);
-    va_end(arguments);
-    if (writer->text.length + piece.length + 1 >= writer->text.capacity)
-        writer_flush(writer);
-    xmm_text_append(&writer->text, line);
-}
 
 /* Bytes enough for the longest report, with every counter at 20 digits: a
  * node's entry is under 1 KiB, a CPU's under 64 bytes, a class's under 160. */
@@ -205,39 +179,39 @@ static bool class_row(const struct snapshot *snapshot, unsigned size_class, stru
     return row->allocated || row->freed;
 }
 
-static void write_text(struct writer *writer, const struct snapshot *snapshot)
+static void write_text(struct xmm_writer *writer, const struct snapshot *snapshot)
 {
     struct field fields[32];
     size_t count = totals_fields(&snapshot->totals, fields);
-    emit(writer, "xmm statistics (front end: %s, %s; nodes: %d)\n", snapshot->totals.front_end,
+    xmm_writer_printf(writer, "xmm statistics (front end: %s, %s; nodes: %d)\n", snapshot->totals.front_end,
          xmm_front_end_detail(), xmm_nodes);
     for (size_t i = 0; i < count; i++)
-        emit(writer, "  %s%s %u\n", fields[i].name,
+        xmm_writer_printf(writer, "  %s%s %u\n", fields[i].name,
              "                     " + (strlen(fields[i].name) < 21 ? strlen(fields[i].name) : 21),
              fields[i].value);
-    emit(writer, "  node  spans_created  spans_released  small_span_bytes  page_heap_free  "
+    xmm_writer_printf(writer, "  node  spans_created  spans_released  small_span_bytes  page_heap_free  "
                  "unpurged  purged_total  large_in_use  large_cached\n");
     for (int node = 0; node < xmm_nodes; node++) {
         const struct xmm_central_stats *central = &snapshot->central[node];
         const struct xmm_page_heap_stats *pages = &snapshot->pages[node];
-        emit(writer, "  %d  %u  %u  %u  %z  %z  %z  %z  %z\n", node, central->spans_created,
+        xmm_writer_printf(writer, "  %d  %u  %u  %u  %z  %z  %z  %z  %z\n", node, central->spans_created,
              central->spans_released, central->span_bytes, pages->free_bytes, pages->dirty_bytes,
              pages->purged_total, pages->large_in_use, pages->large_cached);
     }
     for (int slab = 0; slab < xmm_cpu_cache_slab_count(); slab++) {
         uint64_t cached = xmm_cpu_cache_bytes(slab);
         if (cached)
-            emit(writer, "  cpu cache %d: %u bytes\n", slab, cached);
+            xmm_writer_printf(writer, "  cpu cache %d: %u bytes\n", slab, cached);
     }
-    emit(writer, "  class  size  allocations  frees  in_use_bytes\n");
+    xmm_writer_printf(writer, "  class  size  allocations  frees  in_use_bytes\n");
     struct class_row row;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
         if (class_row(snapshot, size_class, &row))
-            emit(writer, "  %d  %z  %u  %u  %u\n", (int)size_class, xmm_class_size(size_class),
+            xmm_writer_printf(writer, "  %d  %z  %u  %u  %u\n", (int)size_class, xmm_class_size(size_class),
                  row.allocated, row.freed, row.in_use_bytes);
 }
 
-static void write_json(struct writer *writer, const struct snapshot *snapshot)
+static void write_json(struct xmm_writer *writer, const struct snapshot *snapshot)
 {
     struct field fields[32];
     size_t count = totals_fields(&snapshot->totals, fields);
@@ -246,17 +220,17 @@ static void write_json(struct writer *writer, const struct snapshot *snapshot)
     for (char *c = program; *c; c++) /* a JSON string, whatever the name holds */
         if (*c < 0x20 || *c > 0x7e || *c == '"' || *c == '\\')
             *c = '?';
-    emit(writer, "{\"version\": %d, \"pid\": %d, \"program\": \"%s\", \"front_end\": \"%s\", "
+    xmm_writer_printf(writer, "{\"version\": %d, \"pid\": %d, \"program\": \"%s\", \"front_end\": \"%s\", "
                  "\"front_end_detail\": \"%s\", \"node_count\": %d",
          XMM_STATS_VERSION, xmm_os_process_id(), program, snapshot->totals.front_end,
          xmm_front_end_detail(), xmm_real_nodes);
     for (size_t i = 0; i < count; i++)
-        emit(writer, ", \"%s\": %u", fields[i].name, fields[i].value);
-    emit(writer, ", \"nodes\": [");
+        xmm_writer_printf(writer, ", \"%s\": %u", fields[i].name, fields[i].value);
+    xmm_writer_printf(writer, ", \"nodes\": [");
     for (int node = 0; node < xmm_nodes; node++) {
         const struct xmm_central_stats *central = &snapshot->central[node];
         const struct xmm_page_heap_stats *pages = &snapshot->pages[node];
-        emit(writer,
+        xmm_writer_printf(writer,
              "%s{\"node\": %d, \"interleaved\": %s, \"spans_created\": %u, \"spans_released\": %u, "
              "\"small_span_bytes\": %u, \"transfer_batches\": %u, \"transfer_batch_bytes\": %u, "
              "\"page_heap_free_bytes\": %z, \"page_heap_unpurged_bytes\": %z, "
@@ -269,30 +243,30 @@ static void write_json(struct writer *writer, const struct snapshot *snapshot)
              pages->free_bytes, pages->dirty_bytes, pages->purged_total, pages->large_in_use,
              pages->large_cached, pages->large_count, pages->reserved_bytes);
     }
-    emit(writer, "], \"cpus\": [");
+    xmm_writer_printf(writer, "], \"cpus\": [");
     bool first_cpu = true;
     for (int slab = 0; slab < xmm_cpu_cache_slab_count(); slab++) {
         uint64_t cached = xmm_cpu_cache_bytes(slab);
         if (!cached)
             continue;
-        emit(writer, "%s{\"slab\": %d, \"cached_bytes\": %u}", first_cpu ? "" : ", ", slab,
+        xmm_writer_printf(writer, "%s{\"slab\": %d, \"cached_bytes\": %u}", first_cpu ? "" : ", ", slab,
              cached);
         first_cpu = false;
     }
-    emit(writer, "], \"size_classes\": [");
+    xmm_writer_printf(writer, "], \"size_classes\": [");
     bool first = true;
     struct class_row row;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         if (!class_row(snapshot, size_class, &row))
             continue;
-        emit(writer,
+        xmm_writer_printf(writer,
              "%s{\"class\": %d, \"size\": %z, \"allocations\": %u, \"frees\": %u, "
              "\"in_use_bytes\": %u}",
              first ? "" : ", ", (int)size_class, xmm_class_size(size_class), row.allocated,
              row.freed, row.in_use_bytes);
         first = false;
     }
-    emit(writer, "]}\n");
+    xmm_writer_printf(writer, "]}\n");
 }
 
 int xmm_stats_write(int fd, const char *format)
@@ -313,14 +287,14 @@ int xmm_stats_write(int fd, const char *format)
     size_t capacity = report_capacity();
     char *mapped = xmm_os_map(capacity, 0);
     char fallback[4096];
-    struct writer writer = {.fd = fd};
+    struct xmm_writer writer = {.fd = fd};
     writer.text = mapped ? (struct xmm_text){mapped, capacity, 0}
                          : (struct xmm_text){fallback, sizeof(fallback), 0};
     if (json)
         write_json(&writer, &snapshot);
     else
         write_text(&writer, &snapshot);
-    writer_flush(&writer);
+    xmm_writer_flush(&writer);
     if (mapped)
         xmm_os_unmap(mapped, capacity);
     return writer.error ? -1 : 0;
