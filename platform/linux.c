@@ -513,10 +513,24 @@ int xmm_os_thread_start(void *(*body)(void *), void *argument)
     if (error)
         return error;
     pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    /* The new thread inherits a mask that blocks every signal: the
+     * program's handlers never run on a thread of XMM's. */
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
     pthread_t thread;
     error = pthread_create(&thread, &attributes, body, argument);
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
     pthread_attr_destroy(&attributes);
     return error;
+}
+
+bool xmm_os_signals_blocked(void)
+{
+    sigset_t current;
+    if (pthread_sigmask(SIG_BLOCK, NULL, &current) != 0)
+        return true;
+    return !sigisemptyset(&current);
 }
 
 void xmm_os_sleep_ns(uint64_t ns)

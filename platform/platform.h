@@ -235,9 +235,16 @@ const char *xmm_os_getenv(const char *name);
 
 /* ---- threads, signals, files, process hooks ------------------------------ */
 
-/* Starts a detached thread running body(argument). 0, or an errno value
- * (the caller goes on without it). The new thread may allocate. */
+/* Starts a detached thread running body(argument), with every signal
+ * blocked in it. 0, or an errno value (the caller goes on without it). The
+ * new thread may allocate. */
 int xmm_os_thread_start(void *(*body)(void *), void *argument);
+
+/* Whether the calling thread blocks any signal now. A signal handler runs
+ * with its own signal blocked (unless installed with SA_NODEFER), so false
+ * means the caller is very likely not in a handler: for work a handler
+ * must not do (starting a thread). One system call. */
+bool xmm_os_signals_blocked(void);
 
 /* Sleeps the calling thread for `ns` nanoseconds (resumes after signals). */
 void xmm_os_sleep_ns(uint64_t ns);

@@ -37,6 +37,8 @@ struct xmm_region {
     uint8_t kind;
     uint8_t node;
     uint8_t huge;               /* THP requested for this region */
+    uint8_t split;              /* a purge split its huge pages: small pages
+                                   for good (xmm_arena_purge) */
     char *base;                 /* first byte (granule-aligned) */
     size_t size;                /* bytes mapped */
     struct xmm_region *next_free; /* recycled descriptors */
@@ -140,6 +142,11 @@ XMM_INLINE xmm_page_info xmm_page_info_of(const void *address)
  * stops being one. */
 void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class);
 
+/* Clears the page info of the pages of `span` from `first_page` on: a
+ * free() of an address there takes the slow path, which checks it against
+ * the span itself (a trim that cut objects back, central.c). */
+void xmm_chunk_clear_page_info_from(const struct xmm_span *span, uint32_t first_page);
+
 /* The span of the page holding `address` in `chunk` (NULL if none). The
  * index is masked: with a stale chunk pointer it still reads the chunk's
  * own map. */
@@ -165,6 +172,21 @@ struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages);
  * the page heap lock of the chunk's node, and no span of it is listed. */
 void xmm_arena_release_chunk(struct xmm_chunk *chunk);
 
+/* Gives the pages of [start, start + length) of `chunk` back to the kernel
+ * (XMM_PURGE's advice); 0 or -1. Under XMM_THP=auto, a purge that is not
+ * made of whole huge pages of a chunk marked `huge` splits them, and
+ * khugepaged would collapse the purged ranges back (max_ptes_none lets it
+ * fill the holes with zeroes): so the chunk is advised MADV_NOHUGEPAGE
+ * once and its flag cleared. It stays on small pages, and purged memory
+ * stays purged. XMM_THP=always keeps its huge pages. Any thread, no lock
+ * needed. */
+int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length);
+
+/* Under XMM_THP=auto, a chunk cut to its end asks for huge pages, unless a
+ * purge has split them already (then it stays on small pages). Caller
+ * holds the page heap lock of the chunk's node. */
+void xmm_arena_chunk_dense(struct xmm_chunk *chunk);
+
 /* Maps a block of `size` bytes for itself (large requests), aligned to
  * `alignment`, with the node's policy; registers it. NULL on failure. */
 void *xmm_arena_map_direct(size_t size, size_t alignment, int node);
@@ -183,5 +205,9 @@ void xmm_arena_after_fork_child(void);
 
 /* Address space and chunk counts, for statistics. */
 size_t xmm_arena_reserved_bytes(void);
+
+/* Bytes of arena chunks mapped now (every node): the heap's size as the
+ * background thread's start rule sees it (upkeep.h). One load. */
+size_t xmm_arena_chunk_bytes(void);
 
 #endif

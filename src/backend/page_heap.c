@@ -31,6 +31,8 @@ struct page_heap {
     int node;
     uint32_t epoch;                               /* see xmm_page_heap_after_fork_child */
     struct xmm_span *free_lists[EXACT_LISTS + 1]; /* [0]: longer than 128 pages */
+    struct xmm_span *oldest, *newest;             /* free spans holding resident
+                                                     pages, by when they were listed */
     struct xmm_chunk *current;                    /* chunk being cut, or NULL */
     size_t next_page;                             /* first unused page of it */
     struct xmm_chunk *chunks;                     /* every chunk of the node */
@@ -107,6 +109,7 @@ static struct xmm_span *new_descriptor(struct page_heap *heap)
     span->free_list = NULL;
     __atomic_store_n(&span->state, 0, __ATOMIC_RELAXED);
     span->carved = 0;
+    span->tail_purged = 0;
     span->size_class = 0;
     span->node = (uint8_t)heap->node;
     return span;
@@ -129,6 +132,32 @@ static size_t list_index(size_t pages)
     return pages <= EXACT_LISTS ? pages : 0;
 }
 
+/* The free spans that hold resident pages, in the order they were listed:
+ * what a purge before growth gives back first (purge_for_growth). */
+static void resident_append(struct page_heap *heap, struct xmm_span *span)
+{
+    span->older = heap->newest;
+    span->newer = NULL;
+    if (heap->newest)
+        heap->newest->newer = span;
+    else
+        heap->oldest = span;
+    heap->newest = span;
+}
+
+static void resident_unlink(struct page_heap *heap, struct xmm_span *span)
+{
+    if (span->older)
+        span->older->newer = span->newer;
+    else
+        heap->oldest = span->newer;
+    if (span->newer)
+        span->newer->older = span->older;
+    else
+        heap->newest = span->older;
+    span->older = span->newer = NULL;
+}
+
 static void list_insert(struct page_heap *heap, struct xmm_span *span)
 {
     xmm_assert(span->pages > 0 && span->kind == XMM_SPAN_FREE);
@@ -141,8 +170,10 @@ static void list_insert(struct page_heap *heap, struct xmm_span *span)
         (*head)->previous = span;
     *head = span;
     heap->free_pages += span->pages;
-    if (holds_resident(span))
+    if (holds_resident(span)) {
         heap->dirty_pages += span->pages;
+        resident_append(heap, span);
+    }
 }
 
 static void list_remove(struct page_heap *heap, struct xmm_span *span)
@@ -157,8 +188,10 @@ static void list_remove(struct page_heap *heap, struct xmm_span *span)
         span->next->previous = span->previous;
     span->previous = span->next = NULL;
     heap->free_pages -= span->pages;
-    if (holds_resident(span))
+    if (holds_resident(span)) {
         heap->dirty_pages -= span->pages;
+        resident_unlink(heap, span);
+    }
 }
 
 /* Smallest free span of at least `pages`, or NULL. */
@@ -220,9 +253,7 @@ static void retire_current_chunk(struct page_heap *heap)
     struct xmm_chunk *chunk = heap->current;
     if (!chunk)
         return;
-    if (xmm_config.thp == XMM_THP_AUTO &&
-        xmm_os_advise_huge(chunk->region.base, chunk->region.size, true) == 0)
-        chunk->region.huge = 1;
+    xmm_arena_chunk_dense(chunk);
     if (heap->next_page < chunk->pages) {
         char *tail = chunk->region.base + (heap->next_page << XMM_PAGE_SHIFT);
         struct xmm_span *rest = make_free_span(heap, tail, chunk->pages - heap->next_page, XMM_PAGES_CLEAN);
@@ -298,7 +329,21 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
     return span;
 }
 
-struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignment)
+static size_t purge_for_growth(struct page_heap *heap, size_t pages, size_t keep_pages);
+
+/* Free pages kept resident while the heap grows (per node): up to this,
+ * fresh pages are cut without purging free ones. */
+#define GROWTH_SLACK_PAGES (((size_t)8 << 20) >> XMM_PAGE_SHIFT)
+/* A purge before growth gives back at least this much at once, so that a
+ * heap growing span by span pays one madvise per MiB, not one per span. */
+#define GROWTH_PURGE_MIN_PAGES (((size_t)1 << 20) >> XMM_PAGE_SHIFT)
+
+/* `may_grow`: fresh pages may be cut (and a chunk mapped) when no free
+ * span fits; before they are, free pages beyond GROWTH_SLACK_PAGES that
+ * are still resident are purged, oldest first, at least as many as the
+ * heap grows by: pages that could not serve this request are given back
+ * rather than kept beside new ones. */
+static struct xmm_span *alloc_pages(int node, size_t pages, size_t alignment, bool may_grow)
 {
     struct page_heap *heap = &heaps[node];
     size_t slack = alignment > XMM_PAGE_SIZE ? (alignment >> XMM_PAGE_SHIFT) - 1 : 0;
@@ -306,10 +351,15 @@ struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignmen
     if (wanted > XMM_CHUNK_MAX_PAGES || !heap_lock(heap))
         return NULL;
     struct xmm_span *span = find_free(heap, wanted);
-    if (span)
+    if (span) {
         list_remove(heap, span);
-    else
+    } else if (may_grow) {
+        if (heap->dirty_pages > GROWTH_SLACK_PAGES)
+            purge_for_growth(heap, wanted > GROWTH_PURGE_MIN_PAGES ? wanted
+                                                                  : GROWTH_PURGE_MIN_PAGES,
+                             GROWTH_SLACK_PAGES);
         span = cut_fresh(heap, wanted);
+    }
     if (span) {
         size_t offset = slack ? pages_to_alignment(span, alignment) : 0;
         trim_span(heap, span, offset, pages);
@@ -323,6 +373,16 @@ struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignmen
         purge_decayed(heap, now, false);
     heap_unlock(heap);
     return span;
+}
+
+struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignment)
+{
+    return alloc_pages(node, pages, alignment, true);
+}
+
+struct xmm_span *xmm_page_heap_alloc_free(int node, size_t pages, size_t alignment)
+{
+    return alloc_pages(node, pages, alignment, false);
 }
 
 /* ---- free and coalesce ------------------------------------------------------------ */
@@ -527,7 +587,7 @@ static bool purge_range(const struct xmm_span *span, bool full, char **start, si
     *start = span->start;
     *length = xmm_span_bytes(span);
     struct xmm_region *region = xmm_region_of(span->start);
-    if (full || !region || !region->huge)
+    if (full || !region || !__atomic_load_n(&region->huge, __ATOMIC_RELAXED))
         return true;
     if (span->dirty == XMM_PAGES_INTERIOR_PURGED)
         return false;
@@ -538,6 +598,46 @@ static bool purge_range(const struct xmm_span *span, bool full, char **start, si
     *start = (char *)first;
     *length = end - first;
     return true;
+}
+
+/* A listed free span whose pages all went back: no longer resident. */
+static void mark_purged(struct page_heap *heap, struct xmm_span *span)
+{
+    resident_unlink(heap, span);
+    heap->dirty_pages -= span->pages;
+    /* MADV_FREE leaves the old bytes until the kernel needs the memory:
+     * purged, but calloc must still clear it. */
+    span->dirty = xmm_config.purge_lazy ? XMM_PAGES_PURGED_NOT_ZERO : XMM_PAGES_CLEAN;
+}
+
+/* Purges whole resident free spans, oldest first, until `pages` pages went
+ * back or no more than `keep_pages` stay resident. Caller holds the lock.
+ * Returns the pages purged. */
+static size_t purge_for_growth(struct page_heap *heap, size_t pages, size_t keep_pages)
+{
+    size_t purged = 0;
+    struct xmm_span *span = heap->oldest;
+    while (span && purged < pages && heap->dirty_pages > keep_pages) {
+        struct xmm_span *newer = span->newer;
+        if (xmm_arena_purge((struct xmm_chunk *)xmm_region_of(span->start), span->start,
+                            xmm_span_bytes(span)) == 0) {
+            purged += span->pages;
+            heap->purged_bytes += xmm_span_bytes(span);
+            mark_purged(heap, span);
+        }
+        span = newer;
+    }
+    return purged;
+}
+
+size_t xmm_page_heap_purge_oldest(int node, size_t bytes)
+{
+    struct page_heap *heap = &heaps[node];
+    if (!heap_lock(heap))
+        return 0;
+    size_t pages = purge_for_growth(heap, xmm_align_up(bytes, XMM_PAGE_SIZE) >> XMM_PAGE_SHIFT, 0);
+    heap_unlock(heap);
+    return pages << XMM_PAGE_SHIFT;
 }
 
 static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t now,
@@ -553,14 +653,11 @@ static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t
         size_t length;
         if (!purge_range(span, everything || age >= 4 * decay_ns, &start, &length))
             continue;
-        if (xmm_os_purge(start, length, xmm_config.purge_lazy) != 0)
+        if (xmm_arena_purge((struct xmm_chunk *)xmm_region_of(span->start), start, length) != 0)
             continue;
         purged += length;
         if (length == xmm_span_bytes(span)) {
-            /* MADV_FREE leaves the old bytes until the kernel needs the
-             * memory: purged, but calloc must still clear it. */
-            span->dirty = xmm_config.purge_lazy ? XMM_PAGES_PURGED_NOT_ZERO : XMM_PAGES_CLEAN;
-            heap->dirty_pages -= span->pages;
+            mark_purged(heap, span);
         } else {
             /* Still counted dirty: its ends may be resident, and calloc
              * must not assume zeroes. */
@@ -731,6 +828,7 @@ void xmm_page_heap_after_fork_child(void)
         heap->epoch++;
         for (size_t list = 0; list <= EXACT_LISTS; list++)
             heap->free_lists[list] = NULL;
+        heap->oldest = heap->newest = NULL;
         heap->current = NULL;
         heap->next_page = 0;
         heap->spare_descriptors = NULL;

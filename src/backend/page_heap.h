@@ -17,11 +17,25 @@
  * aligned to `alignment` bytes (a power of two; XMM_PAGE_SIZE or less means
  * no constraint). The span's pages all map to it; `dirty` says whether it
  * may hold non-zero bytes. NULL if the kernel refuses memory even after
- * wholly free chunks were given back. */
+ * wholly free chunks were given back. A free span that fits is used
+ * first; when none does and the heap grows (fresh pages cut, perhaps a new
+ * chunk mapped), free pages still resident beyond a slack of 8 MiB are
+ * purged first, oldest first, at least as many as it grows by. */
 struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment);
 
 /* Like xmm_page_heap_alloc, without the retry after giving chunks back. */
 struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignment);
+
+/* Like xmm_page_heap_alloc, but only from free spans: NULL, and nothing
+ * cut or mapped, when none fits. For callers that can give pages back
+ * (the central layer's empty spans) before the heap grows. */
+struct xmm_span *xmm_page_heap_alloc_free(int node, size_t pages, size_t alignment);
+
+/* Purges `node`'s free pages that are still resident, whole spans, oldest
+ * first, until at least `bytes` went back (or none is left): before a
+ * block is mapped for itself, so that memory freed by one size of blocks
+ * is not kept beside new memory for another. Returns the bytes purged. */
+size_t xmm_page_heap_purge_oldest(int node, size_t bytes);
 
 /* Unmaps every chunk of every node whose pages have all been free for at
  * least `min_age_ns` (except the chunk each node is cutting from): the

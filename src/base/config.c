@@ -18,7 +18,7 @@ struct xmm_config xmm_config = {
     .rseq = XMM_RSEQ_LIBC,
     .decay_ms = 1000,
     .purge_lazy = false,
-    .background_thread = false,
+    .background = XMM_BACKGROUND_AUTO,
     .thp = XMM_THP_AUTO,
     .stats_at_exit = XMM_STATS_NONE,
     .stats_file = NULL,
@@ -251,6 +251,18 @@ static bool parse_rseq(const char *value, void *target)
     return true;
 }
 
+static bool parse_background(const char *value, void *target)
+{
+    bool on;
+    if (!strcmp(value, "auto"))
+        *(enum xmm_background_mode *)target = XMM_BACKGROUND_AUTO;
+    else if (parse_bool(value, &on))
+        *(enum xmm_background_mode *)target = on ? XMM_BACKGROUND_ON : XMM_BACKGROUND_OFF;
+    else
+        return false;
+    return true;
+}
+
 static bool parse_invalid_free(const char *value, void *target)
 {
     return parse_choice(value, "abort", "warn", target);
@@ -283,8 +295,9 @@ static const struct variable variables[] = {
     {"XMM_PURGE", "dontneed or free", "dontneed",
      "madvise used to return pages (MADV_DONTNEED or MADV_FREE)", parse_purge,
      &xmm_config.purge_lazy},
-    {"XMM_BACKGROUND", "1 or 0", "0", "a background thread purges decayed pages", parse_bool,
-     &xmm_config.background_thread},
+    {"XMM_BACKGROUND", "auto, 1 or 0", "auto",
+     "a background thread purges decayed pages (auto: once the heap passes 64 MiB)",
+     parse_background, &xmm_config.background},
     {"XMM_THP", "auto, never or always", "auto", "transparent huge pages for arena chunks",
      parse_thp, &xmm_config.thp},
     {"XMM_STATS", "none, text or json", "none", "print statistics at exit", parse_stats,

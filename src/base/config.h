@@ -18,6 +18,12 @@ enum xmm_numa_mode {
 
 enum xmm_stats_format { XMM_STATS_NONE, XMM_STATS_TEXT, XMM_STATS_JSON };
 enum xmm_thp_mode { XMM_THP_AUTO, XMM_THP_NEVER, XMM_THP_ALWAYS };
+/* XMM_BACKGROUND: the decay thread (global/upkeep.h). */
+enum xmm_background_mode {
+    XMM_BACKGROUND_AUTO,  /* started once the heap is large (default) */
+    XMM_BACKGROUND_OFF,   /* never: upkeep on allocation paths only */
+    XMM_BACKGROUND_ON,    /* started at init */
+};
 /* Which rseq area the per-CPU caches may use. The C library owns rseq
  * registration (one area per thread, in the kernel's ABI): XMM uses glibc's
  * area and registers its own only when asked, since
@@ -37,7 +43,7 @@ struct xmm_config {
     enum xmm_rseq_mode rseq;      /* XMM_RSEQ */
     uint64_t decay_ms;            /* XMM_DECAY_MS */
     bool purge_lazy;              /* XMM_PURGE=free (MADV_FREE) */
-    bool background_thread;       /* XMM_BACKGROUND */
+    enum xmm_background_mode background; /* XMM_BACKGROUND */
     enum xmm_thp_mode thp;        /* XMM_THP */
     enum xmm_stats_format stats_at_exit; /* XMM_STATS */
     const char *stats_file;       /* XMM_STATS_FILE */

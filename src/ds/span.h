@@ -74,6 +74,12 @@ struct xmm_span {
     };
     struct xmm_span *next;      /* free list of its length */
     uint64_t freed_at_ns;       /* when it became free (for decay) */
+    struct xmm_span *older, *newer; /* free and resident: the heap's list of
+                                       such spans, oldest first */
+    uint8_t tail_purged;        /* small-object span, claimant only: its
+                                   objects from `carved` on hold no free
+                                   tag and their pages' info is cleared
+                                   (a trim cut them back, central.c) */
 } XMM_CACHE_ALIGNED;
 /* Two descriptors per 128 bytes: the hot fields of the free path (start,
  * kind, node, size_class) share the first cache line. */

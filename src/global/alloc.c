@@ -29,7 +29,8 @@ static int current_node(void)
 
 /* A span for a large block: a cached one of the same page count, else one
  * from the page heap, after a miss has given the node's cache back to it
- * (see large_cache.h). */
+ * (see large_cache.h), and before the heap grows, the central layer's
+ * empty spans (xmm_central_alloc_pages). */
 static struct xmm_span *large_span(int node, size_t pages, size_t alignment)
 {
     if (alignment <= XMM_PAGE_SIZE) {
@@ -42,7 +43,7 @@ static struct xmm_span *large_span(int node, size_t pages, size_t alignment)
      * request instead of staying resident beside new pages. */
     if (xmm_large_cache_maybe_holds(node))
         xmm_large_cache_flush(node);
-    return xmm_page_heap_alloc(node, pages, alignment);
+    return xmm_central_alloc_pages(node, pages, alignment);
 }
 
 /* Whole pages for a block of `size` bytes: a mapping of its own when very
@@ -63,6 +64,7 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
     if (size > PTRDIFF_MAX || alignment > PTRDIFF_MAX - size)
         return fail_no_memory();
     if (size + alignment >= XMM_DIRECT_MAP_THRESHOLD) {
+        xmm_upkeep_before_direct_map(node, size);
         void *block = xmm_arena_map_direct(size, alignment, node);
         /* The kernel refused the address space (ulimit -v): give back what
          * XMM holds unused, whole chunks included, and try once more. */
@@ -91,6 +93,7 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
     span->sample = sample;
     xmm_page_heap_note_large(node, xmm_span_bytes(span));
     xmm_upkeep_node(node); /* decay keeps pace with large-block traffic too */
+    xmm_upkeep_consider_background();
     if (!sampled_small)
         __atomic_fetch_add(&xmm_heap_counters.large_allocations, 1, __ATOMIC_RELAXED);
     if (zeroed && span->dirty != XMM_PAGES_CLEAN)

@@ -86,6 +86,7 @@ static void after_fork_in_child(void)
     xmm_page_heap_after_fork_child();
     xmm_profile_after_fork_child();
     xmm_front_end_after_fork_child();
+    xmm_upkeep_after_fork_child();
 }
 
 /* Phase 2: registrations that may allocate; the core serves them. */

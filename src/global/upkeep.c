@@ -2,8 +2,8 @@
  * upkeep.c - the layers' maintenance, run from one place (see upkeep.h).
  *
  * The background thread takes only the per-node page heap locks, never a
- * lock of a fast path. A child of fork() has no such thread; its upkeep
- * continues on allocation paths.
+ * lock of a fast path. A child of fork() has no such thread: it starts its
+ * own by the same rule as the parent did (xmm_upkeep_consider_background).
  */
 #include "base/base.h"
 #include "backend/backend.h"
@@ -128,6 +128,7 @@ bool xmm_upkeep_tick(size_t size)
         credit_sample(size);
     xmm_thread.tick_countdown = next_interval();
     xmm_upkeep_node(xmm_node_of_cpu(xmm_os_current_cpu()));
+    xmm_upkeep_consider_background();
     return sample && xmm_config.profile_interval != 0;
 }
 
@@ -149,10 +150,19 @@ void xmm_upkeep_sampled(unsigned size_class, uint64_t *requests, uint64_t *bytes
 size_t xmm_upkeep_release_all(void)
 {
     xmm_front_end_release_caches();
-    xmm_central_release_all();
+    size_t purged = xmm_central_release_all();
     for (int node = 0; node < xmm_nodes; node++)
         xmm_large_cache_flush(node);
-    return xmm_page_heap_purge(true); /* also unmaps wholly free chunks */
+    return purged + xmm_page_heap_purge(true); /* also unmaps wholly free chunks */
+}
+
+void xmm_upkeep_before_direct_map(int node, size_t size)
+{
+    xmm_central_reclaim(node);
+    size_t purged = xmm_page_heap_purge_oldest(node, size);
+    for (int other = 0; other < xmm_nodes && purged < size; other++)
+        if (other != node)
+            purged += xmm_page_heap_purge_oldest(other, size - purged);
 }
 
 void xmm_upkeep_release_caches(void)
@@ -181,11 +191,94 @@ static void *background_loop(void *unused)
     return NULL;
 }
 
-void xmm_upkeep_start_background(void)
+/* The decay thread of this process: not wanted (XMM_BACKGROUND=0, or it
+ * could not be started), pending (started once the rule allows), or
+ * started. */
+enum { BACKGROUND_NONE, BACKGROUND_PENDING, BACKGROUND_STARTED };
+static int background_state = BACKGROUND_NONE;
+/* The process it belongs to: a vfork child shares this memory but is
+ * another process, which must not start a thread on its parent's stack. */
+static int background_process;
+/* Attempts that found the caller unfit (signals blocked) retry at most
+ * once per period. */
+static uint64_t background_attempt_ns;
+
+/* Only XMM_BACKGROUND=1, which asked for the thread, hears of a failure;
+ * under auto the program goes on as with 0. */
+static bool start_thread(void)
 {
-    if (!xmm_config.background_thread)
-        return;
-    if (xmm_os_thread_start(background_loop, NULL) != 0)
+    if (xmm_os_thread_start(background_loop, NULL) == 0)
+        return true;
+    if (xmm_config.background == XMM_BACKGROUND_ON)
         xmm_report("xmm: XMM_BACKGROUND=1: cannot start the decay thread; "
                    "decay runs on allocation slow paths\n");
+    return false;
+}
+
+void xmm_upkeep_start_background(void)
+{
+    background_process = xmm_os_process_id();
+    if (xmm_config.background == XMM_BACKGROUND_OFF)
+        return;
+    if (xmm_config.background == XMM_BACKGROUND_ON) {
+        __atomic_store_n(&background_state, BACKGROUND_STARTED, __ATOMIC_RELAXED);
+        if (!start_thread())
+            __atomic_store_n(&background_state, BACKGROUND_NONE, __ATOMIC_RELAXED);
+        return;
+    }
+    __atomic_store_n(&background_state, BACKGROUND_PENDING, __ATOMIC_RELAXED);
+}
+
+static __thread uint32_t background_skip __attribute__((tls_model("initial-exec")));
+
+static XMM_NOINLINE void consider_starting(void)
+{
+    /* XMM_BACKGROUND=1 only pends in a fork child: it starts at once. */
+    if (xmm_config.background != XMM_BACKGROUND_ON &&
+        xmm_arena_chunk_bytes() < XMM_BACKGROUND_HEAP_BYTES)
+        return;
+    /* While no caller is fit (a program whose threads block signals), a
+     * thread looks again once in 64 of its calls: the others cost a TLS
+     * decrement, not a clock read. */
+    if (background_skip) {
+        background_skip--;
+        return;
+    }
+    background_skip = 63;
+    if (!xmm_turn_due(&background_attempt_ns, xmm_os_now_ns(), xmm_upkeep_period_ns()))
+        return;
+    /* Not from a vfork child, nor (as far as can be told) from a signal
+     * handler: pthread_create is not async-signal-safe. A thread that
+     * blocks signals is taken for one in a handler: another thread, or a
+     * later call, starts it. */
+    if (xmm_os_process_id() != __atomic_load_n(&background_process, __ATOMIC_RELAXED) ||
+        xmm_os_signals_blocked())
+        return;
+    int pending = BACKGROUND_PENDING;
+    if (!__atomic_compare_exchange_n(&background_state, &pending, BACKGROUND_STARTED, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return;
+    if (!start_thread())
+        __atomic_store_n(&background_state, BACKGROUND_NONE, __ATOMIC_RELAXED);
+}
+
+void xmm_upkeep_consider_background(void)
+{
+    if (XMM_UNLIKELY(__atomic_load_n(&background_state, __ATOMIC_RELAXED) ==
+                     BACKGROUND_PENDING))
+        consider_starting();
+}
+
+bool xmm_upkeep_background_started(void)
+{
+    return __atomic_load_n(&background_state, __ATOMIC_RELAXED) == BACKGROUND_STARTED;
+}
+
+void xmm_upkeep_after_fork_child(void)
+{
+    /* The parent's thread did not come along. */
+    background_process = xmm_os_process_id();
+    background_attempt_ns = 0;
+    if (xmm_config.background != XMM_BACKGROUND_OFF)
+        __atomic_store_n(&background_state, BACKGROUND_PENDING, __ATOMIC_RELAXED);
 }

@@ -80,9 +80,34 @@ void xmm_upkeep_release_caches(void);
  * address range was given back. */
 bool xmm_upkeep_release_address_space(void);
 
-/* XMM_BACKGROUND=1: starts the decay thread (init phase 2), which runs
- * every node's upkeep each upkeep period while the program is idle.
- * Otherwise upkeep runs on allocation paths only. */
+/* Before a block is mapped for itself (`size` bytes on `node`): the
+ * node's unused memory goes back to the page heap (xmm_central_reclaim),
+ * and at least `size` bytes of free pages still resident are purged,
+ * oldest first (this node's, then others'), so that a phase of very large
+ * blocks does not add to the memory an earlier phase freed. */
+void xmm_upkeep_before_direct_map(int node, size_t size);
+
+/* The decay thread runs every node's upkeep each upkeep period, so that a
+ * program that stops calling malloc still gives memory back. It is
+ * started (XMM_BACKGROUND):
+ *   auto (default)  once the arena chunks pass XMM_BACKGROUND_HEAP_BYTES,
+ *                   from an allocation slow path (the tick, a large
+ *                   allocation) that holds no XMM lock, in a thread that
+ *                   blocks no signal (so not from a signal handler), not
+ *                   in a vfork child. A small program (ls, true) never
+ *                   gets a thread.
+ *   1               at init (phase 2);
+ *   0               never: upkeep runs on allocation paths only.
+ * A fork child has no thread: under auto and 1 it starts its own by the
+ * auto rule (1: whatever the heap's size).
+ * xmm_upkeep_start_background is init phase 2's part. */
+#define XMM_BACKGROUND_HEAP_BYTES ((size_t)64 << 20)
 void xmm_upkeep_start_background(void);
+/* The rule's check, on slow paths: one load unless the thread is pending. */
+void xmm_upkeep_consider_background(void);
+/* Whether the thread has been started in this process (tests). */
+bool xmm_upkeep_background_started(void);
+/* Init's fork handler: the child has no thread. */
+void xmm_upkeep_after_fork_child(void);
 
 #endif

@@ -45,11 +45,15 @@ struct central_class {
     int64_t batch_limit;
     char pad1[XMM_CACHE_LINE - sizeof(struct xmm_stack) - 2 * sizeof(int64_t)];
     struct xmm_stack spans;       /* spans with free objects */
-    uint64_t empty_listed;        /* listed spans seen with none in use */
+    int64_t empty_listed;         /* listed spans with none in use (see count_empty) */
+    int64_t span_count;           /* spans of the class, wherever they are */
     uint64_t objects_out;         /* handed to front ends, ever */
     uint64_t objects_in;          /* taken back from front ends, ever */
-    uint64_t batches_taken;       /* refills from `batches` since last upkeep */
-    char pad2[XMM_CACHE_LINE - sizeof(struct xmm_stack) - 4 * sizeof(uint64_t)];
+    uint32_t batches_taken;       /* refills from `batches` since last upkeep */
+    uint32_t sweeping;            /* a sweep of the class is under way */
+    uint32_t refilled;            /* refills from spans since last upkeep */
+    char pad2[XMM_CACHE_LINE - sizeof(struct xmm_stack) - 4 * sizeof(uint64_t) -
+              3 * sizeof(uint32_t)];
 } XMM_CACHE_ALIGNED;
 
 struct central_node {
@@ -59,6 +63,8 @@ struct central_node {
     uint64_t spans_released;
     uint64_t span_bytes;
     uint64_t last_maintenance_ns;
+    int64_t empty_bytes;           /* bytes of the empty listed spans, all classes */
+    int64_t reclaim_floor;         /* of which a reclaim found nothing to take */
 } XMM_CACHE_ALIGNED;
 
 static struct central_node *central_nodes;
@@ -112,10 +118,32 @@ static void release_span(struct xmm_span *span)
 {
     xmm_chunk_set_page_info(span, 0); /* free() of its addresses: slow path */
     struct central_node *central = &central_nodes[span->node];
+    struct central_class *lists = &central->classes[span->size_class];
     __atomic_fetch_add(&central->spans_released, 1, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&central->span_bytes, xmm_span_bytes(span), __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&lists->span_count, 1, __ATOMIC_RELAXED);
     xmm_page_heap_free(span);
 }
+
+/* Empty listed spans: memory the class holds with nothing in use, which a
+ * sweep can give back. A span counts from the moment its in-use count
+ * reaches zero while it is LISTED (a free), or it is listed with none in
+ * use (unclaim), until it is claimed again (claim: a refill or a sweep).
+ * Each of these happens-before the next on the span's state word, so the
+ * count is exact once the threads making them have returned; an increment
+ * may land after the claim it precedes, so it can be briefly negative.
+ * The node's `empty_bytes` sums the classes' counts in bytes: the one load
+ * that tells an allocation about to grow the heap whether a reclaim could
+ * spare it (xmm_central_alloc_pages). `span_bytes` is read by the caller
+ * while it still owns or pins the span. Returns the class's new count. */
+static int64_t count_empty(struct central_node *central, struct central_class *lists,
+                           size_t span_bytes, int64_t delta)
+{
+    __atomic_fetch_add(&central->empty_bytes, delta * (int64_t)span_bytes, __ATOMIC_RELAXED);
+    return __atomic_add_fetch(&lists->empty_listed, delta, __ATOMIC_RELAXED);
+}
+
+static size_t sweep_if_due(struct central_class *lists, int64_t empty, size_t span_bytes);
 
 /* Gives `count` objects of `span`, already linked first -> ... -> last, back
  * to it: one CAS pushes the chain, one CAS takes them off the in-use
@@ -125,7 +153,9 @@ static void return_chain_to_span(struct xmm_span *span, void *first, void *last,
 {
     /* Read while the objects still count as in use, which pins the span:
      * once the count drops, a sweep may release and reuse the descriptor. */
-    struct central_class *lists = &central_nodes[span->node].classes[span->size_class];
+    struct central_node *central = &central_nodes[span->node];
+    struct central_class *lists = &central->classes[span->size_class];
+    size_t span_bytes = xmm_span_bytes(span);
     void *head = __atomic_load_n(&span->free_list, __ATOMIC_RELAXED);
     do {
         xmm_free_object_set(last, head);
@@ -148,7 +178,7 @@ static void return_chain_to_span(struct xmm_span *span, void *first, void *last,
         else
             list_span(span);
     } else if (in_use_of(new_state) == 0 && place_of(old_state) == XMM_SPAN_LISTED) {
-        __atomic_fetch_add(&lists->empty_listed, 1, __ATOMIC_RELAXED);
+        sweep_if_due(lists, count_empty(central, lists, span_bytes, 1), span_bytes);
     }
 }
 
@@ -213,6 +243,10 @@ static void claim(struct xmm_span *span)
         claimed = (state & ~(uint64_t)XMM_SPAN_PLACE_MASK) | XMM_SPAN_CLAIMED;
     } while (!__atomic_compare_exchange_n(&span->state, &state, claimed, true,
                                           __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+    if (in_use_of(state) == 0) {
+        struct central_node *central = &central_nodes[span->node];
+        count_empty(central, &central->classes[span->size_class], xmm_span_bytes(span), -1);
+    }
 }
 
 static bool has_free_objects(struct xmm_span *span)
@@ -227,6 +261,11 @@ static bool has_free_objects(struct xmm_span *span)
  * CAS: so NOWHERE is only ever set on a span with nothing free. */
 static void unclaim(struct xmm_span *span)
 {
+    /* Read while the span is ours: once it is listed, another thread may
+     * claim, release and reuse it. */
+    struct central_node *central = &central_nodes[span->node];
+    struct central_class *lists = &central->classes[span->size_class];
+    size_t span_bytes = xmm_span_bytes(span);
     uint64_t state = __atomic_load_n(&span->state, __ATOMIC_ACQUIRE);
     for (;;) {
         bool remains = has_free_objects(span);
@@ -235,12 +274,11 @@ static void unclaim(struct xmm_span *span)
         if (__atomic_compare_exchange_n(&span->state, &state, next, false, __ATOMIC_ACQ_REL,
                                         __ATOMIC_ACQUIRE)) {
             if (remains) {
-                if (in_use_of(next) == 0) {
-                    struct central_class *lists =
-                        &central_nodes[span->node].classes[span->size_class];
-                    __atomic_fetch_add(&lists->empty_listed, 1, __ATOMIC_RELAXED);
-                }
-                list_span(span);
+                /* Counted before it is pushed: a claim that pops it must
+                 * find the count it takes back (or briefly go below). */
+                if (in_use_of(next) == 0)
+                    count_empty(central, lists, span_bytes, 1);
+                xmm_stack_push(&lists->spans, &span->stack_entry);
             }
             return;
         }
@@ -279,6 +317,17 @@ static void *next_free_object(const struct xmm_span *span, const struct xmm_size
     return next;
 }
 
+/* Claimant only: a trim cut the span's tail back (purge_free_objects); its
+ * objects are marked free again, then their pages' info is restored, so
+ * that free() finds them as it finds any object not handed out yet. */
+static void restore_tail(struct xmm_span *span, const struct xmm_size_class *info)
+{
+    for (uint32_t index = span->carved; index < info->objects; index++)
+        xmm_free_object_set(span->start + (size_t)index * info->size, NULL);
+    xmm_chunk_set_page_info(span, span->size_class);
+    span->tail_purged = 0;
+}
+
 /* Claimant only: takes up to `wanted` objects, free ones first (warm in
  * cache, and they keep untouched pages untouched), then uncut ones. */
 static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
@@ -305,11 +354,14 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
             push_chain(span, list, last);
         }
     }
-    /* Objects were marked free when the span was made (new_span), and
-     * nothing may have written them since: a word that is not a free
-     * object's any more was overwritten by an overflow of the object
-     * before it (and a free() of it may already have put it in a cache). */
+    /* Objects were marked free when the span was made (new_span), or when
+     * a trim's cut-back tail was restored; nothing may have written them
+     * since: a word that is not a free object's any more was overwritten
+     * by an overflow of the object before it (and a free() of it may
+     * already have put it in a cache). */
     uint32_t carved = span->carved;
+    if (XMM_UNLIKELY(span->tail_purged) && taken < wanted && carved < info->objects)
+        restore_tail(span, info);
     while (taken < wanted && carved < info->objects) {
         char *object = span->start + (size_t)carved++ * info->size;
         if (XMM_UNLIKELY(!xmm_free_object_is_free(object, span->start, xmm_span_bytes(span))))
@@ -327,11 +379,12 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
 static struct xmm_span *new_span(int node, unsigned size_class)
 {
     const struct xmm_size_class *info = &xmm_size_classes[size_class];
-    struct xmm_span *span = xmm_page_heap_alloc(node, info->span_pages, 0);
+    struct xmm_span *span = xmm_central_alloc_pages(node, info->span_pages, 0);
     if (!span)
         return NULL;
     span->size_class = (uint8_t)size_class;
     span->carved = 0;
+    span->tail_purged = 0;
     span->free_list = NULL;
     __atomic_store_n(&span->state, XMM_SPAN_CLAIMED, __ATOMIC_RELAXED);
     /* Every object is marked free before any is cut: a free() of one that
@@ -345,6 +398,7 @@ static struct xmm_span *new_span(int node, unsigned size_class)
     struct central_node *central = &central_nodes[node];
     __atomic_fetch_add(&central->spans_created, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&central->span_bytes, xmm_span_bytes(span), __ATOMIC_RELAXED);
+    __atomic_fetch_add(&central->classes[size_class].span_count, 1, __ATOMIC_RELAXED);
     return span;
 }
 
@@ -378,6 +432,8 @@ unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned 
             return count;
         }
     }
+    if (!__atomic_load_n(&lists->refilled, __ATOMIC_RELAXED))
+        __atomic_store_n(&lists->refilled, 1, __ATOMIC_RELAXED);
     unsigned got = 0;
     while (got < wanted) {
         ck_stack_entry_t *entry = xmm_stack_pop(&lists->spans);
@@ -439,16 +495,118 @@ static void flush_batches(struct central_node *central, struct central_class *li
     }
 }
 
-/* Pops every listed span of the class once; those with nothing in use go
- * to the page heap, the others back on the stack. Single pops only (see
- * lockfree_stack.h). Returns the bytes released. */
-static size_t sweep_spans(struct central_class *lists)
+/* How a sweep goes (sweep_spans). */
+enum sweep_mode {
+    SWEEP_ALL = 0,         /* every listed span, once */
+    SWEEP_UNTIL_NONE = 1,  /* stop once the class counts no empty listed span */
+    SWEEP_PURGE = 2,       /* trim: also purge inside the free objects kept */
+};
+
+/* Gives back the kernel pages inside one free or uncut object, all but the
+ * page holding its first word: the encoded free-list link and free tag
+ * (free_object.h) that free() reads to tell a live block from a free one,
+ * which every object of a small-object span carries from the span's making
+ * to its hand-out. A purged page would read zero: a live block's word. */
+static size_t purge_inside(struct xmm_chunk *chunk, const void *object, size_t size)
+{
+    uintptr_t page = xmm_os_page_size();
+    uintptr_t begin = ((uintptr_t)object & ~(page - 1)) + page;
+    uintptr_t end = ((uintptr_t)object + size) & ~(page - 1);
+    if (end <= begin || xmm_arena_purge(chunk, (char *)begin, end - begin) != 0)
+        return 0;
+    return end - begin;
+}
+
+/* Claimant only (a trim's sweep): gives back the pages of the span's free
+ * and uncut objects. The free list is taken as take_objects takes it and
+ * walked with its links checked.
+ *
+ * The free objects at the end of the span, from the last one cut down to
+ * the first one still in use or cached, are cut back: `carved` drops below
+ * them and they join the uncut tail. The tail is then purged whole, tags
+ * included: the page info of its pages is cleared first, so that a free()
+ * of an address there takes the slow path, which finds it past `carved`
+ * and reports an invalid pointer, as for any block never handed out
+ * (free.c). The next cut re-tags the tail and restores the page info
+ * (restore_tail). The other free objects keep the page of their first
+ * word (purge_inside) and are relinked and pushed back whole; frees push
+ * onto the emptied list meanwhile, and the chain goes on top of them.
+ *
+ * One madvise per free object above a kernel page: a trim, not a hot path.
+ * Returns the bytes purged. A double free of a cut-back object that races
+ * with the trim in another thread can read the page info before it is
+ * cleared and the first word after it is purged (a live block's zero): it
+ * then goes unreported (a double free is undefined; the report is best
+ * effort in that one race). */
+static size_t purge_free_objects(struct xmm_span *span)
+{
+    const struct xmm_size_class *info = &xmm_size_classes[span->size_class];
+    uintptr_t page = xmm_os_page_size();
+    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
+    uint32_t carved = span->carved;
+    /* Which cut objects are on the list: a span holds at most 1024
+     * objects (8-byte ones, one 8 KiB page). */
+    uint64_t on_list[XMM_PAGE_SIZE / 8 / 64] = {0};
+    _Static_assert(XMM_PAGE_SIZE / 8 <= sizeof(on_list) * 8, "a span's objects fit the map");
+    void *list = __atomic_exchange_n(&span->free_list, NULL, __ATOMIC_ACQUIRE);
+    for (void *object = list; object; object = next_free_object(span, info, object)) {
+        uint32_t index = xmm_class_object_index(span->size_class,
+                                                (size_t)((char *)object - span->start));
+        on_list[index / 64] |= (uint64_t)1 << (index % 64);
+    }
+    uint32_t keep = carved;
+    while (keep > 0 && (on_list[(keep - 1) / 64] >> ((keep - 1) % 64) & 1))
+        keep--;
+    /* Relink the objects that stay cut. */
+    void *first = NULL, *last = NULL;
+    for (void *object = list, *next; object; object = next) {
+        next = next_free_object(span, info, object);
+        if (xmm_class_object_index(span->size_class, (size_t)((char *)object - span->start)) >=
+            keep)
+            continue;
+        if (last)
+            xmm_free_object_set(last, object);
+        else
+            first = object;
+        last = object;
+    }
+    size_t purged = 0;
+    if (first) {
+        xmm_free_object_set(last, NULL);
+        for (void *object = first; info->size > page && object;
+             object = next_free_object(span, info, object))
+            purged += purge_inside(chunk, object, info->size);
+        push_chain(span, first, last);
+    }
+    if (keep < info->objects) {
+        /* The tail from object `keep` on: page info first, then `carved`,
+         * then the pages (see above). */
+        size_t tail = (size_t)keep * info->size;
+        xmm_chunk_clear_page_info_from(span, (uint32_t)(tail >> XMM_PAGE_SHIFT));
+        span->tail_purged = 1;
+        __atomic_store_n(&span->carved, keep, __ATOMIC_RELEASE);
+        uintptr_t begin = xmm_align_up((uintptr_t)span->start + tail, page);
+        uintptr_t end = (uintptr_t)span->start + xmm_span_bytes(span);
+        if (end > begin && xmm_arena_purge(chunk, (char *)begin, end - begin) == 0)
+            purged += end - begin;
+    }
+    return purged;
+}
+
+/* Pops the class's listed spans once (SWEEP_UNTIL_NONE: until the class
+ * counts no empty one); those with nothing in use go to the page heap, the
+ * others back on the stack. Single pops only (see lockfree_stack.h). Each
+ * span is popped at most once, so a sweep ends even while frees keep
+ * listing spans. `purged` (SWEEP_PURGE) adds the bytes purged inside kept
+ * spans. Returns the bytes released. */
+static size_t sweep_spans(struct central_class *lists, enum sweep_mode mode, size_t *purged)
 {
     struct xmm_span *keep = NULL;
     size_t released = 0;
-    __atomic_store_n(&lists->empty_listed, 0, __ATOMIC_RELAXED);
     ck_stack_entry_t *entry;
-    while ((entry = xmm_stack_pop(&lists->spans))) {
+    while (!((mode & SWEEP_UNTIL_NONE) &&
+             __atomic_load_n(&lists->empty_listed, __ATOMIC_RELAXED) <= 0) &&
+           (entry = xmm_stack_pop(&lists->spans))) {
         struct xmm_span *span = xmm_span_of_entry(entry);
         claim(span);
         uint64_t state = __atomic_load_n(&span->state, __ATOMIC_ACQUIRE);
@@ -461,6 +619,8 @@ static size_t sweep_spans(struct central_class *lists)
             release_span(span);
             continue;
         }
+        if (mode & SWEEP_PURGE)
+            *purged += purge_free_objects(span);
         span->stack_entry.next = (ck_stack_entry_t *)keep;
         keep = span;
     }
@@ -472,17 +632,65 @@ static size_t sweep_spans(struct central_class *lists)
     return released;
 }
 
+/* A sweep of the class by one thread at a time (the others go on); 0 if
+ * another holds it. Not for a trim, which sweeps whatever else runs. */
+static size_t sweep_exclusive(struct central_class *lists)
+{
+    uint32_t idle = 0;
+    if (!__atomic_compare_exchange_n(&lists->sweeping, &idle, 1, false, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED))
+        return 0;
+    size_t released = sweep_spans(lists, SWEEP_UNTIL_NONE, NULL);
+    __atomic_store_n(&lists->sweeping, 0, __ATOMIC_RELEASE);
+    return released;
+}
+
+/* A free made a listed span empty, the class's `empty`-th. When nothing
+ * refilled from the class since the last upkeep pass (memory the program
+ * stopped asking for, as when it frees data it made long ago) and the
+ * empty spans are a quarter of the class's spans and at least
+ * XMM_SWEEP_MIN_BYTES, the freeing thread sweeps them back to the page
+ * heap, where they coalesce and can serve any size, without waiting for
+ * the next upkeep pass. The quarter bounds the cost: a sweep pops at most
+ * every span of the class, and releases a quarter of them. A class in use
+ * keeps its empty spans for its next refills: a program that frees and
+ * allocates its working set in cycles would otherwise pay a page heap round
+ * trip per span (batch1000/32768: 37 -> 52 us per 1000); another size's
+ * demand takes them anyway before the heap grows (xmm_central_alloc_pages). */
+#define XMM_SWEEP_MIN_BYTES ((int64_t)2 << 20)
+static size_t sweep_if_due(struct central_class *lists, int64_t empty, size_t span_bytes)
+{
+    if (empty * (int64_t)span_bytes < XMM_SWEEP_MIN_BYTES ||
+        empty * 4 < __atomic_load_n(&lists->span_count, __ATOMIC_RELAXED) ||
+        __atomic_load_n(&lists->refilled, __ATOMIC_RELAXED) ||
+        __atomic_load_n(&lists->batches_taken, __ATOMIC_RELAXED))
+        return 0;
+    return sweep_exclusive(lists);
+}
+
 size_t xmm_central_release_all(void)
 {
-    size_t released = 0;
+    size_t purged = 0;
     for (int node = 0; node < xmm_nodes; node++) {
         struct central_node *central = &central_nodes[node];
         for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
             flush_batches(central, &central->classes[size_class]);
-            released += sweep_spans(&central->classes[size_class]);
+            sweep_spans(&central->classes[size_class], SWEEP_ALL | SWEEP_PURGE, &purged);
         }
     }
-    return released;
+    return purged;
+}
+
+/* Ready batches nobody took since the last upkeep pass are memory the
+ * program no longer asks for: back to their spans, so that empty spans can
+ * return to the page heap and decay. */
+static void flush_idle_batches(struct central_node *central, struct central_class *lists,
+                               bool new_pass)
+{
+    bool idle = new_pass ? !__atomic_exchange_n(&lists->batches_taken, 0, __ATOMIC_RELAXED)
+                         : !__atomic_load_n(&lists->batches_taken, __ATOMIC_RELAXED);
+    if (idle && __atomic_load_n(&lists->batch_count, __ATOMIC_RELAXED) > 0)
+        flush_batches(central, lists);
 }
 
 void xmm_central_maintain(int node)
@@ -493,15 +701,59 @@ void xmm_central_maintain(int node)
         return;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         struct central_class *lists = &central->classes[size_class];
-        /* Ready batches nobody took since the last pass are memory the
-         * program no longer asks for: back to their spans, so that empty
-         * spans can return to the page heap and decay. */
-        bool idle = !__atomic_exchange_n(&lists->batches_taken, 0, __ATOMIC_RELAXED);
-        if (idle && __atomic_load_n(&lists->batch_count, __ATOMIC_RELAXED) > 0)
-            flush_batches(central, lists);
-        if (__atomic_load_n(&lists->empty_listed, __ATOMIC_RELAXED))
-            sweep_spans(lists);
+        flush_idle_batches(central, lists, true);
+        if (__atomic_load_n(&lists->refilled, __ATOMIC_RELAXED))
+            __atomic_store_n(&lists->refilled, 0, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&lists->empty_listed, __ATOMIC_RELAXED) > 0)
+            sweep_exclusive(lists);
     }
+}
+
+/* ---- before the heap grows ------------------------------------------------------------ */
+
+/* A reclaim runs when the node's empty spans add up to at least this much
+ * (and to the request) beyond what the last reclaim could not take. */
+#define XMM_RECLAIM_MIN_BYTES ((int64_t)1 << 20)
+
+size_t xmm_central_reclaim(int node)
+{
+    struct central_node *central = &central_nodes[node];
+    size_t released = 0;
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        struct central_class *lists = &central->classes[size_class];
+        flush_idle_batches(central, lists, false);
+        int64_t empty = __atomic_load_n(&lists->empty_listed, __ATOMIC_RELAXED);
+        /* An eighth of the class at least, so that popping the class's
+         * spans is paid for by the spans released. */
+        if (empty > 0 && empty * 8 >= __atomic_load_n(&lists->span_count, __ATOMIC_RELAXED))
+            released += sweep_exclusive(lists);
+    }
+    if (xmm_large_cache_maybe_holds(node))
+        released += xmm_large_cache_flush(node);
+    /* What is still counted could not be taken now (a sparse class, or one
+     * another thread sweeps): the next reclaim waits for more than that. */
+    __atomic_store_n(&central->reclaim_floor,
+                     __atomic_load_n(&central->empty_bytes, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+    return released;
+}
+
+struct xmm_span *xmm_central_alloc_pages(int node, size_t pages, size_t alignment)
+{
+    struct central_node *central = &central_nodes[node];
+    int64_t empty = __atomic_load_n(&central->empty_bytes, __ATOMIC_RELAXED);
+    int64_t floor = __atomic_load_n(&central->reclaim_floor, __ATOMIC_RELAXED);
+    if (empty < floor) {
+        floor = empty > 0 ? empty : 0;
+        __atomic_store_n(&central->reclaim_floor, floor, __ATOMIC_RELAXED);
+    }
+    int64_t wanted = (int64_t)(pages << XMM_PAGE_SHIFT);
+    if (empty - floor >= (wanted > XMM_RECLAIM_MIN_BYTES ? wanted : XMM_RECLAIM_MIN_BYTES)) {
+        struct xmm_span *span = xmm_page_heap_alloc_free(node, pages, alignment);
+        if (span)
+            return span;
+        xmm_central_reclaim(node);
+    }
+    return xmm_page_heap_alloc(node, pages, alignment);
 }
 
 void xmm_central_stats(int node, struct xmm_central_stats *stats)

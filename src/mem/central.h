@@ -27,12 +27,30 @@ void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsi
  * (the object must be a live small block's, now free). */
 void xmm_central_return_object(void *object);
 
-/* Moves every transfer batch back to its spans and gives spans with no
- * object in use back to the page heap. Returns the bytes released. */
+/* Moves every transfer batch back to its spans, gives spans with no
+ * object in use back to the page heap, and purges the pages inside the
+ * free objects of the spans that stay (all but the page of each object's
+ * first word; classes above one kernel page). For malloc_trim and
+ * xmm_release_memory. Returns the bytes purged inside spans. */
 size_t xmm_central_release_all(void);
 
-/* Periodic upkeep from slow paths: releases spans found empty. */
+/* Periodic upkeep from slow paths: flushes the ready batches nobody took
+ * since the last pass, and releases spans found empty. */
 void xmm_central_maintain(int node);
+
+/* Gives `node`'s memory that no class uses back to the page heap: the
+ * ready batches nobody took since the last upkeep pass, the empty spans of
+ * every class where they are an eighth of its spans or more (a sweep pops
+ * the class's spans), and the large cache. Returns the bytes released. */
+size_t xmm_central_reclaim(int node);
+
+/* Pages for a span (small or large) from `node`'s page heap, reclaiming
+ * before the heap grows: when the node's empty spans add up to the request
+ * and at least 1 MiB (one load tells), a free span that fits is tried
+ * first, then a reclaim, and only then may the page heap cut fresh pages
+ * or map a chunk. Takes no lock of its own; never called with a page heap
+ * lock held (the reclaim frees spans into the page heap). */
+struct xmm_span *xmm_central_alloc_pages(int node, size_t pages, size_t alignment);
 
 struct xmm_central_stats {
     uint64_t spans_created;

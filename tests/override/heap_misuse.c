@@ -137,6 +137,38 @@ static size_t df_first_in_batch(void) { return double_free_first(200, 64, RELEAS
 static size_t df_first_after_trim(void) { return double_free_first(10000, 20, TRIM, 0); }
 static size_t df_first_on_span_list(void) { return double_free_first(10000, 20, TRIM, 4); }
 
+/* Blocks of 256 KiB, two per span (handed out one per refill in the order
+ * they are cut: blocks 2k and 2k + 1 share a span), the first (`which` 0)
+ * or the second (1) of each pair freed, malloc_trim(0), then the first
+ * freed one freed again. The trim purged inside the first ones, keeping
+ * the page of their first word (the free tag); it cut the second ones back
+ * to their spans' uncut tails and purged them whole, tag included. */
+static size_t double_free_after_inner_purge(unsigned which)
+{
+    enum { PAIRS = 16, SIZE = 256 << 10 };
+    void *first = NULL;
+    for (size_t i = 0; i < 2 * PAIRS; i++) {
+        blocks[i] = misuse_malloc(SIZE);
+        scribble(blocks[i], SIZE);
+    }
+    for (size_t i = 0; i < 2 * PAIRS; i++) {
+        if (i % 2 != which) {
+            misuse_hold(blocks[i], SIZE);
+            continue;
+        }
+        if (!first)
+            first = blocks[i];
+        free(blocks[i]);
+    }
+    malloc_trim(0);
+    misuse_announce(first);
+    misuse_free(first);
+    return SIZE;
+}
+
+static size_t df_purged_inside_after_trim(void) { return double_free_after_inner_purge(0); }
+static size_t df_cut_back_after_trim(void) { return double_free_after_inner_purge(1); }
+
 /* ---- 2: free(p); free(p) for every range of size classes ---- */
 
 static size_t double_free_now(size_t size)
@@ -795,6 +827,12 @@ static const struct misuse_case cases[] = {
     C_CASE(df_first_on_span_list, 1, DETECTED, BOTH_FRONTS, NULL,
            "10000 blocks of 20 bytes, every 4th kept live, the rest freed, malloc_trim(0) "
            "(free objects on their spans' free lists), then the first freed again"),
+    C_CASE(df_purged_inside_after_trim, 1, DETECTED, BOTH_FRONTS, NULL,
+           "256 KiB blocks, two per span, the first of each freed, malloc_trim(0) (pages "
+           "inside them purged, the page of the free tag kept), then one freed again"),
+    C_CASE(df_cut_back_after_trim, 1, DETECTED, BOTH_FRONTS, NULL,
+           "256 KiB blocks, two per span, the second of each freed, malloc_trim(0) (cut back "
+           "to the spans' uncut tails, purged whole), then one freed again"),
     /* 2 */
     C_CASE(df_now_8, 2, DETECTED, BOTH_FRONTS, NULL, "free(p); free(p); p of 8 bytes"),
     C_CASE(df_now_24, 2, DETECTED, BOTH_FRONTS, NULL, "free(p); free(p); p of 24 bytes"),

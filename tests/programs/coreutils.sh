@@ -13,6 +13,14 @@ grep -q libxmm.so "$work/cat.maps" && ok "libxmm.so is in cat's /proc/self/maps"
     bad "libxmm.so is not mapped in cat"
 : >"$work/stats.json"
 
+# A small program gets no thread of XMM's (XMM_BACKGROUND=auto starts the
+# decay thread only once the heap passes 64 MiB): ls, and a shell, list
+# their own /proc/PID/task.
+tasks=$(LD_PRELOAD=$lib ls /proc/self/task | wc -l)
+[ "$tasks" -eq 1 ] && ok "a preloaded ls has one thread" || bad "a preloaded ls has $tasks threads"
+tasks=$(LD_PRELOAD=$lib sh -c 'ls /proc/$$/task' | wc -l)
+[ "$tasks" -eq 1 ] && ok "a preloaded sh has one thread" || bad "a preloaded sh has $tasks threads"
+
 # ls -R
 ls -R /usr/include >"$work/ls.plain" 2>/dev/null
 xmm ls -R /usr/include >"$work/ls.xmm"

@@ -1,0 +1,334 @@
+/* Memory one use freed must serve the next before XMM takes more, and a
+ * trim must reach free memory inside partly used spans (issue 16's size-mix
+ * and idle-return costs). Each case runs in a child of its own, exec'd
+ * with XMM_DECAY_MS=600000 and XMM_BACKGROUND=0, so that no timed decay
+ * and no thread gives memory back: what is measured is the allocation and
+ * free paths themselves, by resident memory (/proc/self/statm) and its
+ * high-water mark (VmHWM), with generous margins.
+ *   sizes     96 MiB of 64-byte blocks freed, then 96 MiB of 4 KiB blocks,
+ *             then of 192 KiB blocks: each phase reuses the last one's
+ *             memory (before: the spans stayed with their class until an
+ *             upkeep pass, and every phase added its 96 MiB)
+ *   direct    96 MiB of 1 MiB blocks freed, then 40 MiB blocks mapped for
+ *             themselves: the freed pages are purged first
+ *   burst     192 MiB of 256-byte blocks made, then after an upkeep pass
+ *             freed, nothing after: the frees gave most spans back to the
+ *             page heap themselves (a class refilled since the last pass
+ *             keeps them for its next refills)
+ *   trim      256 KiB blocks (two per span), every other one freed (the
+ *             first or the second of each span), malloc_trim: RSS falls to
+ *             the live half; the freed blocks are then allocated again,
+ *             written and checked against the live ones
+ *   thp       XMM_THP=auto: chunks cut to their end ask for huge pages; a
+ *             trim that splits them advises them MADV_NOHUGEPAGE, so that
+ *             khugepaged cannot collapse purged ranges back (smaps VmFlags) */
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "xmm.h"
+
+#define MIB ((size_t)1 << 20)
+
+static size_t status_kb(const char *key)
+{
+    FILE *status = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t value = 0;
+    while (status && fgets(line, sizeof line, status))
+        if (!strncmp(line, key, strlen(key)))
+            value = strtoul(line + strlen(key), NULL, 10);
+    if (status)
+        fclose(status);
+    return value;
+}
+
+static size_t resident_mib(void)
+{
+    return status_kb("VmRSS:") >> 10;
+}
+
+static size_t peak_mib(void)
+{
+    return status_kb("VmHWM:") >> 10;
+}
+
+/* `bytes` of blocks of `size`, every page written, chained through their
+ * first word. */
+static void **allocate(size_t size, size_t bytes)
+{
+    void **head = NULL;
+    for (size_t done = 0; done < bytes; done += size) {
+        void **block = malloc(size);
+        if (!block)
+            return head;
+        memset(block, 0x5a, size);
+        *block = head;
+        head = block;
+    }
+    return head;
+}
+
+static void release(void **head)
+{
+    while (head) {
+        void **next = *head;
+        free(head);
+        head = next;
+    }
+}
+
+/* Bookkeeping arrays from mmap, outside the heap under test. */
+static void *raw(size_t bytes)
+{
+    void *memory = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return memory == MAP_FAILED ? NULL : memory;
+}
+
+static void sizes_case(void)
+{
+    size_t base = resident_mib();
+    release(allocate(64, 96 * MIB));
+    size_t first = peak_mib();
+    NOTE("after 96 MiB of 64-byte blocks: peak %zu MiB (started at %zu)", first, base);
+    release(allocate(4096, 96 * MIB));
+    size_t second = peak_mib();
+    release(allocate(192 << 10, 96 * MIB));
+    size_t third = peak_mib();
+    CHECK(second <= first + 24, "96 MiB of 4 KiB blocks next: peak %zu MiB, at most %zu + 24",
+          second, first);
+    CHECK(third <= first + 24, "96 MiB of 192 KiB blocks next: peak %zu MiB, at most %zu + 24",
+          third, first);
+}
+
+static void direct_case(void)
+{
+    release(allocate(1 << 20, 96 * MIB));
+    size_t first = peak_mib();
+    void *blocks[3];
+    for (int i = 0; i < 3; i++) {
+        blocks[i] = malloc(40 * MIB);
+        CHECK(blocks[i] != NULL, "a 40 MiB block");
+        if (blocks[i])
+            memset(blocks[i], 0x33, 40 * MIB);
+    }
+    size_t second = peak_mib();
+    CHECK(second <= first + 48,
+          "96 MiB of 1 MiB blocks freed, then 120 MiB mapped for itself: peak %zu MiB, "
+          "at most %zu + 48", second, first);
+    for (int i = 0; i < 3; i++)
+        free(blocks[i]);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec pause = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&pause, NULL);
+}
+
+static void burst_case(void)
+{
+    enum { SIZE = 256 };
+    size_t count = 192 * MIB / SIZE;
+    void **blocks = raw(count * sizeof *blocks);
+    for (size_t i = 0; i < count; i++) {
+        blocks[i] = malloc(SIZE);
+        memset(blocks[i], 1, SIZE);
+    }
+    /* The data is old by the time it goes: an upkeep pass (this case runs
+     * with XMM_DECAY_MS=200, a pass every 100 ms, run by allocations of
+     * another size) has seen no refill of its class since. */
+    sleep_ms(150);
+    release(allocate(64, 4 * MIB));
+    /* Every other block first, then the rest: the spans are listed (some
+     * of their objects free) when their last objects come back, so a free
+     * makes them empty while they sit on their class's stack. */
+    for (size_t pass = 0; pass < 2; pass++)
+        for (size_t i = pass; i < count; i += 2)
+            free(blocks[i]);
+    struct xmm_stats stats;
+    CHECK(xmm_stats_get(&stats) == 0, "xmm_stats_get");
+    CHECK(stats.bytes_central <= 64 * MIB,
+          "192 MiB of 256-byte blocks freed, no call after: %zu MiB still in the central layer "
+          "(at most 64)", (size_t)(stats.bytes_central / MIB));
+    CHECK(stats.bytes_page_heap_free >= 128 * MIB,
+          "the spans went back to the page heap: %zu MiB free there",
+          (size_t)(stats.bytes_page_heap_free / MIB));
+}
+
+static void trim_case(int freed_of_pair)
+{
+    enum { COUNT = 400, SIZE = 256 << 10 };
+    char **blocks = raw(COUNT * sizeof *blocks);
+    size_t base = resident_mib();
+    for (int i = 0; i < COUNT; i++) {
+        blocks[i] = malloc(SIZE);
+        memset(blocks[i], (char)i, SIZE);
+    }
+    /* Two objects per span, handed out one per refill in the order they
+     * are cut: blocks 2k and 2k + 1 share a span. */
+    int pairs = 0;
+    for (int i = 0; i < COUNT; i += 2)
+        pairs += blocks[i + 1] == blocks[i] + SIZE;
+    CHECK(pairs >= COUNT / 2 - 2, "%d of %d pairs of blocks are neighbours (one span each)",
+          pairs, COUNT / 2);
+    int freed = 0;
+    for (int i = freed_of_pair; i < COUNT; i += 2) {
+        free(blocks[i]);
+        blocks[i] = NULL;
+        freed++;
+    }
+    malloc_trim(0);
+    size_t live = (size_t)(COUNT - freed) * SIZE / MIB;
+    size_t after = resident_mib();
+    NOTE("%d of %d blocks freed (the %s of each span)", freed, COUNT,
+         freed_of_pair ? "second" : "first");
+    CHECK(after <= base + live + 8,
+          "after malloc_trim: %zu MiB resident, live %zu MiB (+ %zu at start, + 8)", after,
+          live, base);
+    /* The freed blocks again (the trim cut some back): distinct, and the
+     * live ones intact. */
+    char **again = raw(COUNT * sizeof *again);
+    for (int i = 0; i < freed; i++) {
+        again[i] = malloc(SIZE);
+        memset(again[i], 0x77, SIZE);
+    }
+    int intact = 1;
+    for (int i = 0; i < COUNT; i++)
+        if (blocks[i] && (blocks[i][0] != (char)i || blocks[i][SIZE - 1] != (char)i))
+            intact = 0;
+    for (int i = 0; i < freed; i++)
+        if (again[i][0] != 0x77 || again[i][SIZE - 1] != 0x77)
+            intact = 0;
+    CHECK(intact, "live blocks intact, the %d new ones distinct from them and each other",
+          freed);
+    for (int i = 0; i < COUNT; i++)
+        free(blocks[i]);
+    for (int i = 0; i < freed; i++)
+        free(again[i]);
+}
+
+/* The VmFlags line of the mapping that holds `address`, or "". */
+static void vm_flags(const void *address, char *flags, size_t size)
+{
+    FILE *smaps = fopen("/proc/self/smaps", "r");
+    char line[200];
+    int inside = 0;
+    flags[0] = 0;
+    while (smaps && fgets(line, sizeof line, smaps)) {
+        unsigned long start, end;
+        if (sscanf(line, "%lx-%lx ", &start, &end) == 2 && strchr(line, '-') < strchr(line, ' '))
+            inside = (uintptr_t)address >= start && (uintptr_t)address < end;
+        else if (inside && !strncmp(line, "VmFlags:", 8))
+            snprintf(flags, size, "%.*s", (int)strcspn(line + 8, "\n"), line + 8);
+    }
+    if (smaps)
+        fclose(smaps);
+}
+
+static int has_flag(const char *flags, const char *flag)
+{
+    char padded[8];
+    snprintf(padded, sizeof padded, " %s", flag);
+    return strstr(flags, padded) != NULL;
+}
+
+static void thp_case(void)
+{
+    FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    char mode[128] = "";
+    if (thp) {
+        if (!fgets(mode, sizeof mode, thp))
+            mode[0] = 0;
+        fclose(thp);
+    }
+    if (!mode[0] || strstr(mode, "[never]")) {
+        NOTE("transparent huge pages unavailable here: case skipped");
+        return;
+    }
+    enum { COUNT = 12000, SIZE = 4096 };
+    void **blocks = raw(COUNT * sizeof *blocks);
+    for (int i = 0; i < COUNT; i++) {
+        blocks[i] = malloc(SIZE);
+        memset(blocks[i], 1, SIZE);
+    }
+    /* The first chunk (4 MiB) was cut to its end long ago. */
+    char flags[256];
+    vm_flags(blocks[0], flags, sizeof flags);
+    CHECK(has_flag(flags, "hg"), "a chunk cut to its end asks for huge pages (VmFlags:%s)",
+          flags);
+    for (int i = 0; i < COUNT; i++)
+        if (i % 10) {
+            free(blocks[i]);
+            blocks[i] = NULL;
+        }
+    malloc_trim(0);
+    vm_flags(blocks[0], flags, sizeof flags);
+    CHECK(has_flag(flags, "nh") && !has_flag(flags, "hg"),
+          "after a trim split its huge pages: MADV_NOHUGEPAGE (VmFlags:%s)", flags);
+    for (int i = 0; i < COUNT; i++)
+        free(blocks[i]);
+}
+
+static int run_case(const char *mode)
+{
+    if (!strcmp(mode, "sizes"))
+        sizes_case();
+    else if (!strcmp(mode, "direct"))
+        direct_case();
+    else if (!strcmp(mode, "burst"))
+        burst_case();
+    else if (!strcmp(mode, "trim-first"))
+        trim_case(0);
+    else if (!strcmp(mode, "trim-second"))
+        trim_case(1);
+    else if (!strcmp(mode, "thp"))
+        thp_case();
+    else
+        CHECK(0, "unknown case %s", mode);
+    return check_summary(mode);
+}
+
+static int run_child(const char *mode, const char *extra)
+{
+    pid_t child = fork();
+    if (child == 0) {
+        putenv("XMM_DECAY_MS=600000");
+        putenv("XMM_BACKGROUND=0");
+        if (extra)
+            putenv((char *)extra);
+        execl("/proc/self/exe", "/proc/self/exe", mode, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1)
+        return run_case(argv[1]);
+    struct {
+        const char *mode, *extra;
+    } cases[] = {
+        {"sizes", NULL},       {"direct", NULL},      {"burst", "XMM_DECAY_MS=200"},
+        {"trim-first", NULL},  {"trim-second", NULL}, {"thp", "XMM_THP=auto"},
+    };
+    int failures = 0, count = (int)(sizeof cases / sizeof cases[0]);
+    for (int i = 0; i < count; i++) {
+        int status = run_child(cases[i].mode, cases[i].extra);
+        if (status != 0)
+            printf("FAIL case %s: exit %d\n", cases[i].mode, status);
+        failures += status != 0;
+    }
+    printf("%d of %d reclaim cases failed\n", failures, count);
+    return failures ? 1 : 0;
+}
