@@ -35,7 +35,10 @@
  * the page heap takes span, chunk and map-leaf descriptors (2 -> 4); the
  * heap profiler takes metadata for new stacks and records (3 -> 4), and
  * never holds its lock while it takes a sampled block's pages or gives
- * them back. descriptor_lock and metadata_lock are leaves. The pooled buffers (buf/)
+ * them back. descriptor_lock and metadata_lock are leaves. The page heap never calls
+ * up: the central layer reclaims its empty spans into the page heap before
+ * it asks it to grow (xmm_central_alloc_pages), holding no lock, never from
+ * under a page heap lock. The pooled buffers (buf/)
  * only ever try their pool locks. The per-CPU caches, central layer and
  * large cache take no lock.
  *

@@ -544,6 +544,12 @@ static size_t purge_free_objects(struct xmm_span *span)
     uintptr_t page = xmm_os_page_size();
     struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
     uint32_t carved = span->carved;
+    /* Objects up to a page have no page of their own to give back; only a
+     * cut-back tail can give some, and walking the list touches each free
+     * object: not for less than two pages of free objects. */
+    uint64_t on_list_count = carved - in_use_of(__atomic_load_n(&span->state, __ATOMIC_ACQUIRE));
+    if (info->size <= page && on_list_count * info->size < 2 * page)
+        return 0;
     /* Which cut objects are on the list: a span holds at most 1024
      * objects (8-byte ones, one 8 KiB page). */
     uint64_t on_list[XMM_PAGE_SIZE / 8 / 64] = {0};
