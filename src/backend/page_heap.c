@@ -30,7 +30,9 @@ struct page_heap {
     struct xmm_lock lock;
     int node;
     uint32_t epoch;                               /* see xmm_page_heap_after_fork_child */
-    struct xmm_span *free_lists[EXACT_LISTS + 1]; /* [0]: longer than 128 pages */
+    /* [1]: spans that hold resident pages, [0]: purged ones; [..][0]:
+     * longer than 128 pages */
+    struct xmm_span *free_lists[2][EXACT_LISTS + 1];
     struct xmm_span *oldest, *newest;             /* free spans holding resident
                                                      pages, by when they were listed */
     struct xmm_chunk *current;                    /* chunk being cut, or NULL */
@@ -158,11 +160,18 @@ static void resident_unlink(struct page_heap *heap, struct xmm_span *span)
     span->older = span->newer = NULL;
 }
 
+/* The list a free span belongs on: by length, and apart whether its pages
+ * may still be resident, so that requests take resident memory first. */
+static struct xmm_span **list_head(struct page_heap *heap, const struct xmm_span *span)
+{
+    return &heap->free_lists[holds_resident(span)][list_index(span->pages)];
+}
+
 static void list_insert(struct page_heap *heap, struct xmm_span *span)
 {
     xmm_assert(span->pages > 0 && span->kind == XMM_SPAN_FREE);
     xmm_assert(span->previous == NULL && span->next == NULL);
-    struct xmm_span **head = &heap->free_lists[list_index(span->pages)];
+    struct xmm_span **head = list_head(heap, span);
     span->epoch = heap->epoch;
     span->previous = NULL;
     span->next = *head;
@@ -179,11 +188,11 @@ static void list_insert(struct page_heap *heap, struct xmm_span *span)
 static void list_remove(struct page_heap *heap, struct xmm_span *span)
 {
     xmm_assert(heap->free_pages >= span->pages);
-    xmm_assert(span->previous || heap->free_lists[list_index(span->pages)] == span);
+    xmm_assert(span->previous || *list_head(heap, span) == span);
     if (span->previous)
         span->previous->next = span->next;
     else
-        heap->free_lists[list_index(span->pages)] = span->next;
+        *list_head(heap, span) = span->next;
     if (span->next)
         span->next->previous = span->previous;
     span->previous = span->next = NULL;
@@ -194,17 +203,26 @@ static void list_remove(struct page_heap *heap, struct xmm_span *span)
     }
 }
 
-/* Smallest free span of at least `pages`, or NULL. */
-static struct xmm_span *find_free(struct page_heap *heap, size_t pages)
+/* The smallest free span of at least `pages` whose pages may be resident,
+ * else (unless `resident_only`) the smallest purged one, or NULL. Resident
+ * memory first, even a longer span than a purged one that fits: taking
+ * purged pages while resident free ones wait would add to the RSS what the
+ * request needs (a page fault each) and keep the rest until decay. */
+static struct xmm_span *find_free(struct page_heap *heap, size_t pages, bool resident_only)
 {
-    for (size_t length = pages; length <= EXACT_LISTS; length++)
-        if (heap->free_lists[length])
-            return heap->free_lists[length];
-    struct xmm_span *best = NULL;
-    for (struct xmm_span *span = heap->free_lists[0]; span; span = span->next)
-        if (span->pages >= pages && (!best || span->pages < best->pages))
-            best = span;
-    return best;
+    for (int resident = 1; resident >= (resident_only ? 1 : 0); resident--) {
+        struct xmm_span **lists = heap->free_lists[resident];
+        for (size_t length = pages; length <= EXACT_LISTS; length++)
+            if (lists[length])
+                return lists[length];
+        struct xmm_span *best = NULL;
+        for (struct xmm_span *span = lists[0]; span; span = span->next)
+            if (span->pages >= pages && (!best || span->pages < best->pages))
+                best = span;
+        if (best)
+            return best;
+    }
+    return NULL;
 }
 
 /* ---- fresh pages from chunks ------------------------------------------------------ */
@@ -332,17 +350,22 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
 static size_t purge_for_growth(struct page_heap *heap, size_t pages, size_t keep_pages);
 
 /* Free pages kept resident while the heap grows (per node): up to this,
- * fresh pages are cut without purging free ones. */
-#define GROWTH_SLACK_PAGES (((size_t)8 << 20) >> XMM_PAGE_SHIFT)
+ * the RSS grows without purging free ones. Large enough for a program
+ * that cycles through blocks of many sizes to keep its free pool (the
+ * `large` benchmark, blocks of 64 KiB - 16 MiB, took 30% longer with
+ * 8 MiB: purged spans were faulted in again), small beside the phases of
+ * `size-mix` (150 MiB each) that the purge is for. */
+#define GROWTH_SLACK_PAGES (((size_t)64 << 20) >> XMM_PAGE_SHIFT)
 /* A purge before growth gives back at least this much at once, so that a
  * heap growing span by span pays one madvise per MiB, not one per span. */
 #define GROWTH_PURGE_MIN_PAGES (((size_t)1 << 20) >> XMM_PAGE_SHIFT)
 
-/* `may_grow`: fresh pages may be cut (and a chunk mapped) when no free
- * span fits; before they are, free pages beyond GROWTH_SLACK_PAGES that
- * are still resident are purged, oldest first, at least as many as the
- * heap grows by: pages that could not serve this request are given back
- * rather than kept beside new ones. */
+/* `may_grow`: purged free spans may be used, and fresh pages cut (and a
+ * chunk mapped) when no free span fits; before either, free pages beyond
+ * GROWTH_SLACK_PAGES that are still resident are purged, oldest first, at
+ * least as many as the RSS grows by: pages that could not serve this
+ * request are given back rather than kept beside new ones. Without it:
+ * only resident free spans. */
 static struct xmm_span *alloc_pages(int node, size_t pages, size_t alignment, bool may_grow)
 {
     struct page_heap *heap = &heaps[node];
@@ -350,14 +373,16 @@ static struct xmm_span *alloc_pages(int node, size_t pages, size_t alignment, bo
     size_t wanted = pages + slack;
     if (wanted > XMM_CHUNK_MAX_PAGES || !heap_lock(heap))
         return NULL;
-    struct xmm_span *span = find_free(heap, wanted);
+    size_t at_least = wanted > GROWTH_PURGE_MIN_PAGES ? wanted : GROWTH_PURGE_MIN_PAGES;
+    struct xmm_span *span = find_free(heap, wanted, !may_grow);
     if (span) {
+        /* Purged pages fault in as fresh ones do: the RSS grows the same. */
+        if (!holds_resident(span) && heap->dirty_pages > GROWTH_SLACK_PAGES)
+            purge_for_growth(heap, at_least, GROWTH_SLACK_PAGES);
         list_remove(heap, span);
     } else if (may_grow) {
         if (heap->dirty_pages > GROWTH_SLACK_PAGES)
-            purge_for_growth(heap, wanted > GROWTH_PURGE_MIN_PAGES ? wanted
-                                                                  : GROWTH_PURGE_MIN_PAGES,
-                             GROWTH_SLACK_PAGES);
+            purge_for_growth(heap, at_least, GROWTH_SLACK_PAGES);
         span = cut_fresh(heap, wanted);
     }
     if (span) {
@@ -380,7 +405,7 @@ struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignmen
     return alloc_pages(node, pages, alignment, true);
 }
 
-struct xmm_span *xmm_page_heap_alloc_free(int node, size_t pages, size_t alignment)
+struct xmm_span *xmm_page_heap_alloc_resident(int node, size_t pages, size_t alignment)
 {
     return alloc_pages(node, pages, alignment, false);
 }
@@ -412,13 +437,16 @@ static struct xmm_span *free_neighbour(const struct page_heap *heap, struct xmm_
 static bool lists_consistent(const struct page_heap *heap)
 {
     size_t pages = 0;
-    for (size_t list = 0; list <= EXACT_LISTS; list++)
-        for (const struct xmm_span *span = heap->free_lists[list]; span; span = span->next) {
-            if (span->kind != XMM_SPAN_FREE || list_index(span->pages) != list ||
-                (span->next && span->next->previous != span))
-                return false;
-            pages += span->pages;
-        }
+    for (int resident = 0; resident < 2; resident++)
+        for (size_t list = 0; list <= EXACT_LISTS; list++)
+            for (const struct xmm_span *span = heap->free_lists[resident][list]; span;
+                 span = span->next) {
+                if (span->kind != XMM_SPAN_FREE || list_index(span->pages) != list ||
+                    holds_resident(span) != resident ||
+                    (span->next && span->next->previous != span))
+                    return false;
+                pages += span->pages;
+            }
     return pages == heap->free_pages;
 }
 #endif
@@ -600,14 +628,15 @@ static bool purge_range(const struct xmm_span *span, bool full, char **start, si
     return true;
 }
 
-/* A listed free span whose pages all went back: no longer resident. */
+/* A listed free span whose pages all went back: no longer resident, so it
+ * moves to the purged lists. */
 static void mark_purged(struct page_heap *heap, struct xmm_span *span)
 {
-    resident_unlink(heap, span);
-    heap->dirty_pages -= span->pages;
+    list_remove(heap, span);
     /* MADV_FREE leaves the old bytes until the kernel needs the memory:
      * purged, but calloc must still clear it. */
     span->dirty = xmm_config.purge_lazy ? XMM_PAGES_PURGED_NOT_ZERO : XMM_PAGES_CLEAN;
+    list_insert(heap, span);
 }
 
 /* Purges whole resident free spans, oldest first, until `pages` pages went
@@ -645,7 +674,8 @@ static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t
 {
     uint64_t decay_ns = xmm_decay_period_ns();
     size_t purged = 0;
-    for (; span; span = span->next) {
+    for (struct xmm_span *next; span; span = next) {
+        next = span->next; /* mark_purged moves the span to another list */
         uint64_t age = now > span->freed_at_ns ? now - span->freed_at_ns : 0;
         if (!holds_resident(span) || (!everything && age < decay_ns))
             continue;
@@ -748,7 +778,7 @@ static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything)
         return;
     size_t purged = 0;
     for (size_t list = 0; list <= EXACT_LISTS; list++)
-        purged += purge_list(heap, heap->free_lists[list], now, everything);
+        purged += purge_list(heap, heap->free_lists[1][list], now, everything);
     heap->purged_bytes += purged;
 }
 
@@ -826,8 +856,7 @@ void xmm_page_heap_after_fork_child(void)
         if (xmm_lock_holder(&heap->lock) != XMM_LOCK_HELD_BY_OTHER)
             continue;
         heap->epoch++;
-        for (size_t list = 0; list <= EXACT_LISTS; list++)
-            heap->free_lists[list] = NULL;
+        memset(heap->free_lists, 0, sizeof(heap->free_lists));
         heap->oldest = heap->newest = NULL;
         heap->current = NULL;
         heap->next_page = 0;

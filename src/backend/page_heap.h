@@ -18,18 +18,20 @@
  * no constraint). The span's pages all map to it; `dirty` says whether it
  * may hold non-zero bytes. NULL if the kernel refuses memory even after
  * wholly free chunks were given back. A free span that fits is used
- * first; when none does and the heap grows (fresh pages cut, perhaps a new
- * chunk mapped), free pages still resident beyond a slack of 8 MiB are
- * purged first, oldest first, at least as many as it grows by. */
+ * first, one whose pages may be resident before a purged one (of any
+ * length). When the RSS grows (a purged span faulted in, fresh pages cut,
+ * perhaps a new chunk mapped), free pages still resident beyond a slack of
+ * 64 MiB are purged first, oldest first, at least as many as it grows by. */
 struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment);
 
 /* Like xmm_page_heap_alloc, without the retry after giving chunks back. */
 struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignment);
 
-/* Like xmm_page_heap_alloc, but only from free spans: NULL, and nothing
- * cut or mapped, when none fits. For callers that can give pages back
- * (the central layer's empty spans) before the heap grows. */
-struct xmm_span *xmm_page_heap_alloc_free(int node, size_t pages, size_t alignment);
+/* Like xmm_page_heap_alloc, but only from free spans whose pages may still
+ * be resident: NULL, and nothing cut, mapped or faulted in, when none
+ * fits. For callers that can give resident pages back (the central
+ * layer's empty spans) before the RSS grows. */
+struct xmm_span *xmm_page_heap_alloc_resident(int node, size_t pages, size_t alignment);
 
 /* Purges `node`'s free pages that are still resident, whole spans, oldest
  * first, until at least `bytes` went back (or none is left): before a

@@ -754,7 +754,7 @@ struct xmm_span *xmm_central_alloc_pages(int node, size_t pages, size_t alignmen
     }
     int64_t wanted = (int64_t)(pages << XMM_PAGE_SHIFT);
     if (empty - floor >= (wanted > XMM_RECLAIM_MIN_BYTES ? wanted : XMM_RECLAIM_MIN_BYTES)) {
-        struct xmm_span *span = xmm_page_heap_alloc_free(node, pages, alignment);
+        struct xmm_span *span = xmm_page_heap_alloc_resident(node, pages, alignment);
         if (span)
             return span;
         xmm_central_reclaim(node);
