@@ -42,6 +42,10 @@ size_t xmm_os_page_size(void)
 
 /* ---- memory ------------------------------------------------------------ */
 
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000 /* Linux 4.17 */
+#endif
+
 static void *map_aligned(size_t size, size_t alignment, int flags)
 {
     size_t page = xmm_os_page_size();
@@ -57,6 +61,19 @@ static void *map_aligned(size_t size, size_t alignment, int flags)
     if (((uintptr_t)first & (alignment - 1)) == 0)
         return first;
     munmap(first, size);
+    /* The kernel places mappings top-down, so the aligned address just
+     * below its choice is most often free: asking for it costs no extra
+     * address space (under a tight `ulimit -v`, over-mapping by a large
+     * alignment fails where the mapping itself fits). Kernels before 4.17
+     * take MAP_FIXED_NOREPLACE as a hint: any other address is refused. */
+    uintptr_t below = (uintptr_t)first & ~(uintptr_t)(alignment - 1);
+    if (below != 0) {
+        void *hinted = mmap((void *)below, size, protection, flags | MAP_FIXED_NOREPLACE, -1, 0);
+        if (hinted == (void *)below)
+            return hinted;
+        if (hinted != MAP_FAILED)
+            munmap(hinted, size);
+    }
     /* Over-map by the alignment and trim both ends. */
     size_t padded = size + alignment;
     char *raw = mmap(NULL, padded, protection, flags, -1, 0);

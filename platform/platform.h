@@ -35,7 +35,10 @@ size_t xmm_os_page_size(void);
  * reads as zero and is committed lazily by the kernel on first touch; it
  * is exempt from overcommit accounting (MAP_NORESERVE), which suits XMM's
  * own reservations. Returns NULL if the kernel refuses (ENOMEM, ulimit -v);
- * errno is left as the kernel set it. */
+ * errno is left as the kernel set it. An alignment larger than the size
+ * (64 MiB for a 4 MiB chunk) is first sought without reserving more than
+ * `size` (the aligned address below the kernel's choice); only if that is
+ * taken does it reserve size + alignment for a moment. */
 void *xmm_os_map(size_t size, size_t alignment);
 
 /* Like xmm_os_map, but accounted: the kernel's overcommit policy may

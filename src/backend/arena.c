@@ -10,7 +10,6 @@
 #include "numa.h"
 
 struct xmm_address_map xmm_address_map;
-const xmm_page_info xmm_no_page_info[XMM_PAGES_PER_GRANULE];
 
 static size_t reserved_bytes;
 static size_t chunk_bytes;
@@ -62,13 +61,10 @@ static bool map_granules(struct xmm_region *region, struct xmm_region *value)
             return false;
     for (uintptr_t granule = first; granule <= last; granule++) {
         struct xmm_map_entry *entry = &leaf_for(granule)->entries[leaf_index(granule)];
-        uintptr_t page_info = 0;
-        if (value && value->kind == XMM_REGION_CHUNK) {
-            struct xmm_chunk *chunk = (struct xmm_chunk *)value;
-            page_info = (uintptr_t)&chunk->page_info[(granule - first) * XMM_PAGES_PER_GRANULE] -
-                        (uintptr_t)xmm_no_page_info;
-        }
-        __atomic_store_n(&entry->page_info, page_info, __ATOMIC_RELEASE);
+        uintptr_t chunk_table = 0;
+        if (value && value->kind == XMM_REGION_CHUNK)
+            chunk_table = XMM_MAP_CHUNK_TABLE(value->base);
+        __atomic_store_n(&entry->chunk_table, chunk_table, __ATOMIC_RELEASE);
         __atomic_store_n(&entry->region, value, __ATOMIC_RELEASE);
     }
     return true;
@@ -123,20 +119,22 @@ void xmm_chunk_set_pages(struct xmm_span *span, bool ends_only)
 void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class)
 {
     struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
+    xmm_page_info *table = xmm_chunk_table_of((uintptr_t)span->start);
     size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
-    xmm_assert(first + span->pages <= chunk->pages);
+    xmm_assert((char *)table == chunk->region.base);
+    xmm_assert(first >= chunk->first_page && first + span->pages <= chunk->pages);
     for (uint32_t page = 0; page < span->pages; page++)
-        __atomic_store_n(&chunk->page_info[first + page],
+        __atomic_store_n(&table[first + page],
                          size_class ? XMM_PAGE_INFO(size_class, span->node, page) : 0,
                          __ATOMIC_RELEASE);
 }
 
 void xmm_chunk_clear_page_info_from(const struct xmm_span *span, uint32_t first_page)
 {
-    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
-    size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
+    xmm_page_info *table = xmm_chunk_table_of((uintptr_t)span->start);
+    size_t first = ((uintptr_t)span->start - (uintptr_t)table) >> XMM_PAGE_SHIFT;
     for (uint32_t page = first_page; page < span->pages; page++)
-        __atomic_store_n(&chunk->page_info[first + page], 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&table[first + page], 0, __ATOMIC_RELEASE);
 }
 
 static void advise_huge_pages(struct xmm_region *region)
@@ -187,7 +185,8 @@ struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages)
 {
     xmm_assert(pages % XMM_PAGES_PER_GRANULE == 0 && pages <= XMM_CHUNK_MAX_PAGES);
     size_t size = pages << XMM_PAGE_SHIFT;
-    char *base = xmm_os_map(size, XMM_GRANULE_SIZE);
+    /* Aligned to the largest chunk: the page table is found by a mask. */
+    char *base = xmm_os_map(size, XMM_CHUNK_MAX_SIZE);
     if (!base)
         return NULL;
     struct xmm_chunk *chunk = take_chunk_descriptor();
@@ -202,6 +201,7 @@ struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages)
     chunk->region.base = base;
     chunk->region.size = size;
     chunk->pages = (uint32_t)pages;
+    chunk->first_page = (uint32_t)XMM_CHUNK_TABLE_PAGES(pages);
     chunk->next_in_heap = NULL;
     xmm_numa_bind(base, size, node);
     advise_huge_pages(&chunk->region);
@@ -254,7 +254,6 @@ void xmm_arena_release_chunk(struct xmm_chunk *chunk)
     /* A descriptor reused for a chunk at the same address must not find
      * the old spans in its page map (the page heap coalesces by it). */
     memset(chunk->page_span, 0, (size_t)chunk->pages * sizeof(chunk->page_span[0]));
-    memset(chunk->page_info, 0, (size_t)chunk->pages * sizeof(chunk->page_info[0]));
     xmm_os_unmap(chunk->region.base, chunk->region.size);
     give_back_chunk_descriptor(chunk);
 }

@@ -7,14 +7,23 @@
  * spans, bound to one node) and direct mappings (one very large block).
  * The address map is a two-level radix tree over the granules of the
  * 47-bit user address space: a root of 8192 entries in the library's
- * zero-initialised data, each naming a leaf of 8192 region pointers (64
- * KiB, covering 16 GiB) made on demand. A root entry holds its leaf as an
+ * zero-initialised data, each naming a leaf of 8192 entries (128 KiB,
+ * covering 16 GiB) made on demand. A root entry holds its leaf as an
  * offset from a static empty leaf, so that a root entry never written
  * (before XMM is initialised, or where XMM never mapped) reads the empty
  * leaf: region_of is two dependent loads and no test, valid from the first
- * instruction of the process. A chunk's page map gives the span of each of
- * its pages. So free(p) finds its span with three loads, and a pointer XMM
- * never handed out finds no region or no span.
+ * instruction of the process.
+ *
+ * A chunk starts on a 64 MiB boundary (XMM_CHUNK_MAX_SIZE), and its first
+ * pages hold the page table: one xmm_page_info word per page of the chunk
+ * (XMM_CHUNK_TABLE_PAGES; spans are cut after it). So the page info of
+ * any chunk address is one load from an address computed from the pointer
+ * alone (a mask and a shift), as mimalloc finds its page from its
+ * segment's alignment. free() still asks the address map whether the
+ * granule is that chunk's, but the answer only decides a branch: the CPU
+ * predicts it and loads the page info in parallel, so the free path's
+ * dependent chain is the pointer, the page word and the CPU slab. The
+ * chunk's span map (which span holds each page) is in its descriptor.
  *
  * Chunks that are wholly free again go back to the kernel (trim, long
  * decay, or a failed mapping): their address space, not only their pages.
@@ -64,9 +73,22 @@ struct xmm_chunk {
     struct xmm_region region;
     uint32_t pages;             /* allocator pages in the chunk */
     struct xmm_chunk *next_in_heap; /* the node's chunks (page heap lock) */
+    uint32_t first_page;        /* pages before it hold the page table */
     struct xmm_span *page_span[XMM_CHUNK_MAX_PAGES];
-    xmm_page_info page_info[XMM_CHUNK_MAX_PAGES];
 };
+
+/* The pages at the start of a chunk of `pages` pages that hold its page
+ * table: one page up to 16 MiB, four for 64 MiB. */
+#define XMM_CHUNK_TABLE_PAGES(pages)                                           \
+    (((size_t)(pages) * sizeof(xmm_page_info) + XMM_PAGE_SIZE - 1) >> XMM_PAGE_SHIFT)
+/* The most pages one span of a chunk can have. */
+#define XMM_CHUNK_SPAN_MAX_PAGES (XMM_CHUNK_MAX_PAGES - XMM_CHUNK_TABLE_PAGES(XMM_CHUNK_MAX_PAGES))
+
+/* The page table of the chunk that would hold `bits`: its aligned start. */
+XMM_INLINE xmm_page_info *xmm_chunk_table_of(uintptr_t bits)
+{
+    return (xmm_page_info *)(bits & ~(uintptr_t)(XMM_CHUNK_MAX_SIZE - 1));
+}
 
 /* A chunk is found by its region (the map, spare lists): region first. */
 _Static_assert(offsetof(struct xmm_chunk, region) == 0, "a chunk starts with its region");
@@ -74,20 +96,17 @@ _Static_assert(offsetof(struct xmm_chunk, region) == 0, "a chunk starts with its
 #define XMM_MAP_LEAF_BITS 13
 #define XMM_MAP_ROOT_BITS (XMM_ADDRESS_BITS - XMM_GRANULE_SHIFT - XMM_MAP_LEAF_BITS)
 
-/* A granule's entry: its region, and where its pages' xmm_page_info words
- * are, as a byte offset from xmm_no_page_info (0: a granule with no chunk
- * pages: all zero, so zero-initialised entries need no relocation). */
+/* A granule's entry: its region, and, when the granule holds chunk pages,
+ * the chunk's start (its page table) with bit 0 set; 0 otherwise. */
 struct xmm_map_entry {
     struct xmm_region *region;
-    uintptr_t page_info;
+    uintptr_t chunk_table;
 };
+#define XMM_MAP_CHUNK_TABLE(base) ((uintptr_t)(base) | 1)
 
 struct xmm_map_leaf {
     struct xmm_map_entry entries[(size_t)1 << XMM_MAP_LEAF_BITS];
 };
-
-/* The page info of every granule without chunk pages: zeros. */
-extern XMM_HIDDEN const xmm_page_info xmm_no_page_info[XMM_PAGES_PER_GRANULE];
 
 /* The map's static part: root entry i names the leaf of granules
  * [i << LEAF_BITS, (i + 1) << LEAF_BITS) as a byte offset from `empty`
@@ -124,16 +143,24 @@ XMM_INLINE struct xmm_region *xmm_region_of(const void *address)
 }
 
 /* The page info of the page holding `address` (0 when it is in no live
- * small-object span, or not XMM's). Three dependent loads: root, leaf
- * entry, page word; no lock; valid at any time. */
+ * small-object span, or not XMM's); no lock; valid at any time. The map
+ * entry (two loads) must name the chunk that the pointer's 64 MiB boundary
+ * starts, else 0: a pointer XMM never handed out is never used to read
+ * memory. The page word itself is loaded from the masked pointer, not
+ * through the entry, so on a predicted branch it does not wait for the
+ * map (see the top of this file). A chunk given back to the kernel is
+ * unmapped after its entries are cleared: an invalid free racing with that
+ * can read an unmapped table (documented in design.md, "Known limits"). */
 XMM_INLINE xmm_page_info xmm_page_info_of(const void *address)
 {
     uintptr_t bits = (uintptr_t)address;
     if (XMM_UNLIKELY(bits >> XMM_ADDRESS_BITS))
         return 0;
-    uintptr_t offset = __atomic_load_n(&xmm_map_entry_of(bits)->page_info, __ATOMIC_ACQUIRE);
-    const xmm_page_info *pages = (const xmm_page_info *)((const char *)xmm_no_page_info + offset);
-    return __atomic_load_n(&pages[(bits >> XMM_PAGE_SHIFT) & (XMM_PAGES_PER_GRANULE - 1)],
+    xmm_page_info *table = xmm_chunk_table_of(bits);
+    uintptr_t entry = __atomic_load_n(&xmm_map_entry_of(bits)->chunk_table, __ATOMIC_ACQUIRE);
+    if (XMM_UNLIKELY(entry != XMM_MAP_CHUNK_TABLE(table)))
+        return 0;
+    return __atomic_load_n(&table[(bits >> XMM_PAGE_SHIFT) & (XMM_CHUNK_MAX_PAGES - 1)],
                            __ATOMIC_ACQUIRE);
 }
 

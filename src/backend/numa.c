@@ -91,3 +91,11 @@ void xmm_numa_bind(void *address, size_t size, int node)
         break;
     }
 }
+
+int xmm_numa_interleave_width(int node)
+{
+    if (xmm_topology.node_count <= 1 || xmm_config.numa_mode != XMM_NUMA_INTERLEAVE ||
+        node != xmm_interleaved_node)
+        return 1;
+    return __builtin_popcountll(usable_nodes);
+}

@@ -32,4 +32,9 @@ bool xmm_node_is_usable(int node);
 /* Applies the policy to fresh memory of `node` before it is touched. */
 void xmm_numa_bind(void *address, size_t size, int node);
 
+/* The number of nodes `node`'s memory is interleaved over (1: it is not).
+ * The kernel picks an interleaved page's node from its address (its 2 MiB
+ * unit's, under THP). */
+int xmm_numa_interleave_width(int node);
+
 #endif

@@ -37,6 +37,9 @@ struct page_heap {
                                                      pages, by when they were listed */
     struct xmm_chunk *current;                    /* chunk being cut, or NULL */
     size_t next_page;                             /* first unused page of it */
+    size_t held_pages;                            /* pages after its table left
+                                                     uncut until it is retired */
+    unsigned chunks_made;
     struct xmm_chunk *chunks;                     /* every chunk of the node */
     size_t chunk_bytes;                           /* their size */
     size_t next_chunk_pages;                      /* size of the next chunk */
@@ -248,7 +251,9 @@ static struct xmm_span *make_free_span(struct page_heap *heap, char *start, size
 static struct xmm_chunk *new_chunk(struct page_heap *heap, size_t pages)
 {
     size_t chunk_pages = heap->next_chunk_pages;
-    size_t needed = xmm_align_up(pages, XMM_PAGES_PER_GRANULE);
+    /* The page table takes the first pages (alloc_pages bounds `pages`). */
+    size_t needed = xmm_align_up(pages + XMM_CHUNK_TABLE_PAGES(XMM_CHUNK_MAX_PAGES),
+                                 XMM_PAGES_PER_GRANULE);
     if (needed > chunk_pages)
         chunk_pages = needed;
     struct xmm_chunk *chunk = xmm_arena_new_chunk(heap->node, chunk_pages);
@@ -272,6 +277,13 @@ static void retire_current_chunk(struct page_heap *heap)
     if (!chunk)
         return;
     xmm_arena_chunk_dense(chunk);
+    if (heap->held_pages) {
+        char *head = chunk->region.base + ((size_t)chunk->first_page << XMM_PAGE_SHIFT);
+        struct xmm_span *held = make_free_span(heap, head, heap->held_pages, XMM_PAGES_CLEAN);
+        if (held)
+            list_insert(heap, held);
+        heap->held_pages = 0;
+    }
     if (heap->next_page < chunk->pages) {
         char *tail = chunk->region.base + (heap->next_page << XMM_PAGE_SHIFT);
         struct xmm_span *rest = make_free_span(heap, tail, chunk->pages - heap->next_page, XMM_PAGES_CLEAN);
@@ -279,6 +291,23 @@ static void retire_current_chunk(struct page_heap *heap)
             list_insert(heap, rest);
     }
     heap->current = NULL;
+}
+
+/* Chunks start on 64 MiB boundaries (arena.h), so under an interleave
+ * policy the first 2 MiB of every chunk, the part a small heap uses most,
+ * would be on the same node. For the interleaved heap, a new chunk is cut
+ * from the k-th granule on (k counting chunks modulo the nodes), and the
+ * granules before it join the free lists when the chunk is retired. */
+static void rotate_interleaved_start(struct page_heap *heap, size_t pages)
+{
+    int width = xmm_numa_interleave_width(heap->node);
+    if (width <= 1)
+        return;
+    size_t skip = (size_t)(heap->chunks_made++ % (unsigned)width) * XMM_PAGES_PER_GRANULE;
+    if (skip && heap->next_page + skip + pages <= heap->current->pages) {
+        heap->next_page += skip;
+        heap->held_pages = skip;
+    }
 }
 
 /* Cuts `pages` never-used pages from the current chunk, mapping a new
@@ -291,7 +320,8 @@ static struct xmm_span *cut_fresh(struct page_heap *heap, size_t pages)
             return NULL;
         retire_current_chunk(heap);
         heap->current = chunk;
-        heap->next_page = 0;
+        heap->next_page = chunk->first_page; /* after the page table */
+        rotate_interleaved_start(heap, pages);
     }
     char *start = heap->current->region.base + (heap->next_page << XMM_PAGE_SHIFT);
     struct xmm_span *span = make_free_span(heap, start, pages, XMM_PAGES_CLEAN);
@@ -371,7 +401,7 @@ static struct xmm_span *alloc_pages(int node, size_t pages, size_t alignment, bo
     struct page_heap *heap = &heaps[node];
     size_t slack = alignment > XMM_PAGE_SIZE ? (alignment >> XMM_PAGE_SHIFT) - 1 : 0;
     size_t wanted = pages + slack;
-    if (wanted > XMM_CHUNK_MAX_PAGES || !heap_lock(heap))
+    if (wanted > XMM_CHUNK_SPAN_MAX_PAGES || !heap_lock(heap))
         return NULL;
     size_t at_least = wanted > GROWTH_PURGE_MIN_PAGES ? wanted : GROWTH_PURGE_MIN_PAGES;
     struct xmm_span *span = find_free(heap, wanted, !may_grow);
@@ -419,7 +449,7 @@ static struct xmm_span *free_neighbour(const struct page_heap *heap, struct xmm_
 {
     size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
     size_t page = after ? first + span->pages : first - 1;
-    if ((!after && first == 0) || (after && page >= chunk->pages))
+    if ((!after && first == chunk->first_page) || (after && page >= chunk->pages))
         return NULL;
     struct xmm_span *neighbour = chunk->page_span[page];
     /* kind is read atomically: new_span publishes it outside this lock. */
@@ -578,7 +608,7 @@ static bool grow_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
 
 bool xmm_page_heap_resize(struct xmm_span *span, size_t pages)
 {
-    if (pages == 0 || pages > XMM_CHUNK_MAX_PAGES)
+    if (pages == 0 || pages > XMM_CHUNK_SPAN_MAX_PAGES)
         return false;
     /* Claimed for the resize: a free racing with it (a program bug) fails
      * its own claim and is reported, instead of caching or freeing a span
@@ -705,7 +735,7 @@ static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t
 static bool chunk_is_free(const struct page_heap *heap, const struct xmm_chunk *chunk,
                           uint64_t now, uint64_t min_age_ns)
 {
-    for (size_t page = 0; page < chunk->pages;) {
+    for (size_t page = chunk->first_page; page < chunk->pages;) {
         const struct xmm_span *span = chunk->page_span[page];
         if (!span || __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) != XMM_SPAN_FREE ||
             span->epoch != heap->epoch || span->pages == 0 ||
@@ -721,7 +751,7 @@ static bool chunk_is_free(const struct page_heap *heap, const struct xmm_chunk *
  * chunk's address space back to the kernel. */
 static void release_chunk(struct page_heap *heap, struct xmm_chunk *chunk)
 {
-    for (size_t page = 0; page < chunk->pages;) {
+    for (size_t page = chunk->first_page; page < chunk->pages;) {
         struct xmm_span *span = chunk->page_span[page];
         page += span->pages;
         /* Resident pages go back with the mapping: they count as purged. */
@@ -860,6 +890,7 @@ void xmm_page_heap_after_fork_child(void)
         heap->oldest = heap->newest = NULL;
         heap->current = NULL;
         heap->next_page = 0;
+        heap->held_pages = 0;
         heap->spare_descriptors = NULL;
         heap->free_pages = 0;
         heap->dirty_pages = 0;

@@ -37,6 +37,36 @@ int main(void)
     for (size_t offset = 0; offset < (1 << 20); offset += XMM_PAGE_SIZE)
         CHECK(xmm_chunk_span_of(chunk, (char *)large + offset) == span, "page %zu", offset);
     CHECK(span->kind == XMM_SPAN_LARGE && span->pages * XMM_PAGE_SIZE >= (1 << 20), "span");
+    /* The page table: at the chunk's start, on a 64 MiB boundary, in pages
+     * no span holds; free's page info comes from it. */
+    struct xmm_chunk *small_chunk = (struct xmm_chunk *)xmm_region_of(small);
+    char *base = small_chunk->region.base;
+    CHECK(((uintptr_t)base & (XMM_CHUNK_MAX_SIZE - 1)) == 0, "chunk %p on a 64 MiB boundary",
+          (void *)base);
+    CHECK(small_chunk->first_page == XMM_CHUNK_TABLE_PAGES(small_chunk->pages) &&
+              small_chunk->first_page >= 1,
+          "table pages %u", small_chunk->first_page);
+    CHECK((char *)xmm_chunk_table_of((uintptr_t)small) == base, "table found by mask");
+    for (uint32_t page = 0; page < small_chunk->first_page; page++)
+        CHECK(xmm_chunk_span_of(small_chunk, base + page * XMM_PAGE_SIZE) == NULL &&
+                  xmm_page_info_of(base + page * XMM_PAGE_SIZE) == 0,
+              "table page %u holds no span", page);
+    CHECK((char *)small >= base + small_chunk->first_page * XMM_PAGE_SIZE &&
+              (char *)large >= (char *)chunk->region.base + chunk->first_page * XMM_PAGE_SIZE,
+          "blocks after the table");
+    xmm_page_info info = xmm_page_info_of(small);
+    CHECK(XMM_PAGE_INFO_CLASS(info) != 0 && XMM_PAGE_INFO_NODE(info) == 0, "small block's info");
+    CHECK(info == xmm_chunk_table_of((uintptr_t)small)[((char *)small - base) / XMM_PAGE_SIZE],
+          "info read from the table");
+    CHECK(xmm_page_info_of(large) == 0 && xmm_page_info_of(direct) == 0 &&
+              xmm_page_info_of(&stack_object) == 0 && xmm_page_info_of(&global_object) == 0 &&
+              xmm_page_info_of((void *)16) == 0,
+          "no page info outside small-object spans");
+    /* An address in the 64 MiB window of a chunk but past its end is not
+     * the chunk's (a 4 MiB first chunk leaves 60 MiB the kernel may use). */
+    if (small_chunk->pages < XMM_CHUNK_MAX_PAGES)
+        CHECK(xmm_page_info_of(base + (size_t)small_chunk->pages * XMM_PAGE_SIZE) == 0,
+              "past the chunk's end");
     xmm_free(direct);
     CHECK(xmm_region_of(direct) == NULL, "direct mapping forgotten after free");
     xmm_free(large);
