@@ -7,8 +7,10 @@
 uint64_t xmm_free_secret;
 
 /* Bit 63 set: a decoded live word (a user-space pointer, a small number,
- * 0) then always has bit 63 set, so it is never 0 and never inside a span. */
+ * 0) then always has bit 63 set, so it is never 0 and never inside a span.
+ * Bit 47 set: the same for the 16 bits free() reads first (bits 32-47 of
+ * a user-space address have bit 47 clear), see xmm_free_object_may_be_free. */
 void xmm_free_secret_init(void)
 {
-    xmm_free_secret = xmm_os_random_seed() | (uint64_t)1 << 63;
+    xmm_free_secret = xmm_os_random_seed() | (uint64_t)1 << 63 | (uint64_t)1 << 47;
 }

@@ -37,7 +37,8 @@ static void describe_class(unsigned size_class, uint32_t size)
     /* A batch is about 128 KiB of objects (at most 32): medium objects move
      * a few at a time, not one by one. */
     info->batch = clamp_u32((128u << 10) / size, 1, 32);
-    info->reciprocal = (((uint64_t)1 << 40) + size - 1) / size;
+    info->object_bytes = info->objects * size;
+    info->start_magic = UINT64_MAX / size + 1;
 }
 
 void xmm_size_classes_init(void)

@@ -31,8 +31,12 @@ struct xmm_size_class {
     uint32_t span_pages;   /* allocator pages per span */
     uint32_t objects;      /* objects per span */
     uint32_t batch;        /* objects moved per refill or drain */
-    uint32_t padding;
-    uint64_t reciprocal;   /* ceil(2^40 / size): offset / size by multiply */
+    uint32_t object_bytes; /* objects * size: offsets of objects are below */
+    /* ceil(2^64 / size): an offset n < 2^32 into a span is a multiple of
+     * size iff n * start_magic mod 2^64 < start_magic (Lemire, Kaser and
+     * Kurz, "Faster remainder by direct computation", 2019): one multiply
+     * and a compare where a quotient and a product take two multiplies. */
+    uint64_t start_magic;
 };
 
 extern XMM_HIDDEN struct xmm_size_class xmm_size_classes[XMM_CLASS_COUNT];
@@ -56,10 +60,11 @@ XMM_INLINE size_t xmm_class_size(unsigned size_class)
     return xmm_size_classes[size_class].size;
 }
 
-/* Index of the object containing byte `offset` of a span of this class. */
+/* Index of the object containing byte `offset` (< 2^32) of a span of this
+ * class: the high half of offset * start_magic (the same paper). */
 XMM_INLINE uint32_t xmm_class_object_index(unsigned size_class, size_t offset)
 {
-    return (uint32_t)((offset * xmm_size_classes[size_class].reciprocal) >> 40);
+    return (uint32_t)(((unsigned __int128)offset * xmm_size_classes[size_class].start_magic) >> 64);
 }
 
 #endif /* XMM_SIZE_CLASS_H */

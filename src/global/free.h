@@ -81,12 +81,11 @@ XMM_INLINE xmm_page_info xmm_live_small_block(const void *ptr)
     const struct xmm_size_class *row = &xmm_size_classes[size_class];
     uintptr_t start = (((uintptr_t)ptr >> XMM_PAGE_SHIFT) - XMM_PAGE_INFO_PAGE(info))
                       << XMM_PAGE_SHIFT;
-    size_t offset = (uintptr_t)ptr - start;
-    uint32_t index = (uint32_t)((offset * row->reciprocal) >> 40);
+    uint64_t offset = (uintptr_t)ptr - start;
     /* A block that may be free goes to the slow path, which reads the whole
      * word to tell (and frees it after all if it is live). */
-    if (XMM_UNLIKELY((size_t)index * row->size != offset || index >= row->objects ||
-                     xmm_free_object_may_be_free(ptr, start)))
+    if (XMM_UNLIKELY(offset * row->start_magic >= row->start_magic ||
+                     offset >= row->object_bytes || xmm_free_object_may_be_free(ptr, start)))
         return 0;
     return info;
 }

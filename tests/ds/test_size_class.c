@@ -48,6 +48,20 @@ int main(void)
             CHECK(index == offset / info->size, "class %u offset %zu gives %u", size_class,
                   offset, index);
         }
+        /* free()'s object-start test (free.h): offset * start_magic below
+         * start_magic exactly at the multiples of the size, at every offset
+         * of the span and beyond it (up to the largest chunk). */
+        CHECK(info->object_bytes == info->objects * info->size, "class %u object bytes",
+              size_class);
+        size_t wrong = 0, first_wrong = 0;
+        for (uint64_t offset = 0; offset < XMM_CHUNK_MAX_SIZE;
+             offset += offset < 2 * span_bytes ? 1 : 4093) {
+            bool start = offset * info->start_magic < info->start_magic;
+            if (start != (offset % info->size == 0) && wrong++ == 0)
+                first_wrong = offset;
+        }
+        CHECK(wrong == 0, "class %u (size %u): %zu offsets misjudged as object starts, first %zu",
+              size_class, info->size, wrong, first_wrong);
     }
     return check_summary("size classes");
 }
