@@ -1,7 +1,7 @@
 /*
  * rseq_percpu.h - per-CPU slab operations as restartable sequences (x86_64).
  *
- * A slab is one CPU's (or one concurrency id's) cache: 256 KiB of 8-byte
+ * A slab is one CPU's (or one concurrency id's) cache: 512 KiB of 8-byte
  * words laid out as
  *
  *   word 0              the slab's NUMA node (every object in it is of it)
@@ -11,9 +11,8 @@
  *                         bits 32-47 begin    (first slot)
  *                       a locked header has begin 0xffff and end 0: every
  *                       pop sees it empty and every push full
- *   words 128..255      allocations per class (counted in the section)
- *   words 256..383      frees per class
- *   words 384..         the slots of every class, back to back
+ *   words 128..65534    the slots of every class, back to back (the last
+ *                       word is unused: `end` is a 16-bit index)
  *
  * Each operation below is one critical section: it reads the CPU number
  * from the thread's rseq area, finds the slab, does its work in registers
@@ -39,7 +38,7 @@
 /* A slab: word 0 is its node, word c the header of class c (current, end,
  * begin: 16 bits each), slots from word XMM_SLAB_FIRST_SLOT. Nothing else:
  * the hit paths write the header's line and one slot's, no counter. */
-#define XMM_SLAB_SHIFT 18
+#define XMM_SLAB_SHIFT 19
 #define XMM_SLAB_WORDS ((size_t)1 << (XMM_SLAB_SHIFT - 3))
 #define XMM_SLAB_FIRST_SLOT 128
 #define XMM_SLAB_LOCKED_BITS ((uint64_t)0xffff << 32)

@@ -13,7 +13,7 @@
 
 struct xmm_config xmm_config = {
     .numa_mode = XMM_NUMA_LOCAL,
-    .cpu_cache_bytes = (size_t)1 << 20,
+    .cpu_cache_bytes = (size_t)2 << 20,
     .thread_cache_bytes = (size_t)2 << 20,
     .rseq = XMM_RSEQ_LIBC,
     .decay_ms = 1000,
@@ -280,7 +280,7 @@ static bool parse_elsewhere(const char *value, void *target)
 static const struct variable variables[] = {
     {"XMM_NUMA", "local, interleave, off, or bind:LIST (e.g. bind:0,2-3)", "local",
      "NUMA placement policy", parse_numa, &xmm_config},
-    {"XMM_CPU_CACHE_SIZE", "a size in bytes, e.g. 1048576, 512K, 2M", "1M",
+    {"XMM_CPU_CACHE_SIZE", "a size in bytes, e.g. 1048576, 512K, 2M", "2M",
      "bytes of free objects each CPU's cache may hold", parse_size, &xmm_config.cpu_cache_bytes},
     {"XMM_THREAD_CACHE_SIZE", "a size in bytes, e.g. 2M", "2M",
      "bytes each thread's cache may hold (per-thread mode)", parse_size,

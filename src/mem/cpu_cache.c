@@ -98,7 +98,9 @@ static bool plan_capacities(void)
         wanted[size_class] = by_budget > minimum ? (uint32_t)by_budget : minimum;
         total += wanted[size_class];
     }
-    uint64_t room = XMM_SLAB_WORDS - XMM_SLAB_FIRST_SLOT;
+    /* The last word stays unused: `end` (one past a class's last slot) is
+     * a 16-bit index. */
+    uint64_t room = XMM_SLAB_WORDS - 1 - XMM_SLAB_FIRST_SLOT;
     uint32_t next = XMM_SLAB_FIRST_SLOT;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         uint32_t capacity = wanted[size_class];
@@ -110,7 +112,7 @@ static bool plan_capacities(void)
         next += capacity;
         class_end[size_class] = (uint16_t)next;
     }
-    return next <= XMM_SLAB_WORDS;
+    return next < XMM_SLAB_WORDS;
 }
 
 static bool map_slabs(void)

@@ -16,8 +16,7 @@
  * slots; the sections address classes as bytes (size_class < 128). */
 _Static_assert(XMM_CLASS_COUNT <= XMM_SLAB_FIRST_SLOT, "class headers overlap the slots");
 _Static_assert(XMM_CLASS_COUNT <= 128, "the sections take the class as a byte below 128");
-_Static_assert(XMM_SLAB_WORDS - XMM_SLAB_FIRST_SLOT <= 0xffff,
-               "slot indexes are 16-bit in a header");
+_Static_assert(XMM_SLAB_WORDS - 1 <= 0xffff, "slot indexes are 16-bit in a header");
 #endif
 
 /* xmm_thread.rseq_area (base/common.h): the calling thread's rseq area
