@@ -68,7 +68,9 @@ static void *map_aligned(size_t size, size_t alignment, int flags)
      * take MAP_FIXED_NOREPLACE as a hint: any other address is refused. */
     uintptr_t below = (uintptr_t)first & ~(uintptr_t)(alignment - 1);
     if (below != 0) {
+        int saved_errno = errno; /* EEXIST when taken: not the caller's */
         void *hinted = mmap((void *)below, size, protection, flags | MAP_FIXED_NOREPLACE, -1, 0);
+        errno = saved_errno;
         if (hinted == (void *)below)
             return hinted;
         if (hinted != MAP_FAILED)
@@ -111,6 +113,14 @@ void *xmm_os_remap(void *addr, size_t old_size, size_t new_size, void *to)
 void xmm_os_unmap(void *addr, size_t size)
 {
     munmap(addr, size);
+}
+
+int xmm_os_protect_none(void *addr, size_t size)
+{
+    int saved_errno = errno;
+    int result = mprotect(addr, size, PROT_NONE);
+    errno = saved_errno;
+    return result;
 }
 
 int xmm_os_purge(void *addr, size_t size, bool lazy)

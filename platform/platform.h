@@ -67,6 +67,11 @@ void xmm_os_unmap(void *addr, size_t size);
  * then still valid and merely resident). */
 int xmm_os_purge(void *addr, size_t size, bool lazy);
 
+/* Makes [addr, addr + size) inaccessible (PROT_NONE): any access faults.
+ * `addr` and `size` are multiples of the page size. Returns 0, or -1 if
+ * the kernel refused (the range is then still read-write). */
+int xmm_os_protect_none(void *addr, size_t size);
+
 /* Asks for transparent huge pages on [addr, addr + size) (enable true,
  * MADV_HUGEPAGE) or forbids them (MADV_NOHUGEPAGE). Advisory: returns -1 if
  * the kernel has no THP, and nothing changes. */

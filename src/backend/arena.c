@@ -121,7 +121,7 @@ void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class)
     struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
     xmm_page_info *table = xmm_chunk_table_of((uintptr_t)span->start);
     size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
-    xmm_assert((char *)table == chunk->region.base);
+    xmm_assert((char *)table == chunk->region.base + XMM_CHUNK_GUARD_BYTES);
     xmm_assert(first >= chunk->first_page && first + span->pages <= chunk->pages);
     for (uint32_t page = 0; page < span->pages; page++)
         __atomic_store_n(&table[first + page],
@@ -132,7 +132,7 @@ void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class)
 void xmm_chunk_clear_page_info_from(const struct xmm_span *span, uint32_t first_page)
 {
     xmm_page_info *table = xmm_chunk_table_of((uintptr_t)span->start);
-    size_t first = ((uintptr_t)span->start - (uintptr_t)table) >> XMM_PAGE_SHIFT;
+    size_t first = ((uintptr_t)span->start & (XMM_CHUNK_MAX_SIZE - 1)) >> XMM_PAGE_SHIFT;
     for (uint32_t page = first_page; page < span->pages; page++)
         __atomic_store_n(&table[first + page], 0, __ATOMIC_RELEASE);
 }
@@ -189,6 +189,13 @@ struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages)
     char *base = xmm_os_map(size, XMM_CHUNK_MAX_SIZE);
     if (!base)
         return NULL;
+    /* The guard before the page table (arena.h). The kernel's pages are
+     * 4 KiB on x86_64; a chunk without its guard is not made. */
+    if (xmm_os_page_size() != XMM_CHUNK_GUARD_BYTES ||
+        xmm_os_protect_none(base, XMM_CHUNK_GUARD_BYTES) != 0) {
+        xmm_os_unmap(base, size);
+        return NULL;
+    }
     struct xmm_chunk *chunk = take_chunk_descriptor();
     if (!chunk) {
         xmm_os_unmap(base, size);

@@ -15,8 +15,8 @@
  * instruction of the process.
  *
  * A chunk starts on a 64 MiB boundary (XMM_CHUNK_MAX_SIZE), and its first
- * pages hold the page table: one xmm_page_info word per page of the chunk
- * (XMM_CHUNK_TABLE_PAGES; spans are cut after it). So the page info of
+ * pages hold a 4 KiB guard and the page table: one xmm_page_info word per
+ * page of the chunk (XMM_CHUNK_TABLE_PAGES; spans are cut after it). So the page info of
  * any chunk address is one load from an address computed from the pointer
  * alone (a mask and a shift), as mimalloc finds its page from its
  * segment's alignment. free() still asks the address map whether the
@@ -59,7 +59,7 @@ struct xmm_region {
  * class of the live small-object span that holds it (0: none: a free,
  * large or released page, or no chunk at all), that span's node, and the
  * page's distance from the span's first page. A free reads this word
- * through the address map and never touches the span descriptor. */
+ * from the chunk's page table and never touches the span descriptor. */
 typedef uint32_t xmm_page_info;
 #define XMM_PAGE_INFO(size_class, node, page_in_span)                          \
     ((uint32_t)(size_class) | (uint32_t)(node) << 8 | (uint32_t)(page_in_span) << 16)
@@ -77,17 +77,25 @@ struct xmm_chunk {
     struct xmm_span *page_span[XMM_CHUNK_MAX_PAGES];
 };
 
-/* The pages at the start of a chunk of `pages` pages that hold its page
- * table: one page up to 16 MiB, four for 64 MiB. */
+/* A chunk starts with a 4 KiB guard (PROT_NONE) and then its page table:
+ * chunks are often mapped right below one another, and without the guard
+ * a write a few bytes past the last block of the chunk below would land
+ * in the table and forge a page word (a large block's interior then
+ * passes free() as a small object). */
+#define XMM_CHUNK_GUARD_BYTES ((size_t)4096)
+/* The pages at the start of a chunk of `pages` pages that hold its guard
+ * and page table: one page up to 8 MiB, two up to 16 MiB, five for 64 MiB. */
 #define XMM_CHUNK_TABLE_PAGES(pages)                                           \
-    (((size_t)(pages) * sizeof(xmm_page_info) + XMM_PAGE_SIZE - 1) >> XMM_PAGE_SHIFT)
+    ((XMM_CHUNK_GUARD_BYTES + (size_t)(pages) * sizeof(xmm_page_info) + XMM_PAGE_SIZE - 1) >>  \
+     XMM_PAGE_SHIFT)
 /* The most pages one span of a chunk can have. */
 #define XMM_CHUNK_SPAN_MAX_PAGES (XMM_CHUNK_MAX_PAGES - XMM_CHUNK_TABLE_PAGES(XMM_CHUNK_MAX_PAGES))
 
-/* The page table of the chunk that would hold `bits`: its aligned start. */
+/* The page table of the chunk that would hold `bits`: past the guard at
+ * its aligned start. */
 XMM_INLINE xmm_page_info *xmm_chunk_table_of(uintptr_t bits)
 {
-    return (xmm_page_info *)(bits & ~(uintptr_t)(XMM_CHUNK_MAX_SIZE - 1));
+    return (xmm_page_info *)((bits & ~(uintptr_t)(XMM_CHUNK_MAX_SIZE - 1)) + XMM_CHUNK_GUARD_BYTES);
 }
 
 /* A chunk is found by its region (the map, spare lists): region first. */
@@ -122,12 +130,15 @@ extern XMM_HIDDEN struct xmm_address_map xmm_address_map;
  * Returns 0. */
 int xmm_arena_init(void);
 
-/* The map entry of the granule of `address` (a user-space address). */
+/* The map entry of the granule of `address`. The root index is masked: an
+ * address above the user space reads the entry of a user-space granule
+ * (callers either reject such addresses first or compare the entry with
+ * something no user-space granule can hold). */
 XMM_INLINE struct xmm_map_entry *xmm_map_entry_of(uintptr_t bits)
 {
     uintptr_t granule = bits >> XMM_GRANULE_SHIFT;
-    uintptr_t leaf_offset =
-        __atomic_load_n(&xmm_address_map.root[granule >> XMM_MAP_LEAF_BITS], __ATOMIC_ACQUIRE);
+    uintptr_t root_index = (granule >> XMM_MAP_LEAF_BITS) & (((uintptr_t)1 << XMM_MAP_ROOT_BITS) - 1);
+    uintptr_t leaf_offset = __atomic_load_n(&xmm_address_map.root[root_index], __ATOMIC_ACQUIRE);
     struct xmm_map_leaf *leaf = (struct xmm_map_leaf *)((char *)&xmm_address_map.empty + leaf_offset);
     return &leaf->entries[granule & (((uintptr_t)1 << XMM_MAP_LEAF_BITS) - 1)];
 }
@@ -153,12 +164,13 @@ XMM_INLINE struct xmm_region *xmm_region_of(const void *address)
  * can read an unmapped table (documented in design.md, "Known limits"). */
 XMM_INLINE xmm_page_info xmm_page_info_of(const void *address)
 {
+    /* No range test: above the user space, `table` has high bits that no
+     * chunk's start has, so the entry (of some user-space granule) never
+     * matches. */
     uintptr_t bits = (uintptr_t)address;
-    if (XMM_UNLIKELY(bits >> XMM_ADDRESS_BITS))
-        return 0;
     xmm_page_info *table = xmm_chunk_table_of(bits);
     uintptr_t entry = __atomic_load_n(&xmm_map_entry_of(bits)->chunk_table, __ATOMIC_ACQUIRE);
-    if (XMM_UNLIKELY(entry != XMM_MAP_CHUNK_TABLE(table)))
+    if (XMM_UNLIKELY(entry != XMM_MAP_CHUNK_TABLE((char *)table - XMM_CHUNK_GUARD_BYTES)))
         return 0;
     return __atomic_load_n(&table[(bits >> XMM_PAGE_SHIFT) & (XMM_CHUNK_MAX_PAGES - 1)],
                            __ATOMIC_ACQUIRE);

@@ -46,7 +46,8 @@ int main(void)
     CHECK(small_chunk->first_page == XMM_CHUNK_TABLE_PAGES(small_chunk->pages) &&
               small_chunk->first_page >= 1,
           "table pages %u", small_chunk->first_page);
-    CHECK((char *)xmm_chunk_table_of((uintptr_t)small) == base, "table found by mask");
+    CHECK((char *)xmm_chunk_table_of((uintptr_t)small) == base + XMM_CHUNK_GUARD_BYTES,
+          "table found by mask, after the guard");
     for (uint32_t page = 0; page < small_chunk->first_page; page++)
         CHECK(xmm_chunk_span_of(small_chunk, base + page * XMM_PAGE_SIZE) == NULL &&
                   xmm_page_info_of(base + page * XMM_PAGE_SIZE) == 0,

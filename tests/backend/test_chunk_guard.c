@@ -1,0 +1,67 @@
+/* The guard before a chunk's page table (backend/arena.h): chunks are
+ * mapped right below one another, so without it a write a few bytes past
+ * the last block of one chunk would reach the next chunk's page table and
+ * forge a page word (free() would then take an interior pointer of a live
+ * large block for a small object, and malloc hand out memory inside it).
+ * With it, such a write faults. Found in review of the page table's move
+ * into the chunk. */
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backend/backend.h"
+#include "check.h"
+#include "xmm.h"
+
+/* Three of them fill a 64 MiB chunk's pages exactly, so the last block of
+ * such a chunk ends where the chunk does. */
+#define BLOCK_PAGES (XMM_CHUNK_SPAN_MAX_PAGES / 3)
+#define BLOCK_BYTES ((size_t)BLOCK_PAGES * XMM_PAGE_SIZE)
+#define COUNT 24
+
+/* Writes a byte at `target` in a child; true if the child died of SIGSEGV. */
+static bool write_faults(char *target)
+{
+    pid_t child = fork();
+    if (child == 0) {
+        *(volatile char *)target = 0x5a;
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
+}
+
+int main(void)
+{
+    _Static_assert(XMM_CHUNK_SPAN_MAX_PAGES % 3 == 0, "blocks fill a chunk");
+    static char *blocks[COUNT];
+    for (int i = 0; i < COUNT; i++) {
+        blocks[i] = xmm_malloc(BLOCK_BYTES);
+        CHECK(blocks[i] != NULL, "block %d", i);
+    }
+    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(blocks[0]);
+    char *base = chunk->region.base;
+    CHECK((char *)xmm_chunk_table_of((uintptr_t)blocks[0]) == base + XMM_CHUNK_GUARD_BYTES,
+          "the table follows the guard");
+    CHECK(write_faults(base) && write_faults(base + XMM_CHUNK_GUARD_BYTES - 1),
+          "a write into a chunk's first 4 KiB faults");
+    CHECK(!write_faults(base + XMM_CHUNK_GUARD_BYTES), "the table right after it is writable");
+    /* Two chunks, one right above the other: the overflow off the end of
+     * the lower one's last block faults before it reaches the table. */
+    int adjacent = 0;
+    for (int i = 0; i < COUNT; i++) {
+        struct xmm_region *next = xmm_region_of(blocks[i] + BLOCK_BYTES);
+        if (next && next->kind == XMM_REGION_CHUNK && next->base == blocks[i] + BLOCK_BYTES) {
+            adjacent++;
+            CHECK(write_faults(blocks[i] + BLOCK_BYTES + 16),
+                  "16 bytes past block %p, the last of its chunk: a fault, not the table of %p",
+                  (void *)blocks[i], (void *)next->base);
+        }
+    }
+    printf("%d chunk(s) with another right above them in this run\n", adjacent);
+    for (int i = 0; i < COUNT; i++)
+        xmm_free(blocks[i]);
+    return check_summary("chunk guard");
+}
