@@ -267,6 +267,29 @@ static struct xmm_chunk *new_chunk(struct page_heap *heap, size_t pages)
     return chunk;
 }
 
+static struct xmm_span *free_neighbour(const struct page_heap *heap, struct xmm_chunk *chunk,
+                                       struct xmm_span *span, bool after);
+
+/* The granules rotate_interleaved_start left uncut become a free span,
+ * joined with the free span after them when that one was never touched
+ * either (a dirty neighbour stays apart: the joined span would count the
+ * clean pages as resident). */
+static void list_held_pages(struct page_heap *heap, struct xmm_chunk *chunk)
+{
+    char *head = chunk->region.base + ((size_t)chunk->first_page << XMM_PAGE_SHIFT);
+    struct xmm_span *held = make_free_span(heap, head, heap->held_pages, XMM_PAGES_CLEAN);
+    if (!held)
+        return;
+    struct xmm_span *after = free_neighbour(heap, chunk, held, true);
+    if (after && after->dirty == XMM_PAGES_CLEAN) {
+        list_remove(heap, after);
+        held->pages += after->pages;
+        retire_descriptor(heap, after);
+        xmm_chunk_set_pages(held, true);
+    }
+    list_insert(heap, held);
+}
+
 /* The current chunk is done with: under XMM_THP=auto a chunk cut to the
  * end is dense and may now be backed by huge pages (khugepaged collapses
  * it; sparse chunks stay on small pages, where purging frees memory at
@@ -278,10 +301,7 @@ static void retire_current_chunk(struct page_heap *heap)
         return;
     xmm_arena_chunk_dense(chunk);
     if (heap->held_pages) {
-        char *head = chunk->region.base + ((size_t)chunk->first_page << XMM_PAGE_SHIFT);
-        struct xmm_span *held = make_free_span(heap, head, heap->held_pages, XMM_PAGES_CLEAN);
-        if (held)
-            list_insert(heap, held);
+        list_held_pages(heap, chunk);
         heap->held_pages = 0;
     }
     if (heap->next_page < chunk->pages) {
