@@ -80,24 +80,25 @@ XMM_INLINE bool xmm_free_object_is_free(const void *object, const char *start, s
 }
 
 /* What free() reads first: bytes 4 and 5 of the word only (bits 32-47 on
- * x86_64). A program that wrote a byte or a short at the start or the end
+ * x86_64), compared with the object's own address. A program that wrote a byte or a short at the start or the end
  * of the block just before freeing it (a flag, a string, the last byte of
  * an 8-byte block) then costs no store-forwarding stall: a load that
  * overlaps a recent store it is not wholly inside of waits for that store
  * to reach the cache (about 12 cycles, measured: 1.6 ns a malloc+free
- * pair). True when those bits decode to bits 32-47
- * of an address of the span [start, start + bytes) -- always for a free
- * object; for a live one only if the program stored there the secret's
+ * pair). True when those bits decode to the
+ * object's own bits 32-47, which every address of its span shares -- always
+ * for a free object; for a live one only if the program stored there the secret's
  * bits XOR its own (bit 47 of them set: no user-space pointer, small
- * number or zero does; arbitrary data one time in 32768). Callers confirm
+ * number or zero does; arbitrary data one time in 65536). Callers confirm
  * with xmm_free_object_is_free, which reads the whole word, before
  * reporting. */
-XMM_INLINE bool xmm_free_object_may_be_free(const void *object, uintptr_t start)
+XMM_INLINE bool xmm_free_object_may_be_free(const void *object)
 {
     uint16_t bits = ((const xmm_free_bits *)object)[2];
     uint16_t link_bits = (uint16_t)(bits ^ (uint16_t)(xmm_free_key(object) >> 32));
-    /* a span may straddle a 4 GiB boundary: start's bits or one more */
-    return (uint16_t)(link_bits - (uint16_t)(start >> 32)) <= 1;
+    /* Spans never straddle a 4 GiB boundary (they lie in 64 MiB-aligned
+     * chunks), so a link's bits 32-47 are the object's own. */
+    return link_bits == (uint16_t)((uintptr_t)object >> 32);
 }
 
 /* The word a block holds when it is handed out: not a free object's. All

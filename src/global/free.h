@@ -66,12 +66,12 @@ void xmm_heap_free_slow(void *ptr);
 
 /* The page info (backend/arena.h) of `ptr` when it is a live small block:
  * an object start (a multiply) of a small-object span, not past its last
- * object, and not already free (the high half of its first word,
+ * object, and not already free (bytes 4-5 of its first word,
  * free_object.h; objects never handed out are marked free too). 0 for
- * anything else (NULL, large,
- * direct, invalid, already free), which the slow paths classify and
- * report. Three dependent loads to the page's info (root, leaf, page
- * word), one to the class's row; the span descriptor is not read. */
+ * anything else (NULL, large, direct, invalid, already free), which the
+ * slow paths classify and report. The page word is one load from the
+ * masked pointer (the map check beside it decides a branch), then one
+ * load of the class's row; the span descriptor is not read. */
 XMM_INLINE xmm_page_info xmm_live_small_block(const void *ptr)
 {
     xmm_page_info info = xmm_page_info_of(ptr);
@@ -79,13 +79,12 @@ XMM_INLINE xmm_page_info xmm_live_small_block(const void *ptr)
     if (XMM_UNLIKELY(size_class == 0))
         return 0;
     const struct xmm_size_class *row = &xmm_size_classes[size_class];
-    uintptr_t start = (((uintptr_t)ptr >> XMM_PAGE_SHIFT) - XMM_PAGE_INFO_PAGE(info))
-                      << XMM_PAGE_SHIFT;
-    uint64_t offset = (uintptr_t)ptr - start;
+    uint64_t offset = ((uintptr_t)ptr & (XMM_PAGE_SIZE - 1)) +
+                      ((uint64_t)XMM_PAGE_INFO_PAGE(info) << XMM_PAGE_SHIFT);
     /* A block that may be free goes to the slow path, which reads the whole
      * word to tell (and frees it after all if it is live). */
     if (XMM_UNLIKELY(offset * row->start_magic >= row->start_magic ||
-                     offset >= row->object_bytes || xmm_free_object_may_be_free(ptr, start)))
+                     offset >= row->object_bytes || xmm_free_object_may_be_free(ptr)))
         return 0;
     return info;
 }
