@@ -31,7 +31,7 @@
 #include "central.h"
 #include "cpu_cache.h"
 
-/* Slabs beyond this many (256 MiB of address space) are not mapped: such a
+/* Slabs beyond this many (512 MiB of address space) are not mapped: such a
  * CPU count without sysfs means the bound is the kernel's NR_CPUS, not its
  * CPUs, and the process uses per-thread caches. */
 #define XMM_MAX_SLABS 1024

@@ -1265,7 +1265,7 @@ static int mode_crossnode(void)
 #define MIGRATE_BLOCKS 3000
 #define MIGRATE_HELD 100
 
-/* A cache holds at most its byte budget: XMM_CPU_CACHE_SIZE (1M) per CPU,
+/* A cache holds at most its byte budget: XMM_CPU_CACHE_SIZE (2M) per CPU,
  * XMM_THREAD_CACHE_SIZE (2M) per thread (README). */
 static size_t cache_budget_bytes(void)
 {
