@@ -74,7 +74,7 @@ static void check_encoding(void)
     CHECK(quick_on_kept == 0, "no zero, small number or pointer passes the quick check (%zu did)",
           quick_on_kept);
     CHECK(live_reported == 0, "no live word passes the whole-word check (%zu did)", live_reported);
-    /* 3 values in 65536 pass: about 48 of a million. */
+    /* 1 value in 65536 passes: about 16 of a million. */
     CHECK(quick_hits < samples / 1000, "arbitrary data passes the quick check rarely: %zu of %zu",
           quick_hits, samples);
 }
