@@ -121,7 +121,7 @@ void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class)
     struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
     xmm_page_info *table = xmm_chunk_table_of((uintptr_t)span->start);
     size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
-    xmm_assert((char *)table == chunk->region.base + XMM_CHUNK_GUARD_BYTES);
+    xmm_assert((char *)table == chunk->region.base + XMM_CHUNK_TABLE_OFFSET);
     xmm_assert(first >= chunk->first_page && first + span->pages <= chunk->pages);
     for (uint32_t page = 0; page < span->pages; page++)
         __atomic_store_n(&table[first + page],
@@ -189,10 +189,10 @@ struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages)
     char *base = xmm_os_map(size, XMM_CHUNK_MAX_SIZE);
     if (!base)
         return NULL;
-    /* The guard before the page table (arena.h). The kernel's pages are
-     * 4 KiB on x86_64; a chunk without its guard is not made. */
-    if (xmm_os_page_size() != XMM_CHUNK_GUARD_BYTES ||
-        xmm_os_protect_none(base, XMM_CHUNK_GUARD_BYTES) != 0) {
+    /* The guard before the page table (arena.h); a chunk without it is
+     * not made. */
+    if (XMM_CHUNK_TABLE_OFFSET % xmm_os_page_size() != 0 ||
+        xmm_os_protect_none(base, XMM_CHUNK_TABLE_OFFSET) != 0) {
         xmm_os_unmap(base, size);
         return NULL;
     }
@@ -208,7 +208,7 @@ struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages)
     chunk->region.base = base;
     chunk->region.size = size;
     chunk->pages = (uint32_t)pages;
-    chunk->first_page = (uint32_t)XMM_CHUNK_TABLE_PAGES(pages);
+    chunk->first_page = XMM_CHUNK_FIRST_PAGE;
     chunk->next_in_heap = NULL;
     xmm_numa_bind(base, size, node);
     advise_huge_pages(&chunk->region);

@@ -15,8 +15,8 @@
  * instruction of the process.
  *
  * A chunk starts on a 64 MiB boundary (XMM_CHUNK_MAX_SIZE), and its first
- * pages hold a 4 KiB guard and the page table: one xmm_page_info word per
- * page of the chunk (XMM_CHUNK_TABLE_PAGES; spans are cut after it). So the page info of
+ * granule holds a guard and the page table: one xmm_page_info word per
+ * page of the chunk (spans are cut from the second granule on). So the page info of
  * any chunk address is one load from an address computed from the pointer
  * alone (a mask and a shift), as mimalloc finds its page from its
  * segment's alignment. free() still asks the address map whether the
@@ -77,25 +77,25 @@ struct xmm_chunk {
     struct xmm_span *page_span[XMM_CHUNK_MAX_PAGES];
 };
 
-/* A chunk starts with a 4 KiB guard (PROT_NONE) and then its page table:
- * chunks are often mapped right below one another, and without the guard
- * a write a few bytes past the last block of the chunk below would land
- * in the table and forge a page word (a large block's interior then
- * passes free() as a small object). */
-#define XMM_CHUNK_GUARD_BYTES ((size_t)4096)
-/* The pages at the start of a chunk of `pages` pages that hold its guard
- * and page table: one page up to 8 MiB, two up to 16 MiB, five for 64 MiB. */
-#define XMM_CHUNK_TABLE_PAGES(pages)                                           \
-    ((XMM_CHUNK_GUARD_BYTES + (size_t)(pages) * sizeof(xmm_page_info) + XMM_PAGE_SIZE - 1) >>  \
-     XMM_PAGE_SHIFT)
+/* A chunk's first 2 MiB granule holds no span: a guard (PROT_NONE), then
+ * the page table at its end, sized for the largest chunk (32 KiB). Chunks
+ * are often mapped right below one another, and without the guard a write
+ * a few bytes past the last block of the chunk below would land in the
+ * table and forge a page word (a large block's interior then passes
+ * free() as a small object). Spans start on the next granule, so they sit
+ * on the huge-page grid as they did before the table moved here (the
+ * kernel interleaves huge pages by their place in it). The granule costs
+ * address space, not memory: only the table's used part is touched. */
+#define XMM_CHUNK_TABLE_OFFSET (XMM_GRANULE_SIZE - XMM_CHUNK_MAX_PAGES * sizeof(xmm_page_info))
+#define XMM_CHUNK_FIRST_PAGE XMM_PAGES_PER_GRANULE
 /* The most pages one span of a chunk can have. */
-#define XMM_CHUNK_SPAN_MAX_PAGES (XMM_CHUNK_MAX_PAGES - XMM_CHUNK_TABLE_PAGES(XMM_CHUNK_MAX_PAGES))
+#define XMM_CHUNK_SPAN_MAX_PAGES (XMM_CHUNK_MAX_PAGES - XMM_CHUNK_FIRST_PAGE)
 
 /* The page table of the chunk that would hold `bits`: past the guard at
  * its aligned start. */
 XMM_INLINE xmm_page_info *xmm_chunk_table_of(uintptr_t bits)
 {
-    return (xmm_page_info *)((bits & ~(uintptr_t)(XMM_CHUNK_MAX_SIZE - 1)) + XMM_CHUNK_GUARD_BYTES);
+    return (xmm_page_info *)((bits & ~(uintptr_t)(XMM_CHUNK_MAX_SIZE - 1)) + XMM_CHUNK_TABLE_OFFSET);
 }
 
 /* A chunk is found by its region (the map, spare lists): region first. */
@@ -170,7 +170,7 @@ XMM_INLINE xmm_page_info xmm_page_info_of(const void *address)
     uintptr_t bits = (uintptr_t)address;
     xmm_page_info *table = xmm_chunk_table_of(bits);
     uintptr_t entry = __atomic_load_n(&xmm_map_entry_of(bits)->chunk_table, __ATOMIC_ACQUIRE);
-    if (XMM_UNLIKELY(entry != XMM_MAP_CHUNK_TABLE((char *)table - XMM_CHUNK_GUARD_BYTES)))
+    if (XMM_UNLIKELY(entry != XMM_MAP_CHUNK_TABLE((char *)table - XMM_CHUNK_TABLE_OFFSET)))
         return 0;
     return __atomic_load_n(&table[(bits >> XMM_PAGE_SHIFT) & (XMM_CHUNK_MAX_PAGES - 1)],
                            __ATOMIC_ACQUIRE);

@@ -252,10 +252,15 @@ static struct xmm_chunk *new_chunk(struct page_heap *heap, size_t pages)
 {
     size_t chunk_pages = heap->next_chunk_pages;
     /* The page table takes the first pages (alloc_pages bounds `pages`). */
-    size_t needed = xmm_align_up(pages + XMM_CHUNK_TABLE_PAGES(XMM_CHUNK_MAX_PAGES),
-                                 XMM_PAGES_PER_GRANULE);
+    size_t needed = xmm_align_up(pages + XMM_CHUNK_FIRST_PAGE, XMM_PAGES_PER_GRANULE);
     if (needed > chunk_pages)
         chunk_pages = needed;
+    /* Interleaved: a whole power of two of granules for spans, besides the
+     * table's, so that each node's huge pages come in equal numbers (the
+     * kernel interleaves them by address; the table's granule would
+     * otherwise be one node's share missing from every chunk). */
+    if (xmm_numa_interleave_width(heap->node) > 1 && chunk_pages < XMM_CHUNK_MAX_PAGES)
+        chunk_pages += XMM_PAGES_PER_GRANULE;
     struct xmm_chunk *chunk = xmm_arena_new_chunk(heap->node, chunk_pages);
     if (!chunk)
         return NULL;
@@ -314,19 +319,20 @@ static void retire_current_chunk(struct page_heap *heap)
 }
 
 /* Chunks start on 64 MiB boundaries (arena.h), so under an interleave
- * policy the first 2 MiB of every chunk, the part a small heap uses most,
- * would be on the same node. For the interleaved heap, a new chunk is cut
- * from the k-th granule on (k counting chunks modulo the nodes), and the
- * granules before it join the free lists when the chunk is retired. */
+ * policy (the kernel picks a page's node from its address) the first huge
+ * pages of every chunk, the part a small heap uses most, would be on the
+ * same node. The interleaved heap cuts its n-th chunk from n granules
+ * further on (n modulo the nodes); the pages skipped join the free lists
+ * when the chunk is retired. */
 static void rotate_interleaved_start(struct page_heap *heap, size_t pages)
 {
-    int width = xmm_numa_interleave_width(heap->node);
+    unsigned width = (unsigned)xmm_numa_interleave_width(heap->node);
     if (width <= 1)
         return;
-    size_t skip = (size_t)(heap->chunks_made++ % (unsigned)width) * XMM_PAGES_PER_GRANULE;
+    size_t skip = (size_t)(heap->chunks_made++ % width) * XMM_PAGES_PER_GRANULE;
     if (skip && heap->next_page + skip + pages <= heap->current->pages) {
-        heap->next_page += skip;
         heap->held_pages = skip;
+        heap->next_page += skip;
     }
 }
 

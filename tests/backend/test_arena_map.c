@@ -43,10 +43,9 @@ int main(void)
     char *base = small_chunk->region.base;
     CHECK(((uintptr_t)base & (XMM_CHUNK_MAX_SIZE - 1)) == 0, "chunk %p on a 64 MiB boundary",
           (void *)base);
-    CHECK(small_chunk->first_page == XMM_CHUNK_TABLE_PAGES(small_chunk->pages) &&
-              small_chunk->first_page >= 1,
+    CHECK(small_chunk->first_page == XMM_CHUNK_FIRST_PAGE,
           "table pages %u", small_chunk->first_page);
-    CHECK((char *)xmm_chunk_table_of((uintptr_t)small) == base + XMM_CHUNK_GUARD_BYTES,
+    CHECK((char *)xmm_chunk_table_of((uintptr_t)small) == base + XMM_CHUNK_TABLE_OFFSET,
           "table found by mask, after the guard");
     for (uint32_t page = 0; page < small_chunk->first_page; page++)
         CHECK(xmm_chunk_span_of(small_chunk, base + page * XMM_PAGE_SIZE) == NULL &&

@@ -14,9 +14,9 @@
 #include "check.h"
 #include "xmm.h"
 
-/* Three of them fill a 64 MiB chunk's pages exactly, so the last block of
+/* Four of them fill a 64 MiB chunk's pages exactly, so the last block of
  * such a chunk ends where the chunk does. */
-#define BLOCK_PAGES (XMM_CHUNK_SPAN_MAX_PAGES / 3)
+#define BLOCK_PAGES (XMM_CHUNK_SPAN_MAX_PAGES / 4)
 #define BLOCK_BYTES ((size_t)BLOCK_PAGES * XMM_PAGE_SIZE)
 #define COUNT 24
 
@@ -35,7 +35,7 @@ static bool write_faults(char *target)
 
 int main(void)
 {
-    _Static_assert(XMM_CHUNK_SPAN_MAX_PAGES % 3 == 0, "blocks fill a chunk");
+    _Static_assert(XMM_CHUNK_SPAN_MAX_PAGES % 4 == 0, "blocks fill a chunk");
     static char *blocks[COUNT];
     for (int i = 0; i < COUNT; i++) {
         blocks[i] = xmm_malloc(BLOCK_BYTES);
@@ -43,11 +43,11 @@ int main(void)
     }
     struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(blocks[0]);
     char *base = chunk->region.base;
-    CHECK((char *)xmm_chunk_table_of((uintptr_t)blocks[0]) == base + XMM_CHUNK_GUARD_BYTES,
+    CHECK((char *)xmm_chunk_table_of((uintptr_t)blocks[0]) == base + XMM_CHUNK_TABLE_OFFSET,
           "the table follows the guard");
-    CHECK(write_faults(base) && write_faults(base + XMM_CHUNK_GUARD_BYTES - 1),
-          "a write into a chunk's first 4 KiB faults");
-    CHECK(!write_faults(base + XMM_CHUNK_GUARD_BYTES), "the table right after it is writable");
+    CHECK(write_faults(base) && write_faults(base + XMM_CHUNK_TABLE_OFFSET - 1),
+          "a write into the guard before a chunk's table faults");
+    CHECK(!write_faults(base + XMM_CHUNK_TABLE_OFFSET), "the table right after it is writable");
     /* Two chunks, one right above the other: the overflow off the end of
      * the lower one's last block faults before it reaches the table. */
     int adjacent = 0;
