@@ -8,11 +8,15 @@ Two ways, tried in order:
 2. a cgroup v2 directory of our own: a child of this process's cgroup
    (or of the cgroup2 root) whose `cgroup.controllers` offers `memory`,
    with `memory.max` and `memory.swap.max` set; the benchmark process
-   moves itself into it before exec.
+   moves itself into it before exec;
+3. the same in a cgroup v1 memory hierarchy (machines that mount the
+   memory controller as v1, as this project's benchmark VM does):
+   `memory.limit_in_bytes`, and `memory.memsw.limit_in_bytes` equal to it
+   where swap is accounted (else `memory.swappiness` 0).
 
-Where neither works (no user systemd bus, memory controller only on cgroup
-v1, no permission), the limited runs are left out of the suite and the
-report says why; peak RSS is then the only evidence. Nothing is changed in
+Where none works (no user systemd bus, no writable memory controller),
+the limited runs are left out of the suite and the report says why; peak
+RSS is then the only evidence. Nothing is changed in
 cgroups that this module did not create.
 """
 import os
@@ -93,12 +97,34 @@ def _probe_cgroup2():
     return None, "cgroup v2: " + "; ".join(reasons)
 
 
+def _probe_cgroup1():
+    """(parent directory, "") of a writable cgroup v1 memory hierarchy,
+    else (None, why not)."""
+    try:
+        for line in open("/proc/self/mountinfo"):
+            fields = line.split()
+            separator = fields.index("-")
+            if fields[separator + 1] == "cgroup" and "memory" in fields[separator + 3].split(","):
+                parent = fields[4]
+                if os.access(parent, os.W_OK):
+                    return parent, ""
+                return None, f"cgroup v1: {parent}: not writable"
+    except (OSError, ValueError, IndexError):
+        pass
+    return None, "cgroup v1: no memory hierarchy is mounted"
+
+
+def _write(path, value):
+    with open(path, "w") as f:
+        f.write(value)
+
+
 class Limiter:
     """How to run a command under a memory limit here, or why it cannot be."""
 
     def __init__(self):
-        self.method = None       # "systemd-run" or "cgroup2"
-        self.parent = None       # cgroup2: where children are made
+        self.method = None       # "systemd-run", "cgroup2" or "cgroup1"
+        self.parent = None       # cgroup2, cgroup1: where children are made
         self.reason = ""         # when method is None
         self.count = 0
 
@@ -113,7 +139,11 @@ class Limiter:
         if parent:
             limiter.method, limiter.parent = "cgroup2", parent
             return limiter
-        limiter.reason = f"{systemd_problem}; {cgroup_problem}"
+        parent, v1_problem = _probe_cgroup1()
+        if parent:
+            limiter.method, limiter.parent = "cgroup1", parent
+            return limiter
+        limiter.reason = f"{systemd_problem}; {cgroup_problem}; {v1_problem}"
         return limiter
 
     @property
@@ -125,23 +155,32 @@ class Limiter:
             return "systemd-run --user --scope -p MemoryMax=...M -p MemorySwapMax=0"
         if self.method == "cgroup2":
             return f"a cgroup v2 child of {self.parent} (memory.max, memory.swap.max = 0)"
+        if self.method == "cgroup1":
+            return (f"a cgroup v1 child of {self.parent} (memory.limit_in_bytes, "
+                    "memory.memsw.limit_in_bytes or swappiness 0)")
         return f"not available: {self.reason}"
 
     def prepare(self, argv, limit_mb):
         """(argv, preexec_fn, cleanup) that run argv under the limit."""
         if self.method == "systemd-run":
             return _systemd_prefix(limit_mb) + list(argv), None, lambda: None
-        if self.method != "cgroup2":
+        if self.method not in ("cgroup2", "cgroup1"):
             raise RuntimeError(f"no memory cgroup here: {self.reason}")
         self.count += 1
         path = os.path.join(self.parent, f"xmm-bench-{os.getpid()}-{self.count}")
         os.mkdir(path)
-        with open(os.path.join(path, "memory.max"), "w") as limit:
-            limit.write(str(limit_mb << 20))
-        swap = os.path.join(path, "memory.swap.max")
-        if os.path.exists(swap):
-            with open(swap, "w") as limit:
-                limit.write("0")
+        if self.method == "cgroup2":
+            _write(os.path.join(path, "memory.max"), str(limit_mb << 20))
+            swap = os.path.join(path, "memory.swap.max")
+            if os.path.exists(swap):
+                _write(swap, "0")
+        else:
+            _write(os.path.join(path, "memory.limit_in_bytes"), str(limit_mb << 20))
+            memsw = os.path.join(path, "memory.memsw.limit_in_bytes")
+            if os.path.exists(memsw):
+                _write(memsw, str(limit_mb << 20))
+            else:
+                _write(os.path.join(path, "memory.swappiness"), "0")
         procs = os.path.join(path, "cgroup.procs")
 
         def join():
@@ -160,4 +199,6 @@ class Limiter:
         """For the report's command lines."""
         if self.method == "cgroup2":
             return f"(in a cgroup v2 with memory.max={limit_mb}M) "
+        if self.method == "cgroup1":
+            return f"(in a cgroup v1 with memory.limit_in_bytes={limit_mb}M) "
         return " ".join(_systemd_prefix(limit_mb)) + " "
