@@ -15,6 +15,12 @@
  *   capture_stderr_begin/end()  what XMM writes to fd 2 in between, as a
  *                               string: to check its reports.
  *   next_random(&state)         xorshift64*, deterministic, per caller.
+ *   check_run_self(mode, env)   runs this test's own binary again as a
+ *                               child, with argv[1] = mode and the NULL-
+ *                               terminated NAME=VALUE strings `env` added
+ *                               to its environment (for cases that need a
+ *                               fresh process: XMM reads XMM_* at start);
+ *                               returns its exit status, or 128 + signal.
  *
  * Thread-safe: the counters are atomic, so checks may run in any thread.
  * Header-only: every test is one translation unit (plus, for some, a small
@@ -29,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CHECK_KEEP_FAILURES 12
@@ -136,6 +143,22 @@ __attribute__((unused)) static const char *capture_stderr_end(void)
     text[length] = '\0';
     fclose(capture_file);
     return text;
+}
+
+__attribute__((unused)) static int check_run_self(const char *mode, char *const environment[])
+{
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        for (int i = 0; environment && environment[i]; i++)
+            putenv(environment[i]);
+        execl("/proc/self/exe", "/proc/self/exe", mode, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    if (child < 0 || waitpid(child, &status, 0) != child)
+        return 127;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 /* A small deterministic generator (xorshift64*). */

@@ -192,20 +192,6 @@ static int run_case(const char *mode)
     return check_summary(mode);
 }
 
-static int run_child(const char *mode, char *const environment[])
-{
-    pid_t child = fork();
-    if (child == 0) {
-        for (int i = 0; environment[i]; i++)
-            putenv(environment[i]);
-        execl("/proc/self/exe", "/proc/self/exe", mode, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    waitpid(child, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -225,7 +211,7 @@ int main(int argc, char **argv)
     };
     int failures = 0, count = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < count; i++) {
-        int status = run_child(cases[i].mode, cases[i].environment);
+        int status = check_run_self(cases[i].mode, cases[i].environment);
         if (status != 0)
             printf("FAIL case %s: exit %d\n", cases[i].mode, status);
         failures += status != 0;

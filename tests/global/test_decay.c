@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,20 +132,6 @@ static int run_case(const char *mode)
     return check_summary(mode);
 }
 
-static int run_child(const char *self, const char *mode, char *const environment[])
-{
-    pid_t child = fork();
-    if (child == 0) {
-        for (int i = 0; environment[i]; i++)
-            putenv(environment[i]);
-        execl(self, self, mode, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    waitpid(child, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -157,9 +142,9 @@ int main(int argc, char **argv)
     char *background[] = {"XMM_DECAY_MS=200", "XMM_BACKGROUND=1", NULL};
     char *trim_only[] = {"XMM_DECAY_MS=600000", NULL};
     int failures = 0;
-    failures += run_child("/proc/self/exe", "activity", activity) != 0;
-    failures += run_child("/proc/self/exe", "background", background) != 0;
-    failures += run_child("/proc/self/exe", "trim-only", trim_only) != 0;
+    failures += check_run_self("activity", activity) != 0;
+    failures += check_run_self("background", background) != 0;
+    failures += check_run_self("trim-only", trim_only) != 0;
     printf("%d of 3 decay cases failed\n", failures);
     return failures ? 1 : 0;
 }

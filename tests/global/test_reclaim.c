@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -296,20 +295,12 @@ static int run_case(const char *mode)
     return check_summary(mode);
 }
 
-static int run_child(const char *mode, const char *extra)
+/* Each case in a fresh process: long decay and no background thread, so
+ * that only what the case does gives memory back. */
+static int run_case_alone(const char *mode, char *extra)
 {
-    pid_t child = fork();
-    if (child == 0) {
-        putenv("XMM_DECAY_MS=600000");
-        putenv("XMM_BACKGROUND=0");
-        if (extra)
-            putenv((char *)extra);
-        execl("/proc/self/exe", "/proc/self/exe", mode, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    waitpid(child, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    char *environment[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", extra, NULL};
+    return check_run_self(mode, environment);
 }
 
 int main(int argc, char **argv)
@@ -317,14 +308,15 @@ int main(int argc, char **argv)
     if (argc > 1)
         return run_case(argv[1]);
     struct {
-        const char *mode, *extra;
+        const char *mode;
+        char *extra;
     } cases[] = {
         {"sizes", NULL},       {"direct", NULL},      {"burst", "XMM_DECAY_MS=200"},
         {"trim-first", NULL},  {"trim-second", NULL}, {"thp", "XMM_THP=auto"},
     };
     int failures = 0, count = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < count; i++) {
-        int status = run_child(cases[i].mode, cases[i].extra);
+        int status = run_case_alone(cases[i].mode, cases[i].extra);
         if (status != 0)
             printf("FAIL case %s: exit %d\n", cases[i].mode, status);
         failures += status != 0;
