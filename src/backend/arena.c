@@ -122,7 +122,7 @@ void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class)
     xmm_page_info *table = xmm_chunk_table_of((uintptr_t)span->start);
     size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
     xmm_assert((char *)table == chunk->region.base + XMM_CHUNK_TABLE_OFFSET);
-    xmm_assert(first >= chunk->first_page && first + span->pages <= chunk->pages);
+    xmm_assert(first >= XMM_CHUNK_FIRST_PAGE && first + span->pages <= chunk->pages);
     for (uint32_t page = 0; page < span->pages; page++)
         __atomic_store_n(&table[first + page],
                          size_class ? XMM_PAGE_INFO(size_class, span->node, page) : 0,
@@ -208,7 +208,6 @@ struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages)
     chunk->region.base = base;
     chunk->region.size = size;
     chunk->pages = (uint32_t)pages;
-    chunk->first_page = XMM_CHUNK_FIRST_PAGE;
     chunk->next_in_heap = NULL;
     xmm_numa_bind(base, size, node);
     advise_huge_pages(&chunk->region);

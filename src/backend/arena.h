@@ -73,7 +73,6 @@ struct xmm_chunk {
     struct xmm_region region;
     uint32_t pages;             /* allocator pages in the chunk */
     struct xmm_chunk *next_in_heap; /* the node's chunks (page heap lock) */
-    uint32_t first_page;        /* pages before it hold the page table */
     struct xmm_span *page_span[XMM_CHUNK_MAX_PAGES];
 };
 

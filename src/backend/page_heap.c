@@ -251,7 +251,8 @@ static struct xmm_span *make_free_span(struct page_heap *heap, char *start, size
 static struct xmm_chunk *new_chunk(struct page_heap *heap, size_t pages)
 {
     size_t chunk_pages = heap->next_chunk_pages;
-    /* The page table takes the first pages (alloc_pages bounds `pages`). */
+    /* The first granule holds the guard and the page table (arena.h);
+     * alloc_pages bounds `pages`. */
     size_t needed = xmm_align_up(pages + XMM_CHUNK_FIRST_PAGE, XMM_PAGES_PER_GRANULE);
     if (needed > chunk_pages)
         chunk_pages = needed;
@@ -281,7 +282,7 @@ static struct xmm_span *free_neighbour(const struct page_heap *heap, struct xmm_
  * clean pages as resident). */
 static void list_held_pages(struct page_heap *heap, struct xmm_chunk *chunk)
 {
-    char *head = chunk->region.base + ((size_t)chunk->first_page << XMM_PAGE_SHIFT);
+    char *head = chunk->region.base + ((size_t)XMM_CHUNK_FIRST_PAGE << XMM_PAGE_SHIFT);
     struct xmm_span *held = make_free_span(heap, head, heap->held_pages, XMM_PAGES_CLEAN);
     if (!held)
         return;
@@ -346,7 +347,7 @@ static struct xmm_span *cut_fresh(struct page_heap *heap, size_t pages)
             return NULL;
         retire_current_chunk(heap);
         heap->current = chunk;
-        heap->next_page = chunk->first_page; /* after the page table */
+        heap->next_page = XMM_CHUNK_FIRST_PAGE; /* after the page table */
         rotate_interleaved_start(heap, pages);
     }
     char *start = heap->current->region.base + (heap->next_page << XMM_PAGE_SHIFT);
@@ -475,7 +476,7 @@ static struct xmm_span *free_neighbour(const struct page_heap *heap, struct xmm_
 {
     size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
     size_t page = after ? first + span->pages : first - 1;
-    if ((!after && first == chunk->first_page) || (after && page >= chunk->pages))
+    if ((!after && first == XMM_CHUNK_FIRST_PAGE) || (after && page >= chunk->pages))
         return NULL;
     struct xmm_span *neighbour = chunk->page_span[page];
     /* kind is read atomically: new_span publishes it outside this lock. */
@@ -761,7 +762,7 @@ static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t
 static bool chunk_is_free(const struct page_heap *heap, const struct xmm_chunk *chunk,
                           uint64_t now, uint64_t min_age_ns)
 {
-    for (size_t page = chunk->first_page; page < chunk->pages;) {
+    for (size_t page = XMM_CHUNK_FIRST_PAGE; page < chunk->pages;) {
         const struct xmm_span *span = chunk->page_span[page];
         if (!span || __atomic_load_n(&span->kind, __ATOMIC_ACQUIRE) != XMM_SPAN_FREE ||
             span->epoch != heap->epoch || span->pages == 0 ||
@@ -777,7 +778,7 @@ static bool chunk_is_free(const struct page_heap *heap, const struct xmm_chunk *
  * chunk's address space back to the kernel. */
 static void release_chunk(struct page_heap *heap, struct xmm_chunk *chunk)
 {
-    for (size_t page = chunk->first_page; page < chunk->pages;) {
+    for (size_t page = XMM_CHUNK_FIRST_PAGE; page < chunk->pages;) {
         struct xmm_span *span = chunk->page_span[page];
         page += span->pages;
         /* Resident pages go back with the mapping: they count as purged. */

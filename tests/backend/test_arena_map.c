@@ -43,16 +43,17 @@ int main(void)
     char *base = small_chunk->region.base;
     CHECK(((uintptr_t)base & (XMM_CHUNK_MAX_SIZE - 1)) == 0, "chunk %p on a 64 MiB boundary",
           (void *)base);
-    CHECK(small_chunk->first_page == XMM_CHUNK_FIRST_PAGE,
-          "table pages %u", small_chunk->first_page);
+    CHECK(XMM_CHUNK_TABLE_OFFSET + small_chunk->pages * sizeof(xmm_page_info) <=
+              (size_t)XMM_CHUNK_FIRST_PAGE * XMM_PAGE_SIZE,
+          "the table of %u pages fits before the first span", small_chunk->pages);
     CHECK((char *)xmm_chunk_table_of((uintptr_t)small) == base + XMM_CHUNK_TABLE_OFFSET,
           "table found by mask, after the guard");
-    for (uint32_t page = 0; page < small_chunk->first_page; page++)
+    for (uint32_t page = 0; page < XMM_CHUNK_FIRST_PAGE; page++)
         CHECK(xmm_chunk_span_of(small_chunk, base + page * XMM_PAGE_SIZE) == NULL &&
                   xmm_page_info_of(base + page * XMM_PAGE_SIZE) == 0,
               "table page %u holds no span", page);
-    CHECK((char *)small >= base + small_chunk->first_page * XMM_PAGE_SIZE &&
-              (char *)large >= (char *)chunk->region.base + chunk->first_page * XMM_PAGE_SIZE,
+    CHECK((char *)small >= base + XMM_CHUNK_FIRST_PAGE * XMM_PAGE_SIZE &&
+              (char *)large >= (char *)chunk->region.base + XMM_CHUNK_FIRST_PAGE * XMM_PAGE_SIZE,
           "blocks after the table");
     xmm_page_info info = xmm_page_info_of(small);
     CHECK(XMM_PAGE_INFO_CLASS(info) != 0 && XMM_PAGE_INFO_NODE(info) == 0, "small block's info");
