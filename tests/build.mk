@@ -24,7 +24,8 @@ UNIT_CFLAGS = -O2 -g -std=gnu11 -mcx16 -pthread -Wall -Wextra -Iinclude -Iplatfo
 CORE_UNIT_TESTS = lock map_errno backtrace size_class free_object arena_map chunk_guard page_heap large_cache large_cache_stress \
                   large_double_free central_stress
 # Through malloc itself: the front end and the layers above it.
-SO_UNIT_TESTS = front_end rseq_restart rseq_opt_levels decay stats profile background reclaim
+SO_UNIT_TESTS = front_end rseq_restart rseq_opt_levels decay stats profile background reclaim \
+                remote_bin
 
 $(CORE_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LIBXMM_CORE_A) \
                                            tests/check.h

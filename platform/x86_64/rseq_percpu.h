@@ -5,7 +5,9 @@
  * words laid out as
  *
  *   word 0              the slab's NUMA node (every object in it is of it)
- *   words 1..127        one header per size class:
+ *   words 1..127        one header per bin (a size class, or a small
+ *                       class's remote bin: src/mem/cpu_cache.h; the
+ *                       operations below call it `size_class`):
  *                         bits  0-15 current  (word index of the first empty slot)
  *                         bits 16-31 end      (one past the last slot)
  *                         bits 32-47 begin    (first slot)

@@ -123,10 +123,14 @@ void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class)
     size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
     xmm_assert((char *)table == chunk->region.base + XMM_CHUNK_TABLE_OFFSET);
     xmm_assert(first >= XMM_CHUNK_FIRST_PAGE && first + span->pages <= chunk->pages);
-    for (uint32_t page = 0; page < span->pages; page++)
+    for (uint32_t page = 0; page < span->pages; page++) {
+        if (size_class != 0 && size_class <= XMM_SUBLINE_CLASSES)
+            __atomic_store_n(xmm_page_owner_of(span->start + ((size_t)page << XMM_PAGE_SHIFT)),
+                             XMM_PAGE_OWNER_FRESH, __ATOMIC_RELAXED);
         __atomic_store_n(&table[first + page],
                          size_class ? XMM_PAGE_INFO(size_class, span->node, page) : 0,
                          __ATOMIC_RELEASE);
+    }
 }
 
 void xmm_chunk_clear_page_info_from(const struct xmm_span *span, uint32_t first_page)
@@ -191,8 +195,8 @@ struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages)
         return NULL;
     /* The guard before the page table (arena.h); a chunk without it is
      * not made. */
-    if (XMM_CHUNK_TABLE_OFFSET % xmm_os_page_size() != 0 ||
-        xmm_os_protect_none(base, XMM_CHUNK_TABLE_OFFSET) != 0) {
+    if (XMM_CHUNK_GUARD_SIZE % xmm_os_page_size() != 0 ||
+        xmm_os_protect_none(base, XMM_CHUNK_GUARD_SIZE) != 0) {
         xmm_os_unmap(base, size);
         return NULL;
     }

@@ -77,7 +77,8 @@ struct xmm_chunk {
 };
 
 /* A chunk's first 2 MiB granule holds no span: a guard (PROT_NONE), then
- * the page table at its end, sized for the largest chunk (32 KiB). Chunks
+ * the page owner bytes (8 KiB) and the page table at its end, both sized
+ * for the largest chunk (32 KiB of table). Chunks
  * are often mapped right below one another, and without the guard a write
  * a few bytes past the last block of the chunk below would land in the
  * table and forge a page word (a large block's interior then passes
@@ -86,6 +87,10 @@ struct xmm_chunk {
  * kernel interleaves huge pages by their place in it). The granule costs
  * address space, not memory: only the table's used part is touched. */
 #define XMM_CHUNK_TABLE_OFFSET (XMM_GRANULE_SIZE - XMM_CHUNK_MAX_PAGES * sizeof(xmm_page_info))
+/* Right before the table, one byte per page: the page's owner (below). The
+ * guard ends where it starts. */
+#define XMM_CHUNK_OWNER_OFFSET (XMM_CHUNK_TABLE_OFFSET - XMM_CHUNK_MAX_PAGES)
+#define XMM_CHUNK_GUARD_SIZE XMM_CHUNK_OWNER_OFFSET
 #define XMM_CHUNK_FIRST_PAGE XMM_PAGES_PER_GRANULE
 /* The most pages one span of a chunk can have. */
 #define XMM_CHUNK_SPAN_MAX_PAGES (XMM_CHUNK_MAX_PAGES - XMM_CHUNK_FIRST_PAGE)
@@ -95,6 +100,28 @@ struct xmm_chunk {
 XMM_INLINE xmm_page_info *xmm_chunk_table_of(uintptr_t bits)
 {
     return (xmm_page_info *)((bits & ~(uintptr_t)(XMM_CHUNK_MAX_SIZE - 1)) + XMM_CHUNK_TABLE_OFFSET);
+}
+
+/* The owner byte of the page holding `address` (which must be in a chunk),
+ * for spans of the classes smaller than a cache line: FRESH when the span
+ * is made, then the low byte of the index of the one CPU cache
+ * (mem/cpu_cache.c) that has taken objects of this page from the central
+ * layer, or SHARED once a second one has. A free on a CPU other than the
+ * owner sends the object to that CPU's remote bin instead of the top of
+ * its cache (passive false sharing, design.md). A page two caches refill
+ * from is SHARED rather than handed back and forth: with the last refiller
+ * as owner, each one's own frees would count as remote half the time. A
+ * hint: relaxed loads and stores, and caches 256 apart share a value (and
+ * those at 254 and 255 modulo 256 never own a page); a wrong hint only
+ * changes the bin an object goes to. Same mask and page index as the page
+ * word, so the free path addresses both from the same registers. */
+#define XMM_PAGE_OWNER_FRESH 0xfe
+#define XMM_PAGE_OWNER_SHARED 0xff
+XMM_INLINE uint8_t *xmm_page_owner_of(const void *address)
+{
+    uintptr_t bits = (uintptr_t)address;
+    uint8_t *owners = (uint8_t *)((bits & ~(uintptr_t)(XMM_CHUNK_MAX_SIZE - 1)) + XMM_CHUNK_OWNER_OFFSET);
+    return &owners[(bits >> XMM_PAGE_SHIFT) & (XMM_CHUNK_MAX_PAGES - 1)];
 }
 
 /* A chunk is found by its region (the map, spare lists): region first. */

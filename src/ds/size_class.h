@@ -25,6 +25,12 @@
 #define XMM_SMALL_LOOKUP_MAX 1024            /* table by 8-byte steps */
 #define XMM_MAX_SMALL_SIZE ((size_t)256 << 10) /* largest class */
 #define XMM_CLASS_COUNT 98                   /* class 0 is "not a class" */
+/* Classes 1 to this one hold objects smaller than a cache line (8 to 48
+ * bytes): several programs' objects can share a line, which the per-CPU
+ * caches keep in mind (mem/cpu_cache.h, remote bins). test_size_class
+ * checks the bound against the table. */
+#define XMM_SUBLINE_CLASSES 4
+#define XMM_CACHE_LINE 64
 
 struct xmm_size_class {
     uint32_t size;         /* bytes per object */

@@ -50,8 +50,8 @@ static bool hooks_done;
 static bool index_is_mm_cid;
 static bool have_membarrier;
 static int slab_count;
-static uint16_t class_begin[XMM_CLASS_COUNT];
-static uint16_t class_end[XMM_CLASS_COUNT];
+static uint16_t bin_begin[XMM_CPU_BIN_COUNT]; /* first slot of each bin */
+static uint16_t bin_end[XMM_CPU_BIN_COUNT];   /* one past its last */
 static xmm_os_thread_key own_area_key;
 static struct xmm_lock release_lock = XMM_LOCK_INITIALIZER;
 
@@ -74,43 +74,45 @@ static uint64_t *slab_words(int slab)
     return (uint64_t *)(xmm_cpu_slabs + ((size_t)slab << XMM_SLAB_SHIFT));
 }
 
-static uint64_t header_value(unsigned size_class, unsigned current)
+static uint64_t header_value(unsigned bin, unsigned current)
 {
-    return (uint64_t)current | (uint64_t)class_end[size_class] << 16 |
-           (uint64_t)class_begin[size_class] << 32;
+    return (uint64_t)current | (uint64_t)bin_end[bin] << 16 | (uint64_t)bin_begin[bin] << 32;
 }
 
 /* ---- set-up -------------------------------------------------------------------------- */
 
 /* Slots per class: a share of the per-CPU budget XMM_CPU_CACHE_SIZE (an
  * eighth of it per class at most), at least two batches (a refill and a
- * drain fit without bouncing), scaled down if the slab would overflow. */
+ * drain fit without bouncing), scaled down if the slab would overflow. A
+ * remote bin gets two batches: it only gathers objects for a drain. */
 static bool plan_capacities(void)
 {
-    uint32_t wanted[XMM_CLASS_COUNT];
+    uint32_t wanted[XMM_CPU_BIN_COUNT];
     uint64_t total = 0;
-    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-        const struct xmm_size_class *info = &xmm_size_classes[size_class];
+    for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
+        const struct xmm_size_class *info = &xmm_size_classes[xmm_cpu_bin_class(bin)];
         uint64_t by_budget = xmm_config.cpu_cache_bytes / 8 / info->size;
         if (by_budget > 2048)
             by_budget = 2048;
+        if (bin >= XMM_CLASS_COUNT)
+            by_budget = 0;
         uint32_t minimum = 2 * info->batch;
-        wanted[size_class] = by_budget > minimum ? (uint32_t)by_budget : minimum;
-        total += wanted[size_class];
+        wanted[bin] = by_budget > minimum ? (uint32_t)by_budget : minimum;
+        total += wanted[bin];
     }
-    /* The last word stays unused: `end` (one past a class's last slot) is
+    /* The last word stays unused: `end` (one past a bin's last slot) is
      * a 16-bit index. */
     uint64_t room = XMM_SLAB_WORDS - 1 - XMM_SLAB_FIRST_SLOT;
     uint32_t next = XMM_SLAB_FIRST_SLOT;
-    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-        uint32_t capacity = wanted[size_class];
+    for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
+        uint32_t capacity = wanted[bin];
         if (total > room)
             capacity = (uint32_t)((uint64_t)capacity * room / total);
-        if (capacity < xmm_size_classes[size_class].batch)
+        if (capacity < xmm_size_classes[xmm_cpu_bin_class(bin)].batch)
             return false;
-        class_begin[size_class] = (uint16_t)next;
+        bin_begin[bin] = (uint16_t)next;
         next += capacity;
-        class_end[size_class] = (uint16_t)next;
+        bin_end[bin] = (uint16_t)next;
     }
     return next < XMM_SLAB_WORDS;
 }
@@ -127,8 +129,8 @@ static bool map_slabs(void)
         /* A CPU's cache metadata lives on the CPU's node. */
         xmm_numa_bind(words, (size_t)1 << XMM_SLAB_SHIFT, node);
         words[0] = (uint64_t)node;
-        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
-            words[size_class] = header_value(size_class, class_begin[size_class]);
+        for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
+            words[bin] = header_value(bin, bin_begin[bin]);
     }
     return true;
 }
@@ -296,6 +298,36 @@ static int slab_node_now(void *area)
     return (int)slab_words((int)slab)[0];
 }
 
+/* Claims the page of a refilled object for cache `owner`: a FRESH page
+ * becomes its, another cache's becomes SHARED (arena.h, page owner). */
+static void claim_page(uint8_t *byte, uint8_t owner)
+{
+    uint8_t seen = __atomic_load_n(byte, __ATOMIC_RELAXED);
+    if (seen == XMM_PAGE_OWNER_FRESH &&
+        __atomic_compare_exchange_n(byte, &seen, owner, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED))
+        return;
+    if (seen != owner && seen != XMM_PAGE_OWNER_SHARED)
+        __atomic_store_n(byte, XMM_PAGE_OWNER_SHARED, __ATOMIC_RELAXED);
+}
+
+/* Claims the pages of a refill's objects for this CPU's cache, for the
+ * classes with remote bins. Once per page: a batch is mostly consecutive
+ * objects of one span. */
+static void claim_pages(void *area, unsigned size_class, void *const *objects, uint32_t count)
+{
+    if (size_class > XMM_SUBLINE_CLASSES)
+        return;
+    uint8_t owner = (uint8_t)__atomic_load_n(index_of(area), __ATOMIC_RELAXED);
+    uint8_t *last = NULL;
+    for (uint32_t i = 0; i < count; i++) {
+        uint8_t *byte = xmm_page_owner_of(objects[i]);
+        if (byte != last)
+            claim_page(byte, owner);
+        last = byte;
+    }
+}
+
 void *xmm_cpu_cache_alloc_slow(unsigned size_class)
 {
     void *area = xmm_thread.rseq_area;
@@ -305,6 +337,7 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
                                         xmm_size_classes[size_class].batch);
     if (!count)
         return NULL;
+    claim_pages(area, size_class, objects, count);
     void *object = objects[--count];
     uint32_t pushed = count ? xmm_rseq_push_batch(area, index_of(area), xmm_cpu_slabs,
                                                   size_class, objects, count, (uint64_t)node)
@@ -321,20 +354,20 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
     return object;
 }
 
-void xmm_cpu_cache_free_slow(void *object, unsigned size_class, unsigned node, int result)
+void xmm_cpu_cache_free_slow(void *object, unsigned bin, unsigned node, int result)
 {
     void *area = xmm_thread.rseq_area;
+    unsigned size_class = xmm_cpu_bin_class(bin);
     if (result == XMM_RSEQ_FULL) {
         void *objects[XMM_MAX_BATCH];
         uint64_t slab_node;
-        uint32_t count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, size_class,
-                                            objects, xmm_size_classes[size_class].batch,
-                                            &slab_node);
+        uint32_t count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, bin, objects,
+                                            xmm_size_classes[size_class].batch, &slab_node);
         if (count) {
             xmm_central_drain((int)slab_node, size_class, objects, count);
             __atomic_fetch_add(&slow_counts.drains, 1, __ATOMIC_RELAXED);
         }
-        result = xmm_rseq_push(area, index_of(area), xmm_cpu_slabs, size_class, object, node);
+        result = xmm_rseq_push(area, index_of(area), xmm_cpu_slabs, bin, object, node);
         if (result == XMM_RSEQ_PUSHED)
             return;
     }
@@ -359,12 +392,12 @@ static void lock_header(uint64_t *header)
 }
 
 /* Undoes lock_header, keeping the slab's contents. */
-static void unlock_header(int slab, unsigned size_class)
+static void unlock_header(int slab, unsigned bin)
 {
-    uint64_t *header = &slab_words(slab)[size_class];
+    uint64_t *header = &slab_words(slab)[bin];
     uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
     while (!__atomic_compare_exchange_n(header, &value,
-                                        header_value(size_class, (unsigned)(value & 0xffff)), false,
+                                        header_value(bin, (unsigned)(value & 0xffff)), false,
                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         ;
 }
@@ -372,17 +405,18 @@ static void unlock_header(int slab, unsigned size_class)
 /* Moves the objects of one locked class header to the central layer and
  * leaves it locked, with `current` back at `begin`: see release_all_slabs
  * for why it cannot be unlocked yet. */
-static void drain_locked(int slab, unsigned size_class)
+static void drain_locked(int slab, unsigned bin)
 {
     uint64_t *words = slab_words(slab);
-    unsigned current = (unsigned)(__atomic_load_n(&words[size_class], __ATOMIC_ACQUIRE) & 0xffff);
-    unsigned begin = class_begin[size_class];
+    unsigned current = (unsigned)(__atomic_load_n(&words[bin], __ATOMIC_ACQUIRE) & 0xffff);
+    unsigned begin = bin_begin[bin];
+    unsigned size_class = xmm_cpu_bin_class(bin);
     unsigned batch = xmm_size_classes[size_class].batch;
     for (unsigned first = begin; first < current; first += batch) {
         unsigned count = current - first < batch ? current - first : batch;
         xmm_central_drain((int)words[0], size_class, (void *const *)&words[first], count);
     }
-    __atomic_store_n(&words[size_class], (uint64_t)begin | XMM_SLAB_LOCKED_BITS, __ATOMIC_RELEASE);
+    __atomic_store_n(&words[bin], (uint64_t)begin | XMM_SLAB_LOCKED_BITS, __ATOMIC_RELEASE);
 }
 
 static void release_current_slab(void);
@@ -390,12 +424,11 @@ static void release_current_slab(void);
 static void unlock_all_headers_empty(void)
 {
     for (int slab = 0; slab < slab_count; slab++)
-        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-            uint64_t *header = &slab_words(slab)[size_class];
+        for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
+            uint64_t *header = &slab_words(slab)[bin];
             uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
             if ((value & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS)
-                __atomic_store_n(header, header_value(size_class, class_begin[size_class]),
-                                 __ATOMIC_RELEASE);
+                __atomic_store_n(header, header_value(bin, bin_begin[bin]), __ATOMIC_RELEASE);
         }
 }
 
@@ -421,20 +454,20 @@ static void release_all_slabs(void)
     if (!xmm_lock_acquire(&release_lock))
         return; /* a signal handler that interrupted this thread's drain */
     for (int slab = 0; slab < slab_count; slab++)
-        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
-            lock_header(&slab_words(slab)[size_class]);
+        for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
+            lock_header(&slab_words(slab)[bin]);
     bool fenced = xmm_os_membarrier_rseq() == 0;
     for (int slab = 0; slab < slab_count; slab++)
-        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
             if (fenced)
-                drain_locked(slab, size_class);
+                drain_locked(slab, bin);
             else
-                unlock_header(slab, size_class);
+                unlock_header(slab, bin);
         }
     if (fenced && xmm_os_membarrier_rseq() == 0)
         for (int slab = 0; slab < slab_count; slab++)
-            for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
-                unlock_header(slab, size_class);
+            for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
+                unlock_header(slab, bin);
     xmm_lock_release(&release_lock);
     /* Without the fence a section may still commit: drain nothing remote. */
     if (!fenced)
@@ -448,13 +481,13 @@ static void release_current_slab(void)
     void *area = xmm_thread.rseq_area;
     if (!area)
         return;
-    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+    for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
         void *objects[XMM_MAX_BATCH];
         uint64_t node;
         uint32_t count;
-        while ((count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, size_class,
-                                           objects, XMM_MAX_BATCH, &node)))
-            xmm_central_drain((int)node, size_class, objects, count);
+        while ((count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, bin, objects,
+                                           XMM_MAX_BATCH, &node)))
+            xmm_central_drain((int)node, xmm_cpu_bin_class(bin), objects, count);
     }
 }
 
@@ -470,14 +503,14 @@ void xmm_cpu_cache_release(void)
 
 /* ---- statistics ---------------------------------------------------------------------------- */
 
-/* Objects of `size_class` cached in `slab` now (0 while a drain holds the
+/* Objects in bin `bin` of `slab` now (0 while a drain holds the
  * header locked). */
-static uint64_t cached_in(int slab, unsigned size_class)
+static uint64_t cached_in(int slab, unsigned bin)
 {
-    uint64_t header = __atomic_load_n(&slab_words(slab)[size_class], __ATOMIC_RELAXED);
+    uint64_t header = __atomic_load_n(&slab_words(slab)[bin], __ATOMIC_RELAXED);
     unsigned current = (unsigned)(header & 0xffff);
     bool locked = (header & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS;
-    return !locked && current > class_begin[size_class] ? current - class_begin[size_class] : 0;
+    return !locked && current > bin_begin[bin] ? current - bin_begin[bin] : 0;
 }
 
 void xmm_cpu_cache_stats(struct xmm_front_stats *stats)
@@ -495,8 +528,9 @@ void xmm_cpu_cache_stats(struct xmm_front_stats *stats)
     if (rseq_mode == RSEQ_OFF)
         return;
     for (int slab = 0; slab < slab_count; slab++)
-        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-            uint64_t objects = cached_in(slab, size_class);
+        for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
+            unsigned size_class = xmm_cpu_bin_class(bin);
+            uint64_t objects = cached_in(slab, bin);
             stats->cached_objects[size_class] += objects;
             stats->cached_bytes += objects * xmm_size_classes[size_class].size;
         }
@@ -510,8 +544,8 @@ int xmm_cpu_cache_slabs_in_use(void)
 uint64_t xmm_cpu_cache_bytes(int slab)
 {
     uint64_t bytes = 0;
-    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
-        bytes += cached_in(slab, size_class) * xmm_size_classes[size_class].size;
+    for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
+        bytes += cached_in(slab, bin) * xmm_size_classes[xmm_cpu_bin_class(bin)].size;
     return bytes;
 }
 

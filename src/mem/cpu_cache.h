@@ -10,12 +10,35 @@
 #include "base/base.h"
 #include "ds/ds.h"
 #include "cache_stats.h"
+/* A slab's bins: one per size class, whose header index (its bin) is the
+ * class, and one remote bin per class smaller than a cache line, at bins
+ * XMM_CLASS_COUNT to XMM_CPU_BIN_COUNT - 1. A free of such an object whose
+ * page another CPU's cache took from the central layer (its owner byte,
+ * backend/arena.h) goes to the remote bin, not to the top of the class's
+ * bin: the next malloc on this CPU would hand it straight back, and its
+ * cache line is likely written by the owner's threads (passive false
+ * sharing, as in Hoard's cache-scratch). Mallocs never pop a remote bin;
+ * it leaves by drains to the central layer, like a full bin. Objects
+ * freed by their owner CPU (most frees) and every larger class go to the
+ * class's bin as before. */
+#define XMM_CPU_BIN_COUNT (XMM_CLASS_COUNT + XMM_SUBLINE_CLASSES)
+
+XMM_INLINE unsigned xmm_cpu_remote_bin(unsigned size_class)
+{
+    return XMM_CLASS_COUNT - 1 + size_class;
+}
+
+XMM_INLINE unsigned xmm_cpu_bin_class(unsigned bin)
+{
+    return bin < XMM_CLASS_COUNT ? bin : bin - (XMM_CLASS_COUNT - 1);
+}
+
 #if XMM_PER_CPU_CACHES
 #include "rseq_percpu.h"
-/* A slab is: word 0 the node, then one header word per class, then the
- * slots; the sections address classes as bytes (size_class < 128). */
-_Static_assert(XMM_CLASS_COUNT <= XMM_SLAB_FIRST_SLOT, "class headers overlap the slots");
-_Static_assert(XMM_CLASS_COUNT <= 128, "the sections take the class as a byte below 128");
+/* A slab is: word 0 the node, then one header word per bin, then the
+ * slots; the sections address bins as bytes (bin < 128). */
+_Static_assert(XMM_CPU_BIN_COUNT <= XMM_SLAB_FIRST_SLOT, "bin headers overlap the slots");
+_Static_assert(XMM_CPU_BIN_COUNT <= 128, "the sections take the bin as a byte below 128");
 _Static_assert(XMM_SLAB_WORDS - 1 <= 0xffff, "slot indexes are 16-bit in a header");
 #endif
 
@@ -42,9 +65,9 @@ void xmm_cpu_cache_init_hooks(void);
  * false means it uses a per-thread cache. */
 bool xmm_cpu_cache_attach(void);
 
-/* Slow paths: a miss, and a push refused with `push_result`. */
+/* Slow paths: a miss, and a push to `bin` refused with `push_result`. */
 void *xmm_cpu_cache_alloc_slow(unsigned size_class);
-void xmm_cpu_cache_free_slow(void *object, unsigned size_class, unsigned node, int push_result);
+void xmm_cpu_cache_free_slow(void *object, unsigned bin, unsigned node, int push_result);
 
 /* Fork repair, release of every CPU's cache, mode and statistics. */
 void xmm_cpu_cache_after_fork_child(void);

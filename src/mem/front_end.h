@@ -13,6 +13,7 @@
 #define XMM_FRONT_END_H
 
 #include "base/base.h"
+#include "backend/backend.h"
 #include "ds/ds.h"
 #include "cache_stats.h"
 #include "cpu_cache.h"
@@ -61,20 +62,32 @@ XMM_INLINE void *xmm_front_alloc(unsigned size_class)
 }
 
 /* Free fast path: a push when the object belongs to this cache's node and
- * the bin has room. The caller has checked the object (global/heap.h: a
+ * the bin has room. The caller has checked the object (global/free.h: a
  * live block, now tagged free). The _as form takes the class and home node
- * (from the page info, global/heap.h), the other the span. */
+ * (from the page info, global/free.h), the other the span.
+ * Per-CPU, an object smaller than a cache line whose page another CPU's
+ * cache owns goes to this CPU's remote bin (cpu_cache.h): one compare of
+ * the class for every free, and for those classes a load of the page's
+ * owner byte and of the CPU number (a hint read before the section: a
+ * migration in between only picks the other bin). */
 XMM_INLINE void xmm_front_free_as(void *object, unsigned size_class, unsigned node)
 {
 #if XMM_PER_CPU_CACHES
     void *area = xmm_thread.rseq_area;
     if (XMM_LIKELY(area != NULL)) {
+        const uint32_t *index = xmm_thread.rseq_index;
+        unsigned bin = size_class;
+        if (size_class <= XMM_SUBLINE_CLASSES) {
+            uint8_t owner = __atomic_load_n(xmm_page_owner_of(object), __ATOMIC_RELAXED);
+            if (owner != (uint8_t)__atomic_load_n(index, __ATOMIC_RELAXED) &&
+                owner != XMM_PAGE_OWNER_SHARED)
+                bin = xmm_cpu_remote_bin(size_class);
+        }
         enum xmm_rseq_push_result result =
-            xmm_rseq_push(area, xmm_thread.rseq_index, xmm_thread.cpu_slabs, size_class,
-                          object, node);
+            xmm_rseq_push(area, index, xmm_thread.cpu_slabs, bin, object, node);
         if (XMM_LIKELY(result == XMM_RSEQ_PUSHED))
             return;
-        xmm_cpu_cache_free_slow(object, size_class, node, result);
+        xmm_cpu_cache_free_slow(object, bin, node, result);
         return;
     }
 #endif

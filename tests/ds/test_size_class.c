@@ -63,5 +63,16 @@ int main(void)
         CHECK(wrong == 0, "class %u (size %u): %zu offsets misjudged as object starts, first %zu",
               size_class, info->size, wrong, first_wrong);
     }
+    /* The per-CPU caches' remote bins (mem/cpu_cache.h) serve exactly the
+     * classes smaller than a cache line. */
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
+        CHECKQ((xmm_size_classes[size_class].size < XMM_CACHE_LINE) ==
+                   (size_class <= XMM_SUBLINE_CLASSES),
+               "class %u (%u bytes) %s a sub-line class", size_class,
+               xmm_size_classes[size_class].size,
+               size_class <= XMM_SUBLINE_CLASSES ? "is counted as" : "is not counted as");
+    CHECK(xmm_size_classes[XMM_SUBLINE_CLASSES].size < XMM_CACHE_LINE &&
+              xmm_size_classes[XMM_SUBLINE_CLASSES + 1].size >= XMM_CACHE_LINE,
+          "classes 1-%u are those below %u bytes", XMM_SUBLINE_CLASSES, XMM_CACHE_LINE);
     return check_summary("size classes");
 }
