@@ -124,7 +124,7 @@ xmm_rseq_pop(void *area, const uint32_t *index, char *slabs, size_t size_class)
                          "movw %%cx, (%%rax,%[class],8)\n\t" /* commit */
                          "2:\n\t" XMM_RSEQ_ABORT_HANDLER
                          : [object] "=&r"(object), [hit] "=@ccc"(hit)
-                         : [area] "r"(area), [index] "r"(index), [slabs] "r"(slabs),
+                         : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
                            [class] "r"(size_class)
                          : "rax", "rcx", "rdx", "memory");
     if (!hit)
@@ -140,34 +140,39 @@ enum xmm_rseq_push_result {
     XMM_RSEQ_FOREIGN = 2,     /* the slab is of another node than `node` */
 };
 
-/* Pushes `object` (of home node `node`) on this CPU's slab. 11
- * instructions in the section when the slab has room (13 with the arming
- * store). A double free is caught before, by the object's free tag
+/* Pushes `object` on this CPU's slab. `node_bits` holds the object's home
+ * node in bits 8-15 (a page info word, src/backend/arena.h, is passed as
+ * it is): the section compares that byte with the low byte of the slab's
+ * node word, so no register is spent on the node alone. 11 instructions
+ * in the section when the slab has room (13 with the arming store). A
+ * double free is caught before, by the object's free tag
  * (src/ds/free_object.h), not here.
  * This one stays `asm goto`: it has no output operand, and labels without
  * outputs are long supported by gcc (4.5) and clang (9); the miscompile
  * of xmm_rseq_pop needs an output. Returning a code in a register instead
- * would cost the hit path an xor and a test of the code. */
+ * would cost the hit path an xor and a test of the code. Its scratch
+ * registers are r8 and r9, so that `node_bits` can sit in one of rbx,
+ * rcx, rdx (the "Q" registers, whose bits 8-15 `%h` names). */
 static inline __attribute__((always_inline)) enum xmm_rseq_push_result
 xmm_rseq_push(void *area, const uint32_t *index, char *slabs, size_t size_class, void *object,
-              uint64_t node)
+              uint64_t node_bits)
 {
     __asm__ goto(XMM_RSEQ_DESCRIPTOR
                  "1:\n\t" XMM_RSEQ_FIND_SLAB
-                 "cmpq %[node], (%%rax)\n\t"
+                 "cmpb %h[node_bits], (%%rax)\n\t"
                  "jne %l[foreign]\n\t"
-                 "movzwl (%%rax,%[class],8), %%ecx\n\t"  /* current */
-                 "movzwl 2(%%rax,%[class],8), %%edx\n\t" /* end */
-                 "cmpl %%edx, %%ecx\n\t"
+                 "movzwl (%%rax,%[class],8), %%r8d\n\t"  /* current */
+                 "movzwl 2(%%rax,%[class],8), %%r9d\n\t" /* end */
+                 "cmpl %%r9d, %%r8d\n\t"
                  "jae %l[full]\n\t"
-                 "movq %[object], (%%rax,%%rcx,8)\n\t"
-                 "incl %%ecx\n\t"
-                 "movw %%cx, (%%rax,%[class],8)\n\t" /* commit */
+                 "movq %[object], (%%rax,%%r8,8)\n\t"
+                 "incl %%r8d\n\t"
+                 "movw %%r8w, (%%rax,%[class],8)\n\t" /* commit */
                  "2:\n\t" XMM_RSEQ_ABORT_HANDLER
                  :
-                 : [area] "r"(area), [index] "r"(index), [slabs] "r"(slabs),
-                   [class] "r"(size_class), [object] "r"(object), [node] "r"(node)
-                 : "rax", "rcx", "rdx", "memory", "cc"
+                 : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
+                   [class] "r"(size_class), [object] "r"(object), [node_bits] "Q"(node_bits)
+                 : "rax", "r8", "r9", "memory", "cc"
                  : full, foreign);
     return XMM_RSEQ_PUSHED;
 full:
@@ -218,7 +223,7 @@ static inline uint32_t xmm_rseq_push_batch(void *area, const uint32_t *index, ch
                          "movw %%cx, (%%rax,%[class],8)\n\t" /* commit */
                          "2:\n\t" XMM_RSEQ_ABORT_HANDLER
                          : [pushed] "=&r"(pushed)
-                         : [area] "r"(area), [index] "r"(index), [slabs] "r"(slabs),
+                         : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
                            [class] "r"(size_class), [objects] "r"(objects), [count] "r"(count),
                            [node] "r"(node)
                          : "rax", "rcx", "r8", "r9", "r10", "r11", "memory", "cc");
@@ -265,7 +270,7 @@ static inline uint32_t xmm_rseq_pop_batch(void *area, const uint32_t *index, cha
                          "movw %%cx, (%%rax,%[class],8)\n\t" /* commit */
                          "2:\n\t" XMM_RSEQ_ABORT_HANDLER
                          : [popped] "=&r"(popped), [slab_node] "=&r"(slab_node)
-                         : [area] "r"(area), [index] "r"(index), [slabs] "r"(slabs),
+                         : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
                            [class] "r"(size_class), [out] "r"(out), [count] "r"(count)
                          : "rax", "rcx", "rdx", "r8", "r9", "r11", "memory", "cc");
     *node = slab_node;

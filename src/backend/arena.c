@@ -50,6 +50,23 @@ static size_t leaf_index(uintptr_t granule)
     return granule & (((uintptr_t)1 << XMM_MAP_LEAF_BITS) - 1);
 }
 
+uint64_t xmm_chunk_slots[XMM_CHUNK_SLOTS / 64];
+
+/* Sets or clears the slot bit of a chunk starting at `base`: set once the
+ * chunk is mapped, cleared before it is unmapped, so a free that sees the
+ * bit finds the chunk's table mapped (but for the race in design.md,
+ * "Known limits"). */
+static void mark_chunk_slot(const char *base, bool used)
+{
+    uintptr_t slot = (uintptr_t)base >> XMM_CHUNK_MAX_SHIFT;
+    uint64_t bit = (uint64_t)1 << (slot % 64);
+    xmm_assert(((uintptr_t)base & (XMM_CHUNK_MAX_SIZE - 1)) == 0 && slot < XMM_CHUNK_SLOTS);
+    if (used)
+        __atomic_fetch_or(&xmm_chunk_slots[slot / 64], bit, __ATOMIC_RELEASE);
+    else
+        __atomic_fetch_and(&xmm_chunk_slots[slot / 64], ~bit, __ATOMIC_RELEASE);
+}
+
 /* Points every granule of `region` to it (NULL: forgets it). false if a
  * leaf could not be made (nothing is then registered). */
 static bool map_granules(struct xmm_region *region, struct xmm_region *value)
@@ -61,12 +78,10 @@ static bool map_granules(struct xmm_region *region, struct xmm_region *value)
             return false;
     for (uintptr_t granule = first; granule <= last; granule++) {
         struct xmm_map_entry *entry = &leaf_for(granule)->entries[leaf_index(granule)];
-        uintptr_t chunk_table = 0;
-        if (value && value->kind == XMM_REGION_CHUNK)
-            chunk_table = XMM_MAP_CHUNK_TABLE(value->base);
-        __atomic_store_n(&entry->chunk_table, chunk_table, __ATOMIC_RELEASE);
         __atomic_store_n(&entry->region, value, __ATOMIC_RELEASE);
     }
+    if (region->kind == XMM_REGION_CHUNK)
+        mark_chunk_slot(region->base, value != NULL);
     return true;
 }
 
@@ -123,14 +138,17 @@ void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class)
     size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
     xmm_assert((char *)table == chunk->region.base + XMM_CHUNK_TABLE_OFFSET);
     xmm_assert(first >= XMM_CHUNK_FIRST_PAGE && first + span->pages <= chunk->pages);
-    for (uint32_t page = 0; page < span->pages; page++) {
-        if (size_class != 0 && size_class <= XMM_SUBLINE_CLASSES)
-            __atomic_store_n(xmm_page_owner_of(span->start + ((size_t)page << XMM_PAGE_SHIFT)),
-                             XMM_PAGE_OWNER_FRESH, __ATOMIC_RELAXED);
+    for (uint32_t page = 0; page < span->pages; page++)
         __atomic_store_n(&table[first + page],
                          size_class ? XMM_PAGE_INFO(size_class, span->node, page) : 0,
                          __ATOMIC_RELEASE);
-    }
+}
+
+void xmm_chunk_reset_page_owners(const struct xmm_span *span)
+{
+    for (uint32_t page = 0; page < span->pages; page++)
+        __atomic_store_n(xmm_page_owner_of(span->start + ((size_t)page << XMM_PAGE_SHIFT)),
+                         XMM_PAGE_OWNER_FRESH, __ATOMIC_RELAXED);
 }
 
 void xmm_chunk_clear_page_info_from(const struct xmm_span *span, uint32_t first_page)

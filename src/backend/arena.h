@@ -87,9 +87,10 @@ struct xmm_chunk {
  * kernel interleaves huge pages by their place in it). The granule costs
  * address space, not memory: only the table's used part is touched. */
 #define XMM_CHUNK_TABLE_OFFSET (XMM_GRANULE_SIZE - XMM_CHUNK_MAX_PAGES * sizeof(xmm_page_info))
-/* Right before the table, one byte per page: the page's owner (below). The
- * guard ends where it starts. */
-#define XMM_CHUNK_OWNER_OFFSET (XMM_CHUNK_TABLE_OFFSET - XMM_CHUNK_MAX_PAGES)
+/* Before the table, one byte per page: the page's owner (below), in 16 KiB
+ * (half of it used) so that the guard, which ends where they start, stays
+ * a whole number of pages for kernels with pages up to 16 KiB. */
+#define XMM_CHUNK_OWNER_OFFSET (XMM_CHUNK_TABLE_OFFSET - 2 * XMM_CHUNK_MAX_PAGES)
 #define XMM_CHUNK_GUARD_SIZE XMM_CHUNK_OWNER_OFFSET
 #define XMM_CHUNK_FIRST_PAGE XMM_PAGES_PER_GRANULE
 /* The most pages one span of a chunk can have. */
@@ -130,13 +131,26 @@ _Static_assert(offsetof(struct xmm_chunk, region) == 0, "a chunk starts with its
 #define XMM_MAP_LEAF_BITS 13
 #define XMM_MAP_ROOT_BITS (XMM_ADDRESS_BITS - XMM_GRANULE_SHIFT - XMM_MAP_LEAF_BITS)
 
-/* A granule's entry: its region, and, when the granule holds chunk pages,
- * the chunk's start (its page table) with bit 0 set; 0 otherwise. */
+/* A granule's entry: its region (NULL if none). */
 struct xmm_map_entry {
     struct xmm_region *region;
-    uintptr_t chunk_table;
 };
-#define XMM_MAP_CHUNK_TABLE(base) ((uintptr_t)(base) | 1)
+
+/* Which 64 MiB slots of the user address space hold a chunk: bit i of the
+ * map is set while a chunk starts at i << XMM_CHUNK_MAX_SHIFT (one chunk
+ * at most per slot: chunks are that aligned and no larger). free() asks
+ * it before it reads a page word at the masked pointer: one load from a
+ * 256 KiB static bitmap, no dependent load. */
+#define XMM_CHUNK_SLOTS ((size_t)1 << (XMM_ADDRESS_BITS - XMM_CHUNK_MAX_SHIFT))
+extern XMM_HIDDEN uint64_t xmm_chunk_slots[XMM_CHUNK_SLOTS / 64];
+
+XMM_INLINE bool xmm_chunk_slot_used(uintptr_t bits)
+{
+    uintptr_t slot = bits >> XMM_CHUNK_MAX_SHIFT;
+    if (XMM_UNLIKELY(slot >= XMM_CHUNK_SLOTS))
+        return false;
+    return (__atomic_load_n(&xmm_chunk_slots[slot / 64], __ATOMIC_ACQUIRE) >> (slot % 64)) & 1;
+}
 
 struct xmm_map_leaf {
     struct xmm_map_entry entries[(size_t)1 << XMM_MAP_LEAF_BITS];
@@ -180,25 +194,21 @@ XMM_INLINE struct xmm_region *xmm_region_of(const void *address)
 }
 
 /* The page info of the page holding `address` (0 when it is in no live
- * small-object span, or not XMM's); no lock; valid at any time. The map
- * entry (two loads) must name the chunk that the pointer's 64 MiB boundary
- * starts, else 0: a pointer XMM never handed out is never used to read
- * memory. The page word itself is loaded from the masked pointer, not
- * through the entry, so on a predicted branch it does not wait for the
- * map (see the top of this file). A chunk given back to the kernel is
- * unmapped after its entries are cleared: an invalid free racing with that
- * can read an unmapped table (documented in design.md, "Known limits"). */
+ * small-object span, or not XMM's); no lock; valid at any time. The
+ * address must be in a 64 MiB slot where a chunk starts (the slot bitmap
+ * above), else 0: a pointer XMM never handed out is never used to read
+ * memory. An address past the end of a smaller chunk, in its slot, reads
+ * a table entry never written (0). The page word is loaded from the
+ * masked pointer, so on a predicted branch it does not wait for the
+ * bitmap. A chunk given back to the kernel is unmapped after its bit is
+ * cleared: an invalid free racing with that can read an unmapped table
+ * (documented in design.md, "Known limits"). */
 XMM_INLINE xmm_page_info xmm_page_info_of(const void *address)
 {
-    /* No range test: above the user space, `table` has high bits that no
-     * chunk's start has, so the entry (of some user-space granule) never
-     * matches. */
     uintptr_t bits = (uintptr_t)address;
-    xmm_page_info *table = xmm_chunk_table_of(bits);
-    uintptr_t entry = __atomic_load_n(&xmm_map_entry_of(bits)->chunk_table, __ATOMIC_ACQUIRE);
-    if (XMM_UNLIKELY(entry != XMM_MAP_CHUNK_TABLE((char *)table - XMM_CHUNK_TABLE_OFFSET)))
+    if (XMM_UNLIKELY(!xmm_chunk_slot_used(bits)))
         return 0;
-    return __atomic_load_n(&table[(bits >> XMM_PAGE_SHIFT) & (XMM_CHUNK_MAX_PAGES - 1)],
+    return __atomic_load_n(&xmm_chunk_table_of(bits)[(bits >> XMM_PAGE_SHIFT) & (XMM_CHUNK_MAX_PAGES - 1)],
                            __ATOMIC_ACQUIRE);
 }
 
@@ -206,6 +216,11 @@ XMM_INLINE xmm_page_info xmm_page_info_of(const void *address)
  * small-object span of `size_class` on its node, or none (0) when the span
  * stops being one. */
 void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class);
+
+/* Sets the owner byte of every page of `span` to FRESH: for a span of a
+ * class below a cache line, when it is made (never for a live span: its
+ * pages' owners stand). */
+void xmm_chunk_reset_page_owners(const struct xmm_span *span);
 
 /* Clears the page info of the pages of `span` from `first_page` on: a
  * free() of an address there takes the slow path, which checks it against

@@ -94,11 +94,11 @@ XMM_INLINE bool xmm_free_object_is_free(const void *object, const char *start, s
  * reporting. */
 XMM_INLINE bool xmm_free_object_may_be_free(const void *object)
 {
-    uint16_t bits = ((const xmm_free_bits *)object)[2];
-    uint16_t link_bits = (uint16_t)(bits ^ (uint16_t)(xmm_free_key(object) >> 32));
     /* Spans never straddle a 4 GiB boundary (they lie in 64 MiB-aligned
-     * chunks), so a link's bits 32-47 are the object's own. */
-    return link_bits == (uint16_t)((uintptr_t)object >> 32);
+     * chunks), so a link's bits 32-47 are the object's own, and they
+     * cancel in link ^ secret ^ object: a free object's bits 32-47 are the
+     * secret's. One 16-bit compare with a constant in memory. */
+    return ((const xmm_free_bits *)object)[2] == (uint16_t)(xmm_free_secret >> 32);
 }
 
 /* The word a block holds when it is handed out: not a free object's. All

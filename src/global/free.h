@@ -83,8 +83,8 @@ XMM_INLINE xmm_page_info xmm_live_small_block(const void *ptr)
                       ((uint64_t)XMM_PAGE_INFO_PAGE(info) << XMM_PAGE_SHIFT);
     /* A block that may be free goes to the slow path, which reads the whole
      * word to tell (and frees it after all if it is live). */
-    if (XMM_UNLIKELY(offset * row->start_magic >= row->start_magic ||
-                     offset >= row->object_bytes || xmm_free_object_may_be_free(ptr)))
+    if (XMM_UNLIKELY(offset >= row->object_bytes || offset * row->start_magic >= row->start_magic ||
+                     xmm_free_object_may_be_free(ptr)))
         return 0;
     return info;
 }
@@ -95,7 +95,7 @@ XMM_INLINE void xmm_heap_free_inline(void *ptr)
     xmm_page_info info = xmm_live_small_block(ptr);
     if (XMM_LIKELY(info != 0)) {
         xmm_free_object_set(ptr, NULL);
-        xmm_front_free_as(ptr, XMM_PAGE_INFO_CLASS(info), XMM_PAGE_INFO_NODE(info));
+        xmm_front_free_as(ptr, info);
         return;
     }
     xmm_heap_free_slow(ptr);
@@ -121,7 +121,7 @@ XMM_INLINE void xmm_heap_delete_sized_inline(void *ptr, size_t size)
     if (XMM_LIKELY(info != 0 && size <= XMM_MAX_SMALL_SIZE &&
                    xmm_size_to_class(size < 16 ? 16 : size) == XMM_PAGE_INFO_CLASS(info))) {
         xmm_free_object_set(ptr, NULL);
-        xmm_front_free_as(ptr, XMM_PAGE_INFO_CLASS(info), XMM_PAGE_INFO_NODE(info));
+        xmm_front_free_as(ptr, info);
         return;
     }
     xmm_heap_free_sized(ptr, size, 0, true, "operator delete");

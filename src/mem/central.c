@@ -394,6 +394,8 @@ static struct xmm_span *new_span(int node, unsigned size_class)
         xmm_free_object_set(span->start + (size_t)object * info->size, NULL);
     /* Publish the class before any object of the span can reach free(). */
     __atomic_store_n(&span->kind, XMM_SPAN_SMALL, __ATOMIC_RELEASE);
+    if (size_class <= XMM_SUBLINE_CLASSES)
+        xmm_chunk_reset_page_owners(span);
     xmm_chunk_set_page_info(span, size_class);
     struct central_node *central = &central_nodes[node];
     __atomic_fetch_add(&central->spans_created, 1, __ATOMIC_RELAXED);

@@ -101,12 +101,17 @@ static bool plan_capacities(void)
         total += wanted[bin];
     }
     /* The last word stays unused: `end` (one past a bin's last slot) is
-     * a 16-bit index. */
+     * a 16-bit index. The remote bins keep their two batches: only the
+     * class bins are scaled to fit. */
     uint64_t room = XMM_SLAB_WORDS - 1 - XMM_SLAB_FIRST_SLOT;
+    for (unsigned bin = XMM_CLASS_COUNT; bin < XMM_CPU_BIN_COUNT; bin++) {
+        room -= wanted[bin];
+        total -= wanted[bin];
+    }
     uint32_t next = XMM_SLAB_FIRST_SLOT;
     for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
         uint32_t capacity = wanted[bin];
-        if (total > room)
+        if (total > room && bin < XMM_CLASS_COUNT)
             capacity = (uint32_t)((uint64_t)capacity * room / total);
         if (capacity < xmm_size_classes[xmm_cpu_bin_class(bin)].batch)
             return false;
@@ -354,10 +359,11 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
     return object;
 }
 
-void xmm_cpu_cache_free_slow(void *object, unsigned bin, unsigned node, int result)
+void xmm_cpu_cache_free_slow(void *object, unsigned bin, int result)
 {
     void *area = xmm_thread.rseq_area;
     unsigned size_class = xmm_cpu_bin_class(bin);
+    unsigned node = XMM_PAGE_INFO_NODE(xmm_page_info_of(object));
     if (result == XMM_RSEQ_FULL) {
         void *objects[XMM_MAX_BATCH];
         uint64_t slab_node;
@@ -367,7 +373,8 @@ void xmm_cpu_cache_free_slow(void *object, unsigned bin, unsigned node, int resu
             xmm_central_drain((int)slab_node, size_class, objects, count);
             __atomic_fetch_add(&slow_counts.drains, 1, __ATOMIC_RELAXED);
         }
-        result = xmm_rseq_push(area, index_of(area), xmm_cpu_slabs, bin, object, node);
+        result = xmm_rseq_push(area, index_of(area), xmm_cpu_slabs, bin, object,
+                               XMM_PAGE_INFO(size_class, node, 0));
         if (result == XMM_RSEQ_PUSHED)
             return;
     }

@@ -65,9 +65,11 @@ void xmm_cpu_cache_init_hooks(void);
  * false means it uses a per-thread cache. */
 bool xmm_cpu_cache_attach(void);
 
-/* Slow paths: a miss, and a push to `bin` refused with `push_result`. */
+/* Slow paths: a miss, and a push to `bin` refused with `push_result`
+ * (the object's node is read again from its page info: the hit path keeps
+ * one value fewer alive across its section). */
 void *xmm_cpu_cache_alloc_slow(unsigned size_class);
-void xmm_cpu_cache_free_slow(void *object, unsigned bin, unsigned node, int push_result);
+void xmm_cpu_cache_free_slow(void *object, unsigned bin, int push_result);
 
 /* Fork repair, release of every CPU's cache, mode and statistics. */
 void xmm_cpu_cache_after_fork_child(void);

@@ -34,7 +34,7 @@ XMM_INLINE void *xmm_front_try_alloc(unsigned size_class)
 #if XMM_PER_CPU_CACHES
     void *area = xmm_thread.rseq_area;
     if (XMM_LIKELY(area != NULL))
-        return xmm_rseq_pop(area, xmm_thread.rseq_index, xmm_thread.cpu_slabs, size_class);
+        return xmm_rseq_pop(area, xmm_thread.rseq_index, xmm_cpu_slabs, size_class);
 #endif
     struct xmm_thread_cache *cache = xmm_thread.thread_cache;
     if (XMM_LIKELY(cache != NULL)) {
@@ -63,15 +63,17 @@ XMM_INLINE void *xmm_front_alloc(unsigned size_class)
 
 /* Free fast path: a push when the object belongs to this cache's node and
  * the bin has room. The caller has checked the object (global/free.h: a
- * live block, now tagged free). The _as form takes the class and home node
- * (from the page info, global/free.h), the other the span.
+ * live block, now tagged free). The _as form takes the object's page info
+ * (backend/arena.h: its class and home node, as global/free.h read it;
+ * the page field is not used), the other the span.
  * Per-CPU, an object smaller than a cache line whose page another CPU's
  * cache owns goes to this CPU's remote bin (cpu_cache.h): one compare of
  * the class for every free, and for those classes a load of the page's
  * owner byte and of the CPU number (a hint read before the section: a
  * migration in between only picks the other bin). */
-XMM_INLINE void xmm_front_free_as(void *object, unsigned size_class, unsigned node)
+XMM_INLINE void xmm_front_free_as(void *object, xmm_page_info info)
 {
+    unsigned size_class = XMM_PAGE_INFO_CLASS(info);
 #if XMM_PER_CPU_CACHES
     void *area = xmm_thread.rseq_area;
     if (XMM_LIKELY(area != NULL)) {
@@ -79,18 +81,23 @@ XMM_INLINE void xmm_front_free_as(void *object, unsigned size_class, unsigned no
         unsigned bin = size_class;
         if (size_class <= XMM_SUBLINE_CLASSES) {
             uint8_t owner = __atomic_load_n(xmm_page_owner_of(object), __ATOMIC_RELAXED);
-            if (owner != (uint8_t)__atomic_load_n(index, __ATOMIC_RELAXED) &&
-                owner != XMM_PAGE_OWNER_SHARED)
+            /* FRESH counts as SHARED: objects of a page no CPU cache has
+             * claimed came from a thread cache or straight from the
+             * central layer (alloc.c), and have no owner to keep away. */
+            if (owner < XMM_PAGE_OWNER_FRESH &&
+                owner != (uint8_t)__atomic_load_n(index, __ATOMIC_RELAXED))
                 bin = xmm_cpu_remote_bin(size_class);
         }
+        /* The page info's bits 8-15 are the node, as the push wants them. */
         enum xmm_rseq_push_result result =
-            xmm_rseq_push(area, index, xmm_thread.cpu_slabs, bin, object, node);
+            xmm_rseq_push(area, index, xmm_cpu_slabs, bin, object, info);
         if (XMM_LIKELY(result == XMM_RSEQ_PUSHED))
             return;
-        xmm_cpu_cache_free_slow(object, bin, node, result);
+        xmm_cpu_cache_free_slow(object, bin, result);
         return;
     }
 #endif
+    unsigned node = XMM_PAGE_INFO_NODE(info);
     struct xmm_thread_cache *cache = xmm_thread.thread_cache;
     if (XMM_LIKELY(cache != NULL && (int)node == cache->node)) {
         struct xmm_cache_bin *bin = &cache->bins[size_class];
@@ -104,7 +111,7 @@ XMM_INLINE void xmm_front_free_as(void *object, unsigned size_class, unsigned no
 
 XMM_INLINE void xmm_front_free(void *object, struct xmm_span *span)
 {
-    xmm_front_free_as(object, span->size_class, span->node);
+    xmm_front_free_as(object, XMM_PAGE_INFO(span->size_class, span->node, 0));
 }
 
 /* Front end set-up (the per-CPU caches, when used, and the thread caches):
