@@ -44,6 +44,9 @@
 #define XMM_SLAB_WORDS ((size_t)1 << (XMM_SLAB_SHIFT - 3))
 #define XMM_SLAB_FIRST_SLOT 128
 #define XMM_SLAB_LOCKED_BITS ((uint64_t)0xffff << 32)
+/* Header index of a class's remote bin, less the class (src/mem/cpu_cache.h
+ * checks it against the layout it plans). */
+#define XMM_SLAB_REMOTE_OFFSET 97
 
 #define XMM_RSEQ_STR_(x) #x
 #define XMM_RSEQ_STR(x) XMM_RSEQ_STR_(x)
@@ -172,6 +175,49 @@ xmm_rseq_push(void *area, const uint32_t *index, char *slabs, size_t size_class,
                  :
                  : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
                    [class] "r"(size_class), [object] "r"(object), [node_bits] "Q"(node_bits)
+                 : "rax", "r8", "r9", "memory", "cc"
+                 : full, foreign);
+    return XMM_RSEQ_PUSHED;
+full:
+    return XMM_RSEQ_FULL;
+foreign:
+    return XMM_RSEQ_FOREIGN;
+}
+
+/* xmm_rseq_push for an object whose page has an owner byte (`owner`:
+ * a CPU cache's index modulo 256, or 0xfe/0xff for none; see
+ * src/backend/arena.h): the section picks the bin from the CPU number it
+ * reads anyway. `size_class` if `owner` is this slab's index's low byte or
+ * 0xfe and up, else the class's remote bin, `size_class` +
+ * XMM_SLAB_REMOTE_OFFSET. Two compares and two conditional moves, no branch:
+ * an own page and a shared one cost the same. */
+static inline __attribute__((always_inline)) enum xmm_rseq_push_result
+xmm_rseq_push_owned(void *area, const uint32_t *index, char *slabs, size_t size_class,
+                    void *object, uint64_t node_bits, uint64_t owner)
+{
+    __asm__ goto(XMM_RSEQ_DESCRIPTOR
+                 "1:\n\t"
+                 "movl (%[index]), %%eax\n\t"
+                 "leaq " XMM_RSEQ_STR(XMM_SLAB_REMOTE_OFFSET) "(%[class]), %%r9\n\t"
+                 "cmpb %%al, %b[owner]\n\t"
+                 "cmoveq %[class], %%r9\n\t"  /* this CPU's page */
+                 "cmpb $0xfe, %b[owner]\n\t"
+                 "cmovaeq %[class], %%r9\n\t" /* no owner */
+                 "shlq $" XMM_RSEQ_STR(XMM_SLAB_SHIFT) ", %%rax\n\t"
+                 "addq %[slabs], %%rax\n\t"
+                 "cmpb %h[node_bits], (%%rax)\n\t"
+                 "jne %l[foreign]\n\t"
+                 "movzwl (%%rax,%%r9,8), %%r8d\n\t" /* current */
+                 "cmpw 2(%%rax,%%r9,8), %%r8w\n\t"  /* end */
+                 "jae %l[full]\n\t"
+                 "movq %[object], (%%rax,%%r8,8)\n\t"
+                 "incl %%r8d\n\t"
+                 "movw %%r8w, (%%rax,%%r9,8)\n\t" /* commit */
+                 "2:\n\t" XMM_RSEQ_ABORT_HANDLER
+                 :
+                 : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
+                   [class] "r"(size_class), [object] "r"(object), [node_bits] "Q"(node_bits),
+                   [owner] "q"(owner)
                  : "rax", "r8", "r9", "memory", "cc"
                  : full, foreign);
     return XMM_RSEQ_PUSHED;

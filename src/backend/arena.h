@@ -19,10 +19,11 @@
  * page of the chunk (spans are cut from the second granule on). So the page info of
  * any chunk address is one load from an address computed from the pointer
  * alone (a mask and a shift), as mimalloc finds its page from its
- * segment's alignment. free() still asks the address map whether the
- * granule is that chunk's, but the answer only decides a branch: the CPU
- * predicts it and loads the page info in parallel, so the free path's
- * dependent chain is the pointer, the page word and the CPU slab. The
+ * segment's alignment. free() first asks a bitmap with one bit per 64
+ * MiB slot whether a chunk starts at the pointer's boundary, but the
+ * answer only decides a branch: the CPU predicts it and loads the page
+ * info in parallel, so the free path's dependent chain is the pointer,
+ * the page word and the CPU slab. The
  * chunk's span map (which span holds each page) is in its descriptor.
  *
  * Chunks that are wholly free again go back to the kernel (trim, long

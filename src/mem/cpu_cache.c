@@ -359,10 +359,22 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
     return object;
 }
 
-void xmm_cpu_cache_free_slow(void *object, unsigned bin, int result)
+/* The bin xmm_rseq_push_owned picks for `object` on this CPU (again: the
+ * thread may have moved since, and then this one is the right one). */
+static unsigned bin_for(void *area, const void *object, unsigned size_class)
+{
+    if (size_class > XMM_SUBLINE_CLASSES)
+        return size_class;
+    uint8_t owner = __atomic_load_n(xmm_page_owner_of(object), __ATOMIC_RELAXED);
+    uint8_t self = (uint8_t)__atomic_load_n(index_of(area), __ATOMIC_RELAXED);
+    return owner < XMM_PAGE_OWNER_FRESH && owner != self ? xmm_cpu_remote_bin(size_class)
+                                                          : size_class;
+}
+
+void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
 {
     void *area = xmm_thread.rseq_area;
-    unsigned size_class = xmm_cpu_bin_class(bin);
+    unsigned bin = bin_for(area, object, size_class);
     unsigned node = XMM_PAGE_INFO_NODE(xmm_page_info_of(object));
     if (result == XMM_RSEQ_FULL) {
         void *objects[XMM_MAX_BATCH];

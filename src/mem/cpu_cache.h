@@ -39,6 +39,9 @@ XMM_INLINE unsigned xmm_cpu_bin_class(unsigned bin)
  * slots; the sections address bins as bytes (bin < 128). */
 _Static_assert(XMM_CPU_BIN_COUNT <= XMM_SLAB_FIRST_SLOT, "bin headers overlap the slots");
 _Static_assert(XMM_CPU_BIN_COUNT <= 128, "the sections take the bin as a byte below 128");
+_Static_assert(XMM_SLAB_REMOTE_OFFSET == XMM_CLASS_COUNT - 1, "remote bins follow the classes'");
+_Static_assert(XMM_PAGE_OWNER_FRESH == 0xfe && XMM_PAGE_OWNER_SHARED == 0xff,
+               "xmm_rseq_push_owned takes 0xfe and up for no owner");
 _Static_assert(XMM_SLAB_WORDS - 1 <= 0xffff, "slot indexes are 16-bit in a header");
 #endif
 
@@ -65,11 +68,11 @@ void xmm_cpu_cache_init_hooks(void);
  * false means it uses a per-thread cache. */
 bool xmm_cpu_cache_attach(void);
 
-/* Slow paths: a miss, and a push to `bin` refused with `push_result`
- * (the object's node is read again from its page info: the hit path keeps
- * one value fewer alive across its section). */
+/* Slow paths: a miss, and a push refused with `push_result` (the object's
+ * node and bin are found again from its page: the hit path keeps fewer
+ * values alive across its section). */
 void *xmm_cpu_cache_alloc_slow(unsigned size_class);
-void xmm_cpu_cache_free_slow(void *object, unsigned bin, int push_result);
+void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int push_result);
 
 /* Fork repair, release of every CPU's cache, mode and statistics. */
 void xmm_cpu_cache_after_fork_child(void);

@@ -78,22 +78,22 @@ XMM_INLINE void xmm_front_free_as(void *object, xmm_page_info info)
     void *area = xmm_thread.rseq_area;
     if (XMM_LIKELY(area != NULL)) {
         const uint32_t *index = xmm_thread.rseq_index;
-        unsigned bin = size_class;
+        enum xmm_rseq_push_result result;
+        /* The page info's bits 8-15 are the node, as the pushes want them. */
         if (size_class <= XMM_SUBLINE_CLASSES) {
+            /* The section picks the bin. FRESH counts as SHARED: objects
+             * of a page no CPU cache has claimed came from a thread cache
+             * or straight from the central layer (alloc.c), and have no
+             * owner to keep away. */
             uint8_t owner = __atomic_load_n(xmm_page_owner_of(object), __ATOMIC_RELAXED);
-            /* FRESH counts as SHARED: objects of a page no CPU cache has
-             * claimed came from a thread cache or straight from the
-             * central layer (alloc.c), and have no owner to keep away. */
-            if (owner < XMM_PAGE_OWNER_FRESH &&
-                owner != (uint8_t)__atomic_load_n(index, __ATOMIC_RELAXED))
-                bin = xmm_cpu_remote_bin(size_class);
+            result = xmm_rseq_push_owned(area, index, xmm_cpu_slabs, size_class, object, info,
+                                         owner);
+        } else {
+            result = xmm_rseq_push(area, index, xmm_cpu_slabs, size_class, object, info);
         }
-        /* The page info's bits 8-15 are the node, as the push wants them. */
-        enum xmm_rseq_push_result result =
-            xmm_rseq_push(area, index, xmm_cpu_slabs, bin, object, info);
         if (XMM_LIKELY(result == XMM_RSEQ_PUSHED))
             return;
-        xmm_cpu_cache_free_slow(object, bin, result);
+        xmm_cpu_cache_free_slow(object, size_class, result);
         return;
     }
 #endif
