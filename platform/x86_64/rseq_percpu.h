@@ -143,6 +143,19 @@ enum xmm_rseq_push_result {
     XMM_RSEQ_FOREIGN = 2,     /* the slab is of another node than `node` */
 };
 
+/* The push itself, once rax holds this CPU's slab: the node check, then
+ * `object` onto the bin whose header index is the register `header`, and
+ * the commit. Scratch: r8 (`current`; `end` is compared in memory). */
+#define XMM_RSEQ_PUSH_ONTO(header)                                             \
+    "cmpb %h[node_bits], (%%rax)\n\t"                                         \
+    "jne %l[foreign]\n\t"                                                     \
+    "movzwl (%%rax," header ",8), %%r8d\n\t"  /* current */                   \
+    "cmpw 2(%%rax," header ",8), %%r8w\n\t"   /* end */                       \
+    "jae %l[full]\n\t"                                                        \
+    "movq %[object], (%%rax,%%r8,8)\n\t"                                      \
+    "incl %%r8d\n\t"                                                          \
+    "movw %%r8w, (%%rax," header ",8)\n\t" /* commit */
+
 /* Pushes `object` on this CPU's slab. `node_bits` holds the object's home
  * node in bits 8-15 (a page info word, src/backend/arena.h, is passed as
  * it is): the section compares that byte with the low byte of the slab's
@@ -154,7 +167,7 @@ enum xmm_rseq_push_result {
  * outputs are long supported by gcc (4.5) and clang (9); the miscompile
  * of xmm_rseq_pop needs an output. Returning a code in a register instead
  * would cost the hit path an xor and a test of the code. Its scratch
- * registers are r8 and r9, so that `node_bits` can sit in one of rbx,
+ * register is r8 (and rax), so that `node_bits` can sit in one of rbx,
  * rcx, rdx (the "Q" registers, whose bits 8-15 `%h` names). */
 static inline __attribute__((always_inline)) enum xmm_rseq_push_result
 xmm_rseq_push(void *area, const uint32_t *index, char *slabs, size_t size_class, void *object,
@@ -162,20 +175,12 @@ xmm_rseq_push(void *area, const uint32_t *index, char *slabs, size_t size_class,
 {
     __asm__ goto(XMM_RSEQ_DESCRIPTOR
                  "1:\n\t" XMM_RSEQ_FIND_SLAB
-                 "cmpb %h[node_bits], (%%rax)\n\t"
-                 "jne %l[foreign]\n\t"
-                 "movzwl (%%rax,%[class],8), %%r8d\n\t"  /* current */
-                 "movzwl 2(%%rax,%[class],8), %%r9d\n\t" /* end */
-                 "cmpl %%r9d, %%r8d\n\t"
-                 "jae %l[full]\n\t"
-                 "movq %[object], (%%rax,%%r8,8)\n\t"
-                 "incl %%r8d\n\t"
-                 "movw %%r8w, (%%rax,%[class],8)\n\t" /* commit */
+                 XMM_RSEQ_PUSH_ONTO("%[class]")
                  "2:\n\t" XMM_RSEQ_ABORT_HANDLER
                  :
                  : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
                    [class] "r"(size_class), [object] "r"(object), [node_bits] "Q"(node_bits)
-                 : "rax", "r8", "r9", "memory", "cc"
+                 : "rax", "r8", "memory", "cc"
                  : full, foreign);
     return XMM_RSEQ_PUSHED;
 full:
@@ -205,14 +210,7 @@ xmm_rseq_push_owned(void *area, const uint32_t *index, char *slabs, size_t size_
                  "cmovaeq %[class], %%r9\n\t" /* no owner */
                  "shlq $" XMM_RSEQ_STR(XMM_SLAB_SHIFT) ", %%rax\n\t"
                  "addq %[slabs], %%rax\n\t"
-                 "cmpb %h[node_bits], (%%rax)\n\t"
-                 "jne %l[foreign]\n\t"
-                 "movzwl (%%rax,%%r9,8), %%r8d\n\t" /* current */
-                 "cmpw 2(%%rax,%%r9,8), %%r8w\n\t"  /* end */
-                 "jae %l[full]\n\t"
-                 "movq %[object], (%%rax,%%r8,8)\n\t"
-                 "incl %%r8d\n\t"
-                 "movw %%r8w, (%%rax,%%r9,8)\n\t" /* commit */
+                 XMM_RSEQ_PUSH_ONTO("%%r9")
                  "2:\n\t" XMM_RSEQ_ABORT_HANDLER
                  :
                  : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
