@@ -7,7 +7,7 @@
  * spans, bound to one node) and direct mappings (one very large block).
  * The address map is a two-level radix tree over the granules of the
  * 47-bit user address space: a root of 8192 entries in the library's
- * zero-initialised data, each naming a leaf of 8192 entries (128 KiB,
+ * zero-initialised data, each naming a leaf of 8192 entries (64 KiB,
  * covering 16 GiB) made on demand. A root entry holds its leaf as an
  * offset from a static empty leaf, so that a root entry never written
  * (before XMM is initialised, or where XMM never mapped) reads the empty
@@ -172,9 +172,8 @@ extern XMM_HIDDEN struct xmm_address_map xmm_address_map;
 int xmm_arena_init(void);
 
 /* The map entry of the granule of `address`. The root index is masked: an
- * address above the user space reads the entry of a user-space granule
- * (callers either reject such addresses first or compare the entry with
- * something no user-space granule can hold). */
+ * address above the user space reads the entry of a user-space granule,
+ * so callers reject such addresses first (xmm_region_of). */
 XMM_INLINE struct xmm_map_entry *xmm_map_entry_of(uintptr_t bits)
 {
     uintptr_t granule = bits >> XMM_GRANULE_SHIFT;

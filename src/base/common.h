@@ -86,7 +86,6 @@ struct xmm_thread_cache;
 struct xmm_thread_state {
     void *rseq_area;                      /* mem: the area the per-CPU caches use */
     const uint32_t *rseq_index;           /* mem: its cpu_id or mm_cid field */
-    char *cpu_slabs;                      /* mem: the slabs' base, for the sections */
     struct xmm_thread_cache *thread_cache; /* mem: per-thread mode's cache */
     int64_t tick_countdown;               /* global: bytes to the allocation tick */
 };

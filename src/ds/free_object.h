@@ -80,15 +80,14 @@ XMM_INLINE bool xmm_free_object_is_free(const void *object, const char *start, s
 }
 
 /* What free() reads first: bytes 4 and 5 of the word only (bits 32-47 on
- * x86_64), compared with the object's own address. A program that wrote a byte or a short at the start or the end
+ * x86_64). A program that wrote a byte or a short at the start or the end
  * of the block just before freeing it (a flag, a string, the last byte of
  * an 8-byte block) then costs no store-forwarding stall: a load that
  * overlaps a recent store it is not wholly inside of waits for that store
  * to reach the cache (about 12 cycles, measured: 1.6 ns a malloc+free
- * pair). True when those bits decode to the
- * object's own bits 32-47, which every address of its span shares -- always
- * for a free object; for a live one only if the program stored there the secret's
- * bits XOR its own (bit 47 of them set: no user-space pointer, small
+ * pair). True when those bits are the secret's bits 32-47, as they are in
+ * every free object's word (below); for a live block only if the program
+ * stored them there (bit 47 of them is set: no user-space pointer, small
  * number or zero does; arbitrary data one time in 65536). Callers confirm
  * with xmm_free_object_is_free, which reads the whole word, before
  * reporting. */

@@ -159,6 +159,12 @@ void xmm_heap_free_slow(void *ptr)
  * pointer that is not one. */
 static size_t usable_size(const void *ptr, const char *who)
 {
+    /* A live small block passes free's checks: the page word tells its
+     * class, without the chunk's span map and the span descriptor, two
+     * cache misses on a large heap (realloc in bench/workloads/churn). */
+    xmm_page_info info = xmm_live_small_block(ptr);
+    if (XMM_LIKELY(info != 0))
+        return xmm_class_size(XMM_PAGE_INFO_CLASS(info));
     struct block block;
     switch (find_block(ptr, &block)) {
     case BLOCK_SMALL:

@@ -150,11 +150,10 @@ static bool size_slabs(void)
     return slab_count > 0 && slab_count <= XMM_MAX_SLABS;
 }
 
-/* Makes `area` the calling thread's: the hit paths read all three. */
+/* Makes `area` the calling thread's: the hit paths read both. */
 static void use_area(void *area)
 {
     xmm_thread.rseq_index = xmm_rseq_index(area);
-    xmm_thread.cpu_slabs = xmm_cpu_slabs;
     __atomic_signal_fence(__ATOMIC_SEQ_CST); /* area last: a handler sees all or none */
     xmm_thread.rseq_area = area;
 }
@@ -375,7 +374,12 @@ void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
 {
     void *area = xmm_thread.rseq_area;
     unsigned bin = bin_for(area, object, size_class);
-    unsigned node = XMM_PAGE_INFO_NODE(xmm_page_info_of(object));
+    /* The node, from the page word again. A trim may have cleared that
+     * word while the object was live (central.c, purge_free_objects): then
+     * the object goes back to its span, found through the address map. */
+    xmm_page_info info = xmm_page_info_of(object);
+    if (XMM_PAGE_INFO_CLASS(info) != size_class)
+        result = XMM_RSEQ_FOREIGN_UNKNOWN;
     if (result == XMM_RSEQ_FULL) {
         void *objects[XMM_MAX_BATCH];
         uint64_t slab_node;
@@ -385,13 +389,13 @@ void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
             xmm_central_drain((int)slab_node, size_class, objects, count);
             __atomic_fetch_add(&slow_counts.drains, 1, __ATOMIC_RELAXED);
         }
-        result = xmm_rseq_push(area, index_of(area), xmm_cpu_slabs, bin, object,
-                               XMM_PAGE_INFO(size_class, node, 0));
+        result = xmm_rseq_push(area, index_of(area), xmm_cpu_slabs, bin, object, info);
         if (result == XMM_RSEQ_PUSHED)
             return;
     }
     if (result == XMM_RSEQ_FOREIGN)
         __atomic_fetch_add(&slow_counts.cross_node_frees, 1, __ATOMIC_RELAXED);
+    /* XMM_RSEQ_FOREIGN_UNKNOWN: not counted as another node's. */
     /* Another node's object goes home, never into this CPU's cache; and a
      * slab that stays full or locked sends the object straight back. */
     __atomic_fetch_add(&slow_counts.frees[size_class], 1, __ATOMIC_RELAXED);

@@ -46,8 +46,8 @@ _Static_assert(XMM_SLAB_WORDS - 1 <= 0xffff, "slot indexes are 16-bit in a heade
 #endif
 
 /* xmm_thread.rseq_area (base/common.h): the calling thread's rseq area
- * while it uses the per-CPU caches (with rseq_index and cpu_slabs set with
- * it). Set when the thread must not use them (its area is not usable; a
+ * while it uses the per-CPU caches (with rseq_index set with it; the slab
+ * base is the global xmm_cpu_slabs). Set when the thread must not use them (its area is not usable; a
  * vfork child, see platform/x86_64/override_vfork.S): */
 extern __thread bool xmm_rseq_attach_refused __attribute__((tls_model("initial-exec")));
 extern XMM_HIDDEN char *xmm_cpu_slabs;
@@ -68,11 +68,15 @@ void xmm_cpu_cache_init_hooks(void);
  * false means it uses a per-thread cache. */
 bool xmm_cpu_cache_attach(void);
 
-/* Slow paths: a miss, and a push refused with `push_result` (the object's
- * node and bin are found again from its page: the hit path keeps fewer
- * values alive across its section). */
+/* Slow paths: a miss, and a push refused with `push_result`. The object's
+ * node and bin are found again from its page (the hit path keeps fewer
+ * values alive across its section); an object whose page word a trim
+ * cleared goes back to its span. */
 void *xmm_cpu_cache_alloc_slow(unsigned size_class);
 void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int push_result);
+/* A push_result of the slow path's own: the object's node is not known
+ * from its page word. */
+#define XMM_RSEQ_FOREIGN_UNKNOWN (-1)
 
 /* Fork repair, release of every CPU's cache, mode and statistics. */
 void xmm_cpu_cache_after_fork_child(void);

@@ -69,8 +69,8 @@ XMM_INLINE void *xmm_front_alloc(unsigned size_class)
  * Per-CPU, an object smaller than a cache line whose page another CPU's
  * cache owns goes to this CPU's remote bin (cpu_cache.h): one compare of
  * the class for every free, and for those classes a load of the page's
- * owner byte and of the CPU number (a hint read before the section: a
- * migration in between only picks the other bin). */
+ * owner byte before the section, which picks the bin
+ * (xmm_rseq_push_owned). */
 XMM_INLINE void xmm_front_free_as(void *object, xmm_page_info info)
 {
     unsigned size_class = XMM_PAGE_INFO_CLASS(info);

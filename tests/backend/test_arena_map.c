@@ -68,9 +68,28 @@ int main(void)
     if (small_chunk->pages < XMM_CHUNK_MAX_PAGES)
         CHECK(xmm_page_info_of(base + (size_t)small_chunk->pages * XMM_PAGE_SIZE) == 0,
               "past the chunk's end");
+    CHECK(xmm_chunk_slot_used((uintptr_t)small) && !xmm_chunk_slot_used((uintptr_t)direct) &&
+              !xmm_chunk_slot_used((uintptr_t)&stack_object) &&
+              !xmm_chunk_slot_used(~(uintptr_t)0) && !xmm_chunk_slot_used((uintptr_t)1 << 47),
+          "the slot bitmap: set for a chunk, clear for the rest and above user space");
     xmm_free(direct);
     CHECK(xmm_region_of(direct) == NULL, "direct mapping forgotten after free");
     xmm_free(large);
     xmm_free(small);
+    /* A chunk given back to the kernel leaves its slot: a free into it is
+     * then never read from its unmapped table. (A chunk of its own, made
+     * and released as the page heap does; this test has one thread, so it
+     * does without the page heap's lock.) */
+    struct xmm_chunk *spare = xmm_arena_new_chunk(0, XMM_PAGES_PER_GRANULE * 2);
+    CHECK(spare != NULL, "a chunk of two granules");
+    if (spare) {
+        char *spare_base = spare->region.base;
+        CHECK(xmm_chunk_slot_used((uintptr_t)spare_base + XMM_CHUNK_MAX_SIZE - 1),
+              "its whole 64 MiB slot is marked");
+        xmm_arena_release_chunk(spare);
+        CHECK(!xmm_chunk_slot_used((uintptr_t)spare_base) &&
+                  xmm_page_info_of(spare_base + XMM_GRANULE_SIZE) == 0,
+              "released: its slot is clear and its pages have no page info");
+    }
     return check_summary("arena map");
 }
