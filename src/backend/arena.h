@@ -78,7 +78,7 @@ struct xmm_chunk {
 };
 
 /* A chunk's first 2 MiB granule holds no span: a guard (PROT_NONE), then
- * the page owner bytes (8 KiB) and the page table at its end, both sized
+ * the page owner bytes (16 KiB, half used) and the page table at its end, sized
  * for the largest chunk (32 KiB of table). Chunks
  * are often mapped right below one another, and without the guard a write
  * a few bytes past the last block of the chunk below would land in the
