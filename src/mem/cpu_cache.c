@@ -51,7 +51,15 @@ static bool index_is_mm_cid;
 static bool have_membarrier;
 static int slab_count;
 static uint16_t bin_begin[XMM_CPU_BIN_COUNT]; /* first slot of each bin */
-static uint16_t bin_end[XMM_CPU_BIN_COUNT];   /* one past its last */
+static uint16_t bin_end[XMM_CPU_BIN_COUNT];   /* one past its last, at first */
+static uint16_t bin_limit[XMM_CPU_BIN_COUNT]; /* one past the last it may grow to */
+/* Bytes of capacity each slab's bins have grown by (grow_capacity), at
+ * most XMM_CPU_CACHE_SIZE; back to 0 when a release reopens the bins at
+ * their first capacity. */
+static uint64_t grown_bytes[XMM_MAX_SLABS];
+/* Set when a slab's class bin drained since it last grew: the bin went
+ * from full to empty, the sign that it is too small (grow_capacity). */
+static uint8_t drained_since_grown[XMM_MAX_SLABS][XMM_CLASS_COUNT];
 static xmm_os_thread_key own_area_key;
 static struct xmm_lock release_lock = XMM_LOCK_INITIALIZER;
 
@@ -81,43 +89,57 @@ static uint64_t header_value(unsigned bin, unsigned current)
 
 /* ---- set-up -------------------------------------------------------------------------- */
 
-/* Slots per class: a share of the per-CPU budget XMM_CPU_CACHE_SIZE (an
- * eighth of it per class at most), at least two batches (a refill and a
- * drain fit without bouncing), scaled down if the slab would overflow. A
- * remote bin gets two batches: it only gathers objects for a drain. */
+/* Slots per class: a share of the per-CPU budget XMM_CPU_CACHE_SIZE (a
+ * sixteenth of it per class at most, 2048 objects at most), at least two batches (a refill and a
+ * drain fit without bouncing). A remote bin gets two batches: it only
+ * gathers objects for a drain. Each class bin also reserves room to grow
+ * (grow_capacity) up to the whole budget or 2048 objects; the room is
+ * scaled down to what the slab holds, and if even the first capacities do
+ * not fit, they are scaled down too and no bin grows. Slots a bin never
+ * grows into cost address space only. */
+static uint32_t class_capacity(unsigned bin, uint64_t budget)
+{
+    const struct xmm_size_class *info = &xmm_size_classes[xmm_cpu_bin_class(bin)];
+    uint64_t by_budget = bin < XMM_CLASS_COUNT ? budget / info->size : 0;
+    if (by_budget > 2048)
+        by_budget = 2048;
+    uint32_t minimum = 2 * info->batch;
+    return by_budget > minimum ? (uint32_t)by_budget : minimum;
+}
+
 static bool plan_capacities(void)
 {
-    uint32_t wanted[XMM_CPU_BIN_COUNT];
-    uint64_t total = 0;
+    uint32_t first[XMM_CPU_BIN_COUNT], room_to_grow[XMM_CPU_BIN_COUNT];
+    uint64_t total_first = 0, total_room = 0;
     for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
-        const struct xmm_size_class *info = &xmm_size_classes[xmm_cpu_bin_class(bin)];
-        uint64_t by_budget = xmm_config.cpu_cache_bytes / 8 / info->size;
-        if (by_budget > 2048)
-            by_budget = 2048;
-        if (bin >= XMM_CLASS_COUNT)
-            by_budget = 0;
-        uint32_t minimum = 2 * info->batch;
-        wanted[bin] = by_budget > minimum ? (uint32_t)by_budget : minimum;
-        total += wanted[bin];
+        first[bin] = class_capacity(bin, xmm_config.cpu_cache_bytes / 16);
+        uint32_t most = class_capacity(bin, xmm_config.cpu_cache_bytes);
+        room_to_grow[bin] = most > first[bin] ? most - first[bin] : 0;
+        if (bin < XMM_CLASS_COUNT)
+            total_first += first[bin];
+        total_room += room_to_grow[bin];
     }
     /* The last word stays unused: `end` (one past a bin's last slot) is
      * a 16-bit index. The remote bins keep their two batches: only the
      * class bins are scaled to fit. */
     uint64_t room = XMM_SLAB_WORDS - 1 - XMM_SLAB_FIRST_SLOT;
-    for (unsigned bin = XMM_CLASS_COUNT; bin < XMM_CPU_BIN_COUNT; bin++) {
-        room -= wanted[bin];
-        total -= wanted[bin];
-    }
+    for (unsigned bin = XMM_CLASS_COUNT; bin < XMM_CPU_BIN_COUNT; bin++)
+        room -= first[bin];
+    uint64_t spare = room > total_first ? room - total_first : 0;
     uint32_t next = XMM_SLAB_FIRST_SLOT;
     for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
-        uint32_t capacity = wanted[bin];
-        if (total > room && bin < XMM_CLASS_COUNT)
-            capacity = (uint32_t)((uint64_t)capacity * room / total);
+        uint32_t capacity = first[bin];
+        if (total_first > room && bin < XMM_CLASS_COUNT)
+            capacity = (uint32_t)((uint64_t)capacity * room / total_first);
         if (capacity < xmm_size_classes[xmm_cpu_bin_class(bin)].batch)
             return false;
+        uint32_t growth = total_room > spare
+                              ? (uint32_t)((uint64_t)room_to_grow[bin] * spare / total_room)
+                              : room_to_grow[bin];
         bin_begin[bin] = (uint16_t)next;
-        next += capacity;
-        bin_end[bin] = (uint16_t)next;
+        bin_end[bin] = (uint16_t)(next + capacity);
+        next += capacity + growth;
+        bin_limit[bin] = (uint16_t)next;
     }
     return next < XMM_SLAB_WORDS;
 }
@@ -332,6 +354,54 @@ static void claim_pages(void *area, unsigned size_class, void *const *objects, u
     }
 }
 
+/* A miss on malloc after the bin drained since it last grew says this
+ * CPU's threads cycle through more objects of the class than its bin
+ * keeps (full, drained, then empty): the bin of the slab in use grows by
+ * a batch (up to its limit, and while the slab's growth stays within
+ * XMM_CPU_CACHE_SIZE), so that the frees of the next cycle keep more of
+ * them. A CPU that only frees (the consumer of a producer/consumer pair)
+ * or only allocates (the producer) does not grow its bins: the first
+ * would only hold more idle objects. A release (trim, idle) sets every
+ * bin back. TCMalloc resizes its per-CPU bins on misses too (its
+ * docs/design.md); XMM has no stealing between bins: the budget bounds
+ * the sum.
+ *
+ * Safe against the critical sections on the slab's CPU: they commit with
+ * a 16-bit store of `current`, which fails this CAS (tried again), and
+ * never write `end`; a section that read the old `end` sees a smaller
+ * bin, which is only a miss. A locked header (a drain) is left alone. */
+static void grow_capacity(void *area, unsigned bin)
+{
+    uint32_t slab = __atomic_load_n(index_of(area), __ATOMIC_RELAXED);
+    if (!__atomic_load_n(&drained_since_grown[slab][bin], __ATOMIC_RELAXED))
+        return;
+    __atomic_store_n(&drained_since_grown[slab][bin], 0, __ATOMIC_RELAXED);
+    uint64_t *header = &slab_words((int)slab)[bin];
+    uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
+    unsigned end = (unsigned)(value >> 16) & 0xffff;
+    if ((value & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS || end >= bin_limit[bin])
+        return;
+    unsigned size_class = xmm_cpu_bin_class(bin);
+    unsigned batch = xmm_size_classes[size_class].batch;
+    unsigned wider = end + batch < bin_limit[bin] ? end + batch : bin_limit[bin];
+    uint64_t bytes = (uint64_t)(wider - end) * xmm_size_classes[size_class].size;
+    if (__atomic_add_fetch(&grown_bytes[slab], bytes, __ATOMIC_RELAXED) >
+        xmm_config.cpu_cache_bytes) {
+        __atomic_fetch_sub(&grown_bytes[slab], bytes, __ATOMIC_RELAXED);
+        return;
+    }
+    for (;;) {
+        uint64_t grown = (value & ~((uint64_t)0xffff << 16)) | (uint64_t)wider << 16;
+        if (__atomic_compare_exchange_n(header, &value, grown, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            return;
+        if ((value & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS ||
+            ((value >> 16) & 0xffff) != end)
+            break; /* locked by a drain, or grown by another thread */
+    }
+    __atomic_fetch_sub(&grown_bytes[slab], bytes, __ATOMIC_RELAXED);
+}
+
 void *xmm_cpu_cache_alloc_slow(unsigned size_class)
 {
     void *area = xmm_thread.rseq_area;
@@ -342,6 +412,7 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
     if (!count)
         return NULL;
     claim_pages(area, size_class, objects, count);
+    grow_capacity(area, size_class);
     void *object = objects[--count];
     uint32_t pushed = count ? xmm_rseq_push_batch(area, index_of(area), xmm_cpu_slabs,
                                                   size_class, objects, count, (uint64_t)node)
@@ -386,6 +457,10 @@ void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
         uint32_t count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, bin, objects,
                                             xmm_size_classes[size_class].batch, &slab_node);
         if (count) {
+            if (bin == size_class)
+                __atomic_store_n(&drained_since_grown[__atomic_load_n(index_of(area),
+                                                                      __ATOMIC_RELAXED)][bin],
+                                 1, __ATOMIC_RELAXED);
             xmm_central_drain((int)slab_node, size_class, objects, count);
             __atomic_fetch_add(&slow_counts.drains, 1, __ATOMIC_RELAXED);
         }
@@ -446,13 +521,16 @@ static void release_current_slab(void);
 
 static void unlock_all_headers_empty(void)
 {
-    for (int slab = 0; slab < slab_count; slab++)
+    /* grown_bytes stays: it now overstates the growth of the bins
+     * reopened here, which only lets the others grow less. */
+    for (int slab = 0; slab < slab_count; slab++) {
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
             uint64_t *header = &slab_words(slab)[bin];
             uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
             if ((value & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS)
                 __atomic_store_n(header, header_value(bin, bin_begin[bin]), __ATOMIC_RELEASE);
         }
+    }
 }
 
 /* Lock every header (a pop then sees an empty slab, a push a full one),
@@ -491,6 +569,11 @@ static void release_all_slabs(void)
         for (int slab = 0; slab < slab_count; slab++)
             for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
                 unlock_header(slab, bin);
+    /* Every bin reopened at its first capacity (unlock_header). Without
+     * the fence a bin may hold more than that for a while: its pushes miss
+     * until drains bring it under. */
+    for (int slab = 0; slab < slab_count; slab++)
+        __atomic_store_n(&grown_bytes[slab], 0, __ATOMIC_RELAXED);
     xmm_lock_release(&release_lock);
     /* Without the fence a section may still commit: drain nothing remote. */
     if (!fenced)

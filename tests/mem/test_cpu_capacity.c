@@ -1,0 +1,140 @@
+/*
+ * test_cpu_capacity - per-CPU bins grow on malloc misses (cpu_cache.c,
+ * grow_capacity), within XMM_CPU_CACHE_SIZE, and a release sets them back.
+ *
+ * One thread pinned to one CPU allocates 1000 blocks of 1 KiB and frees
+ * them, round after round (bench/micro's batch1000/1024). A 1 KiB bin
+ * starts at 256 objects, so at first every round refills and drains
+ * through the central layer about 24 times each way:
+ *
+ *   default  after a few rounds the bin holds the whole round: the last
+ *            rounds miss at most twice each (before: 48 times, always);
+ *            no block is handed out twice within a round
+ *   budget   XMM_CPU_CACHE_SIZE=256k: the bin grows by at most 256 KiB,
+ *            so the cache never holds more than its first capacity
+ *            (64 objects) plus 256 KiB, plus a batch in flight
+ *   release  malloc_trim empties the caches and sets the bins back to
+ *            their first capacity: the next round misses again
+ *
+ * Skipped (77) without per-CPU caches.
+ */
+#include <malloc.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "xmm.h"
+
+#define BLOCKS 1000
+#define SIZE 1024
+
+static void *blocks[BLOCKS];
+
+static struct xmm_stats snapshot(void)
+{
+    struct xmm_stats stats = {.version = XMM_STATS_VERSION};
+    CHECKQ(xmm_stats_get(&stats) == 0, "xmm_stats_get");
+    return stats;
+}
+
+/* One round; returns the refills and drains it took. */
+static uint64_t round_misses(void)
+{
+    struct xmm_stats before = snapshot();
+    for (int i = 0; i < BLOCKS; i++) {
+        blocks[i] = malloc(SIZE);
+        CHECKQ(blocks[i] != NULL, "malloc(%d)", SIZE);
+        memset(blocks[i], i & 0xff, 64);
+    }
+    for (int i = 0; i < BLOCKS; i++)
+        CHECKQ(((unsigned char *)blocks[i])[63] == (i & 0xff), "block %d keeps its bytes", i);
+    /* Distinct blocks (no qsort: glibc's allocates a buffer). */
+    bool twice = false;
+    for (int i = 0; i < BLOCKS; i++)
+        for (int j = i + 1; j < BLOCKS; j++)
+            twice |= blocks[i] == blocks[j];
+    CHECKQ(!twice, "no block handed out twice in a round");
+    for (int i = 0; i < BLOCKS; i++)
+        free(blocks[i]);
+    struct xmm_stats after = snapshot();
+    return (after.cache_refills - before.cache_refills) + (after.cache_drains - before.cache_drains);
+}
+
+static void pin_to_current_cpu(void)
+{
+    int cpu = sched_getcpu();
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu < 0 ? 0 : cpu, &set);
+    CHECKQ(sched_setaffinity(0, sizeof set, &set) == 0, "pinned to CPU %d", cpu);
+}
+
+static void default_case(void)
+{
+    uint64_t first = round_misses(), last = 0;
+    for (int round = 0; round < 40; round++)
+        last = round_misses();
+    CHECK(first >= 20, "the first round goes through the central layer (%llu misses)",
+          (unsigned long long)first);
+    CHECK(last <= 2, "after 40 rounds the bin holds a round (%llu misses, first round %llu)",
+          (unsigned long long)last, (unsigned long long)first);
+}
+
+static void budget_case(void)
+{
+    /* Objects of other classes (start-up) stay as they are. */
+    uint64_t others = snapshot().bytes_cached, most_cached = 0;
+    for (int round = 0; round < 40; round++) {
+        round_misses();
+        uint64_t cached = snapshot().bytes_cached - others;
+        most_cached = cached > most_cached ? cached : most_cached;
+    }
+    uint64_t bound = (64 + 32) * SIZE + (256 << 10);
+    CHECK(most_cached <= bound, "XMM_CPU_CACHE_SIZE=256k: at most %llu bytes cached (%llu)",
+          (unsigned long long)bound, (unsigned long long)most_cached);
+    CHECK(most_cached > 64 * SIZE, "the bin did grow past its first 64 objects (%llu bytes)",
+          (unsigned long long)most_cached);
+}
+
+static void release_case(void)
+{
+    for (int round = 0; round < 40; round++)
+        round_misses();
+    uint64_t grown = round_misses();
+    malloc_trim(0);
+    CHECK(snapshot().bytes_cached == 0, "malloc_trim empties the caches");
+    uint64_t after_trim = round_misses();
+    CHECK(grown <= 2 && after_trim >= 20,
+          "after the trim the bin is back at its first capacity (%llu misses, %llu before)",
+          (unsigned long long)after_trim, (unsigned long long)grown);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) {
+        pin_to_current_cpu();
+        if (!strcmp(argv[1], "default"))
+            default_case();
+        else if (!strcmp(argv[1], "budget"))
+            budget_case();
+        else if (!strcmp(argv[1], "release"))
+            release_case();
+        return check_summary(argv[1]);
+    }
+    if (strcmp(snapshot().front_end, "per-cpu") != 0) {
+        NOTE("no per-CPU caches here (%s): skipped", snapshot().front_end);
+        return 77;
+    }
+    /* Fresh processes: no other test's objects or grown bins; long decay
+     * and no background thread, so that only malloc_trim releases. */
+    char *common[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", NULL};
+    char *budget[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", "XMM_CPU_CACHE_SIZE=256k",
+                      NULL};
+    CHECK(check_run_self("default", common) == 0, "default case");
+    CHECK(check_run_self("budget", budget) == 0, "budget case");
+    CHECK(check_run_self("release", common) == 0, "release case");
+    return check_summary("cpu_capacity");
+}
