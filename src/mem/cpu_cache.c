@@ -56,10 +56,13 @@ static uint16_t bin_limit[XMM_CPU_BIN_COUNT]; /* one past the last it may grow t
 /* Bytes of capacity each slab's bins have grown by (grow_capacity), at
  * most XMM_CPU_CACHE_SIZE; back to 0 when a release reopens the bins at
  * their first capacity. */
-static uint64_t grown_bytes[XMM_MAX_SLABS];
-/* Set when a slab's class bin drained since it last grew: the bin went
- * from full to empty, the sign that it is too small (grow_capacity). */
-static uint8_t drained_since_grown[XMM_MAX_SLABS][XMM_CLASS_COUNT];
+/* Per slab, a line of its own (drains write it): `grown_bytes`, and a
+ * flag per class bin set when it drained since it last grew (the bin went
+ * from full to empty, the sign that it is too small: grow_capacity). */
+static struct growth {
+    uint64_t grown_bytes;
+    uint8_t drained_since_grown[XMM_CLASS_COUNT];
+} __attribute__((aligned(64))) slab_growth_of[XMM_MAX_SLABS];
 static xmm_os_thread_key own_area_key;
 static struct xmm_lock release_lock = XMM_LOCK_INITIALIZER;
 
@@ -133,12 +136,12 @@ static bool plan_capacities(void)
             capacity = (uint32_t)((uint64_t)capacity * room / total_first);
         if (capacity < xmm_size_classes[xmm_cpu_bin_class(bin)].batch)
             return false;
-        uint32_t growth = total_room > spare
+        uint32_t reserved = total_room > spare
                               ? (uint32_t)((uint64_t)room_to_grow[bin] * spare / total_room)
                               : room_to_grow[bin];
         bin_begin[bin] = (uint16_t)next;
         bin_end[bin] = (uint16_t)(next + capacity);
-        next += capacity + growth;
+        next += capacity + reserved;
         bin_limit[bin] = (uint16_t)next;
     }
     return next < XMM_SLAB_WORDS;
@@ -370,12 +373,24 @@ static void claim_pages(void *area, unsigned size_class, void *const *objects, u
  * a 16-bit store of `current`, which fails this CAS (tried again), and
  * never write `end`; a section that read the old `end` sees a smaller
  * bin, which is only a miss. A locked header (a drain) is left alone. */
+/* Takes back a reservation of grow_capacity that did not widen a bin.
+ * Never below 0: a release may have set the count to 0 since. */
+static void give_back_growth(struct growth *slab_growth, uint64_t bytes)
+{
+    uint64_t grown = __atomic_load_n(&slab_growth->grown_bytes, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(&slab_growth->grown_bytes, &grown,
+                                        grown > bytes ? grown - bytes : 0, false,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
 static void grow_capacity(void *area, unsigned bin)
 {
     uint32_t slab = __atomic_load_n(index_of(area), __ATOMIC_RELAXED);
-    if (!__atomic_load_n(&drained_since_grown[slab][bin], __ATOMIC_RELAXED))
+    struct growth *slab_growth = &slab_growth_of[slab];
+    if (!__atomic_load_n(&slab_growth->drained_since_grown[bin], __ATOMIC_RELAXED))
         return;
-    __atomic_store_n(&drained_since_grown[slab][bin], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&slab_growth->drained_since_grown[bin], 0, __ATOMIC_RELAXED);
     uint64_t *header = &slab_words((int)slab)[bin];
     uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
     unsigned end = (unsigned)(value >> 16) & 0xffff;
@@ -385,9 +400,9 @@ static void grow_capacity(void *area, unsigned bin)
     unsigned batch = xmm_size_classes[size_class].batch;
     unsigned wider = end + batch < bin_limit[bin] ? end + batch : bin_limit[bin];
     uint64_t bytes = (uint64_t)(wider - end) * xmm_size_classes[size_class].size;
-    if (__atomic_add_fetch(&grown_bytes[slab], bytes, __ATOMIC_RELAXED) >
+    if (__atomic_add_fetch(&slab_growth->grown_bytes, bytes, __ATOMIC_RELAXED) >
         xmm_config.cpu_cache_bytes) {
-        __atomic_fetch_sub(&grown_bytes[slab], bytes, __ATOMIC_RELAXED);
+        give_back_growth(slab_growth, bytes);
         return;
     }
     for (;;) {
@@ -399,7 +414,7 @@ static void grow_capacity(void *area, unsigned bin)
             ((value >> 16) & 0xffff) != end)
             break; /* locked by a drain, or grown by another thread */
     }
-    __atomic_fetch_sub(&grown_bytes[slab], bytes, __ATOMIC_RELAXED);
+    give_back_growth(slab_growth, bytes);
 }
 
 void *xmm_cpu_cache_alloc_slow(unsigned size_class)
@@ -441,6 +456,16 @@ static unsigned bin_for(void *area, const void *object, unsigned size_class)
                                                           : size_class;
 }
 
+/* A class bin of the slab in use drained (grow_capacity reads it). Written
+ * only when it changes: drains are frequent where it matters. */
+static void note_drain(void *area, unsigned bin)
+{
+    uint32_t slab = __atomic_load_n(index_of(area), __ATOMIC_RELAXED);
+    uint8_t *drained = &slab_growth_of[slab].drained_since_grown[bin];
+    if (!__atomic_load_n(drained, __ATOMIC_RELAXED))
+        __atomic_store_n(drained, 1, __ATOMIC_RELAXED);
+}
+
 void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
 {
     void *area = xmm_thread.rseq_area;
@@ -458,9 +483,7 @@ void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
                                             xmm_size_classes[size_class].batch, &slab_node);
         if (count) {
             if (bin == size_class)
-                __atomic_store_n(&drained_since_grown[__atomic_load_n(index_of(area),
-                                                                      __ATOMIC_RELAXED)][bin],
-                                 1, __ATOMIC_RELAXED);
+                note_drain(area, bin);
             xmm_central_drain((int)slab_node, size_class, objects, count);
             __atomic_fetch_add(&slow_counts.drains, 1, __ATOMIC_RELAXED);
         }
@@ -521,7 +544,7 @@ static void release_current_slab(void);
 
 static void unlock_all_headers_empty(void)
 {
-    /* grown_bytes stays: it now overstates the growth of the bins
+    /* The growth count stays: it now overstates the growth of the bins
      * reopened here, which only lets the others grow less. */
     for (int slab = 0; slab < slab_count; slab++) {
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
@@ -557,6 +580,12 @@ static void release_all_slabs(void)
     for (int slab = 0; slab < slab_count; slab++)
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
             lock_header(&slab_words(slab)[bin]);
+    /* Every bin reopens at its first capacity (unlock_header): the growth
+     * count restarts while no bin can grow (locked headers). Without the
+     * fence a bin may hold more than that for a while: its pushes miss
+     * until drains bring it under. */
+    for (int slab = 0; slab < slab_count; slab++)
+        __atomic_store_n(&slab_growth_of[slab].grown_bytes, 0, __ATOMIC_RELAXED);
     bool fenced = xmm_os_membarrier_rseq() == 0;
     for (int slab = 0; slab < slab_count; slab++)
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
@@ -569,11 +598,7 @@ static void release_all_slabs(void)
         for (int slab = 0; slab < slab_count; slab++)
             for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
                 unlock_header(slab, bin);
-    /* Every bin reopened at its first capacity (unlock_header). Without
-     * the fence a bin may hold more than that for a while: its pushes miss
-     * until drains bring it under. */
-    for (int slab = 0; slab < slab_count; slab++)
-        __atomic_store_n(&grown_bytes[slab], 0, __ATOMIC_RELAXED);
+
     xmm_lock_release(&release_lock);
     /* Without the fence a section may still commit: drain nothing remote. */
     if (!fenced)

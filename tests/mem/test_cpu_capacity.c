@@ -4,8 +4,8 @@
  *
  * One thread pinned to one CPU allocates 1000 blocks of 1 KiB and frees
  * them, round after round (bench/micro's batch1000/1024). A 1 KiB bin
- * starts at 256 objects, so at first every round refills and drains
- * through the central layer about 24 times each way:
+ * starts at 128 objects, so at first every round refills and drains
+ * through the central layer about 27 times each way:
  *
  *   default  after a few rounds the bin holds the whole round: the last
  *            rounds miss at most twice each (before: 48 times, always);
