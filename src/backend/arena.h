@@ -275,8 +275,13 @@ void xmm_arena_chunk_dense(struct xmm_chunk *chunk);
  * purge that splits a huge page moves the whole chunk back to small pages
  * for good, so purged memory stays purged. The same trade as TCMalloc's
  * hugepage-aware page heap (Hunter et al., "Beyond malloc efficiency to
- * fleet efficiency", OSDI 2021) made per span. Caller owns the span; no
- * lock needed (a madvise, so not under the page heap lock). */
+ * fleet efficiency", OSDI 2021) made per span. Each advised range may
+ * split the chunk's mapping in up to three; that lasts only while the
+ * chunk is being cut: a retired chunk is advised whole (dense) or stays
+ * on small pages (split), and both leave it one mapping, so the process's
+ * map count grows by at most about two per huge page of one chunk per
+ * node. Caller owns the span; no lock needed (a madvise, so not under the
+ * page heap lock). */
 void xmm_arena_large_span_huge(struct xmm_chunk *chunk, char *start, size_t length);
 
 /* Maps a block of `size` bytes for itself (large requests), aligned to
