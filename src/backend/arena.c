@@ -253,35 +253,16 @@ static void leave_huge_pages(struct xmm_chunk *chunk)
         xmm_os_advise_huge(chunk->region.base, chunk->region.size, false);
 }
 
-/* Asks for huge pages on [start, start + length) of `chunk` (whole huge
- * pages) and marks the chunk `huge`, unless a purge has split it. `huge`
- * is set after the advice and `split` read after that (sequentially
- * consistent, as in leave_huge_pages): a purge that splits the chunk
- * meanwhile sees the flag and advises the whole chunk back, or is seen
- * here and the advice is taken back. */
-static void advise_huge_range(struct xmm_chunk *chunk, char *start, size_t length)
+void xmm_arena_chunk_dense(struct xmm_chunk *chunk)
 {
     if (xmm_config.thp != XMM_THP_AUTO || __atomic_load_n(&chunk->region.split, __ATOMIC_SEQ_CST))
         return;
-    if (xmm_os_advise_huge(start, length, true) != 0)
+    if (xmm_os_advise_huge(chunk->region.base, chunk->region.size, true) != 0)
         return;
     __atomic_store_n(&chunk->region.huge, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&chunk->region.split, __ATOMIC_SEQ_CST) &&
         __atomic_exchange_n(&chunk->region.huge, 0, __ATOMIC_SEQ_CST))
         xmm_os_advise_huge(chunk->region.base, chunk->region.size, false);
-}
-
-void xmm_arena_chunk_dense(struct xmm_chunk *chunk)
-{
-    advise_huge_range(chunk, chunk->region.base, chunk->region.size);
-}
-
-void xmm_arena_large_span_huge(struct xmm_chunk *chunk, char *start, size_t length)
-{
-    uintptr_t first = xmm_align_up((uintptr_t)start, XMM_GRANULE_SIZE);
-    uintptr_t end = ((uintptr_t)start + length) & ~(uintptr_t)(XMM_GRANULE_SIZE - 1);
-    if (end > first)
-        advise_huge_range(chunk, (char *)first, end - first);
 }
 
 int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length)

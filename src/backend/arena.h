@@ -267,23 +267,6 @@ int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length);
  * holds the page heap lock of the chunk's node. */
 void xmm_arena_chunk_dense(struct xmm_chunk *chunk);
 
-/* Under XMM_THP=auto, a large span about to be faulted in for the first
- * time (or again after a purge) asks for huge pages on the whole huge
- * pages inside [start, start + length): a large block is dense by
- * construction (one program object), and a 2 MiB page costs one fault
- * instead of 512. The chunk is then `huge` (xmm_arena_purge): the first
- * purge that splits a huge page moves the whole chunk back to small pages
- * for good, so purged memory stays purged. The same trade as TCMalloc's
- * hugepage-aware page heap (Hunter et al., "Beyond malloc efficiency to
- * fleet efficiency", OSDI 2021) made per span. Each advised range may
- * split the chunk's mapping in up to three; that lasts only while the
- * chunk is being cut: a retired chunk is advised whole (dense) or stays
- * on small pages (split), and both leave it one mapping, so the process's
- * map count grows by at most about two per huge page of one chunk per
- * node. Caller owns the span; no lock needed (a madvise, so not under the
- * page heap lock). */
-void xmm_arena_large_span_huge(struct xmm_chunk *chunk, char *start, size_t length);
-
 /* Maps a block of `size` bytes for itself (large requests), aligned to
  * `alignment`, with the node's policy; registers it. NULL on failure. */
 void *xmm_arena_map_direct(size_t size, size_t alignment, int node);

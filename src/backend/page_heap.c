@@ -432,7 +432,6 @@ static struct xmm_span *alloc_pages(int node, size_t pages, size_t alignment, bo
         return NULL;
     size_t at_least = wanted > GROWTH_PURGE_MIN_PAGES ? wanted : GROWTH_PURGE_MIN_PAGES;
     struct xmm_span *span = find_free(heap, wanted, !may_grow);
-    bool faults_in = span == NULL || span->dirty != XMM_PAGES_DIRTY;
     if (span) {
         /* Purged pages fault in as fresh ones do: the RSS grows the same. */
         if (!holds_resident(span) && heap->dirty_pages > GROWTH_SLACK_PAGES)
@@ -455,11 +454,6 @@ static struct xmm_span *alloc_pages(int node, size_t pages, size_t alignment, bo
         xmm_upkeep_period_ns())
         purge_decayed(heap, now, false);
     heap_unlock(heap);
-    /* Only large blocks reach a granule (the largest small-object span is
-     * 512 KiB and a little). */
-    if (span && faults_in && xmm_span_bytes(span) >= XMM_GRANULE_SIZE)
-        xmm_arena_large_span_huge((struct xmm_chunk *)xmm_region_of(span->start), span->start,
-                                  xmm_span_bytes(span));
     return span;
 }
 

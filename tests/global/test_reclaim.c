@@ -21,14 +21,8 @@
  *             written and checked against the live ones
  *   thp       XMM_THP=auto: chunks cut to their end ask for huge pages; a
  *             trim that splits them advises them MADV_NOHUGEPAGE, so that
- *             khugepaged cannot collapse purged ranges back (smaps VmFlags)
- *   thp-large XMM_THP=auto: a block of 2 MiB and more asks for huge pages on
- *             the whole huge pages inside it when it is first faulted in
- *             (before: only once its chunk was cut to its end); after a
- *             trim the range is empty or back on small pages
- *   thp-never XMM_THP=never: the same large block does not */
+ *             khugepaged cannot collapse purged ranges back (smaps VmFlags) */
 #include <malloc.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,7 +239,7 @@ static int has_flag(const char *flags, const char *flag)
     return strstr(flags, padded) != NULL;
 }
 
-static bool thp_available(void)
+static void thp_case(void)
 {
     FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
     char mode[128] = "";
@@ -256,15 +250,8 @@ static bool thp_available(void)
     }
     if (!mode[0] || strstr(mode, "[never]")) {
         NOTE("transparent huge pages unavailable here: case skipped");
-        return false;
-    }
-    return true;
-}
-
-static void thp_case(void)
-{
-    if (!thp_available())
         return;
+    }
     enum { COUNT = 12000, SIZE = 4096 };
     void **blocks = raw(COUNT * sizeof *blocks);
     for (int i = 0; i < COUNT; i++) {
@@ -289,58 +276,6 @@ static void thp_case(void)
         free(blocks[i]);
 }
 
-/* The VmFlags of the first whole 2 MiB page inside `block`. */
-static void huge_page_flags(const char *block, char *flags, size_t size)
-{
-    uintptr_t first = ((uintptr_t)block + 2 * MIB - 1) & ~(uintptr_t)(2 * MIB - 1);
-    vm_flags((const void *)first, flags, size);
-}
-
-static void thp_large_case(bool auto_mode)
-{
-    if (!thp_available())
-        return;
-    char flags[256];
-    char *large = malloc(6 * MIB);
-    CHECK(large != NULL, "malloc of 6 MiB");
-    memset(large, 1, 6 * MIB);
-    huge_page_flags(large, flags, sizeof flags);
-    if (auto_mode)
-        CHECK(has_flag(flags, "hg"), "a 6 MiB block asks for huge pages (VmFlags:%s)", flags);
-    else
-        CHECK(!has_flag(flags, "hg"), "XMM_THP=never: a 6 MiB block stays on small pages "
-              "(VmFlags:%s)", flags);
-    CHECK(large[0] == 1 && large[6 * MIB - 1] == 1, "the block keeps its bytes");
-    if (!auto_mode) {
-        free(large);
-        return;
-    }
-    /* The trim purges the freed block: either in whole huge pages (the
-     * range is then empty, and khugepaged does not collapse an empty
-     * range) or, joined with the free pages around it, in ranges that
-     * split a huge page, and then the chunk is back on small pages for
-     * good (MADV_NOHUGEPAGE). */
-    char *first_huge = (char *)(((uintptr_t)large + 2 * MIB - 1) & ~(uintptr_t)(2 * MIB - 1));
-    free(large);
-    malloc_trim(0);
-    huge_page_flags(first_huge, flags, sizeof flags);
-    unsigned char resident[512];
-    long resident_pages = -1;
-    if (mincore(first_huge, 2 * MIB, resident) == 0) {
-        resident_pages = 0;
-        for (size_t i = 0; i < 2 * MIB / 4096; i++)
-            resident_pages += resident[i] & 1;
-    }
-    CHECK(resident_pages == 0 || (has_flag(flags, "nh") && !has_flag(flags, "hg")),
-          "after a trim the huge page is empty (%ld pages resident) or on small pages "
-          "(VmFlags:%s)", resident_pages, flags);
-    char *again = malloc(6 * MIB);
-    CHECK(again != NULL, "malloc of 6 MiB after the trim");
-    memset(again, 2, 6 * MIB);
-    CHECK(again[0] == 2 && again[6 * MIB - 1] == 2, "the block after the trim keeps its bytes");
-    free(again);
-}
-
 static int run_case(const char *mode)
 {
     if (!strcmp(mode, "sizes"))
@@ -355,10 +290,6 @@ static int run_case(const char *mode)
         trim_case(1);
     else if (!strcmp(mode, "thp"))
         thp_case();
-    else if (!strcmp(mode, "thp-large"))
-        thp_large_case(true);
-    else if (!strcmp(mode, "thp-never"))
-        thp_large_case(false);
     else
         CHECK(0, "unknown case %s", mode);
     return check_summary(mode);
@@ -382,7 +313,6 @@ int main(int argc, char **argv)
     } cases[] = {
         {"sizes", NULL},       {"direct", NULL},      {"burst", "XMM_DECAY_MS=200"},
         {"trim-first", NULL},  {"trim-second", NULL}, {"thp", "XMM_THP=auto"},
-        {"thp-large", "XMM_THP=auto"}, {"thp-never", "XMM_THP=never"},
     };
     int failures = 0, count = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < count; i++) {
