@@ -53,10 +53,9 @@ static int slab_count;
 static uint16_t bin_begin[XMM_CPU_BIN_COUNT]; /* first slot of each bin */
 static uint16_t bin_end[XMM_CPU_BIN_COUNT];   /* one past its last, at first */
 static uint16_t bin_limit[XMM_CPU_BIN_COUNT]; /* one past the last it may grow to */
-/* Bytes of capacity each slab's bins have grown by (grow_capacity), at
- * most XMM_CPU_CACHE_SIZE; back to 0 when a release reopens the bins at
- * their first capacity. */
-/* Per slab, a line of its own (drains write it): `grown_bytes`, and a
+/* Per slab, a line of its own (drains write it): `grown_bytes`, the
+ * capacity its bins have grown by (grow_capacity; at most
+ * XMM_CPU_CACHE_SIZE, back to 0 when a release reopens them), and a
  * flag per class bin set when it drained since it last grew (the bin went
  * from full to empty, the sign that it is too small: grow_capacity). */
 static struct growth {
@@ -93,8 +92,8 @@ static uint64_t header_value(unsigned bin, unsigned current)
 /* ---- set-up -------------------------------------------------------------------------- */
 
 /* Slots per class: a share of the per-CPU budget XMM_CPU_CACHE_SIZE (a
- * sixteenth of it per class at most, 2048 objects at most), at least two batches (a refill and a
- * drain fit without bouncing). A remote bin gets two batches: it only
+ * sixteenth of it per class, 2048 objects at most), at least two batches
+ * (a refill and a drain fit without bouncing). A remote bin gets two batches: it only
  * gathers objects for a drain. Each class bin also reserves room to grow
  * (grow_capacity) up to the whole budget or 2048 objects; the room is
  * scaled down to what the slab holds, and if even the first capacities do
@@ -357,6 +356,17 @@ static void claim_pages(void *area, unsigned size_class, void *const *objects, u
     }
 }
 
+/* Takes back a reservation of grow_capacity that did not widen a bin.
+ * Never below 0: a release may have set the count to 0 since. */
+static void give_back_growth(struct growth *slab_growth, uint64_t bytes)
+{
+    uint64_t grown = __atomic_load_n(&slab_growth->grown_bytes, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(&slab_growth->grown_bytes, &grown,
+                                        grown > bytes ? grown - bytes : 0, false,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
 /* A miss on malloc after the bin drained since it last grew says this
  * CPU's threads cycle through more objects of the class than its bin
  * keeps (full, drained, then empty): the bin of the slab in use grows by
@@ -373,17 +383,6 @@ static void claim_pages(void *area, unsigned size_class, void *const *objects, u
  * a 16-bit store of `current`, which fails this CAS (tried again), and
  * never write `end`; a section that read the old `end` sees a smaller
  * bin, which is only a miss. A locked header (a drain) is left alone. */
-/* Takes back a reservation of grow_capacity that did not widen a bin.
- * Never below 0: a release may have set the count to 0 since. */
-static void give_back_growth(struct growth *slab_growth, uint64_t bytes)
-{
-    uint64_t grown = __atomic_load_n(&slab_growth->grown_bytes, __ATOMIC_RELAXED);
-    while (!__atomic_compare_exchange_n(&slab_growth->grown_bytes, &grown,
-                                        grown > bytes ? grown - bytes : 0, false,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-        ;
-}
-
 static void grow_capacity(void *area, unsigned bin)
 {
     uint32_t slab = __atomic_load_n(index_of(area), __ATOMIC_RELAXED);
@@ -546,14 +545,13 @@ static void unlock_all_headers_empty(void)
 {
     /* The growth count stays: it now overstates the growth of the bins
      * reopened here, which only lets the others grow less. */
-    for (int slab = 0; slab < slab_count; slab++) {
+    for (int slab = 0; slab < slab_count; slab++)
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
             uint64_t *header = &slab_words(slab)[bin];
             uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
             if ((value & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS)
                 __atomic_store_n(header, header_value(bin, bin_begin[bin]), __ATOMIC_RELEASE);
         }
-    }
 }
 
 /* Lock every header (a pop then sees an empty slab, a push a full one),
@@ -598,7 +596,6 @@ static void release_all_slabs(void)
         for (int slab = 0; slab < slab_count; slab++)
             for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
                 unlock_header(slab, bin);
-
     xmm_lock_release(&release_lock);
     /* Without the fence a section may still commit: drain nothing remote. */
     if (!fenced)

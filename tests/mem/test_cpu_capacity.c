@@ -15,10 +15,18 @@
  *            (64 objects) plus 256 KiB, plus a batch in flight
  *   release  malloc_trim empties the caches and sets the bins back to
  *            their first capacity: the next round misses again
+ *   stress   4 threads (more than this machine's cores, so preempted
+ *            inside sections and grows) cycle 300 blocks of 1 KiB each,
+ *            writing a tag into every block and checking it before the
+ *            free, while the main thread trims every millisecond (bins
+ *            grow and are locked, drained and reset under them): no block
+ *            is handed to two threads at once or changed under its owner
  *
  * Skipped (77) without per-CPU caches.
  */
 #include <malloc.h>
+#include <pthread.h>
+#include <time.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -112,16 +120,74 @@ static void release_case(void)
           (unsigned long long)after_trim, (unsigned long long)grown);
 }
 
+#define STRESS_THREADS 4
+#define STRESS_BLOCKS 300
+#define STRESS_ROUNDS 20000
+
+static unsigned long stress_bad;
+
+static void *stress_worker(void *argument)
+{
+    uintptr_t tag = (uintptr_t)argument;
+    void *held[STRESS_BLOCKS];
+    for (int round = 0; round < STRESS_ROUNDS; round++) {
+        for (int i = 0; i < STRESS_BLOCKS; i++) {
+            held[i] = malloc(SIZE);
+            if (held[i])
+                for (int word = 0; word < SIZE / 8; word += 16)
+                    ((uintptr_t *)held[i])[word] = tag ^ (uintptr_t)i;
+        }
+        for (int i = 0; i < STRESS_BLOCKS; i++) {
+            bool intact = held[i] != NULL;
+            for (int word = 0; intact && word < SIZE / 8; word += 16)
+                intact = ((uintptr_t *)held[i])[word] == (tag ^ (uintptr_t)i);
+            if (!intact)
+                __atomic_fetch_add(&stress_bad, 1, __ATOMIC_RELAXED);
+            free(held[i]);
+        }
+    }
+    return NULL;
+}
+
+static void stress_case(void)
+{
+    pthread_t threads[STRESS_THREADS];
+    for (uintptr_t i = 0; i < STRESS_THREADS; i++)
+        CHECKQ(pthread_create(&threads[i], NULL, stress_worker,
+                              (void *)(0x5a5a0000u + (i << 40))) == 0, "thread started");
+    struct timespec millisecond = {0, 1000000};
+    unsigned trims = 0;
+    /* Trim until the workers finish. */
+    int finished = 0;
+    bool joined[STRESS_THREADS] = {false};
+    while (finished < STRESS_THREADS) {
+        malloc_trim(0);
+        trims++;
+        nanosleep(&millisecond, NULL);
+        for (int i = 0; i < STRESS_THREADS; i++)
+            if (!joined[i] && pthread_tryjoin_np(threads[i], NULL) == 0) {
+                joined[i] = true;
+                finished++;
+            }
+    }
+    CHECK(stress_bad == 0, "%d threads, %u trims: %lu blocks handed out twice or changed",
+          STRESS_THREADS, trims, stress_bad);
+    CHECK(trims > 10, "the trims ran during the rounds (%u)", trims);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) {
-        pin_to_current_cpu();
+        if (strcmp(argv[1], "stress") != 0)
+            pin_to_current_cpu();
         if (!strcmp(argv[1], "default"))
             default_case();
         else if (!strcmp(argv[1], "budget"))
             budget_case();
         else if (!strcmp(argv[1], "release"))
             release_case();
+        else if (!strcmp(argv[1], "stress"))
+            stress_case();
         return check_summary(argv[1]);
     }
     if (strcmp(snapshot().front_end, "per-cpu") != 0) {
@@ -136,5 +202,6 @@ int main(int argc, char **argv)
     CHECK(check_run_self("default", common) == 0, "default case");
     CHECK(check_run_self("budget", budget) == 0, "budget case");
     CHECK(check_run_self("release", common) == 0, "release case");
+    CHECK(check_run_self("stress", common) == 0, "stress case");
     return check_summary("cpu_capacity");
 }
