@@ -39,6 +39,8 @@ struct page_heap {
     size_t next_page;                             /* first unused page of it */
     size_t held_pages;                            /* pages after its table left
                                                      uncut until it is retired */
+    size_t big_cut_pages;                         /* pages of it cut in spans of
+                                                     a granule or more */
     unsigned chunks_made;
     struct xmm_chunk *chunks;                     /* every chunk of the node */
     size_t chunk_bytes;                           /* their size */
@@ -296,16 +298,37 @@ static void list_held_pages(struct page_heap *heap, struct xmm_chunk *chunk)
     list_insert(heap, held);
 }
 
+/* Spans of a granule (one huge page) or more are large blocks, each
+ * touched by one owner, mostly once through: huge pages save them few TLB
+ * misses, and a huge-page fault costs the whole 2 MiB at once (on the
+ * benchmark VM, after the host took the memory back, 1.4 ms per fault;
+ * the large workload ran 1.7x slower; bench/analysis.md, "large"). A chunk
+ * cut mostly into such spans is left on small pages. */
+static bool cut_mostly_big(const struct page_heap *heap)
+{
+    size_t cut_pages = heap->next_page - XMM_CHUNK_FIRST_PAGE - heap->held_pages;
+    return heap->big_cut_pages * 2 > cut_pages;
+}
+
+static void note_cut(struct page_heap *heap, size_t span_pages, size_t cut_pages)
+{
+    if (span_pages >= XMM_PAGES_PER_GRANULE)
+        heap->big_cut_pages += cut_pages;
+    heap->next_page += cut_pages;
+}
+
 /* The current chunk is done with: under XMM_THP=auto a chunk cut to the
  * end is dense and may now be backed by huge pages (khugepaged collapses
  * it; sparse chunks stay on small pages, where purging frees memory at
- * 4 KiB grain); its uncut tail becomes an ordinary free span. */
+ * 4 KiB grain), unless it was cut mostly into large blocks; its uncut
+ * tail becomes an ordinary free span. */
 static void retire_current_chunk(struct page_heap *heap)
 {
     struct xmm_chunk *chunk = heap->current;
     if (!chunk)
         return;
-    xmm_arena_chunk_dense(chunk);
+    if (!cut_mostly_big(heap))
+        xmm_arena_chunk_dense(chunk);
     if (heap->held_pages) {
         list_held_pages(heap, chunk);
         heap->held_pages = 0;
@@ -348,12 +371,13 @@ static struct xmm_span *cut_fresh(struct page_heap *heap, size_t pages)
         retire_current_chunk(heap);
         heap->current = chunk;
         heap->next_page = XMM_CHUNK_FIRST_PAGE; /* after the page table */
+        heap->big_cut_pages = 0;
         rotate_interleaved_start(heap, pages);
     }
     char *start = heap->current->region.base + (heap->next_page << XMM_PAGE_SHIFT);
     struct xmm_span *span = make_free_span(heap, start, pages, XMM_PAGES_CLEAN);
     if (span)
-        heap->next_page += pages;
+        note_cut(heap, pages, pages);
     return span;
 }
 
@@ -623,7 +647,7 @@ static bool grow_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
     } else if (heap->current == chunk &&
                end == chunk->region.base + (heap->next_page << XMM_PAGE_SHIFT) &&
                heap->next_page + extra <= chunk->pages) {
-        heap->next_page += extra;
+        note_cut(heap, pages, extra);
     } else {
         return false;
     }
