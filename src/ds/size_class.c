@@ -4,6 +4,7 @@
 #include "size_class.h"
 
 struct xmm_size_class xmm_size_classes[XMM_CLASS_COUNT];
+struct xmm_class_start xmm_class_starts[XMM_CLASS_COUNT] __attribute__((aligned(16)));
 uint8_t xmm_class_by_8[XMM_SMALL_LOOKUP_MAX / 8 + 1];
 uint8_t xmm_class_by_128[XMM_MAX_SMALL_SIZE / 128 + 1];
 
@@ -28,6 +29,22 @@ static uint32_t span_pages_for(uint32_t size)
     }
 }
 
+/* free()'s object-start test (size_class.h). Its two conditions are
+ * checked here, once: they hold for every class of the table, and a class
+ * for which they did not would let free() accept the tail of a span. */
+static void describe_start(unsigned size_class, const struct xmm_size_class *info)
+{
+    struct xmm_class_start *start = &xmm_class_starts[size_class];
+    start->magic = UINT64_MAX / info->size + 1;
+    uint64_t excess = info->size * start->magic; /* e, modulo 2^64 */
+    size_t span_bytes = (size_t)info->span_pages << XMM_PAGE_SHIFT;
+    bool has_tail = info->object_bytes < span_bytes;
+    if ((excess == 0 && has_tail) || (uint64_t)info->objects * excess >= start->magic)
+        xmm_fatal("xmm: size class %z (%z bytes): free's object-start test does not hold\n",
+                  (size_t)size_class, (size_t)info->size);
+    start->limit = excess ? info->objects * excess : start->magic;
+}
+
 static void describe_class(unsigned size_class, uint32_t size)
 {
     struct xmm_size_class *info = &xmm_size_classes[size_class];
@@ -38,7 +55,7 @@ static void describe_class(unsigned size_class, uint32_t size)
      * a few at a time, not one by one. */
     info->batch = clamp_u32((128u << 10) / size, 1, 32);
     info->object_bytes = info->objects * size;
-    info->start_magic = UINT64_MAX / size + 1;
+    describe_start(size_class, info);
 }
 
 void xmm_size_classes_init(void)

@@ -38,14 +38,25 @@ struct xmm_size_class {
     uint32_t objects;      /* objects per span */
     uint32_t batch;        /* objects moved per refill or drain */
     uint32_t object_bytes; /* objects * size: offsets of objects are below */
-    /* ceil(2^64 / size): an offset n < 2^32 into a span is a multiple of
-     * size iff n * start_magic mod 2^64 < start_magic (Lemire, Kaser and
-     * Kurz, "Faster remainder by direct computation", 2019): one multiply
-     * and a compare where a quotient and a product take two multiplies. */
-    uint64_t start_magic;
+};
+
+/* What free() needs to tell an object start, one 16-byte row per class.
+ * `magic` is ceil(2^64 / size): an offset n < 2^32 into a span is a
+ * multiple of size iff n * magic mod 2^64 < magic (Lemire, Kaser and Kurz,
+ * "Faster remainder by direct computation", 2019), and the multiple
+ * k * size gives exactly k * e, where e = size * magic - 2^64 < size. So
+ * `limit` = objects * e also refuses the one multiple that is no object:
+ * the start of the span's tail, past its last object. For sizes that are
+ * powers of two e = 0, their spans have no tail (size_class.c checks),
+ * and limit = magic. One multiply and one compare, where a range compare,
+ * a multiply and a compare were needed. */
+struct xmm_class_start {
+    uint64_t magic;
+    uint64_t limit;
 };
 
 extern XMM_HIDDEN struct xmm_size_class xmm_size_classes[XMM_CLASS_COUNT];
+extern XMM_HIDDEN struct xmm_class_start xmm_class_starts[XMM_CLASS_COUNT];
 extern XMM_HIDDEN uint8_t xmm_class_by_8[XMM_SMALL_LOOKUP_MAX / 8 + 1];
 extern XMM_HIDDEN uint8_t xmm_class_by_128[XMM_MAX_SMALL_SIZE / 128 + 1];
 
@@ -70,7 +81,15 @@ XMM_INLINE size_t xmm_class_size(unsigned size_class)
  * class: the high half of offset * start_magic (the same paper). */
 XMM_INLINE uint32_t xmm_class_object_index(unsigned size_class, size_t offset)
 {
-    return (uint32_t)(((unsigned __int128)offset * xmm_size_classes[size_class].start_magic) >> 64);
+    return (uint32_t)(((unsigned __int128)offset * xmm_class_starts[size_class].magic) >> 64);
+}
+
+/* True when byte `offset` of a span of this class (offset < its span's
+ * bytes) starts one of its objects. */
+XMM_INLINE bool xmm_class_is_object_start(unsigned size_class, uint64_t offset)
+{
+    const struct xmm_class_start *start = &xmm_class_starts[size_class];
+    return offset * start->magic < start->limit;
 }
 
 #endif /* XMM_SIZE_CLASS_H */

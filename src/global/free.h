@@ -65,25 +65,25 @@ XMM_INLINE const struct xmm_foreign_owner *xmm_foreign_owner_of(const void *ptr)
 void xmm_heap_free_slow(void *ptr);
 
 /* The page info (backend/arena.h) of `ptr` when it is a live small block:
- * an object start (a multiply) of a small-object span, not past its last
- * object, and not already free (bytes 4-5 of its first word,
- * free_object.h; objects never handed out are marked free too). 0 for
- * anything else (NULL, large, direct, invalid, already free), which the
- * slow paths classify and report. The page word is one load from the
- * masked pointer (the map check beside it decides a branch), then one
- * load of the class's row; the span descriptor is not read. */
+ * an object start of a small-object span, not past its last object (one
+ * multiply and compare, size_class.h), and not already free (bytes 4-5
+ * of its first word, free_object.h; objects never handed out are marked
+ * free too). 0 for anything else (NULL, large, direct, invalid, already
+ * free), which the slow paths classify and report. The page word is one
+ * load from the masked pointer (the map check beside it decides a
+ * branch), then one load of the class's start row; the span descriptor
+ * is not read. */
 XMM_INLINE xmm_page_info xmm_live_small_block(const void *ptr)
 {
     xmm_page_info info = xmm_page_info_of(ptr);
     unsigned size_class = XMM_PAGE_INFO_CLASS(info);
     if (XMM_UNLIKELY(size_class == 0))
         return 0;
-    const struct xmm_size_class *row = &xmm_size_classes[size_class];
     uint64_t offset = ((uintptr_t)ptr & (XMM_PAGE_SIZE - 1)) +
                       ((uint64_t)XMM_PAGE_INFO_PAGE(info) << XMM_PAGE_SHIFT);
     /* A block that may be free goes to the slow path, which reads the whole
      * word to tell (and frees it after all if it is live). */
-    if (XMM_UNLIKELY(offset >= row->object_bytes || offset * row->start_magic >= row->start_magic ||
+    if (XMM_UNLIKELY(!xmm_class_is_object_start(size_class, offset) ||
                      xmm_free_object_may_be_free(ptr)))
         return 0;
     return info;

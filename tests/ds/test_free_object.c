@@ -10,6 +10,7 @@
 #include "backend/backend.h"
 #include "check.h"
 #include "ds/ds.h"
+#include "global/free.h"
 #include "xmm.h"
 
 static uint64_t random_state = 0x9e3779b97f4a7c15u;
@@ -105,10 +106,39 @@ static void check_blocks(void)
     }
 }
 
+/* free()'s inline check accepts a block's start and refuses the start of
+ * its span's tail (the multiple of the size past the last object) and an
+ * interior byte, for every class below 4 KiB whose spans have a tail. */
+static void check_span_tails(void)
+{
+    int classes = 0;
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        const struct xmm_size_class *row = &xmm_size_classes[size_class];
+        size_t span_bytes = (size_t)row->span_pages << XMM_PAGE_SHIFT;
+        if (row->size > 4096 || row->object_bytes == span_bytes ||
+            span_bytes - row->object_bytes < 8)
+            continue;
+        char *block = xmm_malloc(row->size);
+        xmm_page_info info = xmm_page_info_of(block);
+        char *start = (char *)((((uintptr_t)block >> XMM_PAGE_SHIFT) - XMM_PAGE_INFO_PAGE(info))
+                               << XMM_PAGE_SHIFT);
+        CHECKQ(xmm_live_small_block(block) == info, "class %u: a live block passes", size_class);
+        CHECKQ(xmm_live_small_block(start + row->object_bytes) == 0,
+               "class %u (%u B): the tail at offset %u is refused", size_class, row->size,
+               row->object_bytes);
+        CHECKQ(xmm_live_small_block(block + 8) == 0, "class %u: an interior byte is refused",
+               size_class);
+        xmm_free(block);
+        classes++;
+    }
+    CHECK(classes >= 10, "%d classes with a span tail checked", classes);
+}
+
 int main(void)
 {
     xmm_free(xmm_malloc(1)); /* initialises the secret */
     check_encoding();
     check_blocks();
+    check_span_tails();
     return check_summary("free tag");
 }

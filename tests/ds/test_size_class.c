@@ -48,16 +48,21 @@ int main(void)
             CHECK(index == offset / info->size, "class %u offset %zu gives %u", size_class,
                   offset, index);
         }
-        /* free()'s object-start test (free.h): offset * start_magic below
-         * start_magic exactly at the multiples of the size, at every offset
-         * of the span and beyond it (up to the largest chunk). */
+        /* free()'s object-start test (free.h, size_class.h): true exactly
+         * at the starts of the span's objects, at every offset of the
+         * span, its tail included; and the multiple test under it exact
+         * beyond the span (up to the largest chunk). */
         CHECK(info->object_bytes == info->objects * info->size, "class %u object bytes",
               size_class);
+        const struct xmm_class_start *row = &xmm_class_starts[size_class];
         size_t wrong = 0, first_wrong = 0;
         for (uint64_t offset = 0; offset < XMM_CHUNK_MAX_SIZE;
              offset += offset < 2 * span_bytes ? 1 : 4093) {
-            bool start = offset * info->start_magic < info->start_magic;
-            if (start != (offset % info->size == 0) && wrong++ == 0)
+            bool start = offset < span_bytes ? xmm_class_is_object_start(size_class, offset)
+                                             : offset * row->magic < row->magic;
+            bool expected = offset % info->size == 0 &&
+                            (offset >= span_bytes || offset < info->object_bytes);
+            if (start != expected && wrong++ == 0)
                 first_wrong = offset;
         }
         CHECK(wrong == 0, "class %u (size %u): %zu offsets misjudged as object starts, first %zu",
