@@ -22,7 +22,7 @@
 
 #include "base/base.h"
 
-#define XMM_SMALL_LOOKUP_MAX 1024            /* table by 8-byte steps */
+#define XMM_SMALL_LOOKUP_MAX 4096            /* table by 8-byte steps */
 #define XMM_MAX_SMALL_SIZE ((size_t)256 << 10) /* largest class */
 #define XMM_CLASS_COUNT 98                   /* class 0 is "not a class" */
 /* Classes 1 to this one hold objects smaller than a cache line (8 to 48

