@@ -16,6 +16,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hit_path_table  # noqa: E402
 import plots  # noqa: E402
 import results as R  # noqa: E402
 
@@ -26,6 +27,7 @@ PROFILE_OVERHEAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pro
 # The hit path against the peers, measured by bench/micro-peers and written
 # up by hand (issue 16).
 HIT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hit_path.md")
+HIT_PATH_MARKER = "<!-- hit-path tables: bench/hit_path_table.py, from this run -->"
 SLOW_LIMIT = 1.1   # "XMM is more than 1.1x slower than the best peer"
 RSS_LIMIT = 1.1    # target: peak RSS within 1.1x of the best peer
 
@@ -261,12 +263,17 @@ def load_analysis(path=ANALYSIS):
     return text, names
 
 
-def hand_written_section(path):
-    """A section written by hand beside the measurements, as it is."""
+def hand_written_section(path, tables=None):
+    """A section written by hand beside the measurements, as it is; where
+    `tables` maps a marker line (e.g. "<!-- hit-path tables -->") to text,
+    the line is replaced by it, so that figures come from this run."""
     if not os.path.exists(path):
         return ""
     with open(path) as source:
-        return source.read().rstrip() + "\n\n"
+        text = source.read()
+    for marker, replacement in (tables or {}).items():
+        text = text.replace(marker, replacement.rstrip() or "(no micro rows in this run)")
+    return text.rstrip() + "\n\n"
 
 
 def analysis_section(text):
@@ -1026,7 +1033,8 @@ def write_doc(primary, primary_dir, quick, quick_dir, doc_path, img_dir, results
     if costs is not None:
         parts.append(cost_section(costs, costs_dir, chart_dir))
     parts.append(micro_section(primary, chart_dir))
-    parts.append(hand_written_section(HIT_PATH))
+    parts.append(hand_written_section(
+        HIT_PATH, {HIT_PATH_MARKER: hit_path_table.tables(primary_dir)}))
     parts.append(hand_written_section(PROFILE_OVERHEAD))
     parts.append(method_section(primary))
     if quick is not None and quick is not primary:
