@@ -263,8 +263,10 @@ void xmm_arena_release_chunk(struct xmm_chunk *chunk);
 int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length);
 
 /* Under XMM_THP=auto, a chunk cut to its end asks for huge pages, unless a
- * purge has split them already (then it stays on small pages). Caller
- * holds the page heap lock of the chunk's node. */
+ * purge has split them already (then it stays on small pages). The page
+ * heap does not call it for a chunk cut mostly into large blocks
+ * (page_heap.c, cut_mostly_big). Caller holds the page heap lock of the
+ * chunk's node. */
 void xmm_arena_chunk_dense(struct xmm_chunk *chunk);
 
 /* Maps a block of `size` bytes for itself (large requests), aligned to
