@@ -20,7 +20,7 @@
 BENCH_BUILD = $(BUILD)/bench
 BENCH_PYTHON = python3
 BENCH_DEB_PACKAGES = gcc g++ make python3 libjemalloc2 libtcmalloc-minimal4 \
-                     libmimalloc2.0 gnuplot-nox libbenchmark-dev memcached \
+                     libmimalloc2.0 gnuplot-nox libbenchmark-dev memcached valgrind \
                      libmemcached-tools sqlite3
 BENCH_CFLAGS = -O2 -g -std=gnu11 -Wall -Wextra -pthread
 BENCH_CXXFLAGS = -O2 -g -std=c++17 -Wall -Wextra -pthread

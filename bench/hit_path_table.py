@@ -5,7 +5,8 @@ batch1000 rows from 8 B to 4 KiB, 1 and 2 threads, as ns per malloc+free
 pair (medians over the repetitions; with 2 threads, wall time per pair of
 all threads together), each allocator's spread ((max - min) / median),
 XMM's ratio to the fastest peer, and XMM's 2-thread scaling (1-thread time
-over 2-thread time: 2.0 is perfect)."""
+over 2-thread time: 2.0 is perfect), then the instruction counts the run
+took of the same library (instructions.md, bench/run.py)."""
 import collections
 import csv
 import os
@@ -60,7 +61,19 @@ def tables(results):
                 scaling = med[(one, "xmm")] / med[(two, "xmm")]
                 lines.append(f"| {family}/{size} | {med[(one, 'xmm')]:.2f} | {med[(two, 'xmm')]:.2f} | "
                              f"{scaling:.2f}x | {'met' if scaling >= 1.9 else 'not met'} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + instruction_counts(results)
+
+
+def instruction_counts(results):
+    """The run's instructions.md, or a line saying the run has none."""
+    path = os.path.join(results, "instructions.md")
+    if not os.path.exists(path):
+        return ("\n*Instruction counts: this result set has none (a run from before "
+                "bench/run.py took them); run bench/hit-path-static and "
+                "bench/hit-path-counts 64.*\n")
+    with open(path) as f:
+        return ("\n**Instruction counts of the library this result set measured** "
+                "(bench/run.py takes them after the timed runs):\n\n" + f.read())
 
 
 def main():

@@ -12,7 +12,9 @@ on all allocators alike instead of on whichever ran during it.
 Results go to DIR/meta.json (machine, versions, commands), DIR/runs.csv
 (one row per run, or per microbenchmark case per run) and
 DIR/rss_timeline.csv (the RSS samples of peak-idle, idle-return and
-size-mix); report.py turns them into
+size-mix) and, when the micro group ran, DIR/instructions.md (the hit
+path's instruction counts: bench/hit-path-static on the library measured,
+bench/hit-path-counts under valgrind); report.py turns them into
 docs/benchmarks.md. A run that crashes, fails or times out is recorded
 with its error, never dropped. A crash is cheap, so later repetitions still
 run (an intermittent bug shows as "failed in N of M"); after a timeout that
@@ -24,6 +26,7 @@ import csv
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -154,6 +157,40 @@ def format_cell(value):
     return value
 
 
+INSTRUCTIONS_FILE = "instructions.md"
+
+
+def count_instructions(allocators, bench_build, out_dir):
+    """Writes out_dir/instructions.md: the counts of the hit path of the
+    library this run measured, so that the report's instruction table and
+    its time tables come from the same code. A tool that cannot run (no
+    valgrind, no objdump) is said in the file, not skipped silently."""
+    xmm = next((a for a in allocators if a.name == "xmm" and a.available), None)
+    if xmm is None:
+        return
+    library = os.path.relpath(xmm.library, REPO)
+    # free:7 is the branch to the page-owner check that classes below a
+    # cache line take (8-48 bytes): their free's hit path.
+    commands = [
+        ["bench/hit-path-static", "--lib", library],
+        ["bench/hit-path-static", "--lib", library, "--taken", "free:7", "free"],
+        ["sh", "bench/hit-path-counts", "64"],
+    ]
+    environment = dict(os.environ, XMM_LIB=library, BENCH_BUILD=bench_build)
+    parts = []
+    for command in commands:
+        try:
+            done = subprocess.run(command, env=environment, capture_output=True, text=True,
+                                  timeout=600)
+            output = done.stdout if done.returncode == 0 else (
+                f"(exit {done.returncode}) {done.stderr.strip()}\n")
+        except (OSError, subprocess.TimeoutExpired) as error:
+            output = f"({error})\n"
+        parts.append(f"`{' '.join(command)}`:\n\n{output.rstrip()}\n")
+    with open(os.path.join(out_dir, INSTRUCTIONS_FILE), "w") as output:
+        output.write("\n".join(parts))
+
+
 def main():
     args = parse_arguments()
     os.chdir(REPO)
@@ -187,6 +224,8 @@ def main():
     started = time.time()
     load_at_start = machine.load_average()
     session.run_all()
+    if any(benchmark.group == "micro" for benchmark in suite):
+        count_instructions(allocators, args.bench_build, tmp_dir)
     meta = machine.describe(allocators, suite, mode, reps, context)
     meta["duration_s"] = round(time.time() - started, 1)
     meta["load_average"] = {"start": load_at_start, "end": machine.load_average()}
