@@ -328,6 +328,33 @@ static void restore_tail(struct xmm_span *span, const struct xmm_size_class *inf
     span->tail_purged = 0;
 }
 
+/* Claimant only: asks for the line of every cut object's first word, in
+ * address order (marked for writing, as take_objects writes each word it
+ * takes; baseline x86-64 has no write prefetch and reads it in). A
+ * span's free list runs through its objects in the order they were freed,
+ * so walking it waits for one cache miss after another once the objects
+ * have gone cold (a heap that freed most of itself a while ago: frag in
+ * bench/analysis.md). The prefetches do not depend on one another, so
+ * their misses overlap, and the walk finds the links in cache. A span of a
+ * class with free lists is one to a few pages: at most 128 prefetches. */
+static void prefetch_cut_objects(const struct xmm_span *span, const struct xmm_size_class *info)
+{
+    size_t stride = info->size < XMM_CACHE_LINE ? XMM_CACHE_LINE : info->size;
+    const char *end = span->start + (size_t)span->carved * info->size;
+    for (const char *line = span->start; line < end; line += stride)
+        __builtin_prefetch(line, 1);
+}
+
+/* Only for a span at least half free: prefetching the lines of live
+ * objects pulls them away from the CPU that uses them, which then misses
+ * to write them again (batch1000/4096 with two threads ran 9-13% slower
+ * when every span was prefetched). */
+static bool worth_prefetching(const struct xmm_span *span)
+{
+    uint64_t in_use = in_use_of(__atomic_load_n(&span->state, __ATOMIC_RELAXED));
+    return in_use * 2 <= span->carved;
+}
+
 /* Claimant only: takes up to `wanted` objects, free ones first (warm in
  * cache, and they keep untouched pages untouched), then uncut ones. */
 static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
@@ -335,6 +362,8 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
     const struct xmm_size_class *info = &xmm_size_classes[span->size_class];
     unsigned taken = 0;
     void *list = __atomic_exchange_n(&span->free_list, NULL, __ATOMIC_ACQUIRE);
+    if (list && worth_prefetching(span))
+        prefetch_cut_objects(span, info);
     while (list && taken < wanted) {
         void *next = next_free_object(span, info, list);
         xmm_free_object_set(list, NULL); /* free, in a cache from now on */
