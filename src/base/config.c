@@ -331,6 +331,11 @@ static const struct variable variables[] = {
 };
 #define VARIABLE_COUNT (sizeof(variables) / sizeof(variables[0]))
 
+/* Which variables held a value that was rejected (bit i: variables[i]),
+ * so that XMM_VERBOSE shows the default in effect, not the value given. */
+static uint32_t rejected;
+_Static_assert(VARIABLE_COUNT <= 32, "one bit per variable");
+
 static void complain(const char *what, const char *name, const char *value, const char *accepted)
 {
     if (accepted)
@@ -362,8 +367,10 @@ void xmm_config_read(void)
         parse_bool(strict, &xmm_config.strict);
     for (size_t i = 0; i < VARIABLE_COUNT; i++) {
         const char *value = xmm_os_getenv(variables[i].name);
-        if (value && !variables[i].parse(value, variables[i].target))
+        if (value && !variables[i].parse(value, variables[i].target)) {
+            rejected |= (uint32_t)1 << i;
             complain("bad value", variables[i].name, value, variables[i].accepted);
+        }
     }
     for (char **entry = environ; entry && *entry; entry++) {
         if (strncmp(*entry, "XMM_", 4) || is_known(*entry))
@@ -386,7 +393,13 @@ void xmm_config_print(void)
 {
     for (size_t i = 0; i < VARIABLE_COUNT; i++) {
         const char *value = xmm_os_getenv(variables[i].name);
-        xmm_report("xmm: config %s=%s%s\n", variables[i].name,
-                   value ? value : variables[i].default_text, value ? "" : " (default)");
+        if (!value)
+            xmm_report("xmm: config %s=%s (default)\n", variables[i].name,
+                       variables[i].default_text);
+        else if (rejected & (uint32_t)1 << i)
+            xmm_report("xmm: config %s=%s (default; '%s' was rejected)\n", variables[i].name,
+                       variables[i].default_text, value);
+        else
+            xmm_report("xmm: config %s=%s\n", variables[i].name, value);
     }
 }

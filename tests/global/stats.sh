@@ -58,6 +58,12 @@ if XMM_STRICT=1 XMM_NUMA=sideways "$test" quiet 2>/dev/null; then fail "XMM_STRI
 XMM_VERBOSE=1 "$test" quiet 2>"$work/verbose.txt"
 grep -q "node 0 CPUs:" "$work/verbose.txt" && grep -q "config XMM_NUMA=" "$work/verbose.txt" ||
     fail "XMM_VERBOSE output"
+# ... and a rejected value as the default in effect, not as the value given.
+XMM_VERBOSE=1 XMM_BACKGROUND=2 "$test" quiet 2>"$work/verbose-bad.txt"
+grep -q "config XMM_BACKGROUND=auto (default; '2' was rejected)" "$work/verbose-bad.txt" ||
+    fail "XMM_VERBOSE shows a rejected value as the default in effect"
+! grep -q "config XMM_BACKGROUND=2" "$work/verbose-bad.txt" ||
+    fail "XMM_VERBOSE shows a rejected value as in effect"
 
 # XMM_STATS_SIGNAL prints on the signal, to XMM_STATS_FILE.
 XMM_STATS_SIGNAL=SIGUSR2 XMM_STATS_FILE="$work/signal.txt" "$test" signal "$work/signal.txt" ||
