@@ -111,7 +111,9 @@ LD_PRELOAD=/nonexistent-but-kept.so "$run" --lib="$lib" env 2>/dev/null | grep -
 cat "$work"/stats.*.json 2>/dev/null | "$python" -c 'import json, sys; assert json.load(sys.stdin)["program"] == "true"' ||
     fail "xmm-run --stats=json: no statistics from /bin/true"
 # Its own errors: status 125, a message.
-for arguments in "--no-such-option true" "--numa=local" "--lib=/nonexistent true"; do
+# ("--stats -- true": getopt hands the option "--" as its value.)
+for arguments in "--no-such-option true" "--numa=local" "--lib=/nonexistent true" \
+    "--stats -- true" "--lib=$lib --decay-ms -- true"; do
     "$run" $arguments >/dev/null 2>"$work/err"; status=$?
     [ $status -eq 125 ] && grep -q "^xmm-run: " "$work/err" ||
         fail "xmm-run $arguments: status $status, $(head -1 "$work/err")"
