@@ -56,6 +56,9 @@ static bool parse_bool(const char *value, void *target)
     return false;
 }
 
+/* What parse_bool takes, as the message for a malformed switch says it. */
+#define SWITCH_FORMS "1 or 0 (or on/off, yes/no, true/false)"
+
 /* "123", "64K", "2M", "1G" (binary multiples; a trailing "B"/"iB" is fine). */
 static bool parse_size(const char *value, void *target)
 {
@@ -85,13 +88,19 @@ static bool parse_size(const char *value, void *target)
     return true;
 }
 
+/* Digits only: no sign, space, unit or byte suffix. */
+static bool parse_whole_number(const char *value, uint64_t *number)
+{
+    size_t parsed;
+    if (value[strspn(value, "0123456789")] != '\0' || !parse_size(value, &parsed))
+        return false;
+    *number = parsed;
+    return true;
+}
+
 static bool parse_milliseconds(const char *value, void *target)
 {
-    size_t number;
-    if (!parse_size(value, &number) || strpbrk(value, "kKmMgG"))
-        return false;
-    *(uint64_t *)target = number;
-    return true;
+    return parse_whole_number(value, target);
 }
 
 static bool parse_node_list(const char *text, uint64_t *mask)
@@ -268,13 +277,17 @@ static bool parse_invalid_free(const char *value, void *target)
     return parse_choice(value, "abort", "warn", target);
 }
 
-/* A variable read by another part of XMM, which checks it itself (so a bad
- * value is reported once): here it is only known. */
-static bool parse_elsewhere(const char *value, void *target)
+/* XMM_BUF_POOL_MIB: buf/ reads the value when a pool is first used (it is
+ * a library over the public API, with no access to xmm_config), and keeps
+ * its default on a value rejected here. Checking it here too reports a bad
+ * value at start, once, under XMM_STRICT, whether or not the program ever
+ * uses a pool. The same form as buf.c's: a whole number of MiB whose bytes
+ * fit in a size_t. */
+static bool parse_buf_pool_mib(const char *value, void *target)
 {
-    (void)value;
     (void)target;
-    return true;
+    uint64_t mib;
+    return parse_whole_number(value, &mib) && mib <= (SIZE_MAX >> 20);
 }
 
 static const struct variable variables[] = {
@@ -317,16 +330,16 @@ static const struct variable variables[] = {
     {"XMM_PROFILE_SIGNAL", "a signal name or number, e.g. SIGUSR1", "none",
      "dump the heap profile when this signal arrives", parse_signal,
      &xmm_config.profile_signal},
-    {"XMM_LEAKS", "1 or 0", "0", "report sampled blocks still live at exit", parse_bool,
+    {"XMM_LEAKS", SWITCH_FORMS, "0", "report sampled blocks still live at exit", parse_bool,
      &xmm_config.leaks},
     {"XMM_INVALID_FREE", "abort or warn", "abort",
      "what an invalid or double free does after its message", parse_invalid_free,
      &xmm_config.invalid_free_abort},
     {"XMM_BUF_POOL_MIB", "a whole number of MiB, e.g. 64 (0: no pooling)", "64",
-     "buffer memory the xmm_buf pools keep for reuse (checked in buf.c)", parse_elsewhere, NULL},
-    {"XMM_VERBOSE", "1 or 0", "0", "print configuration and topology at start", parse_bool,
+     "buffer memory the xmm_buf pools keep for reuse (read in buf.c)", parse_buf_pool_mib, NULL},
+    {"XMM_VERBOSE", SWITCH_FORMS, "0", "print configuration and topology at start", parse_bool,
      &xmm_config.verbose},
-    {"XMM_STRICT", "1 or 0", "0", "make a bad XMM_* variable fatal", parse_bool,
+    {"XMM_STRICT", SWITCH_FORMS, "0", "make a bad XMM_* variable fatal", parse_bool,
      &xmm_config.strict},
 };
 #define VARIABLE_COUNT (sizeof(variables) / sizeof(variables[0]))
@@ -336,15 +349,81 @@ static const struct variable variables[] = {
 static uint32_t rejected;
 _Static_assert(VARIABLE_COUNT <= 32, "one bit per variable");
 
-static void complain(const char *what, const char *name, const char *value, const char *accepted)
+static void stop_if_strict(void)
 {
-    if (accepted)
-        xmm_report("xmm: %s %s='%s': expected %s; using the default\n", what, name, value,
-                   accepted);
-    else
-        xmm_report("xmm: %s %s; ignored\n", what, name);
     if (xmm_config.strict)
         xmm_fatal("xmm: XMM_STRICT=1: stopping\n");
+}
+
+static void complain_bad_value(const char *name, const char *value, const char *accepted)
+{
+    xmm_report("xmm: bad value %s='%s': expected %s; using the default\n", name, value,
+               accepted);
+    stop_if_strict();
+}
+
+/* Levenshtein distance between two names of up to NAME_MAX_LENGTH bytes
+ * (longer ones are compared on that prefix): one row on the stack, no
+ * allocation. */
+#define NAME_MAX_LENGTH 63
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t a_length = strnlen(a, NAME_MAX_LENGTH), b_length = strnlen(b, NAME_MAX_LENGTH);
+    size_t row[NAME_MAX_LENGTH + 1];
+    for (size_t j = 0; j <= b_length; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= a_length; i++) {
+        size_t diagonal = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= b_length; j++) {
+            size_t above = row[j];
+            size_t best = diagonal + (a[i - 1] != b[j - 1]);
+            if (above + 1 < best)
+                best = above + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diagonal = above;
+        }
+    }
+    return row[b_length];
+}
+
+static bool is_prefix(const char *shorter, const char *longer)
+{
+    return !strncmp(shorter, longer, strlen(shorter));
+}
+
+/* The known name an unknown one was most likely meant to be: within two
+ * edits (a typo), or one name a prefix of the other past "XMM_" and three
+ * letters (XMM_DECAY for XMM_DECAY_MS, XMM_NUMA_MODE for XMM_NUMA). NULL
+ * if none is. */
+static const char *closest_known_name(const char *unknown)
+{
+    const char *closest = NULL;
+    size_t closest_distance = SIZE_MAX;
+    for (size_t i = 0; i < VARIABLE_COUNT; i++) {
+        const char *known = variables[i].name;
+        size_t distance = edit_distance(unknown, known);
+        bool related = strlen(unknown) >= 8 &&
+                       (is_prefix(unknown, known) || is_prefix(known, unknown));
+        if ((distance <= 2 || related) && distance < closest_distance) {
+            closest = known;
+            closest_distance = distance;
+        }
+    }
+    return closest;
+}
+
+static void complain_unknown(const char *name)
+{
+    const char *closest = closest_known_name(name);
+    if (closest)
+        xmm_report("xmm: unknown variable %s; ignored (did you mean %s?)\n", name, closest);
+    else
+        xmm_report("xmm: unknown variable %s; ignored (XMM_VERBOSE=1 lists the variables)\n",
+                   name);
+    stop_if_strict();
 }
 
 static bool is_known(const char *entry)
@@ -369,19 +448,19 @@ void xmm_config_read(void)
         const char *value = xmm_os_getenv(variables[i].name);
         if (value && !variables[i].parse(value, variables[i].target)) {
             rejected |= (uint32_t)1 << i;
-            complain("bad value", variables[i].name, value, variables[i].accepted);
+            complain_bad_value(variables[i].name, value, variables[i].accepted);
         }
     }
     for (char **entry = environ; entry && *entry; entry++) {
         if (strncmp(*entry, "XMM_", 4) || is_known(*entry))
             continue;
-        char name[64];
+        char name[NAME_MAX_LENGTH + 1];
         size_t length = strcspn(*entry, "=");
         if (length >= sizeof(name))
             length = sizeof(name) - 1;
         memcpy(name, *entry, length);
         name[length] = '\0';
-        complain("unknown variable", name, NULL, NULL);
+        complain_unknown(name);
     }
     /* The leak report and signal dumps need samples: they turn sampling on
      * at the default interval unless XMM_PROFILE chose one. */

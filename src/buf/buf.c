@@ -207,22 +207,15 @@ static bool parse_mib(const char *text, size_t *bytes)
     return true;
 }
 
-/* XMM_BUF_POOL_MIB, the way config.c treats every XMM_* variable: one line
- * naming it and the accepted form, then the default (fatal with
- * XMM_STRICT=1). */
+/* XMM_BUF_POOL_MIB. A malformed value keeps the default here, silently:
+ * XMM's configuration table (src/base/config.c) checks the same form when
+ * the library starts, and reports it there once, fatally with
+ * XMM_STRICT=1, whether or not the program ever uses a pool. */
 static void read_pool_limit(void)
 {
     const char *value = getenv("XMM_BUF_POOL_MIB");
-    if (!value || parse_mib(value, &pool_limit))
-        return;
-    fprintf(stderr, "xmm: bad value XMM_BUF_POOL_MIB='%s': expected a whole number of MiB, "
-                    "e.g. 64 (0: no pooling); using the default\n",
-            value);
-    const char *strict = getenv("XMM_STRICT");
-    if (strict && strcmp(strict, "1") == 0) {
-        fprintf(stderr, "xmm: XMM_STRICT=1: stopping\n");
-        abort();
-    }
+    if (value)
+        parse_mib(value, &pool_limit);
 }
 
 /* ---- pools --------------------------------------------------------------- */

@@ -1,7 +1,8 @@
 /* test_buf_config.c - XMM_BUF_POOL_MIB: the cap the pools keep to, and
- * how a malformed value is reported. The variable is read at the first
- * xmm_buf_* call, so each case runs in a child forked before any, with the
- * variable set in the child. */
+ * how a malformed value is reported. XMM checks the variable when it
+ * starts and the pools read it at the first xmm_buf_* call, so each case
+ * runs in a fresh process: this program, executed again with the
+ * variable set and the case's name as its argument. */
 #include <errno.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -27,10 +28,10 @@ static void pin_to_current_cpu(void)
     sched_setaffinity(0, sizeof(one), &one);
 }
 
-/* Runs `body` in a child with XMM_BUF_POOL_MIB=value (unset if NULL).
- * Returns what the child wrote to stderr; its CHECKs count here through
- * its exit status. */
-static const char *run_child(const char *value, void (*body)(void))
+/* Runs the case named `body` in a fresh process of this program with
+ * XMM_BUF_POOL_MIB=value (unset if NULL). Returns what it wrote to
+ * stderr; its CHECKs count here through its exit status. */
+static const char *run_child(const char *value, const char *body)
 {
     static char output[8192];
     FILE *log = tmpfile();
@@ -43,10 +44,8 @@ static const char *run_child(const char *value, void (*body)(void))
             setenv("XMM_BUF_POOL_MIB", value, 1);
         else
             unsetenv("XMM_BUF_POOL_MIB");
-        pin_to_current_cpu();
-        body();
-        fflush(stderr);
-        _exit(check_failed_count ? 1 : 0);
+        execl("/proc/self/exe", "test_buf_config", body, (char *)NULL);
+        _exit(127);
     }
     int status = 0;
     waitpid(child, &status, 0);
@@ -141,14 +140,14 @@ static void expect_largest(void)
 
 static void test_valid_values(void)
 {
-    const char *output = run_child(NULL, expect_default);
+    const char *output = run_child(NULL, "default");
     CHECK(output[0] == '\0', "unset: no message, got '%s'", output);
-    output = run_child("4", expect_cap_of_4_mib);
+    output = run_child("4", "cap-of-4-mib");
     CHECK(!strstr(output, "XMM_BUF_POOL_MIB"), "4: no complaint, got '%s'", output);
-    output = run_child("0", expect_no_pooling);
+    output = run_child("0", "no-pooling");
     CHECK(strstr(output, "xmm_buf_put()") && strstr(output, "not a buffer"),
           "0: the second put is reported, got '%s'", output);
-    output = run_child("17592186044415", expect_largest); /* SIZE_MAX >> 20 */
+    output = run_child("17592186044415", "largest"); /* SIZE_MAX >> 20 */
     CHECK(!strstr(output, "XMM_BUF_POOL_MIB"), "largest: no complaint, got '%s'", output);
 }
 
@@ -158,7 +157,7 @@ static void test_malformed_values(void)
         "abc", "", "12x", "-1", "1.5", " 8", "64M", "17592186044416", "99999999999999999999999",
     };
     for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
-        const char *output = run_child(malformed[i], expect_default);
+        const char *output = run_child(malformed[i], "default");
         CHECK(count_occurrences(output, "\n") == 1, "'%s': one line, got '%s'", malformed[i],
               output);
         CHECK(strstr(output, "XMM_BUF_POOL_MIB='") && strstr(output, "whole number of MiB") &&
@@ -167,8 +166,34 @@ static void test_malformed_values(void)
     }
 }
 
-int main(void)
+/* The cases a fresh process runs (run_child). */
+static const struct {
+    const char *name;
+    void (*body)(void);
+} child_cases[] = {
+    {"default", expect_default},
+    {"cap-of-4-mib", expect_cap_of_4_mib},
+    {"no-pooling", expect_no_pooling},
+    {"largest", expect_largest},
+};
+
+static int run_child_case(const char *name)
 {
+    for (size_t i = 0; i < sizeof(child_cases) / sizeof(child_cases[0]); i++) {
+        if (!strcmp(name, child_cases[i].name)) {
+            pin_to_current_cpu();
+            child_cases[i].body();
+            fflush(stderr);
+            return check_failed_count ? 1 : 0;
+        }
+    }
+    return 127;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2)
+        return run_child_case(argv[1]);
     test_valid_values();
     test_malformed_values();
     return check_summary("test_buf_config");

@@ -64,6 +64,43 @@ grep -q "config XMM_BACKGROUND=auto (default; '2' was rejected)" "$work/verbose-
     fail "XMM_VERBOSE shows a rejected value as the default in effect"
 ! grep -q "config XMM_BACKGROUND=2" "$work/verbose-bad.txt" ||
     fail "XMM_VERBOSE shows a rejected value as in effect"
+# XMM_BUF_POOL_MIB is checked at start like every other variable, even in a
+# program that never uses a buffer pool: reported once, fatal when strict.
+XMM_BUF_POOL_MIB=abc "$test" quiet 2>"$work/buf-bad.txt" || fail "a bad XMM_BUF_POOL_MIB stopped the program"
+grep -q "XMM_BUF_POOL_MIB='abc': expected a whole number of MiB" "$work/buf-bad.txt" ||
+    fail "a bad XMM_BUF_POOL_MIB is not reported at start: $(cat "$work/buf-bad.txt")"
+[ "$(wc -l < "$work/buf-bad.txt")" -eq 1 ] || fail "XMM_BUF_POOL_MIB: not one line"
+if XMM_STRICT=1 XMM_BUF_POOL_MIB=abc "$test" quiet 2>/dev/null; then
+    fail "XMM_STRICT=1 must stop on a bad XMM_BUF_POOL_MIB"
+fi
+XMM_VERBOSE=1 XMM_BUF_POOL_MIB=12x "$test" quiet 2>"$work/verbose-buf.txt"
+grep -q "config XMM_BUF_POOL_MIB=64 (default; '12x' was rejected)" "$work/verbose-buf.txt" ||
+    fail "XMM_VERBOSE shows a rejected XMM_BUF_POOL_MIB as in effect"
+# Every switch takes the spellings its message names, strictness included.
+for spelling in 1 on yes true; do
+    if XMM_STRICT=$spelling XMM_NUMA=sideways "$test" quiet 2>/dev/null; then
+        fail "XMM_STRICT=$spelling must stop"
+    fi
+done
+XMM_STRICT=maybe "$test" quiet 2>"$work/bool.txt"
+grep -q "XMM_STRICT='maybe': expected 1 or 0 (or on/off, yes/no, true/false)" "$work/bool.txt" ||
+    fail "a switch's message names every spelling it takes: $(cat "$work/bool.txt")"
+# Milliseconds are a whole number: no unit, not even a byte suffix.
+for value in 10B 10iB 1s 10K; do
+    XMM_DECAY_MS=$value "$test" quiet 2>"$work/decay.txt"
+    grep -q "XMM_DECAY_MS='$value': expected milliseconds" "$work/decay.txt" ||
+        fail "XMM_DECAY_MS=$value was accepted"
+done
+# A misspelt name is pointed at the variable it is closest to.
+XMM_DECAY=10 XMM_CPU_CACHE_SIZ=1M XMM_NUMAA=off XMM_SOMETHING_ELSE=1 "$test" quiet 2>"$work/typo.txt"
+grep -q "unknown variable XMM_DECAY; ignored (did you mean XMM_DECAY_MS?)" "$work/typo.txt" ||
+    fail "XMM_DECAY: no suggestion: $(cat "$work/typo.txt")"
+grep -q "unknown variable XMM_CPU_CACHE_SIZ; ignored (did you mean XMM_CPU_CACHE_SIZE?)" "$work/typo.txt" ||
+    fail "XMM_CPU_CACHE_SIZ: no suggestion"
+grep -q "unknown variable XMM_NUMAA; ignored (did you mean XMM_NUMA?)" "$work/typo.txt" ||
+    fail "XMM_NUMAA: no suggestion"
+grep -q "unknown variable XMM_SOMETHING_ELSE; ignored (XMM_VERBOSE=1 lists the variables)" "$work/typo.txt" ||
+    fail "XMM_SOMETHING_ELSE: no pointer to the list"
 
 # XMM_STATS_SIGNAL prints on the signal, to XMM_STATS_FILE.
 XMM_STATS_SIGNAL=SIGUSR2 XMM_STATS_FILE="$work/signal.txt" "$test" signal "$work/signal.txt" ||
