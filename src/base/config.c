@@ -352,7 +352,7 @@ _Static_assert(VARIABLE_COUNT <= 32, "one bit per variable");
 static void stop_if_strict(void)
 {
     if (xmm_config.strict)
-        xmm_fatal("xmm: XMM_STRICT=1: stopping\n");
+        xmm_fatal("xmm: XMM_STRICT is on: stopping\n");
 }
 
 static void complain_bad_value(const char *name, const char *value, const char *accepted)
@@ -395,9 +395,9 @@ static bool is_prefix(const char *shorter, const char *longer)
 }
 
 /* The known name an unknown one was most likely meant to be: within two
- * edits (a typo), or one name a prefix of the other past "XMM_" and three
- * letters (XMM_DECAY for XMM_DECAY_MS, XMM_NUMA_MODE for XMM_NUMA). NULL
- * if none is. */
+ * edits (a typo), or one name a prefix of the other, the shorter at least
+ * "XMM_" and four letters (XMM_DECA for XMM_DECAY_MS, XMM_NUMA_MODE for
+ * XMM_NUMA). NULL if none is. */
 static const char *closest_known_name(const char *unknown)
 {
     const char *closest = NULL;
@@ -452,7 +452,8 @@ void xmm_config_read(void)
         }
     }
     for (char **entry = environ; entry && *entry; entry++) {
-        if (strncmp(*entry, "XMM_", 4) || is_known(*entry))
+        /* An entry without '=' sets nothing (getenv never finds it). */
+        if (strncmp(*entry, "XMM_", 4) || !strchr(*entry, '=') || is_known(*entry))
             continue;
         char name[NAME_MAX_LENGTH + 1];
         size_t length = strcspn(*entry, "=");

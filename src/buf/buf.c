@@ -210,7 +210,9 @@ static bool parse_mib(const char *text, size_t *bytes)
 /* XMM_BUF_POOL_MIB. A malformed value keeps the default here, silently:
  * XMM's configuration table (src/base/config.c) checks the same form when
  * the library starts, and reports it there once, fatally with
- * XMM_STRICT=1, whether or not the program ever uses a pool. */
+ * XMM_STRICT=1, whether or not the program ever uses a pool. (A value
+ * the program itself sets with setenv() after start is read here too; a
+ * malformed one keeps the default without a message.) */
 static void read_pool_limit(void)
 {
     const char *value = getenv("XMM_BUF_POOL_MIB");

@@ -76,10 +76,11 @@ fi
 XMM_VERBOSE=1 XMM_BUF_POOL_MIB=12x "$test" quiet 2>"$work/verbose-buf.txt"
 grep -q "config XMM_BUF_POOL_MIB=64 (default; '12x' was rejected)" "$work/verbose-buf.txt" ||
     fail "XMM_VERBOSE shows a rejected XMM_BUF_POOL_MIB as in effect"
-# Every switch takes the spellings its message names, strictness included.
+# Every switch takes the spellings its message names, strictness included
+# (for every variable: buf/ once checked its own with only "1").
 for spelling in 1 on yes true; do
-    if XMM_STRICT=$spelling XMM_NUMA=sideways "$test" quiet 2>/dev/null; then
-        fail "XMM_STRICT=$spelling must stop"
+    if XMM_STRICT=$spelling XMM_BUF_POOL_MIB=abc "$test" quiet 2>/dev/null; then
+        fail "XMM_STRICT=$spelling must stop on a bad XMM_BUF_POOL_MIB"
     fi
 done
 XMM_STRICT=maybe "$test" quiet 2>"$work/bool.txt"

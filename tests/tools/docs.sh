@@ -113,7 +113,8 @@ cat "$work"/stats.*.json 2>/dev/null | "$python" -c 'import json, sys; assert js
 # Its own errors: status 125, a message.
 # ("--stats -- true": getopt hands the option "--" as its value.)
 for arguments in "--no-such-option true" "--numa=local" "--lib=/nonexistent true" \
-    "--stats -- true" "--lib=$lib --decay-ms -- true"; do
+    "--stats -- true" "--lib=$lib --decay-ms -- true" "--lib -- true" \
+    "--lib=$lib --stats --decay-ms=5 true"; do
     "$run" $arguments >/dev/null 2>"$work/err"; status=$?
     [ $status -eq 125 ] && grep -q "^xmm-run: " "$work/err" ||
         fail "xmm-run $arguments: status $status, $(head -1 "$work/err")"
