@@ -84,9 +84,27 @@ static uint64_t *slab_words(int slab)
     return (uint64_t *)(xmm_cpu_slabs + ((size_t)slab << XMM_SLAB_SHIFT));
 }
 
+/* A header's fields (platform/x86_64/rseq_percpu.h gives the layout). */
 static uint64_t header_value(unsigned bin, unsigned current)
 {
-    return (uint64_t)current | (uint64_t)bin_end[bin] << 16 | (uint64_t)bin_begin[bin] << 32;
+    return (uint64_t)current | (uint64_t)bin_end[bin] << XMM_SLAB_END_SHIFT |
+           (uint64_t)bin_begin[bin] << XMM_SLAB_BEGIN_SHIFT;
+}
+
+static unsigned header_current(uint64_t header)
+{
+    return (unsigned)(header & XMM_SLAB_CURRENT_MASK);
+}
+
+static unsigned header_end(uint64_t header)
+{
+    return (unsigned)(header >> XMM_SLAB_END_SHIFT) & 0xffff;
+}
+
+static uint64_t header_with_end(uint64_t header, unsigned end)
+{
+    return (header & ~((uint64_t)0xffff << XMM_SLAB_END_SHIFT)) |
+           (uint64_t)end << XMM_SLAB_END_SHIFT;
 }
 
 /* ---- set-up -------------------------------------------------------------------------- */
@@ -380,7 +398,7 @@ static void give_back_growth(struct growth *slab_growth, uint64_t bytes)
  * the sum.
  *
  * Safe against the critical sections on the slab's CPU: they commit with
- * a 16-bit store of `current`, which fails this CAS (tried again), and
+ * a 32-bit store of `current`, which fails this CAS (tried again), and
  * never write `end`; a section that read the old `end` sees a smaller
  * bin, which is only a miss. A locked header (a drain) is left alone. */
 static void grow_capacity(void *area, unsigned bin)
@@ -392,7 +410,7 @@ static void grow_capacity(void *area, unsigned bin)
     __atomic_store_n(&slab_growth->drained_since_grown[bin], 0, __ATOMIC_RELAXED);
     uint64_t *header = &slab_words((int)slab)[bin];
     uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
-    unsigned end = (unsigned)(value >> 16) & 0xffff;
+    unsigned end = header_end(value);
     if ((value & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS || end >= bin_limit[bin])
         return;
     unsigned size_class = xmm_cpu_bin_class(bin);
@@ -405,12 +423,12 @@ static void grow_capacity(void *area, unsigned bin)
         return;
     }
     for (;;) {
-        uint64_t grown = (value & ~((uint64_t)0xffff << 16)) | (uint64_t)wider << 16;
+        uint64_t grown = header_with_end(value, wider);
         if (__atomic_compare_exchange_n(header, &value, grown, false, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED))
             return;
         if ((value & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS ||
-            ((value >> 16) & 0xffff) != end)
+            header_end(value) != end)
             break; /* locked by a drain, or grown by another thread */
     }
     give_back_growth(slab_growth, bytes);
@@ -506,7 +524,7 @@ static void lock_header(uint64_t *header)
     uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
     uint64_t locked;
     do {
-        locked = (value & 0xffff) | XMM_SLAB_LOCKED_BITS;
+        locked = header_current(value) | XMM_SLAB_LOCKED_BITS;
     } while (!__atomic_compare_exchange_n(header, &value, locked, false, __ATOMIC_ACQ_REL,
                                           __ATOMIC_RELAXED));
 }
@@ -517,7 +535,7 @@ static void unlock_header(int slab, unsigned bin)
     uint64_t *header = &slab_words(slab)[bin];
     uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
     while (!__atomic_compare_exchange_n(header, &value,
-                                        header_value(bin, (unsigned)(value & 0xffff)), false,
+                                        header_value(bin, header_current(value)), false,
                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         ;
 }
@@ -528,7 +546,7 @@ static void unlock_header(int slab, unsigned bin)
 static void drain_locked(int slab, unsigned bin)
 {
     uint64_t *words = slab_words(slab);
-    unsigned current = (unsigned)(__atomic_load_n(&words[bin], __ATOMIC_ACQUIRE) & 0xffff);
+    unsigned current = header_current(__atomic_load_n(&words[bin], __ATOMIC_ACQUIRE));
     unsigned begin = bin_begin[bin];
     unsigned size_class = xmm_cpu_bin_class(bin);
     unsigned batch = xmm_size_classes[size_class].batch;
@@ -636,7 +654,7 @@ void xmm_cpu_cache_release(void)
 static uint64_t cached_in(int slab, unsigned bin)
 {
     uint64_t header = __atomic_load_n(&slab_words(slab)[bin], __ATOMIC_RELAXED);
-    unsigned current = (unsigned)(header & 0xffff);
+    unsigned current = header_current(header);
     bool locked = (header & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS;
     return !locked && current > bin_begin[bin] ? current - bin_begin[bin] : 0;
 }
