@@ -13,7 +13,7 @@
 
 struct xmm_config xmm_config = {
     .numa_mode = XMM_NUMA_LOCAL,
-    .cpu_cache_bytes = (size_t)2 << 20,
+    .cpu_cache_bytes = (size_t)4 << 20,
     .thread_cache_bytes = (size_t)2 << 20,
     .rseq = XMM_RSEQ_LIBC,
     .decay_ms = 1000,
@@ -293,8 +293,8 @@ static bool parse_buf_pool_mib(const char *value, void *target)
 static const struct variable variables[] = {
     {"XMM_NUMA", "local, interleave, off, or bind:LIST (e.g. bind:0,2-3)", "local",
      "NUMA placement policy", parse_numa, &xmm_config},
-    {"XMM_CPU_CACHE_SIZE", "a size in bytes, e.g. 1048576, 512K, 2M", "2M",
-     "per-CPU cache budget (a sixteenth per class at first, the whole for growth)", parse_size, &xmm_config.cpu_cache_bytes},
+    {"XMM_CPU_CACHE_SIZE", "a size in bytes, e.g. 1048576, 512K, 4M", "4M",
+     "per-CPU cache budget (a thirty-second per class at first, the whole for growth)", parse_size, &xmm_config.cpu_cache_bytes},
     {"XMM_THREAD_CACHE_SIZE", "a size in bytes, e.g. 2M", "2M",
      "bytes each thread's cache may hold (per-thread mode)", parse_size,
      &xmm_config.thread_cache_bytes},

@@ -109,56 +109,97 @@ static uint64_t header_with_end(uint64_t header, unsigned end)
 
 /* ---- set-up -------------------------------------------------------------------------- */
 
-/* Slots per class: a share of the per-CPU budget XMM_CPU_CACHE_SIZE (a
- * sixteenth of it per class, 2048 objects at most), at least two batches
- * (a refill and a drain fit without bouncing). A remote bin gets two batches: it only
- * gathers objects for a drain. Each class bin also reserves room to grow
- * (grow_capacity) up to the whole budget or 2048 objects; the room is
- * scaled down to what the slab holds, and if even the first capacities do
- * not fit, they are scaled down too and no bin grows. Slots a bin never
- * grows into cost address space only. */
-static uint32_t class_capacity(unsigned bin, uint64_t budget)
+/* Objects a class bin holds at most: at first, and after growing. */
+#define FIRST_CAPACITY_MOST 1024
+#define GROWN_CAPACITY_MOST 2048
+
+/* Slots for a class bin: `budget` bytes in objects of the class (at most
+ * `most`), at least two batches (a refill and a drain fit without
+ * bouncing). A remote bin gets two batches: it only gathers objects for a
+ * drain. */
+static uint32_t class_capacity(unsigned bin, uint64_t budget, uint32_t most)
 {
     const struct xmm_size_class *info = &xmm_size_classes[xmm_cpu_bin_class(bin)];
     uint64_t by_budget = bin < XMM_CLASS_COUNT ? budget / info->size : 0;
-    if (by_budget > 2048)
-        by_budget = 2048;
+    if (by_budget > most)
+        by_budget = most;
     uint32_t minimum = 2 * info->batch;
     return by_budget > minimum ? (uint32_t)by_budget : minimum;
 }
 
+/* A bin's growth limit at `level`: the level, within what the whole
+ * budget allows the class, and never below its first capacity. */
+static uint32_t limit_at_level(uint32_t first, uint32_t most, uint32_t level)
+{
+    uint32_t limit = most < level ? most : level;
+    return limit > first ? limit : first;
+}
+
+static uint64_t slots_at_level(const uint32_t *first, const uint32_t *most, uint32_t level)
+{
+    uint64_t slots = 0;
+    for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
+        slots += limit_at_level(first[bin], most[bin], level);
+    return slots;
+}
+
+/* The highest number of objects every bin may grow to with all the
+ * limits in `room` slots (a binary search: the sum grows with the level).
+ * One level for all classes, not room in proportion to each class's
+ * growth: that gave the classes up to 64 B, whose budget allows 2048
+ * objects each, most of the slab, and left a 4 KiB bin 339 slots, a
+ * third of a round of bench/micro batch1000/4096 (bench/analysis.md). */
+static uint32_t growth_level(const uint32_t *first, const uint32_t *most, uint64_t room)
+{
+    uint32_t low = 0, high = GROWN_CAPACITY_MOST;
+    while (low < high) {
+        uint32_t level = (low + high + 1) / 2;
+        if (slots_at_level(first, most, level) <= room)
+            low = level;
+        else
+            high = level - 1;
+    }
+    return low;
+}
+
+/* Lays out the bins of a slab. Each class bin starts with a thirty-second
+ * of the per-CPU budget XMM_CPU_CACHE_SIZE in objects of the class (at
+ * most FIRST_CAPACITY_MOST), and reserves room to grow (grow_capacity) to
+ * the whole budget in its objects (at most GROWN_CAPACITY_MOST), or to
+ * the growth level where the slab's 16-bit slot indexes do not reach
+ * that far for every class. If even the first capacities do not fit,
+ * they are scaled down and no bin grows. Slots a bin never grows into
+ * cost address space only. */
 static bool plan_capacities(void)
 {
-    uint32_t first[XMM_CPU_BIN_COUNT], room_to_grow[XMM_CPU_BIN_COUNT];
-    uint64_t total_first = 0, total_room = 0;
+    uint32_t first[XMM_CPU_BIN_COUNT], most[XMM_CPU_BIN_COUNT];
+    uint64_t total_first = 0, remote_first = 0;
     for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
-        first[bin] = class_capacity(bin, xmm_config.cpu_cache_bytes / 16);
-        uint32_t most = class_capacity(bin, xmm_config.cpu_cache_bytes);
-        room_to_grow[bin] = most > first[bin] ? most - first[bin] : 0;
+        first[bin] = class_capacity(bin, xmm_config.cpu_cache_bytes / 32, FIRST_CAPACITY_MOST);
+        most[bin] = class_capacity(bin, xmm_config.cpu_cache_bytes, GROWN_CAPACITY_MOST);
         if (bin < XMM_CLASS_COUNT)
             total_first += first[bin];
-        total_room += room_to_grow[bin];
+        else
+            remote_first += first[bin];
     }
     /* The last word stays unused: `end` (one past a bin's last slot) is
      * a 16-bit index. The remote bins keep their two batches: only the
      * class bins are scaled to fit. */
     uint64_t room = XMM_SLAB_WORDS - 1 - XMM_SLAB_FIRST_SLOT;
-    for (unsigned bin = XMM_CLASS_COUNT; bin < XMM_CPU_BIN_COUNT; bin++)
-        room -= first[bin];
-    uint64_t spare = room > total_first ? room - total_first : 0;
+    bool first_fit = total_first + remote_first <= room;
+    uint32_t level = first_fit ? growth_level(first, most, room) : 0;
     uint32_t next = XMM_SLAB_FIRST_SLOT;
     for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
-        uint32_t capacity = first[bin];
-        if (total_first > room && bin < XMM_CLASS_COUNT)
-            capacity = (uint32_t)((uint64_t)capacity * room / total_first);
+        uint32_t capacity = first[bin], limit = capacity;
+        if (first_fit)
+            limit = limit_at_level(first[bin], most[bin], level);
+        else if (bin < XMM_CLASS_COUNT)
+            capacity = limit = (uint32_t)((uint64_t)capacity * (room - remote_first) / total_first);
         if (capacity < xmm_size_classes[xmm_cpu_bin_class(bin)].batch)
             return false;
-        uint32_t reserved = total_room > spare
-                              ? (uint32_t)((uint64_t)room_to_grow[bin] * spare / total_room)
-                              : room_to_grow[bin];
         bin_begin[bin] = (uint16_t)next;
         bin_end[bin] = (uint16_t)(next + capacity);
-        next += capacity + reserved;
+        next += limit;
         bin_limit[bin] = (uint16_t)next;
     }
     return next < XMM_SLAB_WORDS;

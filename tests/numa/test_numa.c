@@ -1265,12 +1265,12 @@ static int mode_crossnode(void)
 #define MIGRATE_BLOCKS 3000
 #define MIGRATE_HELD 100
 
-/* A cache holds at most its byte budget: XMM_CPU_CACHE_SIZE (2M) per CPU,
+/* A cache holds at most its byte budget: XMM_CPU_CACHE_SIZE (4M) per CPU,
  * XMM_THREAD_CACHE_SIZE (2M) per thread (README). */
 static size_t cache_budget_bytes(void)
 {
     static const char *const names[] = {"XMM_CPU_CACHE_SIZE", "XMM_THREAD_CACHE_SIZE"};
-    size_t budget = 2 * MIB;
+    size_t budget = 4 * MIB;
     for (int i = 0; i < 2; i++) {
         const char *value = getenv(names[i]);
         if (!value)
