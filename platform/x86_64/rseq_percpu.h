@@ -27,12 +27,12 @@
  * `current` is a 32-bit field (its top half always 0), read with a 32-bit
  * load and committed with a 32-bit store: each operation's load of it
  * takes the value the previous one stored, a dependency from one malloc
- * or free to the next. Measured on AMD EPYC (bench/hit_path.md), a
- * 16-bit store and load there (Zen 3) cost about 0.7 ns more an operation than
- * the same at 32 bits (a loop of 1000 pops and 1000 pushes: 2.43 against
- * 1.74 ns an operation). `end` and `begin` are read with 16-bit loads of
- * bytes no store of `current` touches, so neither waits for it (a load
- * that spans a narrower recent store would stall).
+ * or free to the next, and on AMD EPYC (Zen 3) that chain ran slower
+ * through 16-bit stores and loads than through 32-bit ones (docs/design.md,
+ * "The path of a malloc", gives the measurements). `end` and `begin` are
+ * read with 16-bit loads of bytes no store of `current` touches, so
+ * neither waits for it (a load that spans a narrower recent store would
+ * stall).
  *
  * Contract shared by all: `index` points at the area's cpu_id (or mm_cid)
  * field of the calling thread's registered rseq area `area`; `slabs` is the
@@ -45,8 +45,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A slab: word 0 is its node, word c the header of class c (current, end,
- * begin: 16 bits each), slots from word XMM_SLAB_FIRST_SLOT. Nothing else:
+/* A slab: word 0 is its node, word c the header of class c (current: 32
+ * bits, end and begin: 16 bits each), slots from word XMM_SLAB_FIRST_SLOT. Nothing else:
  * the hit paths write the header's line and one slot's, no counter. */
 #define XMM_SLAB_SHIFT 19
 #define XMM_SLAB_WORDS ((size_t)1 << (XMM_SLAB_SHIFT - 3))
