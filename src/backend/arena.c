@@ -265,6 +265,12 @@ void xmm_arena_chunk_dense(struct xmm_chunk *chunk)
         xmm_os_advise_huge(chunk->region.base, chunk->region.size, false);
 }
 
+void xmm_arena_place_large_block(struct xmm_chunk *chunk)
+{
+    if (xmm_config.thp == XMM_THP_AUTO && __atomic_load_n(&chunk->region.huge, __ATOMIC_SEQ_CST))
+        leave_huge_pages(chunk);
+}
+
 int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length)
 {
     uintptr_t huge_mask = XMM_GRANULE_SIZE - 1; /* a granule is one huge page */

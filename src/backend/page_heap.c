@@ -40,7 +40,7 @@ struct page_heap {
     size_t held_pages;                            /* pages after its table left
                                                      uncut until it is retired */
     size_t big_cut_pages;                         /* pages of it cut in spans of
-                                                     a granule or more */
+                                                     large blocks */
     unsigned chunks_made;
     struct xmm_chunk *chunks;                     /* every chunk of the node */
     size_t chunk_bytes;                           /* their size */
@@ -298,12 +298,13 @@ static void list_held_pages(struct page_heap *heap, struct xmm_chunk *chunk)
     list_insert(heap, held);
 }
 
-/* Spans of a granule (one huge page) or more are large blocks, each
- * touched by one owner, mostly once through: huge pages save them few TLB
- * misses, and a huge-page fault costs the whole 2 MiB at once (on the
- * benchmark VM, after the host took the memory back, 1.4 ms per fault;
- * the large workload ran 1.7x slower; bench/analysis.md, "large"). A chunk
- * cut mostly into such spans is left on small pages. */
+/* Spans longer than any small-object span hold large blocks, each touched
+ * by one owner, mostly once through and often sparsely (a buffer's ends):
+ * huge pages save them few TLB misses, and a huge-page fault costs the
+ * whole 2 MiB at once (on the benchmark VM, after the host took the memory
+ * back, 1.4 ms per fault; the large workload ran 1.7x slower, and rounds
+ * of 1 MiB blocks 1000x slower: bench/analysis.md, "large" and "batch1000
+ * at 1 MiB"). A chunk cut mostly into such spans is left on small pages. */
 static bool cut_mostly_big(const struct page_heap *heap)
 {
     size_t cut_pages = heap->next_page - XMM_CHUNK_FIRST_PAGE - heap->held_pages;
@@ -312,7 +313,7 @@ static bool cut_mostly_big(const struct page_heap *heap)
 
 static void note_cut(struct page_heap *heap, size_t span_pages, size_t cut_pages)
 {
-    if (span_pages >= XMM_PAGES_PER_GRANULE)
+    if (span_pages > XMM_SMALL_SPAN_MAX_PAGES)
         heap->big_cut_pages += cut_pages;
     heap->next_page += cut_pages;
 }

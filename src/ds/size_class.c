@@ -50,6 +50,9 @@ static void describe_class(unsigned size_class, uint32_t size)
     struct xmm_size_class *info = &xmm_size_classes[size_class];
     info->size = size;
     info->span_pages = span_pages_for(size);
+    if (info->span_pages > XMM_SMALL_SPAN_MAX_PAGES)
+        xmm_fatal("xmm: size class %z (%z bytes): its span is longer than XMM_SMALL_SPAN_MAX_PAGES\n",
+                  (size_t)size_class, (size_t)size);
     info->objects = (uint32_t)(((size_t)info->span_pages << XMM_PAGE_SHIFT) / size);
     /* A batch is about 128 KiB of objects (at most 32): medium objects move
      * a few at a time, not one by one. */

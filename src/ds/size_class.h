@@ -24,6 +24,10 @@
 
 #define XMM_SMALL_LOOKUP_MAX 4096            /* table by 8-byte steps */
 #define XMM_MAX_SMALL_SIZE ((size_t)256 << 10) /* largest class */
+/* The longest span of a small-object class: two objects of the largest
+ * class (size_class.c checks every class against it). A longer span holds
+ * a large block. */
+#define XMM_SMALL_SPAN_MAX_PAGES ((2 * XMM_MAX_SMALL_SIZE) >> XMM_PAGE_SHIFT)
 #define XMM_CLASS_COUNT 98                   /* class 0 is "not a class" */
 /* Classes 1 to this one hold objects smaller than a cache line (8 to 48
  * bytes): several programs' objects can share a line, which the per-CPU

@@ -22,8 +22,13 @@
  *   thp       XMM_THP=auto: chunks cut to their end ask for huge pages; a
  *             trim that splits them advises them MADV_NOHUGEPAGE, so that
  *             khugepaged cannot collapse purged ranges back (smaps VmFlags)
- *   thp-large XMM_THP=auto: a chunk cut mostly into blocks of 2 MiB and more
- *             stays on small pages (their first touch is what they cost) */
+ *   thp-large XMM_THP=auto: a chunk cut mostly into large blocks stays on
+ *             small pages (their first touch is what they cost)
+ *   thp-reuse XMM_THP=auto: 1 MiB blocks placed on pages that decay purged,
+ *             each written at its two ends, fault in small pages (before:
+ *             their chunks were on huge pages, 2 MiB zeroed per block)
+ *   thp-mixed XMM_THP=auto: a large block placed in a chunk of small
+ *             blocks on huge pages takes the chunk off them */
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,9 +43,9 @@
 
 #define MIB ((size_t)1 << 20)
 
-static size_t status_kb(const char *key)
+static size_t file_kb(const char *path, const char *key)
 {
-    FILE *status = fopen("/proc/self/status", "r");
+    FILE *status = fopen(path, "r");
     char line[256];
     size_t value = 0;
     while (status && fgets(line, sizeof line, status))
@@ -49,6 +54,11 @@ static size_t status_kb(const char *key)
     if (status)
         fclose(status);
     return value;
+}
+
+static size_t status_kb(const char *key)
+{
+    return file_kb("/proc/self/status", key);
 }
 
 static size_t resident_mib(void)
@@ -314,6 +324,117 @@ static void thp_large_case(void)
         free(blocks[i]);
 }
 
+/* Blocks of 1 MiB are freed, all but one in eight, and decay purges the
+ * free spans. Large blocks placed there again, each written at its two
+ * ends as a buffer filled from both sides may be, must fault in what they
+ * touch, not a huge page each: on the benchmark VM such a fault cost
+ * 100-400 us a block (bench/analysis.md, "batch1000 at 1 MiB"). Before,
+ * chunks cut mostly into blocks of less than 2 MiB were advised huge
+ * pages, and the purged ranges faulted back in 2 MiB at a time. */
+static void thp_reuse_case(void)
+{
+    if (!thp_available())
+        return;
+    enum { COUNT = 96, KEEP_EVERY = 8, LARGE = 32 };
+    char *blocks[COUNT];
+    for (int i = 0; i < COUNT; i++) {
+        blocks[i] = malloc(MIB);
+        blocks[i][0] = blocks[i][MIB - 1] = 1;
+    }
+    char flags[256];
+    int advised = 0;
+    for (int i = 0; i < COUNT; i++) {
+        vm_flags(blocks[i], flags, sizeof flags);
+        advised += has_flag(flags, "hg");
+    }
+    NOTE("%d of %d blocks of 1 MiB lie in chunks advised huge pages", advised, COUNT);
+    for (int i = 0; i < COUNT; i++)
+        if (i % KEEP_EVERY) {
+            free(blocks[i]);
+            blocks[i] = NULL;
+        }
+    /* Older than the decay period (200 ms here): the upkeep pass run by
+     * the next large allocation purges them. */
+    sleep_ms(300);
+    release(allocate(1 << 20, 1));
+    struct xmm_stats stats;
+    int got = xmm_stats_get(&stats);
+    CHECK(got == 0 && stats.bytes_purged >= 32 * MIB,
+          "decay purged %zu MiB of the freed blocks' pages (at least 32)",
+          (size_t)(stats.bytes_purged / MIB));
+    size_t before = status_kb("VmRSS:"), huge_before = file_kb("/proc/self/smaps_rollup", "AnonHugePages:");
+    /* Another size than the freed blocks': no cached block of theirs. */
+    enum { SIZE = (1 << 20) + (64 << 10) };
+    char *large[LARGE];
+    int on_huge = 0;
+    for (int i = 0; i < LARGE; i++) {
+        large[i] = malloc(SIZE);
+        vm_flags(large[i], flags, sizeof flags);
+        on_huge += has_flag(flags, "hg");
+        large[i][0] = 1;
+        large[i][SIZE - 1] = 1;
+    }
+    size_t grown_kb = status_kb("VmRSS:") - before;
+    NOTE("%d of %d new blocks in chunks still advised huge pages; AnonHugePages %zu kB, then "
+         "%zu kB", on_huge, LARGE, huge_before, file_kb("/proc/self/smaps_rollup", "AnonHugePages:"));
+    CHECK(grown_kb <= 8 * 1024,
+          "%d blocks of 1 MiB + 64 KiB written at both ends: RSS grew %zu kB (at most 8 MiB; a "
+          "huge page each would be %d MiB)",
+          LARGE, grown_kb, LARGE * 2);
+    for (int i = 0; i < LARGE; i++)
+        free(large[i]);
+    for (int i = 0; i < COUNT; i++)
+        free(blocks[i]);
+}
+
+/* Chunks of 4 KiB blocks, cut to their end, ask for huge pages; most of
+ * the blocks are freed, and a large block placed in the free spans takes
+ * its chunk off huge pages (a 2 MiB fault for each of its ranges that
+ * holds no page yet: thp-reuse). */
+static void thp_mixed_case(void)
+{
+    if (!thp_available())
+        return;
+    enum { COUNT = 12288, SIZE = 4096, KEEP_EVERY = 1024, LARGE = 8 };
+    char **blocks = raw(COUNT * sizeof *blocks);
+    for (int i = 0; i < COUNT; i++) {
+        blocks[i] = malloc(SIZE);
+        memset(blocks[i], 1, SIZE);
+    }
+    char flags[256];
+    vm_flags(blocks[0], flags, sizeof flags);
+    CHECK(has_flag(flags, "hg"), "a chunk cut to its end asks for huge pages (VmFlags:%s)",
+          flags);
+    for (int i = 0; i < COUNT; i++)
+        if (i % KEEP_EVERY) {
+            free(blocks[i]);
+            blocks[i] = NULL;
+        }
+    xmm_release_cpu_caches();
+    int placed = 0, still_advised = 0;
+    char *large[LARGE];
+    for (int i = 0; i < LARGE; i++) {
+        large[i] = malloc((1 << 20) + (64 << 10));
+        large[i][0] = 1;
+        /* Chunks are aligned to their largest size, 64 MiB. */
+        for (int k = 0; k < COUNT; k += KEEP_EVERY)
+            if (((uintptr_t)large[i] ^ (uintptr_t)blocks[k]) < 64 * MIB) {
+                placed++;
+                break;
+            }
+        vm_flags(large[i], flags, sizeof flags);
+        still_advised += has_flag(flags, "hg");
+    }
+    CHECK(placed == LARGE, "%d of %d large blocks lie in the chunks of the small blocks", placed,
+          LARGE);
+    CHECK(still_advised == 0, "%d of %d large blocks lie in chunks still advised huge pages",
+          still_advised, LARGE);
+    for (int i = 0; i < LARGE; i++)
+        free(large[i]);
+    for (int i = 0; i < COUNT; i++)
+        free(blocks[i]);
+}
+
 static int run_case(const char *mode)
 {
     if (!strcmp(mode, "sizes"))
@@ -330,6 +451,10 @@ static int run_case(const char *mode)
         thp_case();
     else if (!strcmp(mode, "thp-large"))
         thp_large_case();
+    else if (!strcmp(mode, "thp-reuse"))
+        thp_reuse_case();
+    else if (!strcmp(mode, "thp-mixed"))
+        thp_mixed_case();
     else
         CHECK(0, "unknown case %s", mode);
     return check_summary(mode);
@@ -337,9 +462,9 @@ static int run_case(const char *mode)
 
 /* Each case in a fresh process: long decay and no background thread, so
  * that only what the case does gives memory back. */
-static int run_case_alone(const char *mode, char *extra)
+static int run_case_alone(const char *mode, char *extra, char *more)
 {
-    char *environment[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", extra, NULL};
+    char *environment[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", extra, more, NULL};
     return check_run_self(mode, environment);
 }
 
@@ -349,15 +474,21 @@ int main(int argc, char **argv)
         return run_case(argv[1]);
     struct {
         const char *mode;
-        char *extra;
+        char *extra, *more;
     } cases[] = {
-        {"sizes", NULL},       {"direct", NULL},      {"burst", "XMM_DECAY_MS=200"},
-        {"trim-first", NULL},  {"trim-second", NULL}, {"thp", "XMM_THP=auto"},
-        {"thp-large", "XMM_THP=auto"},
+        {"sizes", NULL, NULL},
+        {"direct", NULL, NULL},
+        {"burst", "XMM_DECAY_MS=200", NULL},
+        {"trim-first", NULL, NULL},
+        {"trim-second", NULL, NULL},
+        {"thp", "XMM_THP=auto", NULL},
+        {"thp-large", "XMM_THP=auto", NULL},
+        {"thp-reuse", "XMM_THP=auto", "XMM_DECAY_MS=200"},
+        {"thp-mixed", "XMM_THP=auto", NULL},
     };
     int failures = 0, count = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < count; i++) {
-        int status = run_case_alone(cases[i].mode, cases[i].extra);
+        int status = run_case_alone(cases[i].mode, cases[i].extra, cases[i].more);
         if (status != 0)
             printf("FAIL case %s: exit %d\n", cases[i].mode, status);
         failures += status != 0;
