@@ -145,10 +145,10 @@ size_t xmm_large_cache_flush(int node)
     return flushed;
 }
 
-void xmm_large_cache_maintain(int node)
+void xmm_large_cache_maintain(int node, uint64_t now_ns)
 {
     struct cache_node *cache = &cache_nodes[node];
-    if (!xmm_turn_due(&cache->last_maintenance_ns, xmm_os_now_ns(),
+    if (!xmm_turn_due(&cache->last_maintenance_ns, now_ns,
                       xmm_upkeep_period_ns()))
         return;
     if (!__atomic_load_n(&cache->maybe_holds, __ATOMIC_RELAXED))

@@ -56,7 +56,8 @@ size_t xmm_large_cache_bytes(int node);
 size_t xmm_large_cache_flush(int node);
 
 /* Upkeep, at most every XMM_DECAY_MS/2: sizes nobody took since the last
- * pass go back to the page heap. */
-void xmm_large_cache_maintain(int node);
+ * pass go back to the page heap. `now_ns`: the caller's read of
+ * xmm_os_now_ns(). */
+void xmm_large_cache_maintain(int node, uint64_t now_ns);
 
 #endif

@@ -864,16 +864,15 @@ static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything)
     heap->purged_bytes += purged;
 }
 
-void xmm_page_heap_maintain(int node)
+void xmm_page_heap_maintain(int node, uint64_t now_ns)
 {
     struct page_heap *heap = &heaps[node];
-    uint64_t now = xmm_os_now_ns();
     /* One caller per period takes the lock; the others go on. */
-    if (!xmm_turn_due(&heap->last_purge_ns, now, xmm_upkeep_period_ns()))
+    if (!xmm_turn_due(&heap->last_purge_ns, now_ns, xmm_upkeep_period_ns()))
         return;
     if (!heap_lock(heap))
         return;
-    purge_decayed(heap, now, false);
+    purge_decayed(heap, now_ns, false);
     heap_unlock(heap);
 }
 

@@ -70,8 +70,9 @@ size_t xmm_page_heap_purge(bool everything);
 
 /* Purges `node`'s decayed pages if the last purge is more than
  * XMM_DECAY_MS/2 old: for paths that do not enter the page heap (the large
- * cache), so that decay keeps pace with them. One time read when not due. */
-void xmm_page_heap_maintain(int node);
+ * cache), so that decay keeps pace with them. `now_ns`: the caller's read
+ * of xmm_os_now_ns(). */
+void xmm_page_heap_maintain(int node, uint64_t now_ns);
 
 struct xmm_page_heap_stats {
     size_t free_bytes;       /* free pages, purged or not */

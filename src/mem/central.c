@@ -730,10 +730,10 @@ static void flush_idle_batches(struct central_node *central, struct central_clas
         flush_batches(central, lists);
 }
 
-void xmm_central_maintain(int node)
+void xmm_central_maintain(int node, uint64_t now_ns)
 {
     struct central_node *central = &central_nodes[node];
-    if (!xmm_turn_due(&central->last_maintenance_ns, xmm_os_now_ns(),
+    if (!xmm_turn_due(&central->last_maintenance_ns, now_ns,
                       xmm_upkeep_period_ns()))
         return;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {

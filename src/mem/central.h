@@ -35,8 +35,9 @@ void xmm_central_return_object(void *object);
 size_t xmm_central_release_all(void);
 
 /* Periodic upkeep from slow paths: flushes the ready batches nobody took
- * since the last pass, and releases spans found empty. */
-void xmm_central_maintain(int node);
+ * since the last pass, and releases spans found empty. `now_ns`: the
+ * caller's read of xmm_os_now_ns(). */
+void xmm_central_maintain(int node, uint64_t now_ns);
 
 /* Gives `node`'s memory that no class uses back to the page heap: the
  * ready batches nobody took since the last upkeep pass, the empty spans of

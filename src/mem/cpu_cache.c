@@ -498,7 +498,7 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
     __atomic_fetch_add(&slow_counts.refills, 1, __ATOMIC_RELAXED);
     /* Upkeep reads the clock: once per 64 refills of a thread is enough. */
     if ((++refills_since_upkeep & 63) == 0)
-        xmm_central_maintain(node);
+        xmm_central_maintain(node, xmm_os_now_ns());
     return object;
 }
 

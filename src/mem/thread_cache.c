@@ -186,7 +186,7 @@ void *xmm_thread_cache_alloc_slow(unsigned size_class)
     bin->count = got;
     cache->refills++;
     if ((cache->refills & 63) == 0) /* upkeep reads the clock: not every time */
-        xmm_central_maintain(node);
+        xmm_central_maintain(node, xmm_os_now_ns());
 pop:
     __atomic_fetch_add(&slow_counts.allocations[size_class], 1, __ATOMIC_RELAXED);
     return bin->slots[--bin->count];

@@ -104,7 +104,7 @@ int main(void)
     /* Upkeep runs at most every XMM_DECAY_MS/2 (default 500 ms). */
     for (int waited = 0; waited < 5000 && span_of(idle)->kind != XMM_SPAN_FREE; waited += 50) {
         sleep_ms(50);
-        xmm_large_cache_maintain(node);
+        xmm_large_cache_maintain(node, xmm_os_now_ns());
     }
     CHECK(span_of(idle)->kind == XMM_SPAN_FREE, "an idle cached block returns to the page heap");
 

@@ -84,7 +84,7 @@ static void *upkeeper(void *unused)
     (void)unused;
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
         for (int node = 0; node < xmm_nodes; node++) {
-            xmm_large_cache_maintain(node);
+            xmm_large_cache_maintain(node, xmm_os_now_ns());
             xmm_large_cache_flush(node);
         }
         usleep(2000);
