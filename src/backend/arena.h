@@ -262,15 +262,18 @@ void xmm_arena_release_chunk(struct xmm_chunk *chunk);
  * needed. */
 int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length);
 
-/* A large block is about to be placed in `chunk`. Under XMM_THP=auto, a
+/* A large block (more than XMM_MAX_SMALL_SIZE) is about to be placed in
+ * `chunk`. Under XMM_THP=auto, a
  * chunk marked `huge` leaves huge pages for good, as after a purge that
  * split them: a large block is touched by one owner, mostly once and often
  * sparsely (a buffer's two ends), and on a range that holds no page yet
  * (purged, or never touched) each first touch would fault in and zero a
- * whole 2 MiB page. On the benchmark VM, blocks of 1 MiB on such ranges
- * cost 100-400 us each, against 0.2-0.5 us on small pages
- * (bench/analysis.md, "batch1000 at 1 MiB"). The chunk's huge pages
- * already mapped stay. Any thread, no lock needed. */
+ * whole 2 MiB page. On the benchmark VM, rounds of blocks of 1 MiB on
+ * such ranges cost 100-430 us a block, and 0.5-0.75 us once on small
+ * pages (bench/analysis.md, "batch1000 at 1 MiB"). The chunk's huge pages
+ * already mapped stay. A chunk the kernel backs with huge pages without
+ * being asked (transparent_hugepage/enabled `always`) is left to that
+ * policy. Any thread, no lock needed. */
 void xmm_arena_place_large_block(struct xmm_chunk *chunk);
 
 /* Under XMM_THP=auto, a chunk cut to its end asks for huge pages, unless a

@@ -91,8 +91,9 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
     if (!span)
         return fail_no_memory();
     /* A large block's first touches must not fault in huge pages
-     * (arena.h); a sampled small one's span is as small as its class's. */
-    if (!sampled_small)
+     * (arena.h). Not for a small size served as pages (sampled, or
+     * aligned to more than a page): its span is as small as a class's. */
+    if (size > XMM_MAX_SMALL_SIZE)
         xmm_arena_place_large_block((struct xmm_chunk *)xmm_region_of(span->start));
     span->sample = sample;
     xmm_page_heap_note_large(node, xmm_span_bytes(span));

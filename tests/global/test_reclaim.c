@@ -251,15 +251,23 @@ static int has_flag(const char *flags, const char *flag)
     return strstr(flags, padded) != NULL;
 }
 
-static int thp_available(void)
+/* The kernel's transparent_hugepage/enabled setting, e.g. "[madvise]",
+ * or "" if it cannot be read. */
+static void thp_mode(char *mode, size_t size)
 {
     FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    char mode[128] = "";
+    mode[0] = 0;
     if (thp) {
-        if (!fgets(mode, sizeof mode, thp))
+        if (!fgets(mode, (int)size, thp))
             mode[0] = 0;
         fclose(thp);
     }
+}
+
+static int thp_available(void)
+{
+    char mode[128];
+    thp_mode(mode, sizeof mode);
     if (!mode[0] || strstr(mode, "[never]")) {
         NOTE("transparent huge pages unavailable here: case skipped");
         return 0;
@@ -377,10 +385,17 @@ static void thp_reuse_case(void)
     size_t grown_kb = status_kb("VmRSS:") - before;
     NOTE("%d of %d new blocks in chunks still advised huge pages; AnonHugePages %zu kB, then "
          "%zu kB", on_huge, LARGE, huge_before, file_kb("/proc/self/smaps_rollup", "AnonHugePages:"));
-    CHECK(grown_kb <= 8 * 1024,
-          "%d blocks of 1 MiB + 64 KiB written at both ends: RSS grew %zu kB (at most 8 MiB; a "
-          "huge page each would be %d MiB)",
-          LARGE, grown_kb, LARGE * 2);
+    /* Under the kernel's `always`, chunks XMM did not advise get huge
+     * pages too: that is the policy the machine asked for. */
+    char mode[128];
+    thp_mode(mode, sizeof mode);
+    if (strstr(mode, "[always]"))
+        NOTE("transparent_hugepage/enabled is [always]: RSS grew %zu kB, not checked", grown_kb);
+    else
+        CHECK(grown_kb <= 8 * 1024,
+              "%d blocks of 1 MiB + 64 KiB written at both ends: RSS grew %zu kB (at most 8 "
+              "MiB; a huge page each would be %d MiB)",
+              LARGE, grown_kb, LARGE * 2);
     for (int i = 0; i < LARGE; i++)
         free(large[i]);
     for (int i = 0; i < COUNT; i++)
@@ -411,22 +426,30 @@ static void thp_mixed_case(void)
             blocks[i] = NULL;
         }
     xmm_release_cpu_caches();
-    int placed = 0, still_advised = 0;
+    /* The kept blocks' chunks that ask for huge pages now. */
+    int advised[COUNT / KEEP_EVERY];
+    for (int k = 0; k < COUNT; k += KEEP_EVERY) {
+        vm_flags(blocks[k], flags, sizeof flags);
+        advised[k / KEEP_EVERY] = has_flag(flags, "hg");
+    }
+    int in_advised = 0, still_advised = 0;
     char *large[LARGE];
     for (int i = 0; i < LARGE; i++) {
         large[i] = malloc((1 << 20) + (64 << 10));
         large[i][0] = 1;
-        /* Chunks are aligned to their largest size, 64 MiB. */
+        /* Chunks are aligned to their largest size, 64 MiB, and smaller
+         * ones are cut from its start: one chunk per 64 MiB slot. */
         for (int k = 0; k < COUNT; k += KEEP_EVERY)
-            if (((uintptr_t)large[i] ^ (uintptr_t)blocks[k]) < 64 * MIB) {
-                placed++;
+            if ((((uintptr_t)large[i] ^ (uintptr_t)blocks[k]) >> 26) == 0 &&
+                advised[k / KEEP_EVERY]) {
+                in_advised++;
                 break;
             }
         vm_flags(large[i], flags, sizeof flags);
         still_advised += has_flag(flags, "hg");
     }
-    CHECK(placed == LARGE, "%d of %d large blocks lie in the chunks of the small blocks", placed,
-          LARGE);
+    CHECK(in_advised > 0, "%d of %d large blocks placed in chunks that asked for huge pages",
+          in_advised, LARGE);
     CHECK(still_advised == 0, "%d of %d large blocks lie in chunks still advised huge pages",
           still_advised, LARGE);
     for (int i = 0; i < LARGE; i++)
@@ -464,7 +487,13 @@ static int run_case(const char *mode)
  * that only what the case does gives memory back. */
 static int run_case_alone(const char *mode, char *extra, char *more)
 {
-    char *environment[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", extra, more, NULL};
+    char *environment[5] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0"};
+    int count = 2;
+    if (extra)
+        environment[count++] = extra;
+    if (more)
+        environment[count++] = more;
+    environment[count] = NULL;
     return check_run_self(mode, environment);
 }
 
