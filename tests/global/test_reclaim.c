@@ -275,21 +275,30 @@ static int thp_available(void)
     return 1;
 }
 
-static void thp_case(void)
+/* `count` blocks of 4 KiB, written: the chunks they fill are cut to their
+ * end, and under XMM_THP=auto ask for huge pages (checked on the first). */
+static char **pages_on_huge_chunks(int count)
 {
-    if (!thp_available())
-        return;
-    enum { COUNT = 12000, SIZE = 4096 };
-    void **blocks = raw(COUNT * sizeof *blocks);
-    for (int i = 0; i < COUNT; i++) {
-        blocks[i] = malloc(SIZE);
-        memset(blocks[i], 1, SIZE);
+    char **blocks = raw(count * sizeof *blocks);
+    for (int i = 0; i < count; i++) {
+        blocks[i] = malloc(4096);
+        memset(blocks[i], 1, 4096);
     }
     /* The first chunk (4 MiB) was cut to its end long ago. */
     char flags[256];
     vm_flags(blocks[0], flags, sizeof flags);
     CHECK(has_flag(flags, "hg"), "a chunk cut to its end asks for huge pages (VmFlags:%s)",
           flags);
+    return blocks;
+}
+
+static void thp_case(void)
+{
+    if (!thp_available())
+        return;
+    enum { COUNT = 12000 };
+    char **blocks = pages_on_huge_chunks(COUNT);
+    char flags[256];
     for (int i = 0; i < COUNT; i++)
         if (i % 10) {
             free(blocks[i]);
@@ -410,16 +419,9 @@ static void thp_mixed_case(void)
 {
     if (!thp_available())
         return;
-    enum { COUNT = 12288, SIZE = 4096, KEEP_EVERY = 1024, LARGE = 8 };
-    char **blocks = raw(COUNT * sizeof *blocks);
-    for (int i = 0; i < COUNT; i++) {
-        blocks[i] = malloc(SIZE);
-        memset(blocks[i], 1, SIZE);
-    }
+    enum { COUNT = 12288, KEEP_EVERY = 1024, LARGE = 8 };
+    char **blocks = pages_on_huge_chunks(COUNT);
     char flags[256];
-    vm_flags(blocks[0], flags, sizeof flags);
-    CHECK(has_flag(flags, "hg"), "a chunk cut to its end asks for huge pages (VmFlags:%s)",
-          flags);
     for (int i = 0; i < COUNT; i++)
         if (i % KEEP_EVERY) {
             free(blocks[i]);
