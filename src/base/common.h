@@ -71,11 +71,13 @@ XMM_INLINE bool xmm_is_power_of_two(size_t value)
 
 /* Periodic work, one caller per period: true for the caller that finds
  * `period_ns` elapsed since *last_ns and moves it to `now` (a CAS, so
- * concurrent callers do not all do the work). */
+ * concurrent callers do not all do the work). A `now` read before another
+ * caller moved *last_ns is older than it: not due (the difference would
+ * wrap, and the CAS would move *last_ns back). */
 XMM_INLINE bool xmm_turn_due(uint64_t *last_ns, uint64_t now, uint64_t period_ns)
 {
     uint64_t last = __atomic_load_n(last_ns, __ATOMIC_RELAXED);
-    return now - last >= period_ns &&
+    return now >= last && now - last >= period_ns &&
            __atomic_compare_exchange_n(last_ns, &last, now, false, __ATOMIC_RELAXED,
                                        __ATOMIC_RELAXED);
 }
