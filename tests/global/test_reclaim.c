@@ -345,7 +345,7 @@ static void thp_large_case(void)
  * free spans. Large blocks placed there again, each written at its two
  * ends as a buffer filled from both sides may be, must fault in what they
  * touch, not a huge page each: on the benchmark VM such a fault cost
- * 100-400 us a block (bench/analysis.md, "batch1000 at 1 MiB"). Before,
+ * 100-430 us a block (bench/analysis.md, "batch1000 at 1 MiB"). Before,
  * chunks cut mostly into blocks of less than 2 MiB were advised huge
  * pages, and the purged ranges faulted back in 2 MiB at a time. */
 static void thp_reuse_case(void)
