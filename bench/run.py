@@ -169,11 +169,12 @@ def count_instructions(allocators, bench_build, out_dir):
     if xmm is None:
         return
     library = os.path.relpath(xmm.library, REPO)
-    # free:7 is the branch to the page-owner check that classes below a
-    # cache line take (8-48 bytes): their free's hit path.
+    # The branch after free's `cmp $0x4` (class <= XMM_SUBLINE_CLASSES) is
+    # the one to the page-owner check that classes below a cache line take
+    # (8-48 bytes): their free's hit path.
     commands = [
         ["bench/hit-path-static", "--lib", library],
-        ["bench/hit-path-static", "--lib", library, "--taken", "free:7", "free"],
+        ["bench/hit-path-static", "--lib", library, "--taken", "free:cmp=$0x4", "free"],
         ["sh", "bench/hit-path-counts", "64"],
     ]
     environment = dict(os.environ, XMM_LIB=library, BENCH_BUILD=bench_build)

@@ -107,7 +107,7 @@ extern uint64_t xmm_rseq_restart_count __attribute__((visibility("hidden")));
     "addq %[slabs], %%rax\n\t"
 
 /* Pops one object of `size_class` from this CPU's slab; NULL if empty.
- * 10 instructions in the section on a hit (12 with the arming store), and
+ * 9 instructions in the section on a hit (11 with the arming store), and
  * one conditional branch after it in the caller.
  *
  * No `asm goto`: gcc 12.2 at -O1 miscompiles `asm goto` with an output
@@ -127,20 +127,26 @@ xmm_rseq_pop(void *area, const uint32_t *index, char *slabs, size_t size_class)
 {
     void *object;
     bool hit;
+    /* The object is returned in rax, as the caller returns it (malloc:
+     * no move after the section); rax is also the descriptor's scratch,
+     * so the slab is in rdx. `begin` is compared in memory with the low
+     * half of `current` (indexes are below 2^16). */
     __asm__ __volatile__(XMM_RSEQ_DESCRIPTOR
-                         "1:\n\t" XMM_RSEQ_FIND_SLAB
-                         "movl (%%rax,%[class],8), %%ecx\n\t"    /* current */
-                         "movzwl 6(%%rax,%[class],8), %%edx\n\t" /* begin */
-                         "cmpl %%ecx, %%edx\n\t" /* CF = begin < current */
+                         "1:\n\t"
+                         "movl (%[index]), %%edx\n\t"
+                         "shlq $" XMM_RSEQ_STR(XMM_SLAB_SHIFT) ", %%rdx\n\t"
+                         "addq %[slabs], %%rdx\n\t"
+                         "movl (%%rdx,%[class],8), %%ecx\n\t" /* current */
+                         "cmpw %%cx, 6(%%rdx,%[class],8)\n\t" /* CF = begin < current */
                          "jae 2f\n\t"
-                         "movq -8(%%rax,%%rcx,8), %[object]\n\t"
+                         "movq -8(%%rdx,%%rcx,8), %[object]\n\t"
                          "decl %%ecx\n\t"
-                         "movl %%ecx, (%%rax,%[class],8)\n\t" /* commit */
+                         "movl %%ecx, (%%rdx,%[class],8)\n\t" /* commit */
                          "2:\n\t" XMM_RSEQ_ABORT_HANDLER
-                         : [object] "=&r"(object), [hit] "=@ccc"(hit)
+                         : [object] "=&a"(object), [hit] "=@ccc"(hit)
                          : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
                            [class] "r"(size_class)
-                         : "rax", "rcx", "rdx", "memory");
+                         : "rcx", "rdx", "memory");
     if (!hit)
         return NULL;
     if (object == NULL) /* slots never hold NULL */
@@ -226,7 +232,7 @@ xmm_rseq_push_owned(void *area, const uint32_t *index, char *slabs, size_t size_
                  :
                  : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
                    [class] "r"(size_class), [object] "r"(object), [node_bits] "Q"(node_bits),
-                   [owner] "q"(owner)
+                   [owner] "r"(owner)
                  : "rax", "r8", "r9", "memory", "cc"
                  : full, foreign);
     return XMM_RSEQ_PUSHED;

@@ -50,21 +50,17 @@ static size_t leaf_index(uintptr_t granule)
     return granule & (((uintptr_t)1 << XMM_MAP_LEAF_BITS) - 1);
 }
 
-uint64_t xmm_chunk_slots[XMM_CHUNK_SLOTS / 64];
+uint8_t xmm_chunk_slots[XMM_CHUNK_SLOTS];
 
-/* Sets or clears the slot bit of a chunk starting at `base`: set once the
+/* Sets or clears the slot byte of a chunk starting at `base`: set once the
  * chunk is mapped, cleared before it is unmapped, so a free that sees the
- * bit finds the chunk's table mapped (but for the race in design.md,
+ * byte set finds the chunk's table mapped (but for the race in design.md,
  * "Known limits"). */
 static void mark_chunk_slot(const char *base, bool used)
 {
     uintptr_t slot = (uintptr_t)base >> XMM_CHUNK_MAX_SHIFT;
-    uint64_t bit = (uint64_t)1 << (slot % 64);
     xmm_assert(((uintptr_t)base & (XMM_CHUNK_MAX_SIZE - 1)) == 0 && slot < XMM_CHUNK_SLOTS);
-    if (used)
-        __atomic_fetch_or(&xmm_chunk_slots[slot / 64], bit, __ATOMIC_RELEASE);
-    else
-        __atomic_fetch_and(&xmm_chunk_slots[slot / 64], ~bit, __ATOMIC_RELEASE);
+    __atomic_store_n(&xmm_chunk_slots[slot], (uint8_t)used, __ATOMIC_RELEASE);
 }
 
 /* Points every granule of `region` to it (NULL: forgets it). false if a

@@ -5,6 +5,13 @@
 #include "free_object.h"
 
 uint64_t xmm_free_secret;
+uint16_t xmm_free_secret_bits;
+
+void xmm_free_secret_set(uint64_t secret)
+{
+    xmm_free_secret = secret;
+    xmm_free_secret_bits = (uint16_t)(secret >> 32);
+}
 
 /* Bit 63 set: a decoded live word (a user-space pointer, a small number,
  * 0) then always has bit 63 set, so it is never 0 and never inside a span.
@@ -12,5 +19,5 @@ uint64_t xmm_free_secret;
  * a user-space address have bit 47 clear), see xmm_free_object_may_be_free. */
 void xmm_free_secret_init(void)
 {
-    xmm_free_secret = xmm_os_random_seed() | (uint64_t)1 << 63 | (uint64_t)1 << 47;
+    xmm_free_secret_set(xmm_os_random_seed() | (uint64_t)1 << 63 | (uint64_t)1 << 47);
 }

@@ -36,8 +36,16 @@
 /* Random, bits 63 and 47 set; written once in init phase 1, before any object. */
 extern XMM_HIDDEN uint64_t xmm_free_secret;
 
+/* Its bits 32-47, what free() compares first (xmm_free_object_may_be_free):
+ * a variable of their own, so that the compare takes one load of them
+ * and no shift of the secret. */
+extern XMM_HIDDEN uint16_t xmm_free_secret_bits;
+
 /* Chooses the secret (init phase 1). */
 void xmm_free_secret_init(void);
+
+/* Sets the secret and its bits (init, and tests that try other secrets). */
+void xmm_free_secret_set(uint64_t secret);
 
 /* The first word and its bytes 4-5 as free() reads and writes them: the
  * program stored into the block through types of its own, and code that
@@ -96,8 +104,8 @@ XMM_INLINE bool xmm_free_object_may_be_free(const void *object)
     /* Spans never straddle a 4 GiB boundary (they lie in 64 MiB-aligned
      * chunks), so a link's bits 32-47 are the object's own, and they
      * cancel in link ^ secret ^ object: a free object's bits 32-47 are the
-     * secret's. One 16-bit compare with a constant in memory. */
-    return ((const xmm_free_bits *)object)[2] == (uint16_t)(xmm_free_secret >> 32);
+     * secret's. One load of those bits and one 16-bit compare. */
+    return ((const xmm_free_bits *)object)[2] == xmm_free_secret_bits;
 }
 
 /* The word a block holds when it is handed out: not a free object's. All

@@ -4,7 +4,7 @@
 #include "size_class.h"
 
 struct xmm_size_class xmm_size_classes[XMM_CLASS_COUNT];
-struct xmm_class_start xmm_class_starts[XMM_CLASS_COUNT] __attribute__((aligned(16)));
+struct xmm_class_starts xmm_class_starts __attribute__((aligned(64)));
 uint8_t xmm_class_by_8[XMM_SMALL_LOOKUP_MAX / 8 + 1];
 uint8_t xmm_class_by_128[XMM_MAX_SMALL_SIZE / 128 + 1];
 
@@ -34,15 +34,15 @@ static uint32_t span_pages_for(uint32_t size)
  * for which they did not would let free() accept the tail of a span. */
 static void describe_start(unsigned size_class, const struct xmm_size_class *info)
 {
-    struct xmm_class_start *start = &xmm_class_starts[size_class];
-    start->magic = UINT64_MAX / info->size + 1;
-    uint64_t excess = info->size * start->magic; /* e, modulo 2^64 */
+    uint64_t magic = UINT64_MAX / info->size + 1;
+    uint64_t excess = info->size * magic; /* e, modulo 2^64 */
     size_t span_bytes = (size_t)info->span_pages << XMM_PAGE_SHIFT;
     bool has_tail = info->object_bytes < span_bytes;
-    if ((excess == 0 && has_tail) || (uint64_t)info->objects * excess >= start->magic)
+    if ((excess == 0 && has_tail) || (uint64_t)info->objects * excess >= magic)
         xmm_fatal("xmm: size class %z (%z bytes): free's object-start test does not hold\n",
                   (size_t)size_class, (size_t)info->size);
-    start->limit = excess ? info->objects * excess : start->magic;
+    xmm_class_starts.magic[size_class] = magic;
+    xmm_class_starts.limit[size_class] = excess ? info->objects * excess : magic;
 }
 
 static void describe_class(unsigned size_class, uint32_t size)

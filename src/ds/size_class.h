@@ -44,7 +44,7 @@ struct xmm_size_class {
     uint32_t object_bytes; /* objects * size: offsets of objects are below */
 };
 
-/* What free() needs to tell an object start, one 16-byte row per class.
+/* What free() needs to tell an object start, two 8-byte words per class.
  * `magic` is ceil(2^64 / size): an offset n < 2^32 into a span is a
  * multiple of size iff n * magic mod 2^64 < magic (Lemire, Kaser and Kurz,
  * "Faster remainder by direct computation", 2019), and the multiple
@@ -53,14 +53,18 @@ struct xmm_size_class {
  * the start of the span's tail, past its last object. For sizes that are
  * powers of two e = 0, their spans have no tail (size_class.c checks),
  * and limit = magic. One multiply and one compare, where a range compare,
- * a multiply and a compare were needed. */
-struct xmm_class_start {
-    uint64_t magic;
-    uint64_t limit;
+ * a multiply and a compare were needed.
+ * Class 0 (no small object: a large span, a free page) keeps magic 0 and
+ * limit 0, so the test refuses every offset of it and free() needs no
+ * branch of its own for it. The two columns are one object, so that both
+ * loads address it from one base register with the class scaled by 8. */
+struct xmm_class_starts {
+    uint64_t magic[XMM_CLASS_COUNT];
+    uint64_t limit[XMM_CLASS_COUNT];
 };
 
 extern XMM_HIDDEN struct xmm_size_class xmm_size_classes[XMM_CLASS_COUNT];
-extern XMM_HIDDEN struct xmm_class_start xmm_class_starts[XMM_CLASS_COUNT];
+extern XMM_HIDDEN struct xmm_class_starts xmm_class_starts;
 extern XMM_HIDDEN uint8_t xmm_class_by_8[XMM_SMALL_LOOKUP_MAX / 8 + 1];
 extern XMM_HIDDEN uint8_t xmm_class_by_128[XMM_MAX_SMALL_SIZE / 128 + 1];
 
@@ -85,15 +89,14 @@ XMM_INLINE size_t xmm_class_size(unsigned size_class)
  * class: the high half of offset * start_magic (the same paper). */
 XMM_INLINE uint32_t xmm_class_object_index(unsigned size_class, size_t offset)
 {
-    return (uint32_t)(((unsigned __int128)offset * xmm_class_starts[size_class].magic) >> 64);
+    return (uint32_t)(((unsigned __int128)offset * xmm_class_starts.magic[size_class]) >> 64);
 }
 
 /* True when byte `offset` of a span of this class (offset < its span's
- * bytes) starts one of its objects. */
+ * bytes) starts one of its objects; false for every offset of class 0. */
 XMM_INLINE bool xmm_class_is_object_start(unsigned size_class, uint64_t offset)
 {
-    const struct xmm_class_start *start = &xmm_class_starts[size_class];
-    return offset * start->magic < start->limit;
+    return offset * xmm_class_starts.magic[size_class] < xmm_class_starts.limit[size_class];
 }
 
 #endif /* XMM_SIZE_CLASS_H */

@@ -35,7 +35,7 @@ static void check_encoding(void)
     CHECK(posix_memalign((void **)&span, XMM_PAGE_SIZE, max_bytes) == 0, "a span-sized buffer");
     uint64_t saved = xmm_free_secret;
     for (int secret_round = 0; secret_round < 64; secret_round++) {
-        xmm_free_secret = random_word() | (uint64_t)1 << 63 | (uint64_t)1 << 47;
+        xmm_free_secret_set(random_word() | (uint64_t)1 << 63 | (uint64_t)1 << 47);
         for (int span_round = 0; span_round < 256; span_round++) {
             size_t size = (size_t)16 << (random_word() % 10);
             size_t bytes = 64 * size;
@@ -68,7 +68,7 @@ static void check_encoding(void)
             }
         }
     }
-    xmm_free_secret = saved;
+    xmm_free_secret_set(saved);
     free(span);
     CHECK(missed_free == 0, "every free object's tag passes both checks (%zu missed)",
           missed_free);
