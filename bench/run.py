@@ -169,12 +169,12 @@ def count_instructions(allocators, bench_build, out_dir):
     if xmm is None:
         return
     library = os.path.relpath(xmm.library, REPO)
-    # The branch after free's `cmp $0x4` (class <= XMM_SUBLINE_CLASSES) is
-    # the one to the page-owner check that classes below a cache line take
-    # (8-48 bytes): their free's hit path.
+    # At free's `cmp $0x4` (class <= XMM_SUBLINE_CLASSES) the classes below
+    # a cache line (8-48 bytes) go to the page-owner check, whose section
+    # picks the bin with `cmov`s; the other classes go straight to the push.
     commands = [
-        ["bench/hit-path-static", "--lib", library],
-        ["bench/hit-path-static", "--lib", library, "--taken", "free:cmp=$0x4", "free"],
+        ["bench/hit-path-static", "--lib", library, "--taken", "free:cmp=$0x4:!cmov"],
+        ["bench/hit-path-static", "--lib", library, "--taken", "free:cmp=$0x4:cmov", "free"],
         ["sh", "bench/hit-path-counts", "64"],
     ]
     environment = dict(os.environ, XMM_LIB=library, BENCH_BUILD=bench_build)

@@ -36,7 +36,10 @@
  *
  * Contract shared by all: `index` points at the area's cpu_id (or mm_cid)
  * field of the calling thread's registered rseq area `area`; `slabs` is the
- * base of the slab array; `size_class` < 128.
+ * base of the slab array, or for the single-object pop and pushes the
+ * variable that holds it (read as a memory operand, so that it takes no
+ * register: held in one, it cost the free path a saved callee-saved
+ * register); `size_class` < 128.
  */
 #ifndef XMM_RSEQ_PERCPU_H
 #define XMM_RSEQ_PERCPU_H
@@ -123,7 +126,7 @@ extern uint64_t xmm_rseq_restart_count __attribute__((visibility("hidden")));
  * __builtin_unreachable below lets the caller's NULL test fold into the
  * branch on CF. A restart begins at label 0 and recomputes both outputs. */
 static inline __attribute__((always_inline)) void *
-xmm_rseq_pop(void *area, const uint32_t *index, char *slabs, size_t size_class)
+xmm_rseq_pop(void *area, const uint32_t *index, char *const *slabs, size_t size_class)
 {
     void *object;
     bool hit;
@@ -144,7 +147,7 @@ xmm_rseq_pop(void *area, const uint32_t *index, char *slabs, size_t size_class)
                          "movl %%ecx, (%%rdx,%[class],8)\n\t" /* commit */
                          "2:\n\t" XMM_RSEQ_ABORT_HANDLER
                          : [object] "=&a"(object), [hit] "=@ccc"(hit)
-                         : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
+                         : [area] "r"(area), [index] "r"(index), [slabs] "m"(*slabs),
                            [class] "r"(size_class)
                          : "rcx", "rdx", "memory");
     if (!hit)
@@ -187,7 +190,7 @@ enum xmm_rseq_push_result {
  * register is r8 (and rax), so that `node_bits` can sit in one of rbx,
  * rcx, rdx (the "Q" registers, whose bits 8-15 `%h` names). */
 static inline __attribute__((always_inline)) enum xmm_rseq_push_result
-xmm_rseq_push(void *area, const uint32_t *index, char *slabs, size_t size_class, void *object,
+xmm_rseq_push(void *area, const uint32_t *index, char *const *slabs, size_t size_class, void *object,
               uint64_t node_bits)
 {
     __asm__ goto(XMM_RSEQ_DESCRIPTOR
@@ -195,7 +198,7 @@ xmm_rseq_push(void *area, const uint32_t *index, char *slabs, size_t size_class,
                  XMM_RSEQ_PUSH_ONTO("%[class]")
                  "2:\n\t" XMM_RSEQ_ABORT_HANDLER
                  :
-                 : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
+                 : [area] "r"(area), [index] "r"(index), [slabs] "m"(*slabs),
                    [class] "r"(size_class), [object] "r"(object), [node_bits] "Q"(node_bits)
                  : "rax", "r8", "memory", "cc"
                  : full, foreign);
@@ -206,33 +209,38 @@ foreign:
     return XMM_RSEQ_FOREIGN;
 }
 
-/* xmm_rseq_push for an object whose page has an owner byte (`owner`:
- * a CPU cache's index modulo 256, or 0xfe/0xff for none; see
- * src/backend/arena.h): the section picks the bin from the CPU number it
- * reads anyway. `size_class` if `owner` is this slab's index's low byte or
- * 0xfe and up, else the class's remote bin, `size_class` +
- * XMM_SLAB_REMOTE_OFFSET. Two compares and two conditional moves, no branch:
- * an own page and a shared one cost the same. */
+/* xmm_rseq_push for an object whose page has an owner: bits 16-23 of
+ * `page_bits` (the page word, src/backend/arena.h, whose bits 8-15 are the
+ * node as for xmm_rseq_push) hold a CPU cache's index modulo 256, or
+ * 0xfe/0xff for none. The section picks the bin from the CPU number it
+ * reads anyway: `size_class` if the owner is this slab's index's low byte
+ * or 0xfe and up, else the class's remote bin, `size_class` +
+ * XMM_SLAB_REMOTE_OFFSET. Two compares and two conditional moves, no
+ * branch: an own page and a shared one cost the same. The owner is
+ * shifted out of the page word inside the section, into the register the
+ * push uses next for `current`: one input register fewer, so gcc saves no
+ * callee-saved register around the free path (clang still saves one). */
 static inline __attribute__((always_inline)) enum xmm_rseq_push_result
-xmm_rseq_push_owned(void *area, const uint32_t *index, char *slabs, size_t size_class,
-                    void *object, uint64_t node_bits, uint64_t owner)
+xmm_rseq_push_owned(void *area, const uint32_t *index, char *const *slabs, size_t size_class,
+                    void *object, uint64_t page_bits)
 {
     __asm__ goto(XMM_RSEQ_DESCRIPTOR
                  "1:\n\t"
                  "movl (%[index]), %%eax\n\t"
+                 "movl %k[node_bits], %%r8d\n\t"
+                 "shrl $16, %%r8d\n\t" /* the owner, in r8b */
                  "leaq " XMM_RSEQ_STR(XMM_SLAB_REMOTE_OFFSET) "(%[class]), %%r9\n\t"
-                 "cmpb %%al, %b[owner]\n\t"
+                 "cmpb %%al, %%r8b\n\t"
                  "cmoveq %[class], %%r9\n\t"  /* this CPU's page */
-                 "cmpb $0xfe, %b[owner]\n\t"
+                 "cmpb $0xfe, %%r8b\n\t"
                  "cmovaeq %[class], %%r9\n\t" /* no owner */
                  "shlq $" XMM_RSEQ_STR(XMM_SLAB_SHIFT) ", %%rax\n\t"
                  "addq %[slabs], %%rax\n\t"
                  XMM_RSEQ_PUSH_ONTO("%%r9")
                  "2:\n\t" XMM_RSEQ_ABORT_HANDLER
                  :
-                 : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
-                   [class] "r"(size_class), [object] "r"(object), [node_bits] "Q"(node_bits),
-                   [owner] "r"(owner)
+                 : [area] "r"(area), [index] "r"(index), [slabs] "m"(*slabs),
+                   [class] "r"(size_class), [object] "r"(object), [node_bits] "Q"(page_bits)
                  : "rax", "r8", "r9", "memory", "cc"
                  : full, foreign);
     return XMM_RSEQ_PUSHED;

@@ -127,32 +127,19 @@ void xmm_chunk_set_pages(struct xmm_span *span, bool ends_only)
  * asks for huge pages from the start; `never` forbids them; `auto` starts
  * chunks on the kernel's default and asks for huge pages once a chunk has
  * been cut to its end (dense), see page_heap.c. */
-void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class)
+void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class,
+                             uint32_t first_page)
 {
     struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
     xmm_page_info *table = xmm_chunk_table_of((uintptr_t)span->start);
     size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
     xmm_assert((char *)table == chunk->region.base + XMM_CHUNK_TABLE_OFFSET);
     xmm_assert(first >= XMM_CHUNK_FIRST_PAGE && first + span->pages <= chunk->pages);
-    for (uint32_t page = 0; page < span->pages; page++)
+    xmm_assert(size_class == 0 || span->pages <= XMM_SMALL_SPAN_MAX_PAGES);
+    for (uint32_t page = first_page; page < span->pages; page++)
         __atomic_store_n(&table[first + page],
                          size_class ? XMM_PAGE_INFO(size_class, span->node, page) : 0,
                          __ATOMIC_RELEASE);
-}
-
-void xmm_chunk_reset_page_owners(const struct xmm_span *span)
-{
-    for (uint32_t page = 0; page < span->pages; page++)
-        __atomic_store_n(xmm_page_owner_of(span->start + ((size_t)page << XMM_PAGE_SHIFT)),
-                         XMM_PAGE_OWNER_FRESH, __ATOMIC_RELAXED);
-}
-
-void xmm_chunk_clear_page_info_from(const struct xmm_span *span, uint32_t first_page)
-{
-    xmm_page_info *table = xmm_chunk_table_of((uintptr_t)span->start);
-    size_t first = ((uintptr_t)span->start & (XMM_CHUNK_MAX_SIZE - 1)) >> XMM_PAGE_SHIFT;
-    for (uint32_t page = first_page; page < span->pages; page++)
-        __atomic_store_n(&table[first + page], 0, __ATOMIC_RELEASE);
 }
 
 static void advise_huge_pages(struct xmm_region *region)

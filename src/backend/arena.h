@@ -58,17 +58,26 @@ struct xmm_region {
 
 /* What free() needs to know of an allocator page, in one word: the size
  * class of the live small-object span that holds it (0: none: a free,
- * large or released page, or no chunk at all), that span's node, and the
- * page's distance from the span's first page. A free reads this word
- * from the chunk's page table and never touches the span descriptor. */
+ * large or released page, or no chunk at all; byte 0), that span's node
+ * (byte 1), the page's owner (byte 2, below) and the page's distance from
+ * the span's first page (byte 3: small-object spans have at most
+ * XMM_SMALL_SPAN_MAX_PAGES pages). A free reads this word from the chunk's
+ * page table and never touches the span descriptor; the owner is in it so
+ * that the free of an object below a cache line reads no second line. */
 typedef uint32_t xmm_page_info;
+#define XMM_PAGE_OWNER_FRESH 0xfe
+#define XMM_PAGE_OWNER_SHARED 0xff
+#define XMM_PAGE_INFO_OWNER_SHIFT 16
+#define XMM_PAGE_INFO_OWNER_BITS ((uint32_t)0xff << XMM_PAGE_INFO_OWNER_SHIFT)
 #define XMM_PAGE_INFO(size_class, node, page_in_span)                          \
-    ((uint32_t)(size_class) | (uint32_t)(node) << 8 | (uint32_t)(page_in_span) << 16)
+    ((uint32_t)(size_class) | (uint32_t)(node) << 8 |                          \
+     (uint32_t)XMM_PAGE_OWNER_FRESH << XMM_PAGE_INFO_OWNER_SHIFT | (uint32_t)(page_in_span) << 24)
 #define XMM_PAGE_INFO_CLASS(info) ((info) & 0xffu)
 #define XMM_PAGE_INFO_NODE(info) (((info) >> 8) & 0xffu)
-#define XMM_PAGE_INFO_PAGE(info) ((info) >> 16)
+#define XMM_PAGE_INFO_OWNER(info) (((info) >> XMM_PAGE_INFO_OWNER_SHIFT) & 0xffu)
+#define XMM_PAGE_INFO_PAGE(info) ((info) >> 24)
 _Static_assert(XMM_CLASS_COUNT <= 256 && XMM_MAX_NODES <= 256, "page info: class and node bytes");
-_Static_assert(XMM_CHUNK_MAX_PAGES <= 65536, "page info: a page's distance in 16 bits");
+_Static_assert(XMM_SMALL_SPAN_MAX_PAGES <= 256, "page info: a page's distance in a byte");
 
 struct xmm_chunk {
     struct xmm_region region;
@@ -78,21 +87,18 @@ struct xmm_chunk {
 };
 
 /* A chunk's first 2 MiB granule holds no span: a guard (PROT_NONE), then
- * the page owner bytes (16 KiB, half used) and the page table at its end, sized
- * for the largest chunk (32 KiB of table). Chunks
+ * the page table at its end, sized for the largest chunk (32 KiB). Chunks
  * are often mapped right below one another, and without the guard a write
  * a few bytes past the last block of the chunk below would land in the
  * table and forge a page word (a large block's interior then passes
  * free() as a small object). Spans start on the next granule, so they sit
  * on the huge-page grid as they did before the table moved here (the
  * kernel interleaves huge pages by their place in it). The granule costs
- * address space, not memory: only the table's used part is touched. */
+ * address space, not memory: only the table's used part is touched. The
+ * guard ends where the table starts, a whole number of pages for kernels
+ * with pages up to 16 KiB. */
 #define XMM_CHUNK_TABLE_OFFSET (XMM_GRANULE_SIZE - XMM_CHUNK_MAX_PAGES * sizeof(xmm_page_info))
-/* Before the table, one byte per page: the page's owner (below), in 16 KiB
- * (half of it used) so that the guard, which ends where they start, stays
- * a whole number of pages for kernels with pages up to 16 KiB. */
-#define XMM_CHUNK_OWNER_OFFSET (XMM_CHUNK_TABLE_OFFSET - 2 * XMM_CHUNK_MAX_PAGES)
-#define XMM_CHUNK_GUARD_SIZE XMM_CHUNK_OWNER_OFFSET
+#define XMM_CHUNK_GUARD_SIZE XMM_CHUNK_TABLE_OFFSET
 #define XMM_CHUNK_FIRST_PAGE XMM_PAGES_PER_GRANULE
 /* The most pages one span of a chunk can have. */
 #define XMM_CHUNK_SPAN_MAX_PAGES (XMM_CHUNK_MAX_PAGES - XMM_CHUNK_FIRST_PAGE)
@@ -104,26 +110,32 @@ XMM_INLINE xmm_page_info *xmm_chunk_table_of(uintptr_t bits)
     return (xmm_page_info *)((bits & ~(uintptr_t)(XMM_CHUNK_MAX_SIZE - 1)) + XMM_CHUNK_TABLE_OFFSET);
 }
 
-/* The owner byte of the page holding `address` (which must be in a chunk),
- * for spans of the classes smaller than a cache line: FRESH when the span
- * is made, then the low byte of the index of the one CPU cache
- * (mem/cpu_cache.c) that has taken objects of this page from the central
- * layer, or SHARED once a second one has. A free on a CPU other than the
- * owner sends the object to that CPU's remote bin instead of the top of
- * its cache (passive false sharing, design.md). A page two caches refill
- * from is SHARED rather than handed back and forth: with the last refiller
- * as owner, each one's own frees would count as remote half the time. A
- * hint: relaxed loads and stores, and caches 256 apart share a value (and
- * those at 254 and 255 modulo 256 never own a page); a wrong hint only
- * changes the bin an object goes to. Same mask and page index as the page
- * word, so the free path addresses both from the same registers. */
-#define XMM_PAGE_OWNER_FRESH 0xfe
-#define XMM_PAGE_OWNER_SHARED 0xff
-XMM_INLINE uint8_t *xmm_page_owner_of(const void *address)
+/* The page word of the page holding `address`, which must be in a chunk. */
+XMM_INLINE xmm_page_info *xmm_page_word_of(const void *address)
 {
     uintptr_t bits = (uintptr_t)address;
-    uint8_t *owners = (uint8_t *)((bits & ~(uintptr_t)(XMM_CHUNK_MAX_SIZE - 1)) + XMM_CHUNK_OWNER_OFFSET);
-    return &owners[(bits >> XMM_PAGE_SHIFT) & (XMM_CHUNK_MAX_PAGES - 1)];
+    return &xmm_chunk_table_of(bits)[(bits >> XMM_PAGE_SHIFT) & (XMM_CHUNK_MAX_PAGES - 1)];
+}
+
+/* The owner byte of a page's word, for spans of the classes smaller than
+ * a cache line: FRESH when the span is made, then the low byte of the
+ * index of the one CPU cache (mem/cpu_cache.c) that has taken objects of
+ * this page from the central layer, or SHARED once a second one has. A
+ * free on a CPU other than the owner sends the object to that CPU's
+ * remote bin instead of the top of its cache (passive false sharing,
+ * design.md). A page two caches refill from is SHARED rather than handed
+ * back and forth: with the last refiller as owner, each one's own frees
+ * would count as remote half the time. A hint: caches 256 apart share a
+ * value (and those at 254 and 255 modulo 256 never own a page), and a
+ * claim may lose to a rewrite of the word (a trim's restore); a wrong
+ * hint only changes the bin an object goes to. Free takes it from the
+ * page word it has read anyway; the slow paths load it here. */
+XMM_INLINE uint8_t xmm_page_owner_load(const void *address)
+{
+    xmm_page_info info = __atomic_load_n(xmm_page_word_of(address), __ATOMIC_RELAXED);
+    /* A word without a class (a trim cleared the page's: objects before the
+     * cut may still be live) has no owner to keep away. */
+    return XMM_PAGE_INFO_CLASS(info) ? (uint8_t)XMM_PAGE_INFO_OWNER(info) : XMM_PAGE_OWNER_SHARED;
 }
 
 /* A chunk is found by its region (the map, spare lists): region first. */
@@ -211,24 +223,17 @@ XMM_INLINE xmm_page_info xmm_page_info_of(const void *address)
     uintptr_t bits = (uintptr_t)address;
     if (XMM_UNLIKELY(!xmm_chunk_slot_used(bits)))
         return 0;
-    return __atomic_load_n(&xmm_chunk_table_of(bits)[(bits >> XMM_PAGE_SHIFT) & (XMM_CHUNK_MAX_PAGES - 1)],
-                           __ATOMIC_ACQUIRE);
+    return __atomic_load_n(xmm_page_word_of(address), __ATOMIC_ACQUIRE);
 }
 
-/* Sets the page info of every page of `span` (a span of a chunk): of a
- * small-object span of `size_class` on its node, or none (0) when the span
- * stops being one. */
-void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class);
-
-/* Sets the owner byte of every page of `span` to FRESH: for a span of a
- * class below a cache line, when it is made (never for a live span: its
- * pages' owners stand). */
-void xmm_chunk_reset_page_owners(const struct xmm_span *span);
-
-/* Clears the page info of the pages of `span` from `first_page` on: a
+/* Sets the page info of the pages of `span` (a span of a chunk) from
+ * `first_page` on: of a small-object span of `size_class` on its node,
+ * with a FRESH owner, or none (0: size_class 0) when the span stops
+ * being one, or for its tail when a trim cut objects back (central.c; a
  * free() of an address there takes the slow path, which checks it against
- * the span itself (a trim that cut objects back, central.c). */
-void xmm_chunk_clear_page_info_from(const struct xmm_span *span, uint32_t first_page);
+ * the span itself). */
+void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class,
+                             uint32_t first_page);
 
 /* The span of the page holding `address` in `chunk` (NULL if none). The
  * index is masked: with a stale chunk pointer it still reads the chunk's

@@ -116,7 +116,7 @@ static void list_span(struct xmm_span *span)
 
 static void release_span(struct xmm_span *span)
 {
-    xmm_chunk_set_page_info(span, 0); /* free() of its addresses: slow path */
+    xmm_chunk_set_page_info(span, 0, 0); /* free() of its addresses: slow path */
     struct central_node *central = &central_nodes[span->node];
     struct central_class *lists = &central->classes[span->size_class];
     __atomic_fetch_add(&central->spans_released, 1, __ATOMIC_RELAXED);
@@ -324,7 +324,10 @@ static void restore_tail(struct xmm_span *span, const struct xmm_size_class *inf
 {
     for (uint32_t index = span->carved; index < info->objects; index++)
         xmm_free_object_set(span->start + (size_t)index * info->size, NULL);
-    xmm_chunk_set_page_info(span, span->size_class);
+    /* From the page the trim cleared on: the pages before it keep their
+     * owners. */
+    xmm_chunk_set_page_info(span, span->size_class,
+                            (uint32_t)(((size_t)span->carved * info->size) >> XMM_PAGE_SHIFT));
     span->tail_purged = 0;
 }
 
@@ -423,9 +426,7 @@ static struct xmm_span *new_span(int node, unsigned size_class)
         xmm_free_object_set(span->start + (size_t)object * info->size, NULL);
     /* Publish the class before any object of the span can reach free(). */
     __atomic_store_n(&span->kind, XMM_SPAN_SMALL, __ATOMIC_RELEASE);
-    if (size_class <= XMM_SUBLINE_CLASSES)
-        xmm_chunk_reset_page_owners(span);
-    xmm_chunk_set_page_info(span, size_class);
+    xmm_chunk_set_page_info(span, size_class, 0);
     struct central_node *central = &central_nodes[node];
     __atomic_fetch_add(&central->spans_created, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&central->span_bytes, xmm_span_bytes(span), __ATOMIC_RELAXED);
@@ -619,7 +620,7 @@ static size_t purge_free_objects(struct xmm_span *span)
         /* The tail from object `keep` on: page info first, then `carved`,
          * then the pages (see above). */
         size_t tail = (size_t)keep * info->size;
-        xmm_chunk_clear_page_info_from(span, (uint32_t)(tail >> XMM_PAGE_SHIFT));
+        xmm_chunk_set_page_info(span, 0, (uint32_t)(tail >> XMM_PAGE_SHIFT));
         span->tail_purged = 1;
         __atomic_store_n(&span->carved, keep, __ATOMIC_RELEASE);
         uintptr_t begin = xmm_align_up((uintptr_t)span->start + tail, page);

@@ -386,16 +386,24 @@ static int slab_node_now(void *area)
 }
 
 /* Claims the page of a refilled object for cache `owner`: a FRESH page
- * becomes its, another cache's becomes SHARED (arena.h, page owner). */
-static void claim_page(uint8_t *byte, uint8_t owner)
+ * becomes its, another cache's becomes SHARED (arena.h, page owner). The
+ * owner is a byte of the page word: the claim changes that byte alone,
+ * with 32-bit atomics as every other access of the word. */
+static void claim_page(xmm_page_info *word, uint8_t owner)
 {
-    uint8_t seen = __atomic_load_n(byte, __ATOMIC_RELAXED);
-    if (seen == XMM_PAGE_OWNER_FRESH &&
-        __atomic_compare_exchange_n(byte, &seen, owner, false, __ATOMIC_RELAXED,
-                                    __ATOMIC_RELAXED))
-        return;
-    if (seen != owner && seen != XMM_PAGE_OWNER_SHARED)
-        __atomic_store_n(byte, XMM_PAGE_OWNER_SHARED, __ATOMIC_RELAXED);
+    xmm_page_info seen = __atomic_load_n(word, __ATOMIC_RELAXED);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        unsigned now = XMM_PAGE_INFO_OWNER(seen);
+        /* A word without a class (a trim cleared it) is left alone. */
+        if (XMM_PAGE_INFO_CLASS(seen) == 0 || now == owner || now == XMM_PAGE_OWNER_SHARED)
+            return;
+        uint32_t wanted = now == XMM_PAGE_OWNER_FRESH ? owner : XMM_PAGE_OWNER_SHARED;
+        if (__atomic_compare_exchange_n(word, &seen,
+                                        (seen & ~XMM_PAGE_INFO_OWNER_BITS) |
+                                            wanted << XMM_PAGE_INFO_OWNER_SHIFT,
+                                        false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return;
+    }
 }
 
 /* Claims the pages of a refill's objects for this CPU's cache, for the
@@ -406,12 +414,12 @@ static void claim_pages(void *area, unsigned size_class, void *const *objects, u
     if (size_class > XMM_SUBLINE_CLASSES)
         return;
     uint8_t owner = (uint8_t)__atomic_load_n(index_of(area), __ATOMIC_RELAXED);
-    uint8_t *last = NULL;
+    xmm_page_info *last = NULL;
     for (uint32_t i = 0; i < count; i++) {
-        uint8_t *byte = xmm_page_owner_of(objects[i]);
-        if (byte != last)
-            claim_page(byte, owner);
-        last = byte;
+        xmm_page_info *word = xmm_page_word_of(objects[i]);
+        if (word != last)
+            claim_page(word, owner);
+        last = word;
     }
 }
 
@@ -508,7 +516,7 @@ static unsigned bin_for(void *area, const void *object, unsigned size_class)
 {
     if (size_class > XMM_SUBLINE_CLASSES)
         return size_class;
-    uint8_t owner = __atomic_load_n(xmm_page_owner_of(object), __ATOMIC_RELAXED);
+    uint8_t owner = xmm_page_owner_load(object);
     uint8_t self = (uint8_t)__atomic_load_n(index_of(area), __ATOMIC_RELAXED);
     return owner < XMM_PAGE_OWNER_FRESH && owner != self ? xmm_cpu_remote_bin(size_class)
                                                           : size_class;
@@ -545,7 +553,7 @@ void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
             xmm_central_drain((int)slab_node, size_class, objects, count);
             __atomic_fetch_add(&slow_counts.drains, 1, __ATOMIC_RELAXED);
         }
-        result = xmm_rseq_push(area, index_of(area), xmm_cpu_slabs, bin, object, info);
+        result = xmm_rseq_push(area, index_of(area), &xmm_cpu_slabs, bin, object, info);
         if (result == XMM_RSEQ_PUSHED)
             return;
     }

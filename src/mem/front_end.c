@@ -75,7 +75,7 @@ void xmm_front_free_slow(void *object, unsigned size_class, unsigned node)
 {
 #if XMM_PER_CPU_CACHES
     if (xmm_cpu_cache_attach()) {
-        xmm_front_free_as(object, XMM_PAGE_INFO(size_class, node, 0));
+        xmm_front_free_as(object, xmm_front_page_info(object, size_class, node));
         return;
     }
 #endif

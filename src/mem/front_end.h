@@ -34,7 +34,7 @@ XMM_INLINE void *xmm_front_try_alloc(unsigned size_class)
 #if XMM_PER_CPU_CACHES
     void *area = xmm_thread.rseq_area;
     if (XMM_LIKELY(area != NULL))
-        return xmm_rseq_pop(area, xmm_thread.rseq_index, xmm_cpu_slabs, size_class);
+        return xmm_rseq_pop(area, xmm_thread.rseq_index, &xmm_cpu_slabs, size_class);
 #endif
     struct xmm_thread_cache *cache = xmm_thread.thread_cache;
     if (XMM_LIKELY(cache != NULL)) {
@@ -61,15 +61,28 @@ XMM_INLINE void *xmm_front_alloc(unsigned size_class)
     return XMM_LIKELY(object != NULL) ? object : xmm_front_alloc_miss(size_class);
 }
 
+/* The page info a free passes on when it found the span another way (no
+ * page word at hand): class and node, and for the classes below a cache
+ * line the page's owner, loaded now. */
+XMM_INLINE xmm_page_info xmm_front_page_info(const void *object, unsigned size_class,
+                                             unsigned node)
+{
+    xmm_page_info info = XMM_PAGE_INFO(size_class, node, 0);
+    if (size_class > XMM_SUBLINE_CLASSES)
+        return info;
+    return (info & ~XMM_PAGE_INFO_OWNER_BITS) |
+           (uint32_t)xmm_page_owner_load(object) << XMM_PAGE_INFO_OWNER_SHIFT;
+}
+
 /* Free fast path: a push when the object belongs to this cache's node and
  * the bin has room. The caller has checked the object (global/free.h: a
  * live block, now tagged free). The _as form takes the object's page info
- * (backend/arena.h: its class and home node, as global/free.h read it;
- * the page field is not used), the other the span.
+ * (backend/arena.h: its class, home node and owner, as global/free.h read
+ * it; the page field is not used), the other the span.
  * Per-CPU, an object smaller than a cache line whose page another CPU's
  * cache owns goes to this CPU's remote bin (cpu_cache.h): one compare of
- * the class for every free, and for those classes a load of the page's
- * owner byte before the section, which picks the bin
+ * the class for every free, and for those classes the owner byte of the
+ * page word (a shift, no load), from which the section picks the bin
  * (xmm_rseq_push_owned). */
 XMM_INLINE void xmm_front_free_as(void *object, xmm_page_info info)
 {
@@ -85,11 +98,9 @@ XMM_INLINE void xmm_front_free_as(void *object, xmm_page_info info)
              * of a page no CPU cache has claimed came from a thread cache
              * or straight from the central layer (alloc.c), and have no
              * owner to keep away. */
-            uint8_t owner = __atomic_load_n(xmm_page_owner_of(object), __ATOMIC_RELAXED);
-            result = xmm_rseq_push_owned(area, index, xmm_cpu_slabs, size_class, object, info,
-                                         owner);
+            result = xmm_rseq_push_owned(area, index, &xmm_cpu_slabs, size_class, object, info);
         } else {
-            result = xmm_rseq_push(area, index, xmm_cpu_slabs, size_class, object, info);
+            result = xmm_rseq_push(area, index, &xmm_cpu_slabs, size_class, object, info);
         }
         if (XMM_LIKELY(result == XMM_RSEQ_PUSHED))
             return;
@@ -111,7 +122,7 @@ XMM_INLINE void xmm_front_free_as(void *object, xmm_page_info info)
 
 XMM_INLINE void xmm_front_free(void *object, struct xmm_span *span)
 {
-    xmm_front_free_as(object, XMM_PAGE_INFO(span->size_class, span->node, 0));
+    xmm_front_free_as(object, xmm_front_page_info(object, span->size_class, span->node));
 }
 
 /* Front end set-up (the per-CPU caches, when used, and the thread caches):

@@ -63,6 +63,11 @@ int main(void)
               xmm_page_info_of(&stack_object) == 0 && xmm_page_info_of(&global_object) == 0 &&
               xmm_page_info_of((void *)16) == 0,
           "no page info outside small-object spans");
+    /* A page word without a class (a large block's, or one a trim cleared
+     * under live objects) has no owner: the remote bins must not take its
+     * byte 2, 0, for cache 0's index. */
+    CHECK(xmm_page_owner_load(large) == XMM_PAGE_OWNER_SHARED,
+          "a page without a class reads as SHARED, not owned");
     /* An address in the 64 MiB window of a chunk but past its end is not
      * the chunk's (a 4 MiB first chunk leaves 60 MiB the kernel may use). */
     if (small_chunk->pages < XMM_CHUNK_MAX_PAGES)

@@ -45,13 +45,13 @@ int main(void)
     char *base = chunk->region.base;
     CHECK((char *)xmm_chunk_table_of((uintptr_t)blocks[0]) == base + XMM_CHUNK_TABLE_OFFSET,
           "the table is at its place");
-    CHECK(xmm_page_owner_of(blocks[0]) ==
-              (uint8_t *)base + XMM_CHUNK_OWNER_OFFSET + (blocks[0] - base) / XMM_PAGE_SIZE,
-          "the owner bytes follow the guard");
+    CHECK(xmm_page_word_of(blocks[0]) ==
+              (xmm_page_info *)(base + XMM_CHUNK_TABLE_OFFSET) + (blocks[0] - base) / XMM_PAGE_SIZE,
+          "the page word is found by mask");
     CHECK(write_faults(base) && write_faults(base + XMM_CHUNK_GUARD_SIZE - 1),
           "a write into the guard before a chunk's metadata faults");
-    CHECK(!write_faults(base + XMM_CHUNK_OWNER_OFFSET) && !write_faults(base + XMM_CHUNK_TABLE_OFFSET),
-          "the owner bytes and the table after it are writable");
+    _Static_assert(XMM_CHUNK_GUARD_SIZE == XMM_CHUNK_TABLE_OFFSET, "the table follows the guard");
+    CHECK(!write_faults(base + XMM_CHUNK_TABLE_OFFSET), "the table right after the guard is writable");
     /* Two chunks, one right above the other: the overflow off the end of
      * the lower one's last block faults before it reaches the table. */
     int adjacent = 0;

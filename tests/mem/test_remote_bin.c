@@ -52,7 +52,7 @@ static void *owned_object(void)
     void *object = NULL;
     for (int i = 0; i < 3000; i++)
         object = malloc(8);
-    uint8_t owner = __atomic_load_n(xmm_page_owner_of(object), __ATOMIC_RELAXED);
+    uint8_t owner = xmm_page_owner_load(object);
     CHECK(owner != XMM_PAGE_OWNER_FRESH && owner != XMM_PAGE_OWNER_SHARED,
           "an 8-byte object on a page one cache owns (%u)", owner);
     return object;
@@ -184,7 +184,7 @@ int main(int argc, char **argv)
     given = object;
     go(FREE_SMALL);
     wait_for(IDLE);
-    uint8_t owner = __atomic_load_n(xmm_page_owner_of(object), __ATOMIC_RELAXED);
+    uint8_t owner = xmm_page_owner_load(object);
     if (other_index >= 0 && owner == (uint8_t)other_index)
         NOTE("the freeing thread took over the owner's slab index (mm_cid): not checked");
     else
