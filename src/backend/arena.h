@@ -19,7 +19,7 @@
  * page of the chunk (spans are cut from the second granule on). So the page info of
  * any chunk address is one load from an address computed from the pointer
  * alone (a mask and a shift), as mimalloc finds its page from its
- * segment's alignment. free() first asks a bitmap with one bit per 64
+ * segment's alignment. free() first asks a map with one byte per 64
  * MiB slot whether a chunk starts at the pointer's boundary, but the
  * answer only decides a branch: the CPU predicts it and loads the page
  * info in parallel, so the free path's dependent chain is the pointer,
@@ -210,13 +210,13 @@ XMM_INLINE struct xmm_region *xmm_region_of(const void *address)
 
 /* The page info of the page holding `address` (0 when it is in no live
  * small-object span, or not XMM's); no lock; valid at any time. The
- * address must be in a 64 MiB slot where a chunk starts (the slot bitmap
+ * address must be in a 64 MiB slot where a chunk starts (the slot map
  * above), else 0: a pointer XMM never handed out is never used to read
  * memory. An address past the end of a smaller chunk, in its slot, reads
  * a table entry never written (0). The page word is loaded from the
  * masked pointer, so on a predicted branch it does not wait for the
- * bitmap. A chunk given back to the kernel is unmapped after its bit is
- * cleared: an invalid free racing with that can read an unmapped table
+ * slot map. A chunk given back to the kernel is unmapped after its byte
+ * is cleared: an invalid free racing with that can read an unmapped table
  * (documented in design.md, "Known limits"). */
 XMM_INLINE xmm_page_info xmm_page_info_of(const void *address)
 {
