@@ -123,10 +123,6 @@ void xmm_chunk_set_pages(struct xmm_span *span, bool ends_only)
 
 /* ---- chunks ------------------------------------------------------------------ */
 
-/* Transparent huge pages: chunks are granule (2 MiB) aligned. `always`
- * asks for huge pages from the start; `never` forbids them; `auto` starts
- * chunks on the kernel's default and asks for huge pages once a chunk has
- * been cut to its end (dense), see page_heap.c. */
 void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class,
                              uint32_t first_page)
 {
@@ -142,6 +138,10 @@ void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class,
                          __ATOMIC_RELEASE);
 }
 
+/* Transparent huge pages: chunks are granule (2 MiB) aligned. `always`
+ * asks for huge pages from the start; `never` forbids them; `auto` starts
+ * chunks on the kernel's default and asks for huge pages once a chunk has
+ * been cut to its end (dense), see page_heap.c. */
 static void advise_huge_pages(struct xmm_region *region)
 {
     if (xmm_config.thp == XMM_THP_ALWAYS)

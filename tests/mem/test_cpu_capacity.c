@@ -25,6 +25,11 @@
  *            free, while the main thread trims every millisecond (bins
  *            grow and are locked, drained and reset under them): no block
  *            is handed to two threads at once or changed under its owner
+ *   stress-small  the same with blocks of 48 bytes, every word tagged: a
+ *            class below a cache line, whose refills claim page owners
+ *            (compare-and-swaps of the page word) and whose frees pick a
+ *            remote bin from it, while the trims clear and restore page
+ *            words of span tails under them
  *
  * Skipped (77) without per-CPU caches.
  */
@@ -137,6 +142,13 @@ static void release_case(void)
 #define STRESS_ROUNDS 20000
 
 static unsigned long stress_bad;
+static size_t stress_size = SIZE;
+
+/* Words apart that the stress tags: every word of a small block. */
+static size_t stress_step(void)
+{
+    return stress_size > 128 ? 16 : 1;
+}
 
 static void *stress_worker(void *argument)
 {
@@ -144,14 +156,14 @@ static void *stress_worker(void *argument)
     void *held[STRESS_BLOCKS];
     for (int round = 0; round < STRESS_ROUNDS; round++) {
         for (int i = 0; i < STRESS_BLOCKS; i++) {
-            held[i] = malloc(SIZE);
+            held[i] = malloc(stress_size);
             if (held[i])
-                for (int word = 0; word < SIZE / 8; word += 16)
+                for (size_t word = 0; word < stress_size / 8; word += stress_step())
                     ((uintptr_t *)held[i])[word] = tag ^ (uintptr_t)i;
         }
         for (int i = 0; i < STRESS_BLOCKS; i++) {
             bool intact = held[i] != NULL;
-            for (int word = 0; intact && word < SIZE / 8; word += 16)
+            for (size_t word = 0; intact && word < stress_size / 8; word += stress_step())
                 intact = ((uintptr_t *)held[i])[word] == (tag ^ (uintptr_t)i);
             if (!intact)
                 __atomic_fetch_add(&stress_bad, 1, __ATOMIC_RELAXED);
@@ -190,7 +202,7 @@ static void stress_case(void)
 int main(int argc, char **argv)
 {
     if (argc > 1) {
-        if (strcmp(argv[1], "stress") != 0)
+        if (strncmp(argv[1], "stress", 6) != 0)
             pin_to_current_cpu();
         if (!strcmp(argv[1], "default"))
             default_case();
@@ -202,6 +214,10 @@ int main(int argc, char **argv)
             release_case();
         else if (!strcmp(argv[1], "stress"))
             stress_case();
+        else if (!strcmp(argv[1], "stress-small")) {
+            stress_size = 48;
+            stress_case();
+        }
         return check_summary(argv[1]);
     }
     if (strcmp(snapshot().front_end, "per-cpu") != 0) {
@@ -218,5 +234,6 @@ int main(int argc, char **argv)
     CHECK(check_run_self("budget", budget) == 0, "budget case");
     CHECK(check_run_self("release", common) == 0, "release case");
     CHECK(check_run_self("stress", common) == 0, "stress case");
+    CHECK(check_run_self("stress-small", common) == 0, "stress case, 48-byte blocks");
     return check_summary("cpu_capacity");
 }
