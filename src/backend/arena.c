@@ -63,12 +63,14 @@ static void mark_chunk_slot(const char *base, bool used)
     __atomic_store_n(&xmm_chunk_slots[slot], (uint8_t)used, __ATOMIC_RELEASE);
 }
 
-/* Points every granule of `region` to it (NULL: forgets it). false if a
- * leaf could not be made (nothing is then registered). */
-static bool map_granules(struct xmm_region *region, struct xmm_region *value)
+/* Points every granule of `region`, whose first byte is `base`, to it
+ * (NULL: forgets it). `base` is the region's, passed apart because a
+ * claimed direct region holds base + 1 (xmm_arena_claim_direct). false if
+ * a leaf could not be made (nothing is then registered). */
+static bool map_granules(struct xmm_region *region, const char *base, struct xmm_region *value)
 {
-    uintptr_t first = (uintptr_t)region->base >> XMM_GRANULE_SHIFT;
-    uintptr_t last = ((uintptr_t)region->base + region->size - 1) >> XMM_GRANULE_SHIFT;
+    uintptr_t first = (uintptr_t)base >> XMM_GRANULE_SHIFT;
+    uintptr_t last = ((uintptr_t)base + region->size - 1) >> XMM_GRANULE_SHIFT;
     for (uintptr_t granule = first; granule <= last; granule++)
         if (!leaf_for(granule))
             return false;
@@ -77,21 +79,21 @@ static bool map_granules(struct xmm_region *region, struct xmm_region *value)
         __atomic_store_n(&entry->region, value, __ATOMIC_RELEASE);
     }
     if (region->kind == XMM_REGION_CHUNK)
-        mark_chunk_slot(region->base, value != NULL);
+        mark_chunk_slot(base, value != NULL);
     return true;
 }
 
 static bool register_region(struct xmm_region *region)
 {
-    if (!map_granules(region, region))
+    if (!map_granules(region, region->base, region))
         return false;
     __atomic_fetch_add(&reserved_bytes, region->size, __ATOMIC_RELAXED);
     return true;
 }
 
-static void unregister_region(struct xmm_region *region)
+static void unregister_region(struct xmm_region *region, const char *base)
 {
-    map_granules(region, NULL); /* the leaves exist: it cannot fail */
+    map_granules(region, base, NULL); /* the leaves exist: it cannot fail */
     __atomic_fetch_sub(&reserved_bytes, region->size, __ATOMIC_RELAXED);
 }
 
@@ -267,7 +269,7 @@ int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length)
 void xmm_arena_release_chunk(struct xmm_chunk *chunk)
 {
     __atomic_fetch_sub(&chunk_bytes, chunk->region.size, __ATOMIC_RELAXED);
-    unregister_region(&chunk->region);
+    unregister_region(&chunk->region, chunk->region.base);
     /* A descriptor reused for a chunk at the same address must not find
      * the old spans in its page map (the page heap coalesces by it). */
     memset(chunk->page_span, 0, (size_t)chunk->pages * sizeof(chunk->page_span[0]));
@@ -349,7 +351,7 @@ bool xmm_arena_resize_direct(struct xmm_region *region, size_t size)
     /* Out of the map before the pages move: once mremap has freed the old
      * range (or its tail), another thread may map there and register it,
      * and a late unregister would wipe that registration. */
-    unregister_region(region);
+    unregister_region(region, old_base);
     char *base = xmm_os_remap(old_base, old_size, mapped, NULL);
     if (!base) {
         /* Moved onto a granule-aligned range of its own: page tables move,
@@ -367,12 +369,43 @@ bool xmm_arena_resize_direct(struct xmm_region *region, size_t size)
     return base != NULL;
 }
 
+/* The bases of the last direct blocks unmapped, for the report of a
+ * second free (xmm_arena_unmapped_recently). */
+#define RECENT_DIRECT_UNMAPS 64
+static uintptr_t recent_direct_unmaps[RECENT_DIRECT_UNMAPS];
+static unsigned recent_direct_unmap_next;
+
+bool xmm_arena_claim_direct(struct xmm_region *region, const void *block)
+{
+    char *expected = (char *)block;
+    return __atomic_compare_exchange_n(&region->base, &expected, (char *)block + 1, false,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+bool xmm_arena_direct_claimed(const struct xmm_region *region, const void *ptr)
+{
+    return __atomic_load_n(&region->base, __ATOMIC_ACQUIRE) == (const char *)ptr + 1;
+}
+
 void xmm_arena_unmap_direct(struct xmm_region *region)
 {
-    unregister_region(region);
-    xmm_os_unmap(region->base, region->size);
+    char *base = region->base - 1; /* claimed: base + 1 */
+    xmm_assert(xmm_arena_direct_claimed(region, base));
+    unsigned slot = __atomic_fetch_add(&recent_direct_unmap_next, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&recent_direct_unmaps[slot % RECENT_DIRECT_UNMAPS], (uintptr_t)base,
+                     __ATOMIC_RELAXED);
+    unregister_region(region, base);
+    xmm_os_unmap(base, region->size);
     region->kind = 0;
     give_back_direct_descriptor(region);
+}
+
+bool xmm_arena_unmapped_recently(const void *ptr)
+{
+    for (unsigned slot = 0; slot < RECENT_DIRECT_UNMAPS; slot++)
+        if (__atomic_load_n(&recent_direct_unmaps[slot], __ATOMIC_RELAXED) == (uintptr_t)ptr)
+            return ptr != NULL;
+    return false;
 }
 
 size_t xmm_arena_reserved_bytes(void)

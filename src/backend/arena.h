@@ -295,14 +295,33 @@ void xmm_arena_chunk_dense(struct xmm_chunk *chunk);
  * `alignment`, with the node's policy; registers it. NULL on failure. */
 void *xmm_arena_map_direct(size_t size, size_t alignment, int node);
 
-/* Unmaps a direct block and forgets it. */
 /* Resizes a direct mapping to hold `size` bytes: in place when the pages
  * after it are free, else moved (mremap: page tables, not bytes) to a new
  * granule-aligned range; the region's base and size follow. false, the
  * block unchanged, when the kernel refuses. The caller owns the block. */
 bool xmm_arena_resize_direct(struct xmm_region *region, size_t size);
 
+/* The free of a direct block, in two steps. The claim makes the caller
+ * the block's only freer: one CAS of the region's base from `block` to
+ * `block` + 1, a value no block's base has (bases are granule-aligned).
+ * Of two frees of one block racing, one claims it and the other gets
+ * false, as does a free whose region holds another block by now: both are
+ * double frees, for the caller to report. Without the claim both would
+ * unmap, the second perhaps a mapping made in between, and the descriptor
+ * would be given back twice. Direct blocks are 32 MiB and more: one CAS
+ * is nothing beside the munmap. */
+bool xmm_arena_claim_direct(struct xmm_region *region, const void *block);
+/* Unmaps a claimed direct block and forgets it (the map forgets the region
+ * first: once the range is unmapped another thread may map there). */
 void xmm_arena_unmap_direct(struct xmm_region *region);
+/* Whether `ptr` is the direct block of `region` that another thread's free
+ * has claimed: a double free. */
+bool xmm_arena_direct_claimed(const struct xmm_region *region, const void *ptr);
+/* Whether `ptr` was the base of one of the last 64 direct blocks unmapped
+ * (a small ring, written with plain atomic stores). For the report only:
+ * the range may have been mapped again since, by the program or another
+ * library; ask it of a pointer that is in no XMM region. Lock-free. */
+bool xmm_arena_unmapped_recently(const void *ptr);
 
 /* In a fork child: repairs the direct-region lock if its holder is gone. */
 void xmm_arena_after_fork_child(void);

@@ -50,7 +50,7 @@ enum block_kind {
     BLOCK_LARGE,
     BLOCK_DIRECT,
     BLOCK_FREED_SMALL, /* free already: in a cache, a batch or its span's list */
-    BLOCK_FREED_LARGE,
+    BLOCK_FREED_LARGE, /* a large block free already, or a direct one being unmapped */
 };
 
 /* Classifies `ptr`: only the exact start of a live block is valid. */
@@ -84,8 +84,12 @@ static enum block_kind find_block(const void *ptr, struct block *block)
             return kind == XMM_SPAN_LARGE ? BLOCK_LARGE : BLOCK_FREED_LARGE;
         return BLOCK_INVALID;
     }
-    if (region->kind == XMM_REGION_DIRECT && ptr == region->base)
-        return BLOCK_DIRECT;
+    if (region->kind == XMM_REGION_DIRECT) {
+        if (ptr == __atomic_load_n(&region->base, __ATOMIC_ACQUIRE))
+            return BLOCK_DIRECT;
+        if (xmm_arena_direct_claimed(region, ptr))
+            return BLOCK_FREED_LARGE;
+    }
     return BLOCK_INVALID;
 }
 
@@ -118,6 +122,22 @@ static void free_large(void *ptr, struct xmm_span *span)
         xmm_page_heap_free_claimed(span);
 }
 
+/* Claims the block (a second free, even racing, fails the claim and is
+ * reported), then unmaps it. */
+static void free_direct(void *ptr, struct xmm_region *region)
+{
+    if (!xmm_arena_claim_direct(region, ptr)) {
+        xmm_report_double_free(ptr);
+        return;
+    }
+    void *sample = __atomic_exchange_n(&region->sample, NULL, __ATOMIC_ACQ_REL);
+    if (XMM_UNLIKELY(sample != NULL))
+        xmm_profile_forget(sample);
+    __atomic_fetch_add(&xmm_heap_counters.direct_frees, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&xmm_heap_counters.direct_bytes, region->size, __ATOMIC_RELAXED);
+    xmm_arena_unmap_direct(region);
+}
+
 void xmm_heap_free_slow(void *ptr)
 {
     if (!ptr)
@@ -131,15 +151,9 @@ void xmm_heap_free_slow(void *ptr)
     case BLOCK_LARGE:
         free_large(ptr, block.span);
         return;
-    case BLOCK_DIRECT: {
-        void *sample = __atomic_exchange_n(&block.region->sample, NULL, __ATOMIC_ACQ_REL);
-        if (XMM_UNLIKELY(sample != NULL))
-            xmm_profile_forget(sample);
-        __atomic_fetch_add(&xmm_heap_counters.direct_frees, 1, __ATOMIC_RELAXED);
-        __atomic_fetch_sub(&xmm_heap_counters.direct_bytes, block.region->size, __ATOMIC_RELAXED);
-        xmm_arena_unmap_direct(block.region);
+    case BLOCK_DIRECT:
+        free_direct(ptr, block.region);
         return;
-    }
     case BLOCK_FREED_SMALL:
     case BLOCK_FREED_LARGE:
         xmm_report_double_free(ptr);
@@ -148,6 +162,8 @@ void xmm_heap_free_slow(void *ptr)
         const struct xmm_foreign_owner *owner = xmm_foreign_owner_of(ptr);
         if (owner)
             owner->release(ptr);
+        else if (xmm_arena_unmapped_recently(ptr))
+            xmm_report_double_free(ptr); /* a direct block, unmapped by its first free */
         else
             report_invalid(ptr);
         return;
@@ -183,7 +199,10 @@ static size_t usable_size(const void *ptr, const char *who)
     const struct xmm_foreign_owner *owner = xmm_foreign_owner_of(ptr);
     if (owner)
         return owner->measure((void *)ptr);
-    report_not_allocated(who, ptr);
+    if (xmm_arena_unmapped_recently(ptr))
+        report_freed(who, ptr);
+    else
+        report_not_allocated(who, ptr);
     return 0;
 }
 

@@ -405,6 +405,8 @@ static size_t realloc_freed_large(void) { return realloc_after_free(MIB, 2 * MIB
 static size_t usable_size_freed(void) { return usable_size_after_free(48, 0); }
 static size_t usable_size_freed_deep(void) { return usable_size_after_free(48, 40); }
 static size_t usable_size_freed_large(void) { return usable_size_after_free(MIB, 0); }
+static size_t realloc_freed_direct(void) { return realloc_after_free(40 * MIB, 41 * MIB, 0); }
+static size_t usable_size_freed_direct(void) { return usable_size_after_free(40 * MIB, 0); }
 
 /* ---- 5: free of an object boundary of a live span never handed out ---- */
 
@@ -671,6 +673,7 @@ static size_t hm_double_free_small_delayed(void) { return double_free_delayed(16
 static size_t hm_double_free_large(void) { return double_free_now(256 * KIB); }
 static size_t hm_double_free_large_delayed(void) { return double_free_delayed(256 * KIB); }
 static size_t hm_double_free_1m_delayed(void) { return double_free_delayed(MIB); }
+static size_t hm_double_free_40m_delayed(void) { return double_free_delayed(40 * MIB); }
 
 static size_t free_in_mapping(int protection)
 {
@@ -880,6 +883,10 @@ static const struct misuse_case cases[] = {
            "free(p); 40 more frees; malloc_usable_size(p), p of 48 bytes"),
     C_CASE(usable_size_freed_large, 4, DETECTED, 0, NULL,
            "free(p); malloc_usable_size(p), p of 1 MiB"),
+    C_CASE(realloc_freed_direct, 4, DETECTED, 0, NULL,
+           "free(p); realloc(p, 41 MiB), p of 40 MiB (mapped for itself, unmapped by the free)"),
+    C_CASE(usable_size_freed_direct, 4, DETECTED, 0, NULL,
+           "free(p); malloc_usable_size(p), p of 40 MiB"),
     /* 5 */
     C_CASE(never_handed_out_64, 5, DETECTED, BOTH_FRONTS, NULL,
            "free(q), q the object after the highest of 40+ live 64-byte blocks (same span, "
@@ -945,6 +952,8 @@ static const struct misuse_case cases[] = {
            "double_free_large_delayed: free(p); free(q); free(p), 256 KiB"),
     C_CASE(hm_double_free_1m_delayed, 0, DETECTED, 0, NULL,
            "double_free_large_delayed with 1 MiB (a large block in XMM)"),
+    C_CASE(hm_double_free_40m_delayed, 0, DETECTED, 0, NULL,
+           "double_free_large_delayed with 40 MiB (a direct block in XMM)"),
     C_CASE(hm_invalid_free_protected, 0, DETECTED, 0, NULL,
            "invalid_free_protected: free inside a PROT_NONE mapping"),
     C_CASE(hm_invalid_free_unprotected, 0, DETECTED, 0, NULL,

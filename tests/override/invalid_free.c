@@ -257,6 +257,11 @@ static void check_case(const struct invalid_case *c, int warn)
           hex[0] ? hex : "?", err_line);
     CHECK(lines == 1, "%s, %s: the report is one line (%d lines of stderr%s%s)", c->what, mode,
           lines, lines > 1 ? ": " : "", lines > 1 ? result.err : "");
+    /* A second free is named as one, whatever the block's size: a direct
+     * block's first free unmapped it and took it out of the address map. */
+    if (strncmp(c->name, "double_", 7) == 0)
+        CHECK(strstr(result.err, "double free") != NULL,
+              "%s, %s: the report says \"double free\" (stderr: \"%s\")", c->what, mode, err_line);
 }
 
 int main(int argc, char **argv)
