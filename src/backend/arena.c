@@ -63,14 +63,12 @@ static void mark_chunk_slot(const char *base, bool used)
     __atomic_store_n(&xmm_chunk_slots[slot], (uint8_t)used, __ATOMIC_RELEASE);
 }
 
-/* Points every granule of `region`, whose first byte is `base`, to it
- * (NULL: forgets it). `base` is the region's, passed apart because a
- * claimed direct region holds base + 1 (xmm_arena_claim_direct). false if
- * a leaf could not be made (nothing is then registered). */
-static bool map_granules(struct xmm_region *region, const char *base, struct xmm_region *value)
+/* Points every granule of `region` to it (NULL: forgets it). false if a
+ * leaf could not be made (nothing is then registered). */
+static bool map_granules(struct xmm_region *region, struct xmm_region *value)
 {
-    uintptr_t first = (uintptr_t)base >> XMM_GRANULE_SHIFT;
-    uintptr_t last = ((uintptr_t)base + region->size - 1) >> XMM_GRANULE_SHIFT;
+    uintptr_t first = (uintptr_t)region->base >> XMM_GRANULE_SHIFT;
+    uintptr_t last = ((uintptr_t)region->base + region->size - 1) >> XMM_GRANULE_SHIFT;
     for (uintptr_t granule = first; granule <= last; granule++)
         if (!leaf_for(granule))
             return false;
@@ -79,21 +77,21 @@ static bool map_granules(struct xmm_region *region, const char *base, struct xmm
         __atomic_store_n(&entry->region, value, __ATOMIC_RELEASE);
     }
     if (region->kind == XMM_REGION_CHUNK)
-        mark_chunk_slot(base, value != NULL);
+        mark_chunk_slot(region->base, value != NULL);
     return true;
 }
 
 static bool register_region(struct xmm_region *region)
 {
-    if (!map_granules(region, region->base, region))
+    if (!map_granules(region, region))
         return false;
     __atomic_fetch_add(&reserved_bytes, region->size, __ATOMIC_RELAXED);
     return true;
 }
 
-static void unregister_region(struct xmm_region *region, const char *base)
+static void unregister_region(struct xmm_region *region)
 {
-    map_granules(region, base, NULL); /* the leaves exist: it cannot fail */
+    map_granules(region, NULL); /* the leaves exist: it cannot fail */
     __atomic_fetch_sub(&reserved_bytes, region->size, __ATOMIC_RELAXED);
 }
 
@@ -269,7 +267,7 @@ int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length)
 void xmm_arena_release_chunk(struct xmm_chunk *chunk)
 {
     __atomic_fetch_sub(&chunk_bytes, chunk->region.size, __ATOMIC_RELAXED);
-    unregister_region(&chunk->region, chunk->region.base);
+    unregister_region(&chunk->region);
     /* A descriptor reused for a chunk at the same address must not find
      * the old spans in its page map (the page heap coalesces by it). */
     memset(chunk->page_span, 0, (size_t)chunk->pages * sizeof(chunk->page_span[0]));
@@ -290,7 +288,7 @@ static void give_back_direct_descriptor(struct xmm_region *region)
     give_back_spare(&spare_direct_regions, region);
 }
 
-void *xmm_arena_map_direct(size_t size, size_t alignment, int node)
+void *xmm_arena_map_direct(size_t size, size_t alignment, int node, void *sample)
 {
     size_t page = xmm_os_page_size();
     if (size > SIZE_MAX - page)
@@ -306,18 +304,23 @@ void *xmm_arena_map_direct(size_t size, size_t alignment, int node)
         give_back_direct_descriptor(region);
         return NULL;
     }
+    /* Claimed (odd) until it is registered: a late free of the block this
+     * descriptor held before fails its claim meanwhile (arena.h). */
+    uint64_t claim = __atomic_load_n(&region->claim, __ATOMIC_RELAXED) | 1;
+    __atomic_store_n(&region->claim, claim, __ATOMIC_RELAXED);
     region->kind = XMM_REGION_DIRECT;
     region->node = (uint8_t)node;
     region->base = base;
     region->size = mapped;
     region->huge = 0;
-    region->sample = NULL;
+    region->sample = sample;
     xmm_numa_bind(base, mapped, node);
     if (!register_region(region)) {
         xmm_os_unmap(base, mapped);
         give_back_direct_descriptor(region);
         return NULL;
     }
+    __atomic_store_n(&region->claim, claim + 1, __ATOMIC_RELEASE);
     return base;
 }
 
@@ -351,7 +354,7 @@ bool xmm_arena_resize_direct(struct xmm_region *region, size_t size)
     /* Out of the map before the pages move: once mremap has freed the old
      * range (or its tail), another thread may map there and register it,
      * and a late unregister would wipe that registration. */
-    unregister_region(region, old_base);
+    unregister_region(region);
     char *base = xmm_os_remap(old_base, old_size, mapped, NULL);
     if (!base) {
         /* Moved onto a granule-aligned range of its own: page tables move,
@@ -375,27 +378,32 @@ bool xmm_arena_resize_direct(struct xmm_region *region, size_t size)
 static uintptr_t recent_direct_unmaps[RECENT_DIRECT_UNMAPS];
 static unsigned recent_direct_unmap_next;
 
-bool xmm_arena_claim_direct(struct xmm_region *region, const void *block)
+uint64_t xmm_arena_direct_generation(const struct xmm_region *region, const void *block)
 {
-    char *expected = (char *)block;
-    return __atomic_compare_exchange_n(&region->base, &expected, (char *)block + 1, false,
-                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    /* The generation first, then the base: a descriptor reused for a new
+     * block between the two loads shows a generation the claim no longer
+     * matches. */
+    uint64_t claim = __atomic_load_n(&region->claim, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&region->base, __ATOMIC_ACQUIRE) != block)
+        return XMM_DIRECT_NOT_THIS;
+    return claim;
 }
 
-bool xmm_arena_direct_claimed(const struct xmm_region *region, const void *ptr)
+bool xmm_arena_claim_direct(struct xmm_region *region, uint64_t generation)
 {
-    return __atomic_load_n(&region->base, __ATOMIC_ACQUIRE) == (const char *)ptr + 1;
+    return (generation & 1) == 0 &&
+           __atomic_compare_exchange_n(&region->claim, &generation, generation | 1, false,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 }
 
 void xmm_arena_unmap_direct(struct xmm_region *region)
 {
-    char *base = region->base - 1; /* claimed: base + 1 */
-    xmm_assert(xmm_arena_direct_claimed(region, base));
+    xmm_assert(__atomic_load_n(&region->claim, __ATOMIC_RELAXED) & 1);
     unsigned slot = __atomic_fetch_add(&recent_direct_unmap_next, 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&recent_direct_unmaps[slot % RECENT_DIRECT_UNMAPS], (uintptr_t)base,
+    __atomic_store_n(&recent_direct_unmaps[slot % RECENT_DIRECT_UNMAPS], (uintptr_t)region->base,
                      __ATOMIC_RELAXED);
-    unregister_region(region, base);
-    xmm_os_unmap(base, region->size);
+    unregister_region(region);
+    xmm_os_unmap(region->base, region->size);
     region->kind = 0;
     give_back_direct_descriptor(region);
 }

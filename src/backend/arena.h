@@ -54,6 +54,9 @@ struct xmm_region {
     struct xmm_region *next_free; /* recycled descriptors */
     void *sample;               /* a direct block: the heap profiler's record
                                    (global/profile.h) if it was sampled */
+    uint64_t claim;             /* a direct block's generation: even while it
+                                   is live, odd from its free's claim until
+                                   the descriptor holds a new block */
 };
 
 /* What free() needs to know of an allocator page, in one word: the size
@@ -292,8 +295,10 @@ void xmm_arena_place_large_block(struct xmm_chunk *chunk);
 void xmm_arena_chunk_dense(struct xmm_chunk *chunk);
 
 /* Maps a block of `size` bytes for itself (large requests), aligned to
- * `alignment`, with the node's policy; registers it. NULL on failure. */
-void *xmm_arena_map_direct(size_t size, size_t alignment, int node);
+ * `alignment`, with the node's policy; registers it with `sample` (the heap
+ * profiler's record, or NULL) set before a free can find it. NULL on
+ * failure. */
+void *xmm_arena_map_direct(size_t size, size_t alignment, int node, void *sample);
 
 /* Resizes a direct mapping to hold `size` bytes: in place when the pages
  * after it are free, else moved (mremap: page tables, not bytes) to a new
@@ -301,22 +306,23 @@ void *xmm_arena_map_direct(size_t size, size_t alignment, int node);
  * block unchanged, when the kernel refuses. The caller owns the block. */
 bool xmm_arena_resize_direct(struct xmm_region *region, size_t size);
 
-/* The free of a direct block, in two steps. The claim makes the caller
- * the block's only freer: one CAS of the region's base from `block` to
- * `block` + 1, a value no block's base has (bases are granule-aligned).
- * Of two frees of one block racing, one claims it and the other gets
- * false, as does a free whose region holds another block by now: both are
- * double frees, for the caller to report. Without the claim both would
- * unmap, the second perhaps a mapping made in between, and the descriptor
- * would be given back twice. Direct blocks are 32 MiB and more: one CAS
- * is nothing beside the munmap. */
-bool xmm_arena_claim_direct(struct xmm_region *region, const void *block);
+/* The free of a direct block, in two steps, so that of two frees of one
+ * block racing, one unmaps it and the other is reported (without the
+ * claim both would unmap, the second perhaps a range mapped again in
+ * between, and give the descriptor back twice). A free first reads the
+ * block's generation: XMM_DIRECT_NOT_THIS if `region` does not hold
+ * `block`; odd if another free has claimed it (a double free). Then it
+ * claims it: one CAS of the generation from even to odd, which fails if
+ * another free claimed it first, or if the descriptor has since been
+ * reused (the generation moves on: even again, one more, only once the
+ * new block is registered, as xmm_arena_map_direct returns it). Direct
+ * blocks are 32 MiB and more: a CAS is nothing beside the munmap. */
+#define XMM_DIRECT_NOT_THIS UINT64_MAX
+uint64_t xmm_arena_direct_generation(const struct xmm_region *region, const void *block);
+bool xmm_arena_claim_direct(struct xmm_region *region, uint64_t generation);
 /* Unmaps a claimed direct block and forgets it (the map forgets the region
  * first: once the range is unmapped another thread may map there). */
 void xmm_arena_unmap_direct(struct xmm_region *region);
-/* Whether `ptr` is the direct block of `region` that another thread's free
- * has claimed: a double free. */
-bool xmm_arena_direct_claimed(const struct xmm_region *region, const void *ptr);
 /* Whether `ptr` was the base of one of the last 64 direct blocks unmapped
  * (a small ring, written with plain atomic stores). For the report only:
  * the range may have been mapped again since, by the program or another

@@ -65,18 +65,16 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
         return fail_no_memory();
     if (size + alignment >= XMM_DIRECT_MAP_THRESHOLD) {
         xmm_upkeep_before_direct_map(node, size);
-        void *block = xmm_arena_map_direct(size, alignment, node);
+        void *block = xmm_arena_map_direct(size, alignment, node, sample);
         /* The kernel refused the address space (ulimit -v): give back what
          * XMM holds unused, whole chunks included, and try once more. */
         if (!block && xmm_upkeep_release_address_space())
-            block = xmm_arena_map_direct(size, alignment, node);
+            block = xmm_arena_map_direct(size, alignment, node, sample);
         if (!block)
             return fail_no_memory();
         __atomic_fetch_add(&xmm_heap_counters.direct_allocations, 1, __ATOMIC_RELAXED);
         __atomic_fetch_add(&xmm_heap_counters.direct_bytes, xmm_align_up(size, xmm_os_page_size()),
                            __ATOMIC_RELAXED);
-        if (sample)
-            xmm_region_of(block)->sample = sample;
         return block;
     }
     size_t pages = xmm_align_up(size, XMM_PAGE_SIZE) >> XMM_PAGE_SHIFT;

@@ -42,6 +42,7 @@ static void report_not_allocated(const char *who, const void *ptr)
 struct block {
     struct xmm_region *region;
     struct xmm_span *span;  /* chunk blocks */
+    uint64_t generation;    /* direct blocks (xmm_arena_claim_direct) */
 };
 
 enum block_kind {
@@ -50,7 +51,7 @@ enum block_kind {
     BLOCK_LARGE,
     BLOCK_DIRECT,
     BLOCK_FREED_SMALL, /* free already: in a cache, a batch or its span's list */
-    BLOCK_FREED_LARGE, /* a large block free already, or a direct one being unmapped */
+    BLOCK_FREED_LARGE, /* a large block free already, or a direct one claimed */
 };
 
 /* Classifies `ptr`: only the exact start of a live block is valid. */
@@ -85,10 +86,10 @@ static enum block_kind find_block(const void *ptr, struct block *block)
         return BLOCK_INVALID;
     }
     if (region->kind == XMM_REGION_DIRECT) {
-        if (ptr == __atomic_load_n(&region->base, __ATOMIC_ACQUIRE))
-            return BLOCK_DIRECT;
-        if (xmm_arena_direct_claimed(region, ptr))
-            return BLOCK_FREED_LARGE;
+        block->generation = xmm_arena_direct_generation(region, ptr);
+        if (block->generation == XMM_DIRECT_NOT_THIS)
+            return BLOCK_INVALID;
+        return block->generation & 1 ? BLOCK_FREED_LARGE : BLOCK_DIRECT;
     }
     return BLOCK_INVALID;
 }
@@ -124,9 +125,9 @@ static void free_large(void *ptr, struct xmm_span *span)
 
 /* Claims the block (a second free, even racing, fails the claim and is
  * reported), then unmaps it. */
-static void free_direct(void *ptr, struct xmm_region *region)
+static void free_direct(void *ptr, struct xmm_region *region, uint64_t generation)
 {
-    if (!xmm_arena_claim_direct(region, ptr)) {
+    if (!xmm_arena_claim_direct(region, generation)) {
         xmm_report_double_free(ptr);
         return;
     }
@@ -152,7 +153,7 @@ void xmm_heap_free_slow(void *ptr)
         free_large(ptr, block.span);
         return;
     case BLOCK_DIRECT:
-        free_direct(ptr, block.region);
+        free_direct(ptr, block.region, block.generation);
         return;
     case BLOCK_FREED_SMALL:
     case BLOCK_FREED_LARGE:
