@@ -187,7 +187,7 @@ static void write_text(struct xmm_writer *writer, const struct snapshot *snapsho
          xmm_front_end_detail(), xmm_nodes);
     for (size_t i = 0; i < count; i++)
         xmm_writer_printf(writer, "  %s%s %u\n", fields[i].name,
-             "                     " + (strlen(fields[i].name) < 21 ? strlen(fields[i].name) : 21),
+             &"                     "[strlen(fields[i].name) < 21 ? strlen(fields[i].name) : 21],
              fields[i].value);
     xmm_writer_printf(writer, "  node  spans_created  spans_released  small_span_bytes  page_heap_free  "
                  "unpurged  purged_total  large_in_use  large_cached\n");
