@@ -208,6 +208,23 @@ static bool parse_path(const char *value, void *target)
     return true;
 }
 
+/* Whether a handler that writes a report and returns fits `number`: not a
+ * signal that cannot be caught (SIGKILL, SIGSTOP), not one the kernel
+ * sends for a fault (returning from its handler runs the faulting
+ * instruction again: a loop that never ends, writing a report each time),
+ * not SIGABRT (XMM's own reports abort), and not the two real-time
+ * signals glibc keeps for itself (thread cancellation, setuid across
+ * threads). */
+static bool signal_fits_a_report(int number)
+{
+    static const int refused[] = {SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGILL,
+                                  SIGFPE,  SIGTRAP, SIGSYS,  SIGABRT};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        if (number == refused[i])
+            return false;
+    return number >= 1 && number <= 64 && (number < 32 || number >= SIGRTMIN);
+}
+
 static bool parse_signal(const char *value, void *target)
 {
     static const struct { const char *name; int number; } signals[] = {
@@ -223,7 +240,8 @@ static bool parse_signal(const char *value, void *target)
         }
     }
     size_t number;
-    if (parse_size(value, &number) && !strpbrk(value, "kKmMgGbB") && number > 0 && number < 65) {
+    if (parse_size(value, &number) && !strpbrk(value, "kKmMgGbB") && number < 65 &&
+        signal_fits_a_report((int)number)) {
         *(int *)target = (int)number;
         return true;
     }
@@ -319,7 +337,7 @@ static const struct variable variables[] = {
      "the program name and %", "stderr",
      "where XMM_STATS and XMM_STATS_SIGNAL write (appended to)",
      parse_path, &xmm_config.stats_file},
-    {"XMM_STATS_SIGNAL", "a signal name or number, e.g. SIGUSR2", "none",
+    {"XMM_STATS_SIGNAL", "a signal name or number, e.g. SIGUSR2 (not SIGKILL, SIGSTOP, SIGABRT, a fault signal or glibc's 32 and 33)", "none",
      "print statistics when this signal arrives", parse_signal, &xmm_config.stats_signal},
     {"XMM_PROFILE", "1, 0, or a mean sampling interval in bytes (2 to 1G), e.g. 512k",
      "0", "sample allocations for a heap profile, dumped at exit", parse_profile, &xmm_config},
@@ -327,7 +345,7 @@ static const struct variable variables[] = {
      "the program name and %", XMM_PROFILE_DEFAULT_FILE,
      "where heap profiles are written (replaced by each dump)", parse_path,
      &xmm_config.profile_file},
-    {"XMM_PROFILE_SIGNAL", "a signal name or number, e.g. SIGUSR1", "none",
+    {"XMM_PROFILE_SIGNAL", "a signal name or number, e.g. SIGUSR1 (not SIGKILL, SIGSTOP, SIGABRT, a fault signal or glibc's 32 and 33)", "none",
      "dump the heap profile when this signal arrives", parse_signal,
      &xmm_config.profile_signal},
     {"XMM_LEAKS", SWITCH_FORMS, "0", "report sampled blocks still live at exit", parse_bool,

@@ -107,5 +107,22 @@ grep -q "unknown variable XMM_SOMETHING_ELSE; ignored (XMM_VERBOSE=1 lists the v
 XMM_STATS_SIGNAL=SIGUSR2 XMM_STATS_FILE="$work/signal.txt" "$test" signal "$work/signal.txt" ||
     fail "statistics on SIGUSR2"
 grep -q "^xmm statistics" "$work/signal.txt" || fail "signal output content"
+# A signal a report cannot be written on, by number as by name, is refused
+# like any bad value: a handler for SIGSEGV that returns runs the faulting
+# instruction again forever (the report written each time); SIGKILL and
+# SIGSTOP cannot be caught; 32 and 33 are glibc's own.
+for signal in 11 SIGSEGV 7 4 8 5 31 6 9 19 32 33 0 65; do
+    XMM_STATS_SIGNAL=$signal XMM_PROFILE_SIGNAL=$signal "$test" quiet 2>"$work/sig.txt" ||
+        fail "a bad signal $signal must not stop the program"
+    grep -q "XMM_STATS_SIGNAL='$signal': expected a signal" "$work/sig.txt" ||
+        fail "XMM_STATS_SIGNAL=$signal accepted: $(cat "$work/sig.txt")"
+    grep -q "XMM_PROFILE_SIGNAL='$signal': expected a signal" "$work/sig.txt" ||
+        fail "XMM_PROFILE_SIGNAL=$signal accepted: $(cat "$work/sig.txt")"
+done
+for signal in 10 12 1 34 64 SIGUSR1 USR2; do
+    XMM_STATS_SIGNAL=$signal "$test" quiet 2>"$work/sig.txt" || fail "XMM_STATS_SIGNAL=$signal"
+    [ ! -s "$work/sig.txt" ] || fail "XMM_STATS_SIGNAL=$signal refused: $(cat "$work/sig.txt")"
+done
+
 [ $failed -eq 0 ] && echo "statistics and configuration: all checks passed"
 exit $failed
