@@ -38,23 +38,133 @@ int xmm_thread_cache_init(void)
 
 /* ---- creating and recycling caches ----------------------------------------------- */
 
-/* Objects a bin holds at most: a share of XMM_THREAD_CACHE_SIZE (1/16 per
- * class), never fewer than two batches so a refill and a drain both fit. */
-static uint32_t bin_capacity(unsigned size_class)
+/* ---- capacity: XMM_THREAD_CACHE_SIZE bounds each cache ----------------------------
+ *
+ * A cache's bins hold at most its budget in objects, in all: each bin's
+ * capacity is granted from it a step at a time (a batch, or less where
+ * the budget is small: what a refill brings and a drain takes) when the
+ * bin needs it (a refill of an empty bin, a free into a full one), up to
+ * the bin's limit (a sixteenth of XMM_THREAD_CACHE_SIZE in its objects, at
+ * most 256). When the budget is spent, bins holding more capacity in bytes
+ * give steps back (their objects beyond it drain). The budget is
+ * XMM_THREAD_CACHE_SIZE, or less when many threads have caches: all of
+ * them share sixteen times that (32 MiB at the default), so a thousand
+ * threads do not keep a thousand budgets. So a thread that goes idle
+ * keeps at most its budget, however many classes it went through. (With a
+ * share per class and a floor of two batches, every class it had touched
+ * kept up to 256 KiB: 4.7 MiB a thread, 918 MiB for 200 idle threads of a
+ * thread-per-connection server without rseq, found by trying one.) A
+ * class whose single object is beyond the budget is not cached: its
+ * objects go to and from the central layer one at a time. TCMalloc's
+ * per-thread caches (gperftools) also give each thread a share of one
+ * total, grow a list as it overflows and take back from the others. */
+
+#define SHARED_BUDGETS 16 /* all caches together: this many XMM_THREAD_CACHE_SIZE */
+
+static unsigned caches_in_use; /* atomic: taken and not yet given back */
+
+static uint64_t cache_budget(void)
+{
+    uint64_t each = xmm_config.thread_cache_bytes;
+    uint64_t in_use = __atomic_load_n(&caches_in_use, __ATOMIC_RELAXED);
+    uint64_t share = SHARED_BUDGETS * each / (in_use > 1 ? in_use : 1);
+    return share < each ? share : each;
+}
+
+/* Objects a refill brings, a drain takes and a grant adds: a batch, or a
+ * quarter of the budget in objects if less (at least one). */
+static uint32_t move_count(unsigned size_class, uint64_t budget)
+{
+    const struct xmm_size_class *info = &xmm_size_classes[size_class];
+    uint64_t by_budget = budget / 4 / info->size;
+    if (by_budget < 1)
+        by_budget = 1;
+    return by_budget < info->batch ? (uint32_t)by_budget : info->batch;
+}
+
+static uint32_t bin_limit(unsigned size_class)
 {
     const struct xmm_size_class *info = &xmm_size_classes[size_class];
     size_t by_bytes = xmm_config.thread_cache_bytes / 16 / info->size;
     if (by_bytes > 256)
         by_bytes = 256;
-    return by_bytes > 2 * info->batch ? (uint32_t)by_bytes : 2 * info->batch;
+    return by_bytes > info->batch ? (uint32_t)by_bytes : info->batch;
 }
 
-/* A cache of every class's capacity, not yet registered. */
+static void drain_bin(struct xmm_thread_cache *cache, unsigned size_class, uint32_t count);
+
+/* Sets a bin's capacity, its objects beyond it drained, and keeps the
+ * cache's sum. */
+static void set_capacity(struct xmm_thread_cache *cache, unsigned size_class, uint32_t capacity)
+{
+    struct xmm_cache_bin *bin = &cache->bins[size_class];
+    if (bin->count > capacity)
+        drain_bin(cache, size_class, bin->count - capacity);
+    uint64_t size = xmm_size_classes[size_class].size;
+    cache->granted_bytes = cache->granted_bytes - bin->capacity * size + capacity * size;
+    bin->capacity = capacity;
+}
+
+/* The bin other than `except` that holds the most capacity in bytes, if
+ * it holds more than `than` bytes; 0 if none. */
+static unsigned richest_bin(const struct xmm_thread_cache *cache, unsigned except, uint64_t than)
+{
+    unsigned richest = 0;
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        uint64_t bytes = (uint64_t)cache->bins[size_class].capacity * xmm_size_classes[size_class].size;
+        if (size_class != except && bytes > than) {
+            richest = size_class;
+            than = bytes;
+        }
+    }
+    return richest;
+}
+
+/* Takes a step of capacity back from the richest bins other than `except`
+ * until the cache's grants plus `more` fit `budget`, from bins richer
+ * than `floor` bytes only. false if they do not fit. */
+static bool give_back(struct xmm_thread_cache *cache, unsigned except, uint64_t more,
+                      uint64_t floor, uint64_t budget)
+{
+    while (cache->granted_bytes + more > budget) {
+        unsigned richest = richest_bin(cache, except, floor);
+        if (!richest)
+            return false;
+        uint32_t capacity = cache->bins[richest].capacity;
+        uint32_t step = move_count(richest, budget);
+        set_capacity(cache, richest, capacity > step ? capacity - step : 0);
+    }
+    return true;
+}
+
+/* Grants the bin one more step of capacity, from the budget or else from
+ * the bins richer than it will then be. false if it cannot have it (at
+ * its limit, or nothing left to take). Caches over a budget that shrank
+ * (more threads) come back under it here too. */
+static bool grow_bin(struct xmm_thread_cache *cache, unsigned size_class)
+{
+    uint64_t budget = cache_budget();
+    if (cache->granted_bytes > budget)
+        give_back(cache, 0, 0, 0, budget);
+    struct xmm_cache_bin *bin = &cache->bins[size_class];
+    uint64_t size = xmm_size_classes[size_class].size;
+    uint32_t capacity = bin->capacity + move_count(size_class, budget);
+    if (capacity > bin->limit)
+        capacity = bin->limit;
+    if (capacity <= bin->capacity ||
+        !give_back(cache, size_class, (capacity - bin->capacity) * size, capacity * size, budget))
+        return false;
+    set_capacity(cache, size_class, capacity);
+    return true;
+}
+
+/* A cache with no capacity yet, not yet registered: its slot arrays are
+ * sized to the bins' limits (address space; only used slots are touched). */
 static struct xmm_thread_cache *new_cache(void)
 {
     size_t slots = 0;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
-        slots += bin_capacity(size_class);
+        slots += bin_limit(size_class);
     size_t bytes = sizeof(struct xmm_thread_cache) + slots * sizeof(void *);
     struct xmm_thread_cache *cache = xmm_metadata_alloc(bytes, XMM_CACHE_LINE);
     if (!cache)
@@ -62,8 +172,8 @@ static struct xmm_thread_cache *new_cache(void)
     void **slot = (void **)(cache + 1);
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         cache->bins[size_class].slots = slot;
-        cache->bins[size_class].capacity = bin_capacity(size_class);
-        slot += cache->bins[size_class].capacity;
+        cache->bins[size_class].limit = bin_limit(size_class);
+        slot += cache->bins[size_class].limit;
     }
     return cache;
 }
@@ -87,6 +197,8 @@ static struct xmm_thread_cache *take_cache(void)
         }
     }
     xmm_lock_release(&registry_lock);
+    if (cache)
+        __atomic_fetch_add(&caches_in_use, 1, __ATOMIC_RELAXED);
     return cache;
 }
 
@@ -133,6 +245,16 @@ static void flush_cache(struct xmm_thread_cache *cache)
         drain_bin(cache, size_class, cache->bins[size_class].count);
 }
 
+/* Empty, and every bin's capacity back to the budget: a recycled cache
+ * starts as a new one. */
+static void release_cache(struct xmm_thread_cache *cache)
+{
+    flush_cache(cache);
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
+        cache->bins[size_class].capacity = 0;
+    cache->granted_bytes = 0;
+}
+
 void xmm_thread_cache_flush_current(void)
 {
     struct xmm_thread_cache *cache = xmm_thread.thread_cache;
@@ -143,7 +265,8 @@ void xmm_thread_cache_flush_current(void)
 static void thread_exit(void *argument)
 {
     struct xmm_thread_cache *cache = argument;
-    flush_cache(cache);
+    release_cache(cache);
+    __atomic_fetch_sub(&caches_in_use, 1, __ATOMIC_RELAXED);
     /* From here on this thread's allocations (from later destructors) go
      * straight to the central layer. */
     xmm_thread.thread_cache = &cacheless;
@@ -179,7 +302,11 @@ void *xmm_thread_cache_alloc_slow(unsigned size_class)
         flush_cache(cache);
         cache->node = node;
     }
-    uint32_t wanted = xmm_size_classes[size_class].batch;
+    uint32_t wanted = move_count(size_class, cache_budget());
+    if (bin->capacity < wanted && !grow_bin(cache, size_class) && !bin->capacity)
+        return alloc_without_cache(size_class); /* an object is beyond the budget */
+    if (wanted > bin->capacity)
+        wanted = bin->capacity;
     uint32_t got = xmm_central_refill(node, size_class, bin->slots, wanted);
     if (!got)
         return NULL;
@@ -205,8 +332,14 @@ void xmm_thread_cache_free_slow(void *object, unsigned size_class, unsigned node
         return;
     }
     struct xmm_cache_bin *bin = &cache->bins[size_class];
-    if (bin->count >= bin->capacity) {
-        drain_bin(cache, size_class, xmm_size_classes[size_class].batch);
+    if (bin->count >= bin->capacity && !grow_bin(cache, size_class)) {
+        if (!bin->capacity) { /* an object is beyond the budget: not cached */
+            __atomic_fetch_add(&slow_counts.frees[size_class], 1, __ATOMIC_RELAXED);
+            xmm_central_drain(cache->node, size_class, &object, 1);
+            return;
+        }
+        uint32_t count = move_count(size_class, cache_budget());
+        drain_bin(cache, size_class, count < bin->count ? count : bin->count);
         cache->drains++;
     }
     __atomic_fetch_add(&slow_counts.frees[size_class], 1, __ATOMIC_RELAXED);
@@ -249,4 +382,8 @@ void xmm_thread_cache_after_fork_child(void)
 {
     if (xmm_lock_holder(&registry_lock) == XMM_LOCK_HELD_BY_OTHER)
         xmm_lock_reset(&registry_lock);
+    /* The child's one thread: the others' caches leaked, and must not
+     * shrink its share of the budget. */
+    struct xmm_thread_cache *own = xmm_thread.thread_cache;
+    __atomic_store_n(&caches_in_use, own && own != &cacheless ? 1u : 0u, __ATOMIC_RELAXED);
 }

@@ -13,7 +13,8 @@
 struct xmm_cache_bin {
     void **slots;            /* slots[0 .. count) hold free objects */
     uint32_t count;
-    uint32_t capacity;
+    uint32_t capacity;       /* granted from the cache's budget (thread_cache.c) */
+    uint32_t limit;          /* the most it may be granted: slots[0 .. limit) */
 };
 
 /* xmm_thread.thread_cache (base/common.h): the calling thread's cache;
@@ -23,6 +24,8 @@ struct xmm_cache_bin {
 struct xmm_thread_cache {
     struct xmm_cache_bin bins[XMM_CLASS_COUNT];
     int node;                        /* home node of every cached object */
+    uint64_t granted_bytes;          /* sum of the bins' capacity x size: at
+                                        most XMM_THREAD_CACHE_SIZE */
     uint64_t refills, drains, cross_node_frees;
     struct xmm_thread_cache *next;   /* registry of all caches */
     struct xmm_thread_cache *next_free; /* recycled after thread exit */
