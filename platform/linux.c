@@ -46,19 +46,21 @@ size_t xmm_os_page_size(void)
 #define MAP_FIXED_NOREPLACE 0x100000 /* Linux 4.17 */
 #endif
 
-static void *map_aligned(size_t size, size_t alignment, int flags)
+/* A mapping of `size` bytes at an address `offset` past a multiple of
+ * `alignment` (xmm_os_map_offset; offset 0 for xmm_os_map). */
+static void *map_aligned(size_t size, size_t alignment, size_t offset, int flags)
 {
     size_t page = xmm_os_page_size();
     if (alignment < page)
         alignment = page;
-    if (size == 0 || size > SIZE_MAX - alignment)
+    if (size == 0 || size > SIZE_MAX - alignment || offset >= alignment || offset % page)
         return NULL;
     int protection = PROT_READ | PROT_WRITE;
     /* Optimistic: the kernel often hands out aligned addresses already. */
     void *first = mmap(NULL, size, protection, flags, -1, 0);
     if (first == MAP_FAILED)
         return NULL;
-    if (((uintptr_t)first & (alignment - 1)) == 0)
+    if ((((uintptr_t)first - offset) & (alignment - 1)) == 0)
         return first;
     munmap(first, size);
     /* The kernel places mappings top-down, so the aligned address just
@@ -66,8 +68,8 @@ static void *map_aligned(size_t size, size_t alignment, int flags)
      * address space (under a tight `ulimit -v`, over-mapping by a large
      * alignment fails where the mapping itself fits). Kernels before 4.17
      * take MAP_FIXED_NOREPLACE as a hint: any other address is refused. */
-    uintptr_t below = (uintptr_t)first & ~(uintptr_t)(alignment - 1);
-    if (below != 0) {
+    uintptr_t below = (((uintptr_t)first - offset) & ~(uintptr_t)(alignment - 1)) + offset;
+    if ((uintptr_t)first > offset && below != 0) {
         int saved_errno = errno; /* EEXIST when taken: not the caller's */
         void *hinted = mmap((void *)below, size, protection, flags | MAP_FIXED_NOREPLACE, -1, 0);
         errno = saved_errno;
@@ -81,7 +83,7 @@ static void *map_aligned(size_t size, size_t alignment, int flags)
     char *raw = mmap(NULL, padded, protection, flags, -1, 0);
     if (raw == MAP_FAILED)
         return NULL;
-    uintptr_t start = ((uintptr_t)raw + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    uintptr_t start = (((uintptr_t)raw - offset + alignment - 1) & ~(uintptr_t)(alignment - 1)) + offset;
     size_t head = start - (uintptr_t)raw;
     size_t tail = padded - head - size;
     if (head)
@@ -93,12 +95,17 @@ static void *map_aligned(size_t size, size_t alignment, int flags)
 
 void *xmm_os_map(size_t size, size_t alignment)
 {
-    return map_aligned(size, alignment, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+    return map_aligned(size, alignment, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+}
+
+void *xmm_os_map_offset(size_t size, size_t alignment, size_t offset)
+{
+    return map_aligned(size, alignment, offset, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
 }
 
 void *xmm_os_map_accounted(size_t size, size_t alignment)
 {
-    return map_aligned(size, alignment, MAP_PRIVATE | MAP_ANONYMOUS);
+    return map_aligned(size, alignment, 0, MAP_PRIVATE | MAP_ANONYMOUS);
 }
 
 void *xmm_os_remap(void *addr, size_t old_size, size_t new_size, void *to)

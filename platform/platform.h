@@ -41,6 +41,12 @@ size_t xmm_os_page_size(void);
  * taken does it reserve size + alignment for a moment. */
 void *xmm_os_map(size_t size, size_t alignment);
 
+/* Like xmm_os_map, but the address is `offset` past a multiple of
+ * `alignment` (offset < alignment, a page multiple): the mapping is the
+ * tail of an aligned range whose first `offset` bytes are not mapped (a
+ * chunk without the hole at its start: XMM reserves only what it uses). */
+void *xmm_os_map_offset(size_t size, size_t alignment, size_t offset);
+
 /* Like xmm_os_map, but accounted: the kernel's overcommit policy may
  * refuse it. For one block a program asked for, so that an impossible
  * size fails at once, as with glibc, instead of at first touch. */

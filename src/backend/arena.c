@@ -142,12 +142,30 @@ void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class,
  * asks for huge pages from the start; `never` forbids them; `auto` starts
  * chunks on the kernel's default and asks for huge pages once a chunk has
  * been cut to its end (dense), see page_heap.c. */
+/* The range of `region` that huge pages are for: a chunk's spans (its
+ * first granule has a hole, the guard and the table), a direct block's
+ * whole mapping. */
+static void huge_page_range(const struct xmm_region *region, char **start, size_t *size)
+{
+    size_t skip = region->kind == XMM_REGION_CHUNK ? XMM_GRANULE_SIZE : 0;
+    *start = region->base + skip;
+    *size = region->size - skip;
+}
+
+static int advise_region(const struct xmm_region *region, bool huge)
+{
+    char *start;
+    size_t size;
+    huge_page_range(region, &start, &size);
+    return xmm_os_advise_huge(start, size, huge);
+}
+
 static void advise_huge_pages(struct xmm_region *region)
 {
     if (xmm_config.thp == XMM_THP_ALWAYS)
-        region->huge = xmm_os_advise_huge(region->base, region->size, true) == 0;
+        region->huge = advise_region(region, true) == 0;
     else if (xmm_config.thp == XMM_THP_NEVER)
-        xmm_os_advise_huge(region->base, region->size, false);
+        advise_region(region, false);
 }
 
 /* Spare descriptors: a list per kind, linked through the region's
@@ -186,24 +204,32 @@ static void give_back_chunk_descriptor(struct xmm_chunk *chunk)
     give_back_spare(&spare_chunks, &chunk->region);
 }
 
+/* Unmaps a chunk's range but its hole, where another mapping may be. */
+static void unmap_chunk_range(char *base, size_t size)
+{
+    xmm_os_unmap(base + XMM_CHUNK_HOLE_SIZE, size - XMM_CHUNK_HOLE_SIZE);
+}
+
 struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages)
 {
     xmm_assert(pages % XMM_PAGES_PER_GRANULE == 0 && pages <= XMM_CHUNK_MAX_PAGES);
     size_t size = pages << XMM_PAGE_SHIFT;
-    /* Aligned to the largest chunk: the page table is found by a mask. */
-    char *base = xmm_os_map(size, XMM_CHUNK_MAX_SIZE);
-    if (!base)
+    /* Aligned to the largest chunk (the page table is found by a mask),
+     * less the hole at its start, which is not mapped (arena.h). */
+    char *mapped = xmm_os_map_offset(size - XMM_CHUNK_HOLE_SIZE, XMM_CHUNK_MAX_SIZE,
+                                     XMM_CHUNK_HOLE_SIZE);
+    if (!mapped)
         return NULL;
-    /* The guard before the page table (arena.h); a chunk without it is
-     * not made. */
+    char *base = mapped - XMM_CHUNK_HOLE_SIZE;
+    /* The guard before the page table; a chunk without it is not made. */
     if (XMM_CHUNK_GUARD_SIZE % xmm_os_page_size() != 0 ||
-        xmm_os_protect_none(base, XMM_CHUNK_GUARD_SIZE) != 0) {
-        xmm_os_unmap(base, size);
+        xmm_os_protect_none(mapped, XMM_CHUNK_GUARD_SIZE) != 0) {
+        unmap_chunk_range(base, size);
         return NULL;
     }
     struct xmm_chunk *chunk = take_chunk_descriptor();
     if (!chunk) {
-        xmm_os_unmap(base, size);
+        unmap_chunk_range(base, size);
         return NULL;
     }
     chunk->region.kind = XMM_REGION_CHUNK;
@@ -214,10 +240,11 @@ struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages)
     chunk->region.size = size;
     chunk->pages = (uint32_t)pages;
     chunk->next_in_heap = NULL;
-    xmm_numa_bind(base, size, node);
+    /* The table and the spans: mbind refuses a range with a hole. */
+    xmm_numa_bind(base + XMM_CHUNK_TABLE_OFFSET, size - XMM_CHUNK_TABLE_OFFSET, node);
     advise_huge_pages(&chunk->region);
     if (!register_region(&chunk->region)) {
-        xmm_os_unmap(base, size);
+        unmap_chunk_range(base, size);
         give_back_chunk_descriptor(chunk);
         return NULL;
     }
@@ -233,19 +260,19 @@ static void leave_huge_pages(struct xmm_chunk *chunk)
 {
     __atomic_store_n(&chunk->region.split, 1, __ATOMIC_SEQ_CST);
     if (__atomic_exchange_n(&chunk->region.huge, 0, __ATOMIC_SEQ_CST))
-        xmm_os_advise_huge(chunk->region.base, chunk->region.size, false);
+        advise_region(&chunk->region, false);
 }
 
 void xmm_arena_chunk_dense(struct xmm_chunk *chunk)
 {
     if (xmm_config.thp != XMM_THP_AUTO || __atomic_load_n(&chunk->region.split, __ATOMIC_SEQ_CST))
         return;
-    if (xmm_os_advise_huge(chunk->region.base, chunk->region.size, true) != 0)
+    if (advise_region(&chunk->region, true) != 0)
         return;
     __atomic_store_n(&chunk->region.huge, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&chunk->region.split, __ATOMIC_SEQ_CST) &&
         __atomic_exchange_n(&chunk->region.huge, 0, __ATOMIC_SEQ_CST))
-        xmm_os_advise_huge(chunk->region.base, chunk->region.size, false);
+        advise_region(&chunk->region, false);
 }
 
 void xmm_arena_place_large_block(struct xmm_chunk *chunk)
@@ -271,7 +298,7 @@ void xmm_arena_release_chunk(struct xmm_chunk *chunk)
     /* A descriptor reused for a chunk at the same address must not find
      * the old spans in its page map (the page heap coalesces by it). */
     memset(chunk->page_span, 0, (size_t)chunk->pages * sizeof(chunk->page_span[0]));
-    xmm_os_unmap(chunk->region.base, chunk->region.size);
+    unmap_chunk_range(chunk->region.base, chunk->region.size);
     give_back_chunk_descriptor(chunk);
 }
 

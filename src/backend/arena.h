@@ -89,19 +89,23 @@ struct xmm_chunk {
     struct xmm_span *page_span[XMM_CHUNK_MAX_PAGES];
 };
 
-/* A chunk's first 2 MiB granule holds no span: a guard (PROT_NONE), then
- * the page table at its end, sized for the largest chunk (32 KiB). Chunks
- * are often mapped right below one another, and without the guard a write
- * a few bytes past the last block of the chunk below would land in the
- * table and forge a page word (a large block's interior then passes
- * free() as a small object). Spans start on the next granule, so they sit
- * on the huge-page grid as they did before the table moved here (the
- * kernel interleaves huge pages by their place in it). The granule costs
- * address space, not memory: only the table's used part is touched. The
- * guard ends where the table starts, a whole number of pages for kernels
- * with pages up to 16 KiB. */
+/* A chunk's first 2 MiB granule holds no span: a hole (not mapped), a
+ * guard (PROT_NONE), then the page table at its end, sized for the
+ * largest chunk (32 KiB). Chunks are often mapped right below one
+ * another, and without the guard a write a few bytes past the last block
+ * of the chunk below would land in the table and forge a page word (a
+ * large block's interior then passes free() as a small object). Spans
+ * start on the next granule, so they sit on the huge-page grid as they did
+ * before the table moved here (the kernel interleaves huge pages by their
+ * place in it). The hole is given back at once: a write into it faults as
+ * well, and it costs no address space under `ulimit -v` (the guard used
+ * to fill it: 2 MiB of each chunk, which put a trivial program past 10
+ * MiB). Another mapping may land in it; the guard, whole pages for
+ * kernels with pages up to 64 KiB, still stands between that one and the
+ * table. */
 #define XMM_CHUNK_TABLE_OFFSET (XMM_GRANULE_SIZE - XMM_CHUNK_MAX_PAGES * sizeof(xmm_page_info))
-#define XMM_CHUNK_GUARD_SIZE XMM_CHUNK_TABLE_OFFSET
+#define XMM_CHUNK_GUARD_SIZE ((size_t)64 << 10)
+#define XMM_CHUNK_HOLE_SIZE (XMM_CHUNK_TABLE_OFFSET - XMM_CHUNK_GUARD_SIZE)
 #define XMM_CHUNK_FIRST_PAGE XMM_PAGES_PER_GRANULE
 /* The most pages one span of a chunk can have. */
 #define XMM_CHUNK_SPAN_MAX_PAGES (XMM_CHUNK_MAX_PAGES - XMM_CHUNK_FIRST_PAGE)

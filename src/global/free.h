@@ -53,10 +53,14 @@ extern XMM_HIDDEN xmm_foreign_owner_finder xmm_heap_foreign_owner_finder;
 XMM_INLINE const struct xmm_foreign_owner *xmm_foreign_owner_of(const void *ptr)
 {
     /* A direct mapping owns the whole granule of its last page in the map,
-     * not the rest of it, where the kernel may map glibc's blocks. */
+     * not the rest of it, and a chunk its first granule, not the hole at
+     * its start (backend/arena.h): the kernel may map glibc's blocks in
+     * either. */
     const struct xmm_region *region = xmm_region_of(ptr);
     xmm_foreign_owner_finder finder = xmm_heap_foreign_owner_finder;
-    if ((region && (const char *)ptr < region->base + region->size) || !finder)
+    bool in_hole = region && region->kind == XMM_REGION_CHUNK &&
+                   (const char *)ptr < region->base + XMM_CHUNK_HOLE_SIZE;
+    if ((region && !in_hole && (const char *)ptr < region->base + region->size) || !finder)
         return NULL;
     return finder();
 }

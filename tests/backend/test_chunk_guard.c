@@ -6,6 +6,8 @@
  * With it, such a write faults. Found in review of the page table's move
  * into the chunk. */
 #include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +21,24 @@
 #define BLOCK_PAGES (XMM_CHUNK_SPAN_MAX_PAGES / 4)
 #define BLOCK_BYTES ((size_t)BLOCK_PAGES * XMM_PAGE_SIZE)
 #define COUNT 24
+
+/* The start of the mapping that holds `address` (/proc/self/maps), or NULL. */
+static char *mapping_start(const char *address)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    if (!maps)
+        return NULL;
+    char line[512];
+    char *start = NULL;
+    while (!start && fgets(line, sizeof line, maps)) {
+        unsigned long from, to;
+        if (sscanf(line, "%lx-%lx", &from, &to) == 2 && (uintptr_t)address >= from &&
+            (uintptr_t)address < to)
+            start = (char *)from;
+    }
+    fclose(maps);
+    return start;
+}
 
 /* Writes a byte at `target` in a child; true if the child died of SIGSEGV. */
 static bool write_faults(char *target)
@@ -48,9 +68,18 @@ int main(void)
     CHECK(xmm_page_word_of(blocks[0]) ==
               (xmm_page_info *)(base + XMM_CHUNK_TABLE_OFFSET) + (blocks[0] - base) / XMM_PAGE_SIZE,
           "the page word is found by mask");
-    CHECK(write_faults(base) && write_faults(base + XMM_CHUNK_GUARD_SIZE - 1),
+    CHECK(write_faults(base + XMM_CHUNK_HOLE_SIZE) &&
+              write_faults(base + XMM_CHUNK_TABLE_OFFSET - 1),
           "a write into the guard before a chunk's metadata faults");
-    _Static_assert(XMM_CHUNK_GUARD_SIZE == XMM_CHUNK_TABLE_OFFSET, "the table follows the guard");
+    _Static_assert(XMM_CHUNK_HOLE_SIZE + XMM_CHUNK_GUARD_SIZE == XMM_CHUNK_TABLE_OFFSET,
+                   "the table follows the guard");
+    /* The hole before the guard is not XMM's: it costs no address space
+     * (the kernel may put other small mappings there, XMM's own metadata
+     * among them), so the chunk's mapping starts at the guard. */
+    CHECK(mapping_start(base + XMM_CHUNK_HOLE_SIZE) == base + XMM_CHUNK_HOLE_SIZE,
+          "the chunk's mapping starts at its guard, %zu KiB past its aligned start "
+          "(mapping from %p)", (size_t)XMM_CHUNK_HOLE_SIZE >> 10,
+          (void *)mapping_start(base + XMM_CHUNK_HOLE_SIZE));
     CHECK(!write_faults(base + XMM_CHUNK_TABLE_OFFSET), "the table right after the guard is writable");
     /* Two chunks, one right above the other: the overflow off the end of
      * the lower one's last block faults before it reaches the table. */
