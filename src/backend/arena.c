@@ -142,12 +142,14 @@ void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class,
  * asks for huge pages from the start; `never` forbids them; `auto` starts
  * chunks on the kernel's default and asks for huge pages once a chunk has
  * been cut to its end (dense), see page_heap.c. */
-/* The range of `region` that huge pages are for: a chunk's spans (its
- * first granule has a hole, the guard and the table), a direct block's
- * whole mapping. */
+/* The range of `region` that huge page advice is for: a chunk's mapping
+ * from its table on (one area with the spans: advice from the spans' 2
+ * MiB boundary would split it there, and the kernel interleaves huge
+ * pages by their place in their area, so the grid of XMM_NUMA=interleave
+ * would move by one), a direct block's whole mapping. */
 static void huge_page_range(const struct xmm_region *region, char **start, size_t *size)
 {
-    size_t skip = region->kind == XMM_REGION_CHUNK ? XMM_GRANULE_SIZE : 0;
+    size_t skip = region->kind == XMM_REGION_CHUNK ? XMM_CHUNK_TABLE_OFFSET : 0;
     *start = region->base + skip;
     *size = region->size - skip;
 }
