@@ -157,6 +157,103 @@ xmm_rseq_pop(void *area, const uint32_t *index, char *const *slabs, size_t size_
     return object;
 }
 
+/* The slab word of this CPU's pending free (src/global/free.h): a header
+ * word no bin uses (src/mem/cpu_cache.h checks it). */
+#define XMM_SLAB_PENDING_WORD 127
+
+/* The slab's index in a pending mark: bits 48-62 (slab indexes are below
+ * 2^15). */
+#define XMM_SLAB_TAG_SHIFT 48
+
+/* Marks `object` pending for this CPU's slab and puts it in the slab's
+ * pending slot; returns the block that was there (NULL: nothing), and in
+ * *tag the slab's index << XMM_SLAB_TAG_SHIFT, which that block's mark
+ * holds. The mark, `*key ^ object ^ tag`, goes into the object's second
+ * word before the commit: a restart on another CPU writes it again with
+ * that CPU's index, so the mark names the slab whose slot holds the
+ * object, and whoever sees the object in a slot sees its mark (x86 stores
+ * become visible in order). Two frees of one block on two CPUs thus leave
+ * two different marks, and only the slot whose mark the block still holds
+ * can pass its check (src/global/free.h).
+ * While the slab's class 1 header is locked nothing is stored, `object`
+ * is returned and *tag is XMM_SLAB_TAG_REFUSED: a release
+ * (src/mem/cpu_cache.c, release_all_slabs) locks every header, fences,
+ * then empties the pending slots, and no section may commit after that
+ * fence. That path leaves the section by a jump past its end, and clears
+ * the object's second word: a try aborted after its mark store may have
+ * left a mark there, which the caller's immediate check would take for a
+ * freed block's. 14 instructions in the section (16 with the arming
+ * store). */
+#define XMM_SLAB_TAG_REFUSED (~(uint64_t)0)
+
+static inline __attribute__((always_inline)) void *
+xmm_rseq_swap_pending(void *area, const uint32_t *index, char *const *slabs, void *object,
+                      const uint64_t *key, uint64_t *tag)
+{
+    /* Outputs and scratch in registers a call clobbers anyway (rdx, r10,
+     * r11, rax): free() then saves no callee-saved register around the
+     * section. */
+    register void *older __asm__("rdx");
+    register uint64_t slab_tag __asm__("r11");
+    __asm__ __volatile__(XMM_RSEQ_DESCRIPTOR
+                         "1:\n\t"
+                         "movq %[object], %[older]\n\t"
+                         "movl (%[index]), %k[slab_tag]\n\t"
+                         "movq %[slab_tag], %%rax\n\t"
+                         "shlq $" XMM_RSEQ_STR(XMM_SLAB_SHIFT) ", %%rax\n\t"
+                         "addq %[slabs], %%rax\n\t"
+                         "cmpw $0xffff, 14(%%rax)\n\t" /* header 1's begin */
+                         "je 5f\n\t"
+                         "shlq $" XMM_RSEQ_STR(XMM_SLAB_TAG_SHIFT) ", %[slab_tag]\n\t"
+                         "movq %[key], %%r10\n\t"
+                         "xorq %[object], %%r10\n\t"
+                         "xorq %[slab_tag], %%r10\n\t"
+                         "movq %%r10, 8(%[object])\n\t" /* the mark */
+                         "movq " XMM_RSEQ_STR(XMM_SLAB_PENDING_WORD) "*8(%%rax), %[older]\n\t"
+                         "movq %[object], " XMM_RSEQ_STR(XMM_SLAB_PENDING_WORD) "*8(%%rax)\n\t" /* commit */
+                         "2:\n\t" XMM_RSEQ_ABORT_HANDLER
+                         "jmp 6f\n\t"
+                         "5:\n\t"
+                         "movq $0, 8(%[object])\n\t" /* an aborted try's mark */
+                         "movq $-1, %[slab_tag]\n\t"
+                         "6:\n\t"
+                         : [older] "=&r"(older), [slab_tag] "=&r"(slab_tag)
+                         : [area] "r"(area), [index] "r"(index), [slabs] "m"(*slabs),
+                           [object] "r"(object), [key] "m"(*key)
+                         : "rax", "r10", "memory", "cc");
+    *tag = slab_tag;
+    return older;
+}
+
+/* Empties this CPU's pending slot; returns the block that was there
+ * (NULL: none), with *tag its mark's slab part. For a release without
+ * membarrier, which can only reach its own CPU's slab. Refused (NULL)
+ * while the slab's class 1 header is locked: another thread's release
+ * owns the slots then. */
+static inline void *xmm_rseq_take_pending(void *area, const uint32_t *index, char *const *slabs,
+                                          uint64_t *tag)
+{
+    void *older;
+    uint64_t slab_index;
+    __asm__ __volatile__(XMM_RSEQ_DESCRIPTOR
+                         "1:\n\t"
+                         "movl (%[index]), %k[slab_index]\n\t"
+                         "movq %[slab_index], %%rax\n\t"
+                         "shlq $" XMM_RSEQ_STR(XMM_SLAB_SHIFT) ", %%rax\n\t"
+                         "addq %[slabs], %%rax\n\t"
+                         "xorl %k[older], %k[older]\n\t"
+                         "cmpw $0xffff, 14(%%rax)\n\t" /* header 1's begin */
+                         "je 2f\n\t"
+                         "movq " XMM_RSEQ_STR(XMM_SLAB_PENDING_WORD) "*8(%%rax), %[older]\n\t"
+                         "movq $0, " XMM_RSEQ_STR(XMM_SLAB_PENDING_WORD) "*8(%%rax)\n\t" /* commit */
+                         "2:\n\t" XMM_RSEQ_ABORT_HANDLER
+                         : [older] "=&r"(older), [slab_index] "=&r"(slab_index)
+                         : [area] "r"(area), [index] "r"(index), [slabs] "m"(*slabs)
+                         : "rax", "memory", "cc");
+    *tag = slab_index << XMM_SLAB_TAG_SHIFT;
+    return older;
+}
+
 enum xmm_rseq_push_result {
     XMM_RSEQ_PUSHED = 0,
     XMM_RSEQ_FULL = 1,        /* or locked for draining */

@@ -295,6 +295,11 @@ static bool parse_invalid_free(const char *value, void *target)
     return parse_choice(value, "abort", "warn", target);
 }
 
+static bool parse_free_check(const char *value, void *target)
+{
+    return parse_choice(value, "deferred", "immediate", target);
+}
+
 /* XMM_BUF_POOL_MIB: buf/ reads the value when a pool is first used (it is
  * a library over the public API, with no access to xmm_config), and keeps
  * its default on a value rejected here. Checking it here too reports a bad
@@ -353,6 +358,9 @@ static const struct variable variables[] = {
     {"XMM_INVALID_FREE", "abort or warn", "abort",
      "what an invalid or double free does after its message", parse_invalid_free,
      &xmm_config.invalid_free_abort},
+    {"XMM_FREE_CHECK", "immediate or deferred", "immediate",
+     "when free() checks a block of 16 bytes or more for a double free", parse_free_check,
+     &xmm_config.free_deferred},
     {"XMM_BUF_POOL_MIB", "a whole number of MiB, e.g. 64 (0: no pooling)", "64",
      "buffer memory the xmm_buf pools keep for reuse (read in buf.c)", parse_buf_pool_mib, NULL},
     {"XMM_VERBOSE", SWITCH_FORMS, "0", "print configuration and topology at start", parse_bool,

@@ -57,6 +57,7 @@ struct xmm_config {
     int profile_signal;           /* XMM_PROFILE_SIGNAL, 0 = none */
     bool leaks;                   /* XMM_LEAKS: the leak report at exit */
     bool invalid_free_abort;      /* XMM_INVALID_FREE */
+    bool free_deferred;           /* XMM_FREE_CHECK */
     bool verbose;                 /* XMM_VERBOSE */
     bool strict;                  /* XMM_STRICT */
 };

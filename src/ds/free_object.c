@@ -6,6 +6,7 @@
 
 uint64_t xmm_free_secret;
 uint16_t xmm_free_secret_bits;
+uint64_t xmm_free_pending_secret;
 
 void xmm_free_secret_set(uint64_t secret)
 {
@@ -20,4 +21,10 @@ void xmm_free_secret_set(uint64_t secret)
 void xmm_free_secret_init(void)
 {
     xmm_free_secret_set(xmm_os_random_seed() | (uint64_t)1 << 63 | (uint64_t)1 << 47);
+    /* Bit 63: a mark is never 0, a small number or a user-space pointer.
+     * Mixed with the secret turned: without getrandom both seeds come from
+     * AT_RANDOM and may be equal, and the key must not be the secret. */
+    uint64_t secret = xmm_free_secret;
+    xmm_free_pending_secret = (xmm_os_random_seed() ^ (secret << 17 | secret >> 47)) |
+                              (uint64_t)1 << 63;
 }

@@ -41,6 +41,15 @@ extern XMM_HIDDEN uint64_t xmm_free_secret;
  * and no shift of the secret. */
 extern XMM_HIDDEN uint16_t xmm_free_secret_bits;
 
+/* The key of the pending mark (below): random, bit 63 set, chosen with
+ * the secret and independent of it. */
+extern XMM_HIDDEN uint64_t xmm_free_pending_secret;
+
+/* The first class whose frees are deferred (global/free.h): objects of 16
+ * bytes and more, which have a second word for the pending mark. Class 1
+ * (8 bytes) is checked at once. */
+#define XMM_FREE_DEFERRED_FIRST_CLASS 2
+
 /* Chooses the secret (init phase 1). */
 void xmm_free_secret_init(void);
 
@@ -108,6 +117,48 @@ XMM_INLINE bool xmm_free_object_may_be_free(const void *object)
     return ((const xmm_free_bits *)object)[2] == xmm_free_secret_bits;
 }
 
+/* A pending free (global/free.h): free() checks a block of 16 bytes or
+ * more one free later than it is called, after the line has come in, so
+ * that the check's load does not wait for memory. Until then the block
+ * waits in a CPU's pending slot, in no cache and on no list (it cannot be
+ * handed out), with a mark in its second word: the pending key XORed with
+ * its address and with its slot's tag (the slab's index in bits 48-62,
+ * written by the section that takes the slot: rseq_percpu.h). The first
+ * word (the free tag, if the block is free already) is left as it was.
+ * Every hand-out clears the mark (xmm_free_object_clear_block), so a
+ * block handed out between a double free and its check is told by the
+ * mark's absence; a block freed twice on two CPUs holds the mark of one
+ * slot only; and a program cannot write a mark back without the key (64
+ * bits, never in a live block). The mark stays on a block whose free
+ * completed, until its next hand-out. */
+#define XMM_FREE_PENDING_TAG_BITS ((uintptr_t)0x7fff << 48)
+
+XMM_INLINE uintptr_t xmm_free_pending_mark(const void *object, uint64_t tag)
+{
+    return (uintptr_t)xmm_free_pending_secret ^ (uintptr_t)object ^ (uintptr_t)tag;
+}
+
+/* True when `object` (16 bytes or more) has a pending mark, of any slot:
+ * its free is pending, or completed since its last hand-out. */
+XMM_INLINE bool xmm_free_object_is_marked(const void *object)
+{
+    uintptr_t word = ((const xmm_free_word *)object)[1];
+    return ((word ^ xmm_free_pending_mark(object, 0)) & ~XMM_FREE_PENDING_TAG_BITS) == 0;
+}
+
+/* True when a block taken from the slot tagged `tag` is as its free left
+ * it: that slot's mark is still there (a malloc that handed the block out
+ * since cleared it, a free on another CPU replaced it: a double free) and
+ * its bytes 4-5 are not a free object's (it was not free already). Both
+ * in the line the pending free's store brought in (blocks of 16 bytes and
+ * more are 16-byte aligned: words 0 and 1 share a line). Anything else
+ * goes to the caller's slow path, which confirms and reports. */
+XMM_INLINE bool xmm_free_object_pending_intact(const void *object, uint64_t tag)
+{
+    return ((const xmm_free_word *)object)[1] == xmm_free_pending_mark(object, tag) &&
+           ((const xmm_free_bits *)object)[2] != xmm_free_secret_bits;
+}
+
 /* The word a block holds when it is handed out: not a free object's. All
  * of it is cleared: a free object's word with no successor is the secret
  * itself (object ^ secret ^ object), which a program must not be handed.
@@ -115,6 +166,17 @@ XMM_INLINE bool xmm_free_object_may_be_free(const void *object)
 XMM_INLINE void xmm_free_object_clear(void *object)
 {
     *(xmm_free_word *)object = 0;
+}
+
+/* What every hand-out of an object of `size_class` clears: its first
+ * word, and when free() defers its checks (`deferred`, XMM_FREE_CHECK),
+ * from 16 bytes on its second (the pending mark). An 8-byte object's
+ * first word is then cleared twice rather than spend a branch. */
+XMM_INLINE void xmm_free_object_clear_block(void *object, unsigned size_class, bool deferred)
+{
+    xmm_free_object_clear(object);
+    if (XMM_UNLIKELY(deferred))
+        ((xmm_free_word *)object)[size_class >= XMM_FREE_DEFERRED_FIRST_CLASS] = 0;
 }
 
 #endif

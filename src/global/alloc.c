@@ -139,14 +139,21 @@ static void *alloc_sampled(size_t size, int node, bool zeroed)
     return block;
 }
 
-/* A small object from a cache or the central layer, given to the program:
- * its first word, the free tag (free_object.h), cleared. */
-static void *hand_out(void *object)
+/* A small object of `size_class` from a cache or the central layer, given
+ * to the program: its first word, the free tag, and its second, the
+ * pending mark (free_object.h), cleared. */
+static void *hand_out(void *object, unsigned size_class)
 {
     if (XMM_UNLIKELY(object == NULL))
         return fail_no_memory();
-    xmm_free_object_clear(object);
+    xmm_free_object_clear_block(object, size_class, xmm_config.free_deferred);
     return object;
+}
+
+static void *alloc_small(size_t size)
+{
+    unsigned size_class = xmm_size_to_class(size);
+    return hand_out(xmm_front_alloc(size_class), size_class);
 }
 
 void *xmm_heap_alloc_slow(size_t size)
@@ -154,7 +161,7 @@ void *xmm_heap_alloc_slow(size_t size)
     if (XMM_UNLIKELY(!xmm_ensure_init()))
         return fail_no_memory();
     if (size <= XMM_MAX_SMALL_SIZE)
-        return hand_out(xmm_front_alloc(xmm_size_to_class(size)));
+        return alloc_small(size);
     return alloc_large(size, XMM_PAGE_SIZE, current_node(), false);
 }
 
@@ -172,7 +179,7 @@ void *xmm_heap_alloc_ticked(size_t size)
         if (block)
             return block;
     }
-    return hand_out(xmm_front_alloc(xmm_size_to_class(size)));
+    return alloc_small(size);
 }
 
 void *xmm_heap_alloc_zeroed(size_t size)
@@ -185,7 +192,7 @@ void *xmm_heap_alloc_zeroed(size_t size)
             if (block)
                 return block;
         }
-        void *object = hand_out(xmm_front_alloc(xmm_size_to_class(size)));
+        void *object = alloc_small(size);
         return object ? memset(object, 0, size) : NULL;
     }
     return alloc_large(size, XMM_PAGE_SIZE, current_node(), true);
@@ -198,7 +205,7 @@ static void *alloc_small_on_node(unsigned size_class, int node)
     void *object;
     if (!xmm_central_refill(node, size_class, &object, 1))
         return fail_no_memory();
-    return hand_out(object);
+    return hand_out(object, size_class);
 }
 
 /* Alignment up to the allocator page: the class of the size rounded up to
@@ -222,7 +229,7 @@ void *xmm_heap_alloc_aligned(size_t alignment, size_t size, int node)
                 return block;
         }
         if (node < 0)
-            return hand_out(xmm_front_alloc(size_class));
+            return hand_out(xmm_front_alloc(size_class), size_class);
         return alloc_small_on_node(size_class, node);
     }
     return alloc_large(size, alignment, node < 0 ? current_node() : node, false);

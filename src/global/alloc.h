@@ -38,7 +38,7 @@ void *xmm_heap_alloc_ticked(size_t size);
 
 /* malloc: the tick's countdown, size -> class (a table load) -> the front
  * end's pop, then the block's first word cleared (it held the free tag,
- * free_object.h). On a hit nothing else runs: no init check (before init
+ * free_object.h) and its second (the pending mark). On a hit nothing else runs: no init check (before init
  * every cache misses), no call, no counter. */
 XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
 {
@@ -57,7 +57,7 @@ XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
         return xmm_heap_alloc_ticked(size);
     void *object = xmm_front_try_alloc(size_class);
     if (XMM_LIKELY(object != NULL)) {
-        xmm_free_object_clear(object);
+        xmm_free_object_clear_block(object, size_class, xmm_config.free_deferred);
         return object;
     }
     return xmm_heap_alloc_slow(size);

@@ -54,6 +54,15 @@ enum block_kind {
     BLOCK_FREED_LARGE, /* a large block free already, or a direct one claimed */
 };
 
+/* True when `ptr`, a small block of `span` whose word is not a free
+ * object's, has the pending mark: its free is pending, or done (the mark
+ * stays until the next hand-out). 8-byte blocks have no room for it. */
+static bool is_pending(const void *ptr, const struct xmm_span *span)
+{
+    return xmm_config.free_deferred && span->size_class >= XMM_FREE_DEFERRED_FIRST_CLASS &&
+           xmm_free_object_is_marked(ptr);
+}
+
 /* Classifies `ptr`: only the exact start of a live block is valid. */
 static enum block_kind find_block(const void *ptr, struct block *block)
 {
@@ -77,7 +86,8 @@ static enum block_kind find_block(const void *ptr, struct block *block)
             if (XMM_UNLIKELY((size_t)index * xmm_class_size(size_class) != offset ||
                              index >= __atomic_load_n(&span->carved, __ATOMIC_RELAXED)))
                 return BLOCK_INVALID;
-            if (xmm_free_object_is_free(ptr, span->start, xmm_span_bytes(span)))
+            if (xmm_free_object_is_free(ptr, span->start, xmm_span_bytes(span)) ||
+                is_pending(ptr, span))
                 return BLOCK_FREED_SMALL;
             return BLOCK_SMALL;
         }
@@ -170,6 +180,75 @@ void xmm_heap_free_slow(void *ptr)
         return;
     }
     }
+}
+
+XMM_HOT_ENTRY void xmm_heap_free_deferred(void *ptr, xmm_page_info info)
+{
+    uint64_t tag;
+    void *complete = xmm_front_defer_free(ptr, &xmm_free_pending_secret, &tag);
+    if (XMM_LIKELY(tag != XMM_FRONT_NOT_DEFERRED)) {
+        if (XMM_UNLIKELY(complete == ptr))
+            xmm_heap_free_pending_again(ptr);
+        else if (complete)
+            xmm_heap_free_pending(complete, tag);
+        return;
+    }
+    if (XMM_UNLIKELY(xmm_free_object_may_be_free(ptr) || xmm_free_object_is_marked(ptr))) {
+        xmm_heap_free_slow(ptr);
+        return;
+    }
+    xmm_free_object_set(ptr, NULL);
+    xmm_front_free_as(ptr, info);
+}
+
+void xmm_heap_free_pending_again(void *object)
+{
+    xmm_report_double_free(object);
+}
+
+/* A pending block, taken from the slot tagged `tag`, that is not as its
+ * free left it. Free already (its word decodes into its span): a double
+ * free. Without that slot's mark: a malloc handed it out between its
+ * second free and this check, or a free on another CPU marked it for its
+ * own slot (double frees both), or the program wrote it after freeing it;
+ * reported. With the mark and bytes 4-5 that only looked like a free
+ * object's (the program's data): freed after all. */
+static bool check_pending_slow(void *object, uint64_t tag, struct block *found)
+{
+    enum block_kind kind = find_block(object, found);
+    if (kind != BLOCK_SMALL && kind != BLOCK_FREED_SMALL) {
+        report_invalid(object);
+        return false;
+    }
+    const struct xmm_span *span = found->span;
+    if (xmm_free_object_is_free(object, span->start, xmm_span_bytes(span))) {
+        xmm_report_double_free(object);
+        return false;
+    }
+    if (((xmm_free_word *)object)[1] != xmm_free_pending_mark(object, tag)) {
+        report_with("free()", "double free (the block was handed out again, or freed on another "
+                    "CPU too) or write after free of", object);
+        return false;
+    }
+    xmm_free_object_set(object, NULL);
+    return true;
+}
+
+bool xmm_heap_check_pending(void *object, uint64_t tag)
+{
+    struct block block;
+    if (XMM_LIKELY(xmm_small_block_of(object) != 0 && xmm_free_object_pending_intact(object, tag))) {
+        xmm_free_object_set(object, NULL);
+        return true;
+    }
+    return check_pending_slow(object, tag, &block);
+}
+
+void xmm_heap_free_pending_slow(void *object, uint64_t tag)
+{
+    struct block block;
+    if (check_pending_slow(object, tag, &block))
+        xmm_front_free(object, block.span);
 }
 
 /* The usable size of a live block; 0, after a report naming `who`, for a

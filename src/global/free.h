@@ -68,25 +68,20 @@ XMM_INLINE const struct xmm_foreign_owner *xmm_foreign_owner_of(const void *ptr)
 /* The slow path of the inline entry points below. */
 void xmm_heap_free_slow(void *ptr);
 
-/* The page info (backend/arena.h) of `ptr` when it is a live small block:
- * an object start of a small-object span, not past its last object (one
- * multiply and compare, size_class.h), and not already free (bytes 4-5
- * of its first word, free_object.h; objects never handed out are marked
- * free too). 0 for anything else (NULL, large, direct, invalid, already
- * free), which the slow paths classify and report. The page word is one
- * load from the masked pointer (the map check beside it decides a
- * branch), then the loads of the class's two start words; the span descriptor
- * is not read. */
-XMM_INLINE xmm_page_info xmm_live_small_block(const void *ptr)
+/* The page info (backend/arena.h) of `ptr` when it is the start of a
+ * small block: an object start of a small-object span, not past its last
+ * object (one multiply and compare, size_class.h). 0 for anything else
+ * (NULL, large, direct, invalid), which the slow paths classify and
+ * report. The page word is one load from the masked pointer (the map
+ * check beside it decides a branch), then the loads of the class's two
+ * start words; neither the span descriptor nor the block is read. */
+XMM_INLINE xmm_page_info xmm_small_block_of(const void *ptr)
 {
     xmm_page_info info = xmm_page_info_of(ptr);
     unsigned size_class = XMM_PAGE_INFO_CLASS(info); /* 0: refused below */
     uint64_t offset = ((uintptr_t)ptr & (XMM_PAGE_SIZE - 1)) +
                       ((uint64_t)XMM_PAGE_INFO_PAGE(info) << XMM_PAGE_SHIFT);
-    /* A block that may be free goes to the slow path, which reads the whole
-     * word to tell (and frees it after all if it is live). */
-    if (XMM_UNLIKELY(!xmm_class_is_object_start(size_class, offset) ||
-                     xmm_free_object_may_be_free(ptr)))
+    if (XMM_UNLIKELY(!xmm_class_is_object_start(size_class, offset)))
         return 0;
     /* Class 0 failed the start test, so info is not 0: said, so that the
      * callers' test of it costs no instruction. */
@@ -95,11 +90,80 @@ XMM_INLINE xmm_page_info xmm_live_small_block(const void *ptr)
     return info;
 }
 
-/* free: the checks above, the free tag, then the front end's push. */
+/* xmm_small_block_of, for a block that is also live: not free already
+ * (bytes 4-5 of its first word, free_object.h; objects never handed out
+ * are marked free too) and, under XMM_FREE_CHECK=deferred, from 16 bytes
+ * on, without the pending mark (its free pending, or done). A block that may be free goes to the slow
+ * path, which reads the whole word to tell. */
+XMM_INLINE xmm_page_info xmm_live_small_block(const void *ptr)
+{
+    xmm_page_info info = xmm_small_block_of(ptr);
+    if (XMM_UNLIKELY(info == 0 || xmm_free_object_may_be_free(ptr) ||
+                     (xmm_config.free_deferred &&
+                      XMM_PAGE_INFO_CLASS(info) >= XMM_FREE_DEFERRED_FIRST_CLASS &&
+                      xmm_free_object_is_marked(ptr))))
+        return 0;
+    return info;
+}
+
+/* A pending free that is not as its free left it, and a second free of a
+ * block still pending in this CPU's slot: confirmed and reported, or
+ * freed (free.c). */
+void xmm_heap_free_pending_slow(void *object, uint64_t tag);
+void xmm_heap_free_pending_again(void *object);
+
+/* The check of a block taken from the pending slot tagged `tag` by a
+ * release of the caches (xmm_front_end_release_caches): tagged free
+ * (true), or reported (false). */
+bool xmm_heap_check_pending(void *object, uint64_t tag);
+
+/* Completes the free of `object`, taken from the pending slot tagged
+ * `tag`: checked (xmm_small_block_of again: a block freed twice may lie
+ * in a span reused or a chunk given back since; then one load of the line
+ * its free's store brought in), tagged free, pushed onto this CPU's
+ * cache. */
+XMM_INLINE void xmm_heap_free_pending(void *object, uint64_t tag)
+{
+    xmm_page_info info = xmm_small_block_of(object);
+    if (XMM_UNLIKELY(info == 0 || !xmm_free_object_pending_intact(object, tag))) {
+        xmm_heap_free_pending_slow(object, tag);
+        return;
+    }
+    xmm_free_object_set(object, NULL);
+    xmm_front_free_as(object, info);
+}
+
+/* The free of `ptr`, a small block's start of 16 bytes or more, under
+ * XMM_FREE_CHECK=deferred: its check deferred by one free (docs/design.md,
+ * "The path of a free"). One rseq section marks the block pending for
+ * this CPU (a store into its second word, which does not hold up the
+ * instructions after it as a load of a cold block would) and swaps it
+ * into the CPU's pending slot; the block that was there is checked,
+ * tagged free and pushed, its line brought in by its own free's store
+ * meanwhile. A block is pushed only after its check, so none is handed
+ * out twice; a double free is reported one free on that CPU later than it
+ * happens (back to back: at once). Without a pending slot (per-thread
+ * caches, a slab being released) the check is at once, of the free tag
+ * and of the pending mark (a block freed and not handed out since has
+ * one). Out of line: free() jumps to it. */
+void xmm_heap_free_deferred(void *ptr, xmm_page_info info);
+
+/* free: the block's start checked from the page table, then its first
+ * word's bytes 4-5 (not the free tag: not free already), the free tag
+ * written and the block pushed onto this CPU's or thread's cache. */
 XMM_INLINE void xmm_heap_free_inline(void *ptr)
 {
-    xmm_page_info info = xmm_live_small_block(ptr);
+    xmm_page_info info = xmm_small_block_of(ptr);
     if (XMM_LIKELY(info != 0)) {
+        if (XMM_UNLIKELY(xmm_config.free_deferred) &&
+            XMM_PAGE_INFO_CLASS(info) >= XMM_FREE_DEFERRED_FIRST_CLASS) {
+            xmm_heap_free_deferred(ptr, info);
+            return;
+        }
+        if (XMM_UNLIKELY(xmm_free_object_may_be_free(ptr))) {
+            xmm_heap_free_slow(ptr);
+            return;
+        }
         xmm_free_object_set(ptr, NULL);
         xmm_front_free_as(ptr, info);
         return;

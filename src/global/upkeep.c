@@ -9,6 +9,7 @@
 #include "backend/backend.h"
 #include "mem/mem.h"
 #include "ds/ds.h"
+#include "free.h"
 #include "upkeep.h"
 
 /* The thread's generator of tick intervals (0: not seeded yet, and the
@@ -152,7 +153,7 @@ void xmm_upkeep_sampled(unsigned size_class, uint64_t *requests, uint64_t *bytes
 
 size_t xmm_upkeep_release_all(void)
 {
-    xmm_front_end_release_caches();
+    xmm_front_end_release_caches(xmm_heap_check_pending);
     size_t purged = xmm_central_release_all();
     for (int node = 0; node < xmm_nodes; node++)
         xmm_large_cache_flush(node);
@@ -170,7 +171,7 @@ void xmm_upkeep_before_direct_map(int node, size_t size)
 
 void xmm_upkeep_release_caches(void)
 {
-    xmm_front_end_release_caches();
+    xmm_front_end_release_caches(xmm_heap_check_pending);
 }
 
 bool xmm_upkeep_release_address_space(void)

@@ -606,7 +606,43 @@ static void drain_locked(int slab, unsigned bin)
     __atomic_store_n(&words[bin], (uint64_t)begin | XMM_SLAB_LOCKED_BITS, __ATOMIC_RELEASE);
 }
 
-static void release_current_slab(void);
+/* Checks a block taken from the pending slot tagged `tag` and tags it
+ * free (the global layer's, passed in by the release: this layer cannot
+ * tell a double free from a live block); false when it was reported
+ * instead. */
+typedef bool (*pending_check)(void *object, uint64_t tag);
+
+static void release_current_slab(pending_check check);
+
+/* The pending block of every slab, taken by a release (release_lock), and
+ * the slab it was taken from. */
+static struct {
+    void *object;
+    int slab;
+} released_pending[XMM_MAX_SLABS];
+
+/* Empties the pending slot of every slab, whose headers are locked and
+ * fenced (no swap section commits: rseq_percpu.h). */
+static int take_all_pending(void)
+{
+    int taken = 0;
+    for (int slab = 0; slab < slab_count; slab++) {
+        uint64_t *slot = &slab_words(slab)[XMM_SLAB_PENDING_WORD];
+        void *object = (void *)__atomic_load_n(slot, __ATOMIC_ACQUIRE);
+        if (object) {
+            __atomic_store_n(slot, 0, __ATOMIC_RELAXED);
+            released_pending[taken].object = object;
+            released_pending[taken++].slab = slab;
+        }
+    }
+    return taken;
+}
+
+static void complete_pending(void *object, uint64_t tag, pending_check check)
+{
+    if (object && check(object, tag))
+        xmm_central_return_object(object);
+}
 
 static void unlock_all_headers_empty(void)
 {
@@ -638,10 +674,11 @@ static void unlock_all_headers_empty(void)
  * no longer changes `current`. If that membarrier fails the headers stay
  * locked (and empty: every operation takes its slow path) until the next
  * drain reopens them. */
-static void release_all_slabs(void)
+static void release_all_slabs(pending_check check)
 {
     if (!xmm_lock_acquire(&release_lock))
         return; /* a signal handler that interrupted this thread's drain */
+    int pending = 0;
     for (int slab = 0; slab < slab_count; slab++)
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
             lock_header(&slab_words(slab)[bin]);
@@ -652,6 +689,8 @@ static void release_all_slabs(void)
     for (int slab = 0; slab < slab_count; slab++)
         __atomic_store_n(&slab_growth_of[slab].grown_bytes, 0, __ATOMIC_RELAXED);
     bool fenced = xmm_os_membarrier_rseq() == 0;
+    if (fenced)
+        pending = take_all_pending();
     for (int slab = 0; slab < slab_count; slab++)
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
             if (fenced)
@@ -663,19 +702,27 @@ static void release_all_slabs(void)
         for (int slab = 0; slab < slab_count; slab++)
             for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
                 unlock_header(slab, bin);
+    /* Completed once the headers are open again, before the lock is let
+     * go (the array is the lock's). */
+    for (int i = 0; i < pending; i++)
+        complete_pending(released_pending[i].object,
+                         (uint64_t)released_pending[i].slab << XMM_SLAB_TAG_SHIFT, check);
     xmm_lock_release(&release_lock);
     /* Without the fence a section may still commit: drain nothing remote. */
     if (!fenced)
-        release_current_slab();
+        release_current_slab(check);
 }
 
 /* Without membarrier only the calling thread's current slab can be
  * drained safely, with ordinary critical sections. */
-static void release_current_slab(void)
+static void release_current_slab(pending_check check)
 {
     void *area = xmm_thread.rseq_area;
     if (!area)
         return;
+    uint64_t tag;
+    void *object = xmm_rseq_take_pending(area, index_of(area), &xmm_cpu_slabs, &tag);
+    complete_pending(object, tag, check);
     for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
         void *objects[XMM_MAX_BATCH];
         uint64_t node;
@@ -686,14 +733,14 @@ static void release_current_slab(void)
     }
 }
 
-void xmm_cpu_cache_release(void)
+void xmm_cpu_cache_release(bool (*check_pending)(void *object, uint64_t tag))
 {
     if (rseq_mode == RSEQ_OFF)
         return;
     if (have_membarrier)
-        release_all_slabs();
+        release_all_slabs(check_pending);
     else
-        release_current_slab();
+        release_current_slab(check_pending);
 }
 
 /* ---- statistics ---------------------------------------------------------------------------- */
@@ -706,6 +753,15 @@ static uint64_t cached_in(int slab, unsigned bin)
     unsigned current = header_current(header);
     bool locked = (header & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS;
     return !locked && current > bin_begin[bin] ? current - bin_begin[bin] : 0;
+}
+
+/* The class of the block in `slab`'s pending slot (0: none). A block
+ * whose free is pending counts as cached: its program is done with it. */
+static unsigned pending_class(int slab)
+{
+    void *object = (void *)__atomic_load_n(&slab_words(slab)[XMM_SLAB_PENDING_WORD],
+                                           __ATOMIC_ACQUIRE);
+    return object ? XMM_PAGE_INFO_CLASS(xmm_page_info_of(object)) : 0;
 }
 
 void xmm_cpu_cache_stats(struct xmm_front_stats *stats)
@@ -729,6 +785,13 @@ void xmm_cpu_cache_stats(struct xmm_front_stats *stats)
             stats->cached_objects[size_class] += objects;
             stats->cached_bytes += objects * xmm_size_classes[size_class].size;
         }
+    for (int slab = 0; slab < slab_count; slab++) {
+        unsigned size_class = pending_class(slab);
+        if (size_class) {
+            stats->cached_objects[size_class]++;
+            stats->cached_bytes += xmm_size_classes[size_class].size;
+        }
+    }
 }
 
 int xmm_cpu_cache_slabs_in_use(void)
@@ -741,7 +804,8 @@ uint64_t xmm_cpu_cache_bytes(int slab)
     uint64_t bytes = 0;
     for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
         bytes += cached_in(slab, bin) * xmm_size_classes[xmm_cpu_bin_class(bin)].size;
-    return bytes;
+    unsigned size_class = pending_class(slab);
+    return bytes + (size_class ? xmm_size_classes[size_class].size : 0);
 }
 
 #endif /* XMM_PER_CPU_CACHES */

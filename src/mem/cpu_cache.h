@@ -38,6 +38,9 @@ XMM_INLINE unsigned xmm_cpu_bin_class(unsigned bin)
 /* A slab is: word 0 the node, then one header word per bin, then the
  * slots; the sections address bins as bytes (bin < 128). */
 _Static_assert(XMM_CPU_BIN_COUNT <= XMM_SLAB_FIRST_SLOT, "bin headers overlap the slots");
+_Static_assert(XMM_CPU_BIN_COUNT <= XMM_SLAB_PENDING_WORD &&
+                   XMM_SLAB_PENDING_WORD < XMM_SLAB_FIRST_SLOT,
+               "the pending slot is a header word no bin uses");
 _Static_assert(XMM_CPU_BIN_COUNT <= 128, "the sections take the bin as a byte below 128");
 _Static_assert(XMM_SLAB_REMOTE_OFFSET == XMM_CLASS_COUNT - 1, "remote bins follow the classes'");
 _Static_assert(XMM_PAGE_OWNER_FRESH == 0xfe && XMM_PAGE_OWNER_SHARED == 0xff,
@@ -80,7 +83,10 @@ void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int push_result)
 
 /* Fork repair, release of every CPU's cache, mode and statistics. */
 void xmm_cpu_cache_after_fork_child(void);
-void xmm_cpu_cache_release(void);
+/* The release also empties the pending slots (src/global/free.h): each
+ * block taken is passed to `check_pending`, which tags it free (true) or
+ * reports it (false), and goes back to its span. */
+void xmm_cpu_cache_release(bool (*check_pending)(void *object, uint64_t tag));
 bool xmm_cpu_cache_in_use(void);
 const char *xmm_cpu_cache_detail(void);
 int xmm_cpu_cache_slabs_in_use(void);

@@ -82,11 +82,13 @@ void xmm_front_free_slow(void *object, unsigned size_class, unsigned node)
     xmm_thread_cache_free_slow(object, size_class, node);
 }
 
-void xmm_front_end_release_caches(void)
+void xmm_front_end_release_caches(bool (*check_pending)(void *object, uint64_t tag))
 {
     xmm_thread_cache_flush_current();
 #if XMM_PER_CPU_CACHES
-    xmm_cpu_cache_release();
+    xmm_cpu_cache_release(check_pending);
+#else
+    (void)check_pending;
 #endif
 }
 

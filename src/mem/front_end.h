@@ -120,6 +120,28 @@ XMM_INLINE void xmm_front_free_as(void *object, xmm_page_info info)
     xmm_front_free_slow(object, size_class, node);
 }
 
+/* Defers the free of `object` (global/free.h: a small block's start of
+ * 16 bytes or more): marks it pending for this CPU's slot with `key` and
+ * puts it there (xmm_rseq_swap_pending); returns the block that was there
+ * (NULL: none), whose free the caller completes now, with *tag the slot's
+ * part of its mark. With no slot to use (per-thread caches, or a slab
+ * being released), returns `object` itself, unmarked, and *tag is
+ * XMM_FRONT_NOT_DEFERRED. One rseq section. */
+#define XMM_FRONT_NOT_DEFERRED (~(uint64_t)0)
+
+XMM_INLINE void *xmm_front_defer_free(void *object, const uint64_t *key, uint64_t *tag)
+{
+#if XMM_PER_CPU_CACHES
+    void *area = xmm_thread.rseq_area;
+    if (XMM_LIKELY(area != NULL)) {
+        _Static_assert(XMM_SLAB_TAG_REFUSED == XMM_FRONT_NOT_DEFERRED, "one value for both");
+        return xmm_rseq_swap_pending(area, xmm_thread.rseq_index, &xmm_cpu_slabs, object, key, tag);
+    }
+#endif
+    *tag = XMM_FRONT_NOT_DEFERRED;
+    return object;
+}
+
 XMM_INLINE void xmm_front_free(void *object, struct xmm_span *span)
 {
     xmm_front_free_as(object, xmm_front_page_info(object, span->size_class, span->node));
@@ -138,7 +160,7 @@ const char *xmm_front_end_detail(void);
 
 /* Moves cached objects to the central layer: every CPU's cache (per-CPU
  * mode) or the calling thread's (per-thread mode). */
-void xmm_front_end_release_caches(void);
+void xmm_front_end_release_caches(bool (*check_pending)(void *object, uint64_t tag));
 
 /* Every cache's figures, of both kinds. */
 void xmm_front_end_stats(struct xmm_front_stats *stats);

@@ -99,10 +99,20 @@ static void check_blocks(void)
                   !xmm_free_object_is_free(block, (const char *)start,
                                            xmm_size_classes[XMM_PAGE_INFO_CLASS(info)].object_bytes),
               "%zu B: bytes 4-5 pass the quick check, the word does not", size);
+        size_t object_bytes = xmm_size_classes[XMM_PAGE_INFO_CLASS(info)].object_bytes;
         xmm_free(block); /* a report would abort the test */
-        CHECK(xmm_free_object_is_free(block, (const char *)start,
-                                      xmm_size_classes[XMM_PAGE_INFO_CLASS(info)].object_bytes),
-              "%zu B: freed, and tagged free", size);
+        /* Its check waits in the CPU's pending slot (global/free.h), or
+         * was done at once (per-thread caches). */
+        bool pending = size >= 16 && xmm_free_object_is_marked(block) &&
+                       !xmm_free_object_is_free(block, (const char *)start, object_bytes);
+        CHECK(pending || xmm_free_object_is_free(block, (const char *)start, object_bytes),
+              "%zu B: freed: its free pending, or tagged free", size);
+        CHECK(xmm_live_small_block(block) == 0, "%zu B: a freed block fails the live-block check",
+              size);
+        xmm_release_cpu_caches(); /* completes the pending frees */
+        CHECK(xmm_free_object_is_free(block, (const char *)start, object_bytes),
+              "%zu B: tagged free once its free completed%s", size,
+              pending ? " (it was pending)" : "");
     }
 }
 

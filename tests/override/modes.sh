@@ -46,5 +46,10 @@ run "lazy purge at once: api_malloc_realloc" XMM_PURGE=free XMM_DECAY_MS=0 \
 for test in api_fork api_threads api_thread_exit; do
     run "background purging: $test" XMM_BACKGROUND=1 XMM_DECAY_MS=5 "$build/tests/$test"
 done
+# The deferred double-free check (XMM_FREE_CHECK=deferred): a free's
+# check waits for its CPU's next free (src/global/free.h).
+for test in api_threads api_malloc_realloc api_invalid_free api_fork api_xmm; do
+    run "deferred free check: $test" XMM_FREE_CHECK=deferred "$build/tests/$test"
+done
 echo "modes.sh: $runs runs, $failed failed"
 [ $failed -eq 0 ]
