@@ -99,17 +99,6 @@ static void go(enum step next)
     __atomic_store_n(&step, next, __ATOMIC_RELEASE);
 }
 
-/* Frees `object`, then a block of another class: a free's check waits in
- * its CPU's pending slot until that CPU's next free (src/global/free.h),
- * and only then does the object reach a bin. */
-static void free_completed(void *object)
-{
-    /* Volatile: the compiler may drop a malloc and free of a block unused. */
-    void *volatile spare = malloc(128);
-    free(object);
-    free(spare);
-}
-
 /* The other CPU's thread: frees what it is given, then allocates the same
  * size, and hands the result back. */
 static int other_index;
@@ -121,11 +110,11 @@ static void *other_cpu(void *unused)
     go(IDLE);
     wait_for(FREE_SMALL);
     other_index = own_index();
-    free_completed(given);
+    free(given);
     received = malloc(8);
     go(IDLE);
     wait_for(FREE_LINE);
-    free_completed(given);
+    free(given);
     received = malloc(64);
     go(IDLE);
     wait_for(FREE_MANY);
@@ -210,7 +199,7 @@ int main(int argc, char **argv)
     CHECK(received == line, "a 64-byte object freed on another CPU is its next malloc (LIFO)");
 
     void *mine = owned_object();
-    free_completed(mine);
+    free(mine);
     /* Through a volatile: clang folds a fresh malloc compared with an
      * existing pointer to false, without calling it. */
     void *volatile again = malloc(8);
