@@ -43,6 +43,13 @@ static void describe_start(unsigned size_class, const struct xmm_size_class *inf
                   (size_t)size_class, (size_t)info->size);
     xmm_class_starts.magic[size_class] = magic;
     xmm_class_starts.limit[size_class] = excess ? info->objects * excess : magic;
+    xmm_class_starts.free_limit[size_class] = xmm_class_starts.limit[size_class];
+}
+
+void xmm_class_starts_leave_free(unsigned first_class)
+{
+    for (unsigned size_class = first_class; size_class < XMM_CLASS_COUNT; size_class++)
+        xmm_class_starts.free_limit[size_class] = 0;
 }
 
 static void describe_class(unsigned size_class, uint32_t size)

@@ -61,6 +61,11 @@ struct xmm_size_class {
 struct xmm_class_starts {
     uint64_t magic[XMM_CLASS_COUNT];
     uint64_t limit[XMM_CLASS_COUNT];
+    /* free()'s own copy of `limit`, which its inline hit path tests: 0
+     * for the classes whose check free defers (XMM_FREE_CHECK=deferred,
+     * xmm_class_starts_leave_free), so that their free leaves the hit path
+     * at this test, and the default path tests no option. */
+    uint64_t free_limit[XMM_CLASS_COUNT];
 };
 
 extern XMM_HIDDEN struct xmm_size_class xmm_size_classes[XMM_CLASS_COUNT];
@@ -70,6 +75,11 @@ extern XMM_HIDDEN uint8_t xmm_class_by_128[XMM_MAX_SMALL_SIZE / 128 + 1];
 
 /* Fills the tables. Idempotent; called once from init. */
 void xmm_size_classes_init(void);
+
+/* Makes free()'s inline start test (free_limit) refuse every class from
+ * `first_class` on, which then takes free's slow path. Called by init,
+ * after xmm_size_classes_init, before any block is handed out. */
+void xmm_class_starts_leave_free(unsigned first_class);
 
 /* Class of a request of `size` bytes, 1 <= class < XMM_CLASS_COUNT, for
  * size <= XMM_MAX_SMALL_SIZE. Cost: one compare and one table load. */
@@ -97,6 +107,12 @@ XMM_INLINE uint32_t xmm_class_object_index(unsigned size_class, size_t offset)
 XMM_INLINE bool xmm_class_is_object_start(unsigned size_class, uint64_t offset)
 {
     return offset * xmm_class_starts.magic[size_class] < xmm_class_starts.limit[size_class];
+}
+
+/* The same test against free_limit: free()'s inline hit path. */
+XMM_INLINE bool xmm_class_is_free_hit(unsigned size_class, uint64_t offset)
+{
+    return offset * xmm_class_starts.magic[size_class] < xmm_class_starts.free_limit[size_class];
 }
 
 #endif /* XMM_SIZE_CLASS_H */

@@ -150,6 +150,12 @@ static void *hand_out(void *object, unsigned size_class)
     return object;
 }
 
+void *xmm_heap_alloc_unmark(void *object, size_t size)
+{
+    xmm_free_object_clear_block(object, xmm_size_to_class(size), true);
+    return object;
+}
+
 static void *alloc_small(size_t size)
 {
     unsigned size_class = xmm_size_to_class(size);

@@ -32,13 +32,19 @@ void *xmm_heap_realloc_array(void *ptr, size_t count, size_t size);
 /* The slow path of the inline entry point below. */
 void *xmm_heap_alloc_slow(size_t size);
 
+/* A hand-out from the inline path below under XMM_FREE_CHECK=deferred:
+ * clears the pending mark of `object`, a block given for a request of
+ * `size` bytes (its first word is cleared already). Returns `object`. */
+void *xmm_heap_alloc_unmark(void *object, size_t size);
+
 /* The request that crosses the tick's mark (upkeep.h): ticks, then
  * allocates. */
 void *xmm_heap_alloc_ticked(size_t size);
 
 /* malloc: the tick's countdown, size -> class (a table load) -> the front
  * end's pop, then the block's first word cleared (it held the free tag,
- * free_object.h) and its second (the pending mark). On a hit nothing else runs: no init check (before init
+ * free_object.h) and, under XMM_FREE_CHECK=deferred, its second (the
+ * pending mark). On a hit nothing else runs: no init check (before init
  * every cache misses), no call, no counter. */
 XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
 {
@@ -57,7 +63,12 @@ XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
         return xmm_heap_alloc_ticked(size);
     void *object = xmm_front_try_alloc(size_class);
     if (XMM_LIKELY(object != NULL)) {
-        xmm_free_object_clear_block(object, size_class, xmm_config.free_deferred);
+        xmm_free_object_clear(object);
+        /* One compare of the option on the default path: the deferred
+         * mode's clear finds the class again from the size out of line,
+         * so that no register holds it past the pop (2 instructions). */
+        if (XMM_UNLIKELY(xmm_config.free_deferred))
+            return xmm_heap_alloc_unmark(object, size);
         return object;
     }
     return xmm_heap_alloc_slow(size);

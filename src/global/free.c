@@ -149,7 +149,7 @@ static void free_direct(void *ptr, struct xmm_region *region, uint64_t generatio
     xmm_arena_unmap_direct(region);
 }
 
-void xmm_heap_free_slow(void *ptr)
+static void free_classified(void *ptr)
 {
     if (!ptr)
         return;
@@ -182,7 +182,20 @@ void xmm_heap_free_slow(void *ptr)
     }
 }
 
-XMM_HOT_ENTRY void xmm_heap_free_deferred(void *ptr, xmm_page_info info)
+/* The free of `ptr`, a small block's start of 16 bytes or more, under
+ * XMM_FREE_CHECK=deferred: its check deferred by one free (docs/design.md,
+ * "The path of a free"). One rseq section marks the block pending for
+ * this CPU (a store into its second word, which does not hold up the
+ * instructions after it as a load of a cold block would) and swaps it
+ * into the CPU's pending slot; the block that was there is checked,
+ * tagged free and pushed, its line brought in by its own free's store
+ * meanwhile. A block is pushed only after its check, so none is handed
+ * out twice; a double free is reported one free on that CPU later than it
+ * happens (back to back: at once). Without a pending slot (per-thread
+ * caches, a slab being released) the check is at once, of the free tag
+ * and of the pending mark (a block freed and not handed out since has
+ * one). Reached through xmm_heap_free_slow (free.h). */
+static void free_deferred(void *ptr, xmm_page_info info)
 {
     uint64_t tag;
     void *complete = xmm_front_defer_free(ptr, &xmm_free_pending_secret, &tag);
@@ -194,11 +207,23 @@ XMM_HOT_ENTRY void xmm_heap_free_deferred(void *ptr, xmm_page_info info)
         return;
     }
     if (XMM_UNLIKELY(xmm_free_object_may_be_free(ptr) || xmm_free_object_is_marked(ptr))) {
-        xmm_heap_free_slow(ptr);
+        free_classified(ptr);
         return;
     }
     xmm_free_object_set(ptr, NULL);
     xmm_front_free_as(ptr, info);
+}
+
+XMM_HOT_ENTRY void xmm_heap_free_slow(void *ptr)
+{
+    if (XMM_UNLIKELY(xmm_config.free_deferred)) {
+        xmm_page_info info = xmm_small_block_of(ptr);
+        if (info != 0 && XMM_PAGE_INFO_CLASS(info) >= XMM_FREE_DEFERRED_FIRST_CLASS) {
+            free_deferred(ptr, info);
+            return;
+        }
+    }
+    free_classified(ptr);
 }
 
 void xmm_heap_free_pending_again(void *object)

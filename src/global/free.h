@@ -65,29 +65,40 @@ XMM_INLINE const struct xmm_foreign_owner *xmm_foreign_owner_of(const void *ptr)
     return finder();
 }
 
-/* The slow path of the inline entry points below. */
+/* The slow path of the inline entry points below: under
+ * XMM_FREE_CHECK=deferred, first the deferred free of a block of 16 bytes
+ * or more (free.c); then every other case, classified and freed or
+ * reported. */
 void xmm_heap_free_slow(void *ptr);
 
-/* The page info (backend/arena.h) of `ptr` when it is the start of a
- * small block: an object start of a small-object span, not past its last
+/* xmm_small_block_of: the page info (backend/arena.h) of `ptr` when it
+ * is the start of a small block: an object start of a small-object span, not past its last
  * object (one multiply and compare, size_class.h). 0 for anything else
  * (NULL, large, direct, invalid), which the slow paths classify and
  * report. The page word is one load from the masked pointer (the map
  * check beside it decides a branch), then the loads of the class's two
- * start words; neither the span descriptor nor the block is read. */
-XMM_INLINE xmm_page_info xmm_small_block_of(const void *ptr)
+ * start words; neither the span descriptor nor the block is read.
+ * xmm_small_block_tested(ptr, true) is free()'s own test: 0 also for the
+ * classes whose free XMM_FREE_CHECK=deferred defers (size_class.h). */
+XMM_INLINE xmm_page_info xmm_small_block_tested(const void *ptr, bool free_hit)
 {
     xmm_page_info info = xmm_page_info_of(ptr);
     unsigned size_class = XMM_PAGE_INFO_CLASS(info); /* 0: refused below */
     uint64_t offset = ((uintptr_t)ptr & (XMM_PAGE_SIZE - 1)) +
                       ((uint64_t)XMM_PAGE_INFO_PAGE(info) << XMM_PAGE_SHIFT);
-    if (XMM_UNLIKELY(!xmm_class_is_object_start(size_class, offset)))
+    if (XMM_UNLIKELY(free_hit ? !xmm_class_is_free_hit(size_class, offset)
+                              : !xmm_class_is_object_start(size_class, offset)))
         return 0;
     /* Class 0 failed the start test, so info is not 0: said, so that the
      * callers' test of it costs no instruction. */
     if (info == 0)
         __builtin_unreachable();
     return info;
+}
+
+XMM_INLINE xmm_page_info xmm_small_block_of(const void *ptr)
+{
+    return xmm_small_block_tested(ptr, false);
 }
 
 /* xmm_small_block_of, for a block that is also live: not free already
@@ -133,33 +144,16 @@ XMM_INLINE void xmm_heap_free_pending(void *object, uint64_t tag)
     xmm_front_free_as(object, info);
 }
 
-/* The free of `ptr`, a small block's start of 16 bytes or more, under
- * XMM_FREE_CHECK=deferred: its check deferred by one free (docs/design.md,
- * "The path of a free"). One rseq section marks the block pending for
- * this CPU (a store into its second word, which does not hold up the
- * instructions after it as a load of a cold block would) and swaps it
- * into the CPU's pending slot; the block that was there is checked,
- * tagged free and pushed, its line brought in by its own free's store
- * meanwhile. A block is pushed only after its check, so none is handed
- * out twice; a double free is reported one free on that CPU later than it
- * happens (back to back: at once). Without a pending slot (per-thread
- * caches, a slab being released) the check is at once, of the free tag
- * and of the pending mark (a block freed and not handed out since has
- * one). Out of line: free() jumps to it. */
-void xmm_heap_free_deferred(void *ptr, xmm_page_info info);
-
 /* free: the block's start checked from the page table, then its first
  * word's bytes 4-5 (not the free tag: not free already), the free tag
- * written and the block pushed onto this CPU's or thread's cache. */
+ * written and the block pushed onto this CPU's or thread's cache. Under
+ * XMM_FREE_CHECK=deferred, blocks of 16 bytes and more fail the start
+ * test here (free_limit, size_class.h) and the slow path defers their
+ * check, so the default path tests no option. */
 XMM_INLINE void xmm_heap_free_inline(void *ptr)
 {
-    xmm_page_info info = xmm_small_block_of(ptr);
+    xmm_page_info info = xmm_small_block_tested(ptr, true);
     if (XMM_LIKELY(info != 0)) {
-        if (XMM_UNLIKELY(xmm_config.free_deferred) &&
-            XMM_PAGE_INFO_CLASS(info) >= XMM_FREE_DEFERRED_FIRST_CLASS) {
-            xmm_heap_free_deferred(ptr, info);
-            return;
-        }
         if (XMM_UNLIKELY(xmm_free_object_may_be_free(ptr))) {
             xmm_heap_free_slow(ptr);
             return;

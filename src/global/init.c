@@ -75,6 +75,8 @@ static bool init_core(void)
     xmm_free_secret_init(); /* before any object is cut */
     xmm_numa_init();
     xmm_size_classes_init();
+    if (xmm_config.free_deferred)
+        xmm_class_starts_leave_free(XMM_FREE_DEFERRED_FIRST_CLASS);
     if (xmm_arena_init() != 0 || xmm_page_heap_init() != 0 || xmm_central_init() != 0 ||
         xmm_large_cache_init() != 0)
         return false;

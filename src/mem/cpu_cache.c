@@ -40,9 +40,14 @@
 
 enum rseq_mode { RSEQ_OFF, RSEQ_LIBC, RSEQ_OWN };
 
-char *xmm_cpu_slabs;
+/* Every hit reads xmm_cpu_slabs, on every CPU: its line holds only it and
+ * the index offset, both written once at init. The restart count (a
+ * locked increment at every abort) and the release's table, both
+ * written while other CPUs hit, keep to lines of their own (they shared
+ * this one before). */
+char *xmm_cpu_slabs __attribute__((aligned(64)));
 uint32_t xmm_rseq_index_offset;
-uint64_t xmm_rseq_restart_count;
+uint64_t xmm_rseq_restart_count __attribute__((aligned(64)));
 
 static enum rseq_mode rseq_mode = RSEQ_OFF;
 /* Init phase 2 is done: threads may attach (and register own areas). */
@@ -619,7 +624,7 @@ static void release_current_slab(pending_check check);
 static struct {
     void *object;
     int slab;
-} released_pending[XMM_MAX_SLABS];
+} released_pending[XMM_MAX_SLABS] __attribute__((aligned(64)));
 
 /* Empties the pending slot of every slab, whose headers are locked and
  * fenced (no swap section commits: rseq_percpu.h). */

@@ -16,7 +16,8 @@
  * frees on both CPUs) and each allocates one block of the size. The
  * child runs with XMM_INVALID_FREE=warn (its reports to /dev/null) and
  * checks that the two new blocks are never the same and that every round
- * was reported exactly once.
+ * was reported exactly once. Two more children: releases racing frees,
+ * and a check that this mode defers at all (below).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -151,8 +152,40 @@ static int release_child(void)
     return check_summary("pending_race release");
 }
 
+/* The deferral is real: with per-CPU caches, a free leaves the block's
+ * first word as the program left it (the check and the free tag wait in
+ * the pending slot) until this CPU's next free, which tags it. The
+ * default path never defers, so a build whose free did not reach the
+ * deferred path in this mode fails the first check. Pinned, so that both
+ * frees run on one CPU. */
+static int deferral_child(void)
+{
+    pin(sched_getcpu());
+    struct xmm_stats stats = {.version = XMM_STATS_VERSION};
+    xmm_stats_get(&stats);
+    if (strcmp(stats.front_end, "per-cpu") != 0) {
+        NOTE("no per-CPU caches here (%s): the deferral not checked", stats.front_end);
+        return check_summary("pending_race deferral");
+    }
+    const uint64_t written = 0x0123456789abcdefu;
+    volatile uint64_t *block = xmm_malloc(SIZE);
+    void *next = xmm_malloc(SIZE);
+    block[0] = written;
+    xmm_free((void *)block);
+    uint64_t after_free = block[0];
+    xmm_free(next);
+    uint64_t after_next = block[0];
+    CHECK(after_free == written, "a free leaves the first word alone until the next (%#llx)",
+          (unsigned long long)after_free);
+    CHECK(after_next != written, "the next free on the CPU tags it free (%#llx)",
+          (unsigned long long)after_next);
+    return check_summary("pending_race deferral");
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "deferral"))
+        return deferral_child();
     if (argc > 1 && !strcmp(argv[1], "release"))
         return release_child();
     if (argc > 1 && !strcmp(argv[1], "child")) {
@@ -179,5 +212,8 @@ int main(int argc, char **argv)
     char *release_env[] = {warn, deferred, NULL};
     status = check_run_self("release", release_env);
     CHECK(status == 0, "the release race's child passed (status %d)", status);
+    char *deferral_env[] = {deferred, NULL};
+    status = check_run_self("deferral", deferral_env);
+    CHECK(status == 0, "the deferral's child passed (status %d)", status);
     return check_summary("pending_race");
 }
