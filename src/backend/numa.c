@@ -99,3 +99,55 @@ int xmm_numa_interleave_width(int node)
         return 1;
     return __builtin_popcountll(usable_nodes);
 }
+
+static const char *policy_name(void)
+{
+    switch (xmm_config.numa_mode) {
+    case XMM_NUMA_LOCAL:
+        return "local";
+    case XMM_NUMA_BIND:
+        return "bind";
+    case XMM_NUMA_INTERLEAVE:
+        return "interleave";
+    case XMM_NUMA_OFF:
+        break;
+    }
+    return "off";
+}
+
+static void append_nodes(struct xmm_text *text, uint64_t nodes)
+{
+    const char *separator = "";
+    for (int node = 0; node < 64; node++) {
+        if (!(nodes & ((uint64_t)1 << node)))
+            continue;
+        xmm_text_format(text, "%s%d", separator, node);
+        separator = ",";
+    }
+}
+
+void xmm_numa_describe(struct xmm_text *text)
+{
+    xmm_text_format(text, "xmm: NUMA placement (XMM_NUMA=%s): ", policy_name());
+    if (xmm_config.numa_mode == XMM_NUMA_OFF) {
+        xmm_text_append(text, "off: node 0's structures only, no binding\n");
+        return;
+    }
+    if (xmm_topology.node_count <= 1) {
+        xmm_text_append(text, "none, one node: nothing to place, no binding\n");
+        return;
+    }
+    switch (xmm_config.numa_mode) {
+    case XMM_NUMA_LOCAL:
+        xmm_text_append(text, "each CPU's node, preferred; nodes ");
+        break;
+    case XMM_NUMA_BIND:
+        xmm_text_append(text, "strict, to nodes ");
+        break;
+    default:
+        xmm_text_append(text, "pages interleaved over nodes ");
+        break;
+    }
+    append_nodes(text, usable_nodes);
+    xmm_text_append(text, "\n");
+}

@@ -37,4 +37,11 @@ void xmm_numa_bind(void *address, size_t size, int node);
  * unit's, under THP). */
 int xmm_numa_interleave_width(int node);
 
+/* Appends one line for XMM_VERBOSE: the placement in force, as
+ * xmm_numa_init resolved the policy and the machine, and the nodes it
+ * uses. A policy with nothing to choose between (one node) says so, so
+ * that XMM_NUMA=interleave or bind on such a machine is not silently a
+ * no-op. Writes no memory but `text`; call after xmm_numa_init. */
+void xmm_numa_describe(struct xmm_text *text);
+
 #endif

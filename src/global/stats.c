@@ -410,6 +410,10 @@ void xmm_stats_print_topology(void)
     xmm_report("xmm: %d node(s), %d possible CPU(s), front end %s: %s\n",
                xmm_topology.node_count, xmm_topology.cpu_count, xmm_front_end_name(),
                xmm_front_end_detail());
+    char placement[256];
+    struct xmm_text placement_text = {placement, sizeof(placement), 0};
+    xmm_numa_describe(&placement_text);
+    xmm_os_write_error(placement_text.buffer, placement_text.length);
     for (int node = 0; node < xmm_nodes; node++) {
         char line[512];
         struct xmm_text text = {line, sizeof(line), 0};

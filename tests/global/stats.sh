@@ -58,6 +58,16 @@ if XMM_STRICT=1 XMM_NUMA=sideways "$test" quiet 2>/dev/null; then fail "XMM_STRI
 XMM_VERBOSE=1 "$test" quiet 2>"$work/verbose.txt"
 grep -q "node 0 CPUs:" "$work/verbose.txt" && grep -q "config XMM_NUMA=" "$work/verbose.txt" ||
     fail "XMM_VERBOSE output"
+# ... and the NUMA placement in force: a policy with nothing to place (one
+# node) says so rather than being silently a no-op.
+XMM_VERBOSE=1 XMM_NUMA=interleave "$test" quiet 2>"$work/verbose-numa.txt"
+if [ "$(ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | wc -l)" -le 1 ]; then
+    grep -q "NUMA placement (XMM_NUMA=interleave): none, one node" "$work/verbose-numa.txt" ||
+        fail "XMM_VERBOSE does not say interleave has one node: $(grep placement "$work/verbose-numa.txt")"
+else
+    grep -q "NUMA placement (XMM_NUMA=interleave): pages interleaved over nodes" "$work/verbose-numa.txt" ||
+        fail "XMM_VERBOSE does not name the interleave: $(grep placement "$work/verbose-numa.txt")"
+fi
 # ... and a rejected value as the default in effect, not as the value given.
 XMM_VERBOSE=1 XMM_BACKGROUND=2 "$test" quiet 2>"$work/verbose-bad.txt"
 grep -q "config XMM_BACKGROUND=auto (default; '2' was rejected)" "$work/verbose-bad.txt" ||

@@ -74,6 +74,12 @@ front_end_cases() {
 }
 
 # ---- every topology: where memory goes ----
+# XMM_VERBOSE names the placement in force and every node it uses.
+all_nodes=$(seq -s, 0 $((nodes - 1)))
+run_case "verbose placement" sh -c \
+    'XMM_VERBOSE=1 XMM_NUMA=interleave "$1" local 2>&1 >/dev/null | grep "NUMA placement" |
+        grep -qx "xmm: NUMA placement (XMM_NUMA=interleave): pages interleaved over nodes $2"' \
+    sh "$test" "$all_nodes"
 run_case "local" "$test" local
 run_case "on_node" "$test" on_node
 run_case "crossnode" "$test" crossnode
