@@ -85,14 +85,14 @@ static bool register_region(struct xmm_region *region)
 {
     if (!map_granules(region, region))
         return false;
-    __atomic_fetch_add(&reserved_bytes, region->size, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&reserved_bytes, xmm_region_mapped_bytes(region), __ATOMIC_RELAXED);
     return true;
 }
 
 static void unregister_region(struct xmm_region *region)
 {
     map_granules(region, NULL); /* the leaves exist: it cannot fail */
-    __atomic_fetch_sub(&reserved_bytes, region->size, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&reserved_bytes, xmm_region_mapped_bytes(region), __ATOMIC_RELAXED);
 }
 
 void xmm_chunk_set_pages(struct xmm_span *span, bool ends_only)

@@ -50,7 +50,8 @@ struct xmm_region {
     uint8_t split;              /* a purge split its huge pages: small pages
                                    for good (xmm_arena_purge) */
     char *base;                 /* first byte (granule-aligned) */
-    size_t size;                /* bytes mapped */
+    size_t size;                /* bytes from base: mapped, but for a chunk's
+                                   hole (xmm_region_mapped_bytes) */
     struct xmm_region *next_free; /* recycled descriptors */
     void *sample;               /* a direct block: the heap profiler's record
                                    (global/profile.h) if it was sampled */
@@ -107,6 +108,13 @@ struct xmm_chunk {
 #define XMM_CHUNK_GUARD_SIZE ((size_t)64 << 10)
 #define XMM_CHUNK_HOLE_SIZE (XMM_CHUNK_TABLE_OFFSET - XMM_CHUNK_GUARD_SIZE)
 #define XMM_CHUNK_FIRST_PAGE XMM_PAGES_PER_GRANULE
+
+/* The bytes of `region` mapped from the kernel: all of a direct block's,
+ * a chunk's but its hole. */
+XMM_INLINE size_t xmm_region_mapped_bytes(const struct xmm_region *region)
+{
+    return region->size - (region->kind == XMM_REGION_CHUNK ? XMM_CHUNK_HOLE_SIZE : 0);
+}
 /* The most pages one span of a chunk can have. */
 #define XMM_CHUNK_SPAN_MAX_PAGES (XMM_CHUNK_MAX_PAGES - XMM_CHUNK_FIRST_PAGE)
 

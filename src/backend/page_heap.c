@@ -43,7 +43,7 @@ struct page_heap {
                                                      large blocks */
     unsigned chunks_made;
     struct xmm_chunk *chunks;                     /* every chunk of the node */
-    size_t chunk_bytes;                           /* their size */
+    size_t chunk_bytes;                           /* their bytes mapped */
     size_t next_chunk_pages;                      /* size of the next chunk */
     struct xmm_span *deferred;                    /* freed by signal handlers, see heap_unlock */
     struct xmm_span *spare_descriptors;           /* linked through `next` */
@@ -271,7 +271,7 @@ static struct xmm_chunk *new_chunk(struct page_heap *heap, size_t pages)
         heap->next_chunk_pages *= 2;
     chunk->next_in_heap = heap->chunks;
     heap->chunks = chunk;
-    heap->chunk_bytes += chunk->region.size;
+    heap->chunk_bytes += xmm_region_mapped_bytes(&chunk->region);
     return chunk;
 }
 
@@ -812,7 +812,7 @@ static void release_chunk(struct page_heap *heap, struct xmm_chunk *chunk)
         list_remove(heap, span);
         retire_descriptor(heap, span);
     }
-    heap->chunk_bytes -= chunk->region.size;
+    heap->chunk_bytes -= xmm_region_mapped_bytes(&chunk->region);
     xmm_arena_release_chunk(chunk);
 }
 

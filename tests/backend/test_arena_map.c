@@ -3,6 +3,7 @@
  * unaligned pointers) are not XMM's. */
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "backend/backend.h"
 #include "check.h"
@@ -85,13 +86,25 @@ int main(void)
      * then never read from its unmapped table. (A chunk of its own, made
      * and released as the page heap does; this test has one thread, so it
      * does without the page heap's lock.) */
+    size_t reserved_before = xmm_arena_reserved_bytes();
     struct xmm_chunk *spare = xmm_arena_new_chunk(0, XMM_PAGES_PER_GRANULE * 2);
     CHECK(spare != NULL, "a chunk of two granules");
     if (spare) {
         char *spare_base = spare->region.base;
+        /* Reserved: what was mapped, the chunk less its hole (which is
+         * not mapped: mincore refuses its pages). */
+        size_t mapped = 2 * XMM_GRANULE_SIZE - XMM_CHUNK_HOLE_SIZE;
+        CHECK(xmm_arena_reserved_bytes() - reserved_before == mapped,
+              "bytes reserved grew by the %zu bytes mapped, not the hole (%zu)", mapped,
+              xmm_arena_reserved_bytes() - reserved_before);
+        unsigned char resident;
+        CHECK(mincore(spare_base, XMM_PAGE_SIZE, &resident) != 0 && errno == ENOMEM &&
+                  mincore(spare_base + XMM_CHUNK_HOLE_SIZE, XMM_PAGE_SIZE, &resident) == 0,
+              "the hole is not mapped, the guard after it is");
         CHECK(xmm_chunk_slot_used((uintptr_t)spare_base + XMM_CHUNK_MAX_SIZE - 1),
               "its whole 64 MiB slot is marked");
         xmm_arena_release_chunk(spare);
+        CHECK(xmm_arena_reserved_bytes() == reserved_before, "released: bytes reserved as before");
         CHECK(!xmm_chunk_slot_used((uintptr_t)spare_base) &&
                   xmm_page_info_of(spare_base + XMM_GRANULE_SIZE) == 0,
               "released: its slot is clear and its pages have no page info");
