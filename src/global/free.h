@@ -72,14 +72,15 @@ XMM_INLINE const struct xmm_foreign_owner *xmm_foreign_owner_of(const void *ptr)
 void xmm_heap_free_slow(void *ptr);
 
 /* xmm_small_block_of: the page info (backend/arena.h) of `ptr` when it
- * is the start of a small block: an object start of a small-object span, not past its last
- * object (one multiply and compare, size_class.h). 0 for anything else
- * (NULL, large, direct, invalid), which the slow paths classify and
- * report. The page word is one load from the masked pointer (the map
- * check beside it decides a branch), then the loads of the class's two
- * start words; neither the span descriptor nor the block is read.
- * xmm_small_block_tested(ptr, true) is free()'s own test: 0 also for the
- * classes whose free XMM_FREE_CHECK=deferred defers (size_class.h). */
+ * is the start of a small block: an object start of a small-object span,
+ * not past its last object (one multiply and compare, size_class.h). 0
+ * for anything else (NULL, large, direct, invalid), which the slow paths
+ * classify and report. The page word is one load from the masked pointer
+ * (the map check beside it decides a branch), then the loads of the
+ * class's two start words; neither the span descriptor nor the block is
+ * read. xmm_small_block_tested(ptr, true) is free()'s own test: 0 also
+ * for the classes whose free XMM_FREE_CHECK=deferred defers
+ * (size_class.h). */
 XMM_INLINE xmm_page_info xmm_small_block_tested(const void *ptr, bool free_hit)
 {
     xmm_page_info info = xmm_page_info_of(ptr);
