@@ -361,8 +361,10 @@ void xmm_arena_after_fork_child(void);
 /* Address space and chunk counts, for statistics. */
 size_t xmm_arena_reserved_bytes(void);
 
-/* Bytes of arena chunks mapped now (every node): the heap's size as the
- * background thread's start rule sees it (upkeep.h). One load. */
+/* Bytes of the arena's chunks now (every node), each chunk's whole range
+ * (its unmapped hole included, unlike xmm_arena_reserved_bytes): the
+ * heap's size as the background thread's start rule sees it (upkeep.h).
+ * One load. */
 size_t xmm_arena_chunk_bytes(void);
 
 #endif

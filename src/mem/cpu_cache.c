@@ -40,11 +40,11 @@
 
 enum rseq_mode { RSEQ_OFF, RSEQ_LIBC, RSEQ_OWN };
 
-/* Every hit reads xmm_cpu_slabs, on every CPU: its line holds only it and
- * the index offset, both written once at init. The restart count (a
- * locked increment at every abort) and the release's table, both
- * written while other CPUs hit, keep to lines of their own (they shared
- * this one before). */
+/* Every hit reads xmm_cpu_slabs, on every CPU: it starts a line of its
+ * own. The restart count (a locked increment at every abort) and the
+ * release's table, both written while other CPUs hit, shared that line
+ * before; they keep to lines of their own now. (gcc places the index
+ * offset, read by the slow paths only, beside the restart count.) */
 char *xmm_cpu_slabs __attribute__((aligned(64)));
 uint32_t xmm_rseq_index_offset;
 uint64_t xmm_rseq_restart_count __attribute__((aligned(64)));
