@@ -2,7 +2,7 @@
 # mimalloc (included by the top-level Makefile).
 #
 #   make bench            install the peers, build, run everything (about
-#                         50 minutes, 30 of them the "cost" group), write
+#                         an hour, 30 minutes of it the "cost" group), write
 #                         docs/benchmarks.md and docs/img/
 #   make bench QUICK=1    the same in about 6 minutes: fewer sizes, 1 repetition
 #   make bench-costs      only the "cost" group (realloc growth, idle return,
@@ -13,7 +13,8 @@
 #   make bench-profile    microbenchmarks on XMM, XMM_PROFILE unset vs 1 (the
 #                         heap profiler's cost), runs alternating (REPS=N)
 #
-# Knobs: REPS=N (repetitions, default 3), BENCH_ONLY=larson,micro,...
+# Knobs: REPS=N (repetitions, default 3), HEADLINE_REPS=N (repetitions of
+# the workloads and programs, default 7), BENCH_ONLY=larson,micro,...
 # and BENCH_ALLOCATORS=glibc,xmm,... (a partial run writes to build/bench/
 # instead of bench/results/, so it never replaces the committed data).
 
@@ -35,6 +36,7 @@ BENCH_WORKLOAD_HEADERS = $(wildcard bench/workloads/*.h)
 
 BENCH_QUICK_FLAG = $(if $(filter 1 yes true,$(QUICK)),--quick)
 BENCH_RUN_FLAGS = $(BENCH_QUICK_FLAG) $(if $(REPS),--reps $(REPS)) \
+                  $(if $(HEADLINE_REPS),--headline-reps $(HEADLINE_REPS)) \
                   $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) \
                   $(if $(BENCH_ALLOCATORS),--allocators $(BENCH_ALLOCATORS)) \
                   --bench-build $(BENCH_BUILD) --xmm $(LIBXMM_SO)

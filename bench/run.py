@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
 """Runs the benchmark suite on every allocator and saves the raw results.
 
-usage: run.py [--quick] [--reps N] [--only NAMES] [--allocators NAMES]
-              [--bench-build DIR] [--xmm PATH] [--results DIR]
+usage: run.py [--quick] [--reps N] [--headline-reps N] [--only NAMES]
+              [--allocators NAMES] [--bench-build DIR] [--xmm PATH] [--results DIR]
 
 Allocators alternate run by run: for each repetition, for each benchmark,
 every allocator runs once, in an order rotated from one repetition to the
 next. A slow or noisy stretch of the (shared, 2-core) machine then lands
 on all allocators alike instead of on whichever ran during it.
+
+The workloads and real programs, which the headline geometric mean covers,
+get more repetitions than the microbenchmarks and the cost group
+(--headline-reps, 7 by default in the full mode): their runs take a second
+or two, and on this machine one run can be 1.5x another of the same
+binary, so the median of three moved a workload's ratio by 0.2-0.4
+between full runs of the same library (bench/analysis.md, "churn").
 
 Results go to DIR/meta.json (machine, versions, commands), DIR/runs.csv
 (one row per run, or per microbenchmark case per run) and
@@ -47,6 +54,9 @@ def parse_arguments():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 repetition")
     parser.add_argument("--reps", type=int, help="repetitions (default 3, QUICK 1)")
+    parser.add_argument("--headline-reps", type=int,
+                        help="repetitions of the workloads and programs (default: 7, "
+                             "QUICK 1; never fewer than --reps)")
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
     parser.add_argument("--allocators", default="", help="comma-separated allocator names")
     parser.add_argument("--bench-build", default="build/bench")
@@ -62,6 +72,21 @@ def names(text):
 def rotated(items, shift):
     shift %= max(len(items), 1)
     return items[shift:] + items[:shift]
+
+
+HEADLINE_GROUPS = ("workload", "program")
+
+
+def repetitions(args, quick):
+    """Repetitions by group: "headline" (workloads and programs) and
+    "other" (microbenchmarks and the cost group)."""
+    other = args.reps or (1 if quick else 3)
+    headline = args.headline_reps or (1 if quick else 7)
+    return {"headline": max(headline, other), "other": other}
+
+
+def reps_of(reps, benchmark):
+    return reps["headline" if benchmark.group in HEADLINE_GROUPS else "other"]
 
 
 def smoke_test(allocator, bench_build):
@@ -85,7 +110,7 @@ class Session:
     def __init__(self, allocators, suite, reps, out_dir, context):
         self.allocators = allocators
         self.suite = suite
-        self.reps = reps
+        self.reps = reps  # group -> repetitions (reps_of)
         self.out_dir = out_dir
         self.context = context
         self.timed_out = {}  # (benchmark, allocator) -> rep of the timeout
@@ -94,8 +119,10 @@ class Session:
 
     def run_all(self):
         runnable = [a for a in self.allocators if a.available]
-        for rep in range(self.reps):
+        for rep in range(max(self.reps.values())):
             for index, benchmark in enumerate(self.suite):
+                if rep >= reps_of(self.reps, benchmark):
+                    continue
                 # Rotate by repetition and benchmark so no allocator is
                 # always first (cold caches) or last.
                 order = rotated(runnable, rep + index)
@@ -196,7 +223,7 @@ def main():
     args = parse_arguments()
     os.chdir(REPO)
     quick = args.quick
-    reps = args.reps or (1 if quick else 3)
+    reps = repetitions(args, quick)
     mode = "quick" if quick else "full"
     partial = bool(args.only or args.allocators)
     # A partial run must not overwrite the committed results of a full one.
