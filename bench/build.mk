@@ -75,7 +75,8 @@ bench-run:
 	$(BENCH_PYTHON) bench/run.py $(BENCH_RUN_FLAGS)
 
 # The cost group alone, into its own committed result set: the report takes
-# that section from it when the full run has no cost results.
+# that section from whichever of it and the full run is newer (the group
+# measured again after a change to what it covers).
 bench-costs: bench-deps
 	@$(MAKE) --no-print-directory bench-lib $(BENCH_WORKLOAD_BINS)
 	$(BENCH_PYTHON) bench/run.py --only cost $(if $(REPS),--reps $(REPS)) \

@@ -691,15 +691,21 @@ RELEASE_CALLS = {0: "none found", 1: "malloc_trim(0)", 2: "mallctl(\"arena.<all>
 
 
 def cost_results(primary, results_dir):
-    """(results, directory) of the cost group: the primary run when it has
-    it, else bench/results/costs (`make bench-costs`); (None, None) if none."""
+    """(results, directory) of the cost group: the newer of the primary run
+    (when it has the group) and bench/results/costs (`make bench-costs`,
+    which measures the group again after a change to what it covers);
+    (None, None) if neither has it."""
+    candidates = []
     if primary is not None and primary.benchmarks("cost"):
-        return primary, primary.directory
+        candidates.append((primary.meta["date"], primary, primary.directory))
     directory = os.path.join(results_dir, "costs")
     costs = R.load(directory)
     if costs is not None and costs.benchmarks("cost"):
-        return costs, directory
-    return None, None
+        candidates.append((costs.meta["date"], costs, directory))
+    if not candidates:
+        return None, None
+    _, results, chosen = max(candidates, key=lambda candidate: candidate[0])
+    return results, chosen
 
 
 def has_cost(results, name):

@@ -342,6 +342,7 @@ void *xmm_arena_map_direct(size_t size, size_t alignment, int node, void *sample
     region->base = base;
     region->size = mapped;
     region->huge = 0;
+    region->grown = 0;
     region->sample = sample;
     xmm_numa_bind(base, mapped, node);
     if (!register_region(region)) {

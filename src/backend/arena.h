@@ -49,6 +49,9 @@ struct xmm_region {
     uint8_t huge;               /* THP requested for this region */
     uint8_t split;              /* a purge split its huge pages: small pages
                                    for good (xmm_arena_purge) */
+    uint8_t grown;              /* a direct block realloc moved here to grow
+                                   (global/alloc.c: its free raises the size
+                                   from which realloc does so) */
     char *base;                 /* first byte (granule-aligned) */
     size_t size;                /* bytes from base: mapped, but for a chunk's
                                    hole (xmm_region_mapped_bytes) */

@@ -55,20 +55,23 @@ static struct xmm_span *large_span(int node, size_t pages, size_t alignment)
  * request served as pages because it was sampled, which takes a cached
  * span of its page count or pages from the page heap, without flushing
  * the large cache on a miss (a sample is no sign that the sizes cached are
- * out of use). */
+ * out of use). `own_mapping`: a mapping of its own whatever the size
+ * (realloc's growing buffers, xmm_heap_realloc). */
 static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
-                         struct xmm_profile_sample *sample, bool sampled_small)
+                         struct xmm_profile_sample *sample, bool sampled_small,
+                         bool own_mapping)
 {
     if (size == 0) /* an aligned request for 0 bytes: still one real page */
         size = 1;
     if (size > PTRDIFF_MAX || alignment > PTRDIFF_MAX - size)
         return fail_no_memory();
-    if (size + alignment >= XMM_DIRECT_MAP_THRESHOLD) {
+    if (own_mapping || size + alignment >= XMM_DIRECT_MAP_THRESHOLD) {
         xmm_upkeep_before_direct_map(node, size);
         void *block = xmm_arena_map_direct(size, alignment, node, sample);
         /* The kernel refused the address space (ulimit -v): give back what
-         * XMM holds unused, whole chunks included, and try once more. */
-        if (!block && xmm_upkeep_release_address_space())
+         * XMM holds unused, whole chunks included, and try once more. Not
+         * for realloc's own mapping, which it only tries: a span will do. */
+        if (!block && !own_mapping && xmm_upkeep_release_address_space())
             block = xmm_arena_map_direct(size, alignment, node, sample);
         if (!block)
             return fail_no_memory();
@@ -106,15 +109,21 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
 
 /* Large requests: pages; with the heap profiler on, counted down with the
  * small ones (upkeep.h), and sampled when they cross the mark. */
-static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
+static void *alloc_large_as(size_t size, size_t alignment, int node, bool zeroed,
+                            bool own_mapping)
 {
     struct xmm_profile_sample *sample = NULL;
     if (XMM_UNLIKELY(xmm_profile_on()) && xmm_upkeep_count_large(size))
         sample = xmm_profile_record(size);
-    void *block = alloc_pages(size, alignment, node, zeroed, sample, false);
+    void *block = alloc_pages(size, alignment, node, zeroed, sample, false, own_mapping);
     if (XMM_UNLIKELY(sample != NULL) && !block)
         xmm_profile_forget(sample);
     return block;
+}
+
+static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
+{
+    return alloc_large_as(size, alignment, node, zeroed, false);
 }
 
 /* A small request the tick chose for the heap profile: a block of whole
@@ -131,7 +140,7 @@ static void *alloc_sampled(size_t size, int node, bool zeroed)
     if (!sample)
         return NULL;
     int saved_errno = errno;
-    void *block = alloc_pages(size, XMM_PAGE_SIZE, node, zeroed, sample, true);
+    void *block = alloc_pages(size, XMM_PAGE_SIZE, node, zeroed, sample, true, false);
     if (!block) {
         xmm_profile_forget(sample);
         errno = saved_errno;
@@ -256,6 +265,57 @@ void *xmm_heap_alloc_on_node(size_t size, int node)
     return alloc_large(size, XMM_PAGE_SIZE, node, false);
 }
 
+/* A large block that realloc must move to grow, from REALLOC_MAPPING_MIN
+ * on, moves into a mapping of its own, as blocks of half a chunk and more
+ * always have one: its later growth is by mremap, so a buffer grown a
+ * little at a time to N bytes copies at most this once more, not at every
+ * chunk it outgrows (a buffer grown 4 KiB at a time to 40 MiB was copied
+ * at 10, 28 and 32 MiB: 70 MB copied into freshly faulted pages, and
+ * peaked at twice its size resident). Below that size the copies are
+ * small, and a block kept in the page heap reuses resident pages where a
+ * mapping of its own is faulted in anew and unmapped at free. */
+#define REALLOC_MAPPING_MIN (XMM_DIRECT_MAP_THRESHOLD / 8)
+
+/* The size from which a growing block gets a mapping of its own now. A
+ * program that grows buffers to some size and frees them, again and
+ * again, would map and fault in each one anew where the page heap reuses
+ * resident pages (bench/micro realloc_growth/16777216, buffers doubled to
+ * 16 MiB and freed: 2.6x the time). So the free of such a mapping, below
+ * the direct-map threshold, raises it to twice that mapping's size (at
+ * most the threshold, past which nothing gets one). The idea is glibc's
+ * dynamic mmap threshold, which the free of an mmapped chunk raises to
+ * that chunk's size (malloc/malloc.c). Never lowered; one for the
+ * process. */
+static size_t realloc_mapping_from = REALLOC_MAPPING_MIN;
+
+void xmm_heap_note_own_mapping_freed(size_t bytes)
+{
+    if (bytes + XMM_PAGE_SIZE >= XMM_DIRECT_MAP_THRESHOLD)
+        return; /* a block that always has one */
+    size_t raised = bytes <= XMM_DIRECT_MAP_THRESHOLD / 2 ? 2 * bytes : XMM_DIRECT_MAP_THRESHOLD;
+    size_t from = __atomic_load_n(&realloc_mapping_from, __ATOMIC_RELAXED);
+    while (from < raised && !__atomic_compare_exchange_n(&realloc_mapping_from, &from, raised, true,
+                                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+/* The new block for a large one of `usable` bytes growing to `target`:
+ * one with a mapping of its own, or NULL (smaller, not growing, or no
+ * address space: the caller takes a block as usual, errno as it was). */
+static void *grown_into_own_mapping(size_t usable, size_t target)
+{
+    if (usable <= XMM_MAX_SMALL_SIZE || target <= usable ||
+        target + XMM_PAGE_SIZE < __atomic_load_n(&realloc_mapping_from, __ATOMIC_RELAXED) ||
+        target + XMM_PAGE_SIZE >= XMM_DIRECT_MAP_THRESHOLD)
+        return NULL;
+    int saved_errno = errno;
+    void *block = alloc_large_as(target, XMM_PAGE_SIZE, current_node(), false, true);
+    errno = saved_errno;
+    if (block) /* not yet seen by any other thread */
+        xmm_region_of(block)->grown = 1;
+    return block;
+}
+
 void *xmm_heap_realloc(void *ptr, size_t size)
 {
     if (!ptr)
@@ -285,10 +345,13 @@ void *xmm_heap_realloc(void *ptr, size_t size)
      * giving back their tail: no copy, no new page faults. */
     if (usable > XMM_MAX_SMALL_SIZE && xmm_heap_resize_in_place(ptr, target))
         return ptr;
-    /* Blocks with a mapping of their own stay one: mremap grows or moves
-     * the pages, never the bytes (glibc does the same). */
-    if (usable + XMM_PAGE_SIZE >= XMM_DIRECT_MAP_THRESHOLD &&
-        target + XMM_PAGE_SIZE >= XMM_DIRECT_MAP_THRESHOLD) {
+    /* Blocks with a mapping of their own stay one while they keep
+     * REALLOC_MAPPING_MIN or more, and when they shrink to a large size:
+     * mremap grows, moves or cuts the pages, never copies the bytes
+     * (glibc does the same). */
+    bool stays_mapped = target + XMM_PAGE_SIZE >= REALLOC_MAPPING_MIN ||
+                        (target < usable && target > XMM_MAX_SMALL_SIZE);
+    if (usable > XMM_MAX_SMALL_SIZE && stays_mapped && xmm_heap_has_own_mapping(ptr)) {
         void *remapped = xmm_heap_resize_direct(ptr, target);
         /* Refused (ulimit -v: a move needs the old and the new range at
          * once): without the headroom, then after giving back what XMM
@@ -300,9 +363,16 @@ void *xmm_heap_realloc(void *ptr, size_t size)
         if (remapped)
             return remapped;
     }
-    void *moved = xmm_heap_alloc(target);
+    int saved_errno = errno;
+    void *moved = grown_into_own_mapping(usable, target);
+    if (!moved)
+        moved = xmm_heap_alloc(target);
     if (!moved)
         moved = target > size ? xmm_heap_alloc(size) : NULL;
+    if (!moved && size <= usable) {
+        errno = saved_errno;
+        return ptr; /* a shrink that found no smaller block: it still fits */
+    }
     if (!moved)
         return NULL; /* the old block stays valid */
     memcpy(moved, ptr, size < usable ? size : usable);

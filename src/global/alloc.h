@@ -19,6 +19,11 @@ void *xmm_heap_alloc_aligned(size_t alignment, size_t size, int node);
 void *xmm_heap_alloc_on_node(size_t size, int node);
 void *xmm_heap_realloc(void *ptr, size_t size);
 
+/* A block realloc moved into a mapping of its own, now of `bytes`, is
+ * being freed (free.c): below the direct-map threshold, realloc's own
+ * mappings start higher from now on (alloc.c). Any thread. */
+void xmm_heap_note_own_mapping_freed(size_t bytes);
+
 /* count * size bytes into *bytes; false, with errno ENOMEM, when the
  * product overflows. The check of every array entry point below. */
 bool xmm_array_bytes(size_t count, size_t size, size_t *bytes);

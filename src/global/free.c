@@ -8,6 +8,7 @@
 #include "backend/backend.h"
 #include "base/base.h"
 #include "mem/mem.h"
+#include "alloc.h"
 #include "free.h"
 #include "stats.h"
 #include "profile.h"
@@ -146,6 +147,8 @@ static void free_direct(void *ptr, struct xmm_region *region, uint64_t generatio
         xmm_profile_forget(sample);
     __atomic_fetch_add(&xmm_heap_counters.direct_frees, 1, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&xmm_heap_counters.direct_bytes, region->size, __ATOMIC_RELAXED);
+    if (region->grown)
+        xmm_heap_note_own_mapping_freed(region->size);
     xmm_arena_unmap_direct(region);
 }
 
@@ -408,6 +411,12 @@ bool xmm_heap_resize_in_place(void *ptr, size_t size)
     if (!xmm_page_heap_resize(block.span, pages))
         return false;
     return true;
+}
+
+bool xmm_heap_has_own_mapping(const void *ptr)
+{
+    struct block block;
+    return find_block(ptr, &block) == BLOCK_DIRECT;
 }
 
 void *xmm_heap_resize_direct(void *ptr, size_t size)

@@ -18,6 +18,9 @@ void xmm_heap_free(void *ptr);
  * freeing its tail). true if `ptr` now holds `size` bytes. */
 bool xmm_heap_resize_in_place(void *ptr, size_t size);
 
+/* True when `ptr` is a block with a mapping of its own (a direct block). */
+bool xmm_heap_has_own_mapping(const void *ptr);
+
 /* Resizes a block with a mapping of its own (mremap: in place, or moved
  * without copying). Its new address, or NULL (the block unchanged) if
  * `ptr` is no such block or the kernel refuses. */

@@ -310,7 +310,8 @@ static void test_reallocarray(void)
     free(shrunk ? shrunk : array);
 }
 
-/* Blocks with a mapping of their own (32 MiB and up) grow and shrink by
+/* Blocks with a mapping of their own (32 MiB and up, or from 4 MiB when
+ * realloc moved them there to grow) grow and shrink by
  * mremap: in place or moved without a copy. Whichever happens, the bytes
  * stay, the block stays XMM's (usable size, node, free), and a buffer
  * grown 4 KiB at a time moves a logarithmic number of times (an eighth of
@@ -357,6 +358,66 @@ static void test_direct_resize(void)
     xmm_stats_get(&after);
     CHECK(before.bytes_in_use - after.bytes_in_use == usable,
           "freed: bytes_in_use down by its %zu usable bytes", usable);
+}
+
+/* A value in kB from /proc/self/status (0 if absent). */
+static size_t status_kb(const char *key)
+{
+    FILE *status = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t value = 0;
+    while (status && fgets(line, sizeof line, status))
+        if (!strncmp(line, key, strlen(key)))
+            value = strtoul(line + strlen(key), NULL, 10);
+    if (status)
+        fclose(status);
+    return value;
+}
+
+/* A buffer grown 4 KiB at a time from nothing to `final` bytes, each step
+ * written, as bench/workloads/realloc-growth does. Copying it at every
+ * move costs O(N) in total only if the moves of the large sizes are not
+ * copies: once a large block cannot grow in place any more, it moves
+ * into a mapping of its own, which mremap then grows without a copy.
+ * Seen from outside: the peak resident memory of the growth stays near
+ * the final size. A copy to new pages holds both the old block and the
+ * new one resident; the old code copied at about 10, 28 and 32 MiB on
+ * the way to 40 MiB and peaked 105 MiB above where it started, the new
+ * one about 63: the final 40 MiB, the one copy at 10 MiB, and the freed
+ * span of that copy, resident until decay purges it. (Where a chunk has
+ * room to grow the block in place to 28 MiB, the one copy is there, on
+ * its way to a mapping at 32 MiB, and the peak about 70.)
+ * The peak is read from VmHWM, reset first (clear_refs 5; where it cannot
+ * be, the case is skipped). */
+static void test_large_growth_copies(size_t final)
+{
+    malloc_trim(0); /* what earlier cases freed: not resident, not reused unseen */
+    FILE *clear = fopen("/proc/self/clear_refs", "w");
+    bool reset = clear && fputs("5", clear) >= 0;
+    if (clear)
+        reset &= fclose(clear) == 0;
+    if (!reset) {
+        printf("SKIP  growth to %zu MiB: VmHWM cannot be reset here\n", final / MIB);
+        return;
+    }
+    size_t resident_kb = status_kb("VmRSS:");
+    unsigned char *block = NULL;
+    bool intact = true;
+    for (size_t size = 4096; size <= final && intact; size += 4096) {
+        unsigned char *next = realloc(block, size);
+        intact = next != NULL && (size == 4096 || (next[0] == 0x11 && next[size - 4097] == 0x22));
+        if (!next)
+            break;
+        block = next;
+        memset(block + size - 4096, 0x22, 4096);
+        block[0] = 0x11;
+    }
+    size_t peak_mib = (status_kb("VmHWM:") - resident_kb) >> 10;
+    CHECK(intact, "a buffer grown 4 KiB at a time to %zu MiB keeps its bytes", final / MIB);
+    CHECK(peak_mib <= 2 * (final / MIB),
+          "growing it to %zu MiB peaked at %zu MiB resident above the start (at most 2x: "
+          "the large moves are not copies)", final / MIB, peak_mib);
+    free(block);
 }
 
 /* Resizing a direct block by mremap frees address ranges (a shrunk tail, a
@@ -425,6 +486,7 @@ int main(void)
     expect_malloc_is_xmm();
     test_direct_resize_race();
     test_direct_resize();
+    test_large_growth_copies(40 * MIB);
     test_ladder();
     test_in_place_alignment();
     test_many_tiny();
