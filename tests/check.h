@@ -96,6 +96,21 @@ check_report(int ok, int quiet, const char *condition, const char *file, int lin
         fflush(stdout);            \
     } while (0)
 
+/* The number after `key` in a /proc file of kB figures (/proc/self/status,
+ * /proc/self/smaps_rollup), in kB; 0 if the file or the key is absent. */
+__attribute__((unused)) static size_t proc_kb(const char *path, const char *key)
+{
+    FILE *file = fopen(path, "r");
+    char line[256];
+    size_t value = 0;
+    while (file && fgets(line, sizeof line, file))
+        if (!strncmp(line, key, strlen(key)))
+            value = strtoul(line + strlen(key), NULL, 10);
+    if (file)
+        fclose(file);
+    return value;
+}
+
 __attribute__((unused)) static int check_summary(const char *test_name)
 {
     unsigned long failed = __atomic_load_n(&check_failed_count, __ATOMIC_RELAXED);

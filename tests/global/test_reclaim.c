@@ -43,22 +43,9 @@
 
 #define MIB ((size_t)1 << 20)
 
-static size_t file_kb(const char *path, const char *key)
-{
-    FILE *status = fopen(path, "r");
-    char line[256];
-    size_t value = 0;
-    while (status && fgets(line, sizeof line, status))
-        if (!strncmp(line, key, strlen(key)))
-            value = strtoul(line + strlen(key), NULL, 10);
-    if (status)
-        fclose(status);
-    return value;
-}
-
 static size_t status_kb(const char *key)
 {
-    return file_kb("/proc/self/status", key);
+    return proc_kb("/proc/self/status", key);
 }
 
 static size_t resident_mib(void)
@@ -379,7 +366,7 @@ static void thp_reuse_case(void)
     CHECK(got == 0 && stats.bytes_purged >= 32 * MIB,
           "decay purged %zu MiB of the freed blocks' pages (at least 32)",
           (size_t)(stats.bytes_purged / MIB));
-    size_t before = status_kb("VmRSS:"), huge_before = file_kb("/proc/self/smaps_rollup", "AnonHugePages:");
+    size_t before = status_kb("VmRSS:"), huge_before = proc_kb("/proc/self/smaps_rollup", "AnonHugePages:");
     /* Another size than the freed blocks': no cached block of theirs. */
     enum { SIZE = (1 << 20) + (64 << 10) };
     char *large[LARGE];
@@ -393,7 +380,7 @@ static void thp_reuse_case(void)
     }
     size_t grown_kb = status_kb("VmRSS:") - before;
     NOTE("%d of %d new blocks in chunks still advised huge pages; AnonHugePages %zu kB, then "
-         "%zu kB", on_huge, LARGE, huge_before, file_kb("/proc/self/smaps_rollup", "AnonHugePages:"));
+         "%zu kB", on_huge, LARGE, huge_before, proc_kb("/proc/self/smaps_rollup", "AnonHugePages:"));
     /* Under the kernel's `always`, chunks XMM did not advise get huge
      * pages too: that is the policy the machine asked for. */
     char mode[128];

@@ -360,20 +360,6 @@ static void test_direct_resize(void)
           "freed: bytes_in_use down by its %zu usable bytes", usable);
 }
 
-/* A value in kB from /proc/self/status (0 if absent). */
-static size_t status_kb(const char *key)
-{
-    FILE *status = fopen("/proc/self/status", "r");
-    char line[256];
-    size_t value = 0;
-    while (status && fgets(line, sizeof line, status))
-        if (!strncmp(line, key, strlen(key)))
-            value = strtoul(line + strlen(key), NULL, 10);
-    if (status)
-        fclose(status);
-    return value;
-}
-
 /* A buffer grown 4 KiB at a time from nothing to `final` bytes, each step
  * written, as bench/workloads/realloc-growth does. Copying it at every
  * move costs O(N) in total only if the moves of the large sizes are not
@@ -400,7 +386,7 @@ static void test_large_growth_copies(size_t final)
         printf("SKIP  growth to %zu MiB: VmHWM cannot be reset here\n", final / MIB);
         return;
     }
-    size_t resident_kb = status_kb("VmRSS:");
+    size_t resident_kb = proc_kb("/proc/self/status", "VmRSS:");
     unsigned char *block = NULL;
     bool intact = true;
     for (size_t size = 4096; size <= final && intact; size += 4096) {
@@ -412,7 +398,7 @@ static void test_large_growth_copies(size_t final)
         memset(block + size - 4096, 0x22, 4096);
         block[0] = 0x11;
     }
-    size_t peak_mib = (status_kb("VmHWM:") - resident_kb) >> 10;
+    size_t peak_mib = (proc_kb("/proc/self/status", "VmHWM:") - resident_kb) >> 10;
     CHECK(intact, "a buffer grown 4 KiB at a time to %zu MiB keeps its bytes", final / MIB);
     CHECK(peak_mib <= 2 * (final / MIB),
           "growing it to %zu MiB peaked at %zu MiB resident above the start (at most 2x: "
