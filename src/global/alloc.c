@@ -159,12 +159,6 @@ static void *hand_out(void *object, unsigned size_class)
     return object;
 }
 
-void *xmm_heap_alloc_unmark(void *object, size_t size)
-{
-    xmm_free_object_clear_block(object, xmm_size_to_class(size), true);
-    return object;
-}
-
 static void *alloc_small(size_t size)
 {
     unsigned size_class = xmm_size_to_class(size);
@@ -187,6 +181,18 @@ void *xmm_heap_alloc(size_t size)
 
 void *xmm_heap_alloc_ticked(size_t size)
 {
+    /* Under XMM_FREE_CHECK=deferred most requests come here with no tick
+     * due (the countdown's bias, upkeep.h): a pop, and the hand-out's
+     * clear of both words, without the calls below. */
+    if (xmm_upkeep_biased_not_due()) {
+        unsigned size_class = xmm_size_to_class(size);
+        void *object = xmm_front_try_alloc(size_class);
+        if (XMM_LIKELY(object != NULL)) {
+            xmm_free_object_clear_block(object, size_class, true);
+            return object;
+        }
+        return alloc_small(size);
+    }
     if (XMM_UNLIKELY(!xmm_ensure_init()))
         return fail_no_memory();
     if (XMM_UNLIKELY(xmm_upkeep_tick(size))) {

@@ -37,20 +37,17 @@ void *xmm_heap_realloc_array(void *ptr, size_t count, size_t size);
 /* The slow path of the inline entry point below. */
 void *xmm_heap_alloc_slow(size_t size);
 
-/* A hand-out from the inline path below under XMM_FREE_CHECK=deferred:
- * clears the pending mark of `object`, a block given for a request of
- * `size` bytes (its first word is cleared already). Returns `object`. */
-void *xmm_heap_alloc_unmark(void *object, size_t size);
-
 /* The request that crosses the tick's mark (upkeep.h): ticks, then
- * allocates. */
+ * allocates. Under XMM_FREE_CHECK=deferred every request (the countdown's
+ * bias, upkeep.h): its hand-out clears the pending mark too. */
 void *xmm_heap_alloc_ticked(size_t size);
 
 /* malloc: the tick's countdown, size -> class (a table load) -> the front
  * end's pop, then the block's first word cleared (it held the free tag,
- * free_object.h) and, under XMM_FREE_CHECK=deferred, its second (the
- * pending mark). On a hit nothing else runs: no init check (before init
- * every cache misses), no call, no counter. */
+ * free_object.h). On a hit nothing else runs: no init check (before init
+ * every cache misses), no call, no counter, no option (under
+ * XMM_FREE_CHECK=deferred, whose hand-out also clears the second word,
+ * the countdown sends every request to the ticked path: upkeep.h). */
 XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
 {
     /* Sizes up to 4 KiB first: one compare on their path, not two (the
@@ -69,11 +66,6 @@ XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
     void *object = xmm_front_try_alloc(size_class);
     if (XMM_LIKELY(object != NULL)) {
         xmm_free_object_clear(object);
-        /* One compare of the option on the default path: the deferred
-         * mode's clear finds the class again from the size out of line,
-         * so that no register holds it past the pop (2 instructions). */
-        if (XMM_UNLIKELY(xmm_config.free_deferred))
-            return xmm_heap_alloc_unmark(object, size);
         return object;
     }
     return xmm_heap_alloc_slow(size);

@@ -124,13 +124,33 @@ static bool seeded(void)
     return false;
 }
 
+/* The bias the thread's countdown word holds (XMM_TICK_BIAS, upkeep.h). */
+static int64_t countdown_bias(void)
+{
+    return xmm_config.free_deferred ? XMM_TICK_BIAS : 0;
+}
+
+/* True when the thread's tick is due: its countdown crossed zero, or it
+ * has not started one (its first request). */
+static bool tick_due(void)
+{
+    return tick_random == 0 || xmm_thread.tick_countdown + countdown_bias() < 0;
+}
+
+static void restart_countdown(void)
+{
+    xmm_thread.tick_countdown = next_interval() - countdown_bias();
+}
+
 bool xmm_upkeep_tick(size_t size)
 {
+    if (!tick_due())
+        return false;
     /* The thread's first request starts the countdown: no sample. */
     bool sample = seeded();
     if (sample)
         credit_sample(size);
-    xmm_thread.tick_countdown = next_interval();
+    restart_countdown();
     xmm_upkeep_node(xmm_node_of_cpu(xmm_os_current_cpu()));
     xmm_upkeep_consider_background();
     return sample && xmm_config.profile_interval != 0;
@@ -138,10 +158,15 @@ bool xmm_upkeep_tick(size_t size)
 
 bool xmm_upkeep_count_large(size_t size)
 {
-    if ((xmm_thread.tick_countdown -= (int64_t)(size < INT64_MAX ? size : INT64_MAX)) >= 0)
+    /* At most 2^60 counted: a biased countdown (about -2^62) must not
+     * overflow, nor an unbiased one reach the biased range
+     * (xmm_upkeep_biased_not_due); no request that large is granted. */
+    const int64_t most = (int64_t)1 << 60;
+    xmm_thread.tick_countdown -= size < (uint64_t)most ? (int64_t)size : most;
+    if (!tick_due())
         return false;
     bool sample = seeded();
-    xmm_thread.tick_countdown = next_interval();
+    restart_countdown();
     return sample;
 }
 

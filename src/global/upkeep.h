@@ -31,6 +31,24 @@ void xmm_upkeep_node(int node);
  * profiler's samples (profile.h). The fast path pays a TLS subtract and a
  * branch. */
 #define XMM_TICK_BYTES ((int64_t)256 << 10)
+
+/* Under XMM_FREE_CHECK=deferred a thread's countdown word holds the bytes
+ * to its tick minus XMM_TICK_BIAS, so that it is below zero at every
+ * request: each malloc then leaves the inline path for the ticked one
+ * (alloc.c), whose hand-out clears the block's pending mark, and the
+ * inline path tests no option, as free's tests none (free_limit,
+ * size_class.h). The tick takes the bias off before it compares. */
+#define XMM_TICK_BIAS ((int64_t)1 << 62)
+
+/* True when the countdown holds the bias and has not crossed it: the
+ * request's tick is not due, under XMM_FREE_CHECK=deferred. Read from the
+ * word alone (one add and a compare, no option): a biased countdown lies
+ * in [-2^62, -2^61) until it crosses; an unbiased one (the default mode,
+ * or a thread's first request under either) never goes below -2^61. */
+XMM_INLINE bool xmm_upkeep_biased_not_due(void)
+{
+    return (uint64_t)(xmm_thread.tick_countdown + XMM_TICK_BIAS) < ((uint64_t)1 << 61);
+}
 /* The mean interval in force: XMM_TICK_BYTES, or XMM_PROFILE's interval.
  * Fixed at init (phase 1, before the first tick). */
 XMM_INLINE int64_t xmm_tick_mean(void)
@@ -45,7 +63,8 @@ double xmm_sample_weight(size_t size, int64_t mean);
 
 /* `size`: the request that crossed the mark (a small one). true when the
  * heap profiler is on and the request is to be sampled (it is not on a
- * thread's first tick, which only starts its countdown). */
+ * thread's first tick, which only starts its countdown). Under the bias
+ * (above) most calls have not crossed it: false at once. */
 bool xmm_upkeep_tick(size_t size);
 
 /* A small request of `size` bytes made outside the inline fast path:

@@ -48,7 +48,7 @@ for test in api_fork api_threads api_thread_exit; do
 done
 # The deferred double-free check (XMM_FREE_CHECK=deferred): a free's
 # check waits for its CPU's next free (src/global/free.h).
-for test in api_threads api_malloc_realloc api_invalid_free api_fork api_xmm; do
+for test in api_threads api_malloc_realloc api_malloc_misc api_invalid_free api_fork api_xmm; do
     run "deferred free check: $test" XMM_FREE_CHECK=deferred "$build/tests/$test"
 done
 echo "modes.sh: $runs runs, $failed failed"
