@@ -45,6 +45,9 @@ void xmm_upkeep_node(int node);
  * word alone (one add and a compare, no option): a biased countdown lies
  * in [-2^62, -2^61) until it crosses; an unbiased one (the default mode,
  * or a thread's first request under either) never goes below -2^61. */
+_Static_assert(20 * (int64_t)XMM_PROFILE_MAX_INTERVAL + 1 < ((int64_t)1 << 61),
+               "a biased countdown restarts inside the biased range (at most 20 means)");
+
 XMM_INLINE bool xmm_upkeep_biased_not_due(void)
 {
     return (uint64_t)(xmm_thread.tick_countdown + XMM_TICK_BIAS) < ((uint64_t)1 << 61);
@@ -68,10 +71,12 @@ double xmm_sample_weight(size_t size, int64_t mean);
 bool xmm_upkeep_tick(size_t size);
 
 /* A small request of `size` bytes made outside the inline fast path:
- * counted toward the tick the same way. true: sample it (as above). */
+ * counted toward the tick the same way. true: sample it (as above). No
+ * call while the bias holds (XMM_FREE_CHECK=deferred, tick not due). */
 XMM_INLINE bool xmm_upkeep_count_request(size_t size)
 {
-    if (XMM_UNLIKELY((xmm_thread.tick_countdown -= (int64_t)size) < 0))
+    if (XMM_UNLIKELY((xmm_thread.tick_countdown -= (int64_t)size) < 0) &&
+        !xmm_upkeep_biased_not_due())
         return xmm_upkeep_tick(size);
     return false;
 }

@@ -101,5 +101,11 @@ XMM_LEAKS=1 "$test" leak 0 1 2>"$work/leaks.txt"
 grep -q "^xmm: leak report (XMM_LEAKS=1): about 0 bytes in 0 blocks" "$work/leaks.txt" ||
     fail "no leak: $(head -c 300 "$work/leaks.txt")"
 
+# Under the deferred free check every malloc leaves the inline path with
+# its countdown biased (src/global/upkeep.h): the samples, their estimates
+# and every mode of test_profile must be as without it.
+XMM_FREE_CHECK=deferred "$test" >"$work/deferred.txt" 2>&1 ||
+    fail "test_profile under XMM_FREE_CHECK=deferred: $(grep FAIL "$work/deferred.txt" | head -c 600)"
+
 [ $failed -eq 0 ] && echo "heap profile files, signal and leak reports: all checks passed"
 exit $failed
