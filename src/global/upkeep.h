@@ -40,18 +40,19 @@ void xmm_upkeep_node(int node);
  * size_class.h). The tick takes the bias off before it compares. */
 #define XMM_TICK_BIAS ((int64_t)1 << 62)
 
+_Static_assert(20 * (int64_t)XMM_PROFILE_MAX_INTERVAL + 1 < ((int64_t)1 << 61),
+               "a biased countdown restarts inside the biased range (at most 20 means)");
+
 /* True when the countdown holds the bias and has not crossed it: the
  * request's tick is not due, under XMM_FREE_CHECK=deferred. Read from the
  * word alone (one add and a compare, no option): a biased countdown lies
  * in [-2^62, -2^61) until it crosses; an unbiased one (the default mode,
  * or a thread's first request under either) never goes below -2^61. */
-_Static_assert(20 * (int64_t)XMM_PROFILE_MAX_INTERVAL + 1 < ((int64_t)1 << 61),
-               "a biased countdown restarts inside the biased range (at most 20 means)");
-
 XMM_INLINE bool xmm_upkeep_biased_not_due(void)
 {
     return (uint64_t)(xmm_thread.tick_countdown + XMM_TICK_BIAS) < ((uint64_t)1 << 61);
 }
+
 /* The mean interval in force: XMM_TICK_BYTES, or XMM_PROFILE's interval.
  * Fixed at init (phase 1, before the first tick). */
 XMM_INLINE int64_t xmm_tick_mean(void)
