@@ -263,8 +263,11 @@ static int run_estimate(const char *path)
      * this there too; counted in full, it wrapped round and never
      * crossed again). */
     for (int i = 0; i < 4; i++) {
-        volatile size_t huge = SIZE_MAX / 2 + (size_t)i * 4096; /* (no compile-time warning) */
-        void *impossible = malloc(huge);
+        /* Both volatile: no compile-time warning of the size, and clang
+         * may not drop the malloc and free as a pair (it then folds the
+         * result to a non-NULL pointer). */
+        volatile size_t huge = SIZE_MAX / 2 + (size_t)i * 4096;
+        void *volatile impossible = malloc(huge);
         CHECK(impossible == NULL, "malloc(%zu) is NULL", (size_t)huge);
         free(impossible);
     }
