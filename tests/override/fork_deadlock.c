@@ -8,9 +8,9 @@
  *   growth     two threads malloc(300 KiB) without freeing, so the page
  *              heap keeps mapping chunks and taking metadata, while the main
  *              thread forks;
- *   stdio      one thread runs fflush(NULL), another getline() on a FILE
- *              whose lines grow to megabytes (realloc under the FILE lock),
- *              while the main thread forks (glibc bug 19431's scenario: a
+ *   stdio      one thread runs fflush(NULL), two others getline() on a
+ *              FILE whose lines grow to megabytes (realloc under the FILE
+ *              lock, 200 us apart), while the main thread forks (glibc bug 19431's scenario: a
  *              fork prepare handler that holds allocator locks waits for the
  *              stdio list lock, whose holder waits for the FILE, whose
  *              holder waits for the allocator);
@@ -171,8 +171,8 @@ static void *read_lines(void *unused)
          * forks took 28 s (the longest 11.5 s) under glibc's own malloc,
          * 10 s under XMM, and once ran into the section's alarm on a
          * loaded machine; with it, 20 forks of children that only free a
-         * malloc(100) took under a second, and each fork still waits for a
-         * FILE held across getline's reallocs. */
+         * malloc(100) took under a second (the longest 0.06 s: forks
+         * still wait for a FILE held across getline's reallocs). */
         usleep(200);
     }
     return NULL;
