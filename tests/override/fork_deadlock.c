@@ -17,7 +17,8 @@
  *   signal     a single-threaded process forks from a SIGUSR1 handler that
  *              another process sends every millisecond, while its main loop
  *              mallocs and frees 100-300 KB blocks (glibc's tst-mallocfork2);
- *              each child returns from the handler and allocates;
+ *              each child returns from the handler and allocates; at most
+ *              four children live at once;
  *   direct     threads allocate and free blocks of 40-100 MiB (mapped for
  *              themselves) and 1-2 MiB while the main thread forks; each
  *              child maps and frees such blocks too;
@@ -30,6 +31,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/prctl.h>
 #include <sys/time.h>
 
@@ -211,35 +213,80 @@ static void test_stdio(void)
 
 /* ---- signal: fork from a signal handler in a single-threaded process --------- */
 
+/* At most this many children live at once: each maps and fills 48 MiB,
+ * a few hundred ms of CPU. Unbounded, the handler forked one on almost
+ * every signal and dozens shared the CPU with the parent (and with another
+ * test on a 2-core CI machine), so that the first ones ran into their
+ * alarms without being stuck anywhere (seen running, with 0.4 s of CPU
+ * after 15 s). */
+#define SIGNAL_LIVE_CHILDREN 4
+#define SIGNAL_MAX_FORKS 4096
+#define SIGNAL_MIN_FORKS 20
+#define SIGNAL_MAX_SECONDS 40.0
+
+/* Written by the handler only (it does not nest: SIGUSR1 is blocked while
+ * it runs), read by the main loop once SIGUSR1 is blocked for good. */
 static volatile sig_atomic_t is_child, forks_in_handler, fork_failures;
-static pid_t handler_children[4096];
+static pid_t handler_children[SIGNAL_MAX_FORKS];
+static int handler_status[SIGNAL_MAX_FORKS];
+static bool handler_reaped[SIGNAL_MAX_FORKS];
+static int live_fork[SIGNAL_LIVE_CHILDREN]; /* index into handler_children; -1: a free slot */
+
+/* Collects the live children that have ended (all of them, waiting, with
+ * `options` 0); frees their slots. Async-signal-safe. */
+static void reap_live_children(int options)
+{
+    for (int slot = 0; slot < SIGNAL_LIVE_CHILDREN; slot++) {
+        int index = live_fork[slot];
+        if (index < 0)
+            continue;
+        int status = 0;
+        pid_t reaped;
+        while ((reaped = waitpid(handler_children[index], &status, options)) < 0 &&
+               errno == EINTR) {
+        }
+        if (reaped == 0)
+            continue;
+        handler_status[index] = status;
+        handler_reaped[index] = reaped == handler_children[index];
+        live_fork[slot] = -1;
+    }
+}
+
+static int free_live_slot(void)
+{
+    for (int slot = 0; slot < SIGNAL_LIVE_CHILDREN; slot++)
+        if (live_fork[slot] < 0)
+            return slot;
+    return -1;
+}
 
 static void fork_in_handler(int signal_number)
 {
-    if (is_child || forks_in_handler >= (int)(sizeof handler_children / sizeof handler_children[0]))
+    if (is_child || forks_in_handler >= SIGNAL_MAX_FORKS)
         return;
     int saved_errno = errno;
-    pid_t pid = fork();
-    if (pid == 0) {
-        is_child = 1; /* the main loop allocates, then exits */
-        alarm(CHILD_ALARM_SECONDS);
-    } else if (pid > 0) {
-        handler_children[forks_in_handler++] = pid;
-    } else {
-        fork_failures++;
+    reap_live_children(WNOHANG);
+    int slot = free_live_slot();
+    if (slot >= 0) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            is_child = 1; /* the main loop allocates, then exits */
+            alarm(CHILD_ALARM_SECONDS);
+        } else if (pid > 0) {
+            live_fork[slot] = forks_in_handler;
+            handler_children[forks_in_handler++] = pid;
+        } else {
+            fork_failures++;
+        }
     }
     errno = saved_errno;
 }
 
-static void test_signal(void)
+/* Sends SIGUSR1 to `target` every millisecond, from another process (the
+ * target stays single-threaded), until the target is gone. */
+static pid_t start_signal_sender(pid_t target)
 {
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = fork_in_handler;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGUSR1, &action, NULL);
-    /* The sender is a process, not a thread: this one stays single-threaded. */
-    pid_t target = getpid();
     pid_t sender = fork();
     if (sender == 0) {
         /* Dies with the section's process even if that one is killed by its
@@ -253,11 +300,28 @@ static void test_signal(void)
                 _exit(0);
         }
     }
+    return sender;
+}
+
+static void test_signal(void)
+{
+    for (int slot = 0; slot < SIGNAL_LIVE_CHILDREN; slot++)
+        live_fork[slot] = -1;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = fork_in_handler;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGUSR1, &action, NULL);
+    pid_t sender = start_signal_sender(getpid());
     /* The parent's own watchdog: a deadlock inside the handler. */
-    alarm(60);
+    alarm((unsigned)SIGNAL_MAX_SECONDS + 20);
     uint64_t state = 99;
     double start = now_seconds();
-    while (now_seconds() - start < SECTION_SECONDS) {
+    for (;;) {
+        double elapsed = now_seconds() - start;
+        if (elapsed >= SIGNAL_MAX_SECONDS ||
+            (elapsed >= SECTION_SECONDS && forks_in_handler >= SIGNAL_MIN_FORKS))
+            break;
         size_t size = 100000 + (size_t)(random_next(&state) % 200000);
         char *block = malloc(size);
         if (block) {
@@ -277,25 +341,23 @@ static void test_signal(void)
     kill(sender, SIGKILL);
     while (waitpid(sender, NULL, 0) < 0 && errno == EINTR) {
     }
+    reap_live_children(0);
     alarm(0);
     int good = 0, forks = forks_in_handler;
     char failure[160] = "none";
     for (int i = 0; i < forks; i++) {
-        int status = 0;
-        pid_t reaped;
-        while ((reaped = waitpid(handler_children[i], &status, 0)) < 0 && errno == EINTR) {
-        }
-        if (reaped == handler_children[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        int status = handler_status[i];
+        if (handler_reaped[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0)
             good++;
         else if (good == i)
-            snprintf(failure, sizeof failure, "child %d (pid %d): %s %s", i,
-                     (int)handler_children[i], describe_status(status),
-                     reaped < 0 ? strerror(errno) : "");
+            snprintf(failure, sizeof failure, "child %d (pid %d): %s", i,
+                     (int)handler_children[i],
+                     handler_reaped[i] ? describe_status(status) : "not reaped");
     }
-    CHECK(forks >= 20 && good == forks && fork_failures == 0,
-          "fork() from a SIGUSR1 handler during malloc/free of 100-300 KB: %d forks, %d children "
-          "allocated and exited 0 (first failure: %s)",
-          forks, good, failure);
+    CHECK(forks >= SIGNAL_MIN_FORKS && good == forks && fork_failures == 0,
+          "fork() from a SIGUSR1 handler during malloc/free of 100-300 KB, at most %d "
+          "children at a time: %d forks, %d children allocated and exited 0 (first failure: %s)",
+          SIGNAL_LIVE_CHILDREN, forks, good, failure);
 }
 
 /* ---- direct: very large blocks mapped for themselves ------------------------- */
