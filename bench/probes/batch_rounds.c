@@ -40,6 +40,8 @@ static void *run_rounds(void *argument)
     for (int round = 0; round < rounds; round++) {
         for (int i = 0; i < COUNT; i++) {
             blocks[i] = malloc(block_size);
+            if (!blocks[i])
+                abort();
             blocks[i][0] = 1;
             blocks[i][block_size - 1] = 1;
         }

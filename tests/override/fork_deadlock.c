@@ -221,7 +221,7 @@ static void test_stdio(void)
  * after 15 s). */
 #define SIGNAL_LIVE_CHILDREN 4
 #define SIGNAL_MAX_FORKS 4096
-#define SIGNAL_MIN_FORKS 20
+#define SIGNAL_MIN_FORKS 40
 #define SIGNAL_MAX_SECONDS 40.0
 
 /* Written by the handler only (it does not nest: SIGUSR1 is blocked while
