@@ -72,6 +72,7 @@ int xmm_init_state;
 static bool init_core(void)
 {
     xmm_config_read();
+    xmm_upkeep_init();      /* the tick's mean is fixed from here */
     xmm_free_secret_init(); /* before any object is cut */
     xmm_numa_init();
     xmm_size_classes_init();

@@ -16,12 +16,28 @@
  * countdown not started: the thread's first request starts it). */
 static __thread uint64_t tick_random __attribute__((tls_model("initial-exec")));
 
-/* Per class, on separate lines from anything of the hit paths; written once
- * per tick. */
-static struct {
+/* What the ticks sampled, per class, in one shard per CPU (modulo
+ * SAMPLE_SHARDS), on lines of their own: a tick adds to its CPU's shard
+ * with a plain load and store. One global counter per class took two
+ * locked adds a tick, about 70% of the tick's own time with one thread
+ * (`perf annotate`, malloc_free/4096), and made the ticks of threads on
+ * different CPUs contend for one line. Two threads that tick on the same
+ * CPU at once (one preempted between its load and its store, or more than
+ * SAMPLE_SHARDS CPUs) may lose one sample: an estimate either way
+ * (docs/statistics.md). */
+#define SAMPLE_SHARDS 64
+struct sample_count {
     uint64_t requests;
     uint64_t bytes;
-} sampled[XMM_CLASS_COUNT] XMM_CACHE_ALIGNED;
+};
+static struct sample_shard {
+    struct sample_count classes[XMM_CLASS_COUNT];
+} XMM_CACHE_ALIGNED sampled[SAMPLE_SHARDS];
+
+/* The thread's last sampled size and its weight: a program that repeats a
+ * size (most do) skips the weight's divisions. */
+static __thread size_t weighed_size __attribute__((tls_model("initial-exec")));
+static __thread double weight_of_size __attribute__((tls_model("initial-exec")));
 
 /* ln(m) for m in [1, 2): 2 atanh((m - 1) / (m + 1)), four terms (error
  * below 1e-4, plenty for a sampling interval). No libm in the allocator. */
@@ -31,30 +47,59 @@ static double log_mantissa(double m)
     return 2 * t * (1 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7))));
 }
 
-/* The next interval, in bytes: exponential with mean xmm_tick_mean() (a
- * Poisson process over the bytes a thread requests, as TCMalloc's sampler
- * draws them). Fixed intervals would alias with a program's periodic
- * pattern of sizes and credit one size class with everything. */
-static int64_t next_interval(void)
+/* -ln(u) for u uniform in (0, 1] is drawn as u = m 2^(top - 53), m in
+ * [1, 2): (53 - top) ln 2 - ln m. ln m comes from a table of its value at
+ * the edges of LN_BUCKETS equal parts of [1, 2), in bytes of the mean
+ * interval, interpolated by the next 16 bits of m: integer loads, a
+ * multiply and subtracts where the series took a divide and a chain of
+ * multiplies, some 80 cycles that the next request's countdown waited
+ * for (bench/analysis.md, "the allocation tick"). Interpolation error:
+ * below 2e-6 of the mean. Without the interpolation (one value per
+ * bucket) intervals fell on steps of about 1 KiB, and a program whose
+ * sizes repeat with a period near that step was estimated 5% low
+ * (test_tick_interval). Filled by xmm_upkeep_init. */
+#define LN_BUCKET_BITS 8
+#define LN_BUCKETS (1u << LN_BUCKET_BITS)
+#define LN_FRACTION_BITS 16
+static int64_t ln_mantissa_bytes[LN_BUCKETS + 1];
+static int64_t ln2_bytes;
+#define LN2 0.6931471805599453
+
+void xmm_upkeep_init(void)
 {
-    uint64_t x = tick_random;
+    double mean = (double)xmm_tick_mean();
+    for (unsigned edge = 0; edge <= LN_BUCKETS; edge++) {
+        double m = 1 + (double)edge / LN_BUCKETS;
+        ln_mantissa_bytes[edge] = (int64_t)(log_mantissa(m) * mean + 0.5);
+    }
+    ln2_bytes = (int64_t)(LN2 * mean + 0.5);
+}
+
+/* Fixed intervals would alias with a program's periodic pattern of sizes
+ * and credit one size class with everything: they are drawn (upkeep.h). */
+int64_t xmm_upkeep_draw_interval(uint64_t *state)
+{
+    uint64_t x = *state;
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    tick_random = x;
+    *state = x;
     uint64_t bits = x * 0x2545f4914f6cdd1dull;
-    /* u = n / 2^53, uniform in (0, 1], as m * 2^(top - 53) with m in [1, 2). */
+    /* u = n / 2^53 with n in [1, 2^53]; n's bits below its top one are
+     * m's: the first LN_BUCKET_BITS pick its bucket, the next ones the
+     * point inside it. */
     uint64_t n = (bits >> 11) + 1;
     int top = 63 - __builtin_clzll(n);
-    union {
-        uint64_t bits;
-        double value;
-    } scale = {.bits = (uint64_t)(1023 - top) << 52}; /* 2^-top */
-    double m = (double)n * scale.value;
-    double minus_ln_u = -(log_mantissa(m) + (top - 53) * 0.6931471805599453);
-    if (minus_ln_u > 20) /* at most 20 means (5 MiB at 256 KiB) */
-        minus_ln_u = 20;
-    return (int64_t)(minus_ln_u * (double)xmm_tick_mean()) + 1;
+    uint64_t below_top = n << (63 - top) << 1;
+    unsigned bucket = (unsigned)(below_top >> (64 - LN_BUCKET_BITS));
+    int64_t inside = (int64_t)(below_top << LN_BUCKET_BITS >> (64 - LN_FRACTION_BITS));
+    int64_t low = ln_mantissa_bytes[bucket], high = ln_mantissa_bytes[bucket + 1];
+    int64_t ln_m = low + (((high - low) * inside) >> LN_FRACTION_BITS);
+    int64_t interval = (53 - top) * ln2_bytes - ln_m;
+    int64_t most = 20 * xmm_tick_mean();
+    if (interval > most)
+        interval = most;
+    return interval > 0 ? interval : 1;
 }
 
 /* e^(-x) for x >= 0: 2^(-k) e^(-r) with r in [0, ln 2), e^(-r) by its
@@ -93,16 +138,26 @@ double xmm_sample_weight(size_t size, int64_t mean)
     return 1 / (1 - exp_negative(x));
 }
 
-/* A request of `size` bytes met the tick: it stands for
- * xmm_sample_weight(size) requests of its size. */
-static void credit_sample(size_t size)
+/* Adds to a counter only the ticks of one CPU write (see `sampled`). */
+static void add_to_shard(uint64_t *counter, uint64_t amount)
 {
-    double requests = xmm_sample_weight(size, xmm_tick_mean());
-    unsigned size_class = xmm_size_to_class(size);
-    __atomic_fetch_add(&sampled[size_class].requests, (uint64_t)(requests + 0.5),
-                       __ATOMIC_RELAXED);
-    __atomic_fetch_add(&sampled[size_class].bytes, (uint64_t)(requests * (double)size + 0.5),
-                       __ATOMIC_RELAXED);
+    __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + amount,
+                     __ATOMIC_RELAXED);
+}
+
+/* A request of `size` bytes met the tick on `cpu`: it stands for
+ * xmm_sample_weight(size) requests of its size. */
+static void credit_sample(size_t size, int cpu)
+{
+    if (size != weighed_size || weight_of_size == 0) { /* 0: none yet */
+        weight_of_size = xmm_sample_weight(size, xmm_tick_mean());
+        weighed_size = size;
+    }
+    double requests = weight_of_size;
+    struct sample_count *count =
+        &sampled[(unsigned)cpu % SAMPLE_SHARDS].classes[xmm_size_to_class(size)];
+    add_to_shard(&count->requests, (uint64_t)(requests + 0.5));
+    add_to_shard(&count->bytes, (uint64_t)(requests * (double)size + 0.5));
 }
 
 void xmm_upkeep_node(int node)
@@ -139,7 +194,7 @@ static bool tick_due(void)
 
 static void restart_countdown(void)
 {
-    xmm_thread.tick_countdown = next_interval() - countdown_bias();
+    xmm_thread.tick_countdown = xmm_upkeep_draw_interval(&tick_random) - countdown_bias();
 }
 
 bool xmm_upkeep_tick(size_t size)
@@ -148,10 +203,11 @@ bool xmm_upkeep_tick(size_t size)
         return false;
     /* The thread's first request starts the countdown: no sample. */
     bool sample = seeded();
+    int cpu = xmm_os_current_cpu();
     if (sample)
-        credit_sample(size);
+        credit_sample(size, cpu);
     restart_countdown();
-    xmm_upkeep_node(xmm_node_of_cpu(xmm_os_current_cpu()));
+    xmm_upkeep_node(xmm_node_of_cpu(cpu));
     xmm_upkeep_consider_background();
     return sample && xmm_config.profile_interval != 0;
 }
@@ -172,8 +228,12 @@ bool xmm_upkeep_count_large(size_t size)
 
 void xmm_upkeep_sampled(unsigned size_class, uint64_t *requests, uint64_t *bytes)
 {
-    *requests = __atomic_load_n(&sampled[size_class].requests, __ATOMIC_RELAXED);
-    *bytes = __atomic_load_n(&sampled[size_class].bytes, __ATOMIC_RELAXED);
+    *requests = *bytes = 0;
+    for (unsigned shard = 0; shard < SAMPLE_SHARDS; shard++) {
+        const struct sample_count *count = &sampled[shard].classes[size_class];
+        *requests += __atomic_load_n(&count->requests, __ATOMIC_RELAXED);
+        *bytes += __atomic_load_n(&count->bytes, __ATOMIC_RELAXED);
+    }
 }
 
 size_t xmm_upkeep_release_all(void)

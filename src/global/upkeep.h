@@ -14,6 +14,17 @@
 
 #include "base/base.h"
 
+/* Prepares the tick's interval draw for xmm_tick_mean() (phase 1 of init,
+ * after the configuration is read, before the first tick). */
+void xmm_upkeep_init(void);
+
+/* The next interval of a tick's countdown, in bytes: exponential with mean
+ * xmm_tick_mean() (a Poisson process over the bytes a thread requests, as
+ * TCMalloc's sampler draws them), at least 1 and at most 20 means, to
+ * within 2e-6 of the mean. `state`: the caller's xorshift generator
+ * (nonzero), advanced. After xmm_upkeep_init. */
+int64_t xmm_upkeep_draw_interval(uint64_t *state);
+
 /* The time-gated maintenance of one node's layers. Any thread. */
 void xmm_upkeep_node(int node);
 
