@@ -20,7 +20,7 @@ static __thread uint64_t tick_random __attribute__((tls_model("initial-exec")));
  * SAMPLE_SHARDS), on lines of their own: a tick adds to its CPU's shard
  * with a plain load and store. One global counter per class took two
  * locked adds a tick, about 70% of the tick's own time with one thread
- * (`perf annotate`, malloc_free/4096), and made the ticks of threads on
+ * (`perf annotate`, malloc_free/32768), and made the ticks of threads on
  * different CPUs contend for one line. Two threads that tick on the same
  * CPU at once (one preempted between its load and its store, or more than
  * SAMPLE_SHARDS CPUs) may lose one sample: an estimate either way
