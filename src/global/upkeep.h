@@ -40,8 +40,16 @@ void xmm_upkeep_node(int node);
  * class. That is how the statistics count operations with no counter on
  * the hit path (docs/statistics.md). The same crossings are the heap
  * profiler's samples (profile.h). The fast path pays a TLS subtract and a
- * branch. */
-#define XMM_TICK_BYTES ((int64_t)256 << 10)
+ * branch.
+ *
+ * The mean is 1 MiB (TCMalloc samples every 2 MiB, jemalloc's profiler
+ * every 512 KiB). A tick costs about 25 ns (the countdown's branch
+ * mispredicts once a tick: the intervals are random; then the draw and
+ * the sample); at 256 KiB that was a quarter of a 32 KiB malloc+free
+ * pair and 0.6 ns of a 4 KiB one (bench/analysis.md, "the allocation
+ * tick"). Four times fewer samples double the estimates' relative error
+ * for the same volume (docs/statistics.md). */
+#define XMM_TICK_BYTES ((int64_t)1 << 20)
 
 /* Under XMM_FREE_CHECK=deferred a thread's countdown word holds the bytes
  * to its tick minus XMM_TICK_BIAS, so that it is below zero at every
