@@ -24,8 +24,10 @@ static void check_periodic_sizes(void)
     const int64_t mean = xmm_tick_mean();
     /* 40 million requests for each 256 KiB of the mean: the 64-byte
      * half's samples, which carry most of the variance, stay at about
-     * 4900 whatever the mean. */
-    const long requests = 40000000 * (long)((mean + (128 << 10)) >> 18);
+     * 4900 whatever the mean (at least 40 million under a shorter
+     * XMM_PROFILE interval). */
+    long quarters = (long)((mean + (128 << 10)) >> 18);
+    const long requests = 40000000 * (quarters > 0 ? quarters : 1);
     uint64_t state = 0x2545f4914f6cdd1dull;
     int64_t countdown = xmm_upkeep_draw_interval(&state);
     double estimated = 0;
