@@ -29,18 +29,67 @@ if [ "$(numactl --hardware | sed -n 's/^available: \([0-9]*\) nodes.*/\1/p')" !=
     exit 1
 fi
 
+# A case that has not ended after this many seconds is taken for a hang
+# (a whole VM takes about 40 s on an idle 2-core host, the longest case 4 s):
+# its threads' stacks are printed and it is killed, so that a hang names its
+# case and where it waits instead of running into the VM's own timeout.
+case_limit=${CASE_LIMIT:-100}
+case_output=/tmp/vm-driver-case.out
+test_name=$(basename "$test")   # the process name pgrep matches
+
+# run_watched COMMAND... : COMMAND with its output in $case_output; its exit
+# status, or 124 after $case_limit seconds.
+run_watched() {
+    "$@" >"$case_output" 2>&1 &
+    pid=$!
+    polls=0   # of 0.2 s
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$polls" -ge $((case_limit * 5)) ]; then
+            dump_hung_tests >>"$case_output" 2>&1
+            pkill -KILL -x "$test_name"
+            kill -KILL "$pid" 2>/dev/null
+            wait "$pid"
+            return 124
+        fi
+        sleep 0.2
+        polls=$((polls + 1))
+    done
+    wait "$pid"
+}
+
+# Every thread's stack of every running $test process (gdb, if present).
+dump_hung_tests() {
+    echo "HANG: still running after ${case_limit}s"
+    for hung in $(pgrep -x "$test_name"); do
+        echo "---- process $hung: $(tr '\0' ' ' </proc/"$hung"/cmdline)"
+        if command -v gdb >/dev/null; then
+            gdb -p "$hung" -batch -ex "info threads" -ex "thread apply all bt" </dev/null
+        else
+            for task in /proc/"$hung"/task/*; do
+                echo "thread ${task##*/}: $(cat "$task"/wchan) $(cut -d' ' -f3 "$task"/stat)"
+            done
+        fi
+    done
+}
+
 # run_case LABEL COMMAND... : one mode, its output indented, one result line.
 run_case() {
     label=$1
     shift
     start=$(date +%s)
-    output=$("$@" 2>&1)
+    run_watched "$@"
     status=$?
+    output=$(cat "$case_output")
     elapsed=$(($(date +%s) - start))
     printf '%s\n' "$output" | sed 's/^/    /'
     if [ $status -eq 0 ]; then
         passed=$((passed + 1))
         echo "PASS  $label ($nodes nodes, $cpus CPUs) ${elapsed}s"
+    elif [ $status -eq 124 ]; then
+        failed=$((failed + 1))
+        failures="$failures
+    $label (hung: killed after ${case_limit}s)"
+        echo "FAIL  $label ($nodes nodes, $cpus CPUs) hung: killed after ${case_limit}s"
     elif [ $status -eq 125 ]; then
         skipped=$((skipped + 1))
         echo "SKIP  $label ($nodes nodes, $cpus CPUs): could not set up its environment"
