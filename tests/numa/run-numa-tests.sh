@@ -7,7 +7,9 @@
 #        2 nodes, 4 CPUs (2 per node)                     every case
 #        4 nodes, 4 CPUs (1 per node)                     every case
 #        4 nodes, 2 CPUs (nodes 2 and 3: memory, no CPU)  placement cases
-#      tests/numa/vm-driver.sh runs the modes in the VM.
+#      tests/numa/vm-driver.sh runs the modes in the VM; a mode still
+#      running after 100 s is taken for a hang: its threads' stacks are
+#      printed and it fails by name, before the VM's own timeout.
 #
 # Exit: 0 all passed; 1 a failure or a VM timeout; 77 (skip) if the VM is
 # unavailable (numa-vm missing, or it exits 125) and nothing failed.
