@@ -45,9 +45,9 @@ void xmm_upkeep_node(int node);
  * The mean is 1 MiB (TCMalloc samples every 2 MiB, jemalloc's profiler
  * every 512 KiB). A tick costs about 25 ns (the countdown's branch
  * mispredicts once a tick: the intervals are random; then the draw and
- * the sample); at 256 KiB that was 2.3 ns of a 32 KiB malloc+free
- * pair and 0.5 ns of a 4 KiB one (bench/analysis.md, "the allocation
- * tick"). Four times fewer samples double the estimates' relative error
+ * the sample); going from 256 KiB to 1 MiB took 2.3 ns off a 32 KiB
+ * malloc+free pair and 0.5 ns off a 4 KiB one, measured side by side
+ * (bench/analysis.md, "the allocation tick"). Four times fewer samples double the estimates' relative error
  * for the same volume (docs/statistics.md). */
 #define XMM_TICK_BYTES ((int64_t)1 << 20)
 
