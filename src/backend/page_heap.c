@@ -535,6 +535,33 @@ static bool lists_consistent(const struct page_heap *heap)
 
 /* Puts a span that is out of the lists back, joined with its free
  * neighbours. Caller holds the lock. */
+/* Frees clean pages: joined only with clean free neighbours (a dirty one
+ * stays apart, as in list_held_pages: the joined span would count the
+ * clean pages as resident). */
+static void free_clean_locked(struct page_heap *heap, struct xmm_chunk *chunk,
+                              struct xmm_span *span, uint64_t now)
+{
+    __atomic_store_n(&span->kind, XMM_SPAN_FREE, __ATOMIC_RELEASE);
+    span->size_class = 0;
+    span->freed_at_ns = now;
+    struct xmm_span *before = free_neighbour(heap, chunk, span, false);
+    if (before && before->dirty == XMM_PAGES_CLEAN) {
+        list_remove(heap, before);
+        span->start = before->start;
+        span->pages += before->pages;
+        retire_descriptor(heap, before);
+    }
+    struct xmm_span *after = free_neighbour(heap, chunk, span, true);
+    if (after && after->dirty == XMM_PAGES_CLEAN) {
+        list_remove(heap, after);
+        span->pages += after->pages;
+        retire_descriptor(heap, after);
+    }
+    xmm_chunk_set_pages(span, true);
+    list_insert(heap, span);
+    xmm_assert_expensive(lists_consistent(heap));
+}
+
 static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct xmm_span *span,
                         uint64_t now)
 {
@@ -683,6 +710,45 @@ bool xmm_page_heap_resize(struct xmm_span *span, size_t pages)
     }
     __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELEASE);
     return resized;
+}
+
+struct xmm_span *xmm_page_heap_cut_front(struct xmm_span *run, size_t pages)
+{
+    xmm_assert(pages > 0 && pages < run->pages);
+    struct page_heap *heap = &heaps[run->node];
+    if (!heap_lock(heap))
+        return NULL;
+    struct xmm_span *span = new_descriptor(heap);
+    if (span) {
+        span->start = run->start;
+        span->pages = (uint32_t)pages;
+        span->dirty = run->dirty;
+        span->sample = NULL;
+        __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELEASE);
+        run->start += pages << XMM_PAGE_SHIFT;
+        run->pages -= (uint32_t)pages;
+        /* The run's other pages map to it already. */
+        xmm_chunk_set_pages(span, false);
+    }
+    heap_unlock(heap);
+    return span;
+}
+
+void xmm_page_heap_free_unwritten(struct xmm_span *span)
+{
+    struct page_heap *heap = &heaps[span->node];
+    if (span->dirty == XMM_PAGES_CLEAN && heap_lock(heap)) {
+        free_clean_locked(heap, (struct xmm_chunk *)xmm_region_of(span->start), span,
+                          xmm_os_now_ns());
+        heap_unlock(heap);
+        return;
+    }
+    /* Dirty pages, or a signal handler inside the lock: an ordinary free
+     * (deferred to the lock's holder if need be). */
+    __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELAXED);
+    bool freed = xmm_page_heap_free(span);
+    xmm_assert(freed);
+    (void)freed;
 }
 
 /* ---- purge ---------------------------------------------------------------------- */

@@ -56,6 +56,21 @@ bool xmm_page_heap_free(struct xmm_span *span);
  * large_cache.h) to its node's heap. */
 void xmm_page_heap_free_claimed(struct xmm_span *span);
 
+/* Cuts the first `pages` pages off `run`, an in-use span its caller owns
+ * and longer than `pages`, as a span of their own: in use (kind
+ * XMM_SPAN_LARGE, which the caller refines), with `run`'s node and
+ * `dirty`; `run` keeps the pages after them. NULL, and `run` unchanged,
+ * when no descriptor can be had or a signal handler interrupted this
+ * thread inside the node's lock. For the central layer's carver runs: a
+ * CPU's small spans cut one after another from pages of its own. */
+struct xmm_span *xmm_page_heap_cut_front(struct xmm_span *run, size_t pages);
+
+/* Returns `span`, in use and owned by the caller, whose pages nobody
+ * wrote since the page heap handed them out: they keep the `dirty` state
+ * they had then (clean pages stay out of the resident counts and are not
+ * purged again). For the rest of a carver run. */
+void xmm_page_heap_free_unwritten(struct xmm_span *span);
+
 /* Resizes an in-use large span in place to `pages`: shrinking frees its
  * tail; growing takes the free pages right after it (or uncut pages of its
  * chunk). false if that is not possible, or if the span is not in use (a

@@ -20,6 +20,8 @@ enum xmm_span_kind {
     XMM_SPAN_CACHED = 3, /* a freed large block, claimed by its free: in the
                             large cache or on its way to the page heap */
     XMM_SPAN_RESIZING = 4, /* a large block being resized in place */
+    XMM_SPAN_RUN = 5,    /* pages a CPU cuts its next small spans from
+                            (central.c, carver runs): no block */
 };
 
 /* What a span's pages hold, as far as the page heap knows (`dirty`). Any

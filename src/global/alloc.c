@@ -224,7 +224,7 @@ void *xmm_heap_alloc_zeroed(size_t size)
 static void *alloc_small_on_node(unsigned size_class, int node)
 {
     void *object;
-    if (!xmm_central_refill(node, size_class, &object, 1))
+    if (!xmm_central_refill(node, size_class, &object, 1, XMM_CENTRAL_NO_CARVER))
         return fail_no_memory();
     return hand_out(object, size_class);
 }

@@ -67,14 +67,16 @@ static void collect(struct snapshot *snapshot)
         span_bytes += snapshot->central[node].span_bytes;
         small_out += snapshot->central[node].small_out_bytes;
         batch_bytes += snapshot->central[node].objects_in_batches_bytes;
-        /* Cached large blocks are free, unpurged pages held aside. */
+        /* Cached large blocks and the carvers' runs are free, unpurged
+         * pages held aside. */
+        uint64_t run_resident = snapshot->central[node].run_resident_bytes;
         totals->bytes_page_heap_free += snapshot->pages[node].dirty_bytes +
-                                        snapshot->pages[node].large_cached;
+                                        snapshot->pages[node].large_cached + run_resident;
         totals->bytes_purged += snapshot->pages[node].purged_total;
         totals->bytes_in_use += snapshot->pages[node].large_in_use;
         totals->bytes_committed += snapshot->pages[node].large_in_use +
                                    snapshot->pages[node].large_cached +
-                                   snapshot->pages[node].dirty_bytes;
+                                   snapshot->pages[node].dirty_bytes + run_resident;
     }
     struct xmm_heap_counters *heap = &xmm_heap_counters;
     uint64_t large = __atomic_load_n(&heap->large_allocations, __ATOMIC_RELAXED);

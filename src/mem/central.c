@@ -12,7 +12,10 @@
  *
  *   LISTED   on the class's `spans` stack; refills pop it from there.
  *   CLAIMED  popped by one refilling thread, which alone cuts objects from
- *            it; frees still push onto its free list concurrently.
+ *            it; frees still push onto its free list concurrently. A
+ *            carver's kept span (xmm_central_refill) stays CLAIMED between
+ *            refills, in its slot; whoever takes it from the slot by
+ *            atomic exchange is its one claimant.
  *   NOWHERE  the claimant found no free object left and let go of it.
  *   RELEASED its in-use count reached zero while NOWHERE; it went back to
  *            the page heap.
@@ -56,8 +59,20 @@ struct central_class {
               3 * sizeof(uint32_t)];
 } XMM_CACHE_ALIGNED;
 
+/* What each carver keeps (xmm_central_refill): a slot per class for the
+ * span it cuts objects from, and the run it cuts its new spans from. Rows
+ * apart by whole lines: a carver's refills write its own. */
+struct carver_row {
+    struct xmm_span *kept[XMM_CLASS_COUNT];
+    struct xmm_span *run;
+} XMM_CACHE_ALIGNED;
+
 struct central_node {
     struct central_class classes[XMM_CLASS_COUNT];
+    struct carver_row *carvers;    /* carver_count rows */
+    int carvers_used;              /* one past the highest carver that kept a span */
+    int64_t run_bytes;             /* pages in carver runs, not cut yet */
+    int64_t run_resident_bytes;    /* of which may be resident (dirty runs) */
     struct xmm_stack free_batches; /* spare batch descriptors */
     uint64_t spans_created;
     uint64_t spans_released;
@@ -68,16 +83,27 @@ struct central_node {
 } XMM_CACHE_ALIGNED;
 
 static struct central_node *central_nodes;
+/* Rows per node: one per index the kernel may give a CPU or an mm_cid
+ * (the per-CPU slabs' count), so none when that bound is unknown. */
+static int carver_count;
 
 int xmm_central_init(void)
 {
     size_t bytes = sizeof(struct central_node) * (size_t)xmm_nodes;
+    int bound = xmm_topology.cpu_index_bound;
+    carver_count = bound > 0 && bound <= XMM_CENTRAL_CARVERS ? bound : 0;
     central_nodes = xmm_metadata_alloc(bytes, XMM_CACHE_LINE);
     if (!central_nodes)
         return -1;
     for (int node = 0; node < xmm_nodes; node++) {
         struct central_node *central = &central_nodes[node];
         xmm_stack_init(&central->free_batches);
+        if (carver_count) {
+            central->carvers = xmm_metadata_alloc(sizeof(struct carver_row) *
+                                                      (size_t)carver_count, XMM_CACHE_LINE);
+            if (!central->carvers)
+                return -1;
+        }
         for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
             struct central_class *lists = &central->classes[size_class];
             const struct xmm_size_class *info = &xmm_size_classes[size_class];
@@ -407,11 +433,76 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
     return taken;
 }
 
-/* A fresh span for the class from the page heap, already CLAIMED. */
-static struct xmm_span *new_span(int node, unsigned size_class)
+/* ---- carver runs -------------------------------------------------------------- */
+
+/* A carver's new spans (of classes whose spans it keeps) are cut one after
+ * another from a run of this many pages of its own, taken from the page
+ * heap as one span: the blocks of two CPUs then lie in separate runs of at
+ * least this much memory, instead of alternating span by span (8 KiB) as
+ * two CPUs' requests to the page heap do. */
+#define XMM_CARVER_RUN_BYTES ((size_t)256 << 10)
+#define XMM_CARVER_RUN_PAGES (XMM_CARVER_RUN_BYTES >> XMM_PAGE_SHIFT)
+
+/* Counts `bytes` of `run` into (or, negative, out of) its node's run
+ * bytes: pages a run holds are free pages out of the page heap, resident
+ * ones too if the run came from resident pages (statistics). */
+static void count_run_bytes(const struct xmm_span *run, int64_t bytes)
+{
+    struct central_node *central = &central_nodes[run->node];
+    __atomic_fetch_add(&central->run_bytes, bytes, __ATOMIC_RELAXED);
+    if (run->dirty != XMM_PAGES_CLEAN)
+        __atomic_fetch_add(&central->run_resident_bytes, bytes, __ATOMIC_RELAXED);
+}
+
+/* Gives a run's pages not cut yet back to the page heap, as they were:
+ * nothing wrote them. */
+static void release_run(struct xmm_span *run)
+{
+    count_run_bytes(run, -(int64_t)xmm_span_bytes(run));
+    xmm_page_heap_free_unwritten(run);
+}
+
+/* `pages` for a new span of a class whose spans `row`'s carver keeps: cut
+ * from the front of its run (a new run when the old one is too short; its
+ * rest goes back). Any thread may hold the carver: the run is taken from
+ * the row by atomic exchange, and put back if the row is still empty. */
+static struct xmm_span *pages_from_run(int node, struct carver_row *row, size_t pages)
+{
+    struct xmm_span *run = __atomic_exchange_n(&row->run, NULL, __ATOMIC_ACQUIRE);
+    if (run && run->pages < pages) {
+        release_run(run);
+        run = NULL;
+    }
+    if (!run) {
+        run = xmm_central_alloc_pages(node, XMM_CARVER_RUN_PAGES, 0);
+        if (!run)
+            return xmm_central_alloc_pages(node, pages, 0);
+        __atomic_store_n(&run->kind, XMM_SPAN_RUN, __ATOMIC_RELEASE);
+        count_run_bytes(run, (int64_t)xmm_span_bytes(run));
+    }
+    struct xmm_span *span;
+    if (run->pages == pages) {
+        span = run;
+        run = NULL;
+    } else {
+        span = xmm_page_heap_cut_front(run, pages);
+    }
+    if (span)
+        count_run_bytes(span, -(int64_t)xmm_span_bytes(span));
+    struct xmm_span *none = NULL;
+    if (run && !__atomic_compare_exchange_n(&row->run, &none, run, false, __ATOMIC_RELEASE,
+                                            __ATOMIC_RELAXED))
+        release_run(run);
+    return span ? span : xmm_central_alloc_pages(node, pages, 0);
+}
+
+/* A fresh span for the class from the page heap, already CLAIMED: from
+ * the run of `row`'s carver if there is one. */
+static struct xmm_span *new_span(int node, unsigned size_class, struct carver_row *row)
 {
     const struct xmm_size_class *info = &xmm_size_classes[size_class];
-    struct xmm_span *span = xmm_central_alloc_pages(node, info->span_pages, 0);
+    struct xmm_span *span = row ? pages_from_run(node, row, info->span_pages)
+                                : xmm_central_alloc_pages(node, info->span_pages, 0);
     if (!span)
         return NULL;
     span->size_class = (uint8_t)size_class;
@@ -453,7 +544,65 @@ static unsigned refill_from_batch(struct central_node *central, struct central_c
     return count;
 }
 
-unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned wanted)
+/* Spans up to this long are kept by their carver (xmm_central_refill),
+ * and cut from its run: what a CPU may keep is then at most this much per
+ * class, besides its run. */
+#define XMM_KEPT_SPAN_MAX_BYTES ((size_t)64 << 10)
+_Static_assert(XMM_KEPT_SPAN_MAX_BYTES * 2 <= XMM_CARVER_RUN_BYTES,
+               "a run holds at least two of the spans cut from it");
+
+/* `carver`'s row on `central`, or NULL when there is no carver or the
+ * class's spans are not kept. */
+static struct carver_row *carver_row_of(struct central_node *central, unsigned size_class,
+                                        int carver)
+{
+    if (carver < 0 || carver >= carver_count ||
+        ((size_t)xmm_size_classes[size_class].span_pages << XMM_PAGE_SHIFT) >
+            XMM_KEPT_SPAN_MAX_BYTES)
+        return NULL;
+    int used = __atomic_load_n(&central->carvers_used, __ATOMIC_RELAXED);
+    while (carver >= used &&
+           !__atomic_compare_exchange_n(&central->carvers_used, &used, carver + 1, true,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+    return &central->carvers[carver];
+}
+
+/* After a refill took what it wanted from `span`: kept in `slot` while it
+ * has objects to give (and the slot is empty: another thread with the same
+ * carver may have filled it meanwhile), else let go. */
+static void keep_or_unclaim(struct xmm_span **slot, struct xmm_span *span)
+{
+    struct xmm_span *empty = NULL;
+    if (slot && has_free_objects(span) &&
+        __atomic_compare_exchange_n(slot, &empty, span, false, __ATOMIC_RELEASE,
+                                    __ATOMIC_RELAXED))
+        return;
+    unclaim(span);
+}
+
+/* The next span to cut from: the carver's kept one (taken out of its slot:
+ * this thread is its claimant now), a listed one, or a new one (from the
+ * carver's run). NULL when the kernel refuses memory. */
+static struct xmm_span *span_to_cut(struct central_class *lists, struct carver_row *row,
+                                    struct xmm_span **slot, int node, unsigned size_class)
+{
+    if (slot) {
+        struct xmm_span *kept = __atomic_exchange_n(slot, NULL, __ATOMIC_ACQUIRE);
+        if (kept)
+            return kept;
+    }
+    ck_stack_entry_t *entry = xmm_stack_pop(&lists->spans);
+    if (entry) {
+        struct xmm_span *span = xmm_span_of_entry(entry);
+        claim(span);
+        return span;
+    }
+    return new_span(node, size_class, row);
+}
+
+unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned wanted,
+                            int carver)
 {
     struct central_node *central = &central_nodes[node];
     struct central_class *lists = &central->classes[size_class];
@@ -466,23 +615,39 @@ unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned 
     }
     if (!__atomic_load_n(&lists->refilled, __ATOMIC_RELAXED))
         __atomic_store_n(&lists->refilled, 1, __ATOMIC_RELAXED);
+    struct carver_row *row = carver_row_of(central, size_class, carver);
+    struct xmm_span **slot = row ? &row->kept[size_class] : NULL;
     unsigned got = 0;
     while (got < wanted) {
-        ck_stack_entry_t *entry = xmm_stack_pop(&lists->spans);
-        struct xmm_span *span;
-        if (entry) {
-            span = xmm_span_of_entry(entry);
-            claim(span);
-        } else {
-            span = new_span(node, size_class);
-            if (!span)
-                break;
-        }
+        struct xmm_span *span = span_to_cut(lists, row, slot, node, size_class);
+        if (!span)
+            break;
         got += take_objects(span, out + got, wanted - got);
-        unclaim(span);
+        keep_or_unclaim(slot, span);
     }
     __atomic_fetch_add(&lists->objects_out, got, __ATOMIC_RELAXED);
     return got;
+}
+
+/* Lets go of every span the carvers keep on `central`, listed again where
+ * sweeps and other CPUs find them, and gives their runs back. */
+static void release_carvers(struct central_node *central)
+{
+    int used = __atomic_load_n(&central->carvers_used, __ATOMIC_RELAXED);
+    for (int carver = 0; carver < used; carver++) {
+        struct carver_row *row = &central->carvers[carver];
+        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+            if (!__atomic_load_n(&row->kept[size_class], __ATOMIC_RELAXED))
+                continue;
+            struct xmm_span *kept = __atomic_exchange_n(&row->kept[size_class], NULL,
+                                                        __ATOMIC_ACQUIRE);
+            if (kept)
+                unclaim(kept);
+        }
+        struct xmm_span *run = __atomic_exchange_n(&row->run, NULL, __ATOMIC_ACQUIRE);
+        if (run)
+            release_run(run);
+    }
 }
 
 static struct transfer_batch *batch_descriptor(struct central_node *central)
@@ -711,6 +876,7 @@ size_t xmm_central_release_all(void)
     size_t purged = 0;
     for (int node = 0; node < xmm_nodes; node++) {
         struct central_node *central = &central_nodes[node];
+        release_carvers(central);
         for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
             flush_batches(central, &central->classes[size_class]);
             sweep_spans(&central->classes[size_class], SWEEP_ALL | SWEEP_PURGE, &purged);
@@ -800,6 +966,10 @@ void xmm_central_stats(int node, struct xmm_central_stats *stats)
     stats->spans_created = __atomic_load_n(&central->spans_created, __ATOMIC_RELAXED);
     stats->spans_released = __atomic_load_n(&central->spans_released, __ATOMIC_RELAXED);
     stats->span_bytes = __atomic_load_n(&central->span_bytes, __ATOMIC_RELAXED);
+    int64_t run_bytes = __atomic_load_n(&central->run_bytes, __ATOMIC_RELAXED);
+    stats->run_bytes = run_bytes > 0 ? (uint64_t)run_bytes : 0;
+    int64_t resident = __atomic_load_n(&central->run_resident_bytes, __ATOMIC_RELAXED);
+    stats->run_resident_bytes = resident > 0 ? (uint64_t)resident : 0;
     stats->batches_cached = 0;
     stats->objects_in_batches_bytes = 0;
     stats->small_out_bytes = 0;

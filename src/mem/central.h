@@ -14,10 +14,26 @@
 /* Creates every node's central lists. 0 or -1. */
 int xmm_central_init(void);
 
+/* Caches that carve spans of their own (xmm_central_refill's `carver`):
+ * the per-CPU caches, one per slab index, below the platform's CPU index
+ * bound and at most this many. */
+#define XMM_CENTRAL_CARVERS 1024
+#define XMM_CENTRAL_NO_CARVER (-1)
+
 /* Fills `out` with up to `wanted` (<= XMM_MAX_BATCH) objects of
  * `size_class` from `node`. Returns how many; 0 only when the kernel
- * refuses memory. Lock-free except when a new span is needed. */
-unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned wanted);
+ * refuses memory. Lock-free except when a new span is needed.
+ *
+ * `carver` (0 .. XMM_CENTRAL_CARVERS-1, or XMM_CENTRAL_NO_CARVER) names
+ * the calling cache. Objects that do not come as a ready batch then come
+ * from the span this carver last cut from, which it keeps for its next
+ * refill while it has free objects (classes of spans up to 64 KiB): a
+ * span's objects go to one CPU, not a batch to each CPU in turn. Two CPUs
+ * whose blocks alternate within a few KiB of memory slow each other down
+ * (bench/analysis.md, "batch1000 at 8-64 B, two threads"). Any thread may
+ * pass any carver: a kept span is taken by atomic exchange. */
+unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned wanted,
+                            int carver);
 
 /* Takes back `count` (<= XMM_MAX_BATCH) free objects of `size_class`, all
  * of home node `node`. Lock-free. */
@@ -27,7 +43,8 @@ void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsi
  * (the object must be a live small block's, now free). */
 void xmm_central_return_object(void *object);
 
-/* Moves every transfer batch back to its spans, gives spans with no
+/* Moves every span a carver keeps (xmm_central_refill) back to the
+ * class's set, every transfer batch back to its spans, gives spans with no
  * object in use back to the page heap, and purges the pages inside the
  * free objects of the spans that stay (all but the page of each object's
  * first word; classes above one kernel page). For malloc_trim and
@@ -60,6 +77,8 @@ struct xmm_central_stats {
     uint64_t objects_in_batches_bytes;
     uint64_t span_bytes;         /* bytes of spans of small objects */
     uint64_t small_out_bytes;    /* objects held by front ends and the program */
+    uint64_t run_bytes;          /* carver runs' pages not cut into spans yet */
+    uint64_t run_resident_bytes; /* of which may be resident: free, unpurged */
 };
 void xmm_central_stats(int node, struct xmm_central_stats *stats);
 

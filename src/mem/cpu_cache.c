@@ -35,6 +35,7 @@
  * CPU count without sysfs means the bound is the kernel's NR_CPUS, not its
  * CPUs, and the process uses per-thread caches. */
 #define XMM_MAX_SLABS 1024
+_Static_assert(XMM_MAX_SLABS <= XMM_CENTRAL_CARVERS, "each slab index is a carver");
 
 #if XMM_PER_CPU_CACHES
 
@@ -493,8 +494,9 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
     void *area = xmm_thread.rseq_area;
     int node = slab_node_now(area);
     void *objects[XMM_MAX_BATCH];
+    int carver = (int)__atomic_load_n(index_of(area), __ATOMIC_RELAXED);
     uint32_t count = xmm_central_refill(node, size_class, objects,
-                                        xmm_size_classes[size_class].batch);
+                                        xmm_size_classes[size_class].batch, carver);
     if (!count)
         return NULL;
     claim_pages(area, size_class, objects, count);

@@ -281,7 +281,7 @@ static void *alloc_without_cache(unsigned size_class)
 {
     void *object;
     int node = xmm_node_of_cpu(xmm_os_current_cpu());
-    if (!xmm_central_refill(node, size_class, &object, 1))
+    if (!xmm_central_refill(node, size_class, &object, 1, XMM_CENTRAL_NO_CARVER))
         return NULL;
     __atomic_fetch_add(&slow_counts.allocations[size_class], 1, __ATOMIC_RELAXED);
     return object;
@@ -307,7 +307,7 @@ void *xmm_thread_cache_alloc_slow(unsigned size_class)
         return alloc_without_cache(size_class); /* an object is beyond the budget */
     if (wanted > bin->capacity)
         wanted = bin->capacity;
-    uint32_t got = xmm_central_refill(node, size_class, bin->slots, wanted);
+    uint32_t got = xmm_central_refill(node, size_class, bin->slots, wanted, XMM_CENTRAL_NO_CARVER);
     if (!got)
         return NULL;
     bin->count = got;

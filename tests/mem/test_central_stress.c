@@ -1,9 +1,11 @@
 /* The central layer under oversubscription: 8x more threads than cores
  * refill and drain the same size classes for seconds, through full
- * transfer batches, partial drains and single returns to spans. Every
+ * transfer batches, partial drains and single returns to spans. Threads
+ * refill as one of three carvers (so two or more hold one carver at once,
+ * taking its kept span and run from each other) or as none. Every
  * object's ownership is tracked in a side table: an object handed to two
  * threads at once, or lost, fails the test. At the end every span must go
- * back to the page heap. */
+ * back to the page heap, and every carver's run. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -59,7 +61,8 @@ static void *worker(void *argument)
         unsigned batch = xmm_size_classes[size_class].batch;
         void *objects[XMM_MAX_BATCH];
         unsigned wanted = (seed >> 8) % 4 == 0 ? 1 + (seed >> 20) % batch : batch;
-        unsigned got = xmm_central_refill(0, size_class, objects, wanted);
+        int carver = thread % 4 == 0 ? XMM_CENTRAL_NO_CARVER : (int)(thread % 3);
+        unsigned got = xmm_central_refill(0, size_class, objects, wanted, carver);
         for (unsigned i = 0; i < got; i++)
             take_ownership(objects[i], thread, size);
         moved += got;
@@ -134,5 +137,7 @@ int main(int argc, char **argv)
           "spans created %llu, released %llu (lost objects keep spans alive)",
           (unsigned long long)stats.spans_created, (unsigned long long)stats.spans_released);
     CHECK(stats.span_bytes == 0, "span bytes left: %llu", (unsigned long long)stats.span_bytes);
+    CHECK(stats.run_bytes == 0, "carver run bytes left: %llu",
+          (unsigned long long)stats.run_bytes);
     return check_summary("central stress");
 }

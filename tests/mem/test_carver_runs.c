@@ -1,0 +1,272 @@
+/*
+ * test_carver_runs - two CPUs' blocks lie apart (central.c, carver runs
+ * and kept spans), and malloc_trim gives back what the carvers keep.
+ *
+ *   apart    two threads pinned to two CPUs allocate 2000 blocks each of
+ *            16, 64, 256 and 1024 bytes, meeting every 8 allocations, so
+ *            that their refills alternate. No 4 KiB page holds blocks of
+ *            both, and in address order the owner changes at most twice
+ *            per 256 KiB run a thread needed (plus slack). Before, a
+ *            refill took one transfer batch from a span and listed it
+ *            again for the other CPU: at 64 bytes the threads' blocks
+ *            alternated every 2 KiB (hundreds of changes), and new spans
+ *            alternated between the CPUs span by span (8 KiB). Blocks
+ *            that close slow both CPUs down (bench/analysis.md, "batch1000
+ *            at 8-64 B, two threads").
+ *   trim     the same threads free everything, then malloc_trim(0): the
+ *            spans the carvers kept and their runs go back, so the
+ *            central layer holds no more free bytes than before the case
+ *            and no more stays committed (a kept span holds free objects;
+ *            a run, pages).
+ *   stress   4 threads (more than this machine's cores, so preempted in
+ *            refills, and two may hold one carver), unpinned, cycle blocks
+ *            of 16 B - 4 KiB with a tag in each, while the main thread
+ *            trims every millisecond (kept spans and runs taken from
+ *            under refills): no block is handed out twice or changed
+ *            under its owner.
+ *
+ * Skipped (77) without per-CPU caches or with fewer than two CPUs.
+ */
+#include <malloc.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "check.h"
+#include "xmm.h"
+
+#define BLOCKS 2000
+#define MEET_EVERY 8
+#define RUN_BYTES (256u << 10)
+#define PAGE 4096u
+
+static const size_t sizes[] = {16, 64, 256, 1024};
+#define SIZE_COUNT (sizeof sizes / sizeof sizes[0])
+
+static void *blocks[2][SIZE_COUNT][BLOCKS];
+static int cpus[2];
+
+static struct xmm_stats snapshot(void)
+{
+    struct xmm_stats stats = {.version = XMM_STATS_VERSION};
+    CHECKQ(xmm_stats_get(&stats) == 0, "xmm_stats_get");
+    return stats;
+}
+
+/* Two threads meet without sleeping: a thread that sleeps may come back
+ * with another CPU's cache. */
+static unsigned arrived;
+
+static void meet(unsigned *generation)
+{
+    unsigned target = (*generation += 2);
+    __atomic_fetch_add(&arrived, 1, __ATOMIC_ACQ_REL);
+    while (__atomic_load_n(&arrived, __ATOMIC_ACQUIRE) < target)
+        __builtin_ia32_pause();
+}
+
+static void pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    CHECKQ(sched_setaffinity(0, sizeof set, &set) == 0, "pinned to CPU %d", cpu);
+}
+
+static void *allocate_all(void *argument)
+{
+    int id = (int)(intptr_t)argument;
+    pin(cpus[id]);
+    unsigned generation = 0;
+    for (size_t s = 0; s < SIZE_COUNT; s++)
+        for (int i = 0; i < BLOCKS; i++) {
+            if (i % MEET_EVERY == 0)
+                meet(&generation);
+            blocks[id][s][i] = malloc(sizes[s]);
+            CHECKQ(blocks[id][s][i] != NULL, "malloc(%zu)", sizes[s]);
+            memset(blocks[id][s][i], 0x5a, sizes[s]);
+        }
+    return NULL;
+}
+
+static void *free_all(void *argument)
+{
+    int id = (int)(intptr_t)argument;
+    pin(cpus[id]);
+    for (size_t s = 0; s < SIZE_COUNT; s++)
+        for (int i = 0; i < BLOCKS; i++)
+            free(blocks[id][s][i]);
+    return NULL;
+}
+
+static void run_both(void *(*work)(void *))
+{
+    pthread_t threads[2];
+    for (intptr_t id = 0; id < 2; id++)
+        CHECKQ(pthread_create(&threads[id], NULL, work, (void *)id) == 0, "pthread_create");
+    for (int id = 0; id < 2; id++)
+        pthread_join(threads[id], NULL);
+}
+
+struct owned {
+    uintptr_t address;
+    int owner;
+};
+
+static int by_address(const void *a, const void *b)
+{
+    uintptr_t x = ((const struct owned *)a)->address, y = ((const struct owned *)b)->address;
+    return x < y ? -1 : x > y;
+}
+
+static struct owned all[2 * BLOCKS];
+
+static void check_apart(size_t s)
+{
+    for (int id = 0; id < 2; id++)
+        for (int i = 0; i < BLOCKS; i++)
+            all[id * BLOCKS + i] = (struct owned){(uintptr_t)blocks[id][s][i], id};
+    qsort(all, 2 * BLOCKS, sizeof all[0], by_address);
+    int changes = 0, shared_pages = 0;
+    for (int i = 1; i < 2 * BLOCKS; i++) {
+        if (all[i].owner == all[i - 1].owner)
+            continue;
+        changes++;
+        /* The last byte of the lower block and the first of the higher. */
+        if ((all[i - 1].address + sizes[s] - 1) / PAGE == all[i].address / PAGE)
+            shared_pages++;
+    }
+    /* Each thread's blocks fill this many runs at most (a run also serves
+     * the other classes); the owner changes at most at both ends of each. */
+    int runs = (int)((BLOCKS * sizes[s] + RUN_BYTES - 1) / RUN_BYTES) + 1;
+    CHECK(shared_pages == 0, "%zu-byte blocks: no 4 KiB page holds both CPUs' blocks (%d do)",
+          sizes[s], shared_pages);
+    CHECK(changes <= 4 * runs, "%zu-byte blocks: the owner changes %d times in address order "
+          "(at most %d)", sizes[s], changes, 4 * runs);
+}
+
+static void *nothing(void *argument)
+{
+    return argument;
+}
+
+static void apart_and_trim_case(void)
+{
+    /* The baseline: what start-up and a first pair of threads (glibc
+     * keeps their stacks and what it allocated for them) and stdout's
+     * buffer left. */
+    run_both(nothing);
+    NOTE("two threads on CPUs %d and %d", cpus[0], cpus[1]); /* stdout's buffer */
+    malloc_trim(0);
+    struct xmm_stats before = snapshot();
+    run_both(allocate_all);
+    for (size_t s = 0; s < SIZE_COUNT; s++)
+        check_apart(s);
+    run_both(free_all);
+    malloc_trim(0);
+    struct xmm_stats after = snapshot();
+    CHECK(after.bytes_central <= before.bytes_central,
+          "after malloc_trim the central layer holds no more free bytes than before the case "
+          "(%llu, before %llu): kept spans were let go",
+          (unsigned long long)after.bytes_central, (unsigned long long)before.bytes_central);
+    CHECK(after.bytes_committed <= before.bytes_committed,
+          "after malloc_trim no more is committed than before the case (%llu, before %llu): "
+          "runs went back",
+          (unsigned long long)after.bytes_committed, (unsigned long long)before.bytes_committed);
+}
+
+/* ---- stress ------------------------------------------------------------------ */
+
+#define STRESS_THREADS 4
+#define STRESS_SLOTS 256
+#define STRESS_MS 3000
+
+static bool stop;
+
+static void *churn(void *argument)
+{
+    unsigned long long state = 0x9e3779b97f4a7c15ull * ((uintptr_t)argument + 1);
+    uint64_t *slot[STRESS_SLOTS] = {0};
+    size_t length[STRESS_SLOTS] = {0};
+    uint64_t tag = (uintptr_t)argument << 56;
+    while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
+        unsigned i = (unsigned)(next_random(&state) % STRESS_SLOTS);
+        if (slot[i]) {
+            bool intact = true;
+            for (size_t w = 0; w < length[i] / 8; w++)
+                intact &= slot[i][w] == (tag | ((uintptr_t)slot[i] + w));
+            CHECKQ(intact, "a %zu-byte block kept its tag until its free", length[i]);
+            free(slot[i]);
+        }
+        length[i] = (size_t)16 << (next_random(&state) % 9); /* 16 B - 4 KiB */
+        slot[i] = malloc(length[i]);
+        CHECKQ(slot[i] != NULL, "malloc(%zu)", length[i]);
+        for (size_t w = 0; w < length[i] / 8; w++)
+            slot[i][w] = tag | ((uintptr_t)slot[i] + w);
+    }
+    for (unsigned i = 0; i < STRESS_SLOTS; i++)
+        free(slot[i]);
+    return NULL;
+}
+
+static void stress_case(void)
+{
+    pthread_t threads[STRESS_THREADS];
+    for (intptr_t t = 0; t < STRESS_THREADS; t++)
+        CHECKQ(pthread_create(&threads[t], NULL, churn, (void *)t) == 0, "pthread_create");
+    struct timespec millisecond = {0, 1000 * 1000};
+    for (int ms = 0; ms < STRESS_MS; ms++) {
+        nanosleep(&millisecond, NULL);
+        malloc_trim(0);
+    }
+    __atomic_store_n(&stop, true, __ATOMIC_RELAXED);
+    for (int t = 0; t < STRESS_THREADS; t++)
+        pthread_join(threads[t], NULL);
+    CHECK(true, "%d threads churned blocks of 16 B - 4 KiB under malloc_trim for %d ms",
+          STRESS_THREADS, STRESS_MS);
+}
+
+/* The first two CPUs this process may run on; false if it has fewer. */
+static bool two_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return false;
+    int found = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && found < 2; cpu++)
+        if (CPU_ISSET(cpu, &set))
+            cpus[found++] = cpu;
+    return found == 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) {
+        if (!strcmp(argv[1], "apart")) {
+            if (!two_cpus())
+                return 77;
+            apart_and_trim_case();
+        } else if (!strcmp(argv[1], "stress")) {
+            stress_case();
+        }
+        return check_summary(argv[1]);
+    }
+    if (strcmp(snapshot().front_end, "per-cpu") != 0) {
+        NOTE("no per-CPU caches here (%s): skipped", snapshot().front_end);
+        return 77;
+    }
+    if (!two_cpus()) {
+        NOTE("fewer than two CPUs: skipped");
+        return 77;
+    }
+    /* Fresh processes: no other case's spans; long decay and no
+     * background thread, so that only malloc_trim releases. */
+    char *common[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", NULL};
+    CHECK(check_run_self("apart", common) == 0, "apart and trim case");
+    CHECK(check_run_self("stress", common) == 0, "stress case");
+    return check_summary("carver_runs");
+}
