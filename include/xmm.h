@@ -153,8 +153,8 @@ struct xmm_stats {
     uint64_t bytes_purged;       /* total returned with madvise so far */
     uint64_t bytes_cached;       /* free objects in CPU/thread caches */
     uint64_t bytes_central;      /* free objects in central lists and spans */
-    uint64_t bytes_page_heap_free; /* free pages not yet purged (page heap
-                                      and large cache) */
+    uint64_t bytes_page_heap_free; /* free pages not yet purged (page heap,
+                                      large cache, CPUs' carver runs) */
     uint64_t large_allocations;  /* above the largest size class */
     uint64_t cross_node_frees;   /* small blocks freed on a CPU of another
                                     node, sent back to their home node */
