@@ -278,23 +278,35 @@ static struct xmm_chunk *new_chunk(struct page_heap *heap, size_t pages)
 static struct xmm_span *free_neighbour(const struct page_heap *heap, struct xmm_chunk *chunk,
                                        struct xmm_span *span, bool after);
 
+/* Joins `span` (free, clean, off the lists) with its free neighbours that
+ * are clean too: a dirty neighbour stays apart, since the joined span would
+ * count the clean pages as resident. */
+static void join_clean_neighbours(struct page_heap *heap, struct xmm_chunk *chunk,
+                                  struct xmm_span *span)
+{
+    for (int after = 0; after <= 1; after++) {
+        struct xmm_span *neighbour = free_neighbour(heap, chunk, span, after);
+        if (!neighbour || neighbour->dirty != XMM_PAGES_CLEAN)
+            continue;
+        list_remove(heap, neighbour);
+        if (!after)
+            span->start = neighbour->start;
+        span->pages += neighbour->pages;
+        retire_descriptor(heap, neighbour);
+    }
+    xmm_chunk_set_pages(span, true);
+}
+
 /* The granules rotate_interleaved_start left uncut become a free span,
  * joined with the free span after them when that one was never touched
- * either (a dirty neighbour stays apart: the joined span would count the
- * clean pages as resident). */
+ * either. */
 static void list_held_pages(struct page_heap *heap, struct xmm_chunk *chunk)
 {
     char *head = chunk->region.base + ((size_t)XMM_CHUNK_FIRST_PAGE << XMM_PAGE_SHIFT);
     struct xmm_span *held = make_free_span(heap, head, heap->held_pages, XMM_PAGES_CLEAN);
     if (!held)
         return;
-    struct xmm_span *after = free_neighbour(heap, chunk, held, true);
-    if (after && after->dirty == XMM_PAGES_CLEAN) {
-        list_remove(heap, after);
-        held->pages += after->pages;
-        retire_descriptor(heap, after);
-        xmm_chunk_set_pages(held, true);
-    }
+    join_clean_neighbours(heap, chunk, held);
     list_insert(heap, held);
 }
 
@@ -535,29 +547,14 @@ static bool lists_consistent(const struct page_heap *heap)
 
 /* Puts a span that is out of the lists back, joined with its free
  * neighbours. Caller holds the lock. */
-/* Frees clean pages: joined only with clean free neighbours (a dirty one
- * stays apart, as in list_held_pages: the joined span would count the
- * clean pages as resident). */
+/* Frees clean pages, joined only with clean free neighbours. */
 static void free_clean_locked(struct page_heap *heap, struct xmm_chunk *chunk,
                               struct xmm_span *span, uint64_t now)
 {
     __atomic_store_n(&span->kind, XMM_SPAN_FREE, __ATOMIC_RELEASE);
     span->size_class = 0;
     span->freed_at_ns = now;
-    struct xmm_span *before = free_neighbour(heap, chunk, span, false);
-    if (before && before->dirty == XMM_PAGES_CLEAN) {
-        list_remove(heap, before);
-        span->start = before->start;
-        span->pages += before->pages;
-        retire_descriptor(heap, before);
-    }
-    struct xmm_span *after = free_neighbour(heap, chunk, span, true);
-    if (after && after->dirty == XMM_PAGES_CLEAN) {
-        list_remove(heap, after);
-        span->pages += after->pages;
-        retire_descriptor(heap, after);
-    }
-    xmm_chunk_set_pages(span, true);
+    join_clean_neighbours(heap, chunk, span);
     list_insert(heap, span);
     xmm_assert_expensive(lists_consistent(heap));
 }
