@@ -91,6 +91,7 @@ static void heap_unlock(struct page_heap *heap)
         uint64_t now = xmm_os_now_ns();
         while (span) {
             struct xmm_span *next = span->next;
+            span->next = NULL; /* free_locked lists it */
             free_locked(heap, (struct xmm_chunk *)xmm_region_of(span->start), span, now);
             span = next;
         }
@@ -460,7 +461,18 @@ static size_t purge_for_growth(struct page_heap *heap, size_t pages, size_t keep
  * least as many as the RSS grows by: pages that could not serve this
  * request are given back rather than kept beside new ones. Without it:
  * only resident free spans. */
+static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_pages,
+                                        size_t alignment, bool may_grow);
+
 static struct xmm_span *alloc_pages(int node, size_t pages, size_t alignment, bool may_grow)
+{
+    return alloc_pages_upto(node, pages, pages, alignment, may_grow);
+}
+
+/* alloc_pages, taking up to `max_pages` (alignment 0 only) of the free span
+ * that serves the request. */
+static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_pages,
+                                        size_t alignment, bool may_grow)
 {
     struct page_heap *heap = &heaps[node];
     size_t slack = alignment > XMM_PAGE_SIZE ? (alignment >> XMM_PAGE_SHIFT) - 1 : 0;
@@ -481,6 +493,8 @@ static struct xmm_span *alloc_pages(int node, size_t pages, size_t alignment, bo
     }
     if (span) {
         size_t offset = slack ? pages_to_alignment(span, alignment) : 0;
+        if (!slack && max_pages > pages)
+            pages = span->pages < max_pages ? span->pages : max_pages;
         trim_span(heap, span, offset, pages);
         /* In use; the caller refines it. */
         __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELEASE);
@@ -497,6 +511,11 @@ static struct xmm_span *alloc_pages(int node, size_t pages, size_t alignment, bo
 struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignment)
 {
     return alloc_pages(node, pages, alignment, true);
+}
+
+struct xmm_span *xmm_page_heap_alloc_resident_upto(int node, size_t pages, size_t max_pages)
+{
+    return alloc_pages_upto(node, pages, max_pages, 0, false);
 }
 
 struct xmm_span *xmm_page_heap_alloc_resident(int node, size_t pages, size_t alignment)
@@ -545,9 +564,8 @@ static bool lists_consistent(const struct page_heap *heap)
 }
 #endif
 
-/* Puts a span that is out of the lists back, joined with its free
- * neighbours. Caller holds the lock. */
-/* Frees clean pages, joined only with clean free neighbours. */
+/* Frees pages nobody wrote (a carver run's rest), joined only with clean
+ * free neighbours. Caller holds the lock. */
 static void free_clean_locked(struct page_heap *heap, struct xmm_chunk *chunk,
                               struct xmm_span *span, uint64_t now)
 {
@@ -559,6 +577,8 @@ static void free_clean_locked(struct page_heap *heap, struct xmm_chunk *chunk,
     xmm_assert_expensive(lists_consistent(heap));
 }
 
+/* Puts a span that is out of the lists back, joined with its free
+ * neighbours. Caller holds the lock. */
 static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct xmm_span *span,
                         uint64_t now)
 {
@@ -741,11 +761,15 @@ void xmm_page_heap_free_unwritten(struct xmm_span *span)
         return;
     }
     /* Dirty pages, or a signal handler inside the lock: an ordinary free
-     * (deferred to the lock's holder if need be). */
-    __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELAXED);
-    bool freed = xmm_page_heap_free(span);
-    xmm_assert(freed);
-    (void)freed;
+     * (deferred to the lock's holder if need be), claimed straight from
+     * RUN, so that a stray free() of the span's start never sees a large
+     * block in between. */
+    uint8_t run = XMM_SPAN_RUN;
+    bool claimed = __atomic_compare_exchange_n(&span->kind, &run, XMM_SPAN_CACHED, false,
+                                               __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    xmm_assert(claimed);
+    (void)claimed;
+    free_and_purge(span);
 }
 
 /* ---- purge ---------------------------------------------------------------------- */

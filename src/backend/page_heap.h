@@ -33,6 +33,11 @@ struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignmen
  * layer's empty spans) before the RSS grows. */
 struct xmm_span *xmm_page_heap_alloc_resident(int node, size_t pages, size_t alignment);
 
+/* Like xmm_page_heap_alloc_resident (no alignment), but takes up to
+ * `max_pages` of the smallest resident free span of at least `pages`: for
+ * a carver run, which then reuses holes shorter than a whole run. */
+struct xmm_span *xmm_page_heap_alloc_resident_upto(int node, size_t pages, size_t max_pages);
+
 /* Purges `node`'s free pages that are still resident, whole spans, oldest
  * first, until at least `bytes` went back (or none is left): before a
  * block is mapped for itself, so that memory freed by one size of blocks
@@ -64,6 +69,9 @@ void xmm_page_heap_free_claimed(struct xmm_span *span);
  * thread inside the node's lock. For the central layer's carver runs: a
  * CPU's small spans cut one after another from pages of its own. */
 struct xmm_span *xmm_page_heap_cut_front(struct xmm_span *run, size_t pages);
+/* Only the run's owner calls it: nothing else writes a run's start and
+ * length (free_neighbour reads them under the lock, after seeing its kind
+ * is not FREE). */
 
 /* Returns `span`, in use and owned by the caller, whose pages nobody
  * wrote since the page heap handed them out: they keep the `dirty` state

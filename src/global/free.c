@@ -92,7 +92,7 @@ static enum block_kind find_block(const void *ptr, struct block *block)
                 return BLOCK_FREED_SMALL;
             return BLOCK_SMALL;
         }
-        if (ptr == span->start && kind != XMM_SPAN_RUN)
+        if (kind != XMM_SPAN_RUN && ptr == span->start)
             return kind == XMM_SPAN_LARGE ? BLOCK_LARGE : BLOCK_FREED_LARGE;
         return BLOCK_INVALID;
     }

@@ -237,13 +237,14 @@ static void write_json(struct xmm_writer *writer, const struct snapshot *snapsho
              "\"small_span_bytes\": %u, \"transfer_batches\": %u, \"transfer_batch_bytes\": %u, "
              "\"page_heap_free_bytes\": %z, \"page_heap_unpurged_bytes\": %z, "
              "\"purged_bytes\": %z, \"large_in_use_bytes\": %z, \"large_cached_bytes\": %z, "
-             "\"large_allocations\": %u, "
+             "\"large_allocations\": %u, \"carver_run_bytes\": %u, "
              "\"reserved_bytes\": %z}",
              node ? ", " : "", node, node == xmm_interleaved_node ? "true" : "false",
              central->spans_created, central->spans_released,
              central->span_bytes, central->batches_cached, central->objects_in_batches_bytes,
              pages->free_bytes, pages->dirty_bytes, pages->purged_total, pages->large_in_use,
-             pages->large_cached, pages->large_count, pages->reserved_bytes);
+             pages->large_cached, pages->large_count, central->run_bytes,
+             pages->reserved_bytes);
     }
     xmm_writer_printf(writer, "], \"cpus\": [");
     bool first_cpu = true;

@@ -65,6 +65,7 @@ struct central_class {
 struct carver_row {
     struct xmm_span *kept[XMM_CLASS_COUNT];
     struct xmm_span *run;
+    uint32_t refilled;             /* a refill used the row since the last upkeep pass */
 } XMM_CACHE_ALIGNED;
 
 struct central_node {
@@ -436,10 +437,10 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
 /* ---- carver runs -------------------------------------------------------------- */
 
 /* A carver's new spans (of classes whose spans it keeps) are cut one after
- * another from a run of this many pages of its own, taken from the page
- * heap as one span: the blocks of two CPUs then lie in separate runs of at
- * least this much memory, instead of alternating span by span (8 KiB) as
- * two CPUs' requests to the page heap do. */
+ * another from a run of its own, taken from the page heap as one span, of
+ * up to this many pages: the blocks of two CPUs then lie in separate runs,
+ * instead of alternating span by span (8 KiB) as two CPUs' requests to the
+ * page heap do. */
 #define XMM_CARVER_RUN_BYTES ((size_t)256 << 10)
 #define XMM_CARVER_RUN_PAGES (XMM_CARVER_RUN_BYTES >> XMM_PAGE_SHIFT)
 
@@ -474,10 +475,21 @@ static struct xmm_span *pages_from_run(int node, struct carver_row *row, size_t 
         run = NULL;
     }
     if (!run) {
-        run = xmm_central_alloc_pages(node, XMM_CARVER_RUN_PAGES, 0);
+        /* A resident free span first, even one shorter than a run: holes
+         * that spans of other classes left are reused, not kept beside
+         * fresh pages. */
+        run = xmm_page_heap_alloc_resident_upto(node, pages, XMM_CARVER_RUN_PAGES);
+        if (!run)
+            run = xmm_central_alloc_pages(node, XMM_CARVER_RUN_PAGES, 0);
         if (!run)
             return xmm_central_alloc_pages(node, pages, 0);
-        __atomic_store_n(&run->kind, XMM_SPAN_RUN, __ATOMIC_RELEASE);
+        /* From LARGE by CAS: a double free of an old large block at this
+         * address may have claimed the span meanwhile; it is that free's
+         * now (reported, or in the heap again). */
+        uint8_t large = XMM_SPAN_LARGE;
+        if (!__atomic_compare_exchange_n(&run->kind, &large, XMM_SPAN_RUN, false,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return xmm_central_alloc_pages(node, pages, 0);
         count_run_bytes(run, (int64_t)xmm_span_bytes(run));
     }
     struct xmm_span *span;
@@ -565,7 +577,10 @@ static struct carver_row *carver_row_of(struct central_node *central, unsigned s
            !__atomic_compare_exchange_n(&central->carvers_used, &used, carver + 1, true,
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
-    return &central->carvers[carver];
+    struct carver_row *row = &central->carvers[carver];
+    if (!__atomic_load_n(&row->refilled, __ATOMIC_RELAXED))
+        __atomic_store_n(&row->refilled, 1, __ATOMIC_RELAXED);
+    return row;
 }
 
 /* After a refill took what it wanted from `span`: kept in `slot` while it
@@ -629,24 +644,35 @@ unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned 
     return got;
 }
 
-/* Lets go of every span the carvers keep on `central`, listed again where
- * sweeps and other CPUs find them, and gives their runs back. */
-static void release_carvers(struct central_node *central)
+/* Lets go of every span `row`'s carver keeps, listed again where sweeps
+ * and other CPUs find them, and gives its run back. */
+static void release_row(struct carver_row *row)
+{
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        if (!__atomic_load_n(&row->kept[size_class], __ATOMIC_RELAXED))
+            continue;
+        struct xmm_span *kept = __atomic_exchange_n(&row->kept[size_class], NULL,
+                                                    __ATOMIC_ACQUIRE);
+        if (kept)
+            unclaim(kept);
+    }
+    struct xmm_span *run = __atomic_exchange_n(&row->run, NULL, __ATOMIC_ACQUIRE);
+    if (run)
+        release_run(run);
+}
+
+/* Releases the rows of every carver (`idle_only`: of those that did not
+ * refill since the last call, so that a CPU gone quiet does not keep its
+ * spans and run past the decay period). */
+static void release_carvers(struct central_node *central, bool idle_only)
 {
     int used = __atomic_load_n(&central->carvers_used, __ATOMIC_RELAXED);
     for (int carver = 0; carver < used; carver++) {
         struct carver_row *row = &central->carvers[carver];
-        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
-            if (!__atomic_load_n(&row->kept[size_class], __ATOMIC_RELAXED))
-                continue;
-            struct xmm_span *kept = __atomic_exchange_n(&row->kept[size_class], NULL,
-                                                        __ATOMIC_ACQUIRE);
-            if (kept)
-                unclaim(kept);
-        }
-        struct xmm_span *run = __atomic_exchange_n(&row->run, NULL, __ATOMIC_ACQUIRE);
-        if (run)
-            release_run(run);
+        bool refilled = idle_only && __atomic_load_n(&row->refilled, __ATOMIC_RELAXED) &&
+                        __atomic_exchange_n(&row->refilled, 0, __ATOMIC_RELAXED);
+        if (!refilled)
+            release_row(row);
     }
 }
 
@@ -871,12 +897,18 @@ static size_t sweep_if_due(struct central_class *lists, int64_t empty, size_t sp
     return sweep_exclusive(lists);
 }
 
+void xmm_central_release_carvers(bool idle_only)
+{
+    for (int node = 0; node < xmm_nodes; node++)
+        release_carvers(&central_nodes[node], idle_only);
+}
+
 size_t xmm_central_release_all(void)
 {
     size_t purged = 0;
     for (int node = 0; node < xmm_nodes; node++) {
         struct central_node *central = &central_nodes[node];
-        release_carvers(central);
+        release_carvers(central, false);
         for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
             flush_batches(central, &central->classes[size_class]);
             sweep_spans(&central->classes[size_class], SWEEP_ALL | SWEEP_PURGE, &purged);
@@ -903,6 +935,7 @@ void xmm_central_maintain(int node, uint64_t now_ns)
     if (!xmm_turn_due(&central->last_maintenance_ns, now_ns,
                       xmm_upkeep_period_ns()))
         return;
+    release_carvers(central, true);
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         struct central_class *lists = &central->classes[size_class];
         flush_idle_batches(central, lists, true);
@@ -966,10 +999,11 @@ void xmm_central_stats(int node, struct xmm_central_stats *stats)
     stats->spans_created = __atomic_load_n(&central->spans_created, __ATOMIC_RELAXED);
     stats->spans_released = __atomic_load_n(&central->spans_released, __ATOMIC_RELAXED);
     stats->span_bytes = __atomic_load_n(&central->span_bytes, __ATOMIC_RELAXED);
-    int64_t run_bytes = __atomic_load_n(&central->run_bytes, __ATOMIC_RELAXED);
-    stats->run_bytes = run_bytes > 0 ? (uint64_t)run_bytes : 0;
-    int64_t resident = __atomic_load_n(&central->run_resident_bytes, __ATOMIC_RELAXED);
-    stats->run_resident_bytes = resident > 0 ? (uint64_t)resident : 0;
+    /* Never below zero: a run's pages are counted in before any is
+     * counted out (a negative count is a bug, and shows as one). */
+    stats->run_bytes = (uint64_t)__atomic_load_n(&central->run_bytes, __ATOMIC_RELAXED);
+    stats->run_resident_bytes =
+        (uint64_t)__atomic_load_n(&central->run_resident_bytes, __ATOMIC_RELAXED);
     stats->batches_cached = 0;
     stats->objects_in_batches_bytes = 0;
     stats->small_out_bytes = 0;

@@ -51,6 +51,12 @@ void xmm_central_return_object(void *object);
  * xmm_release_memory. Returns the bytes purged inside spans. */
 size_t xmm_central_release_all(void);
 
+/* Lets go of every span the carvers keep and gives their runs back, on
+ * every node (part of xmm_central_release_all); `idle_only`: only those of
+ * carvers that did not refill since the last such call (part of the
+ * upkeep pass). Safe beside refills. */
+void xmm_central_release_carvers(bool idle_only);
+
 /* Periodic upkeep from slow paths: flushes the ready batches nobody took
  * since the last pass, and releases spans found empty. `now_ns`: the
  * caller's read of xmm_os_now_ns(). */

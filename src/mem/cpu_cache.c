@@ -385,12 +385,6 @@ static const uint32_t *index_of(void *area)
 }
 
 
-static int slab_node_now(void *area)
-{
-    uint32_t slab = __atomic_load_n(index_of(area), __ATOMIC_RELAXED);
-    return (int)slab_words((int)slab)[0];
-}
-
 /* Claims the page of a refilled object for cache `owner`: a FRESH page
  * becomes its, another cache's becomes SHARED (arena.h, page owner). The
  * owner is a byte of the page word: the claim changes that byte alone,
@@ -492,9 +486,11 @@ static void grow_capacity(void *area, unsigned bin)
 void *xmm_cpu_cache_alloc_slow(unsigned size_class)
 {
     void *area = xmm_thread.rseq_area;
-    int node = slab_node_now(area);
+    /* One read of the index: the node and the carver of one slab. */
+    uint32_t slab = __atomic_load_n(index_of(area), __ATOMIC_RELAXED);
+    int node = (int)slab_words((int)slab)[0];
+    int carver = (int)slab;
     void *objects[XMM_MAX_BATCH];
-    int carver = (int)__atomic_load_n(index_of(area), __ATOMIC_RELAXED);
     uint32_t count = xmm_central_refill(node, size_class, objects,
                                         xmm_size_classes[size_class].batch, carver);
     if (!count)

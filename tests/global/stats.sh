@@ -24,7 +24,7 @@ top = ["version", "pid", "program", "front_end", "front_end_detail", "node_count
 node = ["node", "interleaved", "spans_created", "spans_released", "small_span_bytes", "transfer_batches",
         "transfer_batch_bytes", "page_heap_free_bytes", "page_heap_unpurged_bytes",
         "purged_bytes", "large_in_use_bytes", "large_cached_bytes", "large_allocations",
-        "reserved_bytes"]
+        "carver_run_bytes", "reserved_bytes"]
 size_class = ["class", "size", "allocations", "frees", "in_use_bytes"]
 missing = [k for k in top if k not in stats]
 missing += ["nodes." + k for k in node if k not in stats["nodes"][0]]

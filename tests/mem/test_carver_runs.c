@@ -15,9 +15,21 @@
  *            at 8-64 B, two threads").
  *   trim     the same threads free everything, then malloc_trim(0): the
  *            spans the carvers kept and their runs go back, so the
- *            central layer holds no more free bytes than before the case
- *            and no more stays committed (a kept span holds free objects;
- *            a run, pages).
+ *            central layer holds no more free bytes than before the case,
+ *            no more stays committed (a kept span holds free objects; a
+ *            run, pages) and the statistics count no run bytes (they did
+ *            after the allocations).
+ *   idle     the same without the trim, with XMM_DECAY_MS=200 and the
+ *            background thread: once the CPUs stop refilling, the upkeep
+ *            pass lets go of what they keep within a second (no run bytes
+ *            left).
+ *   holes    one pinned thread allocates 200,000 blocks of 64 B between
+ *            200,000 of 512 B (their spans alternate), frees the 64 B ones
+ *            (their spans go back: 8 KiB holes between live spans), then
+ *            allocates 400,000 of 48 B: the new spans fill the holes, and
+ *            at most 1 MiB of free pages is left resident beside them.
+ *            Before, a run had to be 256 KiB long, so the holes stayed
+ *            free (12 MiB) while fresh pages were cut.
  *   stress   4 threads (more than this machine's cores, so preempted in
  *            refills, and two may hold one carver), unpinned, cycle blocks
  *            of 16 B - 4 KiB with a tag in each, while the main thread
@@ -34,7 +46,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "xmm.h"
@@ -49,6 +63,28 @@ static const size_t sizes[] = {16, 64, 256, 1024};
 
 static void *blocks[2][SIZE_COUNT][BLOCKS];
 static int cpus[2];
+
+/* The sum of the nodes' carver_run_bytes in the statistics' JSON, read
+ * without calling malloc (stdio would: a refill, a new run). */
+static unsigned long long carver_run_bytes(void)
+{
+    static char json[1 << 16];
+    int fd = memfd_create("xmm-stats", 0);
+    CHECKQ(fd >= 0, "memfd_create");
+    if (fd < 0)
+        return 0;
+    CHECKQ(xmm_stats_print(fd, "json") == 0, "xmm_stats_print");
+    ssize_t length = pread(fd, json, sizeof json - 1, 0);
+    close(fd);
+    json[length > 0 ? length : 0] = '\0';
+    unsigned long long sum = 0;
+    const char *key = "\"carver_run_bytes\": ";
+    int found = 0;
+    for (const char *at = strstr(json, key); at; at = strstr(at + 1, key), found++)
+        sum += strtoull(at + strlen(key), NULL, 10);
+    CHECKQ(found > 0, "the statistics name carver_run_bytes");
+    return sum;
+}
 
 static struct xmm_stats snapshot(void)
 {
@@ -154,7 +190,7 @@ static void *nothing(void *argument)
     return argument;
 }
 
-static void apart_and_trim_case(void)
+static void apart_and_trim_case(bool trim)
 {
     /* The baseline: what start-up and a first pair of threads (glibc
      * keeps their stacks and what it allocated for them) and stdout's
@@ -166,8 +202,21 @@ static void apart_and_trim_case(void)
     run_both(allocate_all);
     for (size_t s = 0; s < SIZE_COUNT; s++)
         check_apart(s);
+    unsigned long long in_runs = carver_run_bytes();
+    CHECK(in_runs > 0, "the carvers' runs hold pages after the allocations (%llu bytes)",
+          in_runs);
     run_both(free_all);
+    if (!trim) {
+        /* Two upkeep passes (every XMM_DECAY_MS/2) after the last refill. */
+        struct timespec pause = {1, 0};
+        nanosleep(&pause, NULL);
+        CHECK(carver_run_bytes() == 0, "a second after the CPUs stopped refilling, their runs "
+              "went back (%llu bytes left)", carver_run_bytes());
+        return;
+    }
     malloc_trim(0);
+    CHECK(carver_run_bytes() == 0, "after malloc_trim no carver run holds pages (%llu bytes)",
+          carver_run_bytes());
     struct xmm_stats after = snapshot();
     CHECK(after.bytes_central <= before.bytes_central,
           "after malloc_trim the central layer holds no more free bytes than before the case "
@@ -177,6 +226,39 @@ static void apart_and_trim_case(void)
           "after malloc_trim no more is committed than before the case (%llu, before %llu): "
           "runs went back",
           (unsigned long long)after.bytes_committed, (unsigned long long)before.bytes_committed);
+}
+
+/* ---- holes ------------------------------------------------------------------- */
+
+#define HOLE_BLOCKS 200000
+
+static void *small_blocks[HOLE_BLOCKS], *between[HOLE_BLOCKS], *refill[2 * HOLE_BLOCKS];
+
+static void holes_case(void)
+{
+    pin(cpus[0]);
+    for (int i = 0; i < HOLE_BLOCKS; i++) {
+        small_blocks[i] = malloc(64);
+        between[i] = malloc(512);
+        CHECKQ(small_blocks[i] && between[i], "malloc");
+        memset(small_blocks[i], 1, 64);
+        memset(between[i], 1, 512);
+    }
+    for (int i = 0; i < HOLE_BLOCKS; i++)
+        free(small_blocks[i]);
+    for (int i = 0; i < 2 * HOLE_BLOCKS; i++) {
+        refill[i] = malloc(48);
+        CHECKQ(refill[i] != NULL, "malloc(48)");
+        memset(refill[i], 1, 48);
+    }
+    struct xmm_stats stats = snapshot();
+    CHECK(stats.bytes_page_heap_free <= (1u << 20),
+          "after 48-byte blocks refilled the memory 64-byte ones left, %llu bytes of free pages "
+          "stay resident (at most 1 MiB)", (unsigned long long)stats.bytes_page_heap_free);
+    for (int i = 0; i < 2 * HOLE_BLOCKS; i++)
+        free(refill[i]);
+    for (int i = 0; i < HOLE_BLOCKS; i++)
+        free(between[i]);
 }
 
 /* ---- stress ------------------------------------------------------------------ */
@@ -246,10 +328,14 @@ static bool two_cpus(void)
 int main(int argc, char **argv)
 {
     if (argc > 1) {
-        if (!strcmp(argv[1], "apart")) {
+        if (!strcmp(argv[1], "apart") || !strcmp(argv[1], "idle")) {
             if (!two_cpus())
                 return 77;
-            apart_and_trim_case();
+            apart_and_trim_case(!strcmp(argv[1], "apart"));
+        } else if (!strcmp(argv[1], "holes")) {
+            if (!two_cpus())
+                return 77;
+            holes_case();
         } else if (!strcmp(argv[1], "stress")) {
             stress_case();
         }
@@ -266,7 +352,10 @@ int main(int argc, char **argv)
     /* Fresh processes: no other case's spans; long decay and no
      * background thread, so that only malloc_trim releases. */
     char *common[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", NULL};
+    char *idle[] = {"XMM_DECAY_MS=200", "XMM_BACKGROUND=1", NULL};
     CHECK(check_run_self("apart", common) == 0, "apart and trim case");
+    CHECK(check_run_self("idle", idle) == 0, "idle case");
+    CHECK(check_run_self("holes", common) == 0, "holes case");
     CHECK(check_run_self("stress", common) == 0, "stress case");
     return check_summary("carver_runs");
 }

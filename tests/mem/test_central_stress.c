@@ -1,8 +1,11 @@
 /* The central layer under oversubscription: 8x more threads than cores
  * refill and drain the same size classes for seconds, through full
  * transfer batches, partial drains and single returns to spans. Threads
- * refill as one of three carvers (so two or more hold one carver at once,
- * taking its kept span and run from each other) or as none. Every
+ * refill as one of two carvers (so several hold one carver at once,
+ * taking its kept span and run from each other) or as none, while the
+ * main thread lets go of every carver's span and run every millisecond
+ * (as malloc_trim does, and in turn of the idle carvers', as the upkeep
+ * pass does). Every
  * object's ownership is tracked in a side table: an object handed to two
  * threads at once, or lost, fails the test. At the end every span must go
  * back to the page heap, and every carver's run. */
@@ -61,7 +64,9 @@ static void *worker(void *argument)
         unsigned batch = xmm_size_classes[size_class].batch;
         void *objects[XMM_MAX_BATCH];
         unsigned wanted = (seed >> 8) % 4 == 0 ? 1 + (seed >> 20) % batch : batch;
-        int carver = thread % 4 == 0 ? XMM_CENTRAL_NO_CARVER : (int)(thread % 3);
+        /* Two carvers (rows follow the CPU index bound: on one CPU,
+         * carver 1 is none). */
+        int carver = thread % 4 == 0 ? XMM_CENTRAL_NO_CARVER : (int)(thread % 2);
         unsigned got = xmm_central_refill(0, size_class, objects, wanted, carver);
         for (unsigned i = 0; i < got; i++)
             take_ownership(objects[i], thread, size);
@@ -112,8 +117,12 @@ int main(int argc, char **argv)
     pthread_t ids[512];
     for (int i = 0; i < threads; i++)
         pthread_create(&ids[i], NULL, worker, (void *)(uintptr_t)(i + 1));
-    struct timespec pause = {(time_t)seconds, (long)((seconds - (long)seconds) * 1e9)};
-    nanosleep(&pause, NULL);
+    struct timespec millisecond = {0, 1000 * 1000};
+    uint64_t deadline = xmm_os_now_ns() + (uint64_t)(seconds * 1e9);
+    for (unsigned pass = 0; xmm_os_now_ns() < deadline; pass++) {
+        nanosleep(&millisecond, NULL);
+        xmm_central_release_carvers(pass & 1); /* as trim, and as the upkeep pass */
+    }
     atomic_store(&stop, 1);
     for (int i = 0; i < threads; i++)
         pthread_join(ids[i], NULL);
