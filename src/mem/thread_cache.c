@@ -45,10 +45,10 @@ int xmm_thread_cache_init(void)
  * the budget is small: what a refill brings and a drain takes) when the
  * bin needs it (a refill of an empty bin, a free into a full one), up to
  * the bin's limit (a sixteenth of XMM_THREAD_CACHE_SIZE in its objects, at
- * most 256). When the budget is spent, bins holding more capacity in bytes
- * give steps back (their objects beyond it drain). The budget is
- * XMM_THREAD_CACHE_SIZE, or less when many threads have caches: all of
- * them share sixteen times that (32 MiB at the default), so a thousand
+ * most THREAD_BIN_MOST). When the budget is spent, bins holding more
+ * capacity in bytes give steps back (their objects beyond it drain). The
+ * budget is XMM_THREAD_CACHE_SIZE, or less when many threads have caches:
+ * all of them share sixteen times that (32 MiB at the default), so a thousand
  * threads do not keep a thousand budgets. So a thread that goes idle
  * keeps at most its budget, however many classes it went through. (With a
  * share per class and a floor of two batches, every class it had touched
@@ -82,12 +82,20 @@ static uint32_t move_count(unsigned size_class, uint64_t budget)
     return by_budget < info->batch ? (uint32_t)by_budget : info->batch;
 }
 
+/* The most objects a bin may be granted. A program that holds a thousand
+ * blocks of a class and frees them in turn (bench/micro's batch1000) cycles
+ * them through the bin instead of through the central layer: with 256 its
+ * refills and drains took two threads on two cores 6-7 times as long a
+ * round as one thread (bench/analysis.md, "batch1000 with four threads on
+ * two cores"). gperftools' lists grow to 8192. */
+#define THREAD_BIN_MOST 2048
+
 static uint32_t bin_limit(unsigned size_class)
 {
     const struct xmm_size_class *info = &xmm_size_classes[size_class];
     size_t by_bytes = xmm_config.thread_cache_bytes / 16 / info->size;
-    if (by_bytes > 256)
-        by_bytes = 256;
+    if (by_bytes > THREAD_BIN_MOST)
+        by_bytes = THREAD_BIN_MOST;
     return by_bytes > info->batch ? (uint32_t)by_bytes : info->batch;
 }
 
@@ -232,7 +240,8 @@ static void drain_bin(struct xmm_thread_cache *cache, unsigned size_class, uint3
         if (batch > count)
             batch = count;
         bin->count -= batch;
-        xmm_central_drain(cache->node, size_class, bin->slots + bin->count, batch);
+        xmm_central_drain(cache->node, size_class, bin->slots + bin->count, batch,
+                          XMM_CENTRAL_NO_CARVER);
         count -= batch;
     }
 }
@@ -335,7 +344,7 @@ void xmm_thread_cache_free_slow(void *object, unsigned size_class, unsigned node
     if (bin->count >= bin->capacity && !grow_bin(cache, size_class)) {
         if (!bin->capacity) { /* an object is beyond the budget: not cached */
             __atomic_fetch_add(&slow_counts.frees[size_class], 1, __ATOMIC_RELAXED);
-            xmm_central_drain(cache->node, size_class, &object, 1);
+            xmm_central_drain(cache->node, size_class, &object, 1, XMM_CENTRAL_NO_CARVER);
             return;
         }
         uint32_t count = move_count(size_class, cache_budget());

@@ -11,9 +11,18 @@
  * classes): 4.7 MiB a thread whatever the variable said, 918 MiB for 200
  * idle threads.
  *
+ * Then the main thread cycles 1000 blocks of 16 bytes (all allocated, then
+ * all freed) 10 times: within the budget, its bin holds them all, so after
+ * the first rounds no round refills from the central layer. Before, a bin
+ * held at most 256 objects, and each round made some 24 refills and 24
+ * drains: two threads doing this on two cores each took 6-7 times as long
+ * a round as one alone (bench/analysis.md, "batch1000 with four threads on
+ * two cores").
+ *
  * Runs itself again with XMM_RSEQ=0 and XMM_THREAD_CACHE_SIZE=256k.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -76,6 +85,28 @@ static double cached_with_idle_workers(int count)
     return (double)stats.bytes_cached;
 }
 
+#define CYCLED 1000
+
+static void cycle_blocks(int rounds)
+{
+    static void *blocks[CYCLED];
+    for (int round = 0; round < rounds; round++) {
+        for (int i = 0; i < CYCLED; i++) {
+            blocks[i] = malloc(16);
+            CHECKQ(blocks[i] != NULL, "malloc(16)");
+        }
+        for (int i = 0; i < CYCLED; i++)
+            free(blocks[i]);
+    }
+}
+
+static uint64_t refills_so_far(void)
+{
+    struct xmm_stats stats = {.version = XMM_STATS_VERSION};
+    CHECKQ(xmm_stats_get(&stats) == 0, "xmm_stats_get");
+    return stats.cache_refills;
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -104,5 +135,12 @@ int main(int argc, char **argv)
     CHECK(many < 64.0 * BUDGET, "64 idle threads: less than 64 whole budgets (%.1f MiB)",
           many / KIB / KIB);
     CHECK(overwritten == 0, "every block kept its bytes (%u overwritten)", overwritten);
+
+    cycle_blocks(3);
+    uint64_t refills = refills_so_far();
+    cycle_blocks(10);
+    refills = refills_so_far() - refills;
+    CHECK(refills == 0, "10 rounds of %d blocks of 16 bytes, after 3: %llu refills (the bin "
+          "holds them all)", CYCLED, (unsigned long long)refills);
     return check_summary("thread cache budget");
 }
