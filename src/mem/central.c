@@ -4,7 +4,10 @@
  * Transfer batches: a drain of exactly one batch of objects is copied into
  * a batch descriptor and pushed on the class's `batches` stack; a refill
  * pops one. That is the common path, two CK stack operations and a copy of
- * at most 32 pointers, with no per-object work.
+ * at most 32 pointers, with no per-object work. A per-CPU cache's drain
+ * pushes onto its carver's own stack of the class instead, while the
+ * carver holds less than 256 KiB in such batches, and its refills pop
+ * that stack first ("own batches", xmm_central_drain).
  *
  * Span sets: objects that do not travel as a full batch go back to their
  * span, onto the span's own free list (a CAS push). A span's `state` word
@@ -46,7 +49,8 @@ struct central_class {
     struct xmm_stack batches;     /* full transfer batches */
     int64_t batch_count;          /* approximate number on `batches` */
     int64_t batch_limit;
-    char pad1[XMM_CACHE_LINE - sizeof(struct xmm_stack) - 2 * sizeof(int64_t)];
+    int64_t own_batch_count;      /* approximate number on the carvers' own stacks */
+    char pad1[XMM_CACHE_LINE - sizeof(struct xmm_stack) - 3 * sizeof(int64_t)];
     struct xmm_stack spans;       /* spans with free objects */
     int64_t empty_listed;         /* listed spans with none in use (see count_empty) */
     int64_t span_count;           /* spans of the class, wherever they are */
@@ -65,13 +69,23 @@ struct central_class {
 struct carver_row {
     struct xmm_span *kept[XMM_CLASS_COUNT];
     struct xmm_span *run;
-    uint32_t refilled;             /* a refill used the row since the last upkeep pass */
+    uint32_t refilled;             /* a refill cut from spans since the last upkeep pass */
+    /* Own batches (xmm_central_drain): per class, the transfer batches
+     * this carver drained, which its refills take first; how many (at
+     * least what the stack holds: counted up before a push, down after a
+     * pop); the fewest it held since the last upkeep pass (its low-water
+     * mark: batches no refill needed, which the pass gives back); and
+     * their bytes, all classes, counted as the numbers are. */
+    int64_t own_bytes;
+    int32_t own_count[XMM_CLASS_COUNT];
+    int32_t own_low[XMM_CLASS_COUNT];
+    struct xmm_stack own_batches[XMM_CLASS_COUNT];
 } XMM_CACHE_ALIGNED;
 
 struct central_node {
     struct central_class classes[XMM_CLASS_COUNT];
     struct carver_row *carvers;    /* carver_count rows */
-    int carvers_used;              /* one past the highest carver that kept a span */
+    int carvers_used;              /* one past the highest carver with a row in use */
     int64_t run_bytes;             /* pages in carver runs, not cut yet */
     int64_t run_resident_bytes;    /* of which may be resident (dirty runs) */
     struct xmm_stack free_batches; /* spare batch descriptors */
@@ -104,6 +118,8 @@ int xmm_central_init(void)
                                                       (size_t)carver_count, XMM_CACHE_LINE);
             if (!central->carvers)
                 return -1;
+            /* Zeroed: every own_batches stack is empty (ck_stack_init
+             * writes zeros), and the rows' pages stay untouched until used. */
         }
         for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
             struct central_class *lists = &central->classes[size_class];
@@ -114,7 +130,10 @@ int xmm_central_init(void)
              * at least 8 batches, before objects go back to their spans:
              * enough for a burst of a few thousand objects to come back
              * as whole batches. Batches nobody takes are flushed to their
-             * spans by the upkeep pass, so this is not memory kept. */
+             * spans by the upkeep pass, so this is not memory kept. The
+             * carvers' own batches are outside this limit (at most 256 KiB
+             * a carver); the upkeep pass moves a class's here once its
+             * carver stops taking them. */
             int64_t batch_bytes = (int64_t)info->batch * info->size;
             int64_t limit = ((int64_t)4 << 20) / batch_bytes;
             lists->batch_limit = limit < 8 ? 8 : limit;
@@ -539,21 +558,61 @@ static struct xmm_span *new_span(int node, unsigned size_class, struct carver_ro
 
 /* ---- refill and drain ------------------------------------------------------------ */
 
-static unsigned refill_from_batch(struct central_node *central, struct central_class *lists,
-                                  void **out, unsigned wanted)
+static size_t batch_bytes(unsigned size_class)
 {
-    ck_stack_entry_t *entry = xmm_stack_pop(&lists->batches);
-    if (!entry)
-        return 0;
-    struct transfer_batch *batch = (struct transfer_batch *)entry;
-    __atomic_fetch_sub(&lists->batch_count, 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&lists->batches_taken, 1, __ATOMIC_RELAXED);
+    return (size_t)xmm_size_classes[size_class].batch * xmm_size_classes[size_class].size;
+}
+
+/* Copies `batch`'s objects to `out` and keeps its descriptor. */
+static unsigned take_batch(struct central_node *central, struct transfer_batch *batch,
+                           void **out, unsigned wanted)
+{
     unsigned count = batch->count;
     xmm_assert(count == wanted);
     for (unsigned i = 0; i < count; i++)
         out[i] = batch->objects[i];
     xmm_stack_push(&central->free_batches, &batch->stack_entry);
     return count;
+}
+
+static unsigned refill_from_batch(struct central_node *central, struct central_class *lists,
+                                  void **out, unsigned wanted)
+{
+    ck_stack_entry_t *entry = xmm_stack_pop(&lists->batches);
+    if (!entry)
+        return 0;
+    __atomic_fetch_sub(&lists->batch_count, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&lists->batches_taken, 1, __ATOMIC_RELAXED);
+    return take_batch(central, (struct transfer_batch *)entry, out, wanted);
+}
+
+/* After a pop of `row`'s own stack of `size_class`: one batch fewer.
+ * Returns how many are left. */
+static int32_t count_own_popped(struct carver_row *row, struct central_class *lists,
+                                unsigned size_class)
+{
+    __atomic_fetch_sub(&row->own_bytes, (int64_t)batch_bytes(size_class), __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&lists->own_batch_count, 1, __ATOMIC_RELAXED);
+    return __atomic_sub_fetch(&row->own_count[size_class], 1, __ATOMIC_RELAXED);
+}
+
+/* A batch `row`'s carver drained, if it has one of the class. */
+static unsigned refill_from_own(struct central_node *central, struct central_class *lists,
+                                struct carver_row *row, unsigned size_class, void **out,
+                                unsigned wanted)
+{
+    struct xmm_stack *own = &row->own_batches[size_class];
+    if (xmm_stack_is_empty(own))
+        return 0;
+    ck_stack_entry_t *entry = xmm_stack_pop(own);
+    if (!entry)
+        return 0;
+    /* A new low-water mark, maybe (not atomic with the count: threads
+     * sharing the carver may leave it a batch off until the next pass). */
+    int32_t left = count_own_popped(row, lists, size_class);
+    if (left < __atomic_load_n(&row->own_low[size_class], __ATOMIC_RELAXED))
+        __atomic_store_n(&row->own_low[size_class], left, __ATOMIC_RELAXED);
+    return take_batch(central, (struct transfer_batch *)entry, out, wanted);
 }
 
 /* Spans up to this long are kept by their carver (xmm_central_refill),
@@ -563,8 +622,9 @@ static unsigned refill_from_batch(struct central_node *central, struct central_c
 _Static_assert(XMM_KEPT_SPAN_MAX_BYTES * 2 <= XMM_CARVER_RUN_BYTES,
                "a run holds at least two of the spans cut from it");
 
-/* `carver`'s row on `central`, or NULL when there is no carver or the
- * class's spans are not kept. */
+/* `carver`'s row on `central` (counted among the rows release_carvers
+ * visits), or NULL when there is no carver or the class's spans are not
+ * kept. */
 static struct carver_row *carver_row_of(struct central_node *central, unsigned size_class,
                                         int carver)
 {
@@ -577,10 +637,7 @@ static struct carver_row *carver_row_of(struct central_node *central, unsigned s
            !__atomic_compare_exchange_n(&central->carvers_used, &used, carver + 1, true,
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
-    struct carver_row *row = &central->carvers[carver];
-    if (!__atomic_load_n(&row->refilled, __ATOMIC_RELAXED))
-        __atomic_store_n(&row->refilled, 1, __ATOMIC_RELAXED);
-    return row;
+    return &central->carvers[carver];
 }
 
 /* After a refill took what it wanted from `span`: kept in `slot` while it
@@ -621,8 +678,11 @@ unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned 
 {
     struct central_node *central = &central_nodes[node];
     struct central_class *lists = &central->classes[size_class];
+    struct carver_row *row = carver_row_of(central, size_class, carver);
     if (wanted == xmm_size_classes[size_class].batch) {
-        unsigned count = refill_from_batch(central, lists, out, wanted);
+        unsigned count = row ? refill_from_own(central, lists, row, size_class, out, wanted) : 0;
+        if (!count)
+            count = refill_from_batch(central, lists, out, wanted);
         if (count) {
             __atomic_fetch_add(&lists->objects_out, count, __ATOMIC_RELAXED);
             return count;
@@ -630,7 +690,8 @@ unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned 
     }
     if (!__atomic_load_n(&lists->refilled, __ATOMIC_RELAXED))
         __atomic_store_n(&lists->refilled, 1, __ATOMIC_RELAXED);
-    struct carver_row *row = carver_row_of(central, size_class, carver);
+    if (row && !__atomic_load_n(&row->refilled, __ATOMIC_RELAXED))
+        __atomic_store_n(&row->refilled, 1, __ATOMIC_RELAXED);
     struct xmm_span **slot = row ? &row->kept[size_class] : NULL;
     unsigned got = 0;
     while (got < wanted) {
@@ -661,9 +722,57 @@ static void release_row(struct carver_row *row)
         release_run(run);
 }
 
-/* Releases the rows of every carver (`idle_only`: of those that did not
- * refill since the last call, so that a CPU gone quiet does not keep its
- * spans and run past the decay period). */
+/* Which own batches give_back_own_batches moves: all (trim); as many of
+ * each class as its low-water mark, then a new pass starts (the upkeep
+ * pass); the same without starting one (the reclaim before growth). */
+enum own_give_back { OWN_ALL, OWN_UNUSED_NEW_PASS, OWN_UNUSED };
+
+/* Moves up to `most` of `row`'s own batches of `size_class` to the class's
+ * stack, where every CPU's refills find them; returns how many. */
+static int32_t give_back_own_class(struct central_node *central, struct carver_row *row,
+                                   unsigned size_class, int32_t most)
+{
+    struct central_class *lists = &central->classes[size_class];
+    int32_t moved = 0;
+    ck_stack_entry_t *entry;
+    while (moved < most && (entry = xmm_stack_pop(&row->own_batches[size_class]))) {
+        count_own_popped(row, lists, size_class);
+        __atomic_fetch_add(&lists->batch_count, 1, __ATOMIC_RELAXED);
+        xmm_stack_push(&lists->batches, entry);
+        moved++;
+    }
+    return moved;
+}
+
+static void give_back_own_batches(struct central_node *central, struct carver_row *row,
+                                  enum own_give_back which)
+{
+    if (__atomic_load_n(&row->own_bytes, __ATOMIC_RELAXED) <= 0)
+        return; /* at least what the stacks hold: none */
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        int32_t *low = &row->own_low[size_class];
+        if (__atomic_load_n(&row->own_count[size_class], __ATOMIC_RELAXED) <= 0)
+            continue;
+        int32_t unused = which == OWN_ALL ? INT32_MAX : __atomic_load_n(low, __ATOMIC_RELAXED);
+        int32_t moved = unused > 0 ? give_back_own_class(central, row, size_class, unused) : 0;
+        /* A new pass starts from what is left; the reclaim takes only what
+         * this pass has not needed so far. (The mark stays at most the
+         * count, give or take a racing refill's batch.) */
+        if (which == OWN_UNUSED_NEW_PASS)
+            __atomic_store_n(low, __atomic_load_n(&row->own_count[size_class], __ATOMIC_RELAXED),
+                             __ATOMIC_RELAXED);
+        else if (which == OWN_ALL)
+            __atomic_store_n(low, 0, __ATOMIC_RELAXED);
+        else if (moved)
+            __atomic_fetch_sub(low, moved, __ATOMIC_RELAXED);
+    }
+}
+
+/* Releases the rows of every carver (`idle_only`: the spans and run of
+ * those that did not refill from spans since the last call, and the own
+ * batches of the classes whose own batches no refill took, so that a CPU
+ * gone quiet, or one that only frees a class, does not keep them past the
+ * decay period). */
 static void release_carvers(struct central_node *central, bool idle_only)
 {
     int used = __atomic_load_n(&central->carvers_used, __ATOMIC_RELAXED);
@@ -673,6 +782,7 @@ static void release_carvers(struct central_node *central, bool idle_only)
                         __atomic_exchange_n(&row->refilled, 0, __ATOMIC_RELAXED);
         if (!refilled)
             release_row(row);
+        give_back_own_batches(central, row, idle_only ? OWN_UNUSED_NEW_PASS : OWN_ALL);
     }
 }
 
@@ -684,20 +794,48 @@ static struct transfer_batch *batch_descriptor(struct central_node *central)
     return xmm_metadata_alloc(sizeof(struct transfer_batch), 16);
 }
 
-void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsigned count)
+/* A carver holds at most this much in own batches, all classes together
+ * (a drain that finds less may add one batch; drains racing on one carver,
+ * one each). */
+#define XMM_OWN_BATCH_MAX_BYTES ((int64_t)256 << 10)
+
+/* `carver`'s row when a batch of the class fits among its own batches. */
+static struct carver_row *row_with_room(struct central_node *central, unsigned size_class,
+                                        int carver)
+{
+    struct carver_row *row = carver_row_of(central, size_class, carver);
+    if (!row || __atomic_load_n(&row->own_bytes, __ATOMIC_RELAXED) +
+                        (int64_t)batch_bytes(size_class) > XMM_OWN_BATCH_MAX_BYTES)
+        return NULL;
+    return row;
+}
+
+void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsigned count,
+                       int carver)
 {
     struct central_node *central = &central_nodes[node];
     struct central_class *lists = &central->classes[size_class];
     __atomic_fetch_add(&lists->objects_in, count, __ATOMIC_RELAXED);
-    if (count == xmm_size_classes[size_class].batch &&
-        __atomic_load_n(&lists->batch_count, __ATOMIC_RELAXED) < lists->batch_limit) {
-        struct transfer_batch *batch = batch_descriptor(central);
+    if (count == xmm_size_classes[size_class].batch) {
+        struct carver_row *row = row_with_room(central, size_class, carver);
+        struct transfer_batch *batch =
+            row || __atomic_load_n(&lists->batch_count, __ATOMIC_RELAXED) < lists->batch_limit
+                ? batch_descriptor(central)
+                : NULL;
         if (batch) {
             batch->count = count;
             for (unsigned i = 0; i < count; i++)
                 batch->objects[i] = objects[i];
-            __atomic_fetch_add(&lists->batch_count, 1, __ATOMIC_RELAXED);
-            xmm_stack_push(&lists->batches, &batch->stack_entry);
+            if (row) {
+                __atomic_fetch_add(&row->own_bytes, (int64_t)batch_bytes(size_class),
+                                   __ATOMIC_RELAXED);
+                __atomic_fetch_add(&row->own_count[size_class], 1, __ATOMIC_RELAXED);
+                __atomic_fetch_add(&lists->own_batch_count, 1, __ATOMIC_RELAXED);
+                xmm_stack_push(&row->own_batches[size_class], &batch->stack_entry);
+            } else {
+                __atomic_fetch_add(&lists->batch_count, 1, __ATOMIC_RELAXED);
+                xmm_stack_push(&lists->batches, &batch->stack_entry);
+            }
             return;
         }
     }
@@ -956,6 +1094,9 @@ size_t xmm_central_reclaim(int node)
 {
     struct central_node *central = &central_nodes[node];
     size_t released = 0;
+    int used = __atomic_load_n(&central->carvers_used, __ATOMIC_RELAXED);
+    for (int carver = 0; carver < used; carver++)
+        give_back_own_batches(central, &central->carvers[carver], OWN_UNUSED);
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         struct central_class *lists = &central->classes[size_class];
         flush_idle_batches(central, lists, false);
@@ -1013,7 +1154,8 @@ void xmm_central_stats(int node, struct xmm_central_stats *stats)
         uint64_t in = __atomic_load_n(&lists->objects_in, __ATOMIC_RELAXED);
         if (out > in)
             stats->small_out_bytes += (out - in) * xmm_size_classes[size_class].size;
-        int64_t batches = __atomic_load_n(&lists->batch_count, __ATOMIC_RELAXED);
+        int64_t batches = __atomic_load_n(&lists->batch_count, __ATOMIC_RELAXED) +
+                          __atomic_load_n(&lists->own_batch_count, __ATOMIC_RELAXED);
         if (batches <= 0)
             continue;
         const struct xmm_size_class *info = &xmm_size_classes[size_class];

@@ -504,7 +504,7 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
     /* Not all taken: the thread moved to another node's CPU, or the slab
      * is full or locked for draining. The rest goes back. */
     if (pushed < count)
-        xmm_central_drain(node, size_class, objects, count - pushed);
+        xmm_central_drain(node, size_class, objects, count - pushed, carver);
     __atomic_fetch_add(&slow_counts.allocations[size_class], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&slow_counts.refills, 1, __ATOMIC_RELAXED);
     /* Upkeep reads the clock: once per 64 refills of a thread is enough. */
@@ -548,12 +548,19 @@ void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
     if (result == XMM_RSEQ_FULL) {
         void *objects[XMM_MAX_BATCH];
         uint64_t slab_node;
+        /* The carver whose refills take the batch back first: this CPU's
+         * for its own bin (a thread moved since the read only makes it
+         * another CPU's), none for the remote bin, whose objects lie on
+         * other CPUs' pages and must not come back here. */
+        int carver = bin == size_class
+                         ? (int)__atomic_load_n(index_of(area), __ATOMIC_RELAXED)
+                         : XMM_CENTRAL_NO_CARVER;
         uint32_t count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, bin, objects,
                                             xmm_size_classes[size_class].batch, &slab_node);
         if (count) {
             if (bin == size_class)
                 note_drain(area, bin);
-            xmm_central_drain((int)slab_node, size_class, objects, count);
+            xmm_central_drain((int)slab_node, size_class, objects, count, carver);
             __atomic_fetch_add(&slow_counts.drains, 1, __ATOMIC_RELAXED);
         }
         result = xmm_rseq_push(area, index_of(area), &xmm_cpu_slabs, bin, object, info);
@@ -604,7 +611,8 @@ static void drain_locked(int slab, unsigned bin)
     unsigned batch = xmm_size_classes[size_class].batch;
     for (unsigned first = begin; first < current; first += batch) {
         unsigned count = current - first < batch ? current - first : batch;
-        xmm_central_drain((int)words[0], size_class, (void *const *)&words[first], count);
+        xmm_central_drain((int)words[0], size_class, (void *const *)&words[first], count,
+                          XMM_CENTRAL_NO_CARVER);
     }
     __atomic_store_n(&words[bin], (uint64_t)begin | XMM_SLAB_LOCKED_BITS, __ATOMIC_RELEASE);
 }
@@ -732,7 +740,8 @@ static void release_current_slab(pending_check check)
         uint32_t count;
         while ((count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, bin, objects,
                                            XMM_MAX_BATCH, &node)))
-            xmm_central_drain((int)node, xmm_cpu_bin_class(bin), objects, count);
+            xmm_central_drain((int)node, xmm_cpu_bin_class(bin), objects, count,
+                              XMM_CENTRAL_NO_CARVER);
     }
 }
 

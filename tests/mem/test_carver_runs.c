@@ -23,6 +23,16 @@
  *            background thread: once the CPUs stop refilling, the upkeep
  *            pass lets go of what they keep (no run bytes left; waits up
  *            to 5 s, about 0.2 s on an idle machine).
+ *   drained  the same two threads allocate 2000 blocks of 16 and of 64
+ *            bytes each, more than their bins hold, so that freeing them
+ *            drains transfer batches: thread 1 frees first, then thread 0,
+ *            then thread 1 allocates again, then thread 0. Thread 1's
+ *            refills take back the batches it drained, not thread 0's,
+ *            which lay on top of the class's stack: no 4 KiB page holds
+ *            both CPUs' blocks afterwards. Before, the last batches drained
+ *            were the first taken, by whichever CPU refilled, and the two
+ *            CPUs' blocks mixed for good (bench/analysis.md, "batch1000
+ *            with four threads on two cores").
  *   holes    one pinned thread allocates 200,000 blocks of 64 B between
  *            200,000 of 512 B (their spans alternate), frees the 64 B ones
  *            (their spans go back: 8 KiB holes between live spans), then
@@ -185,6 +195,56 @@ static void check_apart(size_t s)
           "(at most %d)", sizes[s], changes, 4 * runs);
 }
 
+/* ---- drained ----------------------------------------------------------------- */
+
+static const size_t drained_sizes[] = {16, 64}; /* their first entries in `sizes` */
+
+/* Thread `id` allocates (or frees) its blocks of each drained size in
+ * turn with the other thread: thread 1 goes first at every step. */
+static void in_turn(int id, unsigned *generation, bool allocate)
+{
+    for (size_t s = 0; s < sizeof drained_sizes / sizeof drained_sizes[0]; s++) {
+        for (int turn = 1; turn >= 0; turn--) {
+            if (turn == id)
+                for (int i = 0; i < BLOCKS; i++) {
+                    if (allocate) {
+                        blocks[id][s][i] = malloc(drained_sizes[s]);
+                        CHECKQ(blocks[id][s][i] != NULL, "malloc(%zu)", drained_sizes[s]);
+                        memset(blocks[id][s][i], 0x5a, drained_sizes[s]);
+                    } else {
+                        free(blocks[id][s][i]);
+                    }
+                }
+            meet(generation);
+        }
+    }
+}
+
+static void *drain_and_refill(void *argument)
+{
+    int id = (int)(intptr_t)argument;
+    pin(cpus[id]);
+    unsigned generation = 0;
+    in_turn(id, &generation, true);
+    in_turn(id, &generation, false);
+    in_turn(id, &generation, true);
+    return NULL;
+}
+
+static void drained_case(void)
+{
+    uint64_t drains_before = snapshot().cache_drains;
+    run_both(drain_and_refill);
+    CHECK(snapshot().cache_drains > drains_before,
+          "freeing 2000 blocks of a size drained the bins (%llu drains)",
+          (unsigned long long)(snapshot().cache_drains - drains_before));
+    for (size_t s = 0; s < sizeof drained_sizes / sizeof drained_sizes[0]; s++) {
+        CHECKQ(drained_sizes[s] == sizes[s], "drained_sizes lead sizes");
+        check_apart(s);
+    }
+    run_both(free_all);
+}
+
 static void *nothing(void *argument)
 {
     return argument;
@@ -338,6 +398,10 @@ int main(int argc, char **argv)
             if (!two_cpus())
                 return 77;
             apart_and_trim_case(!strcmp(argv[1], "apart"));
+        } else if (!strcmp(argv[1], "drained")) {
+            if (!two_cpus())
+                return 77;
+            drained_case();
         } else if (!strcmp(argv[1], "holes")) {
             if (!two_cpus())
                 return 77;
@@ -361,6 +425,7 @@ int main(int argc, char **argv)
     char *idle[] = {"XMM_DECAY_MS=200", "XMM_BACKGROUND=1", NULL};
     CHECK(check_run_self("apart", common) == 0, "apart and trim case");
     CHECK(check_run_self("idle", idle) == 0, "idle case");
+    CHECK(check_run_self("drained", common) == 0, "drained case");
     CHECK(check_run_self("holes", common) == 0, "holes case");
     CHECK(check_run_self("stress", common) == 0, "stress case");
     return check_summary("carver_runs");

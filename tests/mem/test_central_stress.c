@@ -2,8 +2,10 @@
  * refill and drain the same size classes for seconds, through full
  * transfer batches, partial drains and single returns to spans. Threads
  * refill as one of two carvers (so several hold one carver at once,
- * taking its kept span and run from each other) or as none, while the
- * main thread lets go of every carver's span and run every millisecond
+ * taking its kept span and run from each other, and drain onto its own
+ * batches, which the others of that carver take) or as none, while the
+ * main thread lets go of every carver's span, run and own batches every
+ * millisecond
  * (as malloc_trim does, and in turn of the idle carvers', as the upkeep
  * pass does). Every
  * object's ownership is tracked in a side table: an object handed to two
@@ -78,7 +80,7 @@ static void *worker(void *argument)
             give_up(objects[i], thread, size);
         switch ((seed >> 12) % 3) {
         case 0: /* full or partial drain, as the front ends do */
-            xmm_central_drain(0, size_class, objects, got);
+            xmm_central_drain(0, size_class, objects, got, carver);
             break;
         default: /* objects going home one by one, as cross-node frees do */
             for (unsigned i = 0; i < got; i++)
@@ -148,5 +150,7 @@ int main(int argc, char **argv)
     CHECK(stats.span_bytes == 0, "span bytes left: %llu", (unsigned long long)stats.span_bytes);
     CHECK(stats.run_bytes == 0, "carver run bytes left: %llu",
           (unsigned long long)stats.run_bytes);
+    CHECK(stats.batches_cached == 0, "transfer batches left: %llu (own batches not given back)",
+          (unsigned long long)stats.batches_cached);
     return check_summary("central stress");
 }

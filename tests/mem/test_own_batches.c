@@ -1,0 +1,267 @@
+/*
+ * test_own_batches - a carver's drained batches come back to it first, and
+ * go to the class's stack when it stops taking them (central.c, "own
+ * batches"; docs/design.md, "Own batches").
+ *
+ *   back     carver 0 refills two batches of 64-byte objects and drains
+ *            them back. Carver 1's next refill gets none of them; carver
+ *            0's next two get exactly them. Before, the batches went on
+ *            the class's stack and carver 1 took the last one: the two
+ *            CPUs' blocks then lay side by side.
+ *   idle     carver 0 drains a batch of 64-byte objects, then keeps
+ *            refilling 3000-byte ones (it stays busy) through three upkeep
+ *            passes: its 64-byte batch goes to the class's stack, where
+ *            carver 1's refill finds it. A review found the first version
+ *            keeping it as long as the carver refilled any class.
+ *   taken    a batch carver 0 keeps taking back stays its own across the
+ *            passes.
+ *   burst    carver 0 drains 8 batches of 1 KiB objects (its 256 KiB),
+ *            then takes and drains one batch in each of three passes: the
+ *            7 it never needed go back (the low-water mark of its stack),
+ *            and carver 1 takes them. A review found a version with a
+ *            per-class flag keeping all 8, and the row full for every
+ *            other class.
+ *   reclaim  the reclaim before the heap grows gives back as many
+ *            batches as the current pass has not needed (2: drained
+ *            before it, none taken since), not the one drained after the
+ *            pass began (the stack gives back its top batches: which ones
+ *            does not matter, how many does).
+ *   bound    carver 0 drains 24 batches of 1 KiB objects (768 KiB): at
+ *            most 256 KiB of them (8 batches) stay its own, so carver 1
+ *            can refill at least 16 of them.
+ *   trim     xmm_central_release_all leaves no batch anywhere and every
+ *            span back in the page heap.
+ *
+ * Skipped (77) when the platform gives fewer than two carvers (CPU
+ * indexes).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/backend.h"
+#include "mem/mem.h"
+#include "check.h"
+#include "xmm.h"
+
+#define MAX_HELD 1024
+
+static unsigned class_64, class_3000, class_1k;
+
+/* One refill of a full batch; returns how many came. */
+static unsigned refill(unsigned size_class, int carver, void **out)
+{
+    return xmm_central_refill(0, size_class, out, xmm_size_classes[size_class].batch, carver);
+}
+
+static bool contains(void *const *objects, unsigned count, const void *object)
+{
+    for (unsigned i = 0; i < count; i++)
+        if (objects[i] == object)
+            return true;
+    return false;
+}
+
+/* How many of `got` are among `had`. */
+static unsigned overlap(void *const *got, unsigned got_count, void *const *had,
+                        unsigned had_count)
+{
+    unsigned shared = 0;
+    for (unsigned i = 0; i < got_count; i++)
+        shared += contains(had, had_count, got[i]);
+    return shared;
+}
+
+static void back_case(void)
+{
+    unsigned batch = xmm_size_classes[class_64].batch;
+    void *drained[2 * XMM_MAX_BATCH], *got[XMM_MAX_BATCH];
+    CHECK(refill(class_64, 0, drained) == batch && refill(class_64, 0, drained + batch) == batch,
+          "carver 0 refilled two batches of 64-byte objects");
+    xmm_central_drain(0, class_64, drained, batch, 0);
+    xmm_central_drain(0, class_64, drained + batch, batch, 0);
+    unsigned other = refill(class_64, 1, got);
+    CHECK(overlap(got, other, drained, 2 * batch) == 0,
+          "carver 1's refill got none of carver 0's drained objects (%u of %u)",
+          overlap(got, other, drained, 2 * batch), other);
+    xmm_central_drain(0, class_64, got, other, XMM_CENTRAL_NO_CARVER);
+    void *again[2 * XMM_MAX_BATCH];
+    unsigned back = refill(class_64, 0, again);
+    back += refill(class_64, 0, again + back);
+    CHECK(overlap(again, back, drained, 2 * batch) == 2 * batch,
+          "carver 0's next two refills got back the %u objects it drained (%u did)", 2 * batch,
+          overlap(again, back, drained, 2 * batch));
+    xmm_central_drain(0, class_64, again, batch, XMM_CENTRAL_NO_CARVER);
+    xmm_central_drain(0, class_64, again + batch, back - batch, XMM_CENTRAL_NO_CARVER);
+}
+
+/* Carver 0 refills and drains 3000-byte objects (busy in another class),
+ * then an upkeep pass. */
+static void busy_pass(void)
+{
+    void *objects[XMM_MAX_BATCH];
+    unsigned count = refill(class_3000, 0, objects);
+    for (unsigned i = 0; i < count; i++)
+        xmm_central_return_object(objects[i]);
+    xmm_central_release_carvers(true);
+}
+
+/* Refills carver 1 with MAX_HELD objects (more than any case drained);
+ * returns how many of `had` it got. */
+static unsigned taken_by_carver_1(unsigned size_class, void *const *had, unsigned had_count)
+{
+    static void *got[MAX_HELD];
+    unsigned count = 0, batch = xmm_size_classes[size_class].batch;
+    while (count + batch <= MAX_HELD)
+        count += refill(size_class, 1, got + count);
+    unsigned shared = overlap(got, count, had, had_count);
+    for (unsigned i = 0; i < count; i++)
+        xmm_central_return_object(got[i]);
+    return shared;
+}
+
+static void idle_case(void)
+{
+    unsigned batch = xmm_size_classes[class_64].batch;
+    void *drained[XMM_MAX_BATCH];
+    CHECK(refill(class_64, 0, drained) == batch, "carver 0 refilled a batch");
+    xmm_central_drain(0, class_64, drained, batch, 0);
+    for (int pass = 0; pass < 3; pass++)
+        busy_pass();
+    unsigned shared = taken_by_carver_1(class_64, drained, batch);
+    CHECK(shared == batch,
+          "after three upkeep passes in which carver 0 refilled only other classes, carver 1 "
+          "took its 64-byte batch (%u of %u objects)", shared, batch);
+}
+
+static void taken_case(void)
+{
+    unsigned batch = xmm_size_classes[class_64].batch;
+    void *drained[XMM_MAX_BATCH];
+    CHECK(refill(class_64, 0, drained) == batch, "carver 0 refilled a batch");
+    xmm_central_drain(0, class_64, drained, batch, 0);
+    for (int pass = 0; pass < 3; pass++) {
+        CHECKQ(refill(class_64, 0, drained) == batch, "carver 0 took its batch back");
+        xmm_central_drain(0, class_64, drained, batch, 0);
+        xmm_central_release_carvers(true);
+    }
+    CHECK(taken_by_carver_1(class_64, drained, batch) == 0,
+          "a batch carver 0 took back in every pass stayed its own");
+    CHECK(refill(class_64, 0, drained) == batch, "carver 0 refilled");
+    for (unsigned i = 0; i < batch; i++)
+        xmm_central_return_object(drained[i]);
+}
+
+/* Carver 0 refills `batches` batches of 1 KiB objects into `drained` and
+ * drains them back, one by one; returns how many objects. */
+static unsigned drain_1k_batches(void **drained, int batches)
+{
+    unsigned batch = xmm_size_classes[class_1k].batch, count = 0;
+    for (int b = 0; b < batches; b++)
+        count += refill(class_1k, 0, drained + count);
+    CHECK(count == (unsigned)batches * batch, "carver 0 refilled %d batches of 1 KiB objects",
+          batches);
+    for (int b = 0; b < batches; b++)
+        xmm_central_drain(0, class_1k, drained + b * batch, batch, 0);
+    return count;
+}
+
+static void burst_case(void)
+{
+    enum { BATCHES = 8 };
+    unsigned batch = xmm_size_classes[class_1k].batch;
+    static void *drained[BATCHES * XMM_MAX_BATCH];
+    void *cycled[XMM_MAX_BATCH];
+    unsigned count = drain_1k_batches(drained, BATCHES);
+    for (int pass = 0; pass < 3; pass++) {
+        CHECKQ(refill(class_1k, 0, cycled) == batch, "carver 0 took a batch back");
+        xmm_central_drain(0, class_1k, cycled, batch, 0);
+        xmm_central_release_carvers(true);
+    }
+    unsigned shared = taken_by_carver_1(class_1k, drained, count);
+    CHECK(shared >= (BATCHES - 1) * batch,
+          "after three passes that needed one of carver 0's %d batches, carver 1 took %u of "
+          "their %u objects (at least %u)", BATCHES, shared, count, (BATCHES - 1) * batch);
+}
+
+static void reclaim_case(void)
+{
+    unsigned batch = xmm_size_classes[class_64].batch;
+    void *drained[3 * XMM_MAX_BATCH];
+    unsigned count = 0;
+    for (int b = 0; b < 3; b++)
+        count += refill(class_64, 0, drained + count);
+    CHECK(count == 3 * batch, "carver 0 refilled three batches");
+    xmm_central_drain(0, class_64, drained, batch, 0);
+    xmm_central_drain(0, class_64, drained + batch, batch, 0);
+    xmm_central_release_carvers(true); /* a pass begins with 2 batches */
+    xmm_central_drain(0, class_64, drained + 2 * batch, batch, 0);
+    xmm_central_reclaim(0);
+    unsigned shared = taken_by_carver_1(class_64, drained, count);
+    CHECK(shared == 2 * batch,
+          "the reclaim gave back the 2 batches' worth the pass had not needed, and kept one "
+          "(carver 1 took %u of the %u objects)", shared, count);
+}
+
+static void bound_case(void)
+{
+    enum { BATCHES = 24 };
+    unsigned batch = xmm_size_classes[class_1k].batch;
+    static void *drained[BATCHES * XMM_MAX_BATCH];
+    unsigned count = drain_1k_batches(drained, BATCHES);
+    unsigned own_most = (unsigned)((256u << 10) / ((size_t)batch * 1024)) + 1;
+    unsigned shared = taken_by_carver_1(class_1k, drained, count);
+    CHECK(shared >= (BATCHES - own_most) * batch,
+          "carver 1 took %u of carver 0's %u drained objects (at most %u batches stay its own)",
+          shared, count, own_most);
+}
+
+static void trim_case(void)
+{
+    xmm_central_release_all();
+    struct xmm_central_stats stats;
+    xmm_central_stats(0, &stats);
+    CHECK(stats.batches_cached == 0, "after the release no batch is left (%llu)",
+          (unsigned long long)stats.batches_cached);
+    CHECK(stats.spans_created == stats.spans_released, "spans created %llu, released %llu",
+          (unsigned long long)stats.spans_created, (unsigned long long)stats.spans_released);
+}
+
+int main(int argc, char **argv)
+{
+    /* Only this test's calls release the carvers: no background thread. */
+    if (argc < 2) {
+        setenv("XMM_BACKGROUND", "0", 1);
+        setenv("XMM_DECAY_MS", "600000", 1);
+        char *again[] = {argv[0], "run", NULL};
+        execv("/proc/self/exe", again);
+        return 1;
+    }
+    xmm_free(xmm_malloc(1));
+    xmm_release_cpu_caches();
+    xmm_central_release_all();
+    if (xmm_topology.cpu_index_bound < 2 || xmm_topology.cpu_index_bound > XMM_CENTRAL_CARVERS) {
+        NOTE("not two carvers or more (CPU index bound %d): skipped",
+             xmm_topology.cpu_index_bound);
+        return 77;
+    }
+    class_64 = xmm_size_to_class(64);
+    class_3000 = xmm_size_to_class(3000);
+    class_1k = xmm_size_to_class(1024);
+    CHECK(xmm_size_classes[class_1k].size == 1024, "a 1 KiB class");
+    /* Each case from an empty central layer: every batch back in its
+     * spans, every carver's own stack empty. */
+    back_case();
+    xmm_central_release_all();
+    idle_case();
+    xmm_central_release_all();
+    taken_case();
+    xmm_central_release_all();
+    burst_case();
+    xmm_central_release_all();
+    reclaim_case();
+    xmm_central_release_all();
+    bound_case();
+    trim_case();
+    return check_summary("own batches");
+}
