@@ -1,15 +1,17 @@
 /*
- * apart_rounds.c - two threads started together run bench/micro's
- * batch1000 round (malloc COUNT blocks of SIZE bytes, writing their first
- * and last byte, then free them) ROUNDS times, each pinned to a CPU of its
- * own or not. Prints microseconds per round for each thread over the
- * second half of the rounds, and how far apart the two threads' blocks
- * lay in the last round: how many of thread 0's blocks have one of thread
- * 1's within 256 bytes and within 4 KiB. Any malloc: run it with
+ * apart_rounds.c - THREADS threads (2 if not given) started together run
+ * bench/micro's batch1000 round (malloc COUNT blocks of SIZE bytes,
+ * writing their first and last byte, then free them) ROUNDS times, thread
+ * i pinned to CPU i % 2 or not pinned. Prints microseconds per round for
+ * each thread over the second half of the rounds (the thread's CPU time,
+ * so that threads that share a CPU are not charged for each other's
+ * turns), and how far apart threads 0 and 1's blocks lay in the last
+ * round (pinned: on two CPUs): how many of thread 0's blocks have one of
+ * thread 1's within 256 bytes and within 4 KiB. Any malloc: run it with
  * LD_PRELOAD.
  *
  *   cc -O2 -pthread -fno-builtin -o apart_rounds apart_rounds.c
- *   LD_PRELOAD=build/libxmm.so ./apart_rounds SIZE ROUNDS pinned|free
+ *   LD_PRELOAD=build/libxmm.so ./apart_rounds SIZE ROUNDS pinned|free [THREADS]
  *
  * Used in bench/analysis.md ("micro: batch1000 at 8-64 B, two threads").
  * Not part of `make bench`.
@@ -24,18 +26,19 @@
 #include <time.h>
 
 #define COUNT 1000
+#define MOST_THREADS 16
 
 static size_t block_size;
 static int rounds;
 static int pinned;
 static pthread_barrier_t start_line;
-static uintptr_t last_round[2][COUNT];
-static double us_per_round[2];
+static uintptr_t last_round[MOST_THREADS][COUNT];
+static double us_per_round[MOST_THREADS];
 
 static double now_seconds(void)
 {
     struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
     return now.tv_sec + now.tv_nsec * 1e-9;
 }
 
@@ -45,7 +48,7 @@ static void *run_rounds(void *argument)
     if (pinned) {
         cpu_set_t set;
         CPU_ZERO(&set);
-        CPU_SET(id, &set);
+        CPU_SET(id % 2, &set);
         if (sched_setaffinity(0, sizeof set, &set) != 0)
             perror("sched_setaffinity");
     }
@@ -107,23 +110,27 @@ static int close_to_other(uintptr_t limit)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4 || atoi(argv[2]) < 2 ||
+    int threads = argc == 5 ? atoi(argv[4]) : 2;
+    if (argc < 4 || argc > 5 || atoi(argv[2]) < 2 || threads < 2 || threads > MOST_THREADS ||
         (strcmp(argv[3], "pinned") != 0 && strcmp(argv[3], "free") != 0)) {
-        fprintf(stderr, "usage: %s SIZE ROUNDS(>=2) pinned|free\n", argv[0]);
+        fprintf(stderr, "usage: %s SIZE ROUNDS(>=2) pinned|free [THREADS(2-%d)]\n", argv[0],
+                MOST_THREADS);
         return 2;
     }
     block_size = strtoul(argv[1], NULL, 0);
     rounds = atoi(argv[2]);
     pinned = strcmp(argv[3], "pinned") == 0;
-    pthread_barrier_init(&start_line, NULL, 2);
-    pthread_t thread[2];
-    for (intptr_t i = 0; i < 2; i++)
+    pthread_barrier_init(&start_line, NULL, (unsigned)threads);
+    pthread_t thread[MOST_THREADS];
+    for (intptr_t i = 0; i < threads; i++)
         pthread_create(&thread[i], NULL, run_rounds, (void *)i);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < threads; i++)
         pthread_join(thread[i], NULL);
     qsort(last_round[1], COUNT, sizeof(uintptr_t), by_address);
-    printf("us a round: %.2f %.2f; of thread 0's blocks, %d within 256 B and %d within 4 KiB "
-           "of thread 1's\n",
-           us_per_round[0], us_per_round[1], close_to_other(256), close_to_other(4096));
+    printf("us a round:");
+    for (int i = 0; i < threads; i++)
+        printf(" %.2f", us_per_round[i]);
+    printf("; of thread 0's blocks, %d within 256 B and %d within 4 KiB of thread 1's\n",
+           close_to_other(256), close_to_other(4096));
     return 0;
 }
