@@ -132,8 +132,8 @@ int xmm_central_init(void)
              * as whole batches. Batches nobody takes are flushed to their
              * spans by the upkeep pass, so this is not memory kept. The
              * carvers' own batches are outside this limit (at most 256 KiB
-             * a carver); the upkeep pass moves a class's here once its
-             * carver stops taking them. */
+             * a carver); the upkeep pass moves here those no refill of
+             * their carver needed since the pass before. */
             int64_t batch_bytes = (int64_t)info->batch * info->size;
             int64_t limit = ((int64_t)4 << 20) / batch_bytes;
             lists->batch_limit = limit < 8 ? 8 : limit;
@@ -769,10 +769,10 @@ static void give_back_own_batches(struct central_node *central, struct carver_ro
 }
 
 /* Releases the rows of every carver (`idle_only`: the spans and run of
- * those that did not refill from spans since the last call, and the own
- * batches of the classes whose own batches no refill took, so that a CPU
- * gone quiet, or one that only frees a class, does not keep them past the
- * decay period). */
+ * those that did not refill from spans since the last call, and of each
+ * class as many own batches as no refill needed since then, its low-water
+ * mark, so that a CPU gone quiet, or one that only frees a class, does
+ * not keep them past the decay period). */
 static void release_carvers(struct central_node *central, bool idle_only)
 {
     int used = __atomic_load_n(&central->carvers_used, __ATOMIC_RELAXED);

@@ -28,10 +28,10 @@ int xmm_central_init(void);
  * the calling cache. A full batch comes first from the batches this
  * carver drained (xmm_central_drain), then from the class's. Objects that
  * do not come as a ready batch then come from the span this carver last
- * cut from, which it keeps for its next
- * refill while it has free objects (classes of spans up to 64 KiB): a
- * span's objects go to one CPU, not a batch to each CPU in turn. Two CPUs
- * whose blocks alternate within a few KiB of memory slow each other down
+ * cut from, which it keeps for its next refill while it has free objects
+ * (classes of spans up to 64 KiB): a span's objects go to one CPU, not a
+ * batch to each CPU in turn. Two CPUs whose blocks alternate within a few
+ * KiB of memory slow each other down
  * (bench/analysis.md, "batch1000 at 8-64 B, two threads"). Any thread may
  * pass any carver: a kept span is taken by atomic exchange. */
 unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned wanted,
@@ -43,9 +43,10 @@ unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned 
  * the carver holds less than 256 KiB in such batches, and its refills take
  * their own batches first: a CPU's drains come back to it, not to another
  * CPU whose blocks would then lie beside its own (docs/design.md, "Own
- * batches"). They go to the class's stack at malloc_trim, and at the
- * upkeep pass (and the reclaim before growth) for the classes of which the
- * carver took none since the pass before. */
+ * batches"). They go to the class's stack at malloc_trim (all), at the
+ * upkeep pass (as many as no refill of the carver needed since the pass
+ * before: a low-water mark) and at the reclaim before growth (as many as
+ * the current pass has not needed). */
 void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsigned count,
                        int carver);
 
@@ -67,10 +68,10 @@ size_t xmm_central_release_all(void);
  * upkeep pass). Safe beside refills. */
 void xmm_central_release_carvers(bool idle_only);
 
-/* Periodic upkeep from slow paths: moves the carvers' own batches of the
- * classes they took none of since the last pass to the classes' stacks,
- * flushes the ready batches nobody took since then, and releases spans
- * found empty. `now_ns`: the caller's read of xmm_os_now_ns(). */
+/* Periodic upkeep from slow paths: moves the carvers' own batches that no
+ * refill needed since the last pass to the classes' stacks, flushes the
+ * ready batches nobody took since then, and releases spans found empty.
+ * `now_ns`: the caller's read of xmm_os_now_ns(). */
 void xmm_central_maintain(int node, uint64_t now_ns);
 
 /* Gives `node`'s memory that no class uses back to the page heap: the

@@ -557,6 +557,11 @@ void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
                          : XMM_CENTRAL_NO_CARVER;
         uint32_t count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, bin, objects,
                                             xmm_size_classes[size_class].batch, &slab_node);
+        /* Moved to another node's CPU since the read: that carver never
+         * refills from this node, so its own stack here would only wait
+         * for the upkeep pass. */
+        if (carver != XMM_CENTRAL_NO_CARVER && slab_words(carver)[0] != slab_node)
+            carver = XMM_CENTRAL_NO_CARVER;
         if (count) {
             if (bin == size_class)
                 note_drain(area, bin);

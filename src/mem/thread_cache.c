@@ -85,7 +85,7 @@ static uint32_t move_count(unsigned size_class, uint64_t budget)
 /* The most objects a bin may be granted. A program that holds a thousand
  * blocks of a class and frees them in turn (bench/micro's batch1000) cycles
  * them through the bin instead of through the central layer: with 256 its
- * refills and drains took two threads on two cores 6-7 times as long a
+ * refills and drains took two threads on two cores 2-7 times as long a
  * round as one thread (bench/analysis.md, "batch1000 with four threads on
  * two cores"). gperftools' lists grow to 8192. */
 #define THREAD_BIN_MOST 2048

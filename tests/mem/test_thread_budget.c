@@ -15,7 +15,7 @@
  * all freed) 10 times: within the budget, its bin holds them all, so after
  * the first rounds no round refills from the central layer. Before, a bin
  * held at most 256 objects, and each round made some 24 refills and 24
- * drains: two threads doing this on two cores each took 6-7 times as long
+ * drains: two threads doing this on two cores each took 2-7 times as long
  * a round as one alone (bench/analysis.md, "batch1000 with four threads on
  * two cores").
  *
