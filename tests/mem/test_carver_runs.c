@@ -33,6 +33,15 @@
  *            were the first taken, by whichever CPU refilled, and the two
  *            CPUs' blocks mixed for good (bench/analysis.md, "batch1000
  *            with four threads on two cores").
+ *   remote   thread 0 allocates 2000 blocks of 16 B, thread 1 (on the
+ *            other CPU) frees them all: they go to its remote bin, whose
+ *            drains carry no carver, so the batches land on the class's
+ *            stack and not on thread 1's own stack. Then thread 0
+ *            allocates 2000 again: its refills find its blocks there and
+ *            nearly all of them lie on pages of its first 2000. Had the
+ *            remote drains gone to thread 1's own stack, thread 0 would
+ *            cut fresh spans and thread 1's next refills would take
+ *            thread 0's blocks back to its CPU.
  *   holes    one pinned thread allocates 200,000 blocks of 64 B between
  *            200,000 of 512 B (their spans alternate), frees the 64 B ones
  *            (their spans go back: 8 KiB holes between live spans), then
@@ -245,6 +254,80 @@ static void drained_case(void)
     run_both(free_all);
 }
 
+/* ---- remote ------------------------------------------------------------------ */
+
+#define REMOTE_SIZE 16u
+static void *first_round[BLOCKS];
+
+static void *allocate_16(void *argument)
+{
+    pin(cpus[(intptr_t)argument]);
+    for (int i = 0; i < BLOCKS; i++) {
+        blocks[0][0][i] = malloc(REMOTE_SIZE);
+        CHECKQ(blocks[0][0][i] != NULL, "malloc(%u)", REMOTE_SIZE);
+        memset(blocks[0][0][i], 0x5a, REMOTE_SIZE);
+    }
+    return NULL;
+}
+
+static void *free_16(void *argument)
+{
+    pin(cpus[(intptr_t)argument]);
+    for (int i = 0; i < BLOCKS; i++)
+        free(blocks[0][0][i]);
+    return NULL;
+}
+
+static void run_one(void *(*work)(void *), intptr_t id)
+{
+    pthread_t thread;
+    CHECKQ(pthread_create(&thread, NULL, work, (void *)id) == 0, "pthread_create");
+    pthread_join(thread, NULL);
+}
+
+static int by_pointer(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* True when a block of the first round lies on `block`'s 4 KiB page. */
+static bool on_first_pages(const void *block)
+{
+    uintptr_t page = (uintptr_t)block / PAGE;
+    int low = 0, high = BLOCKS;
+    while (low < high) {
+        int middle = (low + high) / 2;
+        if ((uintptr_t)first_round[middle] / PAGE < page)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    return low < BLOCKS && (uintptr_t)first_round[low] / PAGE == page;
+}
+
+static void remote_case(void)
+{
+    run_one(allocate_16, 0);
+    memcpy(first_round, blocks[0][0], sizeof first_round);
+    qsort(first_round, BLOCKS, sizeof first_round[0], by_pointer);
+    uint64_t drains_before = snapshot().cache_drains;
+    run_one(free_16, 1);
+    CHECK(snapshot().cache_drains - drains_before >= BLOCKS / 64,
+          "the other CPU's frees drained its remote bin (%llu drains)",
+          (unsigned long long)(snapshot().cache_drains - drains_before));
+    run_one(allocate_16, 0);
+    int reused = 0;
+    for (int i = 0; i < BLOCKS; i++)
+        reused += on_first_pages(blocks[0][0][i]);
+    /* All but what the remote bin still holds (two batches) and what the
+     * bins took at first: 1800 leaves room for both. */
+    CHECK(reused >= 1800,
+          "%d of the 2000 blocks allocated again lie on the first 2000's pages (at least 1800)",
+          reused);
+    run_one(free_16, 0);
+}
+
 static void *nothing(void *argument)
 {
     return argument;
@@ -402,6 +485,10 @@ int main(int argc, char **argv)
             if (!two_cpus())
                 return 77;
             drained_case();
+        } else if (!strcmp(argv[1], "remote")) {
+            if (!two_cpus())
+                return 77;
+            remote_case();
         } else if (!strcmp(argv[1], "holes")) {
             if (!two_cpus())
                 return 77;
@@ -426,6 +513,7 @@ int main(int argc, char **argv)
     CHECK(check_run_self("apart", common) == 0, "apart and trim case");
     CHECK(check_run_self("idle", idle) == 0, "idle case");
     CHECK(check_run_self("drained", common) == 0, "drained case");
+    CHECK(check_run_self("remote", common) == 0, "remote case");
     CHECK(check_run_self("holes", common) == 0, "holes case");
     CHECK(check_run_self("stress", common) == 0, "stress case");
     return check_summary("carver_runs");
