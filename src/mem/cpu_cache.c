@@ -168,21 +168,33 @@ static uint32_t growth_level(const uint32_t *first, const uint32_t *most, uint64
     return low;
 }
 
+/* The largest budget the slots are laid out for. At the default (4 MiB)
+ * the growth level (1114 objects) already fills the slab; a larger budget
+ * laid out in full gave the classes from 4 KiB more slots only by taking
+ * them from every other class: at 8 MiB the level fell to 930 objects, at
+ * 16 MiB to 734, and a CPU cycling through 1000 blocks of 1 KiB missed on
+ * every round where the default never did (bench/analysis.md). Above it
+ * the budget bounds only the sum of the growth (grow_capacity). */
+#define LAYOUT_BUDGET_MOST ((uint64_t)4 << 20)
+
 /* Lays out the bins of a slab. Each class bin starts with a thirty-second
- * of the per-CPU budget XMM_CPU_CACHE_SIZE in objects of the class (at
- * most FIRST_CAPACITY_MOST), and reserves room to grow (grow_capacity) to
- * the whole budget in its objects (at most GROWN_CAPACITY_MOST), or to
- * the growth level where the slab's 16-bit slot indexes do not reach
- * that far for every class. If even the first capacities do not fit,
- * they are scaled down and no bin grows. Slots a bin never grows into
- * cost address space only. */
+ * of the per-CPU budget XMM_CPU_CACHE_SIZE (at most LAYOUT_BUDGET_MOST) in
+ * objects of the class (at most FIRST_CAPACITY_MOST), and reserves room
+ * to grow (grow_capacity) to that budget in its objects (at most
+ * GROWN_CAPACITY_MOST), or to the growth level where the slab's 16-bit
+ * slot indexes do not reach that far for every class. If even the first
+ * capacities do not fit, they are scaled down and no bin grows. Slots a
+ * bin never grows into cost address space only. */
 static bool plan_capacities(void)
 {
+    uint64_t budget = xmm_config.cpu_cache_bytes;
+    if (budget > LAYOUT_BUDGET_MOST)
+        budget = LAYOUT_BUDGET_MOST;
     uint32_t first[XMM_CPU_BIN_COUNT], most[XMM_CPU_BIN_COUNT];
     uint64_t total_first = 0, remote_first = 0;
     for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
-        first[bin] = class_capacity(bin, xmm_config.cpu_cache_bytes / 32, FIRST_CAPACITY_MOST);
-        most[bin] = class_capacity(bin, xmm_config.cpu_cache_bytes, GROWN_CAPACITY_MOST);
+        first[bin] = class_capacity(bin, budget / 32, FIRST_CAPACITY_MOST);
+        most[bin] = class_capacity(bin, budget, GROWN_CAPACITY_MOST);
         if (bin < XMM_CLASS_COUNT)
             total_first += first[bin];
         else

@@ -14,6 +14,11 @@
  *            slab's slots are shared so that every class up to 4 KiB can
  *            grow past 1000 objects (before: the 4 KiB bin stopped at 339
  *            slots, and every round missed about 40 times)
+ *   16m      the default and 4k cases with XMM_CPU_CACHE_SIZE=16m: a
+ *            larger budget never leaves a bin less room than the default
+ *            (before: the slots were laid out for the whole budget, the
+ *            growth level fell to 734 objects, and every round of 1 KiB
+ *            or 4 KiB blocks missed 12-20 times)
  *   budget   XMM_CPU_CACHE_SIZE=256k: the bin grows by at most 256 KiB,
  *            so the cache never holds more than its first capacity
  *            (64 objects) plus 256 KiB, plus a batch in flight
@@ -229,8 +234,12 @@ int main(int argc, char **argv)
     char *common[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", NULL};
     char *budget[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", "XMM_CPU_CACHE_SIZE=256k",
                       NULL};
+    char *large[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", "XMM_CPU_CACHE_SIZE=16m",
+                     NULL};
     CHECK(check_run_self("default", common) == 0, "default case");
     CHECK(check_run_self("4k", common) == 0, "4 KiB case");
+    CHECK(check_run_self("default", large) == 0, "XMM_CPU_CACHE_SIZE=16m, 1 KiB case");
+    CHECK(check_run_self("4k", large) == 0, "XMM_CPU_CACHE_SIZE=16m, 4 KiB case");
     CHECK(check_run_self("budget", budget) == 0, "budget case");
     CHECK(check_run_self("release", common) == 0, "release case");
     CHECK(check_run_self("stress", common) == 0, "stress case");
