@@ -6,7 +6,7 @@
  * pops one. That is the common path, two CK stack operations and a copy of
  * at most 32 pointers, with no per-object work. A per-CPU cache's drain
  * pushes onto its carver's own stack of the class instead, while the
- * carver holds less than 256 KiB in such batches, and its refills pop
+ * carver holds less than XMM_OWN_BATCH_MAX_BYTES in such batches, and its refills pop
  * that stack first ("own batches", xmm_central_drain).
  *
  * Span sets: objects that do not travel as a full batch go back to their
@@ -131,8 +131,8 @@ int xmm_central_init(void)
              * enough for a burst of a few thousand objects to come back
              * as whole batches. Batches nobody takes are flushed to their
              * spans by the upkeep pass, so this is not memory kept. The
-             * carvers' own batches are outside this limit (at most 256 KiB
-             * a carver); the upkeep pass moves here those no refill of
+             * carvers' own batches are outside this limit (at most 1 MiB a
+             * carver); the upkeep pass moves here those no refill of
              * their carver needed since the pass before. */
             int64_t batch_bytes = (int64_t)info->batch * info->size;
             int64_t limit = ((int64_t)4 << 20) / batch_bytes;
@@ -793,11 +793,6 @@ static struct transfer_batch *batch_descriptor(struct central_node *central)
         return (struct transfer_batch *)entry;
     return xmm_metadata_alloc(sizeof(struct transfer_batch), 16);
 }
-
-/* A carver holds at most this much in own batches, all classes together
- * (a drain that finds less may add one batch; drains racing on one carver,
- * one each). */
-#define XMM_OWN_BATCH_MAX_BYTES ((int64_t)256 << 10)
 
 /* `carver`'s row when a batch of the class fits among its own batches. */
 static struct carver_row *row_with_room(struct central_node *central, unsigned size_class,

@@ -37,10 +37,19 @@ int xmm_central_init(void);
 unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned wanted,
                             int carver);
 
+/* A carver holds at most this much in own batches (xmm_central_drain),
+ * all classes together (a drain that finds less may add one batch; drains
+ * racing on one carver, one each). 1 MiB: a CPU whose bin of 1 KiB
+ * objects grows towards a round of 1000 drains up to 870 KiB a round, and
+ * with 256 KiB the rest went to the class's stack, where the other CPU's
+ * refills took it: two threads' blocks then lay within 4 KiB of each
+ * other and their rounds took twice as long (bench/analysis.md). */
+#define XMM_OWN_BATCH_MAX_BYTES ((int64_t)1 << 20)
+
 /* Takes back `count` (<= XMM_MAX_BATCH) free objects of `size_class`, all
  * of home node `node`. Lock-free. A full batch from `carver` (or
  * XMM_CENTRAL_NO_CARVER) goes on that carver's own stack of the class while
- * the carver holds less than 256 KiB in such batches, and its refills take
+ * the carver holds less than XMM_OWN_BATCH_MAX_BYTES in such batches, and its refills take
  * their own batches first: a CPU's drains come back to it, not to another
  * CPU whose blocks would then lie beside its own (docs/design.md, "Own
  * batches"). They go to the class's stack at malloc_trim (all), at the

@@ -33,6 +33,14 @@
  *            were the first taken, by whichever CPU refilled, and the two
  *            CPUs' blocks mixed for good (bench/analysis.md, "batch1000
  *            with four threads on two cores").
+ *   grown    the same two threads run 40 rounds of 1000 blocks of 1 KiB
+ *            at once (bench/micro's batch1000/1024), from their bins'
+ *            first capacities: while a bin grows, a round drains up to 870
+ *            KiB. Those batches stay their CPU's own (XMM_OWN_BATCH_MAX_
+ *            BYTES, 1 MiB), so in the last round no 4 KiB page holds both
+ *            threads' blocks and the owner changes at most 4 times per run
+ *            in address order. With a 256 KiB bound the rest went to the
+ *            class's stack and the other CPU took it: 44-57 changes.
  *   remote   thread 0 allocates 2000 blocks of 16 B, thread 1 (on the
  *            other CPU) frees them all: they go to its remote bin, whose
  *            drains carry no carver, so the batches land on the class's
@@ -180,14 +188,15 @@ static int by_address(const void *a, const void *b)
 
 static struct owned all[2 * BLOCKS];
 
-static void check_apart(size_t s)
+/* The first `count` blocks of each thread of size index `s`. */
+static void check_apart_first(size_t s, int count)
 {
     for (int id = 0; id < 2; id++)
-        for (int i = 0; i < BLOCKS; i++)
-            all[id * BLOCKS + i] = (struct owned){(uintptr_t)blocks[id][s][i], id};
-    qsort(all, 2 * BLOCKS, sizeof all[0], by_address);
+        for (int i = 0; i < count; i++)
+            all[id * count + i] = (struct owned){(uintptr_t)blocks[id][s][i], id};
+    qsort(all, 2 * (size_t)count, sizeof all[0], by_address);
     int changes = 0, shared_pages = 0;
-    for (int i = 1; i < 2 * BLOCKS; i++) {
+    for (int i = 1; i < 2 * count; i++) {
         if (all[i].owner == all[i - 1].owner)
             continue;
         changes++;
@@ -197,11 +206,16 @@ static void check_apart(size_t s)
     }
     /* Each thread's blocks fill this many runs at most (a run also serves
      * the other classes); the owner changes at most at both ends of each. */
-    int runs = (int)((BLOCKS * sizes[s] + RUN_BYTES - 1) / RUN_BYTES) + 1;
+    int runs = (int)((count * sizes[s] + RUN_BYTES - 1) / RUN_BYTES) + 1;
     CHECK(shared_pages == 0, "%zu-byte blocks: no 4 KiB page holds both CPUs' blocks (%d do)",
           sizes[s], shared_pages);
     CHECK(changes <= 4 * runs, "%zu-byte blocks: the owner changes %d times in address order "
           "(at most %d)", sizes[s], changes, 4 * runs);
+}
+
+static void check_apart(size_t s)
+{
+    check_apart_first(s, BLOCKS);
 }
 
 /* ---- drained ----------------------------------------------------------------- */
@@ -252,6 +266,54 @@ static void drained_case(void)
         check_apart(s);
     }
     run_both(free_all);
+}
+
+/* ---- grown ------------------------------------------------------------------- */
+
+#define GROWN_BLOCKS 1000
+#define GROWN_ROUNDS 40
+#define GROWN_SIZE_INDEX 3 /* 1 KiB */
+
+/* Rounds of bench/micro's batch1000/1024 on two CPUs at once, from the
+ * bins' first capacities; the last round's blocks are kept. */
+static void *grow_together(void *argument)
+{
+    int id = (int)(intptr_t)argument;
+    pin(cpus[id]);
+    unsigned generation = 0;
+    size_t size = sizes[GROWN_SIZE_INDEX];
+    for (int round = 0; round <= GROWN_ROUNDS; round++) {
+        meet(&generation);
+        for (int i = 0; i < GROWN_BLOCKS; i++) {
+            blocks[id][GROWN_SIZE_INDEX][i] = malloc(size);
+            CHECKQ(blocks[id][GROWN_SIZE_INDEX][i] != NULL, "malloc(%zu)", size);
+            memset(blocks[id][GROWN_SIZE_INDEX][i], 0x5a, size);
+        }
+        if (round < GROWN_ROUNDS)
+            for (int i = 0; i < GROWN_BLOCKS; i++)
+                free(blocks[id][GROWN_SIZE_INDEX][i]);
+    }
+    return NULL;
+}
+
+static void *free_grown(void *argument)
+{
+    int id = (int)(intptr_t)argument;
+    pin(cpus[id]);
+    for (int i = 0; i < GROWN_BLOCKS; i++)
+        free(blocks[id][GROWN_SIZE_INDEX][i]);
+    return NULL;
+}
+
+static void grown_case(void)
+{
+    uint64_t drains_before = snapshot().cache_drains;
+    run_both(grow_together);
+    CHECK(snapshot().cache_drains - drains_before >= 100,
+          "the bins drained while they grew (%llu drains)",
+          (unsigned long long)(snapshot().cache_drains - drains_before));
+    check_apart_first(GROWN_SIZE_INDEX, GROWN_BLOCKS);
+    run_both(free_grown);
 }
 
 /* ---- remote ------------------------------------------------------------------ */
@@ -485,6 +547,10 @@ int main(int argc, char **argv)
             if (!two_cpus())
                 return 77;
             drained_case();
+        } else if (!strcmp(argv[1], "grown")) {
+            if (!two_cpus())
+                return 77;
+            grown_case();
         } else if (!strcmp(argv[1], "remote")) {
             if (!two_cpus())
                 return 77;
@@ -513,6 +579,7 @@ int main(int argc, char **argv)
     CHECK(check_run_self("apart", common) == 0, "apart and trim case");
     CHECK(check_run_self("idle", idle) == 0, "idle case");
     CHECK(check_run_self("drained", common) == 0, "drained case");
+    CHECK(check_run_self("grown", common) == 0, "grown case");
     CHECK(check_run_self("remote", common) == 0, "remote case");
     CHECK(check_run_self("holes", common) == 0, "holes case");
     CHECK(check_run_self("stress", common) == 0, "stress case");

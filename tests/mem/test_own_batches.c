@@ -15,7 +15,7 @@
  *            keeping it as long as the carver refilled any class.
  *   taken    a batch carver 0 keeps taking back stays its own across the
  *            passes.
- *   burst    carver 0 drains 8 batches of 1 KiB objects (its 256 KiB),
+ *   burst    carver 0 drains 8 batches of 1 KiB objects (256 KiB),
  *            then takes and drains one batch in each of three passes: the
  *            7 it never needed go back (the low-water mark of its stack),
  *            and carver 1 takes them. A review found a version with a
@@ -26,9 +26,10 @@
  *            before it, none taken since), not the one drained after the
  *            pass began (the stack gives back its top batches: which ones
  *            does not matter, how many does).
- *   bound    carver 0 drains 24 batches of 1 KiB objects (768 KiB): at
- *            most 256 KiB of them (8 batches) stay its own, so carver 1
- *            can refill at least 16 of them.
+ *   bound    carver 0 drains three times XMM_OWN_BATCH_MAX_BYTES (1 MiB)
+ *            in batches of 1 KiB objects: at most 1 MiB of them (32
+ *            batches, and one more) stay its own, so carver 1 can refill
+ *            the rest.
  *   trim     xmm_central_release_all leaves no batch anywhere and every
  *            span back in the page heap.
  *
@@ -44,7 +45,7 @@
 #include "check.h"
 #include "xmm.h"
 
-#define MAX_HELD 1024
+#define MAX_HELD 4096
 
 static unsigned class_64, class_3000, class_1k;
 
@@ -205,11 +206,12 @@ static void reclaim_case(void)
 
 static void bound_case(void)
 {
-    enum { BATCHES = 24 };
+    enum { BATCHES = 3 * (int)(XMM_OWN_BATCH_MAX_BYTES / (32 * 1024)) };
     unsigned batch = xmm_size_classes[class_1k].batch;
+    CHECKQ(batch == 32, "a batch holds 32 objects of 1 KiB (%u)", batch);
     static void *drained[BATCHES * XMM_MAX_BATCH];
     unsigned count = drain_1k_batches(drained, BATCHES);
-    unsigned own_most = (unsigned)((256u << 10) / ((size_t)batch * 1024)) + 1;
+    unsigned own_most = (unsigned)(XMM_OWN_BATCH_MAX_BYTES / ((int64_t)batch * 1024)) + 1;
     unsigned shared = taken_by_carver_1(class_1k, drained, count);
     CHECK(shared >= (BATCHES - own_most) * batch,
           "carver 1 took %u of carver 0's %u drained objects (at most %u batches stay its own)",
