@@ -7,8 +7,9 @@
  * so that threads that share a CPU are not charged for each other's
  * turns), and how far apart threads 0 and 1's blocks lay in the last
  * round (pinned: on two CPUs): how many of thread 0's blocks have one of
- * thread 1's within 256 bytes and within 4 KiB. Any malloc: run it with
- * LD_PRELOAD.
+ * thread 1's within 256 bytes and within 4 KiB, and how many lie in a
+ * 32 KiB-aligned region that holds one of thread 1's. Any malloc: run it
+ * with LD_PRELOAD.
  *
  *   cc -O2 -pthread -fno-builtin -o apart_rounds apart_rounds.c
  *   LD_PRELOAD=build/libxmm.so ./apart_rounds SIZE ROUNDS pinned|free [THREADS]
@@ -108,6 +109,20 @@ static int close_to_other(uintptr_t limit)
     return close;
 }
 
+/* Thread 0's blocks in a `region`-aligned region that holds one of
+ * thread 1's. */
+static int same_region(uintptr_t region)
+{
+    int shared = 0;
+    for (int i = 0; i < COUNT; i++)
+        for (int k = 0; k < COUNT; k++)
+            if (last_round[1][k] / region == last_round[0][i] / region) {
+                shared++;
+                break;
+            }
+    return shared;
+}
+
 int main(int argc, char **argv)
 {
     int threads = argc == 5 ? atoi(argv[4]) : 2;
@@ -130,7 +145,8 @@ int main(int argc, char **argv)
     printf("us a round:");
     for (int i = 0; i < threads; i++)
         printf(" %.2f", us_per_round[i]);
-    printf("; of thread 0's blocks, %d within 256 B and %d within 4 KiB of thread 1's\n",
-           close_to_other(256), close_to_other(4096));
+    printf("; of thread 0's blocks, %d within 256 B and %d within 4 KiB of thread 1's, "
+           "%d in a 32 KiB region with one\n",
+           close_to_other(256), close_to_other(4096), same_region(32768));
     return 0;
 }
