@@ -317,7 +317,7 @@ static const struct variable variables[] = {
     {"XMM_NUMA", "local, interleave, off, or bind:LIST (e.g. bind:0,2-3)", "local",
      "NUMA placement policy", parse_numa, &xmm_config},
     {"XMM_CPU_CACHE_SIZE", "a size in bytes, e.g. 1048576, 512K, 4M", "4M",
-     "per-CPU cache budget (a thirty-second per class at first, the whole for growth)", parse_size, &xmm_config.cpu_cache_bytes},
+     "per-CPU cache budget (a thirty-second of it, at most of 4M, per class at first; the whole for growth)", parse_size, &xmm_config.cpu_cache_bytes},
     {"XMM_THREAD_CACHE_SIZE", "a size in bytes, e.g. 2M", "2M",
      "bytes each thread's cache may hold (per-thread mode)", parse_size,
      &xmm_config.thread_cache_bytes},

@@ -75,7 +75,7 @@ struct carver_row {
      * least what the stack holds: counted up before a push, down after a
      * pop); the fewest it held since the last upkeep pass (its low-water
      * mark: batches no refill needed, which the pass gives back); and
-     * their bytes, all classes, counted as the numbers are. */
+     * their bytes (own_charge), all classes, counted as the numbers are. */
     int64_t own_bytes;
     int32_t own_count[XMM_CLASS_COUNT];
     int32_t own_low[XMM_CLASS_COUNT];
@@ -563,6 +563,16 @@ static size_t batch_bytes(unsigned size_class)
     return (size_t)xmm_size_classes[size_class].batch * xmm_size_classes[size_class].size;
 }
 
+/* What an own batch counts against XMM_OWN_BATCH_MAX_BYTES: its objects'
+ * bytes, and at least 4 KiB, so that a carver holds at most 256 batch
+ * descriptors (272 bytes of metadata each, never unmapped) whatever the
+ * class: 1 MiB of 8-byte objects would be 4096 of them. */
+static int64_t own_charge(unsigned size_class)
+{
+    size_t bytes = batch_bytes(size_class);
+    return (int64_t)(bytes > 4096 ? bytes : 4096);
+}
+
 /* Copies `batch`'s objects to `out` and keeps its descriptor. */
 static unsigned take_batch(struct central_node *central, struct transfer_batch *batch,
                            void **out, unsigned wanted)
@@ -591,7 +601,7 @@ static unsigned refill_from_batch(struct central_node *central, struct central_c
 static int32_t count_own_popped(struct carver_row *row, struct central_class *lists,
                                 unsigned size_class)
 {
-    __atomic_fetch_sub(&row->own_bytes, (int64_t)batch_bytes(size_class), __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&row->own_bytes, own_charge(size_class), __ATOMIC_RELAXED);
     __atomic_fetch_sub(&lists->own_batch_count, 1, __ATOMIC_RELAXED);
     return __atomic_sub_fetch(&row->own_count[size_class], 1, __ATOMIC_RELAXED);
 }
@@ -799,8 +809,8 @@ static struct carver_row *row_with_room(struct central_node *central, unsigned s
                                         int carver)
 {
     struct carver_row *row = carver_row_of(central, size_class, carver);
-    if (!row || __atomic_load_n(&row->own_bytes, __ATOMIC_RELAXED) +
-                        (int64_t)batch_bytes(size_class) > XMM_OWN_BATCH_MAX_BYTES)
+    if (!row || __atomic_load_n(&row->own_bytes, __ATOMIC_RELAXED) + own_charge(size_class) >
+                    XMM_OWN_BATCH_MAX_BYTES)
         return NULL;
     return row;
 }
@@ -822,7 +832,7 @@ void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsi
             for (unsigned i = 0; i < count; i++)
                 batch->objects[i] = objects[i];
             if (row) {
-                __atomic_fetch_add(&row->own_bytes, (int64_t)batch_bytes(size_class),
+                __atomic_fetch_add(&row->own_bytes, own_charge(size_class),
                                    __ATOMIC_RELAXED);
                 __atomic_fetch_add(&row->own_count[size_class], 1, __ATOMIC_RELAXED);
                 __atomic_fetch_add(&lists->own_batch_count, 1, __ATOMIC_RELAXED);

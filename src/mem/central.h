@@ -38,8 +38,9 @@ unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned 
                             int carver);
 
 /* A carver holds at most this much in own batches (xmm_central_drain),
- * all classes together (a drain that finds less may add one batch; drains
- * racing on one carver, one each). 1 MiB: a CPU whose bin of 1 KiB
+ * all classes together, each batch counted at 4 KiB at least (at most 256
+ * descriptors; a drain that finds less may add one batch; drains racing
+ * on one carver, one each). 1 MiB: a CPU whose bin of 1 KiB
  * objects grows towards a round of 1000 drains up to 870 KiB a round, and
  * with 256 KiB the rest went to the class's stack, where the other CPU's
  * refills took it: two threads' blocks then lay within 4 KiB of each

@@ -46,6 +46,9 @@
 #include "xmm.h"
 
 #define MAX_HELD 4096
+/* bound_case drains three times the bound; carver 1 must be able to hold
+ * the two thirds that are not carver 0's. */
+_Static_assert(2 * XMM_OWN_BATCH_MAX_BYTES <= MAX_HELD * 1024, "MAX_HELD holds bound_case's");
 
 static unsigned class_64, class_3000, class_1k;
 

@@ -140,8 +140,8 @@ int main(int argc, char **argv)
         return 77;
     }
     if (argc > 1 && !strcmp(argv[1], "front-end")) {
-        /* A large budget still plans every bin (the remote bins are not
-         * scaled down with the class bins). */
+        /* A large budget still plans every bin (the slots are laid out
+         * as for 4 MiB: cpu_cache.c, plan_capacities). */
         struct xmm_stats stats = {.version = XMM_STATS_VERSION};
         xmm_stats_get(&stats);
         return strcmp(stats.front_end, "per-cpu") == 0 ? 0 : 1;
