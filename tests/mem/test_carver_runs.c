@@ -83,9 +83,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sys/rseq.h>
-
 #include "check.h"
+#include "slab_index.h"
 #include "xmm.h"
 
 #define BLOCKS 2000
@@ -344,20 +343,18 @@ static void free_16(void)
         free(blocks[0][0][i]);
 }
 
-/* The calling thread's slab index as the kernel wrote it in its rseq
- * area: the mm_cid or the CPU (stats: "slabs by mm_cid"). */
-static bool by_mm_cid;
-static int slab_index(void)
-{
-    const unsigned char *area = (const unsigned char *)__builtin_thread_pointer() + __rseq_offset;
-    uint32_t index;
-    memcpy(&index, area + (by_mm_cid ? 24 : 4), sizeof index);
-    return (int)index;
-}
-
-/* The slab indexes: thread 0's at its first allocations and at its
- * second, thread 1's while it frees. */
+/* The slab indexes (slab_index.h; -1: not readable here): thread 0's at
+ * its first allocations and at its second, thread 1's while it frees; and
+ * whether one changed within its step. */
 static int index_first, index_again, index_freeing;
+static bool index_moved;
+
+/* `*index` is the calling thread's index still. */
+static void index_kept(const int *index)
+{
+    if (slab_index() != *index)
+        index_moved = true;
+}
 
 /* Thread 0 allocates, thread 1 frees, thread 0 allocates again. Thread 0
  * spins on its CPU meanwhile, so the two have two slab indexes at once;
@@ -374,33 +371,21 @@ static void *pass_blocks(void *argument)
         index_first = slab_index();
         allocate_16();
         memcpy(first_round, blocks[0][0], sizeof first_round);
-        index_first = slab_index() == index_first ? index_first : -1;
+        index_kept(&index_first);
     }
     meet(&generation);
     if (id == 1) {
         index_freeing = slab_index();
         free_16();
-        index_freeing = slab_index() == index_freeing ? index_freeing : -2;
+        index_kept(&index_freeing);
     }
     meet(&generation);
     if (id == 0) {
         index_again = slab_index();
         allocate_16();
-        index_again = slab_index() == index_again ? index_again : -3;
+        index_kept(&index_again);
     }
     return NULL;
-}
-
-static bool slabs_by_mm_cid(void)
-{
-    int fd = memfd_create("stats", 0);
-    static char text[1 << 16];
-    CHECKQ(fd >= 0 && xmm_stats_print(fd, "text") == 0 && lseek(fd, 0, SEEK_SET) == 0 &&
-               read(fd, text, sizeof text - 1) > 0,
-           "statistics readable");
-    if (fd >= 0)
-        close(fd);
-    return strstr(text, "slabs by mm_cid") != NULL;
 }
 
 static int by_pointer(const void *a, const void *b)
@@ -438,11 +423,12 @@ static void *free_second_round(void *argument)
 
 static int remote_case(void)
 {
-    by_mm_cid = slabs_by_mm_cid();
+    slab_index_init();
     uint64_t drains_before = snapshot().cache_drains;
     run_both(pass_blocks);
-    if (index_first < 0 || index_again != index_first || index_freeing < 0 ||
-        index_freeing == index_first) {
+    /* Unreadable indexes (no glibc rseq area): checked as they come. */
+    if (index_first >= 0 &&
+        (index_moved || index_again != index_first || index_freeing == index_first)) {
         NOTE("slab indexes moved (thread 0: %d, then %d; thread 1: %d): again", index_first,
              index_again, index_freeing);
         return REMOTE_AGAIN;

@@ -27,6 +27,7 @@
 
 #include "backend/backend.h"
 #include "check.h"
+#include "slab_index.h"
 #include "xmm.h"
 
 #define MANY 5000
@@ -58,31 +59,6 @@ static void *owned_object(void)
     return object;
 }
 
-/* The calling thread's slab index as XMM reads it from glibc's rseq area
- * (cpu_id, or mm_cid when XMM's statistics say so); -1 if unknown. */
-static bool by_mm_cid;
-static int own_index(void)
-{
-    if (__rseq_size == 0)
-        return -1;
-    const unsigned char *area = (const unsigned char *)__builtin_thread_pointer() + __rseq_offset;
-    uint32_t id;
-    memcpy(&id, area + (by_mm_cid ? 24 : 4), sizeof id);
-    return (int)id;
-}
-
-static bool slabs_by_mm_cid(void)
-{
-    int fd = memfd_create("stats", 0);
-    char text[4096] = "";
-    if (fd < 0 || xmm_stats_print(fd, "text") != 0 || lseek(fd, 0, SEEK_SET) != 0 ||
-        read(fd, text, sizeof text - 1) < 0)
-        NOTE("statistics not readable");
-    if (fd >= 0)
-        close(fd);
-    return strstr(text, "slabs by mm_cid") != NULL;
-}
-
 enum step { STARTING, IDLE, FREE_SMALL, FREE_LINE, FREE_MANY, DONE };
 static enum step step = STARTING;
 static void *given;
@@ -109,7 +85,7 @@ static void *other_cpu(void *unused)
     pin(cpus[1]);
     go(IDLE);
     wait_for(FREE_SMALL);
-    other_index = own_index();
+    other_index = slab_index();
     free(given);
     received = malloc(8);
     go(IDLE);
@@ -158,7 +134,7 @@ int main(int argc, char **argv)
         char *const env[] = {budgets[i], NULL};
         CHECK(check_run_self("front-end", env) == 0, "%s keeps the per-CPU caches", budgets[i]);
     }
-    by_mm_cid = slabs_by_mm_cid();
+    slab_index_init();
     /* Two CPUs of one node: a free on another node's CPU goes home, not to
      * a bin of this CPU. */
     int found = 0, first_node = -1;
