@@ -28,7 +28,11 @@
  *             each written at its two ends, fault in small pages (before:
  *             their chunks were on huge pages, 2 MiB zeroed per block)
  *   thp-mixed XMM_THP=auto: a large block placed in a chunk of small
- *             blocks on huge pages takes the chunk off them */
+ *             blocks on huge pages takes the chunk off them
+ *   thp-eager XMM_THP=auto: the first chunk does not ask for huge pages
+ *             before it is cut to its end (a small program stays on small
+ *             pages); a chunk mapped once 16 MiB of chunks exist asks at
+ *             once, before it is cut to its end */
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -447,6 +451,46 @@ static void thp_mixed_case(void)
         free(blocks[i]);
 }
 
+/* A small program's heap stays on small pages; past 16 MiB of chunks a
+ * new chunk asks for huge pages at once, so that its pages fault in 2 MiB
+ * at a time from the start (bench/analysis.md, "huge pages from the first
+ * touch"). */
+static void thp_eager_case(void)
+{
+    if (!thp_available())
+        return;
+    enum { BLOCK = 4096, COUNT = (40 << 20) / BLOCK };
+    char flags[256];
+    char *first = malloc(BLOCK);
+    memset(first, 1, BLOCK);
+    /* bytes_reserved: chunks less the unmapped hole at each one's start. */
+    struct xmm_stats stats = {.version = XMM_STATS_VERSION};
+    int got = xmm_stats_get(&stats);
+    CHECK(got == 0 && stats.bytes_reserved <= 4 * MIB, "one chunk so far: %zu KiB reserved",
+          (size_t)(stats.bytes_reserved >> 10));
+    vm_flags(first, flags, sizeof flags);
+    CHECK(!has_flag(flags, "hg"), "the first chunk, not cut to its end, does not ask for "
+          "huge pages (VmFlags:%s)", flags);
+    char **blocks = raw(COUNT * sizeof *blocks);
+    for (int i = 0; i < COUNT; i++) {
+        blocks[i] = malloc(BLOCK);
+        memset(blocks[i], 1, BLOCK);
+    }
+    /* 40 MiB: chunks of 4, 8 and 16 MiB are cut to their end, and the
+     * fourth (32 MiB, mapped at 28 MiB) holds the last 12 MiB or so. */
+    stats.version = XMM_STATS_VERSION;
+    got = xmm_stats_get(&stats);
+    CHECK(got == 0 && stats.bytes_reserved >= 48 * MIB && stats.bytes_reserved <= 64 * MIB,
+          "four chunks (60 MiB): %zu MiB reserved", (size_t)(stats.bytes_reserved / MIB));
+    vm_flags(blocks[COUNT - 1], flags, sizeof flags);
+    CHECK(has_flag(flags, "hg"), "a chunk mapped past 16 MiB of chunks asks for huge pages "
+          "before it is cut to its end (VmFlags:%s)", flags);
+    NOTE("AnonHugePages: %zu kB", proc_kb("/proc/self/smaps_rollup", "AnonHugePages:"));
+    for (int i = 0; i < COUNT; i++)
+        free(blocks[i]);
+    free(first);
+}
+
 static int run_case(const char *mode)
 {
     if (!strcmp(mode, "sizes"))
@@ -467,6 +511,8 @@ static int run_case(const char *mode)
         thp_reuse_case();
     else if (!strcmp(mode, "thp-mixed"))
         thp_mixed_case();
+    else if (!strcmp(mode, "thp-eager"))
+        thp_eager_case();
     else
         CHECK(0, "unknown case %s", mode);
     return check_summary(mode);
@@ -503,6 +549,7 @@ int main(int argc, char **argv)
         {"thp-large", "XMM_THP=auto", NULL},
         {"thp-reuse", "XMM_THP=auto", "XMM_DECAY_MS=200"},
         {"thp-mixed", "XMM_THP=auto", NULL},
+        {"thp-eager", "XMM_THP=auto", NULL},
     };
     int failures = 0, count = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < count; i++) {
