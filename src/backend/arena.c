@@ -165,13 +165,13 @@ static int advise_region(const struct xmm_region *region, bool huge)
     return xmm_os_advise_huge(start, size, huge);
 }
 
-/* XMM_THP=auto: a chunk mapped once the process holds this much in chunks
- * asks for huge pages from its first touch. A program that never grows
- * past it (`ls`, `sh`, a test) stays on small pages; one that does gets
- * its later chunks, most of its heap, on huge pages before it has faulted
- * them in 4 KiB at a time (bench/analysis.md, "huge pages from the first
- * touch"). The first chunks (4, 8 MiB, 16 MiB: 28 MiB) stay on the rule
- * for dense chunks. */
+/* XMM_THP=auto: a chunk mapped once the process (every node together)
+ * holds this much in chunks asks for huge pages from its first touch. A
+ * program that never grows past it (`ls`, `sh`, a test) stays on small
+ * pages; one that does gets its later chunks, most of its heap, on huge
+ * pages before it has faulted them in 4 KiB at a time (bench/analysis.md,
+ * "huge pages from the first touch, by default"). On one node the first
+ * three chunks (4, 8 and 16 MiB) stay on the rule for dense chunks. */
 #define XMM_THP_EAGER_BYTES ((size_t)16 << 20)
 
 static bool wants_huge_pages_at_map(void)

@@ -454,7 +454,7 @@ static void thp_mixed_case(void)
 /* A small program's heap stays on small pages; past 16 MiB of chunks a
  * new chunk asks for huge pages at once, so that its pages fault in 2 MiB
  * at a time from the start (bench/analysis.md, "huge pages from the first
- * touch"). */
+ * touch, by default"). */
 static void thp_eager_case(void)
 {
     if (!thp_available())
