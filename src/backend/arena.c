@@ -126,13 +126,20 @@ void xmm_chunk_set_pages(struct xmm_span *span, bool ends_only)
 void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class,
                              uint32_t first_page)
 {
+    xmm_chunk_set_page_range(span, size_class, first_page, span->pages);
+}
+
+void xmm_chunk_set_page_range(const struct xmm_span *span, unsigned size_class,
+                              uint32_t first_page, uint32_t end_page)
+{
     struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
     xmm_page_info *table = xmm_chunk_table_of((uintptr_t)span->start);
     size_t first = ((uintptr_t)span->start - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
     xmm_assert((char *)table == chunk->region.base + XMM_CHUNK_TABLE_OFFSET);
     xmm_assert(first >= XMM_CHUNK_FIRST_PAGE && first + span->pages <= chunk->pages);
     xmm_assert(size_class == 0 || span->pages <= XMM_SMALL_SPAN_MAX_PAGES);
-    for (uint32_t page = first_page; page < span->pages; page++)
+    xmm_assert(end_page <= span->pages);
+    for (uint32_t page = first_page; page < end_page; page++)
         __atomic_store_n(&table[first + page],
                          size_class ? XMM_PAGE_INFO(size_class, span->node, page) : 0,
                          __ATOMIC_RELEASE);

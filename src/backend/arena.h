@@ -266,6 +266,11 @@ XMM_INLINE xmm_page_info xmm_page_info_of(const void *address)
  * the span itself). */
 void xmm_chunk_set_page_info(const struct xmm_span *span, unsigned size_class,
                              uint32_t first_page);
+/* The same for the pages from `first_page` up to `end_page` (excluded):
+ * a trim clears, and a refill restores, the page of each object it purged
+ * whole (central.c). */
+void xmm_chunk_set_page_range(const struct xmm_span *span, unsigned size_class,
+                              uint32_t first_page, uint32_t end_page);
 
 /* The span of the page holding `address` in `chunk` (NULL if none). The
  * index is masked: with a stale chunk pointer it still reads the chunk's

@@ -118,6 +118,7 @@ static struct xmm_span *new_descriptor(struct page_heap *heap)
     __atomic_store_n(&span->state, 0, __ATOMIC_RELAXED);
     span->carved = 0;
     span->tail_purged = 0;
+    span->purged = 0;
     span->size_class = 0;
     span->node = (uint8_t)heap->node;
     return span;

@@ -82,6 +82,11 @@ struct xmm_span {
                                    objects from `carved` on hold no free
                                    tag and their pages' info is cleared
                                    (a trim cut them back, central.c) */
+    uint64_t purged;            /* small-object span of at most 64 objects:
+                                   bit i, object i is free and a trim gave
+                                   back its pages whole, free tag included
+                                   (central.c); written by the claimant,
+                                   read by free()'s slow path */
 } XMM_CACHE_ALIGNED;
 /* Two descriptors per 128 bytes: the hot fields of the free path (start,
  * kind, node, size_class) share the first cache line. */

@@ -87,6 +87,11 @@ static enum block_kind find_block(const void *ptr, struct block *block)
             if (XMM_UNLIKELY((size_t)index * xmm_class_size(size_class) != offset ||
                              index >= __atomic_load_n(&span->carved, __ATOMIC_RELAXED)))
                 return BLOCK_INVALID;
+            /* Purged whole by a trim (its first word reads zero, as a live
+             * block's does): free, found in the span (central.c); its page
+             * word sent this free here. */
+            if (index < 64 && (__atomic_load_n(&span->purged, __ATOMIC_ACQUIRE) >> index & 1))
+                return BLOCK_FREED_SMALL;
             if (xmm_free_object_is_free(ptr, span->start, xmm_span_bytes(span)) ||
                 is_pending(ptr, span))
                 return BLOCK_FREED_SMALL;

@@ -297,7 +297,7 @@ static void claim(struct xmm_span *span)
 
 static bool has_free_objects(struct xmm_span *span)
 {
-    return span->carved < xmm_size_classes[span->size_class].objects ||
+    return span->carved < xmm_size_classes[span->size_class].objects || span->purged != 0 ||
            __atomic_load_n(&span->free_list, __ATOMIC_ACQUIRE) != NULL;
 }
 
@@ -361,6 +361,85 @@ static void *next_free_object(const struct xmm_span *span, const struct xmm_size
                   "before it)\n",
                   object, (size_t)info->size);
     return next;
+}
+
+/* ---- objects a trim purged whole ------------------------------------------------- */
+
+/* A trim gives back the pages of a span's free objects whole, the page of
+ * each one's first word (its free tag) included, when the span can record
+ * which ones it purged: one bit per object in span->purged, so spans of at
+ * most 64 objects, the classes from 128 bytes up. The pages holding those
+ * first words have their info cleared, so that a free() of any block
+ * starting there takes the slow path, which reads span->purged (free.c):
+ * a purged block's first word reads zero, a live block's, and the page
+ * word must not send its free the fast way. */
+#define XMM_PURGED_MAP_OBJECTS 64
+_Static_assert(XMM_PURGED_MAP_OBJECTS <= sizeof(((struct xmm_span *)0)->purged) * 8,
+               "span->purged has a bit per object");
+
+static bool records_purged(const struct xmm_size_class *info)
+{
+    return info->objects <= XMM_PURGED_MAP_OBJECTS;
+}
+
+/* The objects below `count`, as span->purged bits. */
+static uint64_t objects_below(uint32_t count)
+{
+    return count >= 64 ? UINT64_MAX : ((uint64_t)1 << count) - 1;
+}
+
+/* The allocator page of the span that holds object `index`'s first word. */
+static uint32_t first_word_page(const struct xmm_size_class *info, uint32_t index)
+{
+    return (uint32_t)(((size_t)index * info->size) >> XMM_PAGE_SHIFT);
+}
+
+/* Whether the info of the span's page `page` stays cleared: the page holds
+ * the first word of an object purged whole, or lies in a cut-back tail. */
+static bool page_hides_free_objects(const struct xmm_span *span,
+                                    const struct xmm_size_class *info, uint32_t page)
+{
+    if (span->tail_purged && page >= first_word_page(info, span->carved))
+        return true;
+    for (uint64_t rest = span->purged; rest; rest &= rest - 1)
+        if (first_word_page(info, (uint32_t)__builtin_ctzll(rest)) == page)
+            return true;
+    return false;
+}
+
+/* Claimant only: after the objects of `changed` joined or left
+ * span->purged, sets the info of the pages holding their first words:
+ * cleared while such a page hides an object purged whole, the class's
+ * again once it hides none. */
+static void update_first_word_pages(const struct xmm_span *span,
+                                    const struct xmm_size_class *info, uint64_t changed)
+{
+    for (; changed; changed &= changed - 1) {
+        uint32_t page = first_word_page(info, (uint32_t)__builtin_ctzll(changed));
+        unsigned size_class = page_hides_free_objects(span, info, page) ? 0 : span->size_class;
+        xmm_chunk_set_page_range(span, size_class, page, page + 1);
+    }
+}
+
+/* Claimant only: takes up to `wanted` of the objects a trim purged whole.
+ * Each is tagged free (a cached object's mark; its first page faults in
+ * again, zeroed) before it leaves span->purged, so that a free() of it
+ * finds it free either way; its page's info comes back last. */
+static unsigned take_purged(struct xmm_span *span, const struct xmm_size_class *info,
+                            void **out, unsigned wanted)
+{
+    uint64_t purged = span->purged, taken_bits = 0;
+    unsigned taken = 0;
+    for (; purged && taken < wanted; purged &= purged - 1) {
+        uint32_t index = (uint32_t)__builtin_ctzll(purged);
+        char *object = span->start + (size_t)index * info->size;
+        xmm_free_object_set(object, NULL);
+        out[taken++] = object;
+        taken_bits |= (uint64_t)1 << index;
+    }
+    __atomic_store_n(&span->purged, purged, __ATOMIC_RELEASE);
+    update_first_word_pages(span, info, taken_bits);
+    return taken;
 }
 
 /* Claimant only: a trim cut the span's tail back (purge_free_objects); its
@@ -437,9 +516,15 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
      * since: a word that is not a free object's any more was overwritten
      * by an overflow of the object before it (and a free() of it may
      * already have put it in a cache). */
+    /* Then the objects a trim purged whole, before uncut ones: cold
+     * either way, and the tail stays uncut. */
+    if (XMM_UNLIKELY(span->purged) && taken < wanted)
+        taken += take_purged(span, info, out + taken, wanted - taken);
     uint32_t carved = span->carved;
-    if (XMM_UNLIKELY(span->tail_purged) && taken < wanted && carved < info->objects)
+    if (XMM_UNLIKELY(span->tail_purged) && taken < wanted && carved < info->objects) {
+        xmm_assert(span->purged == 0); /* its pages' info stays as restore_tail leaves it */
         restore_tail(span, info);
+    }
     while (taken < wanted && carved < info->objects) {
         char *object = span->start + (size_t)carved++ * info->size;
         if (XMM_UNLIKELY(!xmm_free_object_is_free(object, span->start, xmm_span_bytes(span))))
@@ -539,6 +624,7 @@ static struct xmm_span *new_span(int node, unsigned size_class, struct carver_ro
     span->size_class = (uint8_t)size_class;
     span->carved = 0;
     span->tail_purged = 0;
+    span->purged = 0;
     span->free_list = NULL;
     __atomic_store_n(&span->state, XMM_SPAN_CLAIMED, __ATOMIC_RELAXED);
     /* Every object is marked free before any is cut: a free() of one that
@@ -868,19 +954,43 @@ enum sweep_mode {
     SWEEP_PURGE = 2,       /* trim: also purge inside the free objects kept */
 };
 
-/* Gives back the kernel pages inside one free or uncut object, all but the
- * page holding its first word: the encoded free-list link and free tag
- * (free_object.h) that free() reads to tell a live block from a free one,
- * which every object of a small-object span carries from the span's making
- * to its hand-out. A purged page would read zero: a live block's word. */
-static size_t purge_inside(struct xmm_chunk *chunk, const void *object, size_t size)
+/* Kernel pages wholly inside a run of consecutive free objects of a span. */
+struct free_run {
+    char *begin, *end;
+};
+
+/* The runs of consecutive objects of `free_bits` (free objects below a
+ * span's cut: on its list, or purged whole by an earlier trim) that hold
+ * a whole kernel page and an object of `listed` (on the list now): their
+ * pages are given back, and the listed objects whose first word lies on
+ * one of them are purged whole (`newly`). Returns how many runs. */
+static unsigned find_free_runs(const struct xmm_span *span, const struct xmm_size_class *info,
+                               uint64_t free_bits, uint64_t listed, struct free_run *runs,
+                               uint64_t *newly)
 {
     uintptr_t page = xmm_os_page_size();
-    uintptr_t begin = ((uintptr_t)object & ~(page - 1)) + page;
-    uintptr_t end = ((uintptr_t)object + size) & ~(page - 1);
-    if (end <= begin || xmm_arena_purge(chunk, (char *)begin, end - begin) != 0)
-        return 0;
-    return end - begin;
+    unsigned count = 0;
+    while (free_bits) {
+        uint32_t first = (uint32_t)__builtin_ctzll(free_bits);
+        uint64_t from_first = ~(free_bits >> first);
+        uint32_t length = from_first ? (uint32_t)__builtin_ctzll(from_first) : 64 - first;
+        uint64_t run_bits = objects_below(length) << first;
+        free_bits &= ~run_bits;
+        uintptr_t begin = xmm_align_up((uintptr_t)span->start + (size_t)first * info->size, page);
+        uintptr_t end = ((uintptr_t)span->start + (size_t)(first + length) * info->size) &
+                        ~(page - 1);
+        if (end <= begin || !(listed & run_bits))
+            continue;
+        runs[count++] = (struct free_run){(char *)begin, (char *)end};
+        for (uint64_t rest = listed & run_bits; rest; rest &= rest - 1) {
+            uint32_t index = (uint32_t)__builtin_ctzll(rest);
+            uintptr_t word_page = ((uintptr_t)span->start + (size_t)index * info->size) &
+                                  ~(page - 1);
+            if (word_page >= begin && word_page + page <= end)
+                *newly |= (uint64_t)1 << index;
+        }
+    }
+    return count;
 }
 
 /* Claimant only (a trim's sweep): gives back the pages of the span's free
@@ -894,47 +1004,72 @@ static size_t purge_inside(struct xmm_chunk *chunk, const void *object, size_t s
  * of an address there takes the slow path, which finds it past `carved`
  * and reports an invalid pointer, as for any block never handed out
  * (free.c). The next cut re-tags the tail and restores the page info
- * (restore_tail). The other free objects keep the page of their first
- * word (purge_inside) and are relinked and pushed back whole; frees push
- * onto the emptied list meanwhile, and the chain goes on top of them.
+ * (restore_tail).
  *
- * One madvise per free object above a kernel page: a trim, not a hot path.
- * Returns the bytes purged. A double free of a cut-back object that races
- * with the trim in another thread can read the page info before it is
- * cleared and the first word after it is purged (a live block's zero): it
- * then goes unreported (a double free is undefined; the report is best
- * effort in that one race). */
+ * Below the cut, in spans that record them (records_purged), every kernel
+ * page wholly inside free objects is given back. A listed object whose
+ * first word lies on such a page is purged whole: it leaves the list for
+ * span->purged, and its first word's page info is cleared, both before
+ * the pages go, so that a free() of it takes the slow path and finds it
+ * free there (free.c); a refill takes it from span->purged (take_purged).
+ * The other listed objects keep the page of their first word (the free
+ * tag that free() reads to tell a live block from a free one: a purged
+ * page reads zero, a live block's word) and are relinked and pushed back
+ * whole; frees push onto the emptied list meanwhile, and the chain goes
+ * on top of them.
+ *
+ * One madvise per run of free objects: a trim, not a hot path. Returns
+ * the bytes advised. A double free that races with the trim in another
+ * thread can read the page info before it is cleared and the first word
+ * after it is purged (a live block's zero): it then goes unreported (a
+ * double free is undefined; the report is best effort in that one race). */
 static size_t purge_free_objects(struct xmm_span *span)
 {
     const struct xmm_size_class *info = &xmm_size_classes[span->size_class];
     uintptr_t page = xmm_os_page_size();
     struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(span->start);
     uint32_t carved = span->carved;
-    /* Objects up to a page have no page of their own to give back; only a
-     * cut-back tail can give some, and walking the list touches each free
-     * object: not for less than two pages of free objects. */
-    uint64_t on_list_count = carved - in_use_of(__atomic_load_n(&span->state, __ATOMIC_ACQUIRE));
-    if (info->size <= page && on_list_count * info->size < 2 * page)
+    uint64_t purged = span->purged;
+    /* Walking the list touches each free object: at most 64 in a span
+     * that records purges; in the others (objects below 128 bytes, none
+     * with a page of its own) not for less than two pages of them. */
+    uint64_t on_list_count = carved - in_use_of(__atomic_load_n(&span->state, __ATOMIC_ACQUIRE)) -
+                             (uint64_t)__builtin_popcountll(purged);
+    if (records_purged(info) ? on_list_count == 0 : on_list_count * info->size < 2 * page)
         return 0;
-    /* Which cut objects are on the list: a span holds at most 1024
-     * objects (8-byte ones, one 8 KiB page). */
-    uint64_t on_list[XMM_PAGE_SIZE / 8 / 64] = {0};
-    _Static_assert(XMM_PAGE_SIZE / 8 <= sizeof(on_list) * 8, "a span's objects fit the map");
+    /* Which cut objects are free: on the list, or purged whole. A span
+     * holds at most 1024 objects (8-byte ones, one 8 KiB page). */
+    uint64_t free_map[XMM_PAGE_SIZE / 8 / 64] = {0};
+    _Static_assert(XMM_PAGE_SIZE / 8 <= sizeof(free_map) * 8, "a span's objects fit the map");
     void *list = __atomic_exchange_n(&span->free_list, NULL, __ATOMIC_ACQUIRE);
     for (void *object = list; object; object = next_free_object(span, info, object)) {
         uint32_t index = xmm_class_object_index(span->size_class,
                                                 (size_t)((char *)object - span->start));
-        on_list[index / 64] |= (uint64_t)1 << (index % 64);
+        free_map[index / 64] |= (uint64_t)1 << (index % 64);
     }
+    uint64_t listed = free_map[0]; /* all of them, in a span that records purges */
+    free_map[0] |= purged;
     uint32_t keep = carved;
-    while (keep > 0 && (on_list[(keep - 1) / 64] >> ((keep - 1) % 64) & 1))
+    while (keep > 0 && (free_map[(keep - 1) / 64] >> ((keep - 1) % 64) & 1))
         keep--;
-    /* Relink the objects that stay cut. */
+    struct free_run runs[XMM_PURGED_MAP_OBJECTS / 2 + 1];
+    unsigned run_count = 0;
+    uint64_t newly = 0;
+    if (records_purged(info))
+        run_count = find_free_runs(span, info, free_map[0] & objects_below(keep), listed, runs,
+                                   &newly);
+    if (newly) {
+        purged |= newly;
+        __atomic_store_n(&span->purged, purged, __ATOMIC_RELEASE);
+        update_first_word_pages(span, info, newly);
+    }
+    /* Relink the objects that stay listed: cut, and not purged whole. */
     void *first = NULL, *last = NULL;
     for (void *object = list, *next; object; object = next) {
         next = next_free_object(span, info, object);
-        if (xmm_class_object_index(span->size_class, (size_t)((char *)object - span->start)) >=
-            keep)
+        uint32_t index = xmm_class_object_index(span->size_class,
+                                                (size_t)((char *)object - span->start));
+        if (index >= keep || (index < 64 && (newly >> index & 1)))
             continue;
         if (last)
             xmm_free_object_set(last, object);
@@ -942,27 +1077,32 @@ static size_t purge_free_objects(struct xmm_span *span)
             first = object;
         last = object;
     }
-    size_t purged = 0;
     if (first) {
         xmm_free_object_set(last, NULL);
-        for (void *object = first; info->size > page && object;
-             object = next_free_object(span, info, object))
-            purged += purge_inside(chunk, object, info->size);
         push_chain(span, first, last);
     }
+    size_t advised = 0;
     if (keep < info->objects) {
         /* The tail from object `keep` on: page info first, then `carved`,
-         * then the pages (see above). */
+         * then the pages (see above). Objects purged whole there join it:
+         * past `carved`, they are no block of the span's any more. */
         size_t tail = (size_t)keep * info->size;
         xmm_chunk_set_page_info(span, 0, (uint32_t)(tail >> XMM_PAGE_SHIFT));
         span->tail_purged = 1;
         __atomic_store_n(&span->carved, keep, __ATOMIC_RELEASE);
+        if (purged & ~objects_below(keep))
+            __atomic_store_n(&span->purged, purged & objects_below(keep), __ATOMIC_RELEASE);
         uintptr_t begin = xmm_align_up((uintptr_t)span->start + tail, page);
         uintptr_t end = (uintptr_t)span->start + xmm_span_bytes(span);
         if (end > begin && xmm_arena_purge(chunk, (char *)begin, end - begin) == 0)
-            purged += end - begin;
+            advised += end - begin;
     }
-    return purged;
+    for (unsigned run = 0; run < run_count; run++) {
+        size_t length = (size_t)(runs[run].end - runs[run].begin);
+        if (xmm_arena_purge(chunk, runs[run].begin, length) == 0)
+            advised += length;
+    }
+    return advised;
 }
 
 /* Pops the class's listed spans once (SWEEP_UNTIL_NONE: until the class

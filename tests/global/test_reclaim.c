@@ -19,6 +19,10 @@
  *             first or the second of each span), malloc_trim: RSS falls to
  *             the live half; the freed blocks are then allocated again,
  *             written and checked against the live ones
+ *   trim-whole blocks of sizes from 640 bytes to 256 KiB, all but every
+ *             7th freed, malloc_trim: no page wholly inside freed blocks
+ *             stays resident for a block's first word (mincore), and the
+ *             freed blocks come back distinct, the live ones intact
  *   thp       XMM_THP=auto: chunks cut to their end ask for huge pages; a
  *             trim that splits them advises them MADV_NOHUGEPAGE, so that
  *             khugepaged cannot collapse purged ranges back (smaps VmFlags)
@@ -215,6 +219,97 @@ static void trim_case(int freed_of_pair)
         free(blocks[i]);
     for (int i = 0; i < freed; i++)
         free(again[i]);
+}
+
+/* Whether the kernel page at `page` is resident (mincore). */
+static int page_resident(uintptr_t page)
+{
+    unsigned char vector = 0;
+    return mincore((void *)page, (size_t)sysconf(_SC_PAGESIZE), &vector) == 0 && (vector & 1);
+}
+
+static int by_address(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(char *const *)a, y = (uintptr_t)*(char *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Blocks of `size` (about 4 MiB of them), all freed but every 7th (or
+ * fewer, for blocks below 2 KiB), so that most spans keep a live block,
+ * then malloc_trim. A kernel page
+ * wholly inside freed blocks that holds a freed block's first word must
+ * be given back: the trim purges such blocks whole, their free tag
+ * included (before, it kept that page of every free block of a span in
+ * use). The freed blocks are then allocated again: distinct from each
+ * other and from the live ones, which stay intact. */
+static void trim_whole_size(size_t size)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    size_t count = (4 * MIB) / size;
+    char **blocks = raw(count * sizeof *blocks);
+    char **freed = raw(count * sizeof *freed);
+    for (size_t i = 0; i < count; i++) {
+        blocks[i] = malloc(size);
+        memset(blocks[i], (char)i, size);
+    }
+    /* Below a kernel page, fewer live blocks: a few per span still. */
+    size_t keep_every = size < 16384 / 7 ? 16384 / size : 7;
+    size_t freed_count = 0;
+    for (size_t i = 0; i < count; i++)
+        if (i % keep_every != 0) {
+            freed[freed_count++] = blocks[i];
+            free(blocks[i]);
+            blocks[i] = NULL;
+        }
+    malloc_trim(0);
+    /* A first word's page is wholly inside freed blocks when the freed
+     * blocks around it, in address order, touch one another across it. */
+    qsort(freed, freed_count, sizeof *freed, by_address);
+    size_t examined = 0, resident = 0;
+    for (size_t i = 0; i < freed_count; i++) {
+        uintptr_t word_page = (uintptr_t)freed[i] & ~(page - 1);
+        uintptr_t low = (uintptr_t)freed[i], high = (uintptr_t)freed[i] + size;
+        for (size_t j = i; j > 0 && (uintptr_t)freed[j - 1] + size == low; j--)
+            low = (uintptr_t)freed[j - 1];
+        for (size_t j = i + 1; j < freed_count && (uintptr_t)freed[j] == high; j++)
+            high += size;
+        if (word_page < low || word_page + page > high)
+            continue;
+        examined++;
+        resident += page_resident(word_page);
+    }
+    CHECK(examined >= freed_count / 4, "%zu-byte blocks: %zu of %zu freed blocks have their "
+          "first word on a page wholly inside freed blocks", size, examined, freed_count);
+    CHECK(resident * 50 <= examined, "%zu-byte blocks, after malloc_trim: %zu of those %zu "
+          "first-word pages still resident (at most 2%%)", size, resident, examined);
+    for (size_t i = 0; i < freed_count; i++) {
+        freed[i] = malloc(size);
+        memset(freed[i], 0x77, size);
+    }
+    int intact = 1;
+    for (size_t i = 0; i < count; i++)
+        if (blocks[i] && (blocks[i][0] != (char)i || blocks[i][size - 1] != (char)i))
+            intact = 0;
+    for (size_t i = 0; i < freed_count; i++)
+        if (freed[i][0] != 0x77 || freed[i][size - 1] != 0x77)
+            intact = 0;
+    CHECK(intact, "%zu-byte blocks: live ones intact, the %zu new ones distinct from them and "
+          "each other", size, freed_count);
+    for (size_t i = 0; i < count; i++)
+        free(blocks[i]);
+    for (size_t i = 0; i < freed_count; i++)
+        free(freed[i]);
+    munmap(blocks, count * sizeof *blocks);
+    munmap(freed, count * sizeof *freed);
+}
+
+/* Sizes below a kernel page (several first words per page), between one
+ * and two (blocks start anywhere in a page), and whole pages. */
+static void trim_whole_case(void)
+{
+    static const size_t sizes[] = {640, 1536, 3072, 5120, 6144, 12288, 20480, 98304, 262144};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        trim_whole_size(sizes[i]);
 }
 
 /* The VmFlags line of the mapping that holds `address`, or "". */
@@ -503,6 +598,8 @@ static int run_case(const char *mode)
         trim_case(0);
     else if (!strcmp(mode, "trim-second"))
         trim_case(1);
+    else if (!strcmp(mode, "trim-whole"))
+        trim_whole_case();
     else if (!strcmp(mode, "thp"))
         thp_case();
     else if (!strcmp(mode, "thp-large"))
@@ -545,6 +642,7 @@ int main(int argc, char **argv)
         {"burst", "XMM_DECAY_MS=200", NULL},
         {"trim-first", NULL, NULL},
         {"trim-second", NULL, NULL},
+        {"trim-whole", NULL, NULL},
         {"thp", "XMM_THP=auto", NULL},
         {"thp-large", "XMM_THP=auto", NULL},
         {"thp-reuse", "XMM_THP=auto", "XMM_DECAY_MS=200"},

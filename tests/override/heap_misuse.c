@@ -169,6 +169,69 @@ static size_t double_free_after_inner_purge(unsigned which)
 static size_t df_purged_inside_after_trim(void) { return double_free_after_inner_purge(0); }
 static size_t df_cut_back_after_trim(void) { return double_free_after_inner_purge(1); }
 
+static int compare_addresses(const void *a, const void *b);
+
+/* Blocks of `size` (4 MiB of them), in address order, runs of freed ones
+ * between live ones (every keep_every-th), malloc_trim(0), then a freed
+ * block B freed again. B lies right before a live block L of its span (L
+ * is not on an allocator page boundary, where spans start), and B's first
+ * word's page lies wholly inside freed blocks: the trim purged B whole,
+ * free tag included, and its span records it (central.c); the record
+ * must report the double free. `neighbour_first`: L is freed first, a
+ * valid free whose page word the trim may have cleared with B's (the slow
+ * path must free it, not report it). */
+static size_t double_free_purged_whole(size_t size, int neighbour_first)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    /* A period that is no span's object count: the live blocks fall on
+     * every place in a span. */
+    size_t keep_every = size < 16384 / 7 ? 16384 / size + 1 : 7;
+    size_t count = (4 * MIB) / size;
+    for (size_t i = 0; i < count; i++) {
+        blocks[i] = misuse_malloc(size);
+        scribble(blocks[i], size);
+    }
+    qsort(blocks, count, sizeof blocks[0], compare_addresses);
+    /* Blocks of a multiple of 8 KiB all start on page boundaries: there L
+     * may be its span's first block and B its span's last, which the trim
+     * cuts back instead (reported as well, as a block never handed out). */
+    size_t tested = 0;
+    for (size_t i = keep_every - 1; i < count && !tested; i += keep_every) {
+        uintptr_t live = (uintptr_t)blocks[i], freed = (uintptr_t)blocks[i - 1];
+        if ((live % 8192 == 0 && size % 8192 != 0) || freed + size != live)
+            continue;
+        uintptr_t low = freed; /* the freed blocks touching B from below */
+        for (size_t j = i - 1; j > i - keep_every + 1 && (uintptr_t)blocks[j - 1] + size == low; j--)
+            low = (uintptr_t)blocks[j - 1];
+        uintptr_t word_page = freed & ~(page - 1);
+        if (word_page >= low && word_page + page <= live)
+            tested = i - 1;
+    }
+    if (!tested)
+        misuse_setup_failed("no freed block with its first word's page inside freed blocks");
+    size_t neighbour = tested + 1;
+    for (size_t i = 0; i < count; i++) {
+        if (i % keep_every != keep_every - 1)
+            free(blocks[i]);
+        else if (!(neighbour_first && i == neighbour))
+            misuse_hold(blocks[i], size);
+    }
+    malloc_trim(0);
+    if (neighbour_first)
+        free(blocks[neighbour]);
+    misuse_announce(blocks[tested]);
+    misuse_free(blocks[tested]);
+    return size;
+}
+
+static size_t df_purged_whole_640(void) { return double_free_purged_whole(640, 0); }
+static size_t df_purged_whole_1536(void) { return double_free_purged_whole(1536, 0); }
+static size_t df_purged_whole_5120(void) { return double_free_purged_whole(5120, 0); }
+static size_t df_purged_whole_6144(void) { return double_free_purged_whole(6144, 1); }
+static size_t df_purged_whole_20480(void) { return double_free_purged_whole(20480, 1); }
+static size_t df_purged_whole_98304(void) { return double_free_purged_whole(98304, 0); }
+static size_t df_purged_whole_640_neighbour(void) { return double_free_purged_whole(640, 1); }
+
 /* ---- 2: free(p); free(p) for every range of size classes ---- */
 
 static size_t double_free_now(size_t size)
@@ -836,6 +899,26 @@ static const struct misuse_case cases[] = {
     C_CASE(df_cut_back_after_trim, 1, DETECTED, BOTH_FRONTS, NULL,
            "256 KiB blocks, two per span, the second of each freed, malloc_trim(0) (cut back "
            "to the spans' uncut tails, purged whole), then one freed again"),
+    C_CASE(df_purged_whole_640, 1, DETECTED, BOTH_FRONTS, NULL,
+           "640-byte blocks, every 26th kept, the rest freed, malloc_trim(0) (first-word "
+           "pages inside freed blocks purged), then one just before a live one freed again"),
+    C_CASE(df_purged_whole_640_neighbour, 1, DETECTED, BOTH_FRONTS, NULL,
+           "as above, and the live block after it freed first (valid)"),
+    C_CASE(df_purged_whole_1536, 1, DETECTED, BOTH_FRONTS, NULL,
+           "1536-byte blocks, every 11th kept, the rest freed, malloc_trim(0), then one just "
+           "before a live one freed again"),
+    C_CASE(df_purged_whole_5120, 1, DETECTED, BOTH_FRONTS, NULL,
+           "5120-byte blocks, every 7th kept, the rest freed, malloc_trim(0), then one just "
+           "before a live one freed again"),
+    C_CASE(df_purged_whole_6144, 1, DETECTED, BOTH_FRONTS, NULL,
+           "6144-byte blocks, every 7th kept, the rest freed, malloc_trim(0), the live block "
+           "after a run freed (valid), then the one before it freed again"),
+    C_CASE(df_purged_whole_20480, 1, DETECTED, BOTH_FRONTS, NULL,
+           "20 KiB blocks, every 7th kept, the rest freed, malloc_trim(0), the live block "
+           "after a run freed (valid), then the one before it freed again"),
+    C_CASE(df_purged_whole_98304, 1, DETECTED, BOTH_FRONTS, NULL,
+           "96 KiB blocks, every 7th kept, the rest freed, malloc_trim(0), then one just "
+           "before a live one freed again"),
     /* 2 */
     C_CASE(df_now_8, 2, DETECTED, BOTH_FRONTS, NULL, "free(p); free(p); p of 8 bytes"),
     C_CASE(df_now_24, 2, DETECTED, BOTH_FRONTS, NULL, "free(p); free(p); p of 24 bytes"),
