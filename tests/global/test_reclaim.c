@@ -169,6 +169,27 @@ static void burst_case(void)
           (size_t)(stats.bytes_page_heap_free / MIB));
 }
 
+/* Allocates `again_count` blocks of `size` into `again`, each written
+ * with 0x77; true when the live blocks of `blocks` (NULL where freed),
+ * whose first and last bytes hold their index, are intact after that, and
+ * the new ones too: distinct from the live ones and from each other. */
+static int allocate_again_intact(char **blocks, size_t count, char **again, size_t again_count,
+                                 size_t size)
+{
+    for (size_t i = 0; i < again_count; i++) {
+        again[i] = malloc(size);
+        memset(again[i], 0x77, size);
+    }
+    int intact = 1;
+    for (size_t i = 0; i < count; i++)
+        if (blocks[i] && (blocks[i][0] != (char)i || blocks[i][size - 1] != (char)i))
+            intact = 0;
+    for (size_t i = 0; i < again_count; i++)
+        if (again[i][0] != 0x77 || again[i][size - 1] != 0x77)
+            intact = 0;
+    return intact;
+}
+
 static void trim_case(int freed_of_pair)
 {
     enum { COUNT = 400, SIZE = 256 << 10 };
@@ -202,17 +223,7 @@ static void trim_case(int freed_of_pair)
     /* The freed blocks again (the trim cut some back): distinct, and the
      * live ones intact. */
     char **again = raw(COUNT * sizeof *again);
-    for (int i = 0; i < freed; i++) {
-        again[i] = malloc(SIZE);
-        memset(again[i], 0x77, SIZE);
-    }
-    int intact = 1;
-    for (int i = 0; i < COUNT; i++)
-        if (blocks[i] && (blocks[i][0] != (char)i || blocks[i][SIZE - 1] != (char)i))
-            intact = 0;
-    for (int i = 0; i < freed; i++)
-        if (again[i][0] != 0x77 || again[i][SIZE - 1] != 0x77)
-            intact = 0;
+    int intact = allocate_again_intact(blocks, COUNT, again, (size_t)freed, SIZE);
     CHECK(intact, "live blocks intact, the %d new ones distinct from them and each other",
           freed);
     for (int i = 0; i < COUNT; i++)
@@ -282,17 +293,7 @@ static void trim_whole_size(size_t size)
           "first word on a page wholly inside freed blocks", size, examined, freed_count);
     CHECK(resident * 50 <= examined, "%zu-byte blocks, after malloc_trim: %zu of those %zu "
           "first-word pages still resident (at most 2%%)", size, resident, examined);
-    for (size_t i = 0; i < freed_count; i++) {
-        freed[i] = malloc(size);
-        memset(freed[i], 0x77, size);
-    }
-    int intact = 1;
-    for (size_t i = 0; i < count; i++)
-        if (blocks[i] && (blocks[i][0] != (char)i || blocks[i][size - 1] != (char)i))
-            intact = 0;
-    for (size_t i = 0; i < freed_count; i++)
-        if (freed[i][0] != 0x77 || freed[i][size - 1] != 0x77)
-            intact = 0;
+    int intact = allocate_again_intact(blocks, count, freed, freed_count, size);
     CHECK(intact, "%zu-byte blocks: live ones intact, the %zu new ones distinct from them and "
           "each other", size, freed_count);
     for (size_t i = 0; i < count; i++)
