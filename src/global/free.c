@@ -82,6 +82,11 @@ static enum block_kind find_block(const void *ptr, struct block *block)
             size_t offset = (size_t)((const char *)ptr - span->start);
             unsigned size_class = span->size_class;
             uint32_t index = xmm_class_object_index(size_class, offset);
+            /* The objects a trim purged whole, loaded before `carved`: a
+             * trim that cuts such an object back into the tail lowers
+             * `carved` before it drops the object's bit, so a free that
+             * finds the bit gone finds the object past `carved`. */
+            uint64_t purged = __atomic_load_n(&span->purged, __ATOMIC_ACQUIRE);
             /* Not an object start, or an object never cut from the span
              * (so never handed out): no block of XMM's. */
             if (XMM_UNLIKELY((size_t)index * xmm_class_size(size_class) != offset ||
@@ -90,7 +95,7 @@ static enum block_kind find_block(const void *ptr, struct block *block)
             /* Purged whole by a trim (its first word reads zero, as a live
              * block's does): free, found in the span (central.c); its page
              * word sent this free here. */
-            if (index < 64 && (__atomic_load_n(&span->purged, __ATOMIC_ACQUIRE) >> index & 1))
+            if (index < 64 && (purged >> index & 1))
                 return BLOCK_FREED_SMALL;
             if (xmm_free_object_is_free(ptr, span->start, xmm_span_bytes(span)) ||
                 is_pending(ptr, span))
