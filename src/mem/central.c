@@ -371,8 +371,8 @@ static void *next_free_object(const struct xmm_span *span, const struct xmm_size
  * most 64 objects, the classes from 128 bytes up. The pages holding those
  * first words have their info cleared, so that a free() of any block
  * starting there takes the slow path, which reads span->purged (free.c):
- * a purged block's first word reads zero, a live block's, and the page
- * word must not send its free the fast way. */
+ * a purged block's first word reads zero, as a live block's can, so the
+ * page word must not send its free the fast way. */
 #define XMM_PURGED_MAP_OBJECTS 64
 _Static_assert(XMM_PURGED_MAP_OBJECTS <= sizeof(((struct xmm_span *)0)->purged) * 8,
                "span->purged has a bit per object");
