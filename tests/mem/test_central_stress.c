@@ -7,7 +7,8 @@
  * main thread lets go of every carver's span, run and own batches every
  * millisecond
  * (as malloc_trim does, and in turn of the idle carvers', as the upkeep
- * pass does). Every
+ * pass does), and every 16th millisecond trims the central layer as
+ * malloc_trim does, purging the free objects of spans in use. Every
  * object's ownership is tracked in a side table: an object handed to two
  * threads at once, or lost, fails the test. At the end every span must go
  * back to the page heap, and every carver's run. */
@@ -26,11 +27,24 @@
 static _Atomic unsigned char owned[1u << TABLE_BITS];
 static atomic_long duplicates, corruptions, objects_moved;
 static atomic_int stop;
-static unsigned classes[2];
+static unsigned classes[3];
 
 static size_t slot_of(void *object)
 {
     return ((uintptr_t)object >> 6) & ((1u << TABLE_BITS) - 1);
+}
+
+/* The bytes of an object the owner writes and checks: its first 256,
+ * and of a larger one its last 64 too (a trim must purge no page of a
+ * live object, beside free ones). */
+static size_t head_bytes(size_t size)
+{
+    return size < 256 ? size : 256;
+}
+
+static size_t tail_start(size_t size)
+{
+    return size > 320 ? size - 64 : size;
 }
 
 static void take_ownership(void *object, unsigned thread, size_t size)
@@ -38,13 +52,14 @@ static void take_ownership(void *object, unsigned thread, size_t size)
     unsigned char expected = 0;
     if (!atomic_compare_exchange_strong(&owned[slot_of(object)], &expected, 1))
         atomic_fetch_add(&duplicates, 1);
-    memset(object, (int)(thread & 0xff), size < 256 ? size : 256);
+    memset(object, (int)(thread & 0xff), head_bytes(size));
+    memset((char *)object + tail_start(size), (int)(thread & 0xff), size - tail_start(size));
 }
 
 static void give_up(void *object, unsigned thread, size_t size)
 {
     unsigned char *bytes = object;
-    for (size_t i = 0; i < (size < 256 ? size : 256); i++)
+    for (size_t i = 0; i < size; i = i + 1 == head_bytes(size) ? tail_start(size) : i + 1)
         if (bytes[i] != (unsigned char)(thread & 0xff)) {
             atomic_fetch_add(&corruptions, 1);
             break;
@@ -61,7 +76,7 @@ static void *worker(void *argument)
     long moved = 0;
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
         seed = seed * 1103515245 + 12345;
-        unsigned size_class = classes[(seed >> 16) & 1];
+        unsigned size_class = classes[(seed >> 16) % 3];
         size_t size = xmm_size_classes[size_class].size;
         unsigned batch = xmm_size_classes[size_class].batch;
         void *objects[XMM_MAX_BATCH];
@@ -114,6 +129,7 @@ int main(int argc, char **argv)
     xmm_release_cpu_caches();
     classes[0] = xmm_size_to_class(64);
     classes[1] = xmm_size_to_class(3000);
+    classes[2] = xmm_size_to_class(20000);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = (int)(cores > 0 ? cores : 1) * 8;
     pthread_t ids[512];
@@ -123,7 +139,15 @@ int main(int argc, char **argv)
     uint64_t deadline = xmm_os_now_ns() + (uint64_t)(seconds * 1e9);
     for (unsigned pass = 0; xmm_os_now_ns() < deadline; pass++) {
         nanosleep(&millisecond, NULL);
-        xmm_central_release_carvers(pass & 1); /* as trim, and as the upkeep pass */
+        /* As the upkeep pass, as trim, and every 16th a whole trim: its
+         * sweep claims every listed span and purges inside those that
+         * keep objects in use, while the workers refill from them and
+         * return to them (3000 and 20000 bytes: blocks purged whole, taken
+         * back by refills). */
+        if (pass % 16 == 15)
+            xmm_central_release_all();
+        else
+            xmm_central_release_carvers(pass & 1);
     }
     atomic_store(&stop, 1);
     for (int i = 0; i < threads; i++)
