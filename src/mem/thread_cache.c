@@ -259,8 +259,10 @@ static void flush_cache(struct xmm_thread_cache *cache)
 static void release_cache(struct xmm_thread_cache *cache)
 {
     flush_cache(cache);
-    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         cache->bins[size_class].capacity = 0;
+        cache->bins[size_class].refills_started = 0;
+    }
     cache->granted_bytes = 0;
 }
 
@@ -316,6 +318,10 @@ void *xmm_thread_cache_alloc_slow(unsigned size_class)
         return alloc_without_cache(size_class); /* an object is beyond the budget */
     if (wanted > bin->capacity)
         wanted = bin->capacity;
+    /* Slow start, as the per-CPU caches' refills (cpu_cache.c,
+     * refill_count): one object first, twice as many each time after. */
+    if (bin->refills_started < 8 && (1u << bin->refills_started) < wanted)
+        wanted = 1u << bin->refills_started++;
     uint32_t got = xmm_central_refill(node, size_class, bin->slots, wanted, XMM_CENTRAL_NO_CARVER);
     if (!got)
         return NULL;

@@ -15,6 +15,7 @@ struct xmm_cache_bin {
     uint32_t count;
     uint32_t capacity;       /* granted from the cache's budget (thread_cache.c) */
     uint32_t limit;          /* the most it may be granted: slots[0 .. limit) */
+    uint32_t refills_started; /* refills of its slow start (thread_cache.c) */
 };
 
 /* xmm_thread.thread_cache (base/common.h): the calling thread's cache;

@@ -30,6 +30,14 @@
  *            free, while the main thread trims every millisecond (bins
  *            grow and are locked, drained and reset under them): no block
  *            is handed to two threads at once or changed under its owner
+ *   slow-start  a class's refills start at one object and double, up to
+ *            its batch (cpu_cache.c, refill_count): after the first
+ *            malloc of a class nothing of it is cached (before: the rest
+ *            of a whole batch, 31 blocks of 1.5 KiB), after 31 mallocs
+ *            still nothing, and the 32nd brings a whole batch; at 20 KiB
+ *            (batch 6) the seventh malloc does. A release starts the
+ *            slow start again. Also run on per-thread caches
+ *            (XMM_RSEQ=0), whose refills start the same way.
  *   stress-small  the same with blocks of 48 bytes, every word tagged: a
  *            class below a cache line, whose refills claim page owners
  *            (compare-and-swaps of the page word) and whose frees pick a
@@ -142,6 +150,60 @@ static void release_case(void)
           (unsigned long long)after_trim, (unsigned long long)grown);
 }
 
+/* Mallocs `count` blocks of `size` (kept: stored where the compiler must
+ * assume they are read, or clang drops the mallocs) and returns the bytes
+ * cached after them, less `cached_before`. Nothing here prints: stdio's
+ * buffer is one more block, from the caches. */
+static void *kept[128];
+static int kept_count;
+
+static uint64_t cached_after_mallocs(size_t size, int count, uint64_t cached_before)
+{
+    for (int i = 0; i < count; i++) {
+        void *block = malloc(size);
+        if (!block || kept_count == (int)(sizeof kept / sizeof kept[0]))
+            return UINT64_MAX;
+        memset(block, 0x5a, size);
+        kept[kept_count++] = block;
+    }
+    __asm__ __volatile__("" : : "r"(kept) : "memory");
+    return snapshot().bytes_cached - cached_before;
+}
+
+/* The refills of a class a fresh process has not used: 1, 2, 4, 8 and
+ * 16 objects, then whole batches of `batch`. */
+static void check_slow_start(size_t size, unsigned batch, const char *when)
+{
+    unsigned started = 0, refill = 1;
+    while (refill < batch) { /* the slow start's refills, the first one's included */
+        started += refill;
+        refill *= 2;
+    }
+    uint64_t before = snapshot().bytes_cached;
+    uint64_t first = cached_after_mallocs(size, 1, before);
+    uint64_t through = cached_after_mallocs(size, (int)started - 1, before);
+    uint64_t whole = cached_after_mallocs(size, 1, before);
+    CHECK(first == 0, "%s: the first malloc of %zu bytes caches nothing more (%llu bytes)",
+          when, size, (unsigned long long)first);
+    CHECK(through == 0, "%s: %u mallocs of %zu bytes used up the slow start's refills "
+          "exactly (%llu bytes cached)", when, started, size, (unsigned long long)through);
+    CHECK(whole >= (uint64_t)(batch - 1) * size && whole <= (uint64_t)batch * size,
+          "%s: the next refill of %zu bytes is a whole batch of %u (%llu bytes cached)", when,
+          size, batch, (unsigned long long)whole);
+}
+
+static void slow_start_case(void)
+{
+    /* Classes nothing before main uses: 1536 and 20480 bytes, batches
+     * of 32 and 6 (128 KiB of objects, at most 32). */
+    check_slow_start(1500, 32, "fresh");
+    check_slow_start(20000, 6, "fresh");
+    if (strcmp(snapshot().front_end, "per-cpu") == 0) {
+        malloc_trim(0);
+        check_slow_start(1500, 32, "after malloc_trim");
+    }
+}
+
 #define STRESS_THREADS 4
 #define STRESS_BLOCKS 300
 #define STRESS_ROUNDS 20000
@@ -217,6 +279,8 @@ int main(int argc, char **argv)
             budget_case();
         else if (!strcmp(argv[1], "release"))
             release_case();
+        else if (!strcmp(argv[1], "slow-start"))
+            slow_start_case();
         else if (!strcmp(argv[1], "stress"))
             stress_case();
         else if (!strcmp(argv[1], "stress-small")) {
@@ -242,6 +306,9 @@ int main(int argc, char **argv)
     CHECK(check_run_self("4k", large) == 0, "XMM_CPU_CACHE_SIZE=16m, 4 KiB case");
     CHECK(check_run_self("budget", budget) == 0, "budget case");
     CHECK(check_run_self("release", common) == 0, "release case");
+    char *per_thread[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", "XMM_RSEQ=0", NULL};
+    CHECK(check_run_self("slow-start", common) == 0, "slow start");
+    CHECK(check_run_self("slow-start", per_thread) == 0, "slow start, per-thread caches");
     CHECK(check_run_self("stress", common) == 0, "stress case");
     CHECK(check_run_self("stress-small", common) == 0, "stress case, 48-byte blocks");
     return check_summary("cpu_capacity");

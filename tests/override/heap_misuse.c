@@ -533,6 +533,13 @@ static size_t free_never_handed_out(size_t size)
 static size_t free_cached_never_handed_out(void)
 {
     const size_t size = 896;
+    /* Past the refills' slow start (1, 2, 4, 8 and 16 objects): the next
+     * refill is a whole batch, p the last object it cut, and the first
+     * object of p's span among those it left in the cache. */
+    for (int i = 0; i < 31; i++) {
+        void *earlier = misuse_malloc(size);
+        misuse_hold(earlier, size);
+    }
     void *p = misuse_malloc(size);
     misuse_hold(p, size);
     uintptr_t q = page_of((uintptr_t)p);
@@ -626,6 +633,12 @@ static size_t free_aligned_sized_wrong(size_t alignment, size_t size, size_t cla
                                        size_t claimed_size)
 {
     void *p = aligned_alloc(alignment, size);
+    /* A block that happens to meet the claimed alignment (the first of a
+     * fresh span) is no wrong claim: the next one is. */
+    for (int tries = 0; p && tries < 8 && ((uintptr_t)p & (claimed_alignment - 1)) == 0; tries++) {
+        misuse_hold(p, size);
+        p = aligned_alloc(alignment, size);
+    }
     if (!p)
         misuse_setup_failed("aligned_alloc failed");
     scribble(p, size);
