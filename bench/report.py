@@ -56,6 +56,10 @@ def fmt_mib(kb):
     return "–" if kb is None else f"{kb / 1024:.1f} MiB"
 
 
+def fmt_kib(kb):
+    return "–" if kb is None else f"{kb:,.0f} KiB"
+
+
 def fmt_ratio(value):
     return "–" if value is None else f"{value:.2f}×"
 
@@ -686,6 +690,7 @@ def draw_timeline(results, img_dir):
 REALLOC_LIMIT = 2.0   # realloc growth: XMM within 2x glibc's time
 IDLE_LIMIT = 1.1      # RSS after idling / after the release call: within 1.1x glibc's
 MIX_LIMIT = 1.1       # size-mix peak RSS: within 1.1x the best peer's
+FOOTPRINT_LIMIT = 1.1 # start-up footprint: peak RSS within 1.1x the best peer's
 RELEASE_CALLS = {0: "none found", 1: "malloc_trim(0)", 2: "mallctl(\"arena.<all>.purge\")",
                  3: "MallocExtension_ReleaseFreeMemory()", 4: "mi_collect(true)"}
 
@@ -781,6 +786,17 @@ def cost_target_rows(results):
                      fmt_mib(xmm.median_rss()) if xmm.ok else failure_text(xmm),
                      f"{peer} {fmt_mib(reference)}", fmt_ratio(ratio), verdict(ratio, MIX_LIMIT)])
     rows += limit_rows(results)
+    for benchmark in results.benchmarks("cost"):
+        name = benchmark["name"]
+        if not name.startswith("footprint-"):
+            continue
+        xmm = cell(name, "xmm")
+        peer, reference = best_peer_rss(results, name)
+        ratio = R.ratio(xmm.median_rss(), reference) if xmm.ok else None
+        rows.append([f"{name}: peak RSS within {FOOTPRINT_LIMIT:g}× the best peer's",
+                     fmt_kib(xmm.median_rss()) if xmm.ok else failure_text(xmm),
+                     f"{peer} {fmt_kib(reference)}", fmt_ratio(ratio),
+                     verdict(ratio, FOOTPRINT_LIMIT)])
     return rows
 
 
@@ -911,6 +927,23 @@ def size_mix_table(results, name):
                   f"peak below {limit} MiB in every run"], rows)
 
 
+def footprint_table(results, name):
+    rows = []
+    _, best = best_peer_rss(results, name)
+    glibc = results.cell(name, "", "glibc")
+    for allocator in results.allocators:
+        cell = results.cell(name, "", allocator)
+        if not cell.ok:
+            rows.append([allocator, failure_text(cell)] + [""] * 4)
+            continue
+        peak = cell.median_rss()
+        rows.append([allocator, fmt_kib(peak), spread(cell.rss, fmt_kib),
+                     fmt_kib(peak - glibc.median_rss()) if glibc.ok else "–",
+                     fmt_ratio(R.ratio(peak, best))])
+    return table(["allocator", "peak RSS", "spread of peak RSS", "above glibc's",
+                  "peak RSS / best peer"], rows)
+
+
 def limited_table(results, name):
     rows = []
     for allocator in results.allocators:
@@ -936,6 +969,10 @@ COST_NOTES = {
                        "transparent huge pages are in `madvise` mode on this machine, so only "
                        "memory advised with `MADV_HUGEPAGE` (XMM's arena chunks under the "
                        "default `XMM_THP=auto`) can be collapsed into huge pages by khugepaged.",
+    "footprint": "Each run is one short process with the allocator preloaded (glibc: none); "
+                 "its peak RSS is its own (`wait4`'s `ru_maxrss`), so it counts the "
+                 "allocator's library and the libraries it loads (XMM: libnuma, whose "
+                 "constructor reads /proc and /sys through stdio) as well as its heap.",
     "size-mix": "Blocks are chained through their first word: the benchmark keeps no array of "
                 "pointers, so the RSS is the allocator's. At most one phase of blocks (150 MiB of "
                 "requested bytes; QUICK: 50 MiB) is live at any time.",
@@ -978,6 +1015,8 @@ def cost_section(results, directory, img_dir):
             out.append(limited_table(results, name))
         elif name.startswith("size-mix"):
             out.append(size_mix_table(results, name))
+        elif name.startswith("footprint-"):
+            out.append(footprint_table(results, name))
         if img_dir and name in COST_CHARTS:
             out.append(f"\n![{name}](img/{COST_CHARTS[name]}.svg)\n")
         out.append("\n")
@@ -992,6 +1031,8 @@ def cost_note(results, name):
                 + ": a run killed by the OOM killer failed.")
     if name.startswith("size-mix"):
         return COST_NOTES["size-mix"]
+    if name.startswith("footprint-"):
+        return COST_NOTES["footprint"]
     return COST_NOTES.get(name, "")
 
 

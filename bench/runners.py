@@ -337,8 +337,28 @@ def run_memcached(benchmark, allocator, context):
              "peak_rss_kb": server.max_rss_kb, "extra": {"ops": ops}}], []
 
 
+# ---- start-up footprint --------------------------------------------------------
+
+def run_footprint(benchmark, allocator, context):
+    """A short program's peak RSS and wall time, from its launcher
+    (bench/workloads/startup-rss.c: the program's own, not the runner's).
+    A preload the loader refused leaves the program on glibc: failed."""
+    outcome = run_process(benchmark.argv, allocator.environment(), benchmark.timeout)
+    if outcome.error:
+        return [failed(outcome.error)], []
+    if "cannot be preloaded" in outcome.stderr:
+        return [failed(f"the preload did not take: {tail(outcome.stderr)}")], []
+    try:
+        result = parse_result_line(outcome.stdout)
+    except ValueError as problem:
+        return [failed(f"{problem}: {tail(outcome.stderr)}")], []
+    elapsed = float(result["elapsed_s"])
+    return [{"status": "ok", "time_s": elapsed, "throughput": 1.0 / elapsed,
+             "peak_rss_kb": int(result["peak_rss_kb"])}], []
+
+
 RUNNERS = {"workload": run_workload, "micro": run_micro, "sqlite": run_sqlite,
-           "memcached": run_memcached}
+           "memcached": run_memcached, "footprint": run_footprint}
 
 
 def run(benchmark, allocator, context):

@@ -82,6 +82,17 @@ SIZE_MIX_SIZES = [16, 64, 256, 1024, 4096, 16384, 65536, 229376, 786432, 3145728
 SIZE_MIX_LIMIT_MB = 450
 
 
+# Start-up footprint: short programs that allocate a little in many size
+# classes, as the helpers a server host runs by the thousand (an
+# interpreter's start-up, a shell, a script); what an allocator preloaded
+# into every process costs each of them.
+FOOTPRINT_PROGRAMS = [
+    ("footprint-python", ["/usr/bin/python3", "-c", "pass"], "Python's start-up"),
+    ("footprint-perl", ["/usr/bin/perl", "-e", "1"], "Perl's start-up"),
+    ("footprint-bash", ["/bin/bash", "-c", "true"], "a shell that runs one builtin"),
+]
+
+
 def _size_text(size):
     return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
 
@@ -126,6 +137,10 @@ def _costs(bin_dir, quick, limiter_available):
                   "as size-mix, with 2 threads each holding half of every phase",
                   [w("size-mix"), 2, phase_mb, 2, sizes], 120),
     ]
+    for name, argv, what in FOOTPRINT_PROGRAMS:
+        costs.append(Benchmark(name, "cost", "footprint",
+                               f"{what}: `{' '.join(argv)}`, peak RSS of the process",
+                               [w("startup-rss")] + argv, 60))
     if limiter_available and not q:
         for name, threads in (("size-mix-450M", 1), ("size-mix-2t-450M", 2)):
             costs.append(Benchmark(
