@@ -34,6 +34,16 @@ enum xmm_span_pages {
     XMM_PAGES_PURGED_NOT_ZERO = 3,  /* purged with MADV_FREE: may still read old bytes */
 };
 
+/* A small-object span's uncut objects (span->tail_purged): tagged free
+ * (none), or without the tag, their pages' info cleared: a trim cut them
+ * back (their bytes unknown), or a new span of clean pages cuts them as
+ * refills take them (their first words read zero until then). */
+enum xmm_span_tail {
+    XMM_TAIL_NONE = 0,
+    XMM_TAIL_CUT_BACK = 1,
+    XMM_TAIL_CLEAN = 2,
+};
+
 /* Where a small-object span is, as far as the central layer knows. The low
  * two bits of `state`; the rest counts objects handed out (in use or in a
  * cache). See central.c for the protocol. */
@@ -80,8 +90,8 @@ struct xmm_span {
                                        such spans, oldest first */
     uint8_t tail_purged;        /* small-object span, claimant only: its
                                    objects from `carved` on hold no free
-                                   tag and their pages' info is cleared
-                                   (a trim cut them back, central.c) */
+                                   tag and their pages' info is cleared:
+                                   enum xmm_span_tail (central.c) */
     uint64_t purged;            /* small-object span of at most 64 objects:
                                    bit i, object i is free and a trim gave
                                    back its pages whole, free tag included

@@ -442,6 +442,48 @@ static unsigned take_purged(struct xmm_span *span, const struct xmm_size_class *
     return taken;
 }
 
+/* Whether no allocator page of the class's spans holds two object starts
+ * (objects of a page or more): then the info of the page of an object's
+ * first word can be restored as that object is cut, without sending the
+ * frees of objects cut before it to the slow path. */
+static bool one_start_per_page(const struct xmm_size_class *info)
+{
+    return info->size >= XMM_PAGE_SIZE;
+}
+
+/* Claimant only, for a class with one object start per page: cuts up to
+ * `wanted` objects from the span's tail (a clean new span's, or a trim's
+ * cut-back one), each tagged free as it is cut (it goes to a cache), then
+ * `carved`, then the info of the pages up to the next uncut object's
+ * first word, so that free() finds them as any object cut before. The
+ * objects a refill does not take stay untouched: a new span writes no
+ * page of them (new_span). A clean span's uncut objects were never
+ * written: a first word that does not read zero was overwritten by an
+ * overflow of the object before it, as a tag changed would say. */
+static unsigned cut_tail(struct xmm_span *span, const struct xmm_size_class *info, void **out,
+                         unsigned wanted)
+{
+    uint32_t first = span->carved, carved = first;
+    unsigned taken = 0;
+    while (taken < wanted && carved < info->objects) {
+        char *object = span->start + (size_t)carved++ * info->size;
+        if (span->tail_purged == XMM_TAIL_CLEAN && XMM_UNLIKELY(*(const uint64_t *)object != 0))
+            xmm_fatal("xmm: heap corruption: the never-used object at %p (%z-byte blocks) "
+                      "was overwritten (an overflow of the block before it)\n",
+                      object, (size_t)info->size);
+        xmm_free_object_set(object, NULL);
+        out[taken++] = object;
+    }
+    uint32_t end_page = first_word_page(info, carved);
+    if (carved == info->objects) {
+        span->tail_purged = XMM_TAIL_NONE;
+        end_page = span->pages;
+    }
+    __atomic_store_n(&span->carved, carved, __ATOMIC_RELEASE);
+    xmm_chunk_set_page_range(span, span->size_class, first_word_page(info, first), end_page);
+    return taken;
+}
+
 /* Claimant only: a trim cut the span's tail back (purge_free_objects); its
  * objects are marked free again, then their pages' info is restored, so
  * that free() finds them as it finds any object not handed out yet. */
@@ -520,11 +562,14 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
      * either way, and the tail stays uncut. */
     if (XMM_UNLIKELY(span->purged) && taken < wanted)
         taken += take_purged(span, info, out + taken, wanted - taken);
-    uint32_t carved = span->carved;
-    if (XMM_UNLIKELY(span->tail_purged) && taken < wanted && carved < info->objects) {
-        xmm_assert(span->purged == 0); /* its pages' info stays as restore_tail leaves it */
-        restore_tail(span, info);
+    if (XMM_UNLIKELY(span->tail_purged) && taken < wanted && span->carved < info->objects) {
+        xmm_assert(span->purged == 0); /* its pages' info stays as the tail's cut leaves it */
+        if (one_start_per_page(info))
+            taken += cut_tail(span, info, out + taken, wanted - taken);
+        else
+            restore_tail(span, info);
     }
+    uint32_t carved = span->carved;
     while (taken < wanted && carved < info->objects) {
         char *object = span->start + (size_t)carved++ * info->size;
         if (XMM_UNLIKELY(!xmm_free_object_is_free(object, span->start, xmm_span_bytes(span))))
@@ -623,18 +668,30 @@ static struct xmm_span *new_span(int node, unsigned size_class, struct carver_ro
         return NULL;
     span->size_class = (uint8_t)size_class;
     span->carved = 0;
-    span->tail_purged = 0;
+    span->tail_purged = XMM_TAIL_NONE;
     span->purged = 0;
     span->free_list = NULL;
     __atomic_store_n(&span->state, XMM_SPAN_CLAIMED, __ATOMIC_RELAXED);
-    /* Every object is marked free before any is cut: a free() of one that
-     * was never handed out is then reported (free_object.h) without the
-     * free path reading `carved`. */
-    for (uint32_t object = 0; object < info->objects; object++)
-        xmm_free_object_set(span->start + (size_t)object * info->size, NULL);
-    /* Publish the class before any object of the span can reach free(). */
-    __atomic_store_n(&span->kind, XMM_SPAN_SMALL, __ATOMIC_RELEASE);
-    xmm_chunk_set_page_info(span, size_class, 0);
+    if (span->dirty == XMM_PAGES_CLEAN && one_start_per_page(info)) {
+        /* Objects of a page or more on pages nothing wrote: the span is
+         * one clean tail, cut object by object (cut_tail). Its pages'
+         * info stays cleared till then, so that a free() of an object
+         * never handed out takes the slow path and is reported there.
+         * Writing every object's tag here faulted in a page per object
+         * (eight a span) that a short process never used. */
+        span->tail_purged = XMM_TAIL_CLEAN;
+        __atomic_store_n(&span->kind, XMM_SPAN_SMALL, __ATOMIC_RELEASE);
+        xmm_chunk_set_page_info(span, 0, 0);
+    } else {
+        /* Every object is marked free before any is cut: a free() of one
+         * that was never handed out is then reported (free_object.h)
+         * without the free path reading `carved`. */
+        for (uint32_t object = 0; object < info->objects; object++)
+            xmm_free_object_set(span->start + (size_t)object * info->size, NULL);
+        /* Publish the class before any object of the span can reach free(). */
+        __atomic_store_n(&span->kind, XMM_SPAN_SMALL, __ATOMIC_RELEASE);
+        xmm_chunk_set_page_info(span, size_class, 0);
+    }
     struct central_node *central = &central_nodes[node];
     __atomic_fetch_add(&central->spans_created, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&central->span_bytes, xmm_span_bytes(span), __ATOMIC_RELAXED);
@@ -1088,7 +1145,7 @@ static size_t purge_free_objects(struct xmm_span *span)
          * past `carved`, they are no block of the span's any more. */
         size_t tail = (size_t)keep * info->size;
         xmm_chunk_set_page_info(span, 0, (uint32_t)(tail >> XMM_PAGE_SHIFT));
-        span->tail_purged = 1;
+        span->tail_purged = XMM_TAIL_CUT_BACK;
         __atomic_store_n(&span->carved, keep, __ATOMIC_RELEASE);
         if (purged & ~objects_below(keep))
             __atomic_store_n(&span->purged, purged & objects_below(keep), __ATOMIC_RELEASE);

@@ -23,6 +23,13 @@
  *             7th freed, malloc_trim: no page wholly inside freed blocks
  *             stays resident for a block's first word (mincore), and the
  *             freed blocks come back distinct, the live ones intact
+ *   first-touch  XMM_THP=never: one block of 10 KiB, 20 KiB and 64 KiB
+ *             each, in a fresh process: the pages of the first words of
+ *             objects 2-4 of its span are not resident (mincore): a clean span's
+ *             objects of a page or more are tagged as refills cut them
+ *             (before: a new span wrote every object's first word, a page
+ *             each); then 40 more blocks of each size come back distinct
+ *             and keep what was written into them
  *   thp       XMM_THP=auto: chunks cut to their end ask for huge pages; a
  *             trim that splits them advises them MADV_NOHUGEPAGE, so that
  *             khugepaged cannot collapse purged ranges back (smaps VmFlags)
@@ -306,6 +313,51 @@ static void trim_whole_size(size_t size)
 
 /* Sizes below a kernel page (several first words per page), between one
  * and two (blocks start anywhere in a page), and whole pages. */
+/* One block of `size` (a class of a page or more) in a process that used
+ * none before: the first object of a span made of clean pages. */
+static void first_touch_size(size_t size)
+{
+    char *first = malloc(size);
+    CHECKQ(first != NULL, "malloc(%zu)", size);
+    memset(first, 0x11, size);
+    size_t stride = malloc_usable_size(first);
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    /* The pages of the first words of objects 2-4 of the span (8 objects
+     * for these classes): object 1's may share its page with the end of
+     * the first block, which was written. */
+    int resident = 0;
+    for (int next = 2; next <= 4; next++)
+        resident += page_resident(((uintptr_t)first + (size_t)next * stride) & ~(page - 1));
+    CHECK(resident == 0, "%zu-byte blocks: the first words of %d of the 3 objects 2-4 of the "
+          "span are resident before any is handed out", size, resident);
+    enum { MORE = 40 };
+    char *more[MORE];
+    int distinct = 1, intact = 1;
+    for (int i = 0; i < MORE; i++) {
+        more[i] = malloc(size);
+        CHECKQ(more[i] != NULL, "malloc(%zu)", size);
+        memset(more[i], i + 1, size);
+        distinct &= more[i] != first;
+        for (int j = 0; j < i; j++)
+            distinct &= more[i] != more[j];
+    }
+    for (int i = 0; i < MORE; i++)
+        intact &= more[i][0] == (char)(i + 1) && more[i][size - 1] == (char)(i + 1);
+    intact &= first[0] == 0x11 && first[size - 1] == 0x11;
+    CHECK(distinct && intact, "%zu-byte blocks: %d more come back distinct and intact", size,
+          MORE);
+    for (int i = 0; i < MORE; i++)
+        free(more[i]);
+    free(first);
+}
+
+static void first_touch_case(void)
+{
+    first_touch_size(10000);
+    first_touch_size(20000);
+    first_touch_size(65536);
+}
+
 static void trim_whole_case(void)
 {
     static const size_t sizes[] = {640, 1536, 3072, 5120, 6144, 12288, 20480, 98304, 262144};
@@ -601,6 +653,8 @@ static int run_case(const char *mode)
         trim_case(1);
     else if (!strcmp(mode, "trim-whole"))
         trim_whole_case();
+    else if (!strcmp(mode, "first-touch"))
+        first_touch_case();
     else if (!strcmp(mode, "thp"))
         thp_case();
     else if (!strcmp(mode, "thp-large"))
@@ -644,6 +698,7 @@ int main(int argc, char **argv)
         {"trim-first", NULL, NULL},
         {"trim-second", NULL, NULL},
         {"trim-whole", NULL, NULL},
+        {"first-touch", "XMM_THP=never", NULL},
         {"thp", "XMM_THP=auto", NULL},
         {"thp-large", "XMM_THP=auto", NULL},
         {"thp-reuse", "XMM_THP=auto", "XMM_DECAY_MS=200"},
