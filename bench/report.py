@@ -777,27 +777,24 @@ def cost_target_rows(results):
                      f"XMM's lowest {fmt_mib(lowest)}", fmt_ratio(ratio),
                      verdict(ratio, IDLE_LIMIT)])
     for name, threads in (("size-mix", "1 thread"), ("size-mix-2t", "2 threads")):
-        if not has_cost(results, name):
-            continue
-        xmm = cell(name, "xmm")
-        peer, reference = best_peer_rss(results, name)
-        ratio = R.ratio(xmm.median_rss(), reference) if xmm.ok else None
-        rows.append([f"{name} ({threads}): peak RSS within {MIX_LIMIT:g}× the best peer's",
-                     fmt_mib(xmm.median_rss()) if xmm.ok else failure_text(xmm),
-                     f"{peer} {fmt_mib(reference)}", fmt_ratio(ratio), verdict(ratio, MIX_LIMIT)])
+        if has_cost(results, name):
+            rows.append(peak_rss_row(results, name, f"{name} ({threads})", MIX_LIMIT, fmt_mib))
     rows += limit_rows(results)
     for benchmark in results.benchmarks("cost"):
-        name = benchmark["name"]
-        if not name.startswith("footprint-"):
-            continue
-        xmm = cell(name, "xmm")
-        peer, reference = best_peer_rss(results, name)
-        ratio = R.ratio(xmm.median_rss(), reference) if xmm.ok else None
-        rows.append([f"{name}: peak RSS within {FOOTPRINT_LIMIT:g}× the best peer's",
-                     fmt_kib(xmm.median_rss()) if xmm.ok else failure_text(xmm),
-                     f"{peer} {fmt_kib(reference)}", fmt_ratio(ratio),
-                     verdict(ratio, FOOTPRINT_LIMIT)])
+        if benchmark["name"].startswith("footprint-"):
+            rows.append(peak_rss_row(results, benchmark["name"], benchmark["name"],
+                                     FOOTPRINT_LIMIT, fmt_kib))
     return rows
+
+
+def peak_rss_row(results, name, label, limit, formatter):
+    """The target row: XMM's median peak RSS within `limit` x the best peer's."""
+    xmm = results.cell(name, "", "xmm")
+    peer, reference = best_peer_rss(results, name)
+    ratio = R.ratio(xmm.median_rss(), reference) if xmm.ok else None
+    return [f"{label}: peak RSS within {limit:g}× the best peer's",
+            formatter(xmm.median_rss()) if xmm.ok else failure_text(xmm),
+            f"{peer} {formatter(reference)}", fmt_ratio(ratio), verdict(ratio, limit)]
 
 
 def best_peer_rss(results, name):
