@@ -10,7 +10,8 @@ The "cost" group (issue 16: costs that must not grow badly) is longer:
 realloc growth that is quadratic runs into its timeout, and the idle
 benchmarks sleep by design (10 s, and 120 s for the THP variant), about
 30 minutes in all on five allocators with 3 repetitions (`make
-bench-costs` runs this group alone).
+bench-costs` runs this group alone). Its start-up footprint rows (a
+short program's peak RSS with the allocator preloaded) take seconds.
 """
 import os
 from dataclasses import dataclass, field
