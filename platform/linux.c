@@ -146,6 +146,28 @@ int xmm_os_advise_huge(void *addr, size_t size, bool enable)
     return madvise(addr, size, enable ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
 
+size_t xmm_os_resident_bytes(void *addr, size_t size)
+{
+    size_t page = xmm_os_page_size(), resident = 0;
+    unsigned char in_core[512];
+    int saved_errno = errno;
+    for (size_t done = 0; done < size;) {
+        size_t pages = (size - done + page - 1) / page;
+        if (pages > sizeof in_core)
+            pages = sizeof in_core;
+        size_t length = pages * page < size - done ? pages * page : size - done;
+        if (mincore((char *)addr + done, length, in_core) != 0) {
+            errno = saved_errno;
+            return size;
+        }
+        for (size_t i = 0; i < pages; i++)
+            resident += (in_core[i] & 1) * page;
+        done += length;
+    }
+    errno = saved_errno;
+    return resident < size ? resident : size;
+}
+
 int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode)
 {
     int policy = MPOL_BIND;

@@ -83,6 +83,13 @@ int xmm_os_protect_none(void *addr, size_t size);
  * the kernel has no THP, and nothing changes. */
 int xmm_os_advise_huge(void *addr, size_t size, bool enable);
 
+/* The bytes of [addr, addr + size) that are resident now (mincore(2)),
+ * counted in kernel pages; `addr` page-aligned, the range mapped. A snapshot
+ * that may be stale at once. Returns `size` if the kernel cannot tell, so
+ * that a caller deciding on it errs as if the range were resident. Costs
+ * one system call per 2 MiB and a byte of stack per page of that. */
+size_t xmm_os_resident_bytes(void *addr, size_t size);
+
 /* NUMA placement policies for xmm_os_bind. */
 enum xmm_bind_mode {
     XMM_BIND_STRICT,     /* MPOL_BIND: only `nodes`, fail rather than spill */

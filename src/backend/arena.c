@@ -291,9 +291,26 @@ static void leave_huge_pages(struct xmm_chunk *chunk)
         advise_region(&chunk->region, false);
 }
 
+/* Whether at least 3/4 of the chunk's span pages are resident. khugepaged
+ * (its max_ptes_none is 511 by default) collapses a 2 MiB range advised
+ * huge pages that holds a single small page, filling the rest with zeroes,
+ * and it is woken as soon as a process first asks for huge pages: a chunk
+ * advised while most of it was cut but not touched (clean spans cut object
+ * by object, refills that start small) grew by up to 2 MiB per huge page
+ * within milliseconds. `python3 -c pass` peaked at 10.8 MiB instead of 9.6
+ * in one run of two (bench/analysis.md, "Costs: start-up footprint"). */
+static bool mostly_resident(const struct xmm_chunk *chunk)
+{
+    char *spans = chunk->region.base + ((size_t)XMM_CHUNK_FIRST_PAGE << XMM_PAGE_SHIFT);
+    size_t bytes = chunk->region.base + chunk->region.size - spans;
+    return xmm_os_resident_bytes(spans, bytes) * 4 >= bytes * 3;
+}
+
 void xmm_arena_chunk_dense(struct xmm_chunk *chunk)
 {
     if (xmm_config.thp != XMM_THP_AUTO || __atomic_load_n(&chunk->region.split, __ATOMIC_SEQ_CST))
+        return;
+    if (!mostly_resident(chunk))
         return;
     if (advise_region(&chunk->region, true) != 0)
         return;

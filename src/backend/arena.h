@@ -321,8 +321,9 @@ int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length);
  * policy. Any thread, no lock needed. */
 void xmm_arena_place_large_block(struct xmm_chunk *chunk);
 
-/* Under XMM_THP=auto, a chunk cut to its end asks for huge pages, unless a
- * purge has split them already (then it stays on small pages). The page
+/* Under XMM_THP=auto, a chunk cut to its end asks for huge pages if at
+ * least 3/4 of its span pages are resident (mincore), unless a purge has
+ * split them already; otherwise it stays on small pages. The page
  * heap does not call it for a chunk cut mostly into large blocks
  * (page_heap.c, cut_mostly_big). Caller holds the page heap lock of the
  * chunk's node. */
