@@ -442,37 +442,55 @@ static unsigned take_purged(struct xmm_span *span, const struct xmm_size_class *
     return taken;
 }
 
-/* Whether no allocator page of the class's spans holds two object starts
- * (objects of a page or more): then the info of the page of an object's
- * first word can be restored as that object is cut, without sending the
- * frees of objects cut before it to the slow path. */
-static bool one_start_per_page(const struct xmm_size_class *info)
+/* Whether a new span of clean pages starts as one clean tail, cut as
+ * refills take it (cut_tail): spans of more than one page. A one-page
+ * span's objects are all on the page a first refill writes anyway. */
+static bool cut_as_taken(const struct xmm_size_class *info)
 {
-    return info->size >= XMM_PAGE_SIZE;
+    return info->span_pages > 1;
 }
 
-/* Claimant only, for a class with one object start per page: cuts up to
- * `wanted` objects from the span's tail (a clean new span's, or a trim's
- * cut-back one), each tagged free as it is cut (it goes to a cache), then
- * `carved`, then the info of the pages up to the next uncut object's
- * first word, so that free() finds them as any object cut before. The
- * objects a refill does not take stay untouched: a new span writes no
- * page of them (new_span). A clean span's uncut objects were never
- * written: a first word that does not read zero was overwritten by an
- * overflow of the object before it, as a tag changed would say. */
+/* Claimant only: cuts up to `wanted` objects from the span's tail (a
+ * clean new span's, or a trim's cut-back one), each tagged free as it is
+ * cut (it goes to a cache), then `carved`, then the info of the pages up
+ * to the next uncut object's first word, so that free() finds them as any
+ * object cut before. The tail is cut by whole allocator pages: every
+ * object whose first word lies on a page cut is cut with it, those the
+ * refill does not take onto the span's free list, so that no page with
+ * the info restored holds an uncut object. A cut-back tail may start in
+ * the middle of a page, after objects cut before: its info is restored
+ * with the rest of that page's objects. The pages after the last one cut
+ * stay untouched: a new span writes no page of them (new_span), and a
+ * trim gave a cut-back tail's pages back. A clean span's uncut objects
+ * were never written: a first word that does not read zero was
+ * overwritten by an overflow of the object before it, as a tag changed
+ * would say. */
 static unsigned cut_tail(struct xmm_span *span, const struct xmm_size_class *info, void **out,
                          unsigned wanted)
 {
     uint32_t first = span->carved, carved = first;
     unsigned taken = 0;
+    void *spare_first = NULL, *spare_last = NULL;
     while (taken < wanted && carved < info->objects) {
-        char *object = span->start + (size_t)carved++ * info->size;
-        if (span->tail_purged == XMM_TAIL_CLEAN && XMM_UNLIKELY(*(const uint64_t *)object != 0))
-            xmm_fatal("xmm: heap corruption: the never-used object at %p (%z-byte blocks) "
-                      "was overwritten (an overflow of the block before it)\n",
-                      object, (size_t)info->size);
-        xmm_free_object_set(object, NULL);
-        out[taken++] = object;
+        uint32_t page = first_word_page(info, carved);
+        for (; carved < info->objects && first_word_page(info, carved) == page; carved++) {
+            char *object = span->start + (size_t)carved * info->size;
+            if (span->tail_purged == XMM_TAIL_CLEAN &&
+                XMM_UNLIKELY(*(const uint64_t *)object != 0))
+                xmm_fatal("xmm: heap corruption: the never-used object at %p (%z-byte blocks) "
+                          "was overwritten (an overflow of the block before it)\n",
+                          object, (size_t)info->size);
+            xmm_free_object_set(object, NULL);
+            if (taken < wanted) {
+                out[taken++] = object;
+                continue;
+            }
+            if (spare_last)
+                xmm_free_object_set(spare_last, object);
+            else
+                spare_first = object;
+            spare_last = object;
+        }
     }
     uint32_t end_page = first_word_page(info, carved);
     if (carved == info->objects) {
@@ -481,21 +499,10 @@ static unsigned cut_tail(struct xmm_span *span, const struct xmm_size_class *inf
     }
     __atomic_store_n(&span->carved, carved, __ATOMIC_RELEASE);
     xmm_chunk_set_page_range(span, span->size_class, first_word_page(info, first), end_page);
+    /* After `carved`: a link is checked against it (next_free_object). */
+    if (spare_first)
+        push_chain(span, spare_first, spare_last);
     return taken;
-}
-
-/* Claimant only: a trim cut the span's tail back (purge_free_objects); its
- * objects are marked free again, then their pages' info is restored, so
- * that free() finds them as it finds any object not handed out yet. */
-static void restore_tail(struct xmm_span *span, const struct xmm_size_class *info)
-{
-    for (uint32_t index = span->carved; index < info->objects; index++)
-        xmm_free_object_set(span->start + (size_t)index * info->size, NULL);
-    /* From the page the trim cleared on: the pages before it keep their
-     * owners. */
-    xmm_chunk_set_page_info(span, span->size_class,
-                            (uint32_t)(((size_t)span->carved * info->size) >> XMM_PAGE_SHIFT));
-    span->tail_purged = 0;
 }
 
 /* Claimant only: asks for the line of every cut object's first word, in
@@ -564,10 +571,7 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
         taken += take_purged(span, info, out + taken, wanted - taken);
     if (XMM_UNLIKELY(span->tail_purged) && taken < wanted && span->carved < info->objects) {
         xmm_assert(span->purged == 0); /* its pages' info stays as the tail's cut leaves it */
-        if (one_start_per_page(info))
-            taken += cut_tail(span, info, out + taken, wanted - taken);
-        else
-            restore_tail(span, info);
+        taken += cut_tail(span, info, out + taken, wanted - taken);
     }
     uint32_t carved = span->carved;
     while (taken < wanted && carved < info->objects) {
@@ -672,13 +676,13 @@ static struct xmm_span *new_span(int node, unsigned size_class, struct carver_ro
     span->purged = 0;
     span->free_list = NULL;
     __atomic_store_n(&span->state, XMM_SPAN_CLAIMED, __ATOMIC_RELAXED);
-    if (span->dirty == XMM_PAGES_CLEAN && one_start_per_page(info)) {
-        /* Objects of a page or more on pages nothing wrote: the span is
-         * one clean tail, cut object by object (cut_tail). Its pages'
-         * info stays cleared till then, so that a free() of an object
-         * never handed out takes the slow path and is reported there.
-         * Writing every object's tag here faulted in a page per object
-         * (eight a span) that a short process never used. */
+    if (span->dirty == XMM_PAGES_CLEAN && cut_as_taken(info)) {
+        /* A span of pages nothing wrote: one clean tail, cut page by page
+         * as refills take it (cut_tail). Its pages' info stays cleared
+         * till then, so that a free() of an object never handed out takes
+         * the slow path and is reported there. Writing every object's tag
+         * here faulted in the whole span (16-512 KiB) when a short process
+         * used one object of it. */
         span->tail_purged = XMM_TAIL_CLEAN;
         __atomic_store_n(&span->kind, XMM_SPAN_SMALL, __ATOMIC_RELEASE);
         xmm_chunk_set_page_info(span, 0, 0);
@@ -1060,8 +1064,8 @@ static unsigned find_free_runs(const struct xmm_span *span, const struct xmm_siz
  * included: the page info of its pages is cleared first, so that a free()
  * of an address there takes the slow path, which finds it past `carved`
  * and reports an invalid pointer, as for any block never handed out
- * (free.c). The next cut re-tags the tail and restores the page info
- * (restore_tail).
+ * (free.c). Refills cut the tail again page by page, re-tagging its
+ * objects and restoring the page info (cut_tail).
  *
  * Below the cut, in spans that record them (records_purged), every kernel
  * page wholly inside free objects is given back. A listed object whose

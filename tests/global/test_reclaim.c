@@ -23,13 +23,14 @@
  *             7th freed, malloc_trim: no page wholly inside freed blocks
  *             stays resident for a block's first word (mincore), and the
  *             freed blocks come back distinct, the live ones intact
- *   first-touch  XMM_THP=never: one block of 10 KiB, 20 KiB and 64 KiB
- *             each, in a fresh process: the pages of the first words of
- *             objects 2-4 of its span are not resident (mincore): a clean span's
- *             objects of a page or more are tagged as refills cut them
- *             (before: a new span wrote every object's first word, a page
- *             each); then 40 more blocks of each size come back distinct
- *             and keep what was written into them
+ *   first-touch  XMM_THP=never: one block of 2, 3, 4, 5, 10, 20 and 64
+ *             KiB each, in a fresh process: the pages of the first words
+ *             of three objects of its span past the first allocator page
+ *             are not resident (mincore): a clean span's objects are tagged
+ *             as refills cut its pages (before: a new span wrote every
+ *             object's first word; objects of a page or more were cut one
+ *             by one since the pass before); then 40 more blocks of each
+ *             size come back distinct and keep what was written into them
  *   thp       XMM_THP=auto: chunks cut to their end ask for huge pages; a
  *             trim that splits them advises them MADV_NOHUGEPAGE, so that
  *             khugepaged cannot collapse purged ranges back (smaps VmFlags)
@@ -317,8 +318,12 @@ static void trim_whole_size(size_t size)
 
 /* Sizes below a kernel page (several first words per page), between one
  * and two (blocks start anywhere in a page), and whole pages. */
-/* One block of `size` (a class of a page or more) in a process that used
- * none before: the first object of a span made of clean pages. */
+/* XMM's allocator page: a clean span is cut a whole one at a time. */
+#define ALLOCATOR_PAGE ((size_t)8192)
+
+/* One block of `size` (a class whose spans have more than one allocator
+ * page) in a process that used none before: the first object of a span
+ * made of clean pages. */
 static void first_touch_size(size_t size)
 {
     char *first = malloc(size);
@@ -326,14 +331,22 @@ static void first_touch_size(size_t size)
     memset(first, 0x11, size);
     size_t stride = malloc_usable_size(first);
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    /* The pages of the first words of objects 2-4 of the span (8 objects
-     * for these classes): object 1's may share its page with the end of
-     * the first block, which was written. */
+    CHECK((uintptr_t)first % ALLOCATOR_PAGE == 0, "%zu-byte blocks: the first is its span's "
+          "first object (%p)", size, (void *)first);
+    /* The pages of the first words of three objects from the first one
+     * on the span's second allocator page (from object 2 on for objects
+     * of a page or more: object 1's may share its page with the end of
+     * the first block, which was written). The objects of the first
+     * allocator page were cut with the first. The spans of these classes
+     * hold 8 objects or more. */
+    size_t from = (ALLOCATOR_PAGE + stride - 1) / stride;
+    if (from < 2)
+        from = 2;
     int resident = 0;
-    for (int next = 2; next <= 4; next++)
-        resident += page_resident(((uintptr_t)first + (size_t)next * stride) & ~(page - 1));
-    CHECK(resident == 0, "%zu-byte blocks: the first words of %d of the 3 objects 2-4 of the "
-          "span are resident before any is handed out", size, resident);
+    for (size_t next = from; next < from + 3; next++)
+        resident += page_resident(((uintptr_t)first + next * stride) & ~(page - 1));
+    CHECK(resident == 0, "%zu-byte blocks: the first words of %d of the 3 objects %zu-%zu of "
+          "the span are resident before any is handed out", size, resident, from, from + 2);
     enum { MORE = 40 };
     char *more[MORE];
     int distinct = 1, intact = 1;
@@ -357,6 +370,10 @@ static void first_touch_size(size_t size)
 
 static void first_touch_case(void)
 {
+    first_touch_size(2048);
+    first_touch_size(3000);
+    first_touch_size(4096);
+    first_touch_size(5000);
     first_touch_size(10000);
     first_touch_size(20000);
     first_touch_size(65536);
