@@ -88,9 +88,12 @@ static enum block_kind find_block(const void *ptr, struct block *block)
              * finds the bit gone finds the object past `carved`. */
             uint64_t purged = __atomic_load_n(&span->purged, __ATOMIC_ACQUIRE);
             /* Not an object start, or an object never cut from the span
-             * (so never handed out): no block of XMM's. */
+             * (so never handed out): no block of XMM's. `carved` with
+             * acquire: a cut tags its objects before it stores `carved`
+             * (central.c, cut_tail), so an object found below it is found
+             * with its tag. */
             if (XMM_UNLIKELY((size_t)index * xmm_class_size(size_class) != offset ||
-                             index >= __atomic_load_n(&span->carved, __ATOMIC_RELAXED)))
+                             index >= __atomic_load_n(&span->carved, __ATOMIC_ACQUIRE)))
                 return BLOCK_INVALID;
             /* Purged whole by a trim (its first word reads zero, as a live
              * block's does): free, found in the span (central.c); its page
