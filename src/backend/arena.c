@@ -298,7 +298,8 @@ static void leave_huge_pages(struct xmm_chunk *chunk)
  * advised while most of it was cut but not touched (clean spans cut object
  * by object, refills that start small) grew by up to 2 MiB per huge page
  * within milliseconds. `python3 -c pass` peaked at 10.8 MiB instead of 9.6
- * in one run of two (bench/analysis.md, "Costs: start-up footprint"). */
+ * in two runs of three of a full `make bench` (bench/analysis.md, "Costs:
+ * start-up footprint"). */
 static bool mostly_resident(const struct xmm_chunk *chunk)
 {
     char *spans = chunk->region.base + ((size_t)XMM_CHUNK_FIRST_PAGE << XMM_PAGE_SHIFT);
