@@ -26,7 +26,7 @@ int main(void)
     for (size_t i = 0; i < sizeof touched / sizeof touched[0]; i++)
         range[touched[i] * page] = 1;
     size_t got = xmm_os_resident_bytes(range, size);
-    CHECK(got == 6 * page, "6 pages touched, two of them past the first piece: %zu pages",
+    CHECK(got == 6 * page, "6 pages touched, three of them past the first piece: %zu pages",
           got / page);
     CHECK(xmm_os_resident_bytes(range + 512 * page, 2 * page) == page,
           "a range of two pages from the 513th: one resident");
