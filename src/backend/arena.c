@@ -149,7 +149,8 @@ void xmm_chunk_set_page_range(const struct xmm_span *span, unsigned size_class,
  * asks for huge pages from the start; `never` forbids them; `auto` asks
  * from the start for chunks mapped past XMM_THP_EAGER_BYTES, and starts
  * the first ones on the kernel's default, asking once such a chunk has
- * been cut to its end (dense), see page_heap.c. Under `auto` a chunk
+ * been cut to its end with 3/4 of it resident (dense: page_heap.c,
+ * mostly_resident below). Under `auto` a chunk
  * leaves huge pages for good at a large block or a purge that would split
  * one (leave_huge_pages). */
 /* The range of `region` that huge page advice is for: a chunk's mapping
