@@ -59,7 +59,7 @@ void *xmm_aligned_alloc(size_t alignment, size_t size);
  * or 0 for NULL. A pointer XMM did not hand out is reported like an
  * invalid free (and aborts by default): use xmm_node_of to test ownership.
  * A block the heap profiler sampled (XMM_PROFILE) is whole pages of its
- * own, and says so: 8192 for a sampled 100-byte request. */
+ * own, and says so: 4096 for a sampled 100-byte request. */
 size_t xmm_usable_size(const void *ptr);
 
 /* ---- the original XMM helpers ---------------------------------------------

@@ -15,7 +15,8 @@
 #include "numa.h"
 #include "page_heap.h"
 
-#define EXACT_LISTS 128
+/* Free spans up to 1 MiB have a list per length; longer ones share list 0. */
+#define EXACT_LISTS (((size_t)1 << 20) >> XMM_PAGE_SHIFT)
 #define HUGE_PAGE_SIZE ((size_t)2 << 20)
 
 

@@ -13,14 +13,15 @@ static uint32_t clamp_u32(uint64_t value, uint32_t low, uint32_t high)
     return value < low ? low : value > high ? high : (uint32_t)value;
 }
 
-/* Smallest span (in allocator pages) whose tail waste is at most 1/8 of the
- * span and which holds enough objects that refills and drains of medium
- * objects do not take a span from the page heap (under its lock) every
- * other time: 8 objects, or as many as 512 KiB holds, at least 2. */
+/* Smallest span (in allocator pages, XMM_SPAN_MIN_BYTES at least) whose
+ * tail waste is at most 1/8 of the span and which holds enough objects
+ * that refills and drains of medium objects do not take a span from the
+ * page heap (under its lock) every other time: 8 objects, or as many as
+ * 512 KiB holds, at least 2. */
 static uint32_t span_pages_for(uint32_t size)
 {
     uint32_t wanted_objects = clamp_u32((512u << 10) / size, 2, 8);
-    for (uint32_t pages = 1;; pages++) {
+    for (uint32_t pages = XMM_SPAN_MIN_BYTES >> XMM_PAGE_SHIFT;; pages++) {
         size_t span_bytes = (size_t)pages << XMM_PAGE_SHIFT;
         size_t objects = span_bytes / size;
         size_t waste = span_bytes - objects * size;
@@ -61,6 +62,9 @@ static void describe_class(unsigned size_class, uint32_t size)
         xmm_fatal("xmm: size class %z (%z bytes): its span is longer than XMM_SMALL_SPAN_MAX_PAGES\n",
                   (size_t)size_class, (size_t)size);
     info->objects = (uint32_t)(((size_t)info->span_pages << XMM_PAGE_SHIFT) / size);
+    if (info->objects > XMM_SPAN_MAX_OBJECTS) /* a trim's map of a span's objects */
+        xmm_fatal("xmm: size class %z (%z bytes): its span holds more than XMM_SPAN_MAX_OBJECTS\n",
+                  (size_t)size_class, (size_t)size);
     /* A batch is about 128 KiB of objects (at most 32): medium objects move
      * a few at a time, not one by one. */
     info->batch = clamp_u32((128u << 10) / size, 1, 32);

@@ -28,6 +28,15 @@
  * class (size_class.c checks every class against it). A longer span holds
  * a large block. */
 #define XMM_SMALL_SPAN_MAX_PAGES ((2 * XMM_MAX_SMALL_SIZE) >> XMM_PAGE_SHIFT)
+/* The shortest span of a small-object class. Longer than an allocator
+ * page: a span costs a descriptor, a trip to the page heap and a place on
+ * the central lists, which 8 KiB spans amortise over twice the objects of
+ * 4 KiB ones; what a class a program barely uses faults in is bounded by
+ * the cut (one page), not by the span (central.c, cut_tail). */
+#define XMM_SPAN_MIN_BYTES ((size_t)8 << 10)
+/* The most objects of any span: the 8-byte class's shortest span
+ * (size_class.c checks every class against it). */
+#define XMM_SPAN_MAX_OBJECTS (XMM_SPAN_MIN_BYTES / 8)
 #define XMM_CLASS_COUNT 98                   /* class 0 is "not a class" */
 /* Classes 1 to this one hold objects smaller than a cache line (8 to 48
  * bytes): several programs' objects can share a line, which the per-CPU

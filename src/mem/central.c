@@ -442,14 +442,6 @@ static unsigned take_purged(struct xmm_span *span, const struct xmm_size_class *
     return taken;
 }
 
-/* Whether a new span of clean pages starts as one clean tail, cut as
- * refills take it (cut_tail): spans of more than one page. A one-page
- * span's objects are all on the page a first refill writes anyway. */
-static bool cut_as_taken(const struct xmm_size_class *info)
-{
-    return info->span_pages > 1;
-}
-
 /* Claimant only: cuts up to `wanted` objects from the span's tail (a
  * clean new span's, or a trim's cut-back one), each tagged free as it is
  * cut (it goes to a cache), then `carved`, then the info of the pages up
@@ -592,7 +584,7 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
 /* A carver's new spans (of classes whose spans it keeps) are cut one after
  * another from a run of its own, taken from the page heap as one span, of
  * up to this many pages: the blocks of two CPUs then lie in separate runs,
- * instead of alternating span by span (8 KiB) as two CPUs' requests to the
+ * instead of alternating span by span (a few pages) as two CPUs' requests to the
  * page heap do. */
 #define XMM_CARVER_RUN_BYTES ((size_t)256 << 10)
 #define XMM_CARVER_RUN_PAGES (XMM_CARVER_RUN_BYTES >> XMM_PAGE_SHIFT)
@@ -676,13 +668,14 @@ static struct xmm_span *new_span(int node, unsigned size_class, struct carver_ro
     span->purged = 0;
     span->free_list = NULL;
     __atomic_store_n(&span->state, XMM_SPAN_CLAIMED, __ATOMIC_RELAXED);
-    if (span->dirty == XMM_PAGES_CLEAN && cut_as_taken(info)) {
+    if (span->dirty == XMM_PAGES_CLEAN) {
         /* A span of pages nothing wrote: one clean tail, cut page by page
          * as refills take it (cut_tail). Its pages' info stays cleared
          * till then, so that a free() of an object never handed out takes
          * the slow path and is reported there. Writing every object's tag
-         * here faulted in the whole span (16-512 KiB) when a short process
-         * used one object of it. */
+         * here faulted in the whole span (8-512 KiB) when a short process
+         * used one object of it. Every span has two pages at least
+         * (XMM_SPAN_MIN_BYTES). */
         span->tail_purged = XMM_TAIL_CLEAN;
         __atomic_store_n(&span->kind, XMM_SPAN_SMALL, __ATOMIC_RELEASE);
         xmm_chunk_set_page_info(span, 0, 0);
@@ -1098,10 +1091,8 @@ static size_t purge_free_objects(struct xmm_span *span)
                              (uint64_t)__builtin_popcountll(purged);
     if (records_purged(info) ? on_list_count == 0 : on_list_count * info->size < 2 * page)
         return 0;
-    /* Which cut objects are free: on the list, or purged whole. A span
-     * holds at most 1024 objects (8-byte ones, one 8 KiB page). */
-    uint64_t free_map[XMM_PAGE_SIZE / 8 / 64] = {0};
-    _Static_assert(XMM_PAGE_SIZE / 8 <= sizeof(free_map) * 8, "a span's objects fit the map");
+    /* Which cut objects are free: on the list, or purged whole. */
+    uint64_t free_map[XMM_SPAN_MAX_OBJECTS / 64] = {0};
     void *list = __atomic_exchange_n(&span->free_list, NULL, __ATOMIC_ACQUIRE);
     for (void *object = list; object; object = next_free_object(span, info, object)) {
         uint32_t index = xmm_class_object_index(span->size_class,

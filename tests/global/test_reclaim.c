@@ -23,13 +23,15 @@
  *             7th freed, malloc_trim: no page wholly inside freed blocks
  *             stays resident for a block's first word (mincore), and the
  *             freed blocks come back distinct, the live ones intact
- *   first-touch  XMM_THP=never: one block of 2, 3, 4, 5, 10, 20 and 64
- *             KiB each, in a fresh process: the pages of the first words
- *             of three objects of its span past the first allocator page
- *             are not resident (mincore): a clean span's objects are tagged
- *             as refills cut its pages (before: a new span wrote every
- *             object's first word; objects of a page or more were cut one
- *             by one since the pass before); then 40 more blocks of each
+ *   first-touch  XMM_THP=never: one block of 100, 200, 400 and 1000 bytes
+ *             and of 2, 3, 4, 5, 10, 20 and 64 KiB each, in a fresh
+ *             process: the pages of the first words of three objects of
+ *             its span past the first allocator page are not resident
+ *             (mincore): a clean span's objects are tagged as refills cut
+ *             its pages (before: a new span wrote every object's first
+ *             word; then spans of more than one 8 KiB page were cut a page
+ *             at a time, and the classes up to 1 KiB, one-page spans,
+ *             still tagged their 8 KiB whole); then 40 more blocks of each
  *             size come back distinct and keep what was written into them
  *   thp       XMM_THP=auto: chunks cut to their end ask for huge pages; a
  *             trim that splits them advises them MADV_NOHUGEPAGE, so that
@@ -318,12 +320,13 @@ static void trim_whole_size(size_t size)
 
 /* Sizes below a kernel page (several first words per page), between one
  * and two (blocks start anywhere in a page), and whole pages. */
-/* XMM's allocator page: a clean span is cut a whole one at a time. */
-#define ALLOCATOR_PAGE ((size_t)8192)
+/* XMM's allocator page (XMM_PAGE_SIZE, the kernel's): a clean span is cut
+ * a whole one at a time. */
+#define ALLOCATOR_PAGE ((size_t)4096)
 
-/* One block of `size` (a class whose spans have more than one allocator
- * page) in a process that used none before: the first object of a span
- * made of clean pages. */
+/* One block of `size` (every class's span has more than one allocator
+ * page) in a process that used none of its class before: the first
+ * object of a span made of clean pages. */
 static void first_touch_size(size_t size)
 {
     char *first = malloc(size);
@@ -370,6 +373,10 @@ static void first_touch_size(size_t size)
 
 static void first_touch_case(void)
 {
+    first_touch_size(100);
+    first_touch_size(200);
+    first_touch_size(400);
+    first_touch_size(1000);
     first_touch_size(2048);
     first_touch_size(3000);
     first_touch_size(4096);
