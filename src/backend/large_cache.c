@@ -40,12 +40,16 @@ static struct cache_node *cache_nodes;
 
 int xmm_large_cache_init(void)
 {
+    /* Fresh metadata is zero, and a zeroed stack is empty (ck_stack_init
+     * writes zeros): the slots (a cache line for each of 512 page counts,
+     * 32 KiB a node) are not written here, so a process touches only the
+     * slots of the sizes it frees. */
     cache_nodes = xmm_metadata_alloc(sizeof(struct cache_node) * (size_t)xmm_nodes, XMM_CACHE_LINE);
     if (!cache_nodes)
         return -1;
     for (int node = 0; node < xmm_nodes; node++)
         for (size_t pages = 0; pages <= MAX_PAGES; pages++)
-            xmm_stack_init(&cache_nodes[node].slots[pages].spans);
+            xmm_assert(xmm_stack_is_empty(&cache_nodes[node].slots[pages].spans));
     return 0;
 }
 
