@@ -30,12 +30,12 @@
 #define XMM_CACHE_ALIGNED __attribute__((aligned(XMM_CACHE_LINE)))
 
 /* Allocator pages: the unit of the page heap, of the page map and of a
- * refill's cut (central.c, cut_tail). The kernel's page size, so that the
- * smallest span and the smallest cut fault in one kernel page: with 8 KiB
- * pages each size class a program touched held two, and a short program
- * uses some 30-60 classes (docs/design.md, "Allocator pages"). The page
- * map's cost is 4 bytes of page word and 8 of span pointer per page,
- * touched only where spans are. */
+ * refill's cut (central.c, cut_tail). The kernel's page size, so that a
+ * refill's smallest cut faults in one kernel page: with 8 KiB pages each
+ * size class a program touched held two, and a short program uses some
+ * 30-60 classes (docs/design.md, "Allocator pages"; spans stay 8 KiB at
+ * least, XMM_SPAN_MIN_BYTES). The page map's cost is 4 bytes of page word
+ * and 8 of span pointer per page, touched only where spans are. */
 #define XMM_PAGE_SHIFT 12
 #define XMM_PAGE_SIZE ((size_t)1 << XMM_PAGE_SHIFT)
 
