@@ -96,9 +96,10 @@ struct xmm_chunk {
 /* A chunk's first 2 MiB granule holds no span: a hole (not mapped), a
  * guard (PROT_NONE), then the page table at its end, sized for the
  * largest chunk (64 KiB: a 4-byte word per page). Chunks are often
- * mapped right below one another, and without the guard a write a few bytes past the last block
- * of the chunk below would land in the table and forge a page word (a
- * large block's interior then passes free() as a small object). Spans
+ * mapped right below one another, and without the guard a write a few
+ * bytes past the last block of the chunk below would land in the table
+ * and forge a page word (a large block's interior then passes free() as
+ * a small object). Spans
  * start on the next granule, so they sit on the huge-page grid as they did
  * before the table moved here (the kernel interleaves huge pages by their
  * place in it). The hole is given back at once: a write into it faults as
