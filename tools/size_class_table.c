@@ -8,7 +8,8 @@
 int main(void)
 {
     xmm_free(xmm_malloc(1));
-    printf("| class | size | span pages (%zu KiB) | objects per span | batch | worst waste |\n", (size_t)XMM_PAGE_SIZE >> 10);
+    printf("| class | size | span pages (%zu KiB) | objects per span | batch | worst waste |\n",
+           (size_t)XMM_PAGE_SIZE >> 10);
     printf("|---|---|---|---|---|---|\n");
     size_t previous = 0;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
