@@ -855,11 +855,13 @@ unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned 
     return got;
 }
 
-/* Lets go of every span `row`'s carver keeps, listed again where sweeps
- * and other CPUs find them, and gives its run back. */
-static void release_row(struct carver_row *row)
+/* Lets go of the spans `row`'s carver keeps, listed again where sweeps
+ * and other CPUs find them, and gives its run back. From `first_class`
+ * on: an idle pass keeps the spans of the classes under a cache line
+ * (release_carvers says why). */
+static void release_row(struct carver_row *row, unsigned first_class)
 {
-    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+    for (unsigned size_class = first_class; size_class < XMM_CLASS_COUNT; size_class++) {
         if (!__atomic_load_n(&row->kept[size_class], __ATOMIC_RELAXED))
             continue;
         struct xmm_span *kept = __atomic_exchange_n(&row->kept[size_class], NULL,
@@ -922,16 +924,27 @@ static void give_back_own_batches(struct central_node *central, struct carver_ro
  * those that did not refill from spans since the last call, and of each
  * class as many own batches as no refill needed since then, its low-water
  * mark, so that a CPU gone quiet, or one that only frees a class, does
- * not keep them past the decay period). */
+ * not keep them past the decay period).
+ *
+ * An idle pass leaves a carver the spans it keeps of the classes under a
+ * cache line (1 to XMM_SUBLINE_CLASSES, at most 8 KiB each, their pages
+ * not cut yet not resident): the next CPU to refill such a class would
+ * pop the span and cut the objects beside those this CPU's cache holds,
+ * in the same lines. Two threads that then each reuse one object write
+ * one line: bench/micro malloc_free/8 with two threads ran at 7 ns a
+ * pair instead of 2 whenever the one-thread cases before it lasted past
+ * a decay period (tests/mem/test_own_batches.c, case kept). A trim
+ * (not idle_only) lets go of them too. */
 static void release_carvers(struct central_node *central, bool idle_only)
 {
+    unsigned first_class = idle_only ? XMM_SUBLINE_CLASSES + 1 : 1;
     int used = __atomic_load_n(&central->carvers_used, __ATOMIC_RELAXED);
     for (int carver = 0; carver < used; carver++) {
         struct carver_row *row = &central->carvers[carver];
         bool refilled = idle_only && __atomic_load_n(&row->refilled, __ATOMIC_RELAXED) &&
                         __atomic_exchange_n(&row->refilled, 0, __ATOMIC_RELAXED);
         if (!refilled)
-            release_row(row);
+            release_row(row, first_class);
         give_back_own_batches(central, row, idle_only ? OWN_UNUSED_NEW_PASS : OWN_ALL);
     }
 }

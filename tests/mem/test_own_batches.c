@@ -30,8 +30,19 @@
  *            in batches of 1 KiB objects: at most 1 MiB of them (32
  *            batches, and one more) stay its own, so carver 1 can refill
  *            the rest.
+ *   kept     for each class under a cache line (8-48 B), carver 0
+ *            refills one object, two upkeep passes find it idle, then
+ *            carver 1 refills one: it lies in another line than carver
+ *            0's. The passes let go of the span carver 0 kept, and
+ *            carver 1 cut the next object of it, in the same line: two
+ *            threads that each reused theirs wrote one line (bench/micro
+ *            malloc_free/8, two threads, 7 ns a pair instead of 2 after
+ *            the one-thread cases). For 64-byte objects the passes still
+ *            let go of the span: carver 1's object is the next of carver
+ *            0's span.
  *   trim     xmm_central_release_all leaves no batch anywhere and every
- *            span back in the page heap.
+ *            span back in the page heap (the kept spans of case kept
+ *            too).
  *
  * Skipped (77) when the platform gives fewer than two carvers (CPU
  * indexes).
@@ -221,6 +232,38 @@ static void bound_case(void)
           shared, count, own_most);
 }
 
+/* Carver 0 then, after two idle upkeep passes, carver 1 refill one
+ * object of `size_class` each; returns the distance between them in
+ * bytes. */
+static uintptr_t idle_refill_distance(unsigned size_class)
+{
+    void *first, *second;
+    CHECK(xmm_central_refill(0, size_class, &first, 1, 0) == 1, "carver 0 refilled one object");
+    xmm_central_release_carvers(true); /* carver 0 refilled since the last pass */
+    xmm_central_release_carvers(true); /* idle */
+    CHECK(xmm_central_refill(0, size_class, &second, 1, 1) == 1, "carver 1 refilled one object");
+    xmm_central_return_object(first);
+    xmm_central_return_object(second);
+    return first > second ? (uintptr_t)first - (uintptr_t)second
+                          : (uintptr_t)second - (uintptr_t)first;
+}
+
+static void kept_case(void)
+{
+    for (unsigned size_class = 1; size_class <= XMM_SUBLINE_CLASSES; size_class++) {
+        uintptr_t distance = idle_refill_distance(size_class);
+        CHECK(distance >= XMM_CACHE_LINE,
+              "class %u (%u B): after carver 0 went idle, carver 1's object lies %lu bytes "
+              "from carver 0's, outside its line",
+              size_class, xmm_size_classes[size_class].size, (unsigned long)distance);
+        xmm_central_release_all();
+    }
+    uintptr_t distance = idle_refill_distance(class_64);
+    CHECK(distance == 64,
+          "64 B: the idle passes let go of carver 0's span; carver 1 cut the next object "
+          "(%lu bytes away)", (unsigned long)distance);
+}
+
 static void trim_case(void)
 {
     xmm_central_release_all();
@@ -267,6 +310,8 @@ int main(int argc, char **argv)
     reclaim_case();
     xmm_central_release_all();
     bound_case();
+    xmm_central_release_all();
+    kept_case();
     trim_case();
     return check_summary("own batches");
 }
