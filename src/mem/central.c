@@ -927,8 +927,9 @@ static void give_back_own_batches(struct central_node *central, struct carver_ro
  * not keep them past the decay period).
  *
  * An idle pass leaves a carver the spans it keeps of the classes under a
- * cache line (1 to XMM_SUBLINE_CLASSES, at most 8 KiB each, their pages
- * not cut yet not resident): the next CPU to refill such a class would
+ * cache line (1 to XMM_SUBLINE_CLASSES, one span of 8 KiB each, resident
+ * once cut; neither decay nor the reclaim takes them, as they are not
+ * empty listed spans): the next CPU to refill such a class would
  * pop the span and cut the objects beside those this CPU's cache holds,
  * in the same lines. Two threads that then each reuse one object write
  * one line: bench/micro malloc_free/8 with two threads ran at 7 ns a

@@ -74,8 +74,9 @@ size_t xmm_central_release_all(void);
 
 /* Lets go of every span the carvers keep and gives their runs back, on
  * every node (part of xmm_central_release_all); `idle_only`: only those of
- * carvers that did not refill since the last such call (part of the
- * upkeep pass). Safe beside refills. */
+ * carvers that did not refill since the last such call, and of those not
+ * the spans of the classes under a cache line (part of the upkeep pass;
+ * central.c, release_carvers). Safe beside refills. */
 void xmm_central_release_carvers(bool idle_only);
 
 /* Periodic upkeep from slow paths: moves the carvers' own batches that no

@@ -39,7 +39,8 @@
  *            malloc_free/8, two threads, 7 ns a pair instead of 2 after
  *            the one-thread cases). For 64-byte objects the passes still
  *            let go of the span: carver 1's object is the next of carver
- *            0's span.
+ *            0's span. After the passes no carver run is left: the
+ *            idle pass keeps the span, not the run it was cut from.
  *   trim     xmm_central_release_all leaves no batch anywhere and every
  *            span back in the page heap (the kept spans of case kept
  *            too).
@@ -241,6 +242,10 @@ static uintptr_t idle_refill_distance(unsigned size_class)
     CHECK(xmm_central_refill(0, size_class, &first, 1, 0) == 1, "carver 0 refilled one object");
     xmm_central_release_carvers(true); /* carver 0 refilled since the last pass */
     xmm_central_release_carvers(true); /* idle */
+    struct xmm_central_stats stats;
+    xmm_central_stats(0, &stats);
+    CHECK(stats.run_bytes == 0, "class %u: the idle pass gave carver 0's run back (%llu bytes left)",
+          size_class, (unsigned long long)stats.run_bytes);
     CHECK(xmm_central_refill(0, size_class, &second, 1, 1) == 1, "carver 1 refilled one object");
     xmm_central_return_object(first);
     xmm_central_return_object(second);
