@@ -172,14 +172,15 @@ int main(void)
           "threads, %llu after %d",
           (unsigned long long)after_round_10.bytes_committed,
           (unsigned long long)end.bytes_committed, ROUNDS * PER_ROUND);
-    /* Metadata is mapped 1 MiB at a time and cut by a bump pointer: a
-     * thread cache that does not fit in a block's rest leaves it unused.
-     * Which rounds need a new cache (threads of a loaded machine overlap
-     * more) decides whether one or two such blocks come after round 10:
-     * 2 -> 4 MiB was seen once (test matrix of 2026-12-05, per-thread
-     * caches), and 2400 threads instead of 480 grew by at most 1 MiB in
-     * ten runs. A thread cache leaked per thread (about 220 KiB each,
-     * its slots sized to the bins' limits) would add some 100 MiB. */
+    /* Metadata is mapped 1 MiB at a time and cut by a bump pointer (an
+     * allocation that does not fit a block's rest leaves it unused), and
+     * after round 10 it takes zero, one or, once seen, two more blocks:
+     * 2 -> 4 MiB in the test matrix of 2026-12-05 (per-thread caches, on
+     * a loaded machine), +1 MiB at most in ten runs with 2400 threads
+     * instead of 480, so not growing with the threads. Which allocation
+     * takes the second block was not identified. A thread cache leaked
+     * per thread (about 220 KiB each by its bins' limits) would add some
+     * 100 MiB. */
     CHECK(end.metadata_bytes <= after_round_10.metadata_bytes + 2 * MIB,
           "metadata does not grow with the threads: %llu -> %llu bytes",
           (unsigned long long)after_round_10.metadata_bytes,
