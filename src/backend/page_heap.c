@@ -27,6 +27,21 @@ static bool holds_resident(const struct xmm_span *span)
 }
 
 
+/* What every large allocation and free counts, in shards by CPU. One
+ * shared line updated by each of them made two threads that allocate and
+ * free large blocks (bench/micro calloc/32768, malloc_free/1048576 with 2
+ * threads) pass it back and forth; each shard is a line of its own, and
+ * statistics sum them. `bytes` may wrap in one shard (a block freed on
+ * another CPU than it was allocated on): only the sum means anything. */
+#define LARGE_TALLY_SHARDS 16
+
+struct large_tally {
+    uint64_t bytes;       /* in large allocations */
+    uint64_t count;       /* large allocations made, sampled small ones too */
+    uint64_t allocations; /* ... the program's large requests only */
+    uint64_t frees;       /* ... and their frees */
+} XMM_CACHE_ALIGNED;
+
 struct page_heap {
     struct xmm_lock lock;
     int node;
@@ -51,12 +66,17 @@ struct page_heap {
     size_t free_pages;
     size_t dirty_pages;
     size_t purged_bytes;
-    size_t large_bytes;
-    uint64_t large_count;
     uint64_t last_purge_ns;
+    struct large_tally large[LARGE_TALLY_SHARDS];
 } XMM_CACHE_ALIGNED;
 
 static struct page_heap *heaps;
+
+/* The calling CPU's shard of `heap`'s large tally. */
+static struct large_tally *large_tally_here(struct page_heap *heap)
+{
+    return &heap->large[(unsigned)xmm_os_current_cpu() % LARGE_TALLY_SHARDS];
+}
 
 int xmm_page_heap_init(void)
 {
@@ -666,7 +686,7 @@ static bool shrink_locked(struct page_heap *heap, struct xmm_chunk *chunk, struc
     struct xmm_span *tail = make_free_span(heap, tail_start, span->pages - pages, XMM_PAGES_DIRTY);
     if (!tail)
         return false;
-    __atomic_fetch_sub(&heap->large_bytes, xmm_span_bytes(tail), __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&large_tally_here(heap)->bytes, xmm_span_bytes(tail), __ATOMIC_RELAXED);
     span->pages = (uint32_t)pages;
     xmm_chunk_set_pages(span, true); /* its last page moved */
     free_locked(heap, chunk, tail, xmm_os_now_ns());
@@ -699,7 +719,7 @@ static bool grow_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
         return false;
     }
     span->pages = (uint32_t)pages;
-    __atomic_fetch_add(&heap->large_bytes, extra << XMM_PAGE_SHIFT, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&large_tally_here(heap)->bytes, extra << XMM_PAGE_SHIFT, __ATOMIC_RELAXED);
     xmm_chunk_set_pages(span, false);
     return true;
 }
@@ -982,16 +1002,21 @@ size_t xmm_page_heap_purge(bool everything)
 
 /* ---- statistics and fork ------------------------------------------------------------ */
 
-void xmm_page_heap_note_large(int node, size_t bytes)
+void xmm_page_heap_note_large(int node, size_t bytes, bool requested)
 {
-    struct page_heap *heap = &heaps[node];
-    __atomic_fetch_add(&heap->large_bytes, bytes, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&heap->large_count, 1, __ATOMIC_RELAXED);
+    struct large_tally *tally = large_tally_here(&heaps[node]);
+    __atomic_fetch_add(&tally->bytes, bytes, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&tally->count, 1, __ATOMIC_RELAXED);
+    if (requested)
+        __atomic_fetch_add(&tally->allocations, 1, __ATOMIC_RELAXED);
 }
 
-void xmm_page_heap_note_large_free(int node, size_t bytes)
+void xmm_page_heap_note_large_free(int node, size_t bytes, bool requested)
 {
-    __atomic_fetch_sub(&heaps[node].large_bytes, bytes, __ATOMIC_RELAXED);
+    struct large_tally *tally = large_tally_here(&heaps[node]);
+    __atomic_fetch_sub(&tally->bytes, bytes, __ATOMIC_RELAXED);
+    if (requested)
+        __atomic_fetch_add(&tally->frees, 1, __ATOMIC_RELAXED);
 }
 
 void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats)
@@ -1003,8 +1028,13 @@ void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats)
     stats->free_bytes = heap->free_pages << XMM_PAGE_SHIFT;
     stats->dirty_bytes = heap->dirty_pages << XMM_PAGE_SHIFT;
     stats->purged_total = heap->purged_bytes;
-    stats->large_in_use = __atomic_load_n(&heap->large_bytes, __ATOMIC_RELAXED);
-    stats->large_count = __atomic_load_n(&heap->large_count, __ATOMIC_RELAXED);
+    for (unsigned shard = 0; shard < LARGE_TALLY_SHARDS; shard++) {
+        const struct large_tally *tally = &heap->large[shard];
+        stats->large_in_use += __atomic_load_n(&tally->bytes, __ATOMIC_RELAXED);
+        stats->large_count += __atomic_load_n(&tally->count, __ATOMIC_RELAXED);
+        stats->large_allocations += __atomic_load_n(&tally->allocations, __ATOMIC_RELAXED);
+        stats->large_frees += __atomic_load_n(&tally->frees, __ATOMIC_RELAXED);
+    }
     stats->reserved_bytes = heap->chunk_bytes;
     heap_unlock(heap);
 }

@@ -103,13 +103,18 @@ struct xmm_page_heap_stats {
     size_t purged_total;     /* bytes purged since start */
     size_t large_in_use;     /* bytes in large allocations */
     size_t large_cached;     /* freed large blocks kept for reuse (filled by stats.c) */
-    uint64_t large_count;    /* large allocations made */
+    uint64_t large_count;    /* large allocations made, sampled small requests too */
+    uint64_t large_allocations; /* the program's large requests */
+    uint64_t large_frees;    /* their frees */
     size_t reserved_bytes;   /* chunks mapped for this node */
 };
 
-/* Accounts a large allocation of `bytes` on `node`, and its free. */
-void xmm_page_heap_note_large(int node, size_t bytes);
-void xmm_page_heap_note_large_free(int node, size_t bytes);
+/* Accounts a large allocation of `bytes` on `node`, and its free, in the
+ * calling CPU's shard (no line shared with other CPUs). `requested`: a
+ * large request of the program's, not a small one served as pages for the
+ * heap profiler. Any thread, lock-free. */
+void xmm_page_heap_note_large(int node, size_t bytes, bool requested);
+void xmm_page_heap_note_large_free(int node, size_t bytes, bool requested);
 
 void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats);
 

@@ -97,11 +97,12 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
     if (size > XMM_MAX_SMALL_SIZE)
         xmm_arena_place_large_block((struct xmm_chunk *)xmm_region_of(span->start));
     span->sample = sample;
-    xmm_page_heap_note_large(node, xmm_span_bytes(span));
+    /* A sampled block of a small size is not counted as a large
+     * allocation (free_large counts its free neither). */
+    bool counted = sample == NULL || size > XMM_MAX_SMALL_SIZE;
+    xmm_page_heap_note_large(node, xmm_span_bytes(span), counted);
     xmm_upkeep_node(node); /* decay keeps pace with large-block traffic too */
     xmm_upkeep_consider_background();
-    if (!sampled_small)
-        __atomic_fetch_add(&xmm_heap_counters.large_allocations, 1, __ATOMIC_RELAXED);
     if (zeroed && span->dirty != XMM_PAGES_CLEAN)
         memset(span->start, 0, size);
     return span->start;

@@ -134,15 +134,14 @@ static void free_large(void *ptr, struct xmm_span *span)
     }
     /* A sampled block (the claim makes this thread the only reader): its
      * record leaves the heap profile, and the span leaves with NULL. A
-     * small request sampled was never counted as a large allocation. */
+     * sampled block of a small size was never counted as a large
+     * allocation (alloc_pages). */
     bool counted = true;
     if (XMM_UNLIKELY(span->sample != NULL)) {
         counted = xmm_profile_forget(span->sample) > XMM_MAX_SMALL_SIZE;
         span->sample = NULL;
     }
-    xmm_page_heap_note_large_free(span->node, xmm_span_bytes(span));
-    if (counted)
-        __atomic_fetch_add(&xmm_heap_counters.large_frees, 1, __ATOMIC_RELAXED);
+    xmm_page_heap_note_large_free(span->node, xmm_span_bytes(span), counted);
     if (!xmm_large_cache_keep(span))
         xmm_page_heap_free_claimed(span);
 }

@@ -79,14 +79,17 @@ static void collect(struct snapshot *snapshot)
                                    snapshot->pages[node].dirty_bytes + run_resident;
     }
     struct xmm_heap_counters *heap = &xmm_heap_counters;
-    uint64_t large = __atomic_load_n(&heap->large_allocations, __ATOMIC_RELAXED);
+    uint64_t large = 0, large_frees = 0;
+    for (int node = 0; node < xmm_nodes; node++) {
+        large += snapshot->pages[node].large_allocations;
+        large_frees += snapshot->pages[node].large_frees;
+    }
     uint64_t direct = __atomic_load_n(&heap->direct_allocations, __ATOMIC_RELAXED);
     uint64_t direct_bytes = __atomic_load_n(&heap->direct_bytes, __ATOMIC_RELAXED);
     totals->version = XMM_STATS_VERSION;
     totals->node_count = (uint32_t)xmm_real_nodes;
     totals->allocations = allocations + large + direct;
-    totals->frees = frees + __atomic_load_n(&heap->large_frees, __ATOMIC_RELAXED) +
-                    __atomic_load_n(&heap->direct_frees, __ATOMIC_RELAXED);
+    totals->frees = frees + large_frees + __atomic_load_n(&heap->direct_frees, __ATOMIC_RELAXED);
     /* Objects out of the central layer are either cached in a front end or
      * held by the program: exact when no thread is allocating. */
     uint64_t small_in_use = small_out > snapshot->front.cached_bytes

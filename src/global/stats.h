@@ -30,11 +30,10 @@ void xmm_stats_install_hooks(void);
 void xmm_stats_print_topology(void);
 
 /* Process-wide counters kept outside the front end (atomic, slow paths). */
+/* (Large blocks are counted by the page heap, in shards by CPU.) */
 struct xmm_heap_counters {
-    uint64_t large_allocations;
     uint64_t direct_allocations;
     uint64_t direct_bytes;
-    uint64_t large_frees;
     uint64_t direct_frees;
     uint64_t failed_allocations;
 };

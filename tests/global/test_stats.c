@@ -7,6 +7,8 @@
  *   test_stats sizes [FILE]   allocates in most size classes (a long report), and
  *                             exits once FILE exists (processes exit together) */
 #include <malloc.h>
+#include <sched.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -210,6 +212,71 @@ static void check_in_use_after_burst(void)
           (unsigned long long)before.bytes_in_use, (unsigned long long)after.bytes_in_use);
 }
 
+/* Large blocks allocated on one CPU and freed on another: the page heap
+ * counts them in shards by CPU (page_heap.c, large_tally), and a block's
+ * bytes leave another shard than they entered. The sums stay exact:
+ * in use back where it was, allocations and frees each up by the count. */
+enum { CROSS_BLOCKS = 64, CROSS_SIZE = 300 << 10 };
+static void *cross_blocks[CROSS_BLOCKS];
+
+static void pin_to_cpu(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+static void *free_cross_blocks(void *cpu_argument)
+{
+    pin_to_cpu((int)(intptr_t)cpu_argument);
+    for (int i = 0; i < CROSS_BLOCKS; i++)
+        free(cross_blocks[i]);
+    return NULL;
+}
+
+static void check_large_across_cpus(void)
+{
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) < 2) {
+        NOTE("large blocks across CPUs: skipped (one CPU)");
+        return;
+    }
+    int first = -1, second = -1;
+    for (int cpu = 0; cpu < CPU_SETSIZE && second < 0; cpu++)
+        if (CPU_ISSET(cpu, &allowed)) {
+            if (first < 0)
+                first = cpu;
+            else
+                second = cpu;
+        }
+    pin_to_cpu(first);
+    struct xmm_stats before = snapshot();
+    for (int i = 0; i < CROSS_BLOCKS; i++)
+        cross_blocks[i] = malloc(CROSS_SIZE + (size_t)i * 4096);
+    struct xmm_stats held = snapshot();
+    uint64_t expected = 0;
+    for (int i = 0; i < CROSS_BLOCKS; i++)
+        expected += malloc_usable_size(cross_blocks[i]);
+    pthread_t thread;
+    pthread_create(&thread, NULL, free_cross_blocks, (void *)(intptr_t)second);
+    pthread_join(thread, NULL);
+    struct xmm_stats after = snapshot();
+    sched_setaffinity(0, sizeof allowed, &allowed);
+    CHECK(held.bytes_in_use - before.bytes_in_use == expected,
+          "%d large blocks allocated on CPU %d: in use +%llu, their pages %llu", CROSS_BLOCKS,
+          first, (unsigned long long)(held.bytes_in_use - before.bytes_in_use),
+          (unsigned long long)expected);
+    CHECK(after.bytes_in_use == before.bytes_in_use,
+          "freed on CPU %d: in use back to %llu (is %llu)", second,
+          (unsigned long long)before.bytes_in_use, (unsigned long long)after.bytes_in_use);
+    CHECK(after.large_allocations - before.large_allocations == CROSS_BLOCKS,
+          "large_allocations +%llu (expected %d)",
+          (unsigned long long)(after.large_allocations - before.large_allocations), CROSS_BLOCKS);
+    CHECK(after.frees - before.frees >= CROSS_BLOCKS, "frees +%llu (at least %d)",
+          (unsigned long long)(after.frees - before.frees), CROSS_BLOCKS);
+}
+
 static void check_versioning(void)
 {
     struct xmm_stats stats;
@@ -298,6 +365,7 @@ int main(int argc, char **argv)
     check_counts_threads();
     check_estimates_threads();
     check_in_use_after_burst();
+    check_large_across_cpus();
     check_versioning();
     check_one_write();
     return check_summary("stats counts");
