@@ -97,8 +97,9 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
     if (size > XMM_MAX_SMALL_SIZE)
         xmm_arena_place_large_block((struct xmm_chunk *)xmm_region_of(span->start));
     span->sample = sample;
-    /* A sampled block of a small size is not counted as a large
-     * allocation (free_large counts its free neither). */
+    /* A sampled block of a small size (a small request sampled, or a
+     * sampled calloc from 128 KiB) is not counted as a large allocation:
+     * free_large cannot tell the two apart, and counts neither. */
     bool counted = sample == NULL || size > XMM_MAX_SMALL_SIZE;
     xmm_page_heap_note_large(node, xmm_span_bytes(span), counted);
     xmm_upkeep_node(node); /* decay keeps pace with large-block traffic too */
@@ -204,11 +205,26 @@ void *xmm_heap_alloc_ticked(size_t size)
     return alloc_small(size);
 }
 
+/* Zeroed requests of this size and more take whole pages, as a large block
+ * does, so that pages already zero are not written: fresh and purged pages
+ * stay untouched until the program writes them (glibc gets the same from
+ * the top of its heap and from its own mappings, jemalloc and mimalloc from
+ * their zeroed extents and pages). A class's object cannot say whether it
+ * is fresh: a CPU's cache mixes fresh and reused ones. Python's start-up
+ * callocs tables of 128 and 256 KiB that it mostly never writes; the
+ * memset made 376 KiB of them resident (docs/benchmarks.md, "Costs:
+ * start-up footprint"). Not lower: freed pages go to the node's large
+ * cache, shared by its CPUs, where a class's object stays in its CPU's
+ * cache; two threads that calloc and free blocks in a loop then pass them
+ * between CPUs, and took 1.64x the time at 64 KiB, 1.19x at 128 KiB and
+ * 1.07x at 256 KiB (memset's share shrinks with the size). */
+#define ZEROED_AS_PAGES_MIN ((size_t)128 << 10)
+
 void *xmm_heap_alloc_zeroed(size_t size)
 {
     if (XMM_UNLIKELY(!xmm_ensure_init()))
         return fail_no_memory();
-    if (size <= XMM_MAX_SMALL_SIZE) {
+    if (size < ZEROED_AS_PAGES_MIN) {
         if (XMM_UNLIKELY(xmm_upkeep_count_request(size))) {
             void *block = alloc_sampled(size, current_node(), true);
             if (block)

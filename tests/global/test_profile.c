@@ -362,6 +362,33 @@ __attribute__((noinline)) int run_blocks(const char *path)
         free(zeroed);
     }
 
+    /* calloc from 128 KiB takes pages (alloc.c, ZEROED_AS_PAGES_MIN); a
+     * sampled one is counted as a large allocation at neither end, and
+     * the in-use bytes come back */
+    struct xmm_stats before_calloc = {.version = XMM_STATS_VERSION};
+    struct xmm_stats after_calloc = {.version = XMM_STATS_VERSION};
+    xmm_stats_get(&before_calloc);
+    for (int i = 0; i < 8; i++) {
+        unsigned char *table = calloc(1, (size_t)(128 + 16 * i) << 10);
+        CHECKQ(table && all_bytes(table, (size_t)(128 + 16 * i) << 10, 0),
+               "a sampled calloc of %d KiB is zeroed", 128 + 16 * i);
+        sink = table;
+        free(table);
+    }
+    xmm_stats_get(&after_calloc);
+    CHECK(after_calloc.large_allocations == before_calloc.large_allocations &&
+              after_calloc.bytes_in_use == before_calloc.bytes_in_use &&
+              after_calloc.allocations - after_calloc.frees ==
+                  before_calloc.allocations - before_calloc.frees,
+          "8 sampled callocs of 128-240 KiB, freed: large allocations %llu -> %llu, in use "
+          "%llu -> %llu, allocations - frees %lld -> %lld",
+          (unsigned long long)before_calloc.large_allocations,
+          (unsigned long long)after_calloc.large_allocations,
+          (unsigned long long)before_calloc.bytes_in_use,
+          (unsigned long long)after_calloc.bytes_in_use,
+          (long long)(before_calloc.allocations - before_calloc.frees),
+          (long long)(after_calloc.allocations - after_calloc.frees));
+
     /* alignment, sized frees */
     void *aligned = NULL;
     CHECK(posix_memalign(&aligned, 4096, 100) == 0 && ((uintptr_t)aligned & 4095) == 0,

@@ -34,7 +34,7 @@ API_HEADERS = $(wildcard $(API_DIR)/*.h) tests/check.h include/xmm.h
 # Linking with libxmm.so from the build tree, found at run time by rpath.
 API_LINK_SO = -L$(BUILD) -lxmm -Wl,-rpath,$(abspath $(BUILD))
 
-API_MALLOC_TESTS = malloc_sizes malloc_realloc malloc_align malloc_misc \
+API_MALLOC_TESTS = malloc_sizes malloc_realloc malloc_align malloc_misc calloc_fresh \
                    invalid_free oom fork fork_deadlock threads thread_exit rseq_ownership \
                    vfork limits
 # The static flavour checks the override linked into the executable; the
