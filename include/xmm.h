@@ -155,7 +155,9 @@ struct xmm_stats {
     uint64_t bytes_central;      /* free objects in central lists and spans */
     uint64_t bytes_page_heap_free; /* free pages not yet purged (page heap,
                                       large cache, CPUs' carver runs) */
-    uint64_t large_allocations;  /* above the largest size class */
+    uint64_t large_allocations;  /* served as whole pages: above the largest
+                                    size class, alignment above 4 KiB, calloc
+                                    from 128 KiB (docs/statistics.md) */
     uint64_t cross_node_frees;   /* small blocks freed on a CPU of another
                                     node, sent back to their home node */
     uint64_t invalid_frees;      /* reported bad frees (warn mode) */

@@ -29,9 +29,9 @@ static bool holds_resident(const struct xmm_span *span)
 
 /* What every large allocation and free counts, in shards by CPU. One
  * shared line updated by each of them made two threads that allocate and
- * free large blocks (bench/micro calloc/32768, malloc_free/1048576 with 2
- * threads) pass it back and forth; each shard is a line of its own, and
- * statistics sum them. `bytes` may wrap in one shard (a block freed on
+ * free large blocks (bench/micro malloc_free/1048576 with 2 threads) pass
+ * it back and forth; each shard is a line of its own, and statistics sum
+ * them (large_tally_sum). `bytes` may wrap in one shard (a block freed on
  * another CPU than it was allocated on): only the sum means anything. */
 #define LARGE_TALLY_SHARDS 16
 
@@ -1015,26 +1015,42 @@ void xmm_page_heap_note_large_free(int node, size_t bytes, bool requested)
 {
     struct large_tally *tally = large_tally_here(&heaps[node]);
     __atomic_fetch_sub(&tally->bytes, bytes, __ATOMIC_RELAXED);
-    if (requested)
-        __atomic_fetch_add(&tally->frees, 1, __ATOMIC_RELAXED);
+    if (requested) /* release: a sum that sees this free sees its allocation */
+        __atomic_fetch_add(&tally->frees, 1, __ATOMIC_RELEASE);
+}
+
+/* The large tally's sums into `stats`. Lock-free. The shards are read one
+ * after another while other CPUs update them: a block allocated in a
+ * shard already read and freed in one not yet read would make the sum of
+ * bytes negative for that moment, so it is summed signed and clamped at
+ * 0 (exact when no thread allocates); frees are read before allocations,
+ * so that they never exceed them. */
+static void large_tally_sum(struct page_heap *heap, struct xmm_page_heap_stats *stats)
+{
+    int64_t bytes = 0;
+    for (unsigned shard = 0; shard < LARGE_TALLY_SHARDS; shard++) {
+        const struct large_tally *tally = &heap->large[shard];
+        bytes += (int64_t)__atomic_load_n(&tally->bytes, __ATOMIC_RELAXED);
+        stats->large_frees += __atomic_load_n(&tally->frees, __ATOMIC_ACQUIRE);
+    }
+    for (unsigned shard = 0; shard < LARGE_TALLY_SHARDS; shard++) {
+        const struct large_tally *tally = &heap->large[shard];
+        stats->large_count += __atomic_load_n(&tally->count, __ATOMIC_RELAXED);
+        stats->large_allocations += __atomic_load_n(&tally->allocations, __ATOMIC_RELAXED);
+    }
+    stats->large_in_use = bytes > 0 ? (size_t)bytes : 0;
 }
 
 void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats)
 {
     struct page_heap *heap = &heaps[node];
     memset(stats, 0, sizeof(*stats));
+    large_tally_sum(heap, stats); /* needs no lock: also from a signal handler */
     if (!heap_lock(heap))
-        return; /* statistics from a signal handler inside the lock: none */
+        return; /* a signal handler inside the lock: no page figures */
     stats->free_bytes = heap->free_pages << XMM_PAGE_SHIFT;
     stats->dirty_bytes = heap->dirty_pages << XMM_PAGE_SHIFT;
     stats->purged_total = heap->purged_bytes;
-    for (unsigned shard = 0; shard < LARGE_TALLY_SHARDS; shard++) {
-        const struct large_tally *tally = &heap->large[shard];
-        stats->large_in_use += __atomic_load_n(&tally->bytes, __ATOMIC_RELAXED);
-        stats->large_count += __atomic_load_n(&tally->count, __ATOMIC_RELAXED);
-        stats->large_allocations += __atomic_load_n(&tally->allocations, __ATOMIC_RELAXED);
-        stats->large_frees += __atomic_load_n(&tally->frees, __ATOMIC_RELAXED);
-    }
     stats->reserved_bytes = heap->chunk_bytes;
     heap_unlock(heap);
 }

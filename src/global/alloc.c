@@ -212,7 +212,7 @@ void *xmm_heap_alloc_ticked(size_t size)
  * their zeroed extents and pages). A class's object cannot say whether it
  * is fresh: a CPU's cache mixes fresh and reused ones. Python's start-up
  * callocs tables of 128 and 256 KiB that it mostly never writes; the
- * memset made 376 KiB of them resident (docs/benchmarks.md, "Costs:
+ * memset made all 384 KiB of them resident (bench/analysis.md, "Costs:
  * start-up footprint"). Not lower: freed pages go to the node's large
  * cache, shared by its CPUs, where a class's object stays in its CPU's
  * cache; two threads that calloc and free blocks in a loop then pass them

@@ -14,8 +14,12 @@
  * mincore (before anything reads them: a read maps the zero page, which
  * mincore counts), then every byte is checked zero. Then the same sizes
  * again after writing and freeing a block of each (those pages are dirty:
- * they must read zero as well), and sizes just below the threshold.
+ * they must read zero as well), on pages the page heap took back dirty
+ * from large blocks (and purged), and sizes just below the threshold.
+ * The child runs again under XMM_PURGE=free, whose purged pages may keep
+ * their bytes.
  */
+#include <stdbool.h>
 #include <sys/mman.h>
 
 #include "xmm.h"
@@ -102,6 +106,43 @@ static void dirty_blocks_are_cleared(void)
     CHECK(1, "3 rounds of %zu sizes: calloc after a dirtied free reads zero", SIZE_COUNT);
 }
 
+/* Large blocks written and freed, then callocs that miss the large cache:
+ * the miss gives the cache back to the page heap, whose dirty pages the
+ * callocs then take. With `release`, xmm_release_memory purges them first
+ * (under XMM_PURGE=free with MADV_FREE: they may keep their bytes, and
+ * must still be cleared). */
+static void page_heap_pages_cleared(bool release)
+{
+    unsigned long bad = 0, checked = 0;
+    for (int round = 0; round < 4; round++) {
+        for (size_t big = 1 * MIB; big <= 2 * MIB; big += 512 * KIB) {
+            unsigned char *dirty = malloc(big);
+            CHECKQ(dirty != NULL, "malloc(%zu)", big);
+            if (!dirty)
+                continue;
+            memset(dirty, 0x3c, big);
+            free(dirty);
+        }
+        if (release)
+            xmm_release_memory();
+        for (size_t i = 0; i < SIZE_COUNT; i++) {
+            unsigned char *zero = calloc(1, fresh_sizes[i]);
+            CHECKQ(zero != NULL, "calloc(1, %zu)", fresh_sizes[i]);
+            if (!zero)
+                continue;
+            checked++;
+            size_t at = first_nonzero(zero, fresh_sizes[i]);
+            if (at != SIZE_MAX && bad++ < 5)
+                CHECKQ(0, "calloc(1, %zu) on the page heap's dirty pages%s: byte %zu is 0x%02x",
+                       fresh_sizes[i], release ? " (released first)" : "", at, zero[at]);
+            free(zero);
+        }
+    }
+    CHECK(bad == 0 && checked == 4 * SIZE_COUNT,
+          "%lu callocs after 1-2 MiB blocks were written and freed%s: all zero (%lu not)",
+          checked, release ? ", then released" : "", bad);
+}
+
 /* Below the threshold calloc takes a class's object (possibly reused)
  * and clears it. */
 static void below_threshold_cleared(void)
@@ -121,13 +162,17 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "fresh") == 0) {
         fresh_blocks_stay_untouched();
         dirty_blocks_are_cleared();
+        page_heap_pages_cleared(false);
+        page_heap_pages_cleared(true);
         below_threshold_cleared();
         return check_summary("calloc_fresh (child)");
     }
     expect_malloc_is_xmm();
-    char *environment[] = {"XMM_THP=never", NULL};
-    int status = check_run_self("fresh", environment);
-    CHECK(status == 0, "the checks on fresh memory pass in a child with XMM_THP=never (status %d)",
-          status);
+    char *small_pages[] = {"XMM_THP=never", NULL};
+    int status = check_run_self("fresh", small_pages);
+    CHECK(status == 0, "the checks pass in a child with XMM_THP=never (status %d)", status);
+    char *lazy_purge[] = {"XMM_THP=never", "XMM_PURGE=free", NULL};
+    status = check_run_self("fresh", lazy_purge);
+    CHECK(status == 0, "and with XMM_PURGE=free (MADV_FREE) as well (status %d)", status);
     return check_summary("calloc_fresh");
 }
