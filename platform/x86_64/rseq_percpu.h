@@ -443,4 +443,58 @@ static inline uint32_t xmm_rseq_pop_batch(void *area, const uint32_t *index, cha
     return popped;
 }
 
+/* Moves a bin of this CPU's slab out of its first slots: if the bin's
+ * header still has `from_begin` as its begin (so it is not locked, nor
+ * moved already), copies its objects to the slots from `to_begin` on and
+ * commits the header `to_header` (the new end and begin, `current` 0) plus
+ * the new `current`, to_begin + the count. Returns true if it moved.
+ * The commit is a compare-and-swap of the whole header with the value the
+ * section read, not a store: a release (src/mem/cpu_cache.c) locks
+ * headers with compare-and-swaps from other CPUs, and a plain store of
+ * `begin` and `end` could undo a lock taken after this section read the
+ * header; so can grow_capacity's. The copy before the commit writes only
+ * slots no header covers yet (the caller's slots `to_begin` and up are
+ * this bin's own, unused while the bin is elsewhere): an abort or a
+ * failed compare leaves nothing visible. A slow path, never a hit:
+ * about 14 instructions and one per object. */
+static inline bool xmm_rseq_move_bin(void *area, const uint32_t *index, char *slabs, size_t bin,
+                                     uint64_t from_begin, uint64_t to_begin, uint64_t to_header)
+{
+    bool moved;
+    /* The compare-and-swap wants the expected header in rax; the slab
+     * is in rdx. */
+    __asm__ __volatile__(XMM_RSEQ_DESCRIPTOR
+                         "1:\n\t"
+                         "movl (%[index]), %%edx\n\t"
+                         "shlq $" XMM_RSEQ_STR(XMM_SLAB_SHIFT) ", %%rdx\n\t"
+                         "addq %[slabs], %%rdx\n\t"
+                         "movq (%%rdx,%[bin],8), %%rax\n\t" /* the header */
+                         "movq %%rax, %%rcx\n\t"
+                         "shrq $" XMM_RSEQ_STR(XMM_SLAB_BEGIN_SHIFT) ", %%rcx\n\t"
+                         "cmpq %[from_begin], %%rcx\n\t"
+                         "jne 2f\n\t" /* ZF clear: not moved */
+                         "movl %%eax, %%r8d\n\t"
+                         "subl %%ecx, %%r8d\n\t" /* the count */
+                         "leaq (%%rdx,%%rcx,8), %%r9\n\t"
+                         "leaq (%%rdx,%[to_begin],8), %%r10\n\t"
+                         "movq %[to_header], %%rcx\n\t"
+                         "addq %%r8, %%rcx\n\t"
+                         "addq %[to_begin], %%rcx\n\t" /* the new header */
+                         "6:\n\t"
+                         "subl $1, %%r8d\n\t"
+                         "jb 7f\n\t"
+                         "movq (%%r9,%%r8,8), %%r11\n\t"
+                         "movq %%r11, (%%r10,%%r8,8)\n\t"
+                         "jmp 6b\n\t"
+                         "7:\n\t"
+                         "lock cmpxchgq %%rcx, (%%rdx,%[bin],8)\n\t" /* commit */
+                         "2:\n\t" XMM_RSEQ_ABORT_HANDLER
+                         : [moved] "=@ccz"(moved)
+                         : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
+                           [bin] "r"(bin), [from_begin] "r"(from_begin),
+                           [to_begin] "r"(to_begin), [to_header] "rm"(to_header)
+                         : "rax", "rcx", "rdx", "r8", "r9", "r10", "r11", "memory");
+    return moved;
+}
+
 #endif /* XMM_RSEQ_PERCPU_H */

@@ -56,7 +56,20 @@ static bool hooks_done;
 static bool index_is_mm_cid;
 static bool have_membarrier;
 static int slab_count;
-static uint16_t bin_begin[XMM_CPU_BIN_COUNT]; /* first slot of each bin */
+/* A bin's slots. Every bin starts in the slab's first slots, STARTING_SLOTS
+ * of them (its starting slots: starting_begin to starting_end, fewer for a
+ * bin whose first capacity is smaller: never more objects than its own
+ * slots would hold), and moves to slots of its own (bin_begin to
+ * bin_limit) the first time it needs more (move_out).
+ * Slots of a slab are memory only once written: with its own slots from
+ * the start, each bin a program used faulted in a page of every slab it
+ * ran on, one per class (python's start-up: 60 pages of one slab, 240
+ * KiB, for 1338 objects cached at most; perl's 32). Bins that stay small
+ * now share the first pages. */
+#define STARTING_SLOTS XMM_CPU_STARTING_SLOTS
+static uint16_t starting_begin[XMM_CPU_BIN_COUNT];
+static uint16_t starting_end[XMM_CPU_BIN_COUNT];
+static uint16_t bin_begin[XMM_CPU_BIN_COUNT]; /* first of its own slots */
 static uint16_t bin_end[XMM_CPU_BIN_COUNT];   /* one past its last, at first */
 static uint16_t bin_limit[XMM_CPU_BIN_COUNT]; /* one past the last it may grow to */
 /* Per slab, a line of its own (drains write it): `grown_bytes`, the
@@ -69,6 +82,9 @@ static struct growth {
     uint64_t grown_bytes;
     uint8_t drained_since_grown[XMM_CLASS_COUNT];
     uint8_t refills_started[XMM_CLASS_COUNT];
+    /* Each header's begin when a release locked it (a locked header
+     * keeps only `current`): written and read under release_lock. */
+    uint16_t locked_begin[XMM_CPU_BIN_COUNT];
 } __attribute__((aligned(64))) slab_growth_of[XMM_MAX_SLABS];
 static xmm_os_thread_key own_area_key;
 static struct xmm_lock release_lock = XMM_LOCK_INITIALIZER;
@@ -93,10 +109,28 @@ static uint64_t *slab_words(int slab)
 }
 
 /* A header's fields (platform/x86_64/rseq_percpu.h gives the layout). */
-static uint64_t header_value(unsigned bin, unsigned current)
+static uint64_t header_of(unsigned begin, unsigned end, unsigned current)
 {
-    return (uint64_t)current | (uint64_t)bin_end[bin] << XMM_SLAB_END_SHIFT |
-           (uint64_t)bin_begin[bin] << XMM_SLAB_BEGIN_SHIFT;
+    return (uint64_t)current | (uint64_t)end << XMM_SLAB_END_SHIFT |
+           (uint64_t)begin << XMM_SLAB_BEGIN_SHIFT;
+}
+
+/* The header of a bin in its starting slots, or at the first capacity of
+ * its own ones, as `begin` says. */
+static uint64_t header_value(unsigned bin, unsigned begin, unsigned current)
+{
+    unsigned end = begin == starting_begin[bin] ? starting_end[bin] : bin_end[bin];
+    return header_of(begin, end, current);
+}
+
+static unsigned header_begin(uint64_t header)
+{
+    return (unsigned)(header >> XMM_SLAB_BEGIN_SHIFT);
+}
+
+static bool header_locked(uint64_t header)
+{
+    return (header & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS;
 }
 
 static unsigned header_current(uint64_t header)
@@ -171,10 +205,11 @@ static uint32_t growth_level(const uint32_t *first, const uint32_t *most, uint64
 }
 
 /* The largest budget the slots are laid out for. At the default (4 MiB)
- * the growth level (1114 objects) already fills the slab; a larger budget
- * laid out in full gave the classes from 4 KiB more slots only by taking
- * them from every other class: at 8 MiB the level fell to 930 objects, at
- * 16 MiB to 734, and a CPU cycling through 1000 blocks of 1 KiB missed on
+ * the growth level (1079 objects; 1114 before the starting slots) already
+ * fills the slab; a larger budget laid out in full gave the classes from
+ * 4 KiB more slots only by taking them from every other class: at 8 MiB
+ * the level fell to 930 objects, at 16 MiB to 734 (before the starting
+ * slots), and a CPU cycling through 1000 blocks of 1 KiB missed on
  * every round where the default never did (bench/analysis.md). Above it
  * the budget bounds only the sum of the growth (grow_capacity). */
 #define LAYOUT_BUDGET_MOST ((uint64_t)4 << 20)
@@ -201,15 +236,20 @@ static bool plan_capacities(void)
         else
             remote_first += first[bin];
     }
-    /* The last word stays unused: `end` (one past a bin's last slot) is
+    /* The starting slots first (101 bins of 16), then each bin's own.
+     * The last word stays unused: `end` (one past a bin's last slot) is
      * a 16-bit index. With the budget laid out at most 4 MiB the first
-     * capacities take at most 21,053 of the 65,407 slots: a check, not a
-     * case (no per-CPU caches if it ever failed). */
-    uint64_t room = XMM_SLAB_WORDS - 1 - XMM_SLAB_FIRST_SLOT;
+     * capacities take at most 21,053 of the 63,791 slots left: a check,
+     * not a case (no per-CPU caches if it ever failed). */
+    uint32_t next = XMM_SLAB_FIRST_SLOT;
+    for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
+        starting_begin[bin] = (uint16_t)next;
+        next += STARTING_SLOTS;
+    }
+    uint64_t room = XMM_SLAB_WORDS - 1 - next;
     if (total_first + remote_first > room)
         return false;
     uint32_t level = growth_level(first, most, room);
-    uint32_t next = XMM_SLAB_FIRST_SLOT;
     for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
         uint32_t capacity = first[bin];
         uint32_t limit = limit_at_level(first[bin], most[bin], level);
@@ -217,6 +257,8 @@ static bool plan_capacities(void)
         bin_end[bin] = (uint16_t)(next + capacity);
         next += limit;
         bin_limit[bin] = (uint16_t)next;
+        starting_end[bin] =
+            (uint16_t)(starting_begin[bin] + (capacity < STARTING_SLOTS ? capacity : STARTING_SLOTS));
     }
     return next < XMM_SLAB_WORDS;
 }
@@ -234,7 +276,7 @@ static bool map_slabs(void)
         xmm_numa_bind(words, (size_t)1 << XMM_SLAB_SHIFT, node);
         words[0] = (uint64_t)node;
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
-            words[bin] = header_value(bin, bin_begin[bin]);
+            words[bin] = header_value(bin, starting_begin[bin], starting_begin[bin]);
     }
     return true;
 }
@@ -466,11 +508,14 @@ static void grow_capacity(void *area, unsigned bin)
     struct growth *slab_growth = &slab_growth_of[slab];
     if (!__atomic_load_n(&slab_growth->drained_since_grown[bin], __ATOMIC_RELAXED))
         return;
-    __atomic_store_n(&slab_growth->drained_since_grown[bin], 0, __ATOMIC_RELAXED);
     uint64_t *header = &slab_words((int)slab)[bin];
     uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
     unsigned end = header_end(value);
-    if ((value & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS || end >= bin_limit[bin])
+    /* A bin still in its starting slots (or locked) moves before it grows. */
+    if (header_begin(value) != bin_begin[bin])
+        return;
+    __atomic_store_n(&slab_growth->drained_since_grown[bin], 0, __ATOMIC_RELAXED);
+    if (end >= bin_limit[bin])
         return;
     unsigned size_class = xmm_cpu_bin_class(bin);
     unsigned batch = xmm_size_classes[size_class].batch;
@@ -486,11 +531,26 @@ static void grow_capacity(void *area, unsigned bin)
         if (__atomic_compare_exchange_n(header, &value, grown, false, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED))
             return;
-        if ((value & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS ||
-            header_end(value) != end)
+        if (header_begin(value) != bin_begin[bin] || header_end(value) != end)
             break; /* locked by a drain, or grown by another thread */
     }
     give_back_growth(slab_growth, bytes);
+}
+
+/* Moves bin `bin` of the slab in use to its own slots, if it is in its
+ * starting slots and `wanted` more objects would not fit there; true if
+ * it moved. A move refused (the header locked by a release, or changed
+ * under the section) leaves the bin where it was: the caller then drains,
+ * as for a full bin. */
+static bool move_out(void *area, unsigned bin, unsigned wanted)
+{
+    uint32_t slab = __atomic_load_n(index_of(area), __ATOMIC_RELAXED);
+    uint64_t header = __atomic_load_n(&slab_words((int)slab)[bin], __ATOMIC_RELAXED);
+    if (header_begin(header) != starting_begin[bin] ||
+        header_current(header) + wanted <= header_end(header))
+        return false;
+    return xmm_rseq_move_bin(area, index_of(area), xmm_cpu_slabs, bin, starting_begin[bin],
+                             bin_begin[bin], header_of(bin_begin[bin], bin_end[bin], 0));
 }
 
 /* Objects a refill of `size_class` brings to slab `slab`: slow start, as
@@ -531,6 +591,8 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
     claim_pages(area, size_class, objects, count);
     grow_capacity(area, size_class);
     void *object = objects[--count];
+    if (count)
+        move_out(area, size_class, count);
     uint32_t pushed = count ? xmm_rseq_push_batch(area, index_of(area), xmm_cpu_slabs,
                                                   size_class, objects, count, (uint64_t)node)
                             : 0;
@@ -578,6 +640,13 @@ void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
     xmm_page_info info = xmm_page_info_of(object);
     if (XMM_PAGE_INFO_CLASS(info) != size_class)
         result = XMM_RSEQ_FOREIGN_UNKNOWN;
+    /* A bin full in its starting slots moves to its own and takes the
+     * object there, without a drain. */
+    if (result == XMM_RSEQ_FULL && move_out(area, bin, 1)) {
+        result = xmm_rseq_push(area, index_of(area), &xmm_cpu_slabs, bin, object, info);
+        if (result == XMM_RSEQ_PUSHED)
+            return;
+    }
     if (result == XMM_RSEQ_FULL) {
         void *objects[XMM_MAX_BATCH];
         uint64_t slab_node;
@@ -616,35 +685,45 @@ void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
 
 /* ---- draining every CPU's cache ------------------------------------------------------------ */
 
-static void lock_header(uint64_t *header)
+/* Locks a header, keeping its `current`, and notes its begin (which the
+ * lock hides) unless it was locked already: a header a release left
+ * locked keeps the begin noted then. */
+static void lock_header(int slab, unsigned bin)
 {
+    uint64_t *header = &slab_words(slab)[bin];
     uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
     uint64_t locked;
     do {
         locked = header_current(value) | XMM_SLAB_LOCKED_BITS;
     } while (!__atomic_compare_exchange_n(header, &value, locked, false, __ATOMIC_ACQ_REL,
                                           __ATOMIC_RELAXED));
+    if (!header_locked(value))
+        slab_growth_of[slab].locked_begin[bin] = (uint16_t)header_begin(value);
 }
 
-/* Undoes lock_header, keeping the slab's contents. */
+/* Undoes lock_header, keeping the slab's contents where they are (a bin's
+ * own slots or its starting slots). */
 static void unlock_header(int slab, unsigned bin)
 {
     uint64_t *header = &slab_words(slab)[bin];
+    unsigned begin = slab_growth_of[slab].locked_begin[bin];
     uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
     while (!__atomic_compare_exchange_n(header, &value,
-                                        header_value(bin, header_current(value)), false,
+                                        header_value(bin, begin, header_current(value)), false,
                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         ;
 }
 
 /* Moves the objects of one locked class header to the central layer and
- * leaves it locked, with `current` back at `begin`: see release_all_slabs
- * for why it cannot be unlocked yet. */
+ * leaves it locked and empty in its starting slots (`current` = their
+ * begin): see release_all_slabs for why it cannot be unlocked yet. */
 static void drain_locked(int slab, unsigned bin)
 {
     uint64_t *words = slab_words(slab);
     unsigned current = header_current(__atomic_load_n(&words[bin], __ATOMIC_ACQUIRE));
-    unsigned begin = bin_begin[bin];
+    unsigned begin = slab_growth_of[slab].locked_begin[bin];
+    xmm_assert(begin == starting_begin[bin] || begin == bin_begin[bin]);
+    xmm_assert(current >= begin);
     unsigned size_class = xmm_cpu_bin_class(bin);
     unsigned batch = xmm_size_classes[size_class].batch;
     for (unsigned first = begin; first < current; first += batch) {
@@ -652,7 +731,9 @@ static void drain_locked(int slab, unsigned bin)
         xmm_central_drain((int)words[0], size_class, (void *const *)&words[first], count,
                           XMM_CENTRAL_NO_CARVER);
     }
-    __atomic_store_n(&words[bin], (uint64_t)begin | XMM_SLAB_LOCKED_BITS, __ATOMIC_RELEASE);
+    slab_growth_of[slab].locked_begin[bin] = starting_begin[bin];
+    __atomic_store_n(&words[bin], (uint64_t)starting_begin[bin] | XMM_SLAB_LOCKED_BITS,
+                     __ATOMIC_RELEASE);
 }
 
 /* Checks a block taken from the pending slot tagged `tag` and tags it
@@ -701,8 +782,10 @@ static void unlock_all_headers_empty(void)
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
             uint64_t *header = &slab_words(slab)[bin];
             uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
-            if ((value & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS)
-                __atomic_store_n(header, header_value(bin, bin_begin[bin]), __ATOMIC_RELEASE);
+            if (header_locked(value))
+                __atomic_store_n(header,
+                                 header_value(bin, starting_begin[bin], starting_begin[bin]),
+                                 __ATOMIC_RELEASE);
         }
 }
 
@@ -730,11 +813,12 @@ static void release_all_slabs(pending_check check)
     int pending = 0;
     for (int slab = 0; slab < slab_count; slab++)
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
-            lock_header(&slab_words(slab)[bin]);
-    /* Every bin reopens at its first capacity (unlock_header): the growth
-     * count restarts while no bin can grow (locked headers). Without the
-     * fence a bin may hold more than that for a while: its pushes miss
-     * until drains bring it under. */
+            lock_header(slab, bin);
+    /* Every bin reopens empty in its starting slots (drain_locked), or,
+     * without the fence, where it was at its first capacity
+     * (unlock_header): the growth count restarts while no bin can grow
+     * (locked headers). Without the fence a bin may hold more than that
+     * for a while: its pushes miss until drains bring it under. */
     for (int slab = 0; slab < slab_count; slab++) {
         __atomic_store_n(&slab_growth_of[slab].grown_bytes, 0, __ATOMIC_RELAXED);
         /* And every class starts slowly again (refill_count): after an
@@ -806,9 +890,8 @@ void xmm_cpu_cache_release(bool (*check_pending)(void *object, uint64_t tag))
 static uint64_t cached_in(int slab, unsigned bin)
 {
     uint64_t header = __atomic_load_n(&slab_words(slab)[bin], __ATOMIC_RELAXED);
-    unsigned current = header_current(header);
-    bool locked = (header & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS;
-    return !locked && current > bin_begin[bin] ? current - bin_begin[bin] : 0;
+    unsigned current = header_current(header), begin = header_begin(header);
+    return !header_locked(header) && current > begin ? current - begin : 0;
 }
 
 /* The class of the block in `slab`'s pending slot (0: none). A block

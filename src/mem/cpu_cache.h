@@ -33,6 +33,9 @@ XMM_INLINE unsigned xmm_cpu_bin_class(unsigned bin)
     return bin < XMM_CLASS_COUNT ? bin : bin - (XMM_CLASS_COUNT - 1);
 }
 
+/* The slots every bin of a slab starts in (cpu_cache.c, move_out). */
+#define XMM_CPU_STARTING_SLOTS 16
+
 #if XMM_PER_CPU_CACHES
 #include "rseq_percpu.h"
 /* A slab is: word 0 the node, then one header word per bin, then the
