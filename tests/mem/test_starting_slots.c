@@ -53,6 +53,7 @@
 #include "check.h"
 #include "mem/cpu_cache.h"
 #include "slab_index.h"
+#include "trim_stress.h"
 #include "xmm.h"
 
 #define SLAB_BYTES ((size_t)1 << XMM_SLAB_SHIFT)
@@ -375,48 +376,18 @@ static unsigned long stress_bad;
 
 static void *stress_worker(void *argument)
 {
-    uintptr_t tag = (uintptr_t)argument;
     void *held[STRESS_BLOCKS];
-    for (int round = 0; round < STRESS_ROUNDS; round++) {
-        size_t size = stress_sizes[round % STRESS_SIZES];
-        for (int i = 0; i < STRESS_BLOCKS; i++) {
-            held[i] = malloc(size);
-            if (held[i])
-                for (size_t word = 0; word < size / 8; word++)
-                    ((uintptr_t *)held[i])[word] = tag ^ (uintptr_t)i;
-        }
-        for (int i = 0; i < STRESS_BLOCKS; i++) {
-            bool intact = held[i] != NULL;
-            for (size_t word = 0; intact && word < size / 8; word++)
-                intact = ((uintptr_t *)held[i])[word] == (tag ^ (uintptr_t)i);
-            if (!intact)
-                __atomic_fetch_add(&stress_bad, 1, __ATOMIC_RELAXED);
-            free(held[i]);
-        }
-    }
+    unsigned long bad = 0;
+    for (int round = 0; round < STRESS_ROUNDS; round++)
+        bad += tagged_round(held, STRESS_BLOCKS, stress_sizes[round % STRESS_SIZES], 1,
+                            (uintptr_t)argument);
+    __atomic_fetch_add(&stress_bad, bad, __ATOMIC_RELAXED);
     return NULL;
 }
 
 static void stress_case(void)
 {
-    pthread_t threads[STRESS_THREADS];
-    for (uintptr_t i = 0; i < STRESS_THREADS; i++)
-        CHECKQ(pthread_create(&threads[i], NULL, stress_worker,
-                              (void *)(0x5a5a0000u + (i << 40))) == 0, "thread started");
-    struct timespec millisecond = {0, 1000000};
-    unsigned trims = 0;
-    int finished = 0;
-    bool joined[STRESS_THREADS] = {false};
-    while (finished < STRESS_THREADS) {
-        malloc_trim(0);
-        trims++;
-        nanosleep(&millisecond, NULL);
-        for (int i = 0; i < STRESS_THREADS; i++)
-            if (!joined[i] && pthread_tryjoin_np(threads[i], NULL) == 0) {
-                joined[i] = true;
-                finished++;
-            }
-    }
+    unsigned trims = trim_stress_run(STRESS_THREADS, stress_worker);
     CHECK(stress_bad == 0, "%d threads, %u trims: %lu blocks handed out twice or changed",
           STRESS_THREADS, trims, stress_bad);
     CHECK(trims > 100, "the trims ran during the rounds (%u)", trims);
