@@ -53,11 +53,10 @@
 #include "check.h"
 #include "mem/cpu_cache.h"
 #include "slab_index.h"
+#include "slab_map.h"
 #include "trim_stress.h"
 #include "xmm.h"
 
-#define SLAB_BYTES ((size_t)1 << XMM_SLAB_SHIFT)
-#define SLAB_PAGES (SLAB_BYTES / 4096)
 /* One past the last starting slot, and the pages they lie on. */
 #define STARTING_END (XMM_SLAB_FIRST_SLOT + (XMM_CPU_BIN_COUNT - 1) * XMM_CPU_STARTING_SLOTS)
 #define STARTING_PAGES ((STARTING_END * 8 + 4095) / 4096)
@@ -69,77 +68,16 @@ static struct xmm_stats snapshot(void)
     return stats;
 }
 
-/* The slabs: XMM maps them as one anonymous mapping aligned to a slab,
- * each slab starting with its node word, then a header for every bin,
- * each locked or with begin <= current <= end in the slots, then header
- * words no bin uses, zero (platform/x86_64/rseq_percpu.h). Found in
- * /proc/self/maps, read without stdio (its buffer would be one more
- * block). */
-static char *slabs;
-
-static bool looks_like_slabs(uintptr_t start, uintptr_t end)
-{
-    if (start % SLAB_BYTES || (end - start) % SLAB_BYTES)
-        return false;
-    unsigned char resident;
-    if (mincore((void *)start, 4096, &resident) != 0 || !(resident & 1))
-        return false;
-    const uint64_t *words = (const uint64_t *)start;
-    if (words[0] >= 64)
-        return false;
-    for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
-        uint64_t header = words[bin];
-        uint64_t begin = header >> XMM_SLAB_BEGIN_SHIFT;
-        uint64_t end_slot = (header >> XMM_SLAB_END_SHIFT) & 0xffff;
-        uint64_t current = header & XMM_SLAB_CURRENT_MASK;
-        bool locked = (header & XMM_SLAB_LOCKED_BITS) == XMM_SLAB_LOCKED_BITS;
-        if (!locked && (begin < XMM_SLAB_FIRST_SLOT || current < begin || current > end_slot))
-            return false;
-    }
-    for (unsigned word = XMM_CPU_BIN_COUNT; word < XMM_SLAB_PENDING_WORD; word++)
-        if (words[word] != 0)
-            return false;
-    return true;
-}
-
-static void find_slabs(void)
-{
-    static char maps[1 << 17];
-    int fd = open("/proc/self/maps", O_RDONLY);
-    ssize_t length = 0, got;
-    while (fd >= 0 && length < (ssize_t)sizeof maps - 1 &&
-           (got = read(fd, maps + length, sizeof maps - 1 - length)) > 0)
-        length += got;
-    if (fd >= 0)
-        close(fd);
-    maps[length] = '\0';
-    for (char *line = maps; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-        char *dash;
-        uintptr_t start = strtoull(line, &dash, 16);
-        uintptr_t end = strtoull(dash + 1, NULL, 16);
-        if (*dash == '-' && looks_like_slabs(start, end)) {
-            slabs = (char *)start;
-            return;
-        }
-    }
-}
-
 static uint64_t *slab_of_this_thread(void)
 {
     int index = slab_index();
     CHECKQ(index >= 0 && slabs != NULL, "the slab of this thread (index %d) is found", index);
-    return index >= 0 && slabs ? (uint64_t *)(slabs + (size_t)index * SLAB_BYTES) : NULL;
+    return index >= 0 && slabs ? slab_at(index) : NULL;
 }
 
 static int resident_pages(const uint64_t *slab)
 {
-    unsigned char vector[SLAB_PAGES];
-    if (!slab || mincore((void *)slab, SLAB_BYTES, vector) != 0)
-        return -1;
-    int pages = 0;
-    for (size_t page = 0; page < SLAB_PAGES; page++)
-        pages += vector[page] & 1;
-    return pages;
+    return slab ? slab_resident((int)(((const char *)slab - slabs) / SLAB_BYTES)) : -1;
 }
 
 /* Bins of `slab` in their own slots now. */
@@ -484,9 +422,9 @@ int main(int argc, char **argv)
 {
     if (argc > 1) {
         slab_index_init();
-        find_slabs();
         if (strcmp(argv[1], "stress") != 0)
             pin_to_current_cpu();
+        find_slabs();
         if (!strcmp(argv[1], "footprint"))
             footprint_case();
         else if (!strcmp(argv[1], "moves"))
