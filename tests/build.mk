@@ -22,10 +22,12 @@ UNIT_CFLAGS = -O2 -g -std=gnu11 -mcx16 -pthread -Wall -Wextra -Iinclude -Iplatfo
               -Iplatform/$(ARCH) -Isrc -Itests -D_GNU_SOURCE
 # Against the core: a layer's own functions, no malloc override.
 CORE_UNIT_TESTS = lock map_errno backtrace resident size_class free_object arena_map chunk_guard page_heap large_cache large_cache_stress \
-                  large_double_free central_stress own_batches turn_due realloc_mapping tick_interval
+                  large_double_free central_stress own_batches turn_due realloc_mapping tick_interval \
+                  slab_setup_section
 # Through malloc itself: the front end and the layers above it.
 SO_UNIT_TESTS = front_end rseq_restart rseq_opt_levels decay stats profile background reclaim \
-                remote_bin cpu_capacity thread_budget pending_race carver_runs starting_slots
+                remote_bin cpu_capacity thread_budget pending_race carver_runs starting_slots \
+                slab_setup
 
 $(CORE_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LIBXMM_CORE_A) \
                                            tests/check.h
@@ -35,7 +37,7 @@ $(CORE_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LI
 # The rseq sections at whatever -O and compiler built $(BUILD) (the CI
 # matrix varies them): each links that build's libxmm.so.
 $(SO_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LIBXMM_SO) \
-                                         tests/check.h
+                                         tests/check.h $(wildcard tests/mem/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
 

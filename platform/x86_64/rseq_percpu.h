@@ -16,6 +16,9 @@
  *   words 128..65534    the slots of every class, back to back (the last
  *                       word is unused: `end` is a 16-bit index)
  *
+ * A slab is all zero until its first use (xmm_rseq_set_up_slab, below):
+ * a zero header reads as empty to every pop and as full to every push.
+ *
  * Each operation below is one critical section: it reads the CPU number
  * from the thread's rseq area, finds the slab, does its work in registers
  * and thread-private memory, and commits with one 32-bit store of
@@ -495,6 +498,52 @@ static inline bool xmm_rseq_move_bin(void *area, const uint32_t *index, char *sl
                            [to_begin] "r"(to_begin), [to_header] "rm"(to_header)
                          : "rax", "rcx", "rdx", "r8", "r9", "r10", "r11", "memory");
     return moved;
+}
+
+/* Sets up this CPU's slab on its first use, if it is slab `expected`
+ * (the caller's read of the index; false, with nothing written, if the
+ * thread now runs on another): stores `node` into word 0, then
+ * `headers[bin]` into each header 1..count-1 that is still 0. A slab is
+ * all zero until then, and a zero header reads as empty to every pop and
+ * as full to every push, so each operation on it takes its slow path,
+ * which calls this.
+ * The stores are plain: no other section on this slab runs while this
+ * one does (it would have to preempt it, which restarts it), so the node
+ * word is in place before any header another section sees. An abort
+ * leaves some headers set: each is a valid empty bin, and the restart
+ * skips it. A release (src/mem/cpu_cache.c) locks only headers that are
+ * not 0, with compare-and-swaps, so no store here lands on a lock. Slow
+ * path, once per slab: about 9 instructions and 5 per header. */
+static inline bool xmm_rseq_set_up_slab(void *area, const uint32_t *index, char *slabs,
+                                        uint32_t expected, uint64_t node,
+                                        const uint64_t *headers, uint32_t count)
+{
+    bool on_slab;
+    __asm__ __volatile__(XMM_RSEQ_DESCRIPTOR
+                         "1:\n\t"
+                         "movl (%[index]), %%eax\n\t"
+                         "cmpl %[expected], %%eax\n\t"
+                         "jne 2f\n\t" /* ZF clear: another slab */
+                         "shlq $" XMM_RSEQ_STR(XMM_SLAB_SHIFT) ", %%rax\n\t"
+                         "addq %[slabs], %%rax\n\t"
+                         "movq %[node], (%%rax)\n\t"
+                         "movl $1, %%ecx\n\t"
+                         "6:\n\t"
+                         "cmpq $0, (%%rax,%%rcx,8)\n\t"
+                         "jne 7f\n\t"
+                         "movq (%[headers],%%rcx,8), %%r8\n\t"
+                         "movq %%r8, (%%rax,%%rcx,8)\n\t"
+                         "7:\n\t"
+                         "incl %%ecx\n\t"
+                         "cmpl %[count], %%ecx\n\t"
+                         "jb 6b\n\t" /* falls through with ZF set */
+                         "2:\n\t" XMM_RSEQ_ABORT_HANDLER
+                         : [on_slab] "=@ccz"(on_slab)
+                         : [area] "r"(area), [index] "r"(index), [slabs] "rm"(slabs),
+                           [expected] "r"(expected), [node] "r"(node), [headers] "r"(headers),
+                           [count] "r"(count)
+                         : "rax", "rcx", "r8", "memory");
+    return on_slab;
 }
 
 #endif /* XMM_RSEQ_PERCPU_H */

@@ -72,6 +72,9 @@ static uint16_t starting_end[XMM_CPU_BIN_COUNT];
 static uint16_t bin_begin[XMM_CPU_BIN_COUNT]; /* first of its own slots */
 static uint16_t bin_end[XMM_CPU_BIN_COUNT];   /* one past its last, at first */
 static uint16_t bin_limit[XMM_CPU_BIN_COUNT]; /* one past the last it may grow to */
+/* Each header as a slab's set-up writes it: empty in its starting slots
+ * (word 0 is not a header and is not written from here). */
+static uint64_t first_header[XMM_CPU_BIN_COUNT];
 /* Per slab, a line of its own (drains write it): `grown_bytes`, the
  * capacity its bins have grown by (grow_capacity; at most
  * XMM_CPU_CACHE_SIZE, back to 0 when a release reopens them), a flag per
@@ -83,8 +86,13 @@ static struct growth {
     uint8_t drained_since_grown[XMM_CLASS_COUNT];
     uint8_t refills_started[XMM_CLASS_COUNT];
     /* Each header's begin when a release locked it (a locked header
-     * keeps only `current`): written and read under release_lock. */
+     * keeps only `current`), 0 for a header it left alone (still 0 then,
+     * not set up): written and read under release_lock. */
     uint16_t locked_begin[XMM_CPU_BIN_COUNT];
+    /* Set-up (slab_in_use): `touched` before any header may be written,
+     * `ready` once all are. Slabs not touched are all zero: every pass
+     * over all slabs skips them, so that it reads none of their pages. */
+    bool touched, ready;
 } __attribute__((aligned(64))) slab_growth_of[XMM_MAX_SLABS];
 static xmm_os_thread_key own_area_key;
 static struct xmm_lock release_lock = XMM_LOCK_INITIALIZER;
@@ -259,10 +267,24 @@ static bool plan_capacities(void)
         bin_limit[bin] = (uint16_t)next;
         starting_end[bin] =
             (uint16_t)(starting_begin[bin] + (capacity < STARTING_SLOTS ? capacity : STARTING_SLOTS));
+        first_header[bin] = header_value(bin, starting_begin[bin], starting_begin[bin]);
     }
     return next < XMM_SLAB_WORDS;
 }
 
+static uint64_t node_of_slab(int slab)
+{
+    return index_is_mm_cid ? 0 : (uint64_t)xmm_node_of_cpu(slab);
+}
+
+/* Maps the slabs, each bound to its CPU's node (a CPU's cache metadata
+ * lives there), and writes nothing: a slab is set up on its first use
+ * (slab_in_use), so a possible CPU no thread of the process runs on costs
+ * address space only, not the page of its headers (512 KiB of memory on a
+ * 128-CPU machine, for a program that runs on one). Except under
+ * XMM_FREE_CHECK=deferred: the section that swaps a pending free
+ * (xmm_rseq_swap_pending) knows a release from header 1's lock, which a
+ * zero header does not show, so there every slab is set up here. */
 static bool map_slabs(void)
 {
     size_t bytes = (size_t)slab_count << XMM_SLAB_SHIFT;
@@ -270,13 +292,13 @@ static bool map_slabs(void)
     if (!xmm_cpu_slabs)
         return false;
     for (int slab = 0; slab < slab_count; slab++) {
-        int node = index_is_mm_cid ? 0 : xmm_node_of_cpu(slab);
         uint64_t *words = slab_words(slab);
-        /* A CPU's cache metadata lives on the CPU's node. */
-        xmm_numa_bind(words, (size_t)1 << XMM_SLAB_SHIFT, node);
-        words[0] = (uint64_t)node;
-        for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
-            words[bin] = header_value(bin, starting_begin[bin], starting_begin[bin]);
+        xmm_numa_bind(words, (size_t)1 << XMM_SLAB_SHIFT, (int)node_of_slab(slab));
+        if (xmm_config.free_deferred) {
+            words[0] = node_of_slab(slab);
+            memcpy(&words[1], &first_header[1], (XMM_CPU_BIN_COUNT - 1) * sizeof(uint64_t));
+            slab_growth_of[slab].touched = slab_growth_of[slab].ready = true;
+        }
     }
     return true;
 }
@@ -436,6 +458,43 @@ static const uint32_t *index_of(void *area)
     return xmm_thread.rseq_index;
 }
 
+static bool slab_ready(uint32_t slab)
+{
+    return __atomic_load_n(&slab_growth_of[slab].ready, __ATOMIC_ACQUIRE);
+}
+
+/* The slab the calling thread runs on, set up if it is not yet: its node
+ * word and headers written by a critical section on it
+ * (xmm_rseq_set_up_slab), `touched` set before (a release that sees it
+ * not set reads none of the slab: its headers are all 0 then) and `ready`
+ * after. A thread that moves to another slab meanwhile sets up that one
+ * instead; a section aborted on the way leaves the slab touched, not
+ * ready, and its next slow path completes it. *set_up_now: this call
+ * set it up. */
+static uint32_t slab_in_use(void *area, bool *set_up_now)
+{
+    *set_up_now = false;
+    for (;;) {
+        uint32_t slab = __atomic_load_n(index_of(area), __ATOMIC_RELAXED);
+        struct growth *slab_growth = &slab_growth_of[slab];
+        if (XMM_LIKELY(slab_ready(slab)))
+            return slab;
+        if (!__atomic_load_n(&slab_growth->touched, __ATOMIC_RELAXED))
+            __atomic_store_n(&slab_growth->touched, true, __ATOMIC_SEQ_CST);
+        if (xmm_rseq_set_up_slab(area, index_of(area), xmm_cpu_slabs, slab,
+                                 node_of_slab((int)slab), first_header, XMM_CPU_BIN_COUNT)) {
+            __atomic_store_n(&slab_growth->ready, true, __ATOMIC_RELEASE);
+            *set_up_now = true;
+            return slab;
+        }
+    }
+}
+
+/* Slabs a pass over all of them reads: the touched ones. */
+static bool slab_touched(int slab)
+{
+    return __atomic_load_n(&slab_growth_of[slab].touched, __ATOMIC_ACQUIRE);
+}
 
 /* Claims the page of a refilled object for cache `owner`: a FRESH page
  * becomes its, another cache's becomes SHARED (arena.h, page owner). The
@@ -580,7 +639,8 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
 {
     void *area = xmm_thread.rseq_area;
     /* One read of the index: the node and the carver of one slab. */
-    uint32_t slab = __atomic_load_n(index_of(area), __ATOMIC_RELAXED);
+    bool set_up_now;
+    uint32_t slab = slab_in_use(area, &set_up_now);
     int node = (int)slab_words((int)slab)[0];
     int carver = (int)slab;
     void *objects[XMM_MAX_BATCH];
@@ -633,13 +693,22 @@ static void note_drain(void *area, unsigned bin)
 void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
 {
     void *area = xmm_thread.rseq_area;
+    bool set_up_now;
+    (void)slab_in_use(area, &set_up_now);
     unsigned bin = bin_for(area, object, size_class);
     /* The node, from the page word again. A trim may have cleared that
      * word while the object was live (central.c, purge_free_objects): then
      * the object goes back to its span, found through the address map. */
     xmm_page_info info = xmm_page_info_of(object);
-    if (XMM_PAGE_INFO_CLASS(info) != size_class)
+    if (XMM_PAGE_INFO_CLASS(info) != size_class) {
         result = XMM_RSEQ_FOREIGN_UNKNOWN;
+    } else if (set_up_now) {
+        /* The push missed on a slab not set up yet (full, or another
+         * node's while its node word was still 0): again, on it now. */
+        result = xmm_rseq_push(area, index_of(area), &xmm_cpu_slabs, bin, object, info);
+        if (result == XMM_RSEQ_PUSHED)
+            return;
+    }
     /* A bin full in its starting slots moves to its own and takes the
      * object there, without a drain. */
     if (result == XMM_RSEQ_FULL && move_out(area, bin, 1)) {
@@ -687,12 +756,18 @@ void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
 
 /* Locks a header, keeping its `current`, and notes its begin (which the
  * lock hides) unless it was locked already: a header a release left
- * locked keeps the begin noted then. */
+ * locked keeps the begin noted then. A header still 0 (its slab's set-up
+ * cut short: slab_in_use) is left alone and noted as such (begin 0): it
+ * holds nothing, and the set-up may still store over it. */
 static void lock_header(int slab, unsigned bin)
 {
     uint64_t *header = &slab_words(slab)[bin];
     uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
     uint64_t locked;
+    if (value == 0) {
+        slab_growth_of[slab].locked_begin[bin] = 0;
+        return;
+    }
     do {
         locked = header_current(value) | XMM_SLAB_LOCKED_BITS;
     } while (!__atomic_compare_exchange_n(header, &value, locked, false, __ATOMIC_ACQ_REL,
@@ -707,6 +782,8 @@ static void unlock_header(int slab, unsigned bin)
 {
     uint64_t *header = &slab_words(slab)[bin];
     unsigned begin = slab_growth_of[slab].locked_begin[bin];
+    if (begin == 0)
+        return; /* not locked: lock_header */
     uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
     while (!__atomic_compare_exchange_n(header, &value,
                                         header_value(bin, begin, header_current(value)), false,
@@ -720,8 +797,10 @@ static void unlock_header(int slab, unsigned bin)
 static void drain_locked(int slab, unsigned bin)
 {
     uint64_t *words = slab_words(slab);
-    unsigned current = header_current(__atomic_load_n(&words[bin], __ATOMIC_ACQUIRE));
     unsigned begin = slab_growth_of[slab].locked_begin[bin];
+    if (begin == 0)
+        return; /* not locked: lock_header */
+    unsigned current = header_current(__atomic_load_n(&words[bin], __ATOMIC_ACQUIRE));
     xmm_assert(begin == starting_begin[bin] || begin == bin_begin[bin]);
     xmm_assert(current >= begin);
     unsigned size_class = xmm_cpu_bin_class(bin);
@@ -757,6 +836,8 @@ static int take_all_pending(void)
 {
     int taken = 0;
     for (int slab = 0; slab < slab_count; slab++) {
+        if (!slab_touched(slab))
+            continue;
         uint64_t *slot = &slab_words(slab)[XMM_SLAB_PENDING_WORD];
         void *object = (void *)__atomic_load_n(slot, __ATOMIC_ACQUIRE);
         if (object) {
@@ -778,7 +859,9 @@ static void unlock_all_headers_empty(void)
 {
     /* The growth count stays: it now overstates the growth of the bins
      * reopened here, which only lets the others grow less. */
-    for (int slab = 0; slab < slab_count; slab++)
+    for (int slab = 0; slab < slab_count; slab++) {
+        if (!slab_touched(slab))
+            continue;
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
             uint64_t *header = &slab_words(slab)[bin];
             uint64_t value = __atomic_load_n(header, __ATOMIC_RELAXED);
@@ -787,6 +870,7 @@ static void unlock_all_headers_empty(void)
                                  header_value(bin, starting_begin[bin], starting_begin[bin]),
                                  __ATOMIC_RELEASE);
         }
+    }
 }
 
 /* Lock every header (a pop then sees an empty slab, a push a full one),
@@ -811,15 +895,20 @@ static void release_all_slabs(pending_check check)
     if (!xmm_lock_acquire(&release_lock))
         return; /* a signal handler that interrupted this thread's drain */
     int pending = 0;
-    for (int slab = 0; slab < slab_count; slab++)
+    for (int slab = 0; slab < slab_count; slab++) {
+        if (!slab_touched(slab))
+            continue;
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
             lock_header(slab, bin);
+    }
     /* Every bin reopens empty in its starting slots (drain_locked), or,
      * without the fence, where it was at its first capacity
      * (unlock_header): the growth count restarts while no bin can grow
      * (locked headers). Without the fence a bin may hold more than that
      * for a while: its pushes miss until drains bring it under. */
     for (int slab = 0; slab < slab_count; slab++) {
+        if (!slab_touched(slab))
+            continue;
         __atomic_store_n(&slab_growth_of[slab].grown_bytes, 0, __ATOMIC_RELAXED);
         /* And every class starts slowly again (refill_count): after an
          * idle release the next burst cuts what it uses. */
@@ -830,17 +919,23 @@ static void release_all_slabs(pending_check check)
     bool fenced = xmm_os_membarrier_rseq() == 0;
     if (fenced)
         pending = take_all_pending();
-    for (int slab = 0; slab < slab_count; slab++)
+    for (int slab = 0; slab < slab_count; slab++) {
+        if (!slab_touched(slab))
+            continue;
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
             if (fenced)
                 drain_locked(slab, bin);
             else
                 unlock_header(slab, bin);
         }
+    }
     if (fenced && xmm_os_membarrier_rseq() == 0)
-        for (int slab = 0; slab < slab_count; slab++)
+        for (int slab = 0; slab < slab_count; slab++) {
+            if (!slab_touched(slab))
+                continue;
             for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
                 unlock_header(slab, bin);
+        }
     /* Completed once the headers are open again, before the lock is let
      * go (the array is the lock's). */
     for (int i = 0; i < pending; i++)
@@ -857,7 +952,9 @@ static void release_all_slabs(pending_check check)
 static void release_current_slab(pending_check check)
 {
     void *area = xmm_thread.rseq_area;
-    if (!area)
+    /* A slab not set up holds nothing; the pending slot's section would
+     * write its page. */
+    if (!area || !slab_ready(__atomic_load_n(index_of(area), __ATOMIC_RELAXED)))
         return;
     uint64_t tag;
     void *object = xmm_rseq_take_pending(area, index_of(area), &xmm_cpu_slabs, &tag);
@@ -917,14 +1014,19 @@ void xmm_cpu_cache_stats(struct xmm_front_stats *stats)
     }
     if (rseq_mode == RSEQ_OFF)
         return;
-    for (int slab = 0; slab < slab_count; slab++)
+    for (int slab = 0; slab < slab_count; slab++) {
+        if (!slab_touched(slab))
+            continue;
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
             unsigned size_class = xmm_cpu_bin_class(bin);
             uint64_t objects = cached_in(slab, bin);
             stats->cached_objects[size_class] += objects;
             stats->cached_bytes += objects * xmm_size_classes[size_class].size;
         }
+    }
     for (int slab = 0; slab < slab_count; slab++) {
+        if (!slab_touched(slab))
+            continue;
         unsigned size_class = pending_class(slab);
         if (size_class) {
             stats->cached_objects[size_class]++;
@@ -941,6 +1043,8 @@ int xmm_cpu_cache_slabs_in_use(void)
 uint64_t xmm_cpu_cache_bytes(int slab)
 {
     uint64_t bytes = 0;
+    if (!slab_touched(slab))
+        return 0;
     for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
         bytes += cached_in(slab, bin) * xmm_size_classes[xmm_cpu_bin_class(bin)].size;
     unsigned size_class = pending_class(slab);
