@@ -21,6 +21,10 @@
  *                               to its environment (for cases that need a
  *                               fresh process: XMM reads XMM_* at start);
  *                               returns its exit status, or 128 + signal.
+ *   check_run_self_prepared(mode, env, prepare)
+ *                               the same, with prepare() run in the child
+ *                               before the exec (a seccomp filter, limits);
+ *                               if it returns nonzero the child exits 77.
  *
  * Thread-safe: the counters are atomic, so checks may run in any thread.
  * Header-only: every test is one translation unit (plus, for some, a small
@@ -160,11 +164,15 @@ __attribute__((unused)) static const char *capture_stderr_end(void)
     return text;
 }
 
-__attribute__((unused)) static int check_run_self(const char *mode, char *const environment[])
+__attribute__((unused)) static int check_run_self_prepared(const char *mode,
+                                                           char *const environment[],
+                                                           int (*prepare)(void))
 {
     fflush(stdout);
     pid_t child = fork();
     if (child == 0) {
+        if (prepare && prepare() != 0)
+            _exit(77);
         for (int i = 0; environment && environment[i]; i++)
             putenv(environment[i]);
         execl("/proc/self/exe", "/proc/self/exe", mode, (char *)NULL);
@@ -174,6 +182,11 @@ __attribute__((unused)) static int check_run_self(const char *mode, char *const 
     if (child < 0 || waitpid(child, &status, 0) != child)
         return 127;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+__attribute__((unused)) static int check_run_self(const char *mode, char *const environment[])
+{
+    return check_run_self_prepared(mode, environment, NULL);
 }
 
 /* A small deterministic generator (xorshift64*). */

@@ -30,7 +30,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -142,19 +141,11 @@ static void path_case(bool fenced)
     pthread_join(thread, NULL);
 }
 
-#define STRESS_BLOCKS 40
 static unsigned long stress_bad;
 
 static void *stress_worker(void *tag)
 {
-    static const size_t sizes[] = {16, 48, 128, 720, 3072, 20480};
-    void *blocks[STRESS_BLOCKS];
-    for (int round = 0; round < 4000; round++)
-        for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++)
-            __atomic_add_fetch(&stress_bad,
-                               tagged_round(blocks, STRESS_BLOCKS, sizes[i], 5,
-                                            (uintptr_t)tag + (uintptr_t)round),
-                               __ATOMIC_RELAXED);
+    tagged_size_rounds(4000, 40, 5, (uintptr_t)tag, &stress_bad);
     return NULL;
 }
 
@@ -169,19 +160,8 @@ static void stress_case(void)
 /* Runs this test again as `mode`, under the filter unless `fenced`. */
 static int run_child(const char *mode, bool fenced)
 {
-    pid_t child = fork();
-    if (child == 0) {
-        if (!fenced && refuse_membarrier() != 0)
-            _exit(77);
-        putenv("XMM_DECAY_MS=600000");
-        putenv("XMM_BACKGROUND=0");
-        execl("/proc/self/exe", "/proc/self/exe", mode, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    if (child < 0 || waitpid(child, &status, 0) != child)
-        return 127;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    char *environment[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", NULL};
+    return check_run_self_prepared(mode, environment, fenced ? NULL : refuse_membarrier);
 }
 
 int main(int argc, char **argv)

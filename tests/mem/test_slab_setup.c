@@ -97,20 +97,12 @@ static void one_cpu_case(void)
 }
 
 #define START_THREADS 4
-#define START_BLOCKS 40
 
 static unsigned long start_bad;
 
 static void *start_worker(void *tag)
 {
-    static const size_t sizes[] = {16, 48, 128, 720, 3072, 20480};
-    void *held[START_BLOCKS];
-    for (int round = 0; round < 60; round++)
-        for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++)
-            __atomic_add_fetch(&start_bad,
-                               tagged_round(held, START_BLOCKS, sizes[i], 7,
-                                            (uintptr_t)tag + (uintptr_t)round),
-                               __ATOMIC_RELAXED);
+    tagged_size_rounds(60, 40, 7, (uintptr_t)tag, &start_bad);
     return NULL;
 }
 

@@ -6,6 +6,11 @@
  *       every `step`-th word of block i, checks those words, frees the
  *       blocks; returns how many were missing or changed (handed out to
  *       another thread too, or written under their holder).
+ *   tagged_size_rounds(rounds, count, step, tag, bad)
+ *       `rounds` rounds of tagged_round over six sizes from 16 B to 20 KiB
+ *       (small classes, a remote-bin class, page classes, a multi-page
+ *       one), `count` blocks each (at most TRIM_STRESS_MOST_BLOCKS), the
+ *       tag changing with the round; adds the failures to *bad.
  *   trim_stress_run(threads, worker)
  *       starts `threads` threads running `worker`, each with a tag of its
  *       own as argument, and trims (malloc_trim, a release of every CPU's
@@ -44,6 +49,22 @@ __attribute__((unused)) static unsigned long tagged_round(void **held, int count
         free(held[i]);
     }
     return bad;
+}
+
+#define TRIM_STRESS_MOST_BLOCKS 64
+
+__attribute__((unused)) static void tagged_size_rounds(int rounds, int count, size_t step,
+                                                       uintptr_t tag, unsigned long *bad)
+{
+    static const size_t sizes[] = {16, 48, 128, 720, 3072, 20480};
+    void *held[TRIM_STRESS_MOST_BLOCKS];
+    if (count > TRIM_STRESS_MOST_BLOCKS)
+        count = TRIM_STRESS_MOST_BLOCKS;
+    for (int round = 0; round < rounds; round++)
+        for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++)
+            __atomic_add_fetch(bad,
+                               tagged_round(held, count, sizes[i], step, tag + (uintptr_t)round),
+                               __ATOMIC_RELAXED);
 }
 
 __attribute__((unused)) static unsigned trim_stress_run(int threads, void *(*worker)(void *))
