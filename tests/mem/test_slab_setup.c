@@ -43,9 +43,9 @@ static struct xmm_stats snapshot(void)
     return stats;
 }
 
-/* Slab `index`'s node word is its node (0: one node here, or slabs by
- * mm_cid) and each header 0, locked, or begin <= current <= end in the
- * slots. */
+/* Slab `index`'s node word is a node number (below 64; which node is
+ * test_numa's matter) and each header 0, locked, or begin <= current <=
+ * end in the slots. */
 static bool slab_consistent(int index)
 {
     const uint64_t *words = slab_at(index);
