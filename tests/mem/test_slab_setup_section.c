@@ -38,7 +38,6 @@
 #include "rseq_percpu.h"
 
 #define BINS 101 /* headers 1..100, as many as XMM's bins */
-#define MAX_SLABS 64
 #define SLAB_BYTES ((size_t)1 << XMM_SLAB_SHIFT)
 #define LOCKED(current) ((uint64_t)(current) | XMM_SLAB_LOCKED_BITS)
 
@@ -59,7 +58,7 @@ static uint64_t node_of(int index)
 enum { PARK, RUN, DONE };
 static int phase = PARK;
 static int parked;
-static unsigned char locked_by_locker[MAX_SLABS][BINS];
+static unsigned char (*locked_by_locker)[BINS]; /* per slab, per header */
 static unsigned long locks_taken, node_missing;
 
 static void *locker(void *unused)
@@ -133,7 +132,7 @@ static void zero_slabs(void)
 {
     for (int index = 0; index < slab_count; index++)
         memset(slab(index), 0, BINS * sizeof(uint64_t));
-    memset(locked_by_locker, 0, sizeof locked_by_locker);
+    memset(locked_by_locker, 0, (size_t)slab_count * BINS);
 }
 
 int main(void)
@@ -142,15 +141,19 @@ int main(void)
         NOTE("no rseq area registered by glibc: skipped");
         return 77;
     }
+    /* A slab for every CPU number the kernel may write into the area: the
+     * section writes the slab of whatever CPU the thread is on. */
     slab_count = (int)sysconf(_SC_NPROCESSORS_CONF);
-    if (slab_count > MAX_SLABS)
-        slab_count = MAX_SLABS;
+    if (slab_count < 1)
+        slab_count = 1;
     void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
     const uint32_t *index = (const uint32_t *)((char *)area + 4); /* cpu_id */
     test_slabs = mmap(NULL, (size_t)slab_count * SLAB_BYTES, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    CHECKQ(test_slabs != MAP_FAILED, "slabs mapped");
-    if (test_slabs == MAP_FAILED)
+    locked_by_locker = mmap(NULL, (size_t)slab_count * BINS, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECKQ(test_slabs != MAP_FAILED && locked_by_locker != MAP_FAILED, "slabs mapped");
+    if (test_slabs == MAP_FAILED || locked_by_locker == MAP_FAILED)
         return check_summary("slab_setup_section");
     for (unsigned bin = 1; bin < BINS; bin++) {
         uint64_t begin = XMM_SLAB_FIRST_SLOT + 16 * bin;
@@ -189,6 +192,10 @@ int main(void)
         int set_up = -1;
         while (set_up < 0) {
             uint32_t expected = __atomic_load_n(index, __ATOMIC_RELAXED);
+            if (expected >= (uint32_t)slab_count) { /* the section would write past them */
+                NOTE("CPU %u beyond the %d CPUs sysconf counts: skipped", expected, slab_count);
+                return 77;
+            }
             if (xmm_rseq_set_up_slab(area, index, test_slabs, expected, node_of((int)expected),
                                      headers, BINS))
                 set_up = (int)expected;
