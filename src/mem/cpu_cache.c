@@ -730,8 +730,10 @@ void xmm_cpu_cache_free_slow(void *object, unsigned size_class, int result)
                                             xmm_size_classes[size_class].batch, &slab_node);
         /* Moved to another node's CPU since the read: that carver never
          * refills from this node, so its own stack here would only wait
-         * for the upkeep pass. */
-        if (carver != XMM_CENTRAL_NO_CARVER && slab_words(carver)[0] != slab_node)
+         * for the upkeep pass. A slab not set up yet has no node word to
+         * compare (reading it would map its first page): no carver. */
+        if (carver != XMM_CENTRAL_NO_CARVER &&
+            (!slab_ready((uint32_t)carver) || slab_words(carver)[0] != slab_node))
             carver = XMM_CENTRAL_NO_CARVER;
         if (count) {
             if (bin == size_class)
