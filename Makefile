@@ -211,6 +211,7 @@ SELECTED_TESTS = $(if $(TESTS),$(foreach test,$(ALL_TESTS),$(if $(filter $(subst
 SERIAL_TESTS = test_decay test_front_end front_end.sh stats.sh test_rseq_restart \
                test_central_stress test_large_cache_stress test_lock api_threads \
                api_threads_static api_threads_xmm api_fork_deadlock api_fork_deadlock_static \
+               test_fork_release \
                run-numa-tests.sh modes.sh test_buf_threads \
                $(notdir $(STRESS_TESTS))
 
