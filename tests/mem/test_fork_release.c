@@ -19,7 +19,7 @@
  *            out twice carries the other tag, or, freed twice, is
  *            reported by XMM, which aborts the child. A child that reopens
  *            the headers with their counts (the mutation this was tried
- *            against) fails 4-6 of 200 children here.
+ *            against) fails 4-7 of 200 children here.
  *
  * Skipped (77) without per-CPU caches.
  */
