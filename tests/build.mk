@@ -31,14 +31,14 @@ SO_UNIT_TESTS = front_end rseq_restart rseq_opt_levels decay stats profile backg
                 fork_release
 
 $(CORE_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LIBXMM_CORE_A) \
-                                           tests/check.h
+                                           tests/check.h tests/stats_snapshot.h
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(LIBXMM_CORE_A) $(LIBS)
 
 # The rseq sections at whatever -O and compiler built $(BUILD) (the CI
 # matrix varies them): each links that build's libxmm.so.
 $(SO_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LIBXMM_SO) \
-                                         tests/check.h $(wildcard tests/mem/*.h)
+                                         tests/check.h tests/stats_snapshot.h $(wildcard tests/mem/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..'
 

@@ -20,22 +20,13 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "stats_snapshot.h"
 #include "xmm.h"
 
 #define COUNT 1000
 #define FREED 300
 #define SIZE 100      /* class of 112 bytes */
 #define CLASS_SIZE 112
-
-static struct xmm_stats snapshot(void)
-{
-    struct xmm_stats stats;
-    memset(&stats, 0, sizeof(stats));
-    stats.version = XMM_STATS_VERSION;
-    if (xmm_stats_get(&stats) != 0)
-        CHECK(0, "xmm_stats_get failed");
-    return stats;
-}
 
 static void *allocate_and_free_some(void *blocks_argument)
 {

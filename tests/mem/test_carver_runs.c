@@ -84,6 +84,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "stats_snapshot.h"
 #include "slab_index.h"
 #include "xmm.h"
 
@@ -118,13 +119,6 @@ static unsigned long long carver_run_bytes(void)
         sum += strtoull(at + strlen(key), NULL, 10);
     CHECKQ(found > 0, "the statistics name carver_run_bytes");
     return sum;
-}
-
-static struct xmm_stats snapshot(void)
-{
-    struct xmm_stats stats = {.version = XMM_STATS_VERSION};
-    CHECKQ(xmm_stats_get(&stats) == 0, "xmm_stats_get");
-    return stats;
 }
 
 /* Two threads meet without sleeping: a thread that sleeps may come back

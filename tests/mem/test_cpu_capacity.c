@@ -56,6 +56,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "stats_snapshot.h"
 #include "trim_stress.h"
 #include "xmm.h"
 
@@ -65,13 +66,6 @@
 static size_t block_size = SIZE;
 
 static void *blocks[BLOCKS];
-
-static struct xmm_stats snapshot(void)
-{
-    struct xmm_stats stats = {.version = XMM_STATS_VERSION};
-    CHECKQ(xmm_stats_get(&stats) == 0, "xmm_stats_get");
-    return stats;
-}
 
 /* One round; returns the refills and drains it took. */
 static uint64_t round_misses(void)

@@ -49,16 +49,10 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "stats_snapshot.h"
 #include "slab_index.h"
 #include "trim_stress.h"
 #include "xmm.h"
-
-static struct xmm_stats snapshot(void)
-{
-    struct xmm_stats stats = {.version = XMM_STATS_VERSION};
-    CHECKQ(xmm_stats_get(&stats) == 0, "xmm_stats_get");
-    return stats;
-}
 
 /* ---- the supervisor: every membarrier call of the process, answered ---- */
 

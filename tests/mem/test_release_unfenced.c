@@ -33,16 +33,10 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "stats_snapshot.h"
 #include "slab_index.h"
 #include "trim_stress.h"
 #include "xmm.h"
-
-static struct xmm_stats snapshot(void)
-{
-    struct xmm_stats stats = {.version = XMM_STATS_VERSION};
-    CHECKQ(xmm_stats_get(&stats) == 0, "xmm_stats_get");
-    return stats;
-}
 
 /* The filter: membarrier fails with ENOSYS, everything else runs. */
 static int refuse_membarrier(void)

@@ -31,17 +31,11 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "stats_snapshot.h"
 #include "slab_index.h"
 #include "slab_map.h"
 #include "trim_stress.h"
 #include "xmm.h"
-
-static struct xmm_stats snapshot(void)
-{
-    struct xmm_stats stats = {.version = XMM_STATS_VERSION};
-    CHECKQ(xmm_stats_get(&stats) == 0, "xmm_stats_get");
-    return stats;
-}
 
 /* Slab `index`'s node word is a node number (below 64; which node is
  * test_numa's matter) and each header 0, locked, or begin <= current <=

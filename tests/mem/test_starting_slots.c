@@ -51,6 +51,7 @@
 
 #include "backend/backend.h"
 #include "check.h"
+#include "stats_snapshot.h"
 #include "mem/cpu_cache.h"
 #include "slab_index.h"
 #include "slab_map.h"
@@ -60,13 +61,6 @@
 /* One past the last starting slot, and the pages they lie on. */
 #define STARTING_END (XMM_SLAB_FIRST_SLOT + (XMM_CPU_BIN_COUNT - 1) * XMM_CPU_STARTING_SLOTS)
 #define STARTING_PAGES ((STARTING_END * 8 + 4095) / 4096)
-
-static struct xmm_stats snapshot(void)
-{
-    struct xmm_stats stats = {.version = XMM_STATS_VERSION};
-    CHECKQ(xmm_stats_get(&stats) == 0, "xmm_stats_get");
-    return stats;
-}
 
 static uint64_t *slab_of_this_thread(void)
 {

@@ -11,15 +11,7 @@
 
 #include "xmm.h"
 #include "testlib.h"
-
-static struct xmm_stats snapshot(void)
-{
-    struct xmm_stats stats;
-    memset(&stats, 0, sizeof stats);
-    stats.version = XMM_STATS_VERSION;
-    xmm_stats_get(&stats);
-    return stats;
-}
+#include "stats_snapshot.h"
 
 static void test_free_sized(void)
 {

@@ -18,6 +18,7 @@
 
 #include "xmm.h"
 #include "testlib.h"
+#include "stats_snapshot.h"
 
 #define ROUNDS 60
 #define PER_ROUND 8
@@ -34,15 +35,6 @@ static size_t handed_count;
 static void *from_destructors[ROUNDS * PER_ROUND];
 static size_t destructor_count, destructor_failures;
 static pthread_key_t key;
-
-static struct xmm_stats snapshot(void)
-{
-    struct xmm_stats stats;
-    memset(&stats, 0, sizeof stats);
-    stats.version = XMM_STATS_VERSION;
-    xmm_stats_get(&stats);
-    return stats;
-}
 
 /* Runs at thread exit, after the thread function returned. */
 static void key_destructor(void *value)

@@ -11,17 +11,9 @@
 
 #include "xmm.h"
 #include "testlib.h"
+#include "stats_snapshot.h"
 
 static int global_variable;
-
-static struct xmm_stats snapshot(void)
-{
-    struct xmm_stats stats;
-    memset(&stats, 0, sizeof stats);
-    stats.version = XMM_STATS_VERSION;
-    xmm_stats_get(&stats);
-    return stats;
-}
 
 static void test_malloc_free(void)
 {
