@@ -308,10 +308,18 @@ void xmm_arena_release_chunk(struct xmm_chunk *chunk);
  * needed. */
 int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length);
 
-/* A large block (more than XMM_MAX_SMALL_SIZE) is about to be placed in
- * `chunk`. Under XMM_THP=auto, a
+/* Blocks of this size and more, a size class's as well as large ones, are
+ * placed as large blocks are (xmm_arena_place_large_block): buffers, which
+ * a program may write only the start of. rsync's 256 KiB buffers, a few
+ * KiB of each written, took 133-198 MB under XMM with their chunks on huge
+ * pages, 12-14 MB under glibc and 13 MB on small pages. */
+#define XMM_ARENA_SPARSE_BLOCK_BYTES ((size_t)64 << 10)
+
+/* A block of XMM_ARENA_SPARSE_BLOCK_BYTES or more (a large block, or a new
+ * span of such a size class) is about to be placed in `chunk`. Under
+ * XMM_THP=auto, a
  * chunk marked `huge` leaves huge pages for good, as after a purge that
- * split them: a large block is touched by one owner, mostly once and often
+ * split them: such a block is touched by one owner, mostly once and often
  * sparsely (a buffer's two ends), and on a range that holds no page yet
  * (purged, or never touched) each first touch would fault in and zero a
  * whole 2 MiB page. On the benchmark VM, rounds of blocks of 1 MiB on

@@ -91,10 +91,10 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
     }
     if (!span)
         return fail_no_memory();
-    /* A large block's first touches must not fault in huge pages
-     * (arena.h). Not for a small size served as pages (sampled, or
-     * aligned to more than a page): its span is as small as a class's. */
-    if (size > XMM_MAX_SMALL_SIZE)
+    /* A big block's first touches must not fault in huge pages
+     * (arena.h); a small size served as pages (sampled, or aligned to
+     * more than a page) is judged by its size, as its class's spans are. */
+    if (size >= XMM_ARENA_SPARSE_BLOCK_BYTES)
         xmm_arena_place_large_block((struct xmm_chunk *)xmm_region_of(span->start));
     span->sample = sample;
     /* A sampled block of a small size (a small request sampled, or a
