@@ -46,6 +46,10 @@ size_t xmm_os_page_size(void)
 #define MAP_FIXED_NOREPLACE 0x100000 /* Linux 4.17 */
 #endif
 
+/* Aligned addresses below the kernel's first choice that map_aligned
+ * asks for before it over-maps. */
+#define MAP_ALIGNED_TRIES 16
+
 /* A mapping of `size` bytes at an address `offset` past a multiple of
  * `alignment` (xmm_os_map_offset; offset 0 for xmm_os_map). */
 static void *map_aligned(size_t size, size_t alignment, size_t offset, int flags)
@@ -63,21 +67,32 @@ static void *map_aligned(size_t size, size_t alignment, size_t offset, int flags
     if ((((uintptr_t)first - offset) & (alignment - 1)) == 0)
         return first;
     munmap(first, size);
-    /* The kernel places mappings top-down, so the aligned address just
+    /* The kernel places mappings top-down, so an aligned address a little
      * below its choice is most often free: asking for it costs no extra
-     * address space (under a tight `ulimit -v`, over-mapping by a large
-     * alignment fails where the mapping itself fits). Kernels before 4.17
-     * take MAP_FIXED_NOREPLACE as a hint: any other address is refused. */
+     * address space, where over-mapping by a large alignment fails under a
+     * tight `ulimit -v` although the mapping itself fits. The first one
+     * below is often taken: the kernel's choice was the top of a gap whose
+     * bottom is the previous aligned mapping (a chunk, which leaves the
+     * rest of its 64 MiB slot free). Only EEXIST moves on to the next;
+     * kernels before 4.17 take MAP_FIXED_NOREPLACE as a hint, and any
+     * other address is refused. */
     uintptr_t below = (((uintptr_t)first - offset) & ~(uintptr_t)(alignment - 1)) + offset;
-    if ((uintptr_t)first > offset && below != 0) {
-        int saved_errno = errno; /* EEXIST when taken: not the caller's */
+    int saved_errno = errno; /* EEXIST when taken: not the caller's */
+    for (int tries = 0; tries < MAP_ALIGNED_TRIES && (uintptr_t)first > offset && below > offset;
+         tries++, below -= alignment) {
         void *hinted = mmap((void *)below, size, protection, flags | MAP_FIXED_NOREPLACE, -1, 0);
-        errno = saved_errno;
-        if (hinted == (void *)below)
+        if (hinted == (void *)below) {
+            errno = saved_errno;
             return hinted;
-        if (hinted != MAP_FAILED)
+        }
+        if (hinted != MAP_FAILED) {
             munmap(hinted, size);
+            break;
+        }
+        if (errno != EEXIST || below < alignment + offset)
+            break;
     }
+    errno = saved_errno;
     /* Over-map by the alignment and trim both ends. */
     size_t padded = size + alignment;
     char *raw = mmap(NULL, padded, protection, flags, -1, 0);

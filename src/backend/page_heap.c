@@ -288,10 +288,17 @@ static struct xmm_chunk *new_chunk(struct page_heap *heap, size_t pages)
     if (xmm_numa_interleave_width(heap->node) > 1 && chunk_pages < XMM_CHUNK_MAX_PAGES)
         chunk_pages += XMM_PAGES_PER_GRANULE;
     struct xmm_chunk *chunk = xmm_arena_new_chunk(heap->node, chunk_pages);
-    if (!chunk)
+    /* Refused (`ulimit -v`, overcommit): the smallest chunk that serves
+     * the request may still fit, and the next one is not made larger. */
+    if (!chunk && chunk_pages > needed) {
+        chunk = xmm_arena_new_chunk(heap->node, needed);
+        if (!chunk)
+            return NULL;
+    } else if (!chunk) {
         return NULL;
-    if (heap->next_chunk_pages < XMM_CHUNK_MAX_PAGES)
+    } else if (heap->next_chunk_pages < XMM_CHUNK_MAX_PAGES) {
         heap->next_chunk_pages *= 2;
+    }
     chunk->next_in_heap = heap->chunks;
     heap->chunks = chunk;
     heap->chunk_bytes += xmm_region_mapped_bytes(&chunk->region);
