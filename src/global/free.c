@@ -392,7 +392,14 @@ void xmm_heap_free_sized(void *ptr, size_t size, size_t alignment, bool exact,
         granule = xmm_os_page_size();
     }
     if (usable && !size_matches(size, alignment, usable, block_class, granule, exact)) {
-        report_with(who, "the size does not match the block's", ptr);
+        /* What legacy C++ that glibc runs most often does wrong (undefined
+         * behaviour, caught here because the sized delete passes the
+         * static type's size), and the switch that lets it run on. */
+        report_with(who, exact ? "the size does not match the block's (a delete through a base "
+                                 "class without a virtual destructor? XMM_INVALID_FREE=warn "
+                                 "goes on)"
+                               : "the size does not match the block's",
+                    ptr);
         return;
     }
     xmm_heap_free_inline(ptr);

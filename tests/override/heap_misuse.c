@@ -1267,7 +1267,16 @@ static int judge(const struct misuse_case *c, int per_thread, int warn,
                                   "any block was handed out twice)"
                                 : "reported at the misuse";
         int distinct_bad = has_distinct && !distinct_ok;
+        /* A sized delete of the wrong size names its likely cause. */
+        int sized = !strncmp(c->name, "cxx_sized_delete_", 17) ||
+                    !strncmp(c->name, "cxx_array_sized_delete_", 23);
+        int hinted = !sized || strstr(result->err, "without a virtual destructor") != NULL;
         if (!warn) {
+            if (aborted && named && lines == 1 && !distinct_bad && !hinted) {
+                snprintf(why, why_size, "reported without naming its likely cause: \"%s\"",
+                         err_line);
+                return 0;
+            }
             if (aborted && named && lines == 1 && !distinct_bad) {
                 snprintf(why, why_size, "%s and aborted: \"%s\"", when, err_line);
                 return 1;
