@@ -7,7 +7,7 @@
 #
 # After editing man/variables.txt: tools/docgen readme README.md
 
-DOCGEN = XMM_VERSION=$(XMM_VERSION) python3 tools/docgen
+DOCGEN = DOCGEN_VERSION=$(XMM_VERSION) python3 tools/docgen
 MAN_PAGES_1 = xmm-stress.1 xmm-run.1
 MAN_PAGES_3 = xmm.3
 MAN_OUTPUTS = $(addprefix $(BUILD)/man/,$(MAN_PAGES_1) $(MAN_PAGES_3))
