@@ -311,8 +311,9 @@ int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length);
 /* Blocks of this size and more, a size class's as well as large ones, are
  * placed as large blocks are (xmm_arena_place_large_block): buffers, which
  * a program may write only the start of. rsync's 256 KiB buffers, a few
- * KiB of each written, took 133-198 MB under XMM with their chunks on huge
- * pages, 12-14 MB under glibc and 13 MB on small pages. */
+ * KiB of each written, took 198 MB under XMM with their chunks on huge
+ * pages, against 11 MB under glibc and 13 MB with this rule
+ * (docs/design.md, "Transparent huge pages"). */
 #define XMM_ARENA_SPARSE_BLOCK_BYTES ((size_t)64 << 10)
 
 /* A block of XMM_ARENA_SPARSE_BLOCK_BYTES or more (a large block, or a new
