@@ -322,9 +322,10 @@ void xmm_arena_chunk_dense(struct xmm_chunk *chunk)
         advise_region(&chunk->region, false);
 }
 
-void xmm_arena_place_large_block(struct xmm_chunk *chunk)
+void xmm_arena_place_block(struct xmm_chunk *chunk, size_t block_bytes)
 {
-    if (xmm_config.thp == XMM_THP_AUTO && __atomic_load_n(&chunk->region.huge, __ATOMIC_SEQ_CST))
+    if (block_bytes >= XMM_ARENA_SPARSE_BLOCK_BYTES && xmm_config.thp == XMM_THP_AUTO &&
+        __atomic_load_n(&chunk->region.huge, __ATOMIC_SEQ_CST))
         leave_huge_pages(chunk);
 }
 

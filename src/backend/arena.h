@@ -308,17 +308,17 @@ void xmm_arena_release_chunk(struct xmm_chunk *chunk);
  * needed. */
 int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length);
 
-/* Blocks of this size and more, a size class's as well as large ones, are
- * placed as large blocks are (xmm_arena_place_large_block): buffers, which
- * a program may write only the start of. rsync's 256 KiB buffers, a few
- * KiB of each written, took 198 MB under XMM with their chunks on huge
- * pages, against 11 MB under glibc and 13 MB with this rule
- * (docs/design.md, "Transparent huge pages"). */
+/* Blocks of this size and more, a size class's as well as large ones, take
+ * their chunk off huge pages (xmm_arena_place_block): buffers, which a
+ * program may write only the start of. rsync's 256 KiB buffers, a few KiB
+ * of each written, took 198 MB under XMM with their chunks on huge pages,
+ * against 11 MB under glibc and 13 MB with this rule (docs/design.md,
+ * "Transparent huge pages"). */
 #define XMM_ARENA_SPARSE_BLOCK_BYTES ((size_t)64 << 10)
 
-/* A block of XMM_ARENA_SPARSE_BLOCK_BYTES or more (a large block, or a new
- * span of such a size class) is about to be placed in `chunk`. Under
- * XMM_THP=auto, a
+/* A block of `block_bytes` (a large block, or an object of a new span) is
+ * about to be placed in `chunk`. From XMM_ARENA_SPARSE_BLOCK_BYTES on,
+ * under XMM_THP=auto, a
  * chunk marked `huge` leaves huge pages for good, as after a purge that
  * split them: such a block is touched by one owner, mostly once and often
  * sparsely (a buffer's two ends), and on a range that holds no page yet
@@ -329,7 +329,7 @@ int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length);
  * already mapped stay. A chunk the kernel backs with huge pages without
  * being asked (transparent_hugepage/enabled `always`) is left to that
  * policy. Any thread, no lock needed. */
-void xmm_arena_place_large_block(struct xmm_chunk *chunk);
+void xmm_arena_place_block(struct xmm_chunk *chunk, size_t block_bytes);
 
 /* Under XMM_THP=auto, a chunk cut to its end asks for huge pages if at
  * least 3/4 of its span pages are resident (mincore), unless a purge has

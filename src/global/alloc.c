@@ -94,8 +94,7 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
     /* A big block's first touches must not fault in huge pages
      * (arena.h); a small size served as pages (sampled, or aligned to
      * more than a page) is judged by its size, as its class's spans are. */
-    if (size >= XMM_ARENA_SPARSE_BLOCK_BYTES)
-        xmm_arena_place_large_block((struct xmm_chunk *)xmm_region_of(span->start));
+    xmm_arena_place_block((struct xmm_chunk *)xmm_region_of(span->start), size);
     span->sample = sample;
     /* A sampled block of a small size (a small request sampled, or a
      * sampled calloc from 128 KiB) is not counted as a large allocation:

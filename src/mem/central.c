@@ -662,8 +662,7 @@ static struct xmm_span *new_span(int node, unsigned size_class, struct carver_ro
                                 : xmm_central_alloc_pages(node, info->span_pages, 0);
     if (!span)
         return NULL;
-    if (info->size >= XMM_ARENA_SPARSE_BLOCK_BYTES)
-        xmm_arena_place_large_block((struct xmm_chunk *)xmm_region_of(span->start));
+    xmm_arena_place_block((struct xmm_chunk *)xmm_region_of(span->start), info->size);
     span->size_class = (uint8_t)size_class;
     span->carved = 0;
     span->tail_purged = XMM_TAIL_NONE;
