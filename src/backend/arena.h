@@ -335,8 +335,9 @@ void xmm_arena_place_block(struct xmm_chunk *chunk, size_t block_bytes);
  * least 3/4 of its span pages are resident (mincore), unless a purge has
  * split them already; otherwise it stays on small pages. The page
  * heap does not call it for a chunk cut mostly into large blocks
- * (page_heap.c, cut_mostly_big). Caller holds the page heap lock of the
- * chunk's node. */
+ * (page_heap.c, cut_mostly_big). Nor does it advise an interleaved
+ * chunk (XMM_NUMA=interleave): khugepaged would collapse its ranges onto
+ * one node. Caller holds the page heap lock of the chunk's node. */
 void xmm_arena_chunk_dense(struct xmm_chunk *chunk);
 
 /* Maps a block of `size` bytes for itself (large requests), aligned to

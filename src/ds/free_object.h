@@ -78,6 +78,16 @@ XMM_INLINE void xmm_free_object_set(void *object, const void *next)
     *(xmm_free_word *)object = (uintptr_t)link ^ xmm_free_key(object);
 }
 
+/* xmm_free_object_set as one write access (an exchange) that returns
+ * the word it replaced: for a page's first touch, which must be a write
+ * (central.c, mark_never_used). */
+XMM_INLINE uintptr_t xmm_free_object_swap(void *object, const void *next)
+{
+    const void *link = next ? next : object;
+    return __atomic_exchange_n((xmm_free_word *)object, (uintptr_t)link ^ xmm_free_key(object),
+                               __ATOMIC_RELAXED);
+}
+
 /* The successor a free object's word encodes (NULL: none). Undefined on a
  * live object; callers check what it returns. */
 XMM_INLINE void *xmm_free_object_next(const void *object)

@@ -457,22 +457,40 @@ static unsigned take_purged(struct xmm_span *span, const struct xmm_size_class *
  * were never written: a first word that does not read zero was
  * overwritten by an overflow of the object before it, as a tag changed
  * would say. */
+/* Tags a never-used object free and returns the word it held: 0 unless
+ * an overflow wrote it. The first object of a page is swapped, not read
+ * and then written: a read as the page's first touch maps the zero page
+ * and the write faults again; under THP the read maps the huge zero page,
+ * whose write fault splits its 2 MiB into small pages for good, and the
+ * span's chunk never gets huge pages at fault (in the 2-node VM of
+ * tests/numa, every chunk advised at its mapping ran on small pages). */
+static uintptr_t mark_never_used(char *object, bool first_in_page)
+{
+    if (first_in_page)
+        return xmm_free_object_swap(object, NULL);
+    uintptr_t word = *(const xmm_free_word *)object;
+    xmm_free_object_set(object, NULL);
+    return word;
+}
+
 static unsigned cut_tail(struct xmm_span *span, const struct xmm_size_class *info, void **out,
                          unsigned wanted)
 {
     uint32_t first = span->carved, carved = first;
     unsigned taken = 0;
     void *spare_first = NULL, *spare_last = NULL;
+    bool clean = span->tail_purged == XMM_TAIL_CLEAN;
     while (taken < wanted && carved < info->objects) {
         uint32_t page = first_word_page(info, carved);
-        for (; carved < info->objects && first_word_page(info, carved) == page; carved++) {
+        for (uint32_t page_first = carved;
+             carved < info->objects && first_word_page(info, carved) == page; carved++) {
             char *object = span->start + (size_t)carved * info->size;
-            if (span->tail_purged == XMM_TAIL_CLEAN &&
-                XMM_UNLIKELY(*(const uint64_t *)object != 0))
+            if (!clean)
+                xmm_free_object_set(object, NULL);
+            else if (XMM_UNLIKELY(mark_never_used(object, carved == page_first) != 0))
                 xmm_fatal("xmm: heap corruption: the never-used object at %p (%z-byte blocks) "
                           "was overwritten (an overflow of the block before it)\n",
                           object, (size_t)info->size);
-            xmm_free_object_set(object, NULL);
             if (taken < wanted) {
                 out[taken++] = object;
                 continue;

@@ -35,8 +35,12 @@ if [ ! -x "$test" ]; then
 fi
 
 # ---- 1. natively ----
-for mode in local on_node; do
-    "$test" "$mode"
+for mode in local on_node thp_touch; do
+    if [ "$mode" = thp_touch ]; then
+        XMM_THP=always "$test" "$mode"
+    else
+        "$test" "$mode"
+    fi
     status=$?
     case $status in
     0) echo "PASS  native $mode" ;;

@@ -117,6 +117,25 @@ in_cpuset() {
     sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$group" "$@"
 }
 
+# with_thp_madvise SCAN_MS COMMAND... : COMMAND with the guest's THP set
+# to madvise (huge pages only where a process asks for them) and
+# khugepaged scanning every SCAN_MS ms, both restored after. 125 if
+# they cannot be set.
+with_thp_madvise() {
+    scan_ms=$1
+    shift
+    thp=/sys/kernel/mm/transparent_hugepage
+    old_enabled=$(sed 's/.*\[\(.*\)\].*/\1/' $thp/enabled)
+    old_sleep=$(cat $thp/khugepaged/scan_sleep_millisecs)
+    { echo madvise >$thp/enabled && echo "$scan_ms" >$thp/khugepaged/scan_sleep_millisecs; } \
+        2>/dev/null || return 125
+    "$@"
+    status=$?
+    echo "$old_enabled" >$thp/enabled
+    echo "$old_sleep" >$thp/khugepaged/scan_sleep_millisecs
+    return $status
+}
+
 # all: every case; placement: skip the front-end variants.
 front_end_cases() {
     [ "$cases" = all ]
@@ -147,6 +166,10 @@ if front_end_cases; then
     run_case "migrate XMM_RSEQ=0" env XMM_RSEQ=0 "$test" migrate
     run_case "migrate own rseq area" env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$test" migrate
     run_case "interleave XMM_THP=never" env XMM_NUMA=interleave XMM_THP=never "$test" interleave
+    # khugepaged collapses a range onto one node: XMM must not ask it to.
+    run_case "interleave, THP madvise, khugepaged busy" with_thp_madvise 10 \
+        env XMM_NUMA=interleave NUMA_TEST_NO_COLLAPSE=1 "$test" interleave
+    run_case "thp_touch, THP madvise" with_thp_madvise 10000 env XMM_THP=always "$test" thp_touch
 fi
 
 # ---- restricted node sets: one allowed node on 2 nodes, several on 4 ----
