@@ -28,7 +28,7 @@ BENCH_CXXFLAGS = -O2 -g -std=c++17 -Wall -Wextra -pthread
 
 # Each workload is one C file: bench/workloads/NAME.c -> build/bench/workloads/NAME.
 BENCH_WORKLOADS = larson xmalloc cache-scratch cache-thrash churn large frag peak-idle \
-                  realloc-growth idle-return size-mix hit-loop startup-rss
+                  realloc-growth idle-return size-mix size-drift hit-loop startup-rss
 BENCH_WORKLOAD_BINS = $(BENCH_WORKLOADS:%=$(BENCH_BUILD)/workloads/%)
 BENCH_MICRO_BIN = $(BENCH_BUILD)/micro/micro
 BENCH_SQL = $(BENCH_BUILD)/sqlite/workload-50000.sql $(BENCH_BUILD)/sqlite/workload-200000.sql

@@ -137,6 +137,10 @@ def _costs(bin_dir, quick, limiter_available):
         Benchmark("size-mix-2t", "cost", "workload",
                   "as size-mix, with 2 threads each holding half of every phase",
                   [w("size-mix"), 2, phase_mb, 2, sizes], 120),
+        Benchmark("size-drift", "cost", "workload",
+                  "a sliding window of 500 zeroed buffers whose size grows by a byte with "
+                  "each, 1 B - 70,000 B, three passes; 1 thread (at most 34 MiB live)",
+                  [w("size-drift"), 1, 1 if q else 3, 70000, 500], 120),
     ]
     for name, argv, what in FOOTPRINT_PROGRAMS:
         costs.append(Benchmark(name, "cost", "footprint",

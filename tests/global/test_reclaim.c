@@ -11,6 +11,11 @@
  *             upkeep pass, and every phase added its 96 MiB)
  *   direct    96 MiB of 1 MiB blocks freed, then 40 MiB blocks mapped for
  *             themselves: the freed pages are purged first
+ *   drift     a sliding window of buffers whose size grows by a byte each
+ *             time, 1 to 70,000 bytes twice over: the batches of classes
+ *             passed by go back to their spans before the heap grows
+ *             (before: each class kept up to 4 MiB of batches till an
+ *             upkeep pass)
  *   burst     192 MiB of 256-byte blocks made, then after an upkeep pass
  *             freed, nothing after: the frees gave most spans back to the
  *             page heap themselves (a class refilled since the last pass
@@ -129,6 +134,39 @@ static void sizes_case(void)
           second, first);
     CHECK(third <= first + 24, "96 MiB of 192 KiB blocks next: peak %zu MiB, at most %zu + 24",
           third, first);
+}
+
+/* A sliding window of zeroed buffers whose size grows by a byte with each
+ * one, from 1 to 70,000 bytes, twice over (a parser's buffers, a Python
+ * list of bytearrays): the window holds 250-500 buffers, at most 34 MiB
+ * at the top sizes. Each class is used for a few hundred buffers and then
+ * never again, so its freed blocks are memory the next classes should
+ * get. */
+static void drift_case(void)
+{
+    enum { WINDOW = 500, PASSES = 2, TOP = 70000 };
+    size_t base = resident_mib();
+    void *window[WINDOW + 1];
+    int held = 0;
+    for (long i = 0; i < (long)PASSES * TOP; i++) {
+        window[held] = calloc(1, (size_t)(i % TOP) + 1);
+        if (!window[held]) {
+            CHECK(0, "calloc(%ld) failed", i % TOP + 1);
+            return;
+        }
+        if (++held > WINDOW) {
+            for (int j = 0; j < WINDOW / 2; j++)
+                free(window[j]);
+            memmove(window, window + WINDOW / 2, (size_t)(held - WINDOW / 2) * sizeof(void *));
+            held -= WINDOW / 2;
+        }
+    }
+    for (int j = 0; j < held; j++)
+        free(window[j]);
+    size_t peak = peak_mib();
+    NOTE("drifting sizes, window of %d buffers (at most 34 MiB): peak %zu MiB (started at %zu)",
+         WINDOW, peak, base);
+    CHECK(peak <= base + 150, "drifting sizes: peak %zu MiB, at most %zu + 150", peak, base);
 }
 
 static void direct_case(void)
@@ -777,6 +815,8 @@ static int run_case(const char *mode)
         trim_whole_case();
     else if (!strcmp(mode, "first-touch"))
         first_touch_case();
+    else if (!strcmp(mode, "drift"))
+        drift_case();
     else if (!strcmp(mode, "thp"))
         thp_case();
     else if (!strcmp(mode, "thp-large"))
@@ -820,6 +860,7 @@ int main(int argc, char **argv)
     } cases[] = {
         {"sizes", NULL, NULL},
         {"direct", NULL, NULL},
+        {"drift", NULL, NULL},
         {"burst", "XMM_DECAY_MS=200", NULL},
         {"trim-first", NULL, NULL},
         {"trim-second", NULL, NULL},
