@@ -910,36 +910,29 @@ def idle_thp_table(results, name):
 def size_mix_table(results, name):
     import suite as suite_lib
     limit = suite_lib.SIZE_MIX_LIMIT_MB
+    return peak_rss_table(
+        results, name,
+        ["RSS at the end (all freed, threads joined)", f"peak below {limit} MiB in every run"],
+        lambda cell: [fmt_mib(extra_kb(cell, "rss_end_kb")),
+                      "yes" if max(cell.rss) < limit * 1024 else "**no**"])
+
+
+def peak_rss_table(results, name, extra_headers=(), extra_cells=None):
+    """Each allocator's median time and peak RSS against the best peer's,
+    then the columns `extra_cells(cell)` gives under `extra_headers`."""
     rows = []
     _, best = best_peer_rss(results, name)
     for allocator in results.allocators:
         cell = results.cell(name, "", allocator)
         if not cell.ok:
-            rows.append([allocator, failure_text(cell)] + [""] * 6)
+            rows.append([allocator, failure_text(cell)] + [""] * (3 + len(extra_headers)))
             continue
         peak = cell.median_rss()
         rows.append([allocator, fmt_seconds(cell.median_time()), fmt_mib(peak),
-                     spread(cell.rss, fmt_mib), fmt_ratio(R.ratio(peak, best)),
-                     fmt_mib(extra_kb(cell, "rss_end_kb")),
-                     "yes" if max(cell.rss) < limit * 1024 else "**no**"])
+                     spread(cell.rss, fmt_mib), fmt_ratio(R.ratio(peak, best))]
+                    + (extra_cells(cell) if extra_cells else []))
     return table(["allocator", "median time", "peak RSS", "spread of peak RSS",
-                  "peak RSS / best peer", "RSS at the end (all freed, threads joined)",
-                  f"peak below {limit} MiB in every run"], rows)
-
-
-def peak_rss_table(results, name):
-    rows = []
-    _, best = best_peer_rss(results, name)
-    for allocator in results.allocators:
-        cell = results.cell(name, "", allocator)
-        if not cell.ok:
-            rows.append([allocator, failure_text(cell)] + [""] * 3)
-            continue
-        peak = cell.median_rss()
-        rows.append([allocator, fmt_seconds(cell.median_time()), fmt_mib(peak),
-                     spread(cell.rss, fmt_mib), fmt_ratio(R.ratio(peak, best))])
-    return table(["allocator", "median time", "peak RSS", "spread of peak RSS",
-                  "peak RSS / best peer"], rows)
+                  "peak RSS / best peer"] + list(extra_headers), rows)
 
 
 def footprint_table(results, name):

@@ -141,6 +141,16 @@ static inline void *checked_malloc(size_t size)
     return block;
 }
 
+static inline void *checked_calloc(size_t size)
+{
+    void *block = calloc(1, size);
+    if (!block) {
+        fprintf(stderr, "calloc(%zu) failed\n", size);
+        exit(3);
+    }
+    return block;
+}
+
 static inline void start_thread(pthread_t *thread, void *(*body)(void *), void *argument)
 {
     int error = pthread_create(thread, NULL, body, argument);

@@ -29,16 +29,6 @@ struct drift_worker {
     double ops;
 };
 
-static void *checked_calloc(size_t size)
-{
-    void *block = calloc(1, size);
-    if (!block) {
-        fprintf(stderr, "calloc(%zu) failed\n", size);
-        exit(3);
-    }
-    return block;
-}
-
 static void *drift(void *argument)
 {
     struct drift_worker *worker = argument;
