@@ -755,7 +755,8 @@ static unsigned refill_from_batch(struct central_node *central, struct central_c
         return 0;
     __atomic_fetch_sub(&lists->batch_count, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&lists->batches_taken, 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&lists->taken_since_check, 1, __ATOMIC_RELAXED);
+    if (!__atomic_load_n(&lists->taken_since_check, __ATOMIC_RELAXED))
+        __atomic_store_n(&lists->taken_since_check, 1, __ATOMIC_RELAXED);
     return take_batch(central, (struct transfer_batch *)entry, out, wanted);
 }
 
@@ -1368,7 +1369,12 @@ static void flush_cold_batches(struct central_node *central, int64_t wanted)
     if (__atomic_add_fetch(&central->asked_since_check, wanted, __ATOMIC_RELAXED) <
         XMM_COLD_CHECK_BYTES)
         return;
-    __atomic_store_n(&central->asked_since_check, 0, __ATOMIC_RELAXED);
+    /* One thread walks: two that both saw the sum past the bound would
+     * walk back to back, and the second would flush the classes the
+     * first had just found in use (it cleared their flags). */
+    if (__atomic_exchange_n(&central->asked_since_check, 0, __ATOMIC_RELAXED) <
+        XMM_COLD_CHECK_BYTES)
+        return;
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         struct central_class *lists = &central->classes[size_class];
         if (__atomic_load_n(&lists->batch_count, __ATOMIC_RELAXED) <= 0)
