@@ -445,21 +445,6 @@ static unsigned take_purged(struct xmm_span *span, const struct xmm_size_class *
     return taken;
 }
 
-/* Claimant only: cuts up to `wanted` objects from the span's tail (a
- * clean new span's, or a trim's cut-back one), each tagged free as it is
- * cut (it goes to a cache), then `carved`, then the info of the pages up
- * to the next uncut object's first word, so that free() finds them as any
- * object cut before. The tail is cut by whole allocator pages: every
- * object whose first word lies on a page cut is cut with it, those the
- * refill does not take onto the span's free list, so that no page with
- * the info restored holds an uncut object. A cut-back tail may start in
- * the middle of a page, after objects cut before: its info is restored
- * with the rest of that page's objects. The pages after the last one cut
- * stay untouched: a new span writes no page of them (new_span), and a
- * trim gave a cut-back tail's pages back. A clean span's uncut objects
- * were never written: a first word that does not read zero was
- * overwritten by an overflow of the object before it, as a tag changed
- * would say. */
 /* Tags a never-used object free and returns the word it held: 0 unless
  * an overflow wrote it. The first object of a page is swapped, not read
  * and then written: a read as the page's first touch maps the zero page
@@ -476,6 +461,21 @@ static uintptr_t mark_never_used(char *object, bool first_in_page)
     return word;
 }
 
+/* Claimant only: cuts up to `wanted` objects from the span's tail (a
+ * clean new span's, or a trim's cut-back one), each tagged free as it is
+ * cut (it goes to a cache), then `carved`, then the info of the pages up
+ * to the next uncut object's first word, so that free() finds them as any
+ * object cut before. The tail is cut by whole allocator pages: every
+ * object whose first word lies on a page cut is cut with it, those the
+ * refill does not take onto the span's free list, so that no page with
+ * the info restored holds an uncut object. A cut-back tail may start in
+ * the middle of a page, after objects cut before: its info is restored
+ * with the rest of that page's objects. The pages after the last one cut
+ * stay untouched: a new span writes no page of them (new_span), and a
+ * trim gave a cut-back tail's pages back. A clean span's uncut objects
+ * were never written: a first word that does not read zero was
+ * overwritten by an overflow of the object before it, as a tag changed
+ * would say. */
 static unsigned cut_tail(struct xmm_span *span, const struct xmm_size_class *info, void **out,
                          unsigned wanted)
 {
@@ -1360,8 +1360,8 @@ size_t xmm_central_reclaim(int node)
  * period: a program whose sizes drift faster than that (a sliding window
  * of buffers whose size grows by a byte each time) kept up to 4 MiB of
  * batches in each class it had passed, and mapped new memory for the next
- * ones: 124 MiB in batches and a peak of 247 MiB where glibc peaks at 39
- * (bench/probes/size-drift.c). Runs once per XMM_COLD_CHECK_BYTES of
+ * ones: 124 MiB in batches and a peak of 240 MiB where glibc peaks at 39
+ * (bench/workloads/size-drift.c). Runs once per XMM_COLD_CHECK_BYTES of
  * spans asked for, so that its pass over the classes (a load each, and an
  * exchange where batches wait) costs at most one per 4 MiB of growth. */
 static void flush_cold_batches(struct central_node *central, int64_t wanted)

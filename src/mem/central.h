@@ -97,8 +97,9 @@ size_t xmm_central_reclaim(int node);
  * first, then a reclaim, and only then may the page heap cut fresh pages
  * or map a chunk. Once per 4 MiB asked for, the ready batches of
  * classes no refill took from since the last time go back to their spans
- * first, so that their empty spans count. Takes no lock of its own; never called with a page heap
- * lock held (the reclaim frees spans into the page heap). */
+ * first, so that their empty spans count. Takes no lock of its own; never
+ * called with a page heap lock held (the reclaim frees spans into the page
+ * heap). */
 struct xmm_span *xmm_central_alloc_pages(int node, size_t pages, size_t alignment);
 
 struct xmm_central_stats {
