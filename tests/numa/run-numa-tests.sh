@@ -1,7 +1,8 @@
 #!/bin/sh
 # run-numa-tests.sh - XMM's NUMA placement tests (tests/numa/test_numa.c).
 #
-#   1. natively, the modes that work on one node (local, on_node);
+#   1. natively, the modes that work on one node (local, on_node, and
+#      thp_touch under XMM_THP=always);
 #   2. every mode inside QEMU VMs, one boot per topology, through
 #      ../shared/tools/numa-vm (CI clones the repository beside shared/):
 #        2 nodes, 4 CPUs (2 per node)                     every case
