@@ -83,6 +83,12 @@ static uint64_t first_header[XMM_CPU_BIN_COUNT];
  * class the refills of its slow start (refill_count). */
 static struct growth {
     uint64_t grown_bytes;
+    /* The cold-bin walk (drain_cold_bins): bytes refilled on the slab
+     * since the last one, and a bit per class bin that refilled since
+     * (bits, not bytes: the array is in every process's bss, and a tight
+     * ulimit -v counts it). */
+    uint64_t refilled_bytes;
+    uint64_t refilled_since_walk[(XMM_CLASS_COUNT + 63) / 64];
     uint8_t drained_since_grown[XMM_CLASS_COUNT];
     uint8_t refills_started[XMM_CLASS_COUNT];
     /* Each header's begin when a release locked it (a locked header
@@ -155,6 +161,15 @@ static uint64_t header_with_end(uint64_t header, unsigned end)
 {
     return (header & ~((uint64_t)0xffff << XMM_SLAB_END_SHIFT)) |
            (uint64_t)end << XMM_SLAB_END_SHIFT;
+}
+
+/* Objects in bin `bin` of `slab` now (0 while a drain holds the
+ * header locked). */
+static uint64_t cached_in(int slab, unsigned bin)
+{
+    uint64_t header = __atomic_load_n(&slab_words(slab)[bin], __ATOMIC_RELAXED);
+    unsigned current = header_current(header), begin = header_begin(header);
+    return !header_locked(header) && current > begin ? current - begin : 0;
 }
 
 /* ---- set-up -------------------------------------------------------------------------- */
@@ -635,6 +650,62 @@ static unsigned refill_count(uint32_t slab, unsigned size_class)
     return wanted;
 }
 
+/* A walk over the slab's class bins runs once its refills since the last
+ * one add up to the budget (XMM_CPU_CACHE_SIZE), at least this much. */
+#define COLD_WALK_MIN_BYTES ((uint64_t)1 << 20)
+
+/* Drains the class bins of the calling thread's slab that no refill
+ * touched since the last walk: a CPU that refilled its whole budget's
+ * worth meanwhile has turned its cache over, and a bin that took no part
+ * holds blocks its threads stopped asking for. Each bin keeps up to two
+ * batches however large its objects, so a program whose block sizes
+ * drift (bench/workloads/size-drift.c) left two batches in every class
+ * it had passed: 13 MiB in one CPU's cache, each block pinning its span
+ * (docs/design.md, "Cold bins"). A bin that only hits (a cycle that fits
+ * the cache) is drained too, and refills once. Its own critical sections
+ * (xmm_rseq_pop_batch) on the CPU the thread runs on: a thread that moved
+ * since drains another CPU's cold bins, which is as good. The blocks go to
+ * transfer batches with no carver, so that the central layer's own cold
+ * check sends them back to their spans. TCMalloc reclaims idle per-CPU
+ * caches in its background thread (its docs/design.md); this is driven
+ * by the refills instead, so a program with no misses pays nothing. */
+static void drain_cold_bins(void *area, uint32_t slab)
+{
+    struct growth *slab_growth = &slab_growth_of[slab];
+    uint64_t refilled[sizeof slab_growth->refilled_since_walk / sizeof(uint64_t)];
+    for (unsigned word = 0; word < sizeof refilled / sizeof refilled[0]; word++)
+        refilled[word] =
+            __atomic_exchange_n(&slab_growth->refilled_since_walk[word], 0, __ATOMIC_RELAXED);
+    for (unsigned bin = 1; bin < XMM_CLASS_COUNT; bin++) {
+        if ((refilled[bin / 64] >> (bin % 64) & 1) || !cached_in((int)slab, bin))
+            continue;
+        void *objects[XMM_MAX_BATCH];
+        uint64_t node;
+        uint32_t count;
+        while ((count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, bin, objects,
+                                           XMM_MAX_BATCH, &node)))
+            xmm_central_drain((int)node, bin, objects, count, XMM_CENTRAL_NO_CARVER);
+    }
+}
+
+/* Counts a refill of `count` objects of `size_class` toward the slab's
+ * next cold-bin walk, and walks when it is due (one thread: the exchange). */
+static void count_refill(void *area, uint32_t slab, unsigned size_class, uint32_t count)
+{
+    struct growth *slab_growth = &slab_growth_of[slab];
+    uint64_t *refilled = &slab_growth->refilled_since_walk[size_class / 64];
+    uint64_t bit = (uint64_t)1 << (size_class % 64);
+    if (!(__atomic_load_n(refilled, __ATOMIC_RELAXED) & bit))
+        __atomic_fetch_or(refilled, bit, __ATOMIC_RELAXED);
+    uint64_t due = xmm_config.cpu_cache_bytes > COLD_WALK_MIN_BYTES ? xmm_config.cpu_cache_bytes
+                                                                     : COLD_WALK_MIN_BYTES;
+    uint64_t bytes = (uint64_t)count * xmm_size_classes[size_class].size;
+    if (__atomic_add_fetch(&slab_growth->refilled_bytes, bytes, __ATOMIC_RELAXED) < due ||
+        __atomic_exchange_n(&slab_growth->refilled_bytes, 0, __ATOMIC_RELAXED) < due)
+        return;
+    drain_cold_bins(area, slab);
+}
+
 void *xmm_cpu_cache_alloc_slow(unsigned size_class)
 {
     void *area = xmm_thread.rseq_area;
@@ -660,6 +731,7 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
      * is full or locked for draining. The rest goes back. */
     if (pushed < count)
         xmm_central_drain(node, size_class, objects, count - pushed, carver);
+    count_refill(area, slab, size_class, count + 1);
     __atomic_fetch_add(&slow_counts.allocations[size_class], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&slow_counts.refills, 1, __ATOMIC_RELAXED);
     /* Upkeep reads the clock: once per 64 refills of a thread is enough. */
@@ -983,15 +1055,6 @@ void xmm_cpu_cache_release(bool (*check_pending)(void *object, uint64_t tag))
 }
 
 /* ---- statistics ---------------------------------------------------------------------------- */
-
-/* Objects in bin `bin` of `slab` now (0 while a drain holds the
- * header locked). */
-static uint64_t cached_in(int slab, unsigned bin)
-{
-    uint64_t header = __atomic_load_n(&slab_words(slab)[bin], __ATOMIC_RELAXED);
-    unsigned current = header_current(header), begin = header_begin(header);
-    return !header_locked(header) && current > begin ? current - begin : 0;
-}
 
 /* The class of the block in `slab`'s pending slot (0: none). A block
  * whose free is pending counts as cached: its program is done with it. */

@@ -38,6 +38,14 @@
  *            (batch 6) the seventh malloc does. A release starts the
  *            slow start again. Also run on per-thread caches
  *            (XMM_RSEQ=0), whose refills start the same way.
+ *   cold-bins  the bins of eight classes of 20-64 KiB are filled (a
+ *            dozen blocks each, allocated and freed: over 1 MiB cached),
+ *            then 600 blocks of 16 KiB are allocated and kept: 9.6 MiB of
+ *            refills of another class, past the 4 MiB budget twice. The
+ *            bins no refill touched meanwhile are drained (cpu_cache.c,
+ *            drain_cold_bins): at most what was cached before the eight
+ *            classes plus a batch of 16 KiB blocks stays (before: every
+ *            block of the eight classes stayed, each pinning its span)
  *   stress-small  the same with blocks of 48 bytes, every word tagged: a
  *            class below a cache line, whose refills claim page owners
  *            (compare-and-swaps of the page word) and whose frees pick a
@@ -199,6 +207,45 @@ static void slow_start_case(void)
     }
 }
 
+#define COLD_CLASSES 8
+#define COLD_BLOCKS 12
+#define HOT_BLOCKS 600
+#define HOT_SIZE 16000
+
+static void cold_bins_case(void)
+{
+    static const size_t cold_sizes[COLD_CLASSES] = {20000, 24000, 28000, 32000,
+                                                    40000, 48000, 56000, 64000};
+    static void *cold[COLD_BLOCKS], *hot[HOT_BLOCKS];
+    uint64_t before = snapshot().bytes_cached;
+    for (int c = 0; c < COLD_CLASSES; c++) {
+        for (int i = 0; i < COLD_BLOCKS; i++) {
+            cold[i] = malloc(cold_sizes[c]);
+            CHECKQ(cold[i] != NULL, "malloc(%zu)", cold_sizes[c]);
+            memset(cold[i], 1, 64);
+        }
+        for (int i = 0; i < COLD_BLOCKS; i++)
+            free(cold[i]);
+    }
+    uint64_t filled = snapshot().bytes_cached;
+    for (int i = 0; i < HOT_BLOCKS; i++) {
+        hot[i] = malloc(HOT_SIZE);
+        CHECKQ(hot[i] != NULL, "malloc(%d)", HOT_SIZE);
+        memset(hot[i], 2, 64);
+    }
+    __asm__ __volatile__("" : : "r"(hot) : "memory");
+    uint64_t after = snapshot().bytes_cached;
+    for (int i = 0; i < HOT_BLOCKS; i++)
+        free(hot[i]);
+    CHECK(filled >= before + (1 << 20), "the eight classes' bins hold their blocks "
+          "(%llu bytes cached, %llu before)", (unsigned long long)filled,
+          (unsigned long long)before);
+    uint64_t bound = before + 8 * 16384;
+    CHECK(after <= bound, "after 9.6 MiB of refills of another class the cold bins are "
+          "drained: %llu bytes cached, at most %llu (%llu with them filled)",
+          (unsigned long long)after, (unsigned long long)bound, (unsigned long long)filled);
+}
+
 #define STRESS_THREADS 4
 #define STRESS_BLOCKS 300
 #define STRESS_ROUNDS 20000
@@ -246,6 +293,8 @@ int main(int argc, char **argv)
             release_case();
         else if (!strcmp(argv[1], "slow-start"))
             slow_start_case();
+        else if (!strcmp(argv[1], "cold-bins"))
+            cold_bins_case();
         else if (!strcmp(argv[1], "stress"))
             stress_case();
         else if (!strcmp(argv[1], "stress-small")) {
@@ -274,6 +323,7 @@ int main(int argc, char **argv)
     char *per_thread[] = {"XMM_DECAY_MS=600000", "XMM_BACKGROUND=0", "XMM_RSEQ=0", NULL};
     CHECK(check_run_self("slow-start", common) == 0, "slow start");
     CHECK(check_run_self("slow-start", per_thread) == 0, "slow start, per-thread caches");
+    CHECK(check_run_self("cold-bins", common) == 0, "cold bins drained");
     CHECK(check_run_self("stress", common) == 0, "stress case");
     CHECK(check_run_self("stress-small", common) == 0, "stress case, 48-byte blocks");
     return check_summary("cpu_capacity");
