@@ -664,9 +664,14 @@ static unsigned refill_count(uint32_t slab, unsigned size_class)
  * (docs/design.md, "Cold bins"). A bin that only hits (a cycle that fits
  * the cache) is drained too, and refills once. Its own critical sections
  * (xmm_rseq_pop_batch) on the CPU the thread runs on: a thread that moved
- * since drains another CPU's cold bins, which is as good. The blocks go to
- * transfer batches with no carver, so that the central layer's own cold
- * check sends them back to their spans. TCMalloc reclaims idle per-CPU
+ * since drains another CPU's cold bins, which is as good. At most what the
+ * bin held when the walk looked: threads refilling and freeing the class
+ * on that CPU between the pops cannot keep the walk going. The blocks go
+ * to the central layer with no carver (xmm_central_drain): a whole batch
+ * becomes a transfer batch, which the central layer's own cold check
+ * returns to its spans if no refill takes it, and fewer objects (the
+ * classes from 4 KiB, whose batches are smaller than a pop) go straight
+ * back to their spans. TCMalloc reclaims idle per-CPU
  * caches in its background thread (its docs/design.md); this is driven
  * by the refills instead, so a program with no misses pays nothing. */
 static void drain_cold_bins(void *area, uint32_t slab)
@@ -677,14 +682,20 @@ static void drain_cold_bins(void *area, uint32_t slab)
         refilled[word] =
             __atomic_exchange_n(&slab_growth->refilled_since_walk[word], 0, __ATOMIC_RELAXED);
     for (unsigned bin = 1; bin < XMM_CLASS_COUNT; bin++) {
-        if ((refilled[bin / 64] >> (bin % 64) & 1) || !cached_in((int)slab, bin))
+        if (refilled[bin / 64] >> (bin % 64) & 1)
             continue;
-        void *objects[XMM_MAX_BATCH];
-        uint64_t node;
-        uint32_t count;
-        while ((count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, bin, objects,
-                                           XMM_MAX_BATCH, &node)))
+        uint64_t left = cached_in((int)slab, bin);
+        while (left) {
+            void *objects[XMM_MAX_BATCH];
+            uint64_t node;
+            uint32_t wanted = left < XMM_MAX_BATCH ? (uint32_t)left : XMM_MAX_BATCH;
+            uint32_t count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, bin,
+                                                objects, wanted, &node);
+            if (!count)
+                break;
             xmm_central_drain((int)node, bin, objects, count, XMM_CENTRAL_NO_CARVER);
+            left -= count;
+        }
     }
 }
 
