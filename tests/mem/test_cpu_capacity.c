@@ -40,7 +40,7 @@
  *            (XMM_RSEQ=0), whose refills start the same way.
  *   cold-bins  the bins of eight classes of 20-64 KiB are filled (a
  *            dozen blocks each, allocated and freed: over 1 MiB cached),
- *            then 600 blocks of 16 KiB are allocated and kept: 9.6 MiB of
+ *            then 600 blocks of 16 KiB are allocated and kept: 9.4 MiB of
  *            refills of another class, past the 4 MiB budget twice. The
  *            bins no refill touched meanwhile are drained (cpu_cache.c,
  *            drain_cold_bins): at most what was cached before the eight
@@ -241,7 +241,7 @@ static void cold_bins_case(void)
           "(%llu bytes cached, %llu before)", (unsigned long long)filled,
           (unsigned long long)before);
     uint64_t bound = before + 8 * 16384;
-    CHECK(after <= bound, "after 9.6 MiB of refills of another class the cold bins are "
+    CHECK(after <= bound, "after 9.4 MiB of refills of another class the cold bins are "
           "drained: %llu bytes cached, at most %llu (%llu with them filled)",
           (unsigned long long)after, (unsigned long long)bound, (unsigned long long)filled);
 }
