@@ -654,6 +654,25 @@ static unsigned refill_count(uint32_t slab, unsigned size_class)
  * one add up to the budget (XMM_CPU_CACHE_SIZE), at least this much. */
 #define COLD_WALK_MIN_BYTES ((uint64_t)1 << 20)
 
+/* Pops up to `most` objects of bin `bin` of the slab of the CPU the
+ * thread runs on, with its own critical sections, and gives them to the
+ * central layer with no carver. Stops early when the bin is empty. */
+static void drain_bin_here(void *area, unsigned bin, uint64_t most)
+{
+    while (most) {
+        void *objects[XMM_MAX_BATCH];
+        uint64_t node;
+        uint32_t wanted = most < XMM_MAX_BATCH ? (uint32_t)most : XMM_MAX_BATCH;
+        uint32_t count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, bin, objects,
+                                            wanted, &node);
+        if (!count)
+            return;
+        xmm_central_drain((int)node, xmm_cpu_bin_class(bin), objects, count,
+                          XMM_CENTRAL_NO_CARVER);
+        most -= count;
+    }
+}
+
 /* Drains the class bins of the calling thread's slab that no refill
  * touched since the last walk: a CPU that refilled its whole budget's
  * worth meanwhile has turned its cache over, and a bin that took no part
@@ -684,18 +703,7 @@ static void drain_cold_bins(void *area, uint32_t slab)
     for (unsigned bin = 1; bin < XMM_CLASS_COUNT; bin++) {
         if (refilled[bin / 64] >> (bin % 64) & 1)
             continue;
-        uint64_t left = cached_in((int)slab, bin);
-        while (left) {
-            void *objects[XMM_MAX_BATCH];
-            uint64_t node;
-            uint32_t wanted = left < XMM_MAX_BATCH ? (uint32_t)left : XMM_MAX_BATCH;
-            uint32_t count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, bin,
-                                                objects, wanted, &node);
-            if (!count)
-                break;
-            xmm_central_drain((int)node, bin, objects, count, XMM_CENTRAL_NO_CARVER);
-            left -= count;
-        }
+        drain_bin_here(area, bin, cached_in((int)slab, bin));
     }
 }
 
@@ -1044,15 +1052,8 @@ static void release_current_slab(pending_check check)
     uint64_t tag;
     void *object = xmm_rseq_take_pending(area, index_of(area), &xmm_cpu_slabs, &tag);
     complete_pending(object, tag, check);
-    for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
-        void *objects[XMM_MAX_BATCH];
-        uint64_t node;
-        uint32_t count;
-        while ((count = xmm_rseq_pop_batch(area, index_of(area), xmm_cpu_slabs, bin, objects,
-                                           XMM_MAX_BATCH, &node)))
-            xmm_central_drain((int)node, xmm_cpu_bin_class(bin), objects, count,
-                              XMM_CENTRAL_NO_CARVER);
-    }
+    for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++)
+        drain_bin_here(area, bin, UINT64_MAX);
 }
 
 void xmm_cpu_cache_release(bool (*check_pending)(void *object, uint64_t tag))
