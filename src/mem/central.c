@@ -39,6 +39,13 @@
 
 #define XMM_SPAN_RELEASED 3u
 
+/* What the cold checks know of a class's refills (release_cold_classes). */
+enum refills_seen {
+    REFILLED_NOT_SINCE_RELEASE = 0, /* none since a check let go of it */
+    REFILLED_SINCE_CHECK = 1,       /* set by every refill */
+    REFILLED_BEFORE_CHECK = 2,      /* before the last check, none since */
+};
+
 struct transfer_batch {
     ck_stack_entry_t stack_entry;
     uint32_t count;
@@ -50,7 +57,7 @@ struct central_class {
     int64_t batch_count;          /* approximate number on `batches` */
     int64_t batch_limit;
     int64_t own_batch_count;      /* approximate number on the carvers' own stacks */
-    uint32_t taken_since_check;   /* refills from `batches` since the last cold check */
+    uint32_t refills_seen;        /* enum refills_seen: for the cold check */
     char pad1[XMM_CACHE_LINE - sizeof(struct xmm_stack) - 3 * sizeof(int64_t) -
               sizeof(uint32_t)];
     struct xmm_stack spans;       /* spans with free objects */
@@ -72,6 +79,7 @@ struct carver_row {
     struct xmm_span *kept[XMM_CLASS_COUNT];
     struct xmm_span *run;
     uint32_t refilled;             /* a refill cut from spans since the last upkeep pass */
+    uint32_t cut_since_check;      /* a span cut from `run` since the last cold check */
     /* Own batches (xmm_central_drain): per class, the transfer batches
      * this carver drained, which its refills take first; how many (at
      * least what the stack holds: counted up before a push, down after a
@@ -635,6 +643,8 @@ static void release_run(struct xmm_span *run)
  * the row by atomic exchange, and put back if the row is still empty. */
 static struct xmm_span *pages_from_run(int node, struct carver_row *row, size_t pages)
 {
+    if (!__atomic_load_n(&row->cut_since_check, __ATOMIC_RELAXED))
+        __atomic_store_n(&row->cut_since_check, 1, __ATOMIC_RELAXED);
     struct xmm_span *run = __atomic_exchange_n(&row->run, NULL, __ATOMIC_ACQUIRE);
     if (run && run->pages < pages) {
         release_run(run);
@@ -755,8 +765,6 @@ static unsigned refill_from_batch(struct central_node *central, struct central_c
         return 0;
     __atomic_fetch_sub(&lists->batch_count, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&lists->batches_taken, 1, __ATOMIC_RELAXED);
-    if (!__atomic_load_n(&lists->taken_since_check, __ATOMIC_RELAXED))
-        __atomic_store_n(&lists->taken_since_check, 1, __ATOMIC_RELAXED);
     return take_batch(central, (struct transfer_batch *)entry, out, wanted);
 }
 
@@ -796,15 +804,20 @@ static unsigned refill_from_own(struct central_node *central, struct central_cla
 _Static_assert(XMM_KEPT_SPAN_MAX_BYTES * 2 <= XMM_CARVER_RUN_BYTES,
                "a run holds at least two of the spans cut from it");
 
+/* Whether carvers keep spans of the class (and own batches of it). */
+static bool spans_kept(unsigned size_class)
+{
+    return ((size_t)xmm_size_classes[size_class].span_pages << XMM_PAGE_SHIFT) <=
+           XMM_KEPT_SPAN_MAX_BYTES;
+}
+
 /* `carver`'s row on `central` (counted among the rows release_carvers
  * visits), or NULL when there is no carver or the class's spans are not
  * kept. */
 static struct carver_row *carver_row_of(struct central_node *central, unsigned size_class,
                                         int carver)
 {
-    if (carver < 0 || carver >= carver_count ||
-        ((size_t)xmm_size_classes[size_class].span_pages << XMM_PAGE_SHIFT) >
-            XMM_KEPT_SPAN_MAX_BYTES)
+    if (carver < 0 || carver >= carver_count || !spans_kept(size_class))
         return NULL;
     int used = __atomic_load_n(&central->carvers_used, __ATOMIC_RELAXED);
     while (carver >= used &&
@@ -853,6 +866,8 @@ unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned 
     struct central_node *central = &central_nodes[node];
     struct central_class *lists = &central->classes[size_class];
     struct carver_row *row = carver_row_of(central, size_class, carver);
+    if (__atomic_load_n(&lists->refills_seen, __ATOMIC_RELAXED) != REFILLED_SINCE_CHECK)
+        __atomic_store_n(&lists->refills_seen, REFILLED_SINCE_CHECK, __ATOMIC_RELAXED);
     if (wanted == xmm_size_classes[size_class].batch) {
         unsigned count = row ? refill_from_own(central, lists, row, size_class, out, wanted) : 0;
         if (!count)
@@ -879,23 +894,34 @@ unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned 
     return got;
 }
 
-/* Lets go of the spans `row`'s carver keeps, listed again where sweeps
- * and other CPUs find them, and gives its run back. From `first_class`
- * on: an idle pass keeps the spans of the classes under a cache line
- * (release_carvers says why). */
-static void release_row(struct carver_row *row, unsigned first_class)
+/* Lets go of the span `row`'s carver keeps of the class, if any: listed
+ * again where sweeps and other CPUs find it. */
+static void release_kept(struct carver_row *row, unsigned size_class)
 {
-    for (unsigned size_class = first_class; size_class < XMM_CLASS_COUNT; size_class++) {
-        if (!__atomic_load_n(&row->kept[size_class], __ATOMIC_RELAXED))
-            continue;
-        struct xmm_span *kept = __atomic_exchange_n(&row->kept[size_class], NULL,
-                                                    __ATOMIC_ACQUIRE);
-        if (kept)
-            unclaim(kept);
-    }
+    if (!__atomic_load_n(&row->kept[size_class], __ATOMIC_RELAXED))
+        return;
+    struct xmm_span *kept = __atomic_exchange_n(&row->kept[size_class], NULL, __ATOMIC_ACQUIRE);
+    if (kept)
+        unclaim(kept);
+}
+
+static void release_row_run(struct carver_row *row)
+{
+    if (!__atomic_load_n(&row->run, __ATOMIC_RELAXED))
+        return;
     struct xmm_span *run = __atomic_exchange_n(&row->run, NULL, __ATOMIC_ACQUIRE);
     if (run)
         release_run(run);
+}
+
+/* Lets go of the spans `row`'s carver keeps and gives its run back. From
+ * `first_class` on: an idle pass keeps the spans of the classes under a
+ * cache line (release_carvers says why). */
+static void release_row(struct carver_row *row, unsigned first_class)
+{
+    for (unsigned size_class = first_class; size_class < XMM_CLASS_COUNT; size_class++)
+        release_kept(row, size_class);
+    release_row_run(row);
 }
 
 /* Which own batches give_back_own_batches moves: all (trim); as many of
@@ -1354,40 +1380,104 @@ size_t xmm_central_reclaim(int node)
  * add up to this much. */
 #define XMM_COLD_CHECK_BYTES ((int64_t)4 << 20)
 
-/* Ready batches of a class that no refill took since the last cold check
- * go back to their spans, whose empty ones a reclaim can then give to
- * another class. The upkeep pass flushes idle batches too, but once a
+/* A class that no refill took objects of since the last cold check has
+ * gone cold: its ready batches, the carvers' own batches of it and the
+ * spans they keep of it go back to their spans, whose empty ones a
+ * reclaim can then give to another class; so do the runs of carvers that
+ * cut no span since then.
+ * The upkeep pass lets go of idle batches and carvers too, but once a
  * period: a program whose sizes drift faster than that (a sliding window
  * of buffers whose size grows by a byte each time) kept up to 4 MiB of
  * batches in each class it had passed, and mapped new memory for the next
  * ones: 124 MiB in batches and a peak of 240 MiB where glibc peaks at 39
- * (bench/workloads/size-drift.c). Runs once per XMM_COLD_CHECK_BYTES of
- * spans asked for, so that its pass over the classes (a load each, and an
- * exchange where batches wait) costs at most one per 4 MiB of growth. */
-static void flush_cold_batches(struct central_node *central, int64_t wanted)
+ * (bench/workloads/size-drift.c). Then what carvers kept of the classes
+ * up to 8 KiB (a span of each, and the spans their own batches held) was
+ * a few hundred KiB, but scattered among the pages the classes after them
+ * had freed: the page heap's free spans between them, too short for those
+ * classes' spans, were 6.9 MiB of the 49 MiB committed at its peak, and
+ * about 3 once the cold check let go of them.
+ *
+ * Runs once per XMM_COLD_CHECK_BYTES of spans asked for, so that its pass
+ * over the classes (a load each, a CAS for those refilled; two loads per
+ * carver for those that went cold, each after refills; an exchange where
+ * something waits) costs at most one per 4 MiB of growth. The classes
+ * under a cache line keep their carvers' spans, as an idle pass does
+ * (release_carvers says why). */
+enum class_heat {
+    CLASS_WARM,      /* refilled since the last check */
+    CLASS_WENT_COLD, /* refilled before the last check, not since */
+    CLASS_COLD,      /* not refilled since a check let go of it */
+};
+
+/* Where the class stands at this check, and the next check's start. Only
+ * a refill changes the word meanwhile (checks run one at a time), and
+ * only to REFILLED_SINCE_CHECK: a CAS that fails saw one. */
+static enum class_heat check_heat(struct central_class *lists)
+{
+    uint32_t seen = __atomic_load_n(&lists->refills_seen, __ATOMIC_RELAXED);
+    if (seen == REFILLED_NOT_SINCE_RELEASE)
+        return CLASS_COLD;
+    uint32_t next = seen == REFILLED_SINCE_CHECK ? REFILLED_BEFORE_CHECK
+                                                 : REFILLED_NOT_SINCE_RELEASE;
+    if (!__atomic_compare_exchange_n(&lists->refills_seen, &seen, next, false, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED))
+        return CLASS_WARM;
+    return next == REFILLED_BEFORE_CHECK ? CLASS_WARM : CLASS_WENT_COLD;
+}
+
+/* What `row`'s carver holds of a class that went cold: its own batches go
+ * to the class's stack (flushed to their spans next), and its kept span,
+ * above a cache line, is listed again. */
+static void release_cold_class(struct central_node *central, struct carver_row *row,
+                               unsigned size_class)
+{
+    if (__atomic_load_n(&row->own_count[size_class], __ATOMIC_RELAXED) > 0) {
+        give_back_own_class(central, row, size_class, INT32_MAX);
+        __atomic_store_n(&row->own_low[size_class], 0, __ATOMIC_RELAXED);
+    }
+    if (size_class > XMM_SUBLINE_CLASSES)
+        release_kept(row, size_class);
+}
+
+static void release_cold_classes(struct central_node *central, int64_t wanted)
 {
     if (__atomic_add_fetch(&central->asked_since_check, wanted, __ATOMIC_RELAXED) <
         XMM_COLD_CHECK_BYTES)
         return;
     /* One thread walks: two that both saw the sum past the bound would
-     * walk back to back, and the second would flush the classes the
+     * walk back to back, and the second would release the classes the
      * first had just found in use (it cleared their flags). */
     if (__atomic_exchange_n(&central->asked_since_check, 0, __ATOMIC_RELAXED) <
         XMM_COLD_CHECK_BYTES)
         return;
+    int carvers = __atomic_load_n(&central->carvers_used, __ATOMIC_RELAXED);
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         struct central_class *lists = &central->classes[size_class];
-        if (__atomic_load_n(&lists->batch_count, __ATOMIC_RELAXED) <= 0)
+        enum class_heat heat = check_heat(lists);
+        if (heat == CLASS_WARM)
             continue;
-        if (!__atomic_exchange_n(&lists->taken_since_check, 0, __ATOMIC_RELAXED))
+        /* A class cold since a check let go of it may have own batches
+         * again: drains (frees) do not warm it. */
+        if (spans_kept(size_class) &&
+            (heat == CLASS_WENT_COLD ||
+             __atomic_load_n(&lists->own_batch_count, __ATOMIC_RELAXED) > 0))
+            for (int carver = 0; carver < carvers; carver++)
+                release_cold_class(central, &central->carvers[carver], size_class);
+        if (__atomic_load_n(&lists->batch_count, __ATOMIC_RELAXED) > 0)
             flush_batches(central, lists);
+    }
+    for (int carver = 0; carver < carvers; carver++) {
+        struct carver_row *row = &central->carvers[carver];
+        if (!__atomic_load_n(&row->cut_since_check, __ATOMIC_RELAXED) ||
+            !__atomic_exchange_n(&row->cut_since_check, 0, __ATOMIC_RELAXED))
+            release_row_run(row);
     }
 }
 
 struct xmm_span *xmm_central_alloc_pages(int node, size_t pages, size_t alignment)
 {
     struct central_node *central = &central_nodes[node];
-    flush_cold_batches(central, (int64_t)(pages << XMM_PAGE_SHIFT));
+    release_cold_classes(central, (int64_t)(pages << XMM_PAGE_SHIFT));
     int64_t empty = __atomic_load_n(&central->empty_bytes, __ATOMIC_RELAXED);
     int64_t floor = __atomic_load_n(&central->reclaim_floor, __ATOMIC_RELAXED);
     if (empty < floor) {

@@ -41,6 +41,17 @@
  *            let go of the span: carver 1's object is the next of carver
  *            0's span. After the passes no carver run is left: the
  *            idle pass keeps the span, not the run it was cut from.
+ *   cold     carver 0 drains two batches of 1 KiB objects and keeps a
+ *            span of 3000-byte objects, one object out and back; then the
+ *            central layer hands out 12 MiB of pages (three cold checks)
+ *            while carver 0 keeps refilling and draining 64-byte objects.
+ *            The classes no refill took since a check go back: carver 1
+ *            takes the two batches and cuts its 3000-byte object from the
+ *            span carver 0 kept, and no carver run is left. The 64-byte
+ *            batch stays carver 0's. Before, the cold check flushed only
+ *            the classes' shared batches: what carvers kept of classes a
+ *            program had stopped using pinned their spans (size-drift's
+ *            holes, central.c, release_cold_classes).
  *   trim     xmm_central_release_all leaves no batch anywhere and every
  *            span back in the page heap (the kept spans of case kept
  *            too).
@@ -280,6 +291,40 @@ static void trim_case(void)
           (unsigned long long)stats.spans_created, (unsigned long long)stats.spans_released);
 }
 
+static void cold_case(void)
+{
+    unsigned batch = xmm_size_classes[class_1k].batch;
+    void *drained[2 * XMM_MAX_BATCH], *warm[XMM_MAX_BATCH], *kept_object, *other;
+    unsigned count = drain_1k_batches(drained, 2);
+    CHECK(xmm_central_refill(0, class_3000, &kept_object, 1, 0) == 1,
+          "carver 0 refilled one 3000-byte object");
+    xmm_central_return_object(kept_object); /* its span stays carver 0's */
+    enum { SPAN_PAGES = 64, SPANS = (12 << 20) / (SPAN_PAGES << XMM_PAGE_SHIFT) };
+    for (int i = 0; i < SPANS; i++) {
+        CHECKQ(refill(class_64, 0, warm) == xmm_size_classes[class_64].batch,
+               "carver 0 refilled 64-byte objects");
+        xmm_central_drain(0, class_64, warm, xmm_size_classes[class_64].batch, 0);
+        struct xmm_span *span = xmm_central_alloc_pages(0, SPAN_PAGES, 0);
+        CHECKQ(span != NULL, "the central layer handed out 256 KiB of pages");
+        if (span)
+            xmm_page_heap_free(span);
+    }
+    struct xmm_central_stats stats;
+    xmm_central_stats(0, &stats);
+    CHECK(stats.run_bytes == 0, "no carver run is left after the cold checks (%llu bytes)",
+          (unsigned long long)stats.run_bytes);
+    unsigned shared = taken_by_carver_1(class_1k, drained, count);
+    CHECK(shared == 2 * batch, "carver 1 took carver 0's two cold batches (%u of %u objects)",
+          shared, count);
+    CHECK(xmm_central_refill(0, class_3000, &other, 1, 1) == 1, "carver 1 refilled one object");
+    CHECK(other == kept_object,
+          "carver 1 cut its 3000-byte object from the span carver 0 had kept (%p, %p)", other,
+          kept_object);
+    xmm_central_return_object(other);
+    CHECK(taken_by_carver_1(class_64, warm, xmm_size_classes[class_64].batch) == 0,
+          "carver 0's batch of a class it kept refilling stayed its own");
+}
+
 int main(int argc, char **argv)
 {
     /* Only this test's calls release the carvers: no background thread. */
@@ -317,6 +362,8 @@ int main(int argc, char **argv)
     bound_case();
     xmm_central_release_all();
     kept_case();
+    xmm_central_release_all();
+    cold_case();
     trim_case();
     return check_summary("own batches");
 }
