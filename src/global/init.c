@@ -15,7 +15,8 @@
  * alone, since the call it interrupted completes when the signal handler
  * returns. The lock-free layers (central, large cache, per-CPU slabs) are
  * consistent at every instant: a lost thread's claimed span or popped
- * batch only leaks. Each repair is in the module that owns the lock:
+ * batch only leaks, and the cold check it was running (central.c, one at
+ * a time) is forgotten. Each repair is in the module that owns the lock:
  *
  * Every lock the allocator takes, in acquisition order: a thread holding a
  * lock takes only locks of a higher order, never one of the same or lower
@@ -90,6 +91,7 @@ static void after_fork_in_child(void)
     xmm_metadata_after_fork_child();
     xmm_arena_after_fork_child();
     xmm_page_heap_after_fork_child();
+    xmm_central_after_fork_child();
     xmm_profile_after_fork_child();
     xmm_front_end_after_fork_child();
     xmm_upkeep_after_fork_child();

@@ -106,6 +106,7 @@ struct central_node {
     int64_t empty_bytes;           /* bytes of the empty listed spans, all classes */
     int64_t reclaim_floor;         /* of which a reclaim found nothing to take */
     int64_t asked_since_check;     /* bytes of spans asked for since the last cold check */
+    uint32_t cold_checking;        /* a cold check is under way */
 } XMM_CACHE_ALIGNED;
 
 static struct central_node *central_nodes;
@@ -643,8 +644,6 @@ static void release_run(struct xmm_span *run)
  * the row by atomic exchange, and put back if the row is still empty. */
 static struct xmm_span *pages_from_run(int node, struct carver_row *row, size_t pages)
 {
-    if (!__atomic_load_n(&row->cut_since_check, __ATOMIC_RELAXED))
-        __atomic_store_n(&row->cut_since_check, 1, __ATOMIC_RELAXED);
     struct xmm_span *run = __atomic_exchange_n(&row->run, NULL, __ATOMIC_ACQUIRE);
     if (run && run->pages < pages) {
         release_run(run);
@@ -677,6 +676,10 @@ static struct xmm_span *pages_from_run(int node, struct carver_row *row, size_t 
     }
     if (span)
         count_run_bytes(span, -(int64_t)xmm_span_bytes(span));
+    /* After the cut: a cold check that taking a new run set off (through
+     * xmm_central_alloc_pages) must not find the row idle. */
+    if (!__atomic_load_n(&row->cut_since_check, __ATOMIC_RELAXED))
+        __atomic_store_n(&row->cut_since_check, 1, __ATOMIC_RELAXED);
     struct xmm_span *none = NULL;
     if (run && !__atomic_compare_exchange_n(&row->run, &none, run, false, __ATOMIC_RELEASE,
                                             __ATOMIC_RELAXED))
@@ -1410,8 +1413,9 @@ enum class_heat {
 };
 
 /* Where the class stands at this check, and the next check's start. Only
- * a refill changes the word meanwhile (checks run one at a time), and
- * only to REFILLED_SINCE_CHECK: a CAS that fails saw one. */
+ * a refill changes the word meanwhile (checks run one at a time:
+ * release_cold_classes), and only to REFILLED_SINCE_CHECK: a CAS that
+ * fails saw one. */
 static enum class_heat check_heat(struct central_class *lists)
 {
     uint32_t seen = __atomic_load_n(&lists->refills_seen, __ATOMIC_RELAXED);
@@ -1446,9 +1450,15 @@ static void release_cold_classes(struct central_node *central, int64_t wanted)
         return;
     /* One thread walks: two that both saw the sum past the bound would
      * walk back to back, and the second would release the classes the
-     * first had just found in use (it cleared their flags). */
+     * first had just found in use (it moved them to "refilled before").
+     * So would a check that more growth (or a signal handler) set off
+     * while one walks: it gives way. */
     if (__atomic_exchange_n(&central->asked_since_check, 0, __ATOMIC_RELAXED) <
         XMM_COLD_CHECK_BYTES)
+        return;
+    uint32_t idle = 0;
+    if (!__atomic_compare_exchange_n(&central->cold_checking, &idle, 1, false, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED))
         return;
     int carvers = __atomic_load_n(&central->carvers_used, __ATOMIC_RELAXED);
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
@@ -1472,6 +1482,13 @@ static void release_cold_classes(struct central_node *central, int64_t wanted)
             !__atomic_exchange_n(&row->cut_since_check, 0, __ATOMIC_RELAXED))
             release_row_run(row);
     }
+    __atomic_store_n(&central->cold_checking, 0, __ATOMIC_RELEASE);
+}
+
+void xmm_central_after_fork_child(void)
+{
+    for (int node = 0; node < xmm_nodes; node++)
+        __atomic_store_n(&central_nodes[node].cold_checking, 0, __ATOMIC_RELAXED);
 }
 
 struct xmm_span *xmm_central_alloc_pages(int node, size_t pages, size_t alignment)

@@ -85,6 +85,11 @@ void xmm_central_release_carvers(bool idle_only);
  * `now_ns`: the caller's read of xmm_os_now_ns(). */
 void xmm_central_maintain(int node, uint64_t now_ns);
 
+/* In the child of fork(): a cold check (which allocations that grow the
+ * heap run, one at a time) that a thread the child does not have was
+ * running is forgotten, so that the child's own checks run. */
+void xmm_central_after_fork_child(void);
+
 /* Gives `node`'s memory that no class uses back to the page heap: the
  * ready batches nobody took since the last upkeep pass, the empty spans of
  * every class where they are an eighth of its spans or more (a sweep pops
