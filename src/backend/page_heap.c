@@ -308,16 +308,60 @@ static struct xmm_chunk *new_chunk(struct page_heap *heap, size_t pages)
 static struct xmm_span *free_neighbour(const struct page_heap *heap, struct xmm_chunk *chunk,
                                        struct xmm_span *span, bool after);
 
-/* Joins `span` (free, clean, off the lists) with its free neighbours that
- * are clean too: a dirty neighbour stays apart, since the joined span would
- * count the clean pages as resident. */
-static void join_clean_neighbours(struct page_heap *heap, struct xmm_chunk *chunk,
-                                  struct xmm_span *span)
+/* A free span whose pages are not resident, of at most this many pages,
+ * joins a resident neighbour (and then counts as resident): the rest of a
+ * carver run, a purged hole the size of a span. Longer ones stay apart. */
+#define JOIN_NOT_RESIDENT_MAX_PAGES (((size_t)256 << 10) >> XMM_PAGE_SHIFT)
+
+/* True when free span `neighbour` may join `span`. Spans of resident
+ * pages and spans of purged or never-touched pages join only when the
+ * latter is short (JOIN_NOT_RESIDENT_MAX_PAGES, and `mixed`), as jemalloc
+ * keeps its dirty, muzzy and retained extents apart. A joined span has
+ * one state: a resident one joined with megabytes that are not counts
+ * them resident, so the purge before growth (purge_for_growth) thinks
+ * the slack full and purges, or thinks it used and does not, and requests
+ * that take resident pages first fault in the purged part while resident
+ * free pages elsewhere wait for decay (a probe of sqlite's heap found an
+ * 18 MiB free span with 4578 of its 7421 pages resident, and new spans
+ * cut from one with 226 of 2342). Kept apart, with the growth slack at
+ * 32 MiB, the `large` and `size-mix` benchmarks peaked 12% lower
+ * (bench/analysis.md, "Peak RSS: large"). Short pieces join, so
+ * that holes between spans still coalesce into spans other classes can
+ * use: with none joining, size-drift peaked at 58 MiB instead of 44. A
+ * clean span (reads zero) joins only clean ones among those not
+ * resident, so that calloc still knows it; purged pages that may read
+ * old bytes join any. */
+static bool joins(const struct xmm_span *span, const struct xmm_span *neighbour, bool mixed)
+{
+    bool resident = holds_resident(span);
+    if (resident != holds_resident(neighbour))
+        return mixed && (resident ? neighbour : span)->pages <= JOIN_NOT_RESIDENT_MAX_PAGES;
+    if (resident)
+        return true;
+    return span->dirty == XMM_PAGES_PURGED_NOT_ZERO || neighbour->dirty == XMM_PAGES_CLEAN;
+}
+
+/* Joins `span` (free, off the lists) with the free neighbours it may join
+ * (joins; `mixed`: also across residency, which a purge must not do: the
+ * resident neighbour it would take may be the next span it purges). A
+ * resident span ages from its oldest resident part: re-stamping it on
+ * every join would let a program that keeps splitting and re-freeing one
+ * large free span keep it resident forever. */
+static void join_neighbours(struct page_heap *heap, struct xmm_chunk *chunk,
+                            struct xmm_span *span, bool mixed)
 {
     for (int after = 0; after <= 1; after++) {
         struct xmm_span *neighbour = free_neighbour(heap, chunk, span, after);
-        if (!neighbour || neighbour->dirty != XMM_PAGES_CLEAN)
+        if (!neighbour || !joins(span, neighbour, mixed))
             continue;
+        if (holds_resident(neighbour)) {
+            if (!holds_resident(span)) {
+                span->dirty = XMM_PAGES_DIRTY;
+                span->freed_at_ns = neighbour->freed_at_ns;
+            } else if (neighbour->freed_at_ns < span->freed_at_ns) {
+                span->freed_at_ns = neighbour->freed_at_ns;
+            }
+        }
         list_remove(heap, neighbour);
         if (!after)
             span->start = neighbour->start;
@@ -336,7 +380,7 @@ static void list_held_pages(struct page_heap *heap, struct xmm_chunk *chunk)
     struct xmm_span *held = make_free_span(heap, head, heap->held_pages, XMM_PAGES_CLEAN);
     if (!held)
         return;
-    join_clean_neighbours(heap, chunk, held);
+    join_neighbours(heap, chunk, held, true);
     list_insert(heap, held);
 }
 
@@ -471,15 +515,20 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
     return span;
 }
 
-static size_t purge_for_growth(struct page_heap *heap, size_t pages, size_t keep_pages);
+static size_t purge_for_growth(struct page_heap *heap, size_t pages, size_t keep_pages, bool full);
 
-/* Free pages kept resident while the heap grows (per node): up to this,
- * the RSS grows without purging free ones. Large enough for a program
- * that cycles through blocks of many sizes to keep its free pool (the
- * `large` benchmark, blocks of 64 KiB - 16 MiB, took 30% longer with
- * 8 MiB: purged spans were faulted in again), small beside the phases of
- * `size-mix` (150 MiB each) that the purge is for. */
-#define GROWTH_SLACK_PAGES (((size_t)64 << 20) >> XMM_PAGE_SHIFT)
+/* Free pages kept resident while the heap grows (per node), in pages.
+ * XMM_PAGE_HEAP_GROWTH_SLACK is 32 MiB: large enough for a program that
+ * cycles through blocks of many sizes to keep its free pool (the `large`
+ * benchmark, blocks of 64 KiB - 16 MiB, took 30% longer with 8 MiB, and
+ * 40% longer with 16: purged spans were faulted in again), small beside
+ * the phases of `size-mix` (150 MiB each) that the purge is for. It was
+ * 64 MiB while free spans of resident and purged pages joined, and the
+ * count of resident free pages took in purged ones. */
+#define GROWTH_SLACK_PAGES (XMM_PAGE_HEAP_GROWTH_SLACK >> XMM_PAGE_SHIFT)
+/* A purge before growth passes over at most this many spans it cannot
+ * purge (purge_for_growth). */
+#define GROWTH_PURGE_MAX_SKIPPED 64
 /* A purge before growth gives back at least this much at once, so that a
  * heap growing span by span pays one madvise per MiB, not one per span. */
 #define GROWTH_PURGE_MIN_PAGES (((size_t)1 << 20) >> XMM_PAGE_SHIFT)
@@ -511,13 +560,17 @@ static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_page
     size_t at_least = wanted > GROWTH_PURGE_MIN_PAGES ? wanted : GROWTH_PURGE_MIN_PAGES;
     struct xmm_span *span = find_free(heap, wanted, !may_grow);
     if (span) {
+        list_remove(heap, span);
+        /* Off the lists and no longer free before the purge: a span it
+         * purges joins its free neighbours (mark_purged), and must not
+         * take this one. */
+        __atomic_store_n(&span->kind, XMM_SPAN_CACHED, __ATOMIC_RELEASE);
         /* Purged pages fault in as fresh ones do: the RSS grows the same. */
         if (!holds_resident(span) && heap->dirty_pages > GROWTH_SLACK_PAGES)
-            purge_for_growth(heap, at_least, GROWTH_SLACK_PAGES);
-        list_remove(heap, span);
+            purge_for_growth(heap, at_least, GROWTH_SLACK_PAGES, false);
     } else if (may_grow) {
         if (heap->dirty_pages > GROWTH_SLACK_PAGES)
-            purge_for_growth(heap, at_least, GROWTH_SLACK_PAGES);
+            purge_for_growth(heap, at_least, GROWTH_SLACK_PAGES, false);
         span = cut_fresh(heap, wanted);
     }
     if (span) {
@@ -601,7 +654,7 @@ static void free_clean_locked(struct page_heap *heap, struct xmm_chunk *chunk,
     __atomic_store_n(&span->kind, XMM_SPAN_FREE, __ATOMIC_RELEASE);
     span->size_class = 0;
     span->freed_at_ns = now;
-    join_clean_neighbours(heap, chunk, span);
+    join_neighbours(heap, chunk, span, true);
     list_insert(heap, span);
     xmm_assert_expensive(lists_consistent(heap));
 }
@@ -615,27 +668,7 @@ static void free_locked(struct page_heap *heap, struct xmm_chunk *chunk, struct 
     span->size_class = 0;
     span->dirty = XMM_PAGES_DIRTY;
     span->freed_at_ns = now;
-    /* A merged span ages from its oldest dirty part: re-stamping it on
-     * every merge would let a program that keeps splitting and re-freeing
-     * one large free span keep it resident forever. */
-    struct xmm_span *before = free_neighbour(heap, chunk, span, false);
-    if (before) {
-        if (holds_resident(before) && before->freed_at_ns < span->freed_at_ns)
-            span->freed_at_ns = before->freed_at_ns;
-        list_remove(heap, before);
-        span->start = before->start;
-        span->pages += before->pages;
-        retire_descriptor(heap, before);
-    }
-    struct xmm_span *after = free_neighbour(heap, chunk, span, true);
-    if (after) {
-        if (holds_resident(after) && after->freed_at_ns < span->freed_at_ns)
-            span->freed_at_ns = after->freed_at_ns;
-        list_remove(heap, after);
-        span->pages += after->pages;
-        retire_descriptor(heap, after);
-    }
-    xmm_chunk_set_pages(span, true);
+    join_neighbours(heap, chunk, span, true);
     list_insert(heap, span);
     xmm_assert_expensive(lists_consistent(heap));
 }
@@ -834,24 +867,56 @@ static void mark_purged(struct page_heap *heap, struct xmm_span *span)
     /* MADV_FREE leaves the old bytes until the kernel needs the memory:
      * purged, but calloc must still clear it. */
     span->dirty = xmm_config.purge_lazy ? XMM_PAGES_PURGED_NOT_ZERO : XMM_PAGES_CLEAN;
+    join_neighbours(heap, (struct xmm_chunk *)xmm_region_of(span->start), span, false);
     list_insert(heap, span);
 }
 
-/* Purges whole resident free spans, oldest first, until `pages` pages went
- * back or no more than `keep_pages` stay resident. Caller holds the lock.
- * Returns the pages purged. */
-static size_t purge_for_growth(struct page_heap *heap, size_t pages, size_t keep_pages)
+/* Purges the part of `span` (listed, resident) that purge_range gives
+ * (`full`: all of it). Caller holds the lock. Returns the bytes purged. */
+static size_t purge_span(struct page_heap *heap, struct xmm_span *span, bool full)
 {
-    size_t purged = 0;
+    char *start;
+    size_t length;
+    if (!purge_range(span, full, &start, &length) ||
+        xmm_arena_purge((struct xmm_chunk *)xmm_region_of(span->start), start, length) != 0)
+        return 0;
+    heap->purged_bytes += length;
+    if (length == xmm_span_bytes(span)) {
+        mark_purged(heap, span);
+    } else {
+        /* Still counted dirty: its ends may be resident, and calloc
+         * must not assume zeroes. */
+        span->dirty = XMM_PAGES_INTERIOR_PURGED;
+    }
+    return length;
+}
+
+/* Purges resident free spans, oldest first, until `pages` pages went back
+ * or no more than `keep_pages` stay resident. `full`: whole spans; else,
+ * on a chunk of huge pages, only the whole huge pages inside each span
+ * (purge_range), as decay does: purging part of one puts the chunk on
+ * small pages for good (arena.h), and `frag`, whose heap the purge before
+ * growth cut into such parts once its slack was 32 MiB, faulted 2.5 times
+ * as often and took three times the user time on TLB misses. Caller holds
+ * the lock. Returns the pages purged. */
+static size_t purge_for_growth(struct page_heap *heap, size_t pages, size_t keep_pages, bool full)
+{
+    size_t purged = 0, visits = 0;
     struct xmm_span *span = heap->oldest;
     while (span && purged < pages && heap->dirty_pages > keep_pages) {
         struct xmm_span *newer = span->newer;
-        if (xmm_arena_purge((struct xmm_chunk *)xmm_region_of(span->start), span->start,
-                            xmm_span_bytes(span)) == 0) {
-            purged += span->pages;
-            heap->purged_bytes += xmm_span_bytes(span);
-            mark_purged(heap, span);
+        size_t bytes = purge_span(heap, span, full);
+        if (bytes == 0 && !full) {
+            /* No whole huge page inside: to the back, so that the next
+             * walk starts with others; and a bounded walk, since a heap
+             * of many short spans on huge pages would be walked whole at
+             * every growth. */
+            resident_unlink(heap, span);
+            resident_append(heap, span);
+            if (++visits == GROWTH_PURGE_MAX_SKIPPED)
+                break;
         }
+        purged += bytes >> XMM_PAGE_SHIFT;
         span = newer;
     }
     return purged;
@@ -862,37 +927,24 @@ size_t xmm_page_heap_purge_oldest(int node, size_t bytes)
     struct page_heap *heap = &heaps[node];
     if (!heap_lock(heap))
         return 0;
-    size_t pages = purge_for_growth(heap, xmm_align_up(bytes, XMM_PAGE_SIZE) >> XMM_PAGE_SHIFT, 0);
+    size_t pages =
+        purge_for_growth(heap, xmm_align_up(bytes, XMM_PAGE_SIZE) >> XMM_PAGE_SHIFT, 0, true);
     heap_unlock(heap);
     return pages << XMM_PAGE_SHIFT;
 }
 
-static size_t purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t now,
-                         bool everything)
+/* Purges the spans of one resident list free for a decay period (all of
+ * them if `everything`); those free for four, in full. */
+static void purge_list(struct page_heap *heap, struct xmm_span *span, uint64_t now,
+                       bool everything)
 {
     uint64_t decay_ns = xmm_decay_period_ns();
-    size_t purged = 0;
     for (struct xmm_span *next; span; span = next) {
         next = span->next; /* mark_purged moves the span to another list */
         uint64_t age = now > span->freed_at_ns ? now - span->freed_at_ns : 0;
-        if (!holds_resident(span) || (!everything && age < decay_ns))
-            continue;
-        char *start;
-        size_t length;
-        if (!purge_range(span, everything || age >= 4 * decay_ns, &start, &length))
-            continue;
-        if (xmm_arena_purge((struct xmm_chunk *)xmm_region_of(span->start), start, length) != 0)
-            continue;
-        purged += length;
-        if (length == xmm_span_bytes(span)) {
-            mark_purged(heap, span);
-        } else {
-            /* Still counted dirty: its ends may be resident, and calloc
-             * must not assume zeroes. */
-            span->dirty = XMM_PAGES_INTERIOR_PURGED;
-        }
+        if (holds_resident(span) && (everything || age >= decay_ns))
+            purge_span(heap, span, everything || age >= 4 * decay_ns);
     }
-    return purged;
 }
 
 /* ---- giving chunks back --------------------------------------------------------- */
@@ -974,10 +1026,8 @@ static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything)
     release_free_chunks(heap, now, everything ? 0 : 4 * xmm_decay_period_ns());
     if (heap->dirty_pages == 0)
         return;
-    size_t purged = 0;
     for (size_t list = 0; list <= EXACT_LISTS; list++)
-        purged += purge_list(heap, heap->free_lists[1][list], now, everything);
-    heap->purged_bytes += purged;
+        purge_list(heap, heap->free_lists[1][list], now, everything);
 }
 
 void xmm_page_heap_maintain(int node, uint64_t now_ns)

@@ -20,9 +20,15 @@
  * wholly free chunks were given back. A free span that fits is used
  * first, one whose pages may be resident before a purged one (of any
  * length). When the RSS grows (a purged span faulted in, fresh pages cut,
- * perhaps a new chunk mapped), free pages still resident beyond a slack of
- * 64 MiB are purged first, oldest first, at least as many as it grows by. */
+ * perhaps a new chunk mapped), free pages still resident beyond
+ * XMM_PAGE_HEAP_GROWTH_SLACK are purged first, oldest first, at least as
+ * many as it grows by. */
 struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment);
+
+/* Free pages kept resident while the heap grows (per node): up to this,
+ * the RSS grows without purging free ones (page_heap.c says why this
+ * much). */
+#define XMM_PAGE_HEAP_GROWTH_SLACK ((size_t)32 << 20)
 
 /* Like xmm_page_heap_alloc, without the retry after giving chunks back. */
 struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignment);
@@ -54,7 +60,9 @@ size_t xmm_page_heap_release_chunks(uint64_t min_age_ns);
  * Claims it first by a CAS of its kind out of SMALL or LARGE: false, and
  * nothing done, if it was not in use (free, cached, being resized: a double
  * free of a large block). Large blocks are accounted by the caller
- * (xmm_page_heap_note_large_free). */
+ * (xmm_page_heap_note_large_free). Free spans of resident pages and long
+ * ones of purged pages stay apart (page_heap.c, joins), so the heap knows
+ * which it hands out. */
 bool xmm_page_heap_free(struct xmm_span *span);
 
 /* Returns a span its caller already claimed (kind XMM_SPAN_CACHED, see

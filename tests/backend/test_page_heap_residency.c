@@ -1,0 +1,167 @@
+/* The page heap knows which free pages are resident: free spans of
+ * resident pages and long free spans of purged ones stay apart.
+ *
+ *   apart    a freed resident span does not join a long purged neighbour;
+ *            once purged too, it joins it. A short one (256 KiB at most)
+ *            joins.
+ *   growth   the purge before the heap grows purges the oldest resident
+ *            span; purged, that span joins its purged neighbours, but
+ *            never the span the request is served from (which was off
+ *            the lists and claimed before the purge).
+ *
+ * Each case runs in a process of its own, on small pages (XMM_THP=never):
+ * a first touch must fault in one page, not a huge page around it, and
+ * a purge never keeps whole huge pages. */
+#include <string.h>
+
+#include "backend/backend.h"
+#include "check.h"
+#include "xmm.h"
+
+#define PAGES(n) ((size_t)(n) * XMM_PAGE_SIZE)
+
+static size_t dirty_bytes(void)
+{
+    struct xmm_page_heap_stats stats;
+    xmm_page_heap_stats(0, &stats);
+    return stats.dirty_bytes;
+}
+
+/* Spans of `first` and `second` pages, the second right after the first,
+ * and a page in use after them: cut in order from one span. */
+static bool neighbours(size_t first, size_t second, struct xmm_span **a, struct xmm_span **b,
+                       struct xmm_span **blocker)
+{
+    struct xmm_span *whole = xmm_page_heap_alloc(0, first + second + 1, 0);
+    if (!whole)
+        return false;
+    char *start = whole->start;
+    *a = xmm_page_heap_cut_front(whole, first);
+    *b = xmm_page_heap_cut_front(whole, second);
+    *blocker = whole;
+    return *a && *b && (*a)->start == start && (*b)->start == start + PAGES(first) &&
+           whole->start == start + PAGES(first + second) && whole->pages == 1;
+}
+
+static void check_apart(void)
+{
+    struct xmm_span *touched, *purged, *blocker;
+    bool ok = neighbours(300, 300, &touched, &purged, &blocker);
+    CHECK(ok, "apart: two neighbours of 300 pages");
+    if (!ok)
+        return;
+    char *start = touched->start;
+    memset(start, 0x33, PAGES(300));
+    xmm_page_heap_free(purged);
+    xmm_page_heap_purge(true); /* the second: purged, clean */
+    size_t dirty_before = dirty_bytes();
+    xmm_page_heap_free(touched);
+    CHECK(dirty_bytes() - dirty_before == PAGES(300), "apart: 300 pages count resident, not 600");
+    struct xmm_span *joined = xmm_page_heap_alloc_resident(0, 600, 0);
+    CHECK(joined == NULL, "apart: no resident span of 600 pages (the two did not join)");
+    if (joined)
+        xmm_page_heap_free(joined);
+    xmm_page_heap_purge(true);
+    struct xmm_span *whole = xmm_page_heap_alloc(0, 600, 0);
+    CHECK(whole && whole->start == start && whole->dirty == XMM_PAGES_CLEAN,
+          "apart: once purged, the two join into one clean span of 600 pages");
+    if (whole)
+        xmm_page_heap_free(whole);
+    xmm_page_heap_free(blocker);
+    xmm_page_heap_purge(true);
+    /* A short piece that is not resident (up to 256 KiB: the rest of a
+     * carver run, a purged hole) does join a resident neighbour, so that
+     * holes between spans still coalesce. */
+    struct xmm_span *big, *hole;
+    ok = neighbours(300, 32, &big, &hole, &blocker);
+    CHECK(ok, "apart: a span of 300 pages and one of 32 after it");
+    if (!ok)
+        return;
+    start = big->start;
+    memset(start, 0x44, PAGES(300));
+    xmm_page_heap_free(hole);
+    xmm_page_heap_purge(true); /* the hole: purged, clean */
+    xmm_page_heap_free(big);
+    joined = xmm_page_heap_alloc_resident(0, 332, 0);
+    CHECK(joined && joined->start == start, "apart: the 32 purged pages joined the resident 300");
+    if (joined)
+        xmm_page_heap_free(joined);
+    xmm_page_heap_free(blocker);
+}
+
+/* Layout: R (64 pages, touched) S (250, purged) then spans of 100
+ * touched pages, each followed by one page in use, until more than the
+ * growth slack is resident and free. No resident span holds 250 pages (a
+ * piece joined with a short clean one, the rest of a chunk, at most 164),
+ * so a request for 250 is served from S (the only free span of exactly
+ * that length), and grows the RSS: the purge before it purges R first
+ * (the oldest), and R, purged, joins its clean neighbours. */
+static void check_growth(void)
+{
+    struct xmm_span *r, *s, *blocker;
+    bool ok = neighbours(64, 250, &r, &s, &blocker);
+    CHECK(ok, "growth: R and S neighbours");
+    if (!ok)
+        return;
+    char *r_start = r->start, *s_start = s->start;
+    enum { MAX_PIECES = 1024 };
+    static struct xmm_span *pieces[MAX_PIECES], *blockers[MAX_PIECES];
+    size_t count = 0;
+    while (count < MAX_PIECES && PAGES(100) * count < XMM_PAGE_HEAP_GROWTH_SLACK + (8 << 20)) {
+        blockers[count] = xmm_page_heap_alloc(0, 101, 0);
+        pieces[count] = blockers[count] ? xmm_page_heap_cut_front(blockers[count], 100) : NULL;
+        if (!pieces[count])
+            break;
+        memset(pieces[count]->start, 0x77, PAGES(100));
+        count++;
+    }
+    CHECK(PAGES(100) * count >= XMM_PAGE_HEAP_GROWTH_SLACK + (8 << 20),
+          "growth: %zu MiB in spans of 100 pages", PAGES(100) * count >> 20);
+    memset(r_start, 0x11, PAGES(64));
+    xmm_page_heap_free(s);
+    xmm_page_heap_purge(true); /* S: purged, clean */
+    xmm_page_heap_free(r);     /* the oldest resident free span */
+    for (size_t i = 0; i < count; i++)
+        xmm_page_heap_free(pieces[i]);
+    struct xmm_span *served = xmm_page_heap_alloc(0, 250, 0);
+    CHECK(served && served->start == s_start && served->pages == 250,
+          "growth: 250 pages served from S, whole, while R was purged beside it");
+    CHECK(xmm_os_resident_bytes(r_start, PAGES(64)) == 0,
+          "growth: R, the oldest resident free span, was purged before the RSS grew");
+    xmm_page_heap_purge(true);
+    struct xmm_span *again = xmm_page_heap_alloc(0, 64, 0);
+    CHECK(again && again->start == r_start && again->dirty == XMM_PAGES_CLEAN,
+          "growth: R is a free clean span of its own again");
+    if (again)
+        xmm_page_heap_free(again);
+    if (served)
+        xmm_page_heap_free(served);
+    for (size_t i = 0; i < count; i++)
+        xmm_page_heap_free(blockers[i]);
+    xmm_page_heap_free(blocker);
+    xmm_page_heap_purge(true);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        void (*run)(void);
+    } cases[] = {{"apart", check_apart}, {"growth", check_growth}};
+    size_t count = sizeof cases / sizeof cases[0];
+    if (argc > 1) {
+        /* One case, in a process of its own: a fresh heap, whose first
+         * spans are cut from fresh pages one after another. */
+        xmm_free(xmm_malloc(1)); /* initialise */
+        for (size_t i = 0; i < count; i++)
+            if (!strcmp(argv[1], cases[i].name))
+                cases[i].run();
+        return check_summary(argv[1]);
+    }
+    char *environment[] = {"XMM_THP=never", NULL};
+    for (size_t i = 0; i < count; i++) {
+        int status = check_run_self(cases[i].name, environment);
+        CHECK(status == 0, "case %s: exit status %d", cases[i].name, status);
+    }
+    return check_summary("page_heap_residency");
+}
