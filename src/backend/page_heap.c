@@ -520,9 +520,10 @@ static size_t purge_for_growth(struct page_heap *heap, size_t pages, size_t keep
 /* Free pages kept resident while the heap grows (per node), in pages.
  * XMM_PAGE_HEAP_GROWTH_SLACK is 32 MiB: large enough for a program that
  * cycles through blocks of many sizes to keep its free pool (the `large`
- * benchmark, blocks of 64 KiB - 16 MiB, took 30% longer with 8 MiB, and
- * 40% longer with 16: purged spans were faulted in again), small beside
- * the phases of `size-mix` (150 MiB each) that the purge is for. It was
+ * benchmark, blocks of 64 KiB - 16 MiB, took 30% longer with 8 MiB,
+ * and 1.2-1.9x the time with 16: purged spans were faulted in again),
+ * small beside the phases of `size-mix` (150 MiB each) that the purge is
+ * for. It was
  * 64 MiB while free spans of resident and purged pages joined, and the
  * count of resident free pages took in purged ones. */
 #define GROWTH_SLACK_PAGES (XMM_PAGE_HEAP_GROWTH_SLACK >> XMM_PAGE_SHIFT)
