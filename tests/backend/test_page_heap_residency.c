@@ -8,6 +8,9 @@
  *            span; purged, that span joins its purged neighbours, but
  *            never the span the request is served from (which was off
  *            the lists and claimed before the purge).
+ *   aligned  a block aligned to 2 MiB, allocated and freed in a loop, is
+ *            served from the same pages each time, though the pieces its
+ *            alignment cut off stay apart from it.
  *
  * Each case runs in a process of its own, on small pages (XMM_THP=never):
  * a first touch must fault in one page, not a huge page around it, and
@@ -142,12 +145,41 @@ static void check_growth(void)
     xmm_page_heap_purge(true);
 }
 
+/* A block aligned to 2 MiB, allocated and freed again and again: the
+ * pieces its alignment cuts off are purged or were never touched, and
+ * stay apart from it once it is freed (resident); the next request must
+ * still find it, not cut fresh pages every time. */
+static void check_aligned(void)
+{
+    struct xmm_page_heap_stats before, after;
+    char *first = NULL;
+    bool same = true;
+    xmm_page_heap_stats(0, &before);
+    for (int i = 0; i < 2000; i++) {
+        struct xmm_span *block = xmm_page_heap_alloc(0, 16, (size_t)2 << 20);
+        if (!block) {
+            same = false;
+            break;
+        }
+        memset(block->start, 0x66, PAGES(16));
+        if (!first)
+            first = block->start;
+        same &= block->start == first;
+        xmm_page_heap_free(block);
+    }
+    xmm_page_heap_stats(0, &after);
+    CHECK(same, "aligned: 2000 blocks of 16 pages aligned to 2 MiB, each at the first's address");
+    CHECK(after.reserved_bytes - before.reserved_bytes <= ((size_t)64 << 20),
+          "aligned: the heap reserved %zu MiB more for them",
+          (after.reserved_bytes - before.reserved_bytes) >> 20);
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
         const char *name;
         void (*run)(void);
-    } cases[] = {{"apart", check_apart}, {"growth", check_growth}};
+    } cases[] = {{"apart", check_apart}, {"growth", check_growth}, {"aligned", check_aligned}};
     size_t count = sizeof cases / sizeof cases[0];
     if (argc > 1) {
         /* One case, in a process of its own: a fresh heap, whose first
