@@ -1,7 +1,7 @@
 /*
  * page_heap.c - spans of pages per node (see page_heap.h).
  *
- * Free spans sit in lists by length (1 .. 128 pages exactly, one list for
+ * Free spans sit in lists by length (1 .. 256 pages exactly, one list for
  * longer ones, best fit). Only the first and last page of a free span map
  * to it, which is all coalescing needs; an in-use span maps every page.
  * Fresh pages are cut from the node's current chunk; the tail of an
@@ -238,7 +238,8 @@ static size_t pages_to_alignment(const struct xmm_span *span, size_t alignment)
 }
 
 /* An aligned request looks at this many free spans at most among those
- * shorter than the request and its slack (find_aligned). */
+ * shorter than the request and its slack (find_aligned; the spans of the
+ * list of long ones count, candidates or not). */
 #define ALIGNED_SEARCH_MAX_SPANS 64
 
 /* A free span on `lists` shorter than `pages` plus the slack of
@@ -527,21 +528,24 @@ static void list_piece(struct page_heap *heap, struct xmm_span *piece)
 
 /* Splits `span` (off the lists, no longer free) so that it keeps exactly
  * `pages` pages from `offset` pages into it; the pieces before and after
- * go back to the free lists. */
-static void trim_span(struct page_heap *heap, struct xmm_span *span, size_t offset,
+ * go back to the free lists. false, and `span` unchanged, when the piece
+ * before gets no descriptor (metadata exhausted: ulimit -v, or a signal
+ * handler inside the metadata lock): a span that kept it would start
+ * before the aligned address, and the caller would hand out that start.
+ * Without a descriptor for the piece after, the span keeps it: longer
+ * than asked for, nothing lost. */
+static bool trim_span(struct page_heap *heap, struct xmm_span *span, size_t offset,
                       size_t pages)
 {
     size_t after = span->pages - offset - pages;
     if (offset) {
         struct xmm_span *before = make_free_span(heap, span->start, offset, span->dirty);
-        if (before) {
-            before->freed_at_ns = span->freed_at_ns;
-            list_piece(heap, before);
-            span->start += offset << XMM_PAGE_SHIFT;
-            span->pages -= (uint32_t)offset;
-        }
-        /* Without a descriptor the prefix stays inside the span: wasted,
-         * not lost; the caller's alignment is computed from span->start. */
+        if (!before)
+            return false;
+        before->freed_at_ns = span->freed_at_ns;
+        list_piece(heap, before);
+        span->start += offset << XMM_PAGE_SHIFT;
+        span->pages -= (uint32_t)offset;
     }
     if (after) {
         char *tail_start = span->start + ((size_t)pages << XMM_PAGE_SHIFT);
@@ -552,6 +556,7 @@ static void trim_span(struct page_heap *heap, struct xmm_span *span, size_t offs
             list_piece(heap, tail);
         }
     }
+    return true;
 }
 
 static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything);
@@ -631,10 +636,15 @@ static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_page
         size_t offset = slack ? pages_to_alignment(span, alignment) : 0;
         if (!slack && max_pages > pages)
             pages = span->pages < max_pages ? span->pages : max_pages;
-        trim_span(heap, span, offset, pages);
-        /* In use; the caller refines it. */
-        __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELEASE);
-        xmm_chunk_set_pages(span, false);
+        if (trim_span(heap, span, offset, pages)) {
+            /* In use; the caller refines it. */
+            __atomic_store_n(&span->kind, XMM_SPAN_LARGE, __ATOMIC_RELEASE);
+            xmm_chunk_set_pages(span, false);
+        } else {
+            __atomic_store_n(&span->kind, XMM_SPAN_FREE, __ATOMIC_RELEASE);
+            list_insert(heap, span); /* as it was: free, its ends mapped */
+            span = NULL;
+        }
     }
     uint64_t now = xmm_os_now_ns();
     if (now - __atomic_load_n(&heap->last_purge_ns, __ATOMIC_RELAXED) >

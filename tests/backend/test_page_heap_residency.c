@@ -11,6 +11,9 @@
  *   aligned  a block aligned to 2 MiB, allocated and freed in a loop, is
  *            served from the same pages each time, though the pieces its
  *            alignment cut off stay apart from it.
+ *   descriptor  an aligned request that needs a descriptor for the piece
+ *            before its aligned start, and gets none, fails, rather than
+ *            hand out an unaligned block.
  *
  * Each case runs in a process of its own, on small pages (XMM_THP=never):
  * a first touch must fault in one page, not a huge page around it, and
@@ -174,12 +177,77 @@ static void check_aligned(void)
           (after.reserved_bytes - before.reserved_bytes) >> 20);
 }
 
+/* Descriptors on demand: the build links this test with
+ * -Wl,--wrap=xmm_metadata_alloc, so every call the page heap makes for
+ * new metadata comes here first. */
+void *__real_xmm_metadata_alloc(size_t size, size_t alignment);
+void *__wrap_xmm_metadata_alloc(size_t size, size_t alignment);
+static bool metadata_refused;
+
+void *__wrap_xmm_metadata_alloc(size_t size, size_t alignment)
+{
+    return metadata_refused ? NULL : __real_xmm_metadata_alloc(size, alignment);
+}
+
+/* An aligned request served from a free span whose aligned start lies
+ * inside it, when no descriptor can be had for the piece before that
+ * start (metadata exhausted): NULL, or an aligned block; never the
+ * span's own unaligned start (which the heap once handed out, with the
+ * piece after listed free over pages in use). The free span R starts 100
+ * pages before a 2 MiB boundary. */
+static void check_no_descriptor(void)
+{
+    size_t align = (size_t)2 << 20, align_pages = align / XMM_PAGE_SIZE;
+    struct xmm_span *whole = xmm_page_heap_alloc(0, 1024, 0);
+    struct xmm_span *spare = xmm_page_heap_alloc(0, 2048, 0); /* cut into pages below */
+    CHECK(whole && spare, "descriptor: spans of 1024 and 2048 pages");
+    if (!whole || !spare)
+        return;
+    size_t to_boundary = (((uintptr_t)whole->start + align - 1) & ~(uintptr_t)(align - 1)) -
+                         (uintptr_t)whole->start;
+    size_t boundary = to_boundary / XMM_PAGE_SIZE;
+    size_t front = boundary >= 100 ? boundary - 100 : boundary + align_pages - 100;
+    struct xmm_span *before = front ? xmm_page_heap_cut_front(whole, front) : NULL;
+    CHECK(!front || before, "descriptor: %zu pages cut off the front", front);
+    char *r_start = whole->start;
+    xmm_page_heap_free(whole); /* R: free, 100 pages before the boundary */
+    /* Every descriptor the heap holds spare goes, one page at a time, and
+     * no more metadata comes. */
+    metadata_refused = true;
+    enum { MAX_CUTS = 2047 };
+    static struct xmm_span *cuts[MAX_CUTS];
+    size_t cut = 0;
+    while (cut < MAX_CUTS && (cuts[cut] = xmm_page_heap_cut_front(spare, 1)) != NULL)
+        cut++;
+    CHECK(cut < MAX_CUTS, "descriptor: the heap ran out of descriptors after %zu", cut);
+    struct xmm_span *aligned = xmm_page_heap_alloc(0, 16, align);
+    CHECK(!aligned || ((uintptr_t)aligned->start & (align - 1)) == 0,
+          "descriptor: without a descriptor, NULL or an aligned block (%p, R at %p)",
+          aligned ? (void *)aligned->start : NULL, (void *)r_start);
+    metadata_refused = false;
+    if (aligned)
+        xmm_page_heap_free(aligned);
+    struct xmm_span *again = xmm_page_heap_alloc(0, 16, align);
+    CHECK(again && again->start == r_start + PAGES(100),
+          "descriptor: with descriptors again, R serves the request at its aligned page");
+    if (again)
+        xmm_page_heap_free(again);
+    for (size_t i = 0; i < cut; i++)
+        xmm_page_heap_free(cuts[i]);
+    xmm_page_heap_free(spare);
+    if (before)
+        xmm_page_heap_free(before);
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
         const char *name;
         void (*run)(void);
-    } cases[] = {{"apart", check_apart}, {"growth", check_growth}, {"aligned", check_aligned}};
+    } cases[] = {{"apart", check_apart},
+                 {"growth", check_growth},
+                 {"aligned", check_aligned},
+                 {"descriptor", check_no_descriptor}};
     size_t count = sizeof cases / sizeof cases[0];
     if (argc > 1) {
         /* One case, in a process of its own: a fresh heap, whose first
