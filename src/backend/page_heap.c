@@ -407,8 +407,15 @@ static void join_neighbours(struct page_heap *heap, struct xmm_chunk *chunk,
             if (!holds_resident(span)) {
                 span->dirty = XMM_PAGES_DIRTY;
                 span->freed_at_ns = neighbour->freed_at_ns;
-            } else if (neighbour->freed_at_ns < span->freed_at_ns) {
-                span->freed_at_ns = neighbour->freed_at_ns;
+            } else {
+                if (neighbour->freed_at_ns < span->freed_at_ns)
+                    span->freed_at_ns = neighbour->freed_at_ns;
+                /* DIRTY joined with INTERIOR_PURGED: DIRTY, so that
+                 * routine decay purges the joined span's resident pages
+                 * (it passes over an INTERIOR_PURGED one until it is four
+                 * periods old, purge_range). */
+                if (neighbour->dirty != span->dirty)
+                    span->dirty = XMM_PAGES_DIRTY;
             }
         }
         list_remove(heap, neighbour);
