@@ -38,7 +38,7 @@ CFLAGS ?= -O2 -g
 # options when packaged) are added to the library's own.
 XMM_CFLAGS = $(CFLAGS) -std=gnu11 -fPIC -fvisibility=hidden $(ARCH_FLAGS) \
              -fno-plt -ftls-model=initial-exec $(WARNINGS) -pthread
-LIBS = -lnuma -pthread
+LIBS = -pthread
 # C++ sources: the same options but the C-only ones; exceptions, no RTTI.
 XMM_CXXFLAGS = $(filter-out -std=% -Wstrict-prototypes -Wmissing-prototypes,$(XMM_CFLAGS)) \
                -std=gnu++17 -fexceptions -fno-rtti

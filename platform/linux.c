@@ -3,16 +3,18 @@
  *
  * Only raw system calls and allocation-free libc functions are used here:
  * this file runs inside malloc, before libc has finished initialising, and
- * in fork handlers.
+ * in fork handlers. The one exception is xmm_os_load_numa's dlopen, which
+ * init.c calls once XMM can serve the allocations it makes.
  */
 #include "platform.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
 #include <link.h>
 #include <ck_pr.h>
-#include <numaif.h> /* libnuma's mbind/get_mempolicy: plain system call wrappers */
+#include <numaif.h> /* MPOL_* (libnuma-dev); libnuma itself is loaded by dlopen */
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -183,8 +185,37 @@ size_t xmm_os_resident_bytes(void *addr, size_t size)
     return resident < size ? resident : size;
 }
 
-int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode)
+/* libnuma's mbind, once xmm_os_load_numa has loaded it. */
+typedef long (*mbind_function)(void *, unsigned long, int, const unsigned long *, unsigned long,
+                               unsigned);
+static mbind_function numa_mbind;
+
+bool xmm_os_load_numa(char *why, size_t why_size)
 {
+    if (__atomic_load_n(&numa_mbind, __ATOMIC_ACQUIRE))
+        return true;
+    /* RTLD_LOCAL: libnuma's symbols stay out of the program's scope, which
+     * does not expect them. A program linked with libnuma gets its copy. */
+    void *library = dlopen("libnuma.so.1", RTLD_NOW | RTLD_LOCAL);
+    mbind_function found = library ? (mbind_function)dlsym(library, "mbind") : NULL;
+    if (!found) {
+        const char *message = dlerror();
+        size_t length = message ? strlen(message) : 0;
+        if (length >= why_size)
+            length = why_size - 1;
+        memcpy(why, message ? message : "", length);
+        why[length] = '\0';
+        return false;
+    }
+    __atomic_store_n(&numa_mbind, found, __ATOMIC_RELEASE);
+    return true;
+}
+
+int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode, bool move)
+{
+    mbind_function bind = __atomic_load_n(&numa_mbind, __ATOMIC_ACQUIRE);
+    if (!bind)
+        return -1;
     int policy = MPOL_BIND;
     if (mode == XMM_BIND_PREFERRED) {
         policy = MPOL_PREFERRED;
@@ -194,7 +225,7 @@ int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode
     }
     unsigned long mask = (unsigned long)nodes;
     int saved_errno = errno;
-    long result = mbind(addr, size, policy, &mask, sizeof(mask) * 8 + 1, 0);
+    long result = bind(addr, size, policy, &mask, sizeof(mask) * 8 + 1, move ? MPOL_MF_MOVE : 0);
     errno = saved_errno;
     return result == 0 ? 0 : -1;
 }
@@ -365,7 +396,9 @@ void xmm_platform_topology_read(struct xmm_topology *topology)
     int mode = 0;
     unsigned long policy_mask[16] = {0};
     int saved_errno = errno;
-    if (get_mempolicy(&mode, policy_mask, sizeof(policy_mask) * 8, NULL, 0) == 0 &&
+    /* The system call itself: libnuma is not loaded yet, and cannot be
+     * before XMM serves allocations (xmm_os_load_numa). */
+    if (syscall(SYS_get_mempolicy, &mode, policy_mask, sizeof(policy_mask) * 8, NULL, 0) == 0 &&
         (mode == MPOL_BIND || mode == MPOL_PREFERRED_MANY) && (policy_mask[0] & allowed))
         allowed &= policy_mask[0];
     errno = saved_errno;

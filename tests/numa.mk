@@ -3,6 +3,9 @@
 #
 #   $(BUILD)/tests/test_numa   one mode per run (tests/numa/test_numa.c),
 #                              linked with libxmm.so: malloc IS XMM
+#   $(BUILD)/tests/test_numa_loading
+#                              a unit test (tests/build.mk) the VMs run too:
+#                              XMM loads libnuma where there are nodes
 #   tests/numa/run-numa-tests.sh
 #                              the one-node-safe modes natively, then every
 #                              mode in QEMU VMs with 2 and 4 nodes
@@ -29,5 +32,5 @@ export XMMTEST_BUILD := $(abspath $(BUILD))
 
 # A skip (77: no VM on this machine) is not a make error.
 .PHONY: test-numa
-test-numa: lib $(NUMA_TEST)
+test-numa: lib $(NUMA_TEST) $(BUILD)/tests/test_numa_loading
 	@sh $(NUMA_SCRIPT); status=$$?; [ $$status -eq 0 ] || [ $$status -eq 77 ]

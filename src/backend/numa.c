@@ -70,25 +70,119 @@ bool xmm_node_is_usable(int node)
     return node >= 0 && node < xmm_real_nodes && (usable_nodes & ((uint64_t)1 << node));
 }
 
-void xmm_numa_bind(void *address, size_t size, int node)
+/* The policy for `node`'s memory: the nodes and the mode to bind with.
+ * False: nothing to bind (one node, or XMM_NUMA=off). */
+static bool policy_of(int node, uint64_t *nodes, enum xmm_bind_mode *mode)
 {
     if (xmm_topology.node_count <= 1)
-        return; /* nothing to choose between */
+        return false; /* nothing to choose between */
+    *nodes = (uint64_t)1 << node;
     switch (xmm_config.numa_mode) {
     case XMM_NUMA_LOCAL:
-        xmm_os_bind(address, size, (uint64_t)1 << node, XMM_BIND_PREFERRED);
-        break;
+        *mode = XMM_BIND_PREFERRED;
+        return true;
     case XMM_NUMA_BIND:
-        xmm_os_bind(address, size, (uint64_t)1 << node, XMM_BIND_STRICT);
-        break;
+        *mode = XMM_BIND_STRICT;
+        return true;
     case XMM_NUMA_INTERLEAVE:
-        if (node == xmm_interleaved_node)
-            xmm_os_bind(address, size, usable_nodes, XMM_BIND_INTERLEAVE);
-        else /* explicitly asked for, with xmm_malloc_on_node */
-            xmm_os_bind(address, size, (uint64_t)1 << node, XMM_BIND_PREFERRED);
-        break;
+        *mode = XMM_BIND_PREFERRED; /* explicitly asked for, with xmm_malloc_on_node */
+        if (node == xmm_interleaved_node) {
+            *nodes = usable_nodes;
+            *mode = XMM_BIND_INTERLEAVE;
+        }
+        return true;
     case XMM_NUMA_OFF:
         break;
+    }
+    return false;
+}
+
+/* Ranges mapped before libnuma was loaded (xmm_numa_load_binding), bound
+ * once it is: phase 1 of the initialisation maps the CPU slabs, and the
+ * allocations of the dlopen itself can map the first chunk. One entry a
+ * call: every slab is one call, so the table holds a slab for each CPU XMM
+ * can index, and a few ranges more; a range past it keeps the process's
+ * policy (first touch). Written by any thread until `binding_ready` is
+ * set; each entry is published by its `ready` flag. The replay runs right
+ * after phase 1, while the initialising thread is in most programs the
+ * only one: a recorded range unmapped before it (a direct block freed at
+ * once) would be bound in vain, or bind whatever was mapped there since;
+ * placement, not correctness, is at stake. */
+struct pending_bind {
+    void *address;
+    size_t size;
+    int node;
+    bool ready;
+};
+
+#define PENDING_BINDS_MAX (XMM_MAX_CPUS + 64)
+
+static struct pending_bind pending_binds[PENDING_BINDS_MAX];
+static unsigned pending_claimed;    /* entries claimed, may exceed the table */
+static bool binding_ready;          /* libnuma loaded: bind at once */
+static bool binding_failed;         /* more than one node, libnuma not loaded */
+static char binding_failure[160];   /* the loader's message */
+
+static void bind_now(void *address, size_t size, int node, bool move)
+{
+    uint64_t nodes;
+    enum xmm_bind_mode mode;
+    if (policy_of(node, &nodes, &mode))
+        xmm_os_bind(address, size, nodes, mode, move);
+}
+
+/* Binding and replay order (sequentially consistent): a recorder publishes
+ * its entry, then looks at `binding_ready`; the loader sets it, then reads
+ * the entries. One of the two sees the other, so every range is bound by
+ * one of them (or by both: the same policy twice). */
+static void record_pending(void *address, size_t size, int node)
+{
+    unsigned index = __atomic_fetch_add(&pending_claimed, 1, __ATOMIC_SEQ_CST);
+    if (index >= PENDING_BINDS_MAX)
+        return; /* first touch for this one */
+    struct pending_bind *entry = &pending_binds[index];
+    entry->address = address;
+    entry->size = size;
+    entry->node = node;
+    __atomic_store_n(&entry->ready, true, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&binding_ready, __ATOMIC_SEQ_CST))
+        bind_now(address, size, node, true);
+}
+
+void xmm_numa_bind(void *address, size_t size, int node)
+{
+    uint64_t nodes;
+    enum xmm_bind_mode mode;
+    if (!policy_of(node, &nodes, &mode))
+        return;
+    if (XMM_LIKELY(__atomic_load_n(&binding_ready, __ATOMIC_SEQ_CST)))
+        xmm_os_bind(address, size, nodes, mode, false);
+    else
+        record_pending(address, size, node);
+}
+
+void xmm_numa_load_binding(void)
+{
+    uint64_t nodes;
+    enum xmm_bind_mode mode;
+    if (!policy_of(0, &nodes, &mode) || __atomic_load_n(&binding_ready, __ATOMIC_ACQUIRE))
+        return;
+    if (!xmm_os_load_numa(binding_failure, sizeof(binding_failure))) {
+        if (!__atomic_exchange_n(&binding_failed, true, __ATOMIC_RELAXED)) /* said once */
+            xmm_report("xmm: libnuma.so.1 could not be loaded (%s): memory is placed by "
+                       "first touch, not bound to nodes\n",
+                       binding_failure);
+        return;
+    }
+    __atomic_store_n(&binding_ready, true, __ATOMIC_SEQ_CST);
+    unsigned claimed = __atomic_load_n(&pending_claimed, __ATOMIC_SEQ_CST);
+    if (claimed > PENDING_BINDS_MAX)
+        claimed = PENDING_BINDS_MAX;
+    for (unsigned index = 0; index < claimed; index++) {
+        struct pending_bind *entry = &pending_binds[index];
+        /* Touched before it could be bound: its resident pages move. */
+        if (__atomic_load_n(&entry->ready, __ATOMIC_SEQ_CST))
+            bind_now(entry->address, entry->size, entry->node, true);
     }
 }
 
@@ -135,6 +229,11 @@ void xmm_numa_describe(struct xmm_text *text)
     }
     if (xmm_topology.node_count <= 1) {
         xmm_text_append(text, "none, one node: nothing to place, no binding\n");
+        return;
+    }
+    if (__atomic_load_n(&binding_failed, __ATOMIC_RELAXED)) {
+        xmm_text_format(text, "first touch only: libnuma.so.1 not loaded (%s)\n",
+                        binding_failure);
         return;
     }
     switch (xmm_config.numa_mode) {

@@ -30,10 +30,12 @@ failures=""
 vm_skips=""
 started=$(date +%s)
 
-if [ ! -x "$test" ]; then
-    echo "FAIL: $test is missing (make test-build, or make test-numa)"
-    exit 1
-fi
+for program in "$test" "$build/tests/test_numa_loading"; do
+    if [ ! -x "$program" ]; then
+        echo "FAIL: $program is missing (make test-build, or make test-numa)"
+        exit 1
+    fi
+done
 
 # ---- 1. natively ----
 for mode in local on_node thp_touch; do

@@ -35,6 +35,10 @@ dpkg-deb -c "$build/deb/libxmm0_${version}_amd64.deb" | grep -q "libxmm.so.0 -> 
     fail "libxmm0 lacks the libxmm.so.0 link"
 dpkg-deb -c "$build/deb/libxmm-dev_${version}_amd64.deb" | grep -q "libxmm.so -> libxmm.so.0$" ||
     fail "libxmm-dev lacks the libxmm.so link"
+# libxmm.so loads libnuma.so.1 by dlopen on NUMA machines: no shlibs
+# dependency names it, the package must.
+dpkg-deb -f "$build/deb/libxmm0_${version}_amd64.deb" Depends | grep -q "libnuma1" ||
+    fail "libxmm0 does not depend on libnuma1, which it loads on NUMA machines"
 # The host could install them: every dependency is satisfiable here.
 if command -v apt-get >/dev/null; then
     apt-get -s -q install $(for deb in $debs; do printf '%s ' "$(readlink -f "$deb")"; done) \
