@@ -979,8 +979,8 @@ COST_NOTES = {
                        "default `XMM_THP=auto`) can be collapsed into huge pages by khugepaged.",
     "footprint": "Each run is one short process with the allocator preloaded (glibc: none); "
                  "its peak RSS is its own (`wait4`'s `ru_maxrss`), so it counts the "
-                 "allocator's library and the libraries it loads (XMM: libnuma, whose "
-                 "constructor reads /proc and /sys through stdio) as well as its heap.",
+                 "allocator's library and the libraries it loads as well as its heap (XMM "
+                 "loads libnuma only on machines with more than one NUMA node).",
     "size-drift": "Each class is used for a few hundred buffers and then not again until the "
                   "next pass: what an allocator keeps of the classes it passed shows as peak "
                   "RSS above the live window's 34 MiB.",

@@ -107,7 +107,9 @@ static bool policy_of(int node, uint64_t *nodes, enum xmm_bind_mode *mode)
  * after phase 1, while the initialising thread is in most programs the
  * only one: a recorded range unmapped before it (a direct block freed at
  * once) would be bound in vain, or bind whatever was mapped there since;
- * placement, not correctness, is at stake. */
+ * placement, not correctness, is at stake. A child forked by another
+ * thread while phase 2 runs never loads libnuma (nor finishes phase 2):
+ * it records until the table is full, then places by first touch. */
 struct pending_bind {
     void *address;
     size_t size;
@@ -138,8 +140,12 @@ static void bind_now(void *address, size_t size, int node, bool move)
 static void record_pending(void *address, size_t size, int node)
 {
     unsigned index = __atomic_fetch_add(&pending_claimed, 1, __ATOMIC_SEQ_CST);
-    if (index >= PENDING_BINDS_MAX)
-        return; /* first touch for this one */
+    if (index >= PENDING_BINDS_MAX) {
+        /* No entry: bound only if libnuma came meanwhile, else first touch. */
+        if (__atomic_load_n(&binding_ready, __ATOMIC_SEQ_CST))
+            bind_now(address, size, node, true);
+        return;
+    }
     struct pending_bind *entry = &pending_binds[index];
     entry->address = address;
     entry->size = size;
@@ -157,7 +163,7 @@ void xmm_numa_bind(void *address, size_t size, int node)
         return;
     if (XMM_LIKELY(__atomic_load_n(&binding_ready, __ATOMIC_SEQ_CST)))
         xmm_os_bind(address, size, nodes, mode, false);
-    else
+    else if (!__atomic_load_n(&binding_failed, __ATOMIC_ACQUIRE))
         record_pending(address, size, node);
 }
 
@@ -168,7 +174,7 @@ void xmm_numa_load_binding(void)
     if (!policy_of(0, &nodes, &mode) || __atomic_load_n(&binding_ready, __ATOMIC_ACQUIRE))
         return;
     if (!xmm_os_load_numa(binding_failure, sizeof(binding_failure))) {
-        if (!__atomic_exchange_n(&binding_failed, true, __ATOMIC_RELAXED)) /* said once */
+        if (!__atomic_exchange_n(&binding_failed, true, __ATOMIC_ACQ_REL)) /* said once */
             xmm_report("xmm: libnuma.so.1 could not be loaded (%s): memory is placed by "
                        "first touch, not bound to nodes\n",
                        binding_failure);
@@ -231,7 +237,7 @@ void xmm_numa_describe(struct xmm_text *text)
         xmm_text_append(text, "none, one node: nothing to place, no binding\n");
         return;
     }
-    if (__atomic_load_n(&binding_failed, __ATOMIC_RELAXED)) {
+    if (__atomic_load_n(&binding_failed, __ATOMIC_ACQUIRE)) {
         xmm_text_format(text, "first touch only: libnuma.so.1 not loaded (%s)\n",
                         binding_failure);
         return;

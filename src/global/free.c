@@ -456,6 +456,6 @@ void *xmm_heap_resize_direct(void *ptr, size_t size)
 
 /* None in the core library; the malloc override links a definition of its
  * own in (override.c), so that the finder is there before any constructor
- * runs: a library XMM depends on (libnuma) may free glibc's blocks through
- * XMM from its own constructor, which runs before XMM's. */
+ * runs: a library whose constructor runs before XMM's (libnuma, in a
+ * program that links it) may free glibc's blocks through XMM. */
 __attribute__((weak)) xmm_foreign_owner_finder xmm_heap_foreign_owner_finder;

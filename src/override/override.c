@@ -85,8 +85,8 @@ static const struct xmm_foreign_owner *foreign_owner(void)
 }
 
 /* global/free.h's finder: defined here, statically, so that it works
- * before any constructor runs (libnuma's runs before XMM's, and may free
- * glibc's blocks through XMM). */
+ * before any constructor runs (libnuma's, in a program linked with it, can
+ * run before XMM's and free glibc's blocks through XMM). */
 xmm_foreign_owner_finder xmm_heap_foreign_owner_finder = foreign_owner;
 
 XMM_EXPORT XMM_HOT_ENTRY void free(void *ptr)

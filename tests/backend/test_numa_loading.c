@@ -13,7 +13,14 @@
  *               (/proc/self/numa_maps), not the default: the chunk the
  *               first blocks come from is mapped during XMM's own start,
  *               before libnuma can be loaded.
+ *   moved       (nodes) pinned to a CPU of a node other than 0, under
+ *               XMM_NUMA=bind:0: what XMM touched before libnuma was loaded
+ *               (the CPU's slab, the first chunk's first pages, on the
+ *               pinned CPU's node by first touch) has moved to node 0: no
+ *               mapping bound to node 0 has a page elsewhere.
+ *   off         XMM_NUMA=off: libnuma is not loaded, whatever the machine.
  */
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -96,6 +103,59 @@ static bool policy_of(const void *address, char *policy, size_t size)
     return false;
 }
 
+/* Pages of mappings bound to node 0 ("bind:0") that lie on another node,
+ * from the N<node>=<pages> fields of /proc/self/numa_maps; -1 if no
+ * mapping is bound to node 0. */
+static long pages_off_node_0(void)
+{
+    read_text("/proc/self/numa_maps");
+    long off = -1;
+    for (const char *line = text; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t length = end ? (size_t)(end - line) : strlen(line);
+        char copy[1024];
+        snprintf(copy, sizeof(copy), "%.*s", (int)length, line);
+        char *policy = strchr(copy, ' ');
+        if (policy && strncmp(policy + 1, "bind:0 ", 7) == 0) {
+            off = off < 0 ? 0 : off;
+            for (char *field = strstr(copy, " N"); field; field = strstr(field + 1, " N")) {
+                int node;
+                long pages;
+                if (sscanf(field, " N%d=%ld", &node, &pages) == 2 && node != 0)
+                    off += pages;
+            }
+        }
+        if (!end)
+            break;
+        line = end + 1;
+    }
+    return off;
+}
+
+/* The first CPU of the lowest node above 0 that has CPUs, or -1. */
+static int cpu_off_node_0(void)
+{
+    for (int node = 1; node < 64; node++) {
+        char path[96];
+        snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/cpulist", node);
+        if (read_text(path) > 0 && text[0] >= '0' && text[0] <= '9')
+            return atoi(text);
+    }
+    return -1;
+}
+
+/* check_run_self_prepared's hook: runs the child on a CPU off node 0. */
+static int pin_off_node_0(void)
+{
+    int cpu = cpu_off_node_0();
+    if (cpu < 0)
+        return 1;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof(set), &set);
+}
+
 static const size_t sizes[] = {64, 300 << 10, 4 << 20, 40 << 20};
 #define SIZE_COUNT (sizeof(sizes) / sizeof(sizes[0]))
 
@@ -114,8 +174,9 @@ static int run_case(const char *expected_prefix)
     allocate_every_kind(blocks); /* the process's first blocks */
     int nodes = node_count();
     const char *policy_name = getenv("XMM_NUMA") ? getenv("XMM_NUMA") : "local";
-    if (nodes <= 1) {
-        CHECK(!libnuma_mapped(), "one node, XMM_NUMA=%s: libnuma is not loaded", policy_name);
+    if (nodes <= 1 || expected_prefix == NULL) {
+        CHECK(!libnuma_mapped(), "%d node(s), XMM_NUMA=%s: libnuma is not loaded", nodes,
+              policy_name);
     } else {
         CHECK(libnuma_mapped(), "%d nodes, XMM_NUMA=%s: libnuma is loaded", nodes, policy_name);
         for (size_t i = 0; i < SIZE_COUNT; i++) {
@@ -140,12 +201,30 @@ int main(int argc, char **argv)
         return run_case("bind:");
     if (argc > 1 && strcmp(argv[1], "interleave") == 0)
         return run_case("interleave:");
+    if (argc > 1 && strcmp(argv[1], "off") == 0)
+        return run_case(NULL);
+    if (argc > 1 && strcmp(argv[1], "moved") == 0) {
+        long off = pages_off_node_0();
+        CHECK(off == 0, "pinned to CPU %d (off node 0), XMM_NUMA=bind:0: pages of mappings "
+                        "bound to node 0 that lie on another node: %ld (-1: no such mapping)",
+              sched_getcpu(), off);
+        return run_case("bind:");
+    }
     /* Each policy in a fresh process: XMM loads libnuma at its start. */
-    char *local[] = {NULL};
+    char *local[] = {"XMM_NUMA=local", NULL};
     char *bind[] = {"XMM_NUMA=bind:0", NULL};
     char *interleave[] = {"XMM_NUMA=interleave", NULL};
+    char *off[] = {"XMM_NUMA=off", NULL};
     CHECK(check_run_self("local", local) == 0, "XMM_NUMA=local (the default)");
     CHECK(check_run_self("bind", bind) == 0, "XMM_NUMA=bind:0");
     CHECK(check_run_self("interleave", interleave) == 0, "XMM_NUMA=interleave");
+    CHECK(check_run_self("off", off) == 0, "XMM_NUMA=off");
+    if (node_count() > 1) {
+        int status = check_run_self_prepared("moved", bind, pin_off_node_0);
+        if (status == 77)
+            NOTE("no CPU off node 0: the moved case does not apply");
+        else
+            CHECK(status == 0, "XMM_NUMA=bind:0, pinned off node 0: early pages moved");
+    }
     return check_summary("numa_loading");
 }

@@ -35,7 +35,7 @@ fi
 # case and where it waits instead of running into the VM's own timeout.
 case_limit=${CASE_LIMIT:-100}
 case_output=/tmp/vm-driver-case.out
-test_name=$(basename "$test")   # the process name pgrep matches
+test_name=$(basename "$test")   # pgrep's pattern: test_numa, test_numa_loading
 
 # run_watched COMMAND... : COMMAND with its output in $case_output; its exit
 # status, or 124 after $case_limit seconds.
@@ -46,7 +46,7 @@ run_watched() {
     while kill -0 "$pid" 2>/dev/null; do
         if [ "$polls" -ge $((case_limit * 5)) ]; then
             dump_hung_tests >>"$case_output" 2>&1
-            pkill -KILL -x "$test_name"
+            pkill -KILL "^$test_name"
             kill -KILL "$pid" 2>/dev/null
             wait "$pid"
             return 124
@@ -60,7 +60,7 @@ run_watched() {
 # Every thread's stack of every running $test process (gdb, if present).
 dump_hung_tests() {
     echo "HANG: still running after ${case_limit}s"
-    for hung in $(pgrep -x "$test_name"); do
+    for hung in $(pgrep "^$test_name"); do
         echo "---- process $hung: $(tr '\0' ' ' </proc/"$hung"/cmdline)"
         if command -v gdb >/dev/null; then
             gdb -p "$hung" -batch -ex "info threads" -ex "thread apply all bt" </dev/null

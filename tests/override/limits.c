@@ -136,8 +136,8 @@ static long possible_cpus(void)
 /* README, "Limits": a trivial program runs under `ulimit -v` of 10 MiB
  * with two possible CPUs, and half a MiB more for each further one (their
  * per-CPU slabs: address space, not memory). Below that it must not crash
- * (libnuma, loaded with XMM, may stop the program when its own start-up
- * allocation fails). */
+ * (libnuma, which XMM loads on machines with more than one node, may stop
+ * the program when its own start-up allocation fails). */
 static void test_small_limits(void)
 {
     static struct child_result result;
