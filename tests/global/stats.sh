@@ -31,7 +31,9 @@ missing += ["nodes." + k for k in node if k not in stats["nodes"][0]]
 missing += ["size_classes." + k for k in size_class if stats["size_classes"] and k not in stats["size_classes"][0]]
 assert not missing, "missing fields: %s" % missing
 # One entry per node, plus the interleaved heap under XMM_NUMA=interleave.
-assert stats["allocations"] >= 1
+# quiet keeps one block of 1000 bytes live at exit.
+assert stats["allocations"] >= 1, stats["allocations"]
+assert stats["bytes_in_use"] >= 1000, stats["bytes_in_use"]
 assert len(stats["nodes"]) == stats["node_count"] + sum(n["interleaved"] for n in stats["nodes"])
 print("json: %d fields, %d size classes in use" % (len(stats), len(stats["size_classes"])))
 PY
