@@ -211,11 +211,8 @@ bool xmm_os_load_numa(char *why, size_t why_size)
     return true;
 }
 
-int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode, bool move)
+int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode)
 {
-    mbind_function bind = __atomic_load_n(&numa_mbind, __ATOMIC_ACQUIRE);
-    if (!bind)
-        return -1;
     int policy = MPOL_BIND;
     if (mode == XMM_BIND_PREFERRED) {
         policy = MPOL_PREFERRED;
@@ -224,8 +221,11 @@ int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode
         policy = MPOL_INTERLEAVE;
     }
     unsigned long mask = (unsigned long)nodes;
+    unsigned long max_node = sizeof(mask) * 8 + 1;
     int saved_errno = errno;
-    long result = bind(addr, size, policy, &mask, sizeof(mask) * 8 + 1, move ? MPOL_MF_MOVE : 0);
+    mbind_function bind = __atomic_load_n(&numa_mbind, __ATOMIC_ACQUIRE);
+    long result = bind ? bind(addr, size, policy, &mask, max_node, 0)
+                       : syscall(SYS_mbind, addr, size, policy, &mask, max_node, 0);
     errno = saved_errno;
     return result == 0 ? 0 : -1;
 }

@@ -97,14 +97,16 @@ enum xmm_bind_mode {
     XMM_BIND_INTERLEAVE, /* MPOL_INTERLEAVE: page by page over `nodes` */
 };
 
-/* Sets the NUMA policy of [addr, addr + size), through libnuma's `mbind`.
- * `nodes` is a bit mask of node numbers (bit n = node n). Meant for memory
- * not touched yet; `move` also migrates the pages of the range that are
- * already resident (MPOL_MF_MOVE), for a range touched before the binding
- * could be set. Returns 0, or -1 if libnuma is not loaded
- * (xmm_os_load_numa), the kernel has no NUMA support or it refused the
- * mask; the memory is still usable, with the process's default policy. */
-int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode, bool move);
+/* Sets the NUMA policy of [addr, addr + size): through libnuma's `mbind`
+ * once xmm_os_load_numa has loaded it, before that (and where it cannot be
+ * loaded) with the mbind system call, the call libnuma's `mbind` makes.
+ * `nodes` is a bit mask of node numbers (bit n = node n). Call it before
+ * the range is touched: the policy places the pages faulted in afterwards,
+ * and pages already resident stay where they are. Returns 0, or -1 if the
+ * kernel has no NUMA support or refused the mask; the memory is still
+ * usable, with the process's default policy. Allocation-free: it runs
+ * inside malloc. Thread-safe. */
+int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode);
 
 /* Loads libnuma (libnuma.so.1) with dlopen and takes its `mbind` for
  * xmm_os_bind. XMM does not link libnuma: loading it runs its constructor,
@@ -114,9 +116,10 @@ int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode
  * where there are nodes to choose between.
  * The one exception to this file's rules: dlopen allocates, so call this
  * only once XMM serves allocations (init.c's phase 2). Returns true if
- * xmm_os_bind can bind (now or by an earlier call); false with the
- * loader's message in `why` (NUL-terminated, cut to `why_size`) if not
- * (no libnuma installed, a static executable). Thread-safe; idempotent. */
+ * libnuma's `mbind` is in use (loaded now or by an earlier call); false
+ * with the loader's message in `why` (NUL-terminated, cut to `why_size`)
+ * if not (no libnuma installed, a static executable). Thread-safe;
+ * idempotent. */
 bool xmm_os_load_numa(char *why, size_t why_size);
 
 

@@ -97,99 +97,29 @@ static bool policy_of(int node, uint64_t *nodes, enum xmm_bind_mode *mode)
     return false;
 }
 
-/* Ranges mapped before libnuma was loaded (xmm_numa_load_binding), bound
- * once it is: phase 1 of the initialisation maps the CPU slabs, and the
- * allocations of the dlopen itself can map the first chunk. One entry a
- * call: every slab is one call, so the table holds a slab for each CPU XMM
- * can index, and a few ranges more; a range past it keeps the process's
- * policy (first touch). Written by any thread until `binding_ready` is
- * set; each entry is published by its `ready` flag. The replay runs right
- * after phase 1, while the initialising thread is in most programs the
- * only one: a recorded range unmapped before it (a direct block freed at
- * once) would be bound in vain, or bind whatever was mapped there since;
- * placement, not correctness, is at stake. A child forked by another
- * thread while phase 2 runs never loads libnuma (nor finishes phase 2):
- * it records until the table is full, then places by first touch. */
-struct pending_bind {
-    void *address;
-    size_t size;
-    int node;
-    bool ready;
-};
-
-#define PENDING_BINDS_MAX (XMM_MAX_CPUS + 64)
-
-static struct pending_bind pending_binds[PENDING_BINDS_MAX];
-static unsigned pending_claimed;    /* entries claimed, may exceed the table */
-static bool binding_ready;          /* libnuma loaded: bind at once */
-static bool binding_failed;         /* more than one node, libnuma not loaded */
-static char binding_failure[160];   /* the loader's message */
-
-static void bind_now(void *address, size_t size, int node, bool move)
-{
-    uint64_t nodes;
-    enum xmm_bind_mode mode;
-    if (policy_of(node, &nodes, &mode))
-        xmm_os_bind(address, size, nodes, mode, move);
-}
-
-/* Binding and replay order (sequentially consistent): a recorder publishes
- * its entry, then looks at `binding_ready`; the loader sets it, then reads
- * the entries. One of the two sees the other, so every range is bound by
- * one of them (or by both: the same policy twice). */
-static void record_pending(void *address, size_t size, int node)
-{
-    unsigned index = __atomic_fetch_add(&pending_claimed, 1, __ATOMIC_SEQ_CST);
-    if (index >= PENDING_BINDS_MAX) {
-        /* No entry: bound only if libnuma came meanwhile, else first touch. */
-        if (__atomic_load_n(&binding_ready, __ATOMIC_SEQ_CST))
-            bind_now(address, size, node, true);
-        return;
-    }
-    struct pending_bind *entry = &pending_binds[index];
-    entry->address = address;
-    entry->size = size;
-    entry->node = node;
-    __atomic_store_n(&entry->ready, true, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&binding_ready, __ATOMIC_SEQ_CST))
-        bind_now(address, size, node, true);
-}
-
+/* Bound at once, before the first touch, whether libnuma is loaded yet or
+ * not (xmm_os_bind): a page touched first and bound later could not be put
+ * right under interleave, as MPOL_MF_MOVE moves only the pages outside the
+ * new node set, and every node is in it. */
 void xmm_numa_bind(void *address, size_t size, int node)
 {
     uint64_t nodes;
     enum xmm_bind_mode mode;
-    if (!policy_of(node, &nodes, &mode))
-        return;
-    if (XMM_LIKELY(__atomic_load_n(&binding_ready, __ATOMIC_SEQ_CST)))
-        xmm_os_bind(address, size, nodes, mode, false);
-    else if (!__atomic_load_n(&binding_failed, __ATOMIC_ACQUIRE))
-        record_pending(address, size, node);
+    if (policy_of(node, &nodes, &mode))
+        xmm_os_bind(address, size, nodes, mode);
 }
+
+static bool libnuma_missing;       /* more than one node, libnuma not loaded */
+static char libnuma_failure[160];  /* the loader's message */
 
 void xmm_numa_load_binding(void)
 {
     uint64_t nodes;
     enum xmm_bind_mode mode;
-    if (!policy_of(0, &nodes, &mode) || __atomic_load_n(&binding_ready, __ATOMIC_ACQUIRE))
+    if (!policy_of(0, &nodes, &mode))
         return;
-    if (!xmm_os_load_numa(binding_failure, sizeof(binding_failure))) {
-        if (!__atomic_exchange_n(&binding_failed, true, __ATOMIC_ACQ_REL)) /* said once */
-            xmm_report("xmm: libnuma.so.1 could not be loaded (%s): memory is placed by "
-                       "first touch, not bound to nodes\n",
-                       binding_failure);
-        return;
-    }
-    __atomic_store_n(&binding_ready, true, __ATOMIC_SEQ_CST);
-    unsigned claimed = __atomic_load_n(&pending_claimed, __ATOMIC_SEQ_CST);
-    if (claimed > PENDING_BINDS_MAX)
-        claimed = PENDING_BINDS_MAX;
-    for (unsigned index = 0; index < claimed; index++) {
-        struct pending_bind *entry = &pending_binds[index];
-        /* Touched before it could be bound: its resident pages move. */
-        if (__atomic_load_n(&entry->ready, __ATOMIC_SEQ_CST))
-            bind_now(entry->address, entry->size, entry->node, true);
-    }
+    if (!xmm_os_load_numa(libnuma_failure, sizeof(libnuma_failure)))
+        __atomic_store_n(&libnuma_missing, true, __ATOMIC_RELEASE);
 }
 
 int xmm_numa_interleave_width(int node)
@@ -237,11 +167,6 @@ void xmm_numa_describe(struct xmm_text *text)
         xmm_text_append(text, "none, one node: nothing to place, no binding\n");
         return;
     }
-    if (__atomic_load_n(&binding_failed, __ATOMIC_ACQUIRE)) {
-        xmm_text_format(text, "first touch only: libnuma.so.1 not loaded (%s)\n",
-                        binding_failure);
-        return;
-    }
     switch (xmm_config.numa_mode) {
     case XMM_NUMA_LOCAL:
         xmm_text_append(text, "each CPU's node, preferred; nodes ");
@@ -254,5 +179,8 @@ void xmm_numa_describe(struct xmm_text *text)
         break;
     }
     append_nodes(text, usable_nodes);
+    if (__atomic_load_n(&libnuma_missing, __ATOMIC_ACQUIRE))
+        xmm_text_format(text, "; bound by the mbind system call, libnuma.so.1 not loaded (%s)",
+                        libnuma_failure);
     xmm_text_append(text, "\n");
 }

@@ -29,16 +29,16 @@ XMM_INLINE int xmm_node_of_cpu(int cpu)
 /* True if `node` may be asked for with xmm_malloc_on_node. */
 bool xmm_node_is_usable(int node);
 
-/* Applies the policy to fresh memory of `node` before it is touched.
- * Before libnuma is loaded (xmm_numa_load_binding), the range is recorded
- * and bound, its resident pages moved, when it is. */
+/* Applies the policy to fresh memory of `node` before it is touched (the
+ * mbind system call until libnuma is loaded, libnuma's `mbind` after:
+ * xmm_os_bind). */
 void xmm_numa_bind(void *address, size_t size, int node);
 
 /* Loads libnuma where there are nodes to bind to (more than one, and
- * XMM_NUMA not off), and binds what was mapped before. On a one-node
- * machine libnuma is never loaded. If it cannot be loaded, says so once on
- * stderr, and memory is placed by first touch. Call once XMM serves
- * allocations (dlopen allocates): init.c's phase 2. Thread-safe. */
+ * XMM_NUMA not off); on a one-node machine libnuma is never loaded. If it
+ * cannot be loaded, binding goes on with the system call and the
+ * XMM_VERBOSE placement line says why. Call once XMM serves allocations
+ * (dlopen allocates): init.c's phase 2. Thread-safe. */
 void xmm_numa_load_binding(void);
 
 /* The number of nodes `node`'s memory is interleaved over (1: it is not).

@@ -100,7 +100,7 @@ static void after_fork_in_child(void)
 /* Phase 2: registrations that may allocate; the core serves them. */
 static void init_hooks(void)
 {
-    xmm_numa_load_binding(); /* first: it binds what phase 1 mapped */
+    xmm_numa_load_binding();
     xmm_os_at_fork_child(after_fork_in_child);
     xmm_stats_install_hooks();
     xmm_profile_init_hooks();
