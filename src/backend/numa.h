@@ -38,7 +38,7 @@ void xmm_numa_bind(void *address, size_t size, int node);
  * XMM_NUMA not off); on a one-node machine libnuma is never loaded. If it
  * cannot be loaded, binding goes on with the system call and the
  * XMM_VERBOSE placement line says why. Call once XMM serves allocations
- * (dlopen allocates): init.c's phase 2. Thread-safe. */
+ * (dlopen allocates): init.c's phase 2, once a process. */
 void xmm_numa_load_binding(void);
 
 /* The number of nodes `node`'s memory is interleaved over (1: it is not).

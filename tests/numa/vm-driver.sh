@@ -148,8 +148,8 @@ run_case "verbose placement" sh -c \
     'XMM_VERBOSE=1 XMM_NUMA=interleave "$1" local 2>&1 >/dev/null | grep "NUMA placement" |
         grep -qx "xmm: NUMA placement (XMM_NUMA=interleave): pages interleaved over nodes $2"' \
     sh "$test" "$all_nodes"
-# A program that does not link libnuma: XMM loads it, and binds the chunk
-# its own start mapped before it could (tests/backend/test_numa_loading.c).
+# A program that does not link libnuma: XMM loads it, and binds what it maps
+# before the load with the mbind system call (tests/backend/test_numa_loading.c).
 run_case "libnuma loaded by XMM" "$(dirname "$test")/test_numa_loading"
 run_case "local" "$test" local
 run_case "on_node" "$test" on_node
