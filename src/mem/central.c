@@ -105,7 +105,8 @@ struct central_node {
     uint64_t last_maintenance_ns;
     int64_t empty_bytes;           /* bytes of the empty listed spans, all classes */
     int64_t reclaim_floor;         /* of which a reclaim found nothing to take */
-    int64_t asked_since_check;     /* bytes of spans asked for since the last cold check */
+    int64_t moved_since_check;     /* bytes of spans asked for and of batches parked on
+                                      the classes' stacks since the last cold check */
     uint32_t cold_checking;        /* a cold check is under way */
 } XMM_CACHE_ALIGNED;
 
@@ -1022,6 +1023,8 @@ static struct carver_row *row_with_room(struct central_node *central, unsigned s
     return row;
 }
 
+static void release_cold_classes(struct central_node *central, int64_t moved);
+
 void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsigned count,
                        int carver)
 {
@@ -1047,6 +1050,9 @@ void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsi
             } else {
                 __atomic_fetch_add(&lists->batch_count, 1, __ATOMIC_RELAXED);
                 xmm_stack_push(&lists->batches, &batch->stack_entry);
+                /* Parked, not reused yet: counts toward the next cold check
+                 * (release_cold_classes says why). */
+                release_cold_classes(central, (int64_t)batch_bytes(size_class));
             }
             return;
         }
@@ -1379,8 +1385,8 @@ size_t xmm_central_reclaim(int node)
     return released;
 }
 
-/* The cold check runs once the node's spans asked for since the last one
- * add up to this much. */
+/* The cold check runs once the node's spans asked for and batches parked
+ * since the last one add up to this much. */
 #define XMM_COLD_CHECK_BYTES ((int64_t)4 << 20)
 
 /* A class that no refill took objects of since the last cold check has
@@ -1399,11 +1405,17 @@ size_t xmm_central_reclaim(int node)
  * had freed: the page heap's free spans between them, too short for those
  * classes' spans, were 6.9 MiB of the 49 MiB committed at its peak, and
  * about 3 once the cold check let go of them.
+ * Counting growth alone missed a heap that reuses what it has: on
+ * size-drift's second pass the window ran through classes whose spans it
+ * found listed, asked for few new ones, and parked 26 MiB of ready
+ * batches in the 15 classes it passed (up to 4 MiB each) while the next
+ * class grew the heap by 3 MiB. So a batch parked on a class's stack
+ * counts as well: a check runs once per 4 MiB moved either way.
  *
- * Runs once per XMM_COLD_CHECK_BYTES of spans asked for, so that its pass
+ * Runs once per XMM_COLD_CHECK_BYTES moved, so that its pass
  * over the classes (a load each, a CAS for those refilled; two loads per
  * carver for those that went cold, each after refills; an exchange where
- * something waits) costs at most one per 4 MiB of growth. The classes
+ * something waits) costs at most one per 4 MiB moved. The classes
  * under a cache line keep their carvers' spans, as an idle pass does
  * (release_carvers says why). */
 enum class_heat {
@@ -1443,9 +1455,9 @@ static void release_cold_class(struct central_node *central, struct carver_row *
         release_kept(row, size_class);
 }
 
-static void release_cold_classes(struct central_node *central, int64_t wanted)
+static void release_cold_classes(struct central_node *central, int64_t moved)
 {
-    if (__atomic_add_fetch(&central->asked_since_check, wanted, __ATOMIC_RELAXED) <
+    if (__atomic_add_fetch(&central->moved_since_check, moved, __ATOMIC_RELAXED) <
         XMM_COLD_CHECK_BYTES)
         return;
     /* One thread walks: two that both saw the sum past the bound would
@@ -1453,7 +1465,7 @@ static void release_cold_classes(struct central_node *central, int64_t wanted)
      * first had just found in use (it moved them to "refilled before").
      * So would a check that more growth (or a signal handler) set off
      * while one walks: it gives way. */
-    if (__atomic_exchange_n(&central->asked_since_check, 0, __ATOMIC_RELAXED) <
+    if (__atomic_exchange_n(&central->moved_since_check, 0, __ATOMIC_RELAXED) <
         XMM_COLD_CHECK_BYTES)
         return;
     uint32_t idle = 0;

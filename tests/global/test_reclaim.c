@@ -20,8 +20,10 @@
  *             MiB), and so are what carvers keep of them, whose spans
  *             pinned holes between the next classes' spans, and spans
  *             above 8 KiB are 128, 256 or 512 KiB, so that one class's
- *             freed spans fit the next class's (before: 51 MiB; now
- *             about 43)
+ *             freed spans fit the next class's (before: 51 MiB, then
+ *             43), and batches parked in classes passed count toward the
+ *             cold checks as spans asked for do (before: 43 MiB; now
+ *             about 40)
  *   burst     192 MiB of 256-byte blocks made, then after an upkeep pass
  *             freed, nothing after: the frees gave most spans back to the
  *             page heap themselves (a class refilled since the last pass

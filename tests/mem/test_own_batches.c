@@ -52,6 +52,15 @@
  *            the classes' shared batches: what carvers kept of classes a
  *            program had stopped using pinned their spans (size-drift's
  *            holes, central.c, release_cold_classes).
+ *   parked   four batches of 5 KiB objects are drained to the class's
+ *            stack, then one batch of 1 KiB objects goes back and forth
+ *            (refilled and drained, no carver) for 16 MiB while the heap
+ *            asks for no page: the 5 KiB batches go back to their spans
+ *            (the cold checks count parked batches), the 1 KiB one, in
+ *            use, stays. Before, only spans asked for counted, and the
+ *            batches stayed: size-drift's second pass parked 26 MiB of
+ *            them in the classes it passed while the heap grew by 3 MiB
+ *            (central.c, release_cold_classes).
  *   trim     xmm_central_release_all leaves no batch anywhere and every
  *            span back in the page heap (the kept spans of case kept
  *            too).
@@ -73,7 +82,7 @@
  * the two thirds that are not carver 0's. */
 _Static_assert(2 * XMM_OWN_BATCH_MAX_BYTES <= MAX_HELD * 1024, "MAX_HELD holds bound_case's");
 
-static unsigned class_64, class_3000, class_1k;
+static unsigned class_64, class_3000, class_1k, class_5k;
 
 /* One refill of a full batch; returns how many came. */
 static unsigned refill(unsigned size_class, int carver, void **out)
@@ -325,6 +334,41 @@ static void cold_case(void)
           "carver 0's batch of a class it kept refilling stayed its own");
 }
 
+static uint64_t parked_bytes(void)
+{
+    struct xmm_central_stats stats;
+    xmm_central_stats(0, &stats);
+    return stats.objects_in_batches_bytes;
+}
+
+static void parked_case(void)
+{
+    enum { PARKED = 4 };
+    unsigned batch = xmm_size_classes[class_5k].batch;
+    uint64_t batch_5k = (uint64_t)batch * xmm_size_classes[class_5k].size;
+    uint64_t batch_1k = (uint64_t)xmm_size_classes[class_1k].batch * 1024;
+    static void *parked[PARKED][XMM_MAX_BATCH];
+    for (int i = 0; i < PARKED; i++)
+        CHECKQ(refill(class_5k, XMM_CENTRAL_NO_CARVER, parked[i]) == batch,
+               "a batch of 5 KiB objects");
+    for (int i = 0; i < PARKED; i++)
+        xmm_central_drain(0, class_5k, parked[i], batch, XMM_CENTRAL_NO_CARVER);
+    CHECK(parked_bytes() == PARKED * batch_5k, "%d batches of 5 KiB objects parked (%llu bytes)",
+          PARKED, (unsigned long long)parked_bytes());
+    void *moving[XMM_MAX_BATCH];
+    unsigned rounds = (unsigned)((16u << 20) / batch_1k);
+    for (unsigned i = 0; i < rounds; i++) {
+        unsigned got = refill(class_1k, XMM_CENTRAL_NO_CARVER, moving);
+        CHECKQ(got == xmm_size_classes[class_1k].batch, "a batch of 1 KiB objects");
+        xmm_central_drain(0, class_1k, moving, got, XMM_CENTRAL_NO_CARVER);
+    }
+    CHECK(parked_bytes() == batch_1k,
+          "after 16 MiB of batches moved only the 1 KiB batch in use is parked (%llu bytes; "
+          "%llu for it, %llu for each 5 KiB batch)",
+          (unsigned long long)parked_bytes(), (unsigned long long)batch_1k,
+          (unsigned long long)batch_5k);
+}
+
 int main(int argc, char **argv)
 {
     /* Only this test's calls release the carvers: no background thread. */
@@ -346,6 +390,7 @@ int main(int argc, char **argv)
     class_64 = xmm_size_to_class(64);
     class_3000 = xmm_size_to_class(3000);
     class_1k = xmm_size_to_class(1024);
+    class_5k = xmm_size_to_class(5000);
     CHECK(xmm_size_classes[class_1k].size == 1024, "a 1 KiB class");
     /* Each case from an empty central layer: every batch back in its
      * spans, every carver's own stack empty. */
@@ -364,6 +409,8 @@ int main(int argc, char **argv)
     kept_case();
     xmm_central_release_all();
     cold_case();
+    xmm_central_release_all();
+    parked_case();
     trim_case();
     return check_summary("own batches");
 }
