@@ -13,23 +13,38 @@ static uint32_t clamp_u32(uint64_t value, uint32_t low, uint32_t high)
     return value < low ? low : value > high ? high : (uint32_t)value;
 }
 
-/* Whether a span of `pages` holds enough objects of `size` that refills
- * and drains of medium objects do not take a span from the page heap
- * (under its lock) every other time, 8 objects, or as many as 512 KiB
- * holds, at least 2; with a tail waste of at most 1/8 of the span. */
+/* Objects above this have spans of a power of two of bytes where one fits. */
+#define POWER_OF_TWO_SPANS_ABOVE 512u
+
+/* Objects up to this (and above POWER_OF_TWO_SPANS_ABOVE) are content
+ * with 4 objects a span. */
+#define FOUR_OBJECT_SPANS_UP_TO 8192u
+
+/* The fewest objects a span of `size` holds, so that refills and drains of
+ * medium objects do not take a span from the page heap (under its lock)
+ * every other time: 8, or as many as 512 KiB holds, at least 2; 4 from
+ * 576 bytes to 8 KiB, so that their spans can be 8 to 64 KiB
+ * (span_pages_for says why). */
+static uint32_t span_objects_wanted(uint32_t size)
+{
+    if (size > POWER_OF_TWO_SPANS_ABOVE && size <= FOUR_OBJECT_SPANS_UP_TO)
+        return 4;
+    return clamp_u32((512u << 10) / size, 2, 8);
+}
+
+/* Whether a span of `pages` holds span_objects_wanted(size) objects with a
+ * tail waste of at most 1/8 of the span. */
 static bool span_fits(uint32_t pages, uint32_t size)
 {
-    uint32_t wanted_objects = clamp_u32((512u << 10) / size, 2, 8);
+    uint32_t wanted_objects = span_objects_wanted(size);
     size_t span_bytes = (size_t)pages << XMM_PAGE_SHIFT;
     size_t objects = span_bytes / size;
     return objects >= wanted_objects && (span_bytes - objects * size) * 8 <= span_bytes;
 }
 
-/* Objects above this have spans of a power of two of bytes where one fits. */
-#define POWER_OF_TWO_SPANS_ABOVE 8192u
-
-/* The span of a class, in allocator pages. Above 8 KiB, 128, 256 or 512
- * KiB, the shortest that fits: a program whose sizes drift frees the spans
+/* The span of a class, in allocator pages: above 512 bytes, a power of
+ * two of bytes, the shortest that fits (8 to 64 KiB up to 8 KiB; 128,
+ * 256 or 512 KiB above): a program whose sizes drift frees the spans
  * of one class while the next class asks for its own, and a freed span
  * serves the next class whole (the same length) or joined with its
  * neighbour (twice it). With the shortest run of pages that fits for each
@@ -37,9 +52,15 @@ static bool span_fits(uint32_t pages, uint32_t size)
  * class, from 144 KiB to 512 KiB; every freed one was too short for the
  * class after it, and size-drift (bench/workloads/size-drift.c) peaked 2
  * MiB higher, at 46 MiB instead of 44, on the holes they left between
- * spans in use. Up to 8 KiB, and above where no power of two fits (88 KiB
- * objects: 5 in 512 KiB waste 14%), the shortest run of pages, 8 KiB at
- * least. */
+ * spans in use. The same held from 576 bytes to 8 KiB, whose spans were
+ * the shortest runs of 8 objects (12, 20, 28 KiB ...): bench/workloads/
+ * frag.c frees 90% of a heap of blocks up to 1 KiB, 43% of the 8 KiB
+ * spans of its 1 KiB blocks whole, then allocates blocks twice as large,
+ * whose 16 KiB spans of 2 KiB blocks fitted only where two freed spans
+ * lay side by side: peak RSS 862 MB, 809 with spans of 4 of them in 8 KiB
+ * (glibc 704, splitting and joining exact sizes). Up to 512 bytes, and
+ * above where no power of two fits (88 KiB objects: 5 in 512 KiB waste
+ * 14%), the shortest run of pages, 8 KiB at least. */
 static uint32_t span_pages_for(uint32_t size)
 {
     uint32_t first_pages = XMM_SPAN_MIN_BYTES >> XMM_PAGE_SHIFT;

@@ -74,25 +74,31 @@ int main(void)
     for (uint64_t offset = 0; offset < XMM_CHUNK_MAX_SIZE; offset += offset < 65536 ? 1 : 4093)
         class0_starts += xmm_class_is_object_start(0, offset);
     CHECK(class0_starts == 0, "class 0 takes %zu offsets for object starts", class0_starts);
-    /* Above 8 KiB, a span is 128, 256 or 512 KiB wherever one of those
-     * holds its 8 objects (or what 512 KiB holds, at least 2) within 1/8
-     * tail waste, so that the spans one class frees serve the next class
-     * (size_class.c, span_pages_for): whole, or two joined. */
+    /* Above 512 bytes, a span is the shortest power of two of bytes from
+     * 8 KiB to 512 KiB that holds 4 objects (up to 8 KiB; above, 8, or
+     * what 512 KiB holds, at least 2) within 1/8 tail waste, so that the
+     * spans one class frees serve another class (size_class.c,
+     * span_pages_for): whole, or two joined. Up to 8 KiB every class has
+     * one, of 64 KiB at most. */
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         const struct xmm_size_class *info = &xmm_size_classes[size_class];
-        if (info->size <= 8192)
+        if (info->size <= 512)
             continue;
         size_t span_bytes = (size_t)info->span_pages * XMM_PAGE_SIZE;
         size_t fitting = 0;
-        for (size_t bytes = 128 << 10; bytes <= 512 << 10 && !fitting; bytes *= 2) {
+        for (size_t bytes = 8 << 10; bytes <= 512 << 10 && !fitting; bytes *= 2) {
             size_t objects = bytes / info->size, wanted = (512 << 10) / info->size;
-            wanted = wanted < 2 ? 2 : wanted > 8 ? 8 : wanted;
+            wanted = info->size <= 8192 ? 4 : wanted < 2 ? 2 : wanted > 8 ? 8 : wanted;
             if (objects >= wanted && (bytes - objects * info->size) * 8 <= bytes)
                 fitting = bytes;
         }
         if (fitting)
             CHECK(span_bytes == fitting, "class %u (%u B): span of %zu KiB, not %zu KiB",
                   size_class, info->size, span_bytes >> 10, fitting >> 10);
+        if (info->size <= 8192)
+            CHECK(fitting && fitting <= 64 << 10,
+                  "class %u (%u B): a span of 8 to 64 KiB holds 4 objects (%zu KiB)",
+                  size_class, info->size, fitting >> 10);
     }
     /* The per-CPU caches' remote bins (mem/cpu_cache.h) serve exactly the
      * classes smaller than a cache line. */

@@ -24,6 +24,13 @@
  *             43), and batches parked in classes passed count toward the
  *             cold checks as spans asked for do (before: 43 MiB; now
  *             about 40)
+ *   holes     XMM_THP=never: 64 MiB of 1000-byte blocks, 90% of them
+ *             freed at random (about 43% of their 8 KiB spans whole),
+ *             then 24 MiB of 2000-byte blocks: they take the freed spans,
+ *             and the RSS grows by less than a quarter of them. Before,
+ *             spans of 2 KiB blocks were 16 KiB (8 objects) and fitted
+ *             only where two freed spans lay side by side (bench/
+ *             workloads/frag.c; size_class.c, span_pages_for)
  *   burst     192 MiB of 256-byte blocks made, then after an upkeep pass
  *             freed, nothing after: the frees gave most spans back to the
  *             page heap themselves (a class refilled since the last pass
@@ -38,8 +45,9 @@
  *             freed blocks come back distinct, the live ones intact
  *   first-touch  XMM_THP=never: one block of 100, 200, 400 and 1000 bytes
  *             and of 2, 3, 4, 5, 10, 20 and 64 KiB each, in a fresh
- *             process: the pages of the first words of three objects of
- *             its span past the first allocator page are not resident
+ *             process: the pages of the first words of up to three
+ *             objects of its span past the first allocator page (those
+ *             the span holds) are not resident
  *             (mincore): a clean span's objects are tagged as refills cut
  *             its pages (before: a new span wrote every object's first
  *             word; then spans of more than one 8 KiB page were cut a page
@@ -175,6 +183,46 @@ static void drift_case(void)
     NOTE("drifting sizes, window of %d buffers (at most 34 MiB): peak %zu MiB (started at %zu)",
          WINDOW, peak, base);
     CHECK(peak <= base + 49, "drifting sizes: peak %zu MiB, at most %zu + 49", peak, base);
+}
+
+static void holes_case(void)
+{
+    enum { OLD_SIZE = 1000, NEW_SIZE = 2000, OLD_COUNT = (64 << 20) / 1024,
+           NEW_COUNT = (24 << 20) / 2048 };
+    static void *old_blocks[OLD_COUNT], *new_blocks[NEW_COUNT];
+    for (int i = 0; i < OLD_COUNT; i++) {
+        old_blocks[i] = malloc(OLD_SIZE);
+        CHECKQ(old_blocks[i] != NULL, "malloc(%d)", OLD_SIZE);
+        if (!old_blocks[i])
+            return;
+        memset(old_blocks[i], 1, OLD_SIZE);
+    }
+    uint64_t state = 88172645463325252ull;
+    int kept = 0;
+    for (int i = 0; i < OLD_COUNT; i++) {
+        state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+        if (state % 10 == 0)
+            old_blocks[kept++] = old_blocks[i];
+        else
+            free(old_blocks[i]);
+    }
+    size_t before = status_kb("VmRSS:");
+    for (int i = 0; i < NEW_COUNT; i++) {
+        new_blocks[i] = malloc(NEW_SIZE);
+        CHECKQ(new_blocks[i] != NULL, "malloc(%d)", NEW_SIZE);
+        if (!new_blocks[i])
+            return;
+        memset(new_blocks[i], 2, NEW_SIZE);
+    }
+    size_t grown = status_kb("VmRSS:") - before;
+    NOTE("%d blocks of %d bytes kept of %d; %d blocks of %d bytes (%d KiB of spans) grew the "
+         "RSS by %zu KiB", kept, OLD_SIZE, OLD_COUNT, NEW_COUNT, NEW_SIZE, NEW_COUNT * 2, grown);
+    CHECK(grown * 4 < (size_t)NEW_COUNT * 2, "the %d KiB of 2000-byte blocks took the spans the "
+          "1000-byte blocks left: the RSS grew by %zu KiB", NEW_COUNT * 2, grown);
+    for (int i = 0; i < NEW_COUNT; i++)
+        free(new_blocks[i]);
+    for (int i = 0; i < kept; i++)
+        free(old_blocks[i]);
 }
 
 static void direct_case(void)
@@ -373,6 +421,14 @@ static void trim_whole_size(size_t size)
  * a whole one at a time. */
 #define ALLOCATOR_PAGE ((size_t)4096)
 
+/* The blocks of every size first_touch_size tried, freed at the end of
+ * the case: freed at once, a size's empty spans went back to the page
+ * heap, dirty, and the next size's span (of the same length: 16 KiB for
+ * 3000 and 4096 bytes) was cut from them, not from clean pages. */
+enum { FIRST_TOUCH_SIZES = 11, FIRST_TOUCH_MORE = 40 };
+static char *first_touch_blocks[FIRST_TOUCH_SIZES * (FIRST_TOUCH_MORE + 1)];
+static int first_touch_count;
+
 /* One block of `size` (every class's span has more than one allocator
  * page) in a process that used none of its class before: the first
  * object of a span made of clean pages. */
@@ -390,16 +446,19 @@ static void first_touch_size(size_t size)
      * of a page or more: object 1's may share its page with the end of
      * the first block, which was written). The objects of the first
      * allocator page were cut with the first. The spans of these classes
-     * hold 8 objects or more. */
+     * hold 4 objects or more (from 576 bytes to 8 KiB) or 8 (the rest):
+     * objects past the span's end are not looked at. */
     size_t from = (ALLOCATOR_PAGE + stride - 1) / stride;
     if (from < 2)
         from = 2;
+    size_t span_objects = stride > 512 && stride <= 8192 ? 4 : 8;
+    size_t to = from + 3 < span_objects ? from + 3 : span_objects;
     int resident = 0;
-    for (size_t next = from; next < from + 3; next++)
+    for (size_t next = from; next < to; next++)
         resident += page_resident(((uintptr_t)first + next * stride) & ~(page - 1));
-    CHECK(resident == 0, "%zu-byte blocks: the first words of %d of the 3 objects %zu-%zu of "
-          "the span are resident before any is handed out", size, resident, from, from + 2);
-    enum { MORE = 40 };
+    CHECK(resident == 0, "%zu-byte blocks: the first words of %d of the objects %zu-%zu of "
+          "the span are resident before any is handed out", size, resident, from, to - 1);
+    enum { MORE = FIRST_TOUCH_MORE };
     char *more[MORE];
     int distinct = 1, intact = 1;
     for (int i = 0; i < MORE; i++) {
@@ -416,12 +475,15 @@ static void first_touch_size(size_t size)
     CHECK(distinct && intact, "%zu-byte blocks: %d more come back distinct and intact", size,
           MORE);
     for (int i = 0; i < MORE; i++)
-        free(more[i]);
-    free(first);
+        first_touch_blocks[first_touch_count++] = more[i];
+    first_touch_blocks[first_touch_count++] = first;
 }
 
 static void first_touch_case(void)
 {
+    /* stdio's buffer for stdout would be the 4096-byte class's first
+     * block, and the block the case takes the second of a span of 4. */
+    setvbuf(stdout, NULL, _IONBF, 0);
     first_touch_size(100);
     first_touch_size(200);
     first_touch_size(400);
@@ -433,6 +495,10 @@ static void first_touch_case(void)
     first_touch_size(10000);
     first_touch_size(20000);
     first_touch_size(65536);
+    CHECK(first_touch_count == FIRST_TOUCH_SIZES * (FIRST_TOUCH_MORE + 1),
+          "%d sizes tried", first_touch_count / (FIRST_TOUCH_MORE + 1));
+    for (int i = 0; i < first_touch_count; i++)
+        free(first_touch_blocks[i]);
 }
 
 static void trim_whole_case(void)
@@ -825,6 +891,8 @@ static int run_case(const char *mode)
         first_touch_case();
     else if (!strcmp(mode, "drift"))
         drift_case();
+    else if (!strcmp(mode, "holes"))
+        holes_case();
     else if (!strcmp(mode, "thp"))
         thp_case();
     else if (!strcmp(mode, "thp-large"))
@@ -869,6 +937,7 @@ int main(int argc, char **argv)
         {"sizes", NULL, NULL},
         {"direct", NULL, NULL},
         {"drift", NULL, NULL},
+        {"holes", "XMM_THP=never", NULL},
         {"burst", "XMM_DECAY_MS=200", NULL},
         {"trim-first", NULL, NULL},
         {"trim-second", NULL, NULL},
