@@ -105,8 +105,10 @@ struct central_node {
     uint64_t last_maintenance_ns;
     int64_t empty_bytes;           /* bytes of the empty listed spans, all classes */
     int64_t reclaim_floor;         /* of which a reclaim found nothing to take */
-    int64_t moved_since_check;     /* bytes of spans asked for and of batches parked on
-                                      the classes' stacks since the last cold check */
+    int64_t asked_since_check;     /* bytes of spans asked for since the last cold check */
+    int64_t parked_since_check;    /* bytes of ready batches parked on the classes' stacks
+                                      since then, less those refills took (about; a
+                                      take does not count it below zero) */
     uint32_t cold_checking;        /* a cold check is under way */
 } XMM_CACHE_ALIGNED;
 
@@ -769,6 +771,10 @@ static unsigned refill_from_batch(struct central_node *central, struct central_c
         return 0;
     __atomic_fetch_sub(&lists->batch_count, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&lists->batches_taken, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&central->parked_since_check, __ATOMIC_RELAXED) > 0)
+        __atomic_fetch_sub(&central->parked_since_check,
+                           (int64_t)batch_bytes((unsigned)(lists - central->classes)),
+                           __ATOMIC_RELAXED);
     return take_batch(central, (struct transfer_batch *)entry, out, wanted);
 }
 
@@ -1023,8 +1029,6 @@ static struct carver_row *row_with_room(struct central_node *central, unsigned s
     return row;
 }
 
-static void release_cold_classes(struct central_node *central, int64_t moved);
-
 void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsigned count,
                        int carver)
 {
@@ -1051,8 +1055,9 @@ void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsi
                 __atomic_fetch_add(&lists->batch_count, 1, __ATOMIC_RELAXED);
                 xmm_stack_push(&lists->batches, &batch->stack_entry);
                 /* Parked, not reused yet: counts toward the next cold check
-                 * (release_cold_classes says why). */
-                release_cold_classes(central, (int64_t)batch_bytes(size_class));
+                 * until a refill takes it (release_cold_classes says why). */
+                __atomic_fetch_add(&central->parked_since_check,
+                                   (int64_t)batch_bytes(size_class), __ATOMIC_RELAXED);
             }
             return;
         }
@@ -1386,7 +1391,7 @@ size_t xmm_central_reclaim(int node)
 }
 
 /* The cold check runs once the node's spans asked for and batches parked
- * since the last one add up to this much. */
+ * (less those taken) since the last one add up to this much. */
 #define XMM_COLD_CHECK_BYTES ((int64_t)4 << 20)
 
 /* A class that no refill took objects of since the last cold check has
@@ -1410,12 +1415,21 @@ size_t xmm_central_reclaim(int node)
  * found listed, asked for few new ones, and parked 26 MiB of ready
  * batches in the 15 classes it passed (up to 4 MiB each) while the next
  * class grew the heap by 3 MiB. So a batch parked on a class's stack
- * counts as well: a check runs once per 4 MiB moved either way.
+ * counts as well, until a refill takes one back, and the next span asked
+ * for runs the check once the spans asked for and the batches piled up
+ * add up to 4 MiB. It runs when pages are asked for, not when batches
+ * are parked: a check set off by every 4 MiB of batches parked, taken
+ * back or not, ran 263-381 times a run of a steady producer/consumer heap
+ * (bench/workloads/xmalloc.c) instead of 5, each giving carver runs
+ * back; one set off by what piled up ran 33-47 times, mostly when the
+ * producers had stopped and the consumers freed the rest, and flushed
+ * thousands of batches that no class needed room for: both cost the run
+ * about 3% of its time. Run from here, 7 times.
  *
- * Runs once per XMM_COLD_CHECK_BYTES moved, so that its pass
+ * Runs once per XMM_COLD_CHECK_BYTES so counted, so that its pass
  * over the classes (a load each, a CAS for those refilled; two loads per
  * carver for those that went cold, each after refills; an exchange where
- * something waits) costs at most one per 4 MiB moved. The classes
+ * something waits) costs at most one per 4 MiB counted. The classes
  * under a cache line keep their carvers' spans, as an idle pass does
  * (release_carvers says why). */
 enum class_heat {
@@ -1455,18 +1469,27 @@ static void release_cold_class(struct central_node *central, struct carver_row *
         release_kept(row, size_class);
 }
 
-static void release_cold_classes(struct central_node *central, int64_t moved)
+static int64_t at_least_zero(int64_t value)
 {
-    if (__atomic_add_fetch(&central->moved_since_check, moved, __ATOMIC_RELAXED) <
-        XMM_COLD_CHECK_BYTES)
+    return value > 0 ? value : 0;
+}
+
+/* Counts `asked` bytes of spans, and runs the check once they and the
+ * batches piled up add up (see above). */
+static void release_cold_classes(struct central_node *central, int64_t asked)
+{
+    int64_t asked_sum = __atomic_add_fetch(&central->asked_since_check, asked, __ATOMIC_RELAXED);
+    int64_t parked_sum = __atomic_load_n(&central->parked_since_check, __ATOMIC_RELAXED);
+    if (asked_sum + at_least_zero(parked_sum) < XMM_COLD_CHECK_BYTES)
         return;
     /* One thread walks: two that both saw the sum past the bound would
      * walk back to back, and the second would release the classes the
      * first had just found in use (it moved them to "refilled before").
      * So would a check that more growth (or a signal handler) set off
      * while one walks: it gives way. */
-    if (__atomic_exchange_n(&central->moved_since_check, 0, __ATOMIC_RELAXED) <
-        XMM_COLD_CHECK_BYTES)
+    asked_sum = __atomic_exchange_n(&central->asked_since_check, 0, __ATOMIC_RELAXED);
+    parked_sum = __atomic_exchange_n(&central->parked_since_check, 0, __ATOMIC_RELAXED);
+    if (asked_sum + at_least_zero(parked_sum) < XMM_COLD_CHECK_BYTES)
         return;
     uint32_t idle = 0;
     if (!__atomic_compare_exchange_n(&central->cold_checking, &idle, 1, false, __ATOMIC_ACQUIRE,

@@ -53,14 +53,18 @@
  *            program had stopped using pinned their spans (size-drift's
  *            holes, central.c, release_cold_classes).
  *   parked   four batches of 5 KiB objects are drained to the class's
- *            stack, then one batch of 1 KiB objects goes back and forth
- *            (refilled and drained, no carver) for 16 MiB while the heap
- *            asks for no page: the 5 KiB batches go back to their spans
- *            (the cold checks count parked batches), the 1 KiB one, in
- *            use, stays. Before, only spans asked for counted, and the
- *            batches stayed: size-drift's second pass parked 26 MiB of
- *            them in the classes it passed while the heap grew by 3 MiB
- *            (central.c, release_cold_classes).
+ *            stack. Then one batch of 1 KiB objects goes back and forth
+ *            (refilled and drained, no carver) for 16 MiB, and a span is
+ *            asked for: nothing piled up, no cold check runs, the 5 KiB
+ *            batches stay. Then 4 MiB of 1 KiB batches and 4 MiB of 2 KiB
+ *            ones are refilled from spans already cut and drained back,
+ *            each followed by one 8 KiB span asked for: the checks count
+ *            batches that piled up as spans asked for, and the 5 KiB and 1
+ *            KiB ones go back to their spans; only 2 KiB ones may stay.
+ *            Before, only spans asked for counted, and the batches stayed:
+ *            size-drift's second pass parked 26 MiB of them in the classes
+ *            it passed while the heap grew by 3 MiB (central.c,
+ *            release_cold_classes).
  *   trim     xmm_central_release_all leaves no batch anywhere and every
  *            span back in the page heap (the kept spans of case kept
  *            too).
@@ -82,7 +86,7 @@
  * the two thirds that are not carver 0's. */
 _Static_assert(2 * XMM_OWN_BATCH_MAX_BYTES <= MAX_HELD * 1024, "MAX_HELD holds bound_case's");
 
-static unsigned class_64, class_3000, class_1k, class_5k;
+static unsigned class_64, class_3000, class_1k, class_2k, class_5k;
 
 /* One refill of a full batch; returns how many came. */
 static unsigned refill(unsigned size_class, int carver, void **out)
@@ -341,32 +345,87 @@ static uint64_t parked_bytes(void)
     return stats.objects_in_batches_bytes;
 }
 
+/* Refills `count` batches of `size_class` (no carver) into `held`, then
+ * drains them all back: `count` batches parked on the class's stack, or
+ * as many as its limit takes. */
+static void refill_then_drain(unsigned size_class, void **held, unsigned count)
+{
+    unsigned batch = xmm_size_classes[size_class].batch;
+    for (unsigned i = 0; i < count; i++)
+        CHECKQ(refill(size_class, XMM_CENTRAL_NO_CARVER, held + i * batch) == batch,
+               "a batch of %u-byte objects", xmm_size_classes[size_class].size);
+    for (unsigned i = 0; i < count; i++)
+        xmm_central_drain(0, size_class, held + i * batch, batch, XMM_CENTRAL_NO_CARVER);
+}
+
+/* Objects back to their spans one by one: the spans stay listed, so that
+ * the next refills of the class ask for no page. */
+static void return_all(void *const *objects, unsigned count)
+{
+    for (unsigned i = 0; i < count; i++)
+        xmm_central_return_object(objects[i]);
+}
+
+/* One span of 8 KiB asked for and given back: where cold checks run. */
+static void ask_one_span(void)
+{
+    struct xmm_span *span = xmm_central_alloc_pages(0, 2, 0);
+    CHECK(span != NULL, "the central layer handed out 8 KiB of pages");
+    if (span)
+        xmm_page_heap_free(span);
+}
+
 static void parked_case(void)
 {
-    enum { PARKED = 4 };
-    unsigned batch = xmm_size_classes[class_5k].batch;
-    uint64_t batch_5k = (uint64_t)batch * xmm_size_classes[class_5k].size;
+    enum { PARKED = 4, HELD = 8192 };
+    uint64_t batch_5k = (uint64_t)xmm_size_classes[class_5k].batch * xmm_size_classes[class_5k].size;
     uint64_t batch_1k = (uint64_t)xmm_size_classes[class_1k].batch * 1024;
-    static void *parked[PARKED][XMM_MAX_BATCH];
-    for (int i = 0; i < PARKED; i++)
-        CHECKQ(refill(class_5k, XMM_CENTRAL_NO_CARVER, parked[i]) == batch,
-               "a batch of 5 KiB objects");
-    for (int i = 0; i < PARKED; i++)
-        xmm_central_drain(0, class_5k, parked[i], batch, XMM_CENTRAL_NO_CARVER);
+    uint64_t batch_2k = (uint64_t)xmm_size_classes[class_2k].batch * 2048;
+    /* 4 MiB of batches of each: what the stacks of the two classes hold. */
+    unsigned batches_1k = (unsigned)((4u << 20) / batch_1k);
+    unsigned batches_2k = (unsigned)((4u << 20) / batch_2k);
+    static void *held[HELD], *parked[PARKED * XMM_MAX_BATCH];
+    CHECK(batches_1k * xmm_size_classes[class_1k].batch <= HELD &&
+              batches_2k * xmm_size_classes[class_2k].batch <= HELD,
+          "4 MiB of 1 and 2 KiB objects fit the test's array");
+    /* The spans of 8 MiB of 1 and 2 KiB objects, cut now (the checks the
+     * growth sets off run now) and left listed. */
+    for (unsigned i = 0; i < batches_1k; i++)
+        refill(class_1k, XMM_CENTRAL_NO_CARVER, held + i * xmm_size_classes[class_1k].batch);
+    return_all(held, batches_1k * xmm_size_classes[class_1k].batch);
+    for (unsigned i = 0; i < batches_2k; i++)
+        refill(class_2k, XMM_CENTRAL_NO_CARVER, held + i * xmm_size_classes[class_2k].batch);
+    return_all(held, batches_2k * xmm_size_classes[class_2k].batch);
+
+    refill_then_drain(class_5k, parked, PARKED);
     CHECK(parked_bytes() == PARKED * batch_5k, "%d batches of 5 KiB objects parked (%llu bytes)",
           PARKED, (unsigned long long)parked_bytes());
+    /* Steady: one batch of 1 KiB objects goes back and forth for 16 MiB;
+     * nothing piles up, no check runs. */
     void *moving[XMM_MAX_BATCH];
-    unsigned rounds = (unsigned)((16u << 20) / batch_1k);
-    for (unsigned i = 0; i < rounds; i++) {
+    for (unsigned i = 0; i < 4 * batches_1k; i++) {
         unsigned got = refill(class_1k, XMM_CENTRAL_NO_CARVER, moving);
         CHECKQ(got == xmm_size_classes[class_1k].batch, "a batch of 1 KiB objects");
         xmm_central_drain(0, class_1k, moving, got, XMM_CENTRAL_NO_CARVER);
     }
-    CHECK(parked_bytes() == batch_1k,
-          "after 16 MiB of batches moved only the 1 KiB batch in use is parked (%llu bytes; "
-          "%llu for it, %llu for each 5 KiB batch)",
-          (unsigned long long)parked_bytes(), (unsigned long long)batch_1k,
-          (unsigned long long)batch_5k);
+    ask_one_span();
+    CHECK(parked_bytes() == PARKED * batch_5k + batch_1k,
+          "after a batch went back and forth 16 MiB, and a span asked for, the 5 KiB batches "
+          "are still parked (%llu bytes parked; %llu of them, %llu of 1 KiB)",
+          (unsigned long long)parked_bytes(), (unsigned long long)(PARKED * batch_5k),
+          (unsigned long long)batch_1k);
+    /* Piling up: 4 MiB of 1 KiB batches parked, then 4 MiB of 2 KiB ones,
+     * from spans already cut, each time followed by a span asked for:
+     * two checks, the 5 KiB class, not refilled since, goes cold, and so
+     * does the 1 KiB one. */
+    refill_then_drain(class_1k, held, batches_1k);
+    ask_one_span();
+    refill_then_drain(class_2k, held, batches_2k);
+    ask_one_span();
+    CHECK(parked_bytes() <= (uint64_t)batches_2k * batch_2k,
+          "after 8 MiB of batches piled up only 2 KiB batches are parked (%llu bytes; %llu of "
+          "them at most)",
+          (unsigned long long)parked_bytes(), (unsigned long long)batches_2k * batch_2k);
 }
 
 int main(int argc, char **argv)
@@ -390,6 +449,7 @@ int main(int argc, char **argv)
     class_64 = xmm_size_to_class(64);
     class_3000 = xmm_size_to_class(3000);
     class_1k = xmm_size_to_class(1024);
+    class_2k = xmm_size_to_class(2048);
     class_5k = xmm_size_to_class(5000);
     CHECK(xmm_size_classes[class_1k].size == 1024, "a 1 KiB class");
     /* Each case from an empty central layer: every batch back in its
