@@ -99,6 +99,11 @@ struct central_node {
     int64_t run_bytes;             /* pages in carver runs, not cut yet */
     int64_t run_resident_bytes;    /* of which may be resident (dirty runs) */
     struct xmm_stack free_batches; /* spare batch descriptors */
+    /* Bytes of ready batches put on the classes' stacks since the last
+     * cold check, less those taken off (count_parked): written by the
+     * drains and refills that just wrote `free_batches`. About: it may
+     * dip below zero by a few batches when takes race. */
+    int64_t parked_since_check;
     uint64_t spans_created;
     uint64_t spans_released;
     uint64_t span_bytes;
@@ -106,9 +111,6 @@ struct central_node {
     int64_t empty_bytes;           /* bytes of the empty listed spans, all classes */
     int64_t reclaim_floor;         /* of which a reclaim found nothing to take */
     int64_t asked_since_check;     /* bytes of spans asked for since the last cold check */
-    int64_t parked_since_check;    /* bytes of ready batches parked on the classes' stacks
-                                      since then, less those refills took (about; a
-                                      take does not count it below zero) */
     uint32_t cold_checking;        /* a cold check is under way */
 } XMM_CACHE_ALIGNED;
 
@@ -741,6 +743,18 @@ static size_t batch_bytes(unsigned size_class)
     return (size_t)xmm_size_classes[size_class].batch * xmm_size_classes[size_class].size;
 }
 
+/* Counts `batches` of `size_class` put on (positive) or taken off
+ * (negative) the class's shared stack toward the next cold check
+ * (release_cold_classes). A take leaves a count at zero or below as it
+ * is: what was parked before the last check is not counted twice. */
+static void count_parked(struct central_node *central, unsigned size_class, int64_t batches)
+{
+    if (batches < 0 && __atomic_load_n(&central->parked_since_check, __ATOMIC_RELAXED) <= 0)
+        return;
+    __atomic_fetch_add(&central->parked_since_check, batches * (int64_t)batch_bytes(size_class),
+                       __ATOMIC_RELAXED);
+}
+
 /* What an own batch counts against XMM_OWN_BATCH_MAX_BYTES: its objects'
  * bytes, and at least 4 KiB, so that a carver holds at most 256 batch
  * descriptors (272 bytes of metadata each, never unmapped) whatever the
@@ -771,10 +785,7 @@ static unsigned refill_from_batch(struct central_node *central, struct central_c
         return 0;
     __atomic_fetch_sub(&lists->batch_count, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&lists->batches_taken, 1, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&central->parked_since_check, __ATOMIC_RELAXED) > 0)
-        __atomic_fetch_sub(&central->parked_since_check,
-                           (int64_t)batch_bytes((unsigned)(lists - central->classes)),
-                           __ATOMIC_RELAXED);
+    count_parked(central, (unsigned)(lists - central->classes), -1);
     return take_batch(central, (struct transfer_batch *)entry, out, wanted);
 }
 
@@ -953,6 +964,8 @@ static int32_t give_back_own_class(struct central_node *central, struct carver_r
         xmm_stack_push(&lists->batches, entry);
         moved++;
     }
+    if (moved)
+        count_parked(central, size_class, moved);
     return moved;
 }
 
@@ -1052,12 +1065,11 @@ void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsi
                 __atomic_fetch_add(&lists->own_batch_count, 1, __ATOMIC_RELAXED);
                 xmm_stack_push(&row->own_batches[size_class], &batch->stack_entry);
             } else {
-                __atomic_fetch_add(&lists->batch_count, 1, __ATOMIC_RELAXED);
-                xmm_stack_push(&lists->batches, &batch->stack_entry);
                 /* Parked, not reused yet: counts toward the next cold check
                  * until a refill takes it (release_cold_classes says why). */
-                __atomic_fetch_add(&central->parked_since_check,
-                                   (int64_t)batch_bytes(size_class), __ATOMIC_RELAXED);
+                count_parked(central, size_class, 1);
+                __atomic_fetch_add(&lists->batch_count, 1, __ATOMIC_RELAXED);
+                xmm_stack_push(&lists->batches, &batch->stack_entry);
             }
             return;
         }
@@ -1071,12 +1083,16 @@ void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsi
 static void flush_batches(struct central_node *central, struct central_class *lists)
 {
     ck_stack_entry_t *entry;
+    int64_t flushed = 0;
     while ((entry = xmm_stack_pop(&lists->batches))) {
         struct transfer_batch *batch = (struct transfer_batch *)entry;
         __atomic_fetch_sub(&lists->batch_count, 1, __ATOMIC_RELAXED);
         return_objects_to_spans(batch->objects, batch->count);
         xmm_stack_push(&central->free_batches, &batch->stack_entry);
+        flushed++;
     }
+    if (flushed)
+        count_parked(central, (unsigned)(lists - central->classes), -flushed);
 }
 
 /* How a sweep goes (sweep_spans). */
@@ -1482,19 +1498,24 @@ static void release_cold_classes(struct central_node *central, int64_t asked)
     int64_t parked_sum = __atomic_load_n(&central->parked_since_check, __ATOMIC_RELAXED);
     if (asked_sum + at_least_zero(parked_sum) < XMM_COLD_CHECK_BYTES)
         return;
-    /* One thread walks: two that both saw the sum past the bound would
-     * walk back to back, and the second would release the classes the
-     * first had just found in use (it moved them to "refilled before").
-     * So would a check that more growth (or a signal handler) set off
-     * while one walks: it gives way. */
-    asked_sum = __atomic_exchange_n(&central->asked_since_check, 0, __ATOMIC_RELAXED);
-    parked_sum = __atomic_exchange_n(&central->parked_since_check, 0, __ATOMIC_RELAXED);
-    if (asked_sum + at_least_zero(parked_sum) < XMM_COLD_CHECK_BYTES)
-        return;
+    /* One thread walks, and it takes the counts once it holds the walk:
+     * two that both saw the sum past the bound would walk back to back,
+     * and the second would release the classes the first had just found
+     * in use (it moved them to "refilled before"). So would a check that
+     * more growth (or a signal handler) set off while one walks: it gives
+     * way. The second finds the counts taken and puts back what it took. */
     uint32_t idle = 0;
     if (!__atomic_compare_exchange_n(&central->cold_checking, &idle, 1, false, __ATOMIC_ACQUIRE,
                                      __ATOMIC_RELAXED))
         return;
+    asked_sum = __atomic_exchange_n(&central->asked_since_check, 0, __ATOMIC_RELAXED);
+    parked_sum = __atomic_exchange_n(&central->parked_since_check, 0, __ATOMIC_RELAXED);
+    if (asked_sum + at_least_zero(parked_sum) < XMM_COLD_CHECK_BYTES) {
+        __atomic_fetch_add(&central->asked_since_check, asked_sum, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&central->parked_since_check, parked_sum, __ATOMIC_RELAXED);
+        __atomic_store_n(&central->cold_checking, 0, __ATOMIC_RELEASE);
+        return;
+    }
     int carvers = __atomic_load_n(&central->carvers_used, __ATOMIC_RELAXED);
     for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
         struct central_class *lists = &central->classes[size_class];
