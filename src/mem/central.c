@@ -1440,7 +1440,8 @@ size_t xmm_central_reclaim(int node)
  * back; one set off by what piled up ran 33-47 times, mostly when the
  * producers had stopped and the consumers freed the rest, and flushed
  * thousands of batches that no class needed room for: both cost the run
- * about 3% of its time. Run from here, 7 times.
+ * about 3% of its time. Run only from xmm_central_alloc_pages, as now, it
+ * ran 7 times a run of xmalloc.
  *
  * Runs once per XMM_COLD_CHECK_BYTES so counted, so that its pass
  * over the classes (a load each, a CAS for those refilled; two loads per

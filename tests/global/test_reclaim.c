@@ -214,7 +214,8 @@ static void holes_case(void)
             return;
         memset(new_blocks[i], 2, NEW_SIZE);
     }
-    size_t grown = status_kb("VmRSS:") - before;
+    size_t after = status_kb("VmRSS:");
+    size_t grown = after > before ? after - before : 0;
     NOTE("%d blocks of %d bytes kept of %d; %d blocks of %d bytes (%d KiB of spans) grew the "
          "RSS by %zu KiB", kept, OLD_SIZE, OLD_COUNT, NEW_COUNT, NEW_SIZE, NEW_COUNT * 2, grown);
     CHECK(grown * 4 < (size_t)NEW_COUNT * 2, "the %d KiB of 2000-byte blocks took the spans the "
@@ -427,7 +428,7 @@ static void trim_whole_size(size_t size)
  * 3000 and 4096 bytes) was cut from them, not from clean pages. */
 enum { FIRST_TOUCH_SIZES = 11, FIRST_TOUCH_MORE = 40 };
 static char *first_touch_blocks[FIRST_TOUCH_SIZES * (FIRST_TOUCH_MORE + 1)];
-static int first_touch_count;
+static int first_touch_count, first_touch_sizes_tried;
 
 /* One block of `size` (every class's span has more than one allocator
  * page) in a process that used none of its class before: the first
@@ -474,9 +475,16 @@ static void first_touch_size(size_t size)
     intact &= first[0] == 0x11 && first[size - 1] == 0x11;
     CHECK(distinct && intact, "%zu-byte blocks: %d more come back distinct and intact", size,
           MORE);
-    for (int i = 0; i < MORE; i++)
-        first_touch_blocks[first_touch_count++] = more[i];
-    first_touch_blocks[first_touch_count++] = first;
+    /* Kept until the case ends, while the array has room (a size added
+     * to first_touch_case without FIRST_TOUCH_SIZES fails its count). */
+    first_touch_sizes_tried++;
+    for (int i = 0; i <= MORE; i++) {
+        char *block = i < MORE ? more[i] : first;
+        if (first_touch_count < (int)(sizeof first_touch_blocks / sizeof *first_touch_blocks))
+            first_touch_blocks[first_touch_count++] = block;
+        else
+            free(block);
+    }
 }
 
 static void first_touch_case(void)
@@ -495,8 +503,9 @@ static void first_touch_case(void)
     first_touch_size(10000);
     first_touch_size(20000);
     first_touch_size(65536);
-    CHECK(first_touch_count == FIRST_TOUCH_SIZES * (FIRST_TOUCH_MORE + 1),
-          "%d sizes tried", first_touch_count / (FIRST_TOUCH_MORE + 1));
+    CHECK(first_touch_sizes_tried == FIRST_TOUCH_SIZES,
+          "%d sizes tried, FIRST_TOUCH_SIZES says %d", first_touch_sizes_tried,
+          FIRST_TOUCH_SIZES);
     for (int i = 0; i < first_touch_count; i++)
         free(first_touch_blocks[i]);
 }
