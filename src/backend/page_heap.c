@@ -612,7 +612,7 @@ static struct xmm_span *alloc_pages(int node, size_t pages, size_t alignment, bo
 }
 
 /* alloc_pages, taking up to `max_pages` (alignment 0 only) of the free span
- * that serves the request. */
+ * that serves the request, or as many fresh pages. */
 static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_pages,
                                         size_t alignment, bool may_grow)
 {
@@ -635,7 +635,8 @@ static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_page
     } else if (may_grow) {
         if (heap->dirty_pages > GROWTH_SLACK_PAGES)
             purge_for_growth(heap, at_least, GROWTH_SLACK_PAGES, false);
-        span = cut_fresh(heap, wanted);
+        /* Fresh pages: all of `max_pages` (a carver run's length). */
+        span = cut_fresh(heap, slack ? wanted : max_pages);
         if (span) /* not free: the pieces trim_span cuts off must not join it */
             __atomic_store_n(&span->kind, XMM_SPAN_CACHED, __ATOMIC_RELEASE);
     }
@@ -664,6 +665,14 @@ static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_page
 struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignment)
 {
     return alloc_pages(node, pages, alignment, true);
+}
+
+struct xmm_span *xmm_page_heap_alloc_upto(int node, size_t pages, size_t max_pages)
+{
+    struct xmm_span *span = alloc_pages_upto(node, pages, max_pages, 0, true);
+    if (!span && xmm_page_heap_release_chunks(0))
+        span = alloc_pages_upto(node, pages, max_pages, 0, true);
+    return span;
 }
 
 struct xmm_span *xmm_page_heap_alloc_resident_upto(int node, size_t pages, size_t max_pages)

@@ -30,6 +30,15 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment);
  * much). */
 #define XMM_PAGE_HEAP_GROWTH_SLACK ((size_t)32 << 20)
 
+/* Like xmm_page_heap_alloc (no alignment), but takes up to `max_pages`:
+ * of the free span that serves the request (the smallest of at least
+ * `pages` whose pages may be resident, else the smallest purged or never
+ * written one), or, when none does, `max_pages` fresh pages. For a carver
+ * run: the rests of runs, too short for the span their carver wanted
+ * next, are free spans of a few pages that nothing wrote, and are cut
+ * again rather than left beside fresh pages (on a chunk backed by huge
+ * pages, they are resident all the same). */
+struct xmm_span *xmm_page_heap_alloc_upto(int node, size_t pages, size_t max_pages);
 /* Like xmm_page_heap_alloc, without the retry after giving chunks back. */
 struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignment);
 

@@ -643,6 +643,9 @@ static void release_run(struct xmm_span *run)
     xmm_page_heap_free_unwritten(run);
 }
 
+static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_pages,
+                                         size_t alignment);
+
 /* `pages` for a new span of a class whose spans `row`'s carver keeps: cut
  * from the front of its run (a new run when the old one is too short; its
  * rest goes back). Any thread may hold the carver: the run is taken from
@@ -659,8 +662,13 @@ static struct xmm_span *pages_from_run(int node, struct carver_row *row, size_t 
          * that spans of other classes left are reused, not kept beside
          * fresh pages. */
         run = xmm_page_heap_alloc_resident_upto(node, pages, XMM_CARVER_RUN_PAGES);
+        /* Then a free span of pages nothing wrote or purged, even one
+         * shorter than a run, before fresh pages: the rests of runs
+         * (release_run) are such spans, 1-15 pages long, and were left
+         * beside fresh ones (41 MiB of them while peak-idle allocated 1
+         * GiB, resident where huge pages back the chunk). */
         if (!run)
-            run = xmm_central_alloc_pages(node, XMM_CARVER_RUN_PAGES, 0);
+            run = alloc_pages_upto(node, pages, XMM_CARVER_RUN_PAGES, 0);
         if (!run)
             return xmm_central_alloc_pages(node, pages, 0);
         /* From LARGE by CAS: a double free of an old large block at this
@@ -1548,10 +1556,14 @@ void xmm_central_after_fork_child(void)
         __atomic_store_n(&central_nodes[node].cold_checking, 0, __ATOMIC_RELAXED);
 }
 
-struct xmm_span *xmm_central_alloc_pages(int node, size_t pages, size_t alignment)
+/* xmm_central_alloc_pages, or (`max_pages` above `pages`, no alignment)
+ * up to `max_pages` of the span that serves it: a carver run. */
+static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_pages,
+                                         size_t alignment)
 {
     struct central_node *central = &central_nodes[node];
-    release_cold_classes(central, (int64_t)(pages << XMM_PAGE_SHIFT));
+    bool run = max_pages > pages;
+    release_cold_classes(central, (int64_t)(max_pages << XMM_PAGE_SHIFT));
     int64_t empty = __atomic_load_n(&central->empty_bytes, __ATOMIC_RELAXED);
     int64_t floor = __atomic_load_n(&central->reclaim_floor, __ATOMIC_RELAXED);
     if (empty < floor) {
@@ -1560,12 +1572,19 @@ struct xmm_span *xmm_central_alloc_pages(int node, size_t pages, size_t alignmen
     }
     int64_t wanted = (int64_t)(pages << XMM_PAGE_SHIFT);
     if (empty - floor >= (wanted > XMM_RECLAIM_MIN_BYTES ? wanted : XMM_RECLAIM_MIN_BYTES)) {
-        struct xmm_span *span = xmm_page_heap_alloc_resident(node, pages, alignment);
+        struct xmm_span *span = run ? xmm_page_heap_alloc_resident_upto(node, pages, max_pages)
+                                    : xmm_page_heap_alloc_resident(node, pages, alignment);
         if (span)
             return span;
         xmm_central_reclaim(node);
     }
-    return xmm_page_heap_alloc(node, pages, alignment);
+    return run ? xmm_page_heap_alloc_upto(node, pages, max_pages)
+               : xmm_page_heap_alloc(node, pages, alignment);
+}
+
+struct xmm_span *xmm_central_alloc_pages(int node, size_t pages, size_t alignment)
+{
+    return alloc_pages_upto(node, pages, pages, alignment);
 }
 
 void xmm_central_stats(int node, struct xmm_central_stats *stats)

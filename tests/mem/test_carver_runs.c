@@ -63,6 +63,15 @@
  *            at most 1 MiB of free pages is left resident beside them.
  *            Before, a run had to be 256 KiB long, so the holes stayed
  *            free (12 MiB) while fresh pages were cut.
+ *   tails    one pinned thread only allocates: 64 MiB of blocks of 16 B -
+ *            8 KiB (log-uniform, as bench/workloads/peak-idle), whose
+ *            classes' spans are 2-16 pages long. A run too short for the
+ *            next span goes back to the page heap, never written; at the
+ *            end at most 1 MiB of free pages is left in the heap. Before,
+ *            a new run took only resident free pages or 256 KiB of any,
+ *            so those rests stayed free while fresh pages were cut
+ *            (2.6 MiB here, 41 MiB in peak-idle's 1 GiB, where huge pages
+ *            make them resident).
  *   stress   4 threads (more than this machine's cores, so preempted in
  *            refills, and two may hold one carver), unpinned, cycle blocks
  *            of 16 B - 4 KiB with a tag in each, while the main thread
@@ -77,6 +86,7 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -99,9 +109,9 @@ static const size_t sizes[] = {16, 64, 256, 1024};
 static void *blocks[2][SIZE_COUNT][BLOCKS];
 static int cpus[2];
 
-/* The sum of the nodes' carver_run_bytes in the statistics' JSON, read
+/* The sum over the nodes of the statistics' JSON field `name`, read
  * without calling malloc (stdio would: a refill, a new run). */
-static unsigned long long carver_run_bytes(void)
+static unsigned long long node_stats_sum(const char *name)
 {
     static char json[1 << 16];
     int fd = memfd_create("xmm-stats", 0);
@@ -112,13 +122,19 @@ static unsigned long long carver_run_bytes(void)
     ssize_t length = pread(fd, json, sizeof json - 1, 0);
     close(fd);
     json[length > 0 ? length : 0] = '\0';
+    char key[64];
+    snprintf(key, sizeof key, "\"%s\": ", name);
     unsigned long long sum = 0;
-    const char *key = "\"carver_run_bytes\": ";
     int found = 0;
     for (const char *at = strstr(json, key); at; at = strstr(at + 1, key), found++)
         sum += strtoull(at + strlen(key), NULL, 10);
-    CHECKQ(found > 0, "the statistics name carver_run_bytes");
+    CHECKQ(found > 0, "the statistics name %s", name);
     return sum;
+}
+
+static unsigned long long carver_run_bytes(void)
+{
+    return node_stats_sum("carver_run_bytes");
 }
 
 /* Two threads meet without sleeping: a thread that sleeps may come back
@@ -537,6 +553,42 @@ static void holes_case(void)
         free(between[i]);
 }
 
+/* ---- tails ------------------------------------------------------------------ */
+
+#define TAIL_BYTES ((size_t)64 << 20)
+#define TAIL_BLOCKS_MOST (TAIL_BYTES / 16)
+
+/* A size of 16 B - 8 KiB, uniform in its logarithm. */
+static size_t log_uniform_size(unsigned long long *state)
+{
+    unsigned shift = 4 + (unsigned)(next_random(state) % 9); /* 16 B - 4 KiB */
+    size_t size = (size_t)1 << shift;
+    return size + (size_t)(next_random(state) % size);
+}
+
+static void tails_case(void)
+{
+    pin(cpus[0]);
+    static void *tail_blocks[TAIL_BLOCKS_MOST];
+    unsigned long long state = 7;
+    size_t bytes = 0, count = 0;
+    while (bytes < TAIL_BYTES && count < TAIL_BLOCKS_MOST) {
+        size_t size = log_uniform_size(&state);
+        tail_blocks[count] = malloc(size);
+        CHECKQ(tail_blocks[count] != NULL, "malloc(%zu)", size);
+        memset(tail_blocks[count], 1, size);
+        bytes += size;
+        count++;
+    }
+    /* Free pages of any kind: the rests were never written. */
+    unsigned long long free_bytes = node_stats_sum("page_heap_free_bytes");
+    CHECK(free_bytes <= (1u << 20),
+          "after %zu blocks (%zu MiB) and no free, %llu bytes of the page heap are free "
+          "(at most 1 MiB): the rests of runs were cut again", count, bytes >> 20, free_bytes);
+    for (size_t i = 0; i < count; i++)
+        free(tail_blocks[i]);
+}
+
 /* ---- stress ------------------------------------------------------------------ */
 
 #define STRESS_THREADS 4
@@ -625,6 +677,10 @@ int main(int argc, char **argv)
             if (!two_cpus())
                 return 77;
             holes_case();
+        } else if (!strcmp(argv[1], "tails")) {
+            if (!two_cpus())
+                return 77;
+            tails_case();
         } else if (!strcmp(argv[1], "stress")) {
             stress_case();
         }
@@ -648,6 +704,7 @@ int main(int argc, char **argv)
     CHECK(check_run_self("grown", common) == 0, "grown case");
     remote_cases(common);
     CHECK(check_run_self("holes", common) == 0, "holes case");
+    CHECK(check_run_self("tails", common) == 0, "tails case");
     CHECK(check_run_self("stress", common) == 0, "stress case");
     return check_summary("carver_runs");
 }
