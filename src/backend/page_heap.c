@@ -621,6 +621,10 @@ static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_page
     size_t wanted = pages + slack;
     if (wanted > XMM_CHUNK_SPAN_MAX_PAGES || !heap_lock(heap))
         return NULL;
+    if (slack || max_pages < pages)
+        max_pages = pages;
+    else if (max_pages > XMM_CHUNK_SPAN_MAX_PAGES)
+        max_pages = XMM_CHUNK_SPAN_MAX_PAGES;
     size_t at_least = wanted > GROWTH_PURGE_MIN_PAGES ? wanted : GROWTH_PURGE_MIN_PAGES;
     struct xmm_span *span = find_free(heap, pages, alignment, !may_grow);
     if (span) {
@@ -642,7 +646,7 @@ static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_page
     }
     if (span) {
         size_t offset = slack ? pages_to_alignment(span, alignment) : 0;
-        if (!slack && max_pages > pages)
+        if (max_pages > pages)
             pages = span->pages < max_pages ? span->pages : max_pages;
         if (trim_span(heap, span, offset, pages)) {
             /* In use; the caller refines it. */
@@ -897,7 +901,7 @@ struct xmm_span *xmm_page_heap_cut_front(struct xmm_span *run, size_t pages)
 void xmm_page_heap_free_unwritten(struct xmm_span *span)
 {
     struct page_heap *heap = &heaps[span->node];
-    if (span->dirty == XMM_PAGES_CLEAN && heap_lock(heap)) {
+    if (!holds_resident(span) && heap_lock(heap)) {
         free_clean_locked(heap, (struct xmm_chunk *)xmm_region_of(span->start), span,
                           xmm_os_now_ns());
         heap_unlock(heap);

@@ -37,7 +37,8 @@ struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment);
  * run: the rests of runs, too short for the span their carver wanted
  * next, are free spans of a few pages that nothing wrote, and are cut
  * again rather than left beside fresh pages (on a chunk backed by huge
- * pages, they are resident all the same). */
+ * pages, they are resident all the same). A `max_pages` below `pages`
+ * counts as `pages`, one above XMM_CHUNK_SPAN_MAX_PAGES as that bound. */
 struct xmm_span *xmm_page_heap_alloc_upto(int node, size_t pages, size_t max_pages);
 /* Like xmm_page_heap_alloc, without the retry after giving chunks back. */
 struct xmm_span *xmm_page_heap_try_alloc(int node, size_t pages, size_t alignment);

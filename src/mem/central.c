@@ -1556,14 +1556,13 @@ void xmm_central_after_fork_child(void)
         __atomic_store_n(&central_nodes[node].cold_checking, 0, __ATOMIC_RELAXED);
 }
 
-/* xmm_central_alloc_pages, or (`max_pages` above `pages`, no alignment)
- * up to `max_pages` of the span that serves it: a carver run. */
-static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_pages,
-                                         size_t alignment)
+/* alloc_pages_upto's pages, after the cold check: resident free ones
+ * first when enough empty spans wait to be reclaimed (reclaiming them if
+ * none is free yet), then the page heap's usual path. */
+static struct xmm_span *pages_for(struct central_node *central, int node, size_t pages,
+                                  size_t max_pages, size_t alignment)
 {
-    struct central_node *central = &central_nodes[node];
     bool run = max_pages > pages;
-    release_cold_classes(central, (int64_t)(max_pages << XMM_PAGE_SHIFT));
     int64_t empty = __atomic_load_n(&central->empty_bytes, __ATOMIC_RELAXED);
     int64_t floor = __atomic_load_n(&central->reclaim_floor, __ATOMIC_RELAXED);
     if (empty < floor) {
@@ -1580,6 +1579,23 @@ static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_page
     }
     return run ? xmm_page_heap_alloc_upto(node, pages, max_pages)
                : xmm_page_heap_alloc(node, pages, alignment);
+}
+
+/* xmm_central_alloc_pages, or (`max_pages` above `pages`, no alignment)
+ * up to `max_pages` of the span that serves it: a carver run. */
+static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_pages,
+                                         size_t alignment)
+{
+    struct central_node *central = &central_nodes[node];
+    bool run = max_pages > pages;
+    release_cold_classes(central, (int64_t)(pages << XMM_PAGE_SHIFT));
+    struct xmm_span *span = pages_for(central, node, pages, max_pages, alignment);
+    /* The cold check counts what the heap gave, not what a run could have
+     * been: a run of a rest a few pages long counts those pages. */
+    if (span && run && span->pages > pages)
+        __atomic_fetch_add(&central->asked_since_check,
+                           (int64_t)((span->pages - pages) << XMM_PAGE_SHIFT), __ATOMIC_RELAXED);
+    return span;
 }
 
 struct xmm_span *xmm_central_alloc_pages(int node, size_t pages, size_t alignment)

@@ -70,7 +70,7 @@
  *            end at most 1 MiB of free pages is left in the heap. Before,
  *            a new run took only resident free pages or 256 KiB of any,
  *            so those rests stayed free while fresh pages were cut
- *            (2.6 MiB here, 41 MiB in peak-idle's 1 GiB, where huge pages
+ *            (2.7 MiB here, 41 MiB in peak-idle's 1 GiB, where huge pages
  *            make them resident).
  *   stress   4 threads (more than this machine's cores, so preempted in
  *            refills, and two may hold one carver), unpinned, cycle blocks
