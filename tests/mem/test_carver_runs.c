@@ -64,7 +64,7 @@
  *            Before, a run had to be 256 KiB long, so the holes stayed
  *            free (12 MiB) while fresh pages were cut.
  *   tails    one pinned thread only allocates: 64 MiB of blocks of 16 B -
- *            8 KiB (log-uniform, as bench/workloads/peak-idle), whose
+ *            8 KiB (about log-uniform, as in bench/workloads/peak-idle), whose
  *            classes' spans are 2-16 pages long. A run too short for the
  *            next span goes back to the page heap, never written; at the
  *            end at most 1 MiB of free pages is left in the heap. Before,
@@ -558,7 +558,8 @@ static void holes_case(void)
 #define TAIL_BYTES ((size_t)64 << 20)
 #define TAIL_BLOCKS_MOST (TAIL_BYTES / 16)
 
-/* A size of 16 B - 8 KiB, uniform in its logarithm. */
+/* A size of 16 B - 8 KiB, about uniform in its logarithm: an octave from
+ * 16 B - 32 B to 4 KiB - 8 KiB, each as likely, then a size uniform in it. */
 static size_t log_uniform_size(unsigned long long *state)
 {
     unsigned shift = 4 + (unsigned)(next_random(state) % 9); /* 16 B - 4 KiB */
