@@ -643,8 +643,8 @@ static void release_run(struct xmm_span *run)
     xmm_page_heap_free_unwritten(run);
 }
 
-static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_pages,
-                                         size_t alignment);
+static struct xmm_span *central_alloc_upto(int node, size_t pages, size_t max_pages,
+                                           size_t alignment);
 
 /* `pages` for a new span of a class whose spans `row`'s carver keeps: cut
  * from the front of its run (a new run when the old one is too short; its
@@ -668,7 +668,7 @@ static struct xmm_span *pages_from_run(int node, struct carver_row *row, size_t 
          * beside fresh ones (41 MiB of them while peak-idle allocated 1
          * GiB, resident where huge pages back the chunk). */
         if (!run)
-            run = alloc_pages_upto(node, pages, XMM_CARVER_RUN_PAGES, 0);
+            run = central_alloc_upto(node, pages, XMM_CARVER_RUN_PAGES, 0);
         if (!run)
             return xmm_central_alloc_pages(node, pages, 0);
         /* From LARGE by CAS: a double free of an old large block at this
@@ -1556,7 +1556,7 @@ void xmm_central_after_fork_child(void)
         __atomic_store_n(&central_nodes[node].cold_checking, 0, __ATOMIC_RELAXED);
 }
 
-/* alloc_pages_upto's pages, after the cold check: resident free ones
+/* central_alloc_upto's pages, after the cold check: resident free ones
  * first when enough empty spans wait to be reclaimed (reclaiming them if
  * none is free yet), then the page heap's usual path. */
 static struct xmm_span *pages_for(struct central_node *central, int node, size_t pages,
@@ -1583,8 +1583,8 @@ static struct xmm_span *pages_for(struct central_node *central, int node, size_t
 
 /* xmm_central_alloc_pages, or (`max_pages` above `pages`, no alignment)
  * up to `max_pages` of the span that serves it: a carver run. */
-static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_pages,
-                                         size_t alignment)
+static struct xmm_span *central_alloc_upto(int node, size_t pages, size_t max_pages,
+                                           size_t alignment)
 {
     struct central_node *central = &central_nodes[node];
     bool run = max_pages > pages;
@@ -1600,7 +1600,7 @@ static struct xmm_span *alloc_pages_upto(int node, size_t pages, size_t max_page
 
 struct xmm_span *xmm_central_alloc_pages(int node, size_t pages, size_t alignment)
 {
-    return alloc_pages_upto(node, pages, pages, alignment);
+    return central_alloc_upto(node, pages, pages, alignment);
 }
 
 void xmm_central_stats(int node, struct xmm_central_stats *stats)
