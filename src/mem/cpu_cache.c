@@ -75,14 +75,16 @@ static uint16_t bin_limit[XMM_CPU_BIN_COUNT]; /* one past the last it may grow t
 /* Each header as a slab's set-up writes it: empty in its starting slots
  * (word 0 is not a header and is not written from here). */
 static uint64_t first_header[XMM_CPU_BIN_COUNT];
-/* Per slab, a line of its own (drains write it): `grown_bytes`, the
- * capacity its bins have grown by (grow_capacity; at most
- * XMM_CPU_CACHE_SIZE, back to 0 when a release reopens them), a flag per
+/* Per slab, a line of its own (drains write it): `capacity_bytes`, the
+ * capacity of its bins that left their starting slots, in bytes: each
+ * one's first capacity when it moves out (move_out), and what it has
+ * grown by since (grow_capacity, which keeps the sum within
+ * XMM_CPU_CACHE_SIZE; back to 0 when a release reopens them), a flag per
  * class bin set when it drained since it last grew (the bin went from
  * full to empty, the sign that it is too small: grow_capacity), and per
  * class the refills of its slow start (refill_count). */
 static struct growth {
-    uint64_t grown_bytes;
+    uint64_t capacity_bytes;
     /* The cold-bin walk (drain_cold_bins): bytes refilled on the slab
      * since the last one, and a bit per class bin that refilled since
      * (bits, not bytes: the array is in every process's bss, and a tight
@@ -234,7 +236,7 @@ static uint32_t growth_level(const uint32_t *first, const uint32_t *most, uint64
  * the level fell to 930 objects, at 16 MiB to 734 (before the starting
  * slots), and a CPU cycling through 1000 blocks of 1 KiB missed on
  * every round where the default never did (bench/analysis.md). Above it
- * the budget bounds only the sum of the growth (grow_capacity). */
+ * the budget bounds only the sum of the capacities (grow_capacity). */
 #define LAYOUT_BUDGET_MOST ((uint64_t)4 << 20)
 
 /* Lays out the bins of a slab. Each class bin starts with a thirty-second
@@ -285,6 +287,14 @@ static bool plan_capacities(void)
         first_header[bin] = header_value(bin, starting_begin[bin], starting_begin[bin]);
     }
     return next < XMM_SLAB_WORDS;
+}
+
+/* The bytes a bin holds at its first capacity in its own slots: what
+ * it takes from its slab's budget when it moves out (move_out). */
+static uint64_t first_capacity_bytes(unsigned bin)
+{
+    return (uint64_t)(bin_end[bin] - bin_begin[bin]) *
+           xmm_size_classes[xmm_cpu_bin_class(bin)].size;
 }
 
 static uint64_t node_of_slab(int slab)
@@ -553,8 +563,8 @@ static void claim_pages(void *area, unsigned size_class, void *const *objects, u
  * Never below 0: a release may have set the count to 0 since. */
 static void give_back_growth(struct growth *slab_growth, uint64_t bytes)
 {
-    uint64_t grown = __atomic_load_n(&slab_growth->grown_bytes, __ATOMIC_RELAXED);
-    while (!__atomic_compare_exchange_n(&slab_growth->grown_bytes, &grown,
+    uint64_t grown = __atomic_load_n(&slab_growth->capacity_bytes, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(&slab_growth->capacity_bytes, &grown,
                                         grown > bytes ? grown - bytes : 0, false,
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         ;
@@ -563,14 +573,14 @@ static void give_back_growth(struct growth *slab_growth, uint64_t bytes)
 /* A miss on malloc after the bin drained since it last grew says this
  * CPU's threads cycle through more objects of the class than its bin
  * keeps (full, drained, then empty): the bin of the slab in use grows by
- * a batch (up to its limit, and while the slab's growth stays within
- * XMM_CPU_CACHE_SIZE), so that the frees of the next cycle keep more of
- * them. A CPU that only frees (the consumer of a producer/consumer pair)
+ * a batch (up to its limit, and while the capacities of the slab's bins
+ * that moved out stay within XMM_CPU_CACHE_SIZE), so that the frees of
+ * the next cycle keep more of them. A CPU that only frees (the consumer of a producer/consumer pair)
  * or only allocates (the producer) does not grow its bins: the first
  * would only hold more idle objects. A release (trim, idle) sets every
  * bin back. TCMalloc resizes its per-CPU bins on misses too (its
  * docs/design.md); XMM has no stealing between bins: the budget bounds
- * the sum.
+ * the sum of the capacities, first ones included.
  *
  * Safe against the critical sections on the slab's CPU: they commit with
  * a 32-bit store of `current`, which fails this CAS (tried again), and
@@ -595,7 +605,7 @@ static void grow_capacity(void *area, unsigned bin)
     unsigned batch = xmm_size_classes[size_class].batch;
     unsigned wider = end + batch < bin_limit[bin] ? end + batch : bin_limit[bin];
     uint64_t bytes = (uint64_t)(wider - end) * xmm_size_classes[size_class].size;
-    if (__atomic_add_fetch(&slab_growth->grown_bytes, bytes, __ATOMIC_RELAXED) >
+    if (__atomic_add_fetch(&slab_growth->capacity_bytes, bytes, __ATOMIC_RELAXED) >
         xmm_config.cpu_cache_bytes) {
         give_back_growth(slab_growth, bytes);
         return;
@@ -623,8 +633,15 @@ static bool move_out(void *area, unsigned bin, unsigned wanted)
     if (header_begin(header) != starting_begin[bin] ||
         header_current(header) + wanted <= header_end(header))
         return false;
-    return xmm_rseq_move_bin(area, index_of(area), xmm_cpu_slabs, bin, starting_begin[bin],
-                             bin_begin[bin], header_of(bin_begin[bin], bin_end[bin], 0));
+    if (!xmm_rseq_move_bin(area, index_of(area), xmm_cpu_slabs, bin, starting_begin[bin],
+                           bin_begin[bin], header_of(bin_begin[bin], bin_end[bin], 0)))
+        return false;
+    /* The section reads the index again: a thread that moved to another
+     * CPU since counts that slab's move on this one, one first capacity
+     * off on each until a release sets both counts again. */
+    __atomic_add_fetch(&slab_growth_of[slab].capacity_bytes, first_capacity_bytes(bin),
+                       __ATOMIC_RELAXED);
+    return true;
 }
 
 /* Objects a refill of `size_class` brings to slab `slab`: slow start, as
@@ -884,6 +901,16 @@ static void unlock_header(int slab, unsigned bin)
         ;
 }
 
+/* unlock_header for a release without the fence: a bin reopened in its
+ * own slots, at its first capacity, counts that capacity again. */
+static void reopen_in_place(int slab, unsigned bin)
+{
+    unlock_header(slab, bin);
+    if (slab_growth_of[slab].locked_begin[bin] == bin_begin[bin])
+        __atomic_add_fetch(&slab_growth_of[slab].capacity_bytes, first_capacity_bytes(bin),
+                           __ATOMIC_RELAXED);
+}
+
 /* Moves the objects of one locked class header to the central layer and
  * leaves it locked and empty in its starting slots (`current` = their
  * begin): see release_all_slabs for why it cannot be unlocked yet. */
@@ -950,8 +977,8 @@ static void complete_pending(void *object, uint64_t tag, pending_check check)
 
 static void unlock_all_headers_empty(void)
 {
-    /* The growth count stays: it now overstates the growth of the bins
-     * reopened here, which only lets the others grow less. */
+    /* The capacity count stays: it now overstates the capacity of the
+     * bins reopened here, which only lets the others grow less. */
     for (int slab = 0; slab < slab_count; slab++) {
         if (!slab_touched(slab))
             continue;
@@ -996,13 +1023,14 @@ static void release_all_slabs(pending_check check)
     }
     /* Every bin reopens empty in its starting slots (drain_locked), or,
      * without the fence, where it was at its first capacity
-     * (unlock_header): the growth count restarts while no bin can grow
-     * (locked headers). Without the fence a bin may hold more than that
-     * for a while: its pushes miss until drains bring it under. */
+     * (reopen_in_place, which counts it again): the capacity count restarts
+     * while no bin can grow or move (locked headers). Without the fence a
+     * bin may hold more than that for a while: its pushes miss until
+     * drains bring it under. */
     for (int slab = 0; slab < slab_count; slab++) {
         if (!slab_touched(slab))
             continue;
-        __atomic_store_n(&slab_growth_of[slab].grown_bytes, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&slab_growth_of[slab].capacity_bytes, 0, __ATOMIC_RELAXED);
         /* And every class starts slowly again (refill_count): after an
          * idle release the next burst cuts what it uses. */
         for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
@@ -1019,7 +1047,7 @@ static void release_all_slabs(pending_check check)
             if (fenced)
                 drain_locked(slab, bin);
             else
-                unlock_header(slab, bin);
+                reopen_in_place(slab, bin);
         }
     }
     if (fenced && xmm_os_membarrier_rseq() == 0)
