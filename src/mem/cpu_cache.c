@@ -563,9 +563,9 @@ static void claim_pages(void *area, unsigned size_class, void *const *objects, u
  * Never below 0: a release may have set the count to 0 since. */
 static void give_back_growth(struct growth *slab_growth, uint64_t bytes)
 {
-    uint64_t grown = __atomic_load_n(&slab_growth->capacity_bytes, __ATOMIC_RELAXED);
-    while (!__atomic_compare_exchange_n(&slab_growth->capacity_bytes, &grown,
-                                        grown > bytes ? grown - bytes : 0, false,
+    uint64_t counted = __atomic_load_n(&slab_growth->capacity_bytes, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(&slab_growth->capacity_bytes, &counted,
+                                        counted > bytes ? counted - bytes : 0, false,
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         ;
 }
@@ -638,7 +638,11 @@ static bool move_out(void *area, unsigned bin, unsigned wanted)
         return false;
     /* The section reads the index again: a thread that moved to another
      * CPU since counts that slab's move on this one, one first capacity
-     * off on each until a release sets both counts again. */
+     * off on each until a release sets both counts again. A move whose
+     * section committed before a release locked the header but which
+     * counts after the release reset the count is counted twice (the bin
+     * is counted again when it next moves out, or when it is reopened in
+     * place): one first capacity too many until the next release. */
     __atomic_add_fetch(&slab_growth_of[slab].capacity_bytes, first_capacity_bytes(bin),
                        __ATOMIC_RELAXED);
     return true;
@@ -975,10 +979,23 @@ static void complete_pending(void *object, uint64_t tag, pending_check check)
         xmm_central_return_object(object);
 }
 
+/* The capacity count of slab `slab` from its headers: the capacity of
+ * every bin in its own slots. Only where no other thread can move or
+ * grow a bin (the child of a fork). */
+static uint64_t counted_capacity(int slab)
+{
+    uint64_t bytes = 0;
+    for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
+        uint64_t value = __atomic_load_n(&slab_words(slab)[bin], __ATOMIC_RELAXED);
+        if (header_begin(value) == bin_begin[bin])
+            bytes += (uint64_t)(header_end(value) - bin_begin[bin]) *
+                     xmm_size_classes[xmm_cpu_bin_class(bin)].size;
+    }
+    return bytes;
+}
+
 static void unlock_all_headers_empty(void)
 {
-    /* The capacity count stays: it now overstates the capacity of the
-     * bins reopened here, which only lets the others grow less. */
     for (int slab = 0; slab < slab_count; slab++) {
         if (!slab_touched(slab))
             continue;
@@ -990,6 +1007,11 @@ static void unlock_all_headers_empty(void)
                                  header_value(bin, starting_begin[bin], starting_begin[bin]),
                                  __ATOMIC_RELEASE);
         }
+        /* The release the fork cut off may not have reset the count: the
+         * bins reopened here in their starting slots would be counted
+         * again when they move out. */
+        __atomic_store_n(&slab_growth_of[slab].capacity_bytes, counted_capacity(slab),
+                         __ATOMIC_RELAXED);
     }
 }
 
