@@ -575,9 +575,9 @@ static void give_back_growth(struct growth *slab_growth, uint64_t bytes)
  * keeps (full, drained, then empty): the bin of the slab in use grows by
  * a batch (up to its limit, and while the capacities of the slab's bins
  * that moved out stay within XMM_CPU_CACHE_SIZE), so that the frees of
- * the next cycle keep more of them. A CPU that only frees (the consumer of a producer/consumer pair)
- * or only allocates (the producer) does not grow its bins: the first
- * would only hold more idle objects. A release (trim, idle) sets every
+ * the next cycle keep more of them. A CPU that only frees (the
+ * consumer of a producer/consumer pair) or only allocates (the producer)
+ * does not grow its bins: the first would only hold more idle objects. A release (trim, idle) sets every
  * bin back. TCMalloc resizes its per-CPU bins on misses too (its
  * docs/design.md); XMM has no stealing between bins: the budget bounds
  * the sum of the capacities, first ones included.
