@@ -61,6 +61,9 @@ struct xmm_region {
     uint64_t claim;             /* a direct block's generation: even while it
                                    is live, odd from its free's claim until
                                    the descriptor holds a new block */
+    uint64_t grown_at_ns;       /* a grown block: when realloc's move into
+                                   it was done (xmm_os_now_ns) */
+    uint64_t grow_cost_ns;      /* and how long that move took */
 };
 
 /* What free() needs to know of an allocator page, in one word: the size

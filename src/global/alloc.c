@@ -298,23 +298,42 @@ void *xmm_heap_alloc_on_node(size_t size, int node)
  * mapping of its own is faulted in anew and unmapped at free. */
 #define REALLOC_MAPPING_MIN (XMM_DIRECT_MAP_THRESHOLD / 8)
 
-/* The size from which a growing block gets a mapping of its own now. A
- * program that grows buffers to some size and frees them, again and
- * again, would map and fault in each one anew where the page heap reuses
- * resident pages (bench/micro realloc_growth/16777216, buffers doubled to
- * 16 MiB and freed: 2.6x the time). So the free of such a mapping, below
- * the direct-map threshold, raises it to twice that mapping's size (at
- * most the threshold, past which nothing gets one). The idea is glibc's
- * dynamic mmap threshold, which the free of an mmapped chunk raises to
- * that chunk's size (malloc/malloc.c). Never lowered; one for the
+/* The size from which a growing block gets a mapping of its own now.
+ * The free of such a mapping below the direct-map threshold raises it to
+ * that mapping's size: the idea of glibc's dynamic mmap threshold, which
+ * the free of an mmapped chunk raises to that chunk's size
+ * (malloc/malloc.c). A program that grows buffers to some size, uses them
+ * and frees them keeps getting mappings of that size, each given back to
+ * the kernel by its free: sqlite3's buffers, doubled to 8 and 16 MiB a few
+ * times a second, kept the page heap's freed pages resident beside them
+ * when they stayed there; with mappings its peak RSS is 1.10x glibc's
+ * instead of 1.22x (bench/analysis.md, "Peak RSS: frag, sqlite").
+ *
+ * A buffer freed soon after its move, within twice the time the move
+ * took (mapping, faulting in and copying), raises it to twice its size
+ * instead, so that buffers of that size stay in the page heap from then
+ * on: grown and dropped in a loop, each would otherwise fault in a fresh
+ * mapping, which then costs as much as the buffer's whole life (bench/
+ * micro realloc_growth/16777216, buffers doubled to 16 MiB and freed:
+ * 80x the time with glibc's rule alone). Never lowered; one for the
  * process. */
 static size_t realloc_mapping_from = REALLOC_MAPPING_MIN;
 
-void xmm_heap_note_own_mapping_freed(size_t bytes)
+/* Whether `region`'s buffer was freed within twice the time its move took. */
+static bool freed_soon_after_move(const struct xmm_region *region)
 {
+    uint64_t life_ns = xmm_os_now_ns() - region->grown_at_ns;
+    return life_ns < 2 * region->grow_cost_ns;
+}
+
+void xmm_heap_note_own_mapping_freed(const struct xmm_region *region)
+{
+    size_t bytes = region->size;
     if (bytes + XMM_PAGE_SIZE >= XMM_DIRECT_MAP_THRESHOLD)
         return; /* a block that always has one */
-    size_t raised = bytes <= XMM_DIRECT_MAP_THRESHOLD / 2 ? 2 * bytes : XMM_DIRECT_MAP_THRESHOLD;
+    size_t raised = bytes;
+    if (freed_soon_after_move(region))
+        raised = bytes <= XMM_DIRECT_MAP_THRESHOLD / 2 ? 2 * bytes : XMM_DIRECT_MAP_THRESHOLD;
     size_t from = __atomic_load_n(&realloc_mapping_from, __ATOMIC_RELAXED);
     while (from < raised && !__atomic_compare_exchange_n(&realloc_mapping_from, &from, raised, true,
                                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED))
@@ -323,19 +342,33 @@ void xmm_heap_note_own_mapping_freed(size_t bytes)
 
 /* The new block for a large one of `usable` bytes growing to `target`:
  * one with a mapping of its own, or NULL (smaller, not growing, or no
- * address space: the caller takes a block as usual, errno as it was). */
-static void *grown_into_own_mapping(size_t usable, size_t target)
+ * address space: the caller takes a block as usual, errno as it was).
+ * *started_ns: when the move began (0 when NULL). */
+static void *grown_into_own_mapping(size_t usable, size_t target, uint64_t *started_ns)
 {
+    *started_ns = 0;
     if (usable <= XMM_MAX_SMALL_SIZE || target <= usable ||
         target + XMM_PAGE_SIZE < __atomic_load_n(&realloc_mapping_from, __ATOMIC_RELAXED) ||
         target + XMM_PAGE_SIZE >= XMM_DIRECT_MAP_THRESHOLD)
         return NULL;
+    uint64_t now_ns = xmm_os_now_ns();
     int saved_errno = errno;
     void *block = alloc_large_as(target, XMM_PAGE_SIZE, current_node(), false, true);
     errno = saved_errno;
-    if (block) /* not yet seen by any other thread */
+    if (block) { /* not yet seen by any other thread */
         xmm_region_of(block)->grown = 1;
+        *started_ns = now_ns;
+    }
     return block;
+}
+
+/* Records the move into `block`, a grown mapping, begun at `started_ns`
+ * and done now (its copy included): for the free's rule above. */
+static void note_move_into_mapping(void *block, uint64_t started_ns)
+{
+    struct xmm_region *region = xmm_region_of(block);
+    region->grown_at_ns = xmm_os_now_ns();
+    region->grow_cost_ns = region->grown_at_ns - started_ns;
 }
 
 void *xmm_heap_realloc(void *ptr, size_t size)
@@ -386,7 +419,8 @@ void *xmm_heap_realloc(void *ptr, size_t size)
             return remapped;
     }
     int saved_errno = errno;
-    void *moved = grown_into_own_mapping(usable, target);
+    uint64_t move_started_ns;
+    void *moved = grown_into_own_mapping(usable, target, &move_started_ns);
     if (!moved)
         moved = xmm_heap_alloc(target);
     if (!moved)
@@ -398,6 +432,8 @@ void *xmm_heap_realloc(void *ptr, size_t size)
     if (!moved)
         return NULL; /* the old block stays valid */
     memcpy(moved, ptr, size < usable ? size : usable);
+    if (move_started_ns)
+        note_move_into_mapping(moved, move_started_ns);
     xmm_heap_free(ptr);
     return moved;
 }

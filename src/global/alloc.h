@@ -19,10 +19,10 @@ void *xmm_heap_alloc_aligned(size_t alignment, size_t size, int node);
 void *xmm_heap_alloc_on_node(size_t size, int node);
 void *xmm_heap_realloc(void *ptr, size_t size);
 
-/* A block realloc moved into a mapping of its own, now of `bytes`, is
- * being freed (free.c): below the direct-map threshold, realloc's own
- * mappings start higher from now on (alloc.c). Any thread. */
-void xmm_heap_note_own_mapping_freed(size_t bytes);
+/* `region`, a block realloc moved into a mapping of its own, is being
+ * freed (free.c): below the direct-map threshold, realloc's own mappings
+ * may start higher from now on (alloc.c). Any thread. */
+void xmm_heap_note_own_mapping_freed(const struct xmm_region *region);
 
 /* count * size bytes into *bytes; false, with errno ENOMEM, when the
  * product overflows. The check of every array entry point below. */

@@ -160,7 +160,7 @@ static void free_direct(void *ptr, struct xmm_region *region, uint64_t generatio
     __atomic_fetch_add(&xmm_heap_counters.direct_frees, 1, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&xmm_heap_counters.direct_bytes, region->size, __ATOMIC_RELAXED);
     if (region->grown)
-        xmm_heap_note_own_mapping_freed(region->size);
+        xmm_heap_note_own_mapping_freed(region);
     xmm_arena_unmap_direct(region);
 }
 

@@ -1,13 +1,18 @@
 /* realloc's mappings of their own (src/global/alloc.c): a large block
  * that cannot grow in place any more moves, from 4 MiB on, into a mapping
- * of its own, which mremap then grows without a copy; and once such a
- * mapping is freed, later buffers grown to that size stay in the page
- * heap (the size from which they get one rises: a program that grows and
- * frees buffers again and again keeps reusing resident pages). The copies
- * this saves are measured in bench/workloads/realloc-growth and
- * tests/override/malloc_realloc.c; here, where the block lives. */
+ * of its own, which mremap then grows without a copy. The free of such a
+ * mapping raises the size from which later buffers get one: to its own
+ * size when the program used the buffer a while (as glibc's dynamic mmap
+ * threshold does), so that buffers grown to that size again get mappings
+ * that their frees give back to the kernel; to twice it when the buffer
+ * was freed soon after its move (a buffer grown and dropped in a loop),
+ * so that those stay in the page heap and reuse resident pages. The
+ * copies this saves are measured in bench/workloads/realloc-growth and
+ * tests/override/malloc_realloc.c; here, where the block lives. Each case
+ * runs in a process of its own: the size only ever rises. */
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "global/alloc.h"
@@ -38,7 +43,7 @@ static char *grow(size_t final, size_t *moved_big, bool *mapped_after)
     return block;
 }
 
-int main(void)
+static int grown_once_case(void)
 {
     size_t moved;
     bool mapped;
@@ -71,8 +76,9 @@ int main(void)
     usable = xmm_usable_size(block);
     xmm_free(block);
 
-    /* After the free of that mapping (about 31 MiB with its headroom),
-     * nothing gets one below twice its size: these stay in the page heap. */
+    /* After the free of that mapping (about 31 MiB with its headroom; the
+     * buffer lived through thousands of reallocs after its move), nothing
+     * gets one below its size: these stay in the page heap. */
     for (int round = 0; round < 3; round++) {
         block = grow(12 * MIB, &moved, &mapped);
         CHECK(block != NULL && !xmm_heap_has_own_mapping(block) && !mapped,
@@ -80,5 +86,105 @@ int main(void)
               "in the page heap", round, usable >> 10);
         xmm_free(block);
     }
+    return check_summary("realloc mappings: grown once");
+}
+
+static double seconds_now(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+/* A buffer doubled from 1 MiB to `final` bytes, as sqlite3 grows its
+ * largest ones. *moved_big and *mapped_after as for grow(); *move_seconds:
+ * how long that move's realloc took (an upper bound of the move's cost). */
+static char *double_up(size_t final, size_t *moved_big, bool *mapped_after,
+                       double *move_seconds)
+{
+    char *block = xmm_malloc(MIB);
+    *moved_big = 0;
+    *mapped_after = false;
+    *move_seconds = 0;
+    if (!block)
+        return NULL;
+    memset(block, 0x33, MIB);
+    for (size_t size = 2 * MIB; size <= final; size *= 2) {
+        double started = seconds_now();
+        char *next = xmm_realloc(block, size);
+        double took = seconds_now() - started;
+        if (!next)
+            return block;
+        if (next != block && size >= 4 * MIB && !*moved_big) {
+            *moved_big = size;
+            *mapped_after = xmm_heap_has_own_mapping(next);
+            *move_seconds = took;
+        }
+        block = next;
+    }
+    return block;
+}
+
+/* Buffers doubled to 8 MiB, each used for a while (four times as long as
+ * its move took, 20 ms at least) and freed: every one that moves at 4 MiB
+ * or more moves into a mapping of its own, the ones after the first too.
+ * Fails where the first free raised the size to twice its own. */
+static int kept_case(void)
+{
+    for (int round = 0; round < 3; round++) {
+        size_t moved;
+        bool mapped;
+        double move_seconds;
+        char *block = double_up(8 * MIB, &moved, &mapped, &move_seconds);
+        CHECK(block != NULL, "round %d: a buffer doubled from 1 to 8 MiB", round);
+        CHECK(moved != 0, "round %d: it moved at 4 MiB or more (at %zu KiB; chunks of 4 and "
+                          "8 MiB cannot hold it grown)", round, moved >> 10);
+        CHECK(mapped, "round %d: that move took it into a mapping of its own", round);
+        double use_seconds = move_seconds * 4 > 0.02 ? move_seconds * 4 : 0.02;
+        struct timespec pause = {(time_t)use_seconds,
+                                 (long)((use_seconds - (double)(time_t)use_seconds) * 1e9)};
+        nanosleep(&pause, NULL);
+        memset(block, 0x44, 8 * MIB);
+        xmm_free(block);
+    }
+    return check_summary("realloc mappings: buffers kept a while");
+}
+
+/* Buffers doubled to 16 MiB and freed at once, round after round, as
+ * bench/micro realloc_growth/16777216 does: the first free comes right
+ * after the move, and from then on they stay in the page heap, where the
+ * next one reuses resident pages instead of faulting in a fresh mapping.
+ * Fails where every free raised the size to its own only. */
+static int dropped_case(void)
+{
+    for (int round = 0; round < 4; round++) {
+        size_t moved;
+        bool mapped;
+        double move_seconds;
+        char *block = double_up(16 * MIB, &moved, &mapped, &move_seconds);
+        CHECK(block != NULL, "round %d: a buffer doubled from 1 to 16 MiB", round);
+        if (round > 0)
+            CHECK(!xmm_heap_has_own_mapping(block) && !mapped,
+                  "round %d: after a buffer freed right after its move, it stays in the page "
+                  "heap", round);
+        xmm_free(block);
+    }
+    return check_summary("realloc mappings: buffers dropped at once");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "grown_once") == 0)
+        return grown_once_case();
+    if (argc > 1 && strcmp(argv[1], "kept") == 0)
+        return kept_case();
+    if (argc > 1 && strcmp(argv[1], "dropped") == 0)
+        return dropped_case();
+    CHECK(check_run_self("grown_once", NULL) == 0,
+          "a buffer grown 4 KiB at a time to 28 MiB, shrunk, grown back and freed");
+    CHECK(check_run_self("kept", NULL) == 0,
+          "buffers doubled to 8 MiB and kept a while keep getting mappings of their own");
+    CHECK(check_run_self("dropped", NULL) == 0,
+          "buffers doubled to 16 MiB and dropped at once stay in the page heap");
     return check_summary("realloc mappings");
 }
