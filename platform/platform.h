@@ -260,6 +260,12 @@ void xmm_lock_reset(struct xmm_lock *lock);
  * For decay timestamps on allocation paths, not for timing short intervals. */
 uint64_t xmm_os_now_ns(void);
 
+/* Monotonic time in nanoseconds, to the clock source's resolution
+ * (CLOCK_MONOTONIC through the vDSO: tens of ns with the TSC, more in some
+ * VMs). For timing intervals shorter than a tick, on slow paths only. 0 if
+ * no clock can be read. Async-signal-safe; never allocates. */
+uint64_t xmm_os_precise_now_ns(void);
+
 /* 64 unpredictable bits for a per-process secret: getrandom(2) without
  * blocking, mixed with the 16 random bytes the kernel gives every process
  * (AT_RANDOM), so that a kernel without getrandom or an early boot still

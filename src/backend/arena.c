@@ -397,6 +397,8 @@ void *xmm_arena_map_direct(size_t size, size_t alignment, int node, void *sample
     region->size = mapped;
     region->huge = 0;
     region->grown = 0;
+    region->grown_at_ns = 0;
+    region->grow_cost_ns = 0;
     region->sample = sample;
     xmm_numa_bind(base, mapped, node);
     if (!register_region(region)) {

@@ -62,7 +62,8 @@ struct xmm_region {
                                    is live, odd from its free's claim until
                                    the descriptor holds a new block */
     uint64_t grown_at_ns;       /* a grown block: when realloc's move into
-                                   it was done (xmm_os_now_ns) */
+                                   it was done (xmm_os_precise_now_ns; 0:
+                                   not known) */
     uint64_t grow_cost_ns;      /* and how long that move took */
 };
 

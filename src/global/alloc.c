@@ -319,11 +319,17 @@ void *xmm_heap_alloc_on_node(size_t size, int node)
  * process. */
 static size_t realloc_mapping_from = REALLOC_MAPPING_MIN;
 
-/* Whether `region`'s buffer was freed within twice the time its move took. */
+/* Whether `region`'s buffer was freed within twice the time its move took;
+ * true when that cannot be told (a clock that could not be read), which
+ * keeps such buffers in the page heap. The precise clock: a move of a few
+ * MiB into fresh pages takes 1-2 ms on bare metal, less than the coarse
+ * clock's tick. */
 static bool freed_soon_after_move(const struct xmm_region *region)
 {
-    uint64_t life_ns = xmm_os_now_ns() - region->grown_at_ns;
-    return life_ns < 2 * region->grow_cost_ns;
+    uint64_t now_ns = xmm_os_precise_now_ns();
+    if (now_ns == 0 || region->grown_at_ns == 0 || now_ns < region->grown_at_ns)
+        return true;
+    return now_ns - region->grown_at_ns < 2 * region->grow_cost_ns;
 }
 
 void xmm_heap_note_own_mapping_freed(const struct xmm_region *region)
@@ -343,32 +349,33 @@ void xmm_heap_note_own_mapping_freed(const struct xmm_region *region)
 /* The new block for a large one of `usable` bytes growing to `target`:
  * one with a mapping of its own, or NULL (smaller, not growing, or no
  * address space: the caller takes a block as usual, errno as it was).
- * *started_ns: when the move began (0 when NULL). */
+ * *started_ns: when the move began, before the purge that precedes a
+ * mapping (xmm_upkeep_before_direct_map), which the move costs too. */
 static void *grown_into_own_mapping(size_t usable, size_t target, uint64_t *started_ns)
 {
-    *started_ns = 0;
     if (usable <= XMM_MAX_SMALL_SIZE || target <= usable ||
         target + XMM_PAGE_SIZE < __atomic_load_n(&realloc_mapping_from, __ATOMIC_RELAXED) ||
         target + XMM_PAGE_SIZE >= XMM_DIRECT_MAP_THRESHOLD)
         return NULL;
-    uint64_t now_ns = xmm_os_now_ns();
+    *started_ns = xmm_os_precise_now_ns();
     int saved_errno = errno;
     void *block = alloc_large_as(target, XMM_PAGE_SIZE, current_node(), false, true);
     errno = saved_errno;
-    if (block) { /* not yet seen by any other thread */
+    if (block) /* not yet seen by any other thread */
         xmm_region_of(block)->grown = 1;
-        *started_ns = now_ns;
-    }
     return block;
 }
 
 /* Records the move into `block`, a grown mapping, begun at `started_ns`
- * and done now (its copy included): for the free's rule above. */
+ * and done now (its copy included), for the free's rule above; both
+ * times 0 when a clock read failed. Before realloc returns the block. */
 static void note_move_into_mapping(void *block, uint64_t started_ns)
 {
     struct xmm_region *region = xmm_region_of(block);
-    region->grown_at_ns = xmm_os_now_ns();
-    region->grow_cost_ns = region->grown_at_ns - started_ns;
+    uint64_t done_ns = xmm_os_precise_now_ns();
+    bool timed = started_ns != 0 && done_ns >= started_ns;
+    region->grown_at_ns = timed ? done_ns : 0;
+    region->grow_cost_ns = timed ? done_ns - started_ns : 0;
 }
 
 void *xmm_heap_realloc(void *ptr, size_t size)
@@ -419,8 +426,9 @@ void *xmm_heap_realloc(void *ptr, size_t size)
             return remapped;
     }
     int saved_errno = errno;
-    uint64_t move_started_ns;
+    uint64_t move_started_ns = 0;
     void *moved = grown_into_own_mapping(usable, target, &move_started_ns);
+    bool into_mapping = moved != NULL;
     if (!moved)
         moved = xmm_heap_alloc(target);
     if (!moved)
@@ -432,7 +440,7 @@ void *xmm_heap_realloc(void *ptr, size_t size)
     if (!moved)
         return NULL; /* the old block stays valid */
     memcpy(moved, ptr, size < usable ? size : usable);
-    if (move_started_ns)
+    if (into_mapping)
         note_move_into_mapping(moved, move_started_ns);
     xmm_heap_free(ptr);
     return moved;

@@ -140,6 +140,11 @@ static int kept_case(void)
         CHECK(moved != 0, "round %d: it moved at 4 MiB or more (at %zu KiB; chunks of 4 and "
                           "8 MiB cannot hold it grown)", round, moved >> 10);
         CHECK(mapped, "round %d: that move took it into a mapping of its own", round);
+        const struct xmm_region *region = block ? xmm_region_of(block) : NULL;
+        CHECK(region && region->grown && region->grown_at_ns != 0 && region->grow_cost_ns != 0,
+              "round %d: the mapping is marked grown, with when its move ended and how long "
+              "it took (%llu ns)", round,
+              region ? (unsigned long long)region->grow_cost_ns : 0ULL);
         double use_seconds = move_seconds * 4 > 0.02 ? move_seconds * 4 : 0.02;
         struct timespec pause = {(time_t)use_seconds,
                                  (long)((use_seconds - (double)(time_t)use_seconds) * 1e9)};
@@ -163,6 +168,10 @@ static int dropped_case(void)
         double move_seconds;
         char *block = double_up(16 * MIB, &moved, &mapped, &move_seconds);
         CHECK(block != NULL, "round %d: a buffer doubled from 1 to 16 MiB", round);
+        if (round == 0)
+            CHECK(moved != 0 && mapped,
+                  "round 0: it moved at 4 MiB or more (at %zu KiB) into a mapping of its own",
+                  moved >> 10);
         if (round > 0)
             CHECK(!xmm_heap_has_own_mapping(block) && !mapped,
                   "round %d: after a buffer freed right after its move, it stays in the page "
