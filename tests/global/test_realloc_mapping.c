@@ -96,33 +96,35 @@ static double seconds_now(void)
     return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 }
 
-/* A buffer doubled from 1 MiB to `final` bytes, as sqlite3 grows its
- * largest ones. *moved_big and *mapped_after as for grow(); *move_seconds:
- * how long that move's realloc took (an upper bound of the move's cost). */
-static char *double_up(size_t final, size_t *moved_big, bool *mapped_after,
-                       double *move_seconds)
+/* A buffer doubled from 1 MiB to some size, as sqlite3 grows its largest
+ * ones, and what happened on the way. */
+struct doubled {
+    char *block;
+    size_t moved_big;     /* the size of its first move at 4 MiB or more (0: none) */
+    bool mapped_after;    /* in a mapping of its own right after that move */
+    double move_seconds;  /* how long that realloc took: at least the move */
+};
+
+static struct doubled double_up(size_t final)
 {
-    char *block = xmm_malloc(MIB);
-    *moved_big = 0;
-    *mapped_after = false;
-    *move_seconds = 0;
-    if (!block)
-        return NULL;
-    memset(block, 0x33, MIB);
+    struct doubled result = {xmm_malloc(MIB), 0, false, 0};
+    if (!result.block)
+        return result;
+    memset(result.block, 0x33, MIB);
     for (size_t size = 2 * MIB; size <= final; size *= 2) {
         double started = seconds_now();
-        char *next = xmm_realloc(block, size);
+        char *next = xmm_realloc(result.block, size);
         double took = seconds_now() - started;
         if (!next)
-            return block;
-        if (next != block && size >= 4 * MIB && !*moved_big) {
-            *moved_big = size;
-            *mapped_after = xmm_heap_has_own_mapping(next);
-            *move_seconds = took;
+            return result;
+        if (next != result.block && size >= 4 * MIB && !result.moved_big) {
+            result.moved_big = size;
+            result.mapped_after = xmm_heap_has_own_mapping(next);
+            result.move_seconds = took;
         }
-        block = next;
+        result.block = next;
     }
-    return block;
+    return result;
 }
 
 /* Buffers doubled to 8 MiB, each used for a while (four times as long as
@@ -132,24 +134,24 @@ static char *double_up(size_t final, size_t *moved_big, bool *mapped_after,
 static int kept_case(void)
 {
     for (int round = 0; round < 3; round++) {
-        size_t moved;
-        bool mapped;
-        double move_seconds;
-        char *block = double_up(8 * MIB, &moved, &mapped, &move_seconds);
+        struct doubled buffer = double_up(8 * MIB);
+        char *block = buffer.block;
         CHECK(block != NULL, "round %d: a buffer doubled from 1 to 8 MiB", round);
-        CHECK(moved != 0, "round %d: it moved at 4 MiB or more (at %zu KiB; chunks of 4 and "
-                          "8 MiB cannot hold it grown)", round, moved >> 10);
-        CHECK(mapped, "round %d: that move took it into a mapping of its own", round);
+        CHECK(buffer.moved_big != 0, "round %d: it moved at 4 MiB or more (at %zu KiB; chunks "
+                                     "of 4 and 8 MiB cannot hold it grown)",
+              round, buffer.moved_big >> 10);
+        CHECK(buffer.mapped_after, "round %d: that move took it into a mapping of its own", round);
         const struct xmm_region *region = block ? xmm_region_of(block) : NULL;
         CHECK(region && region->grown && region->grown_at_ns != 0 && region->grow_cost_ns != 0,
               "round %d: the mapping is marked grown, with when its move ended and how long "
               "it took (%llu ns)", round,
               region ? (unsigned long long)region->grow_cost_ns : 0ULL);
-        double use_seconds = move_seconds * 4 > 0.02 ? move_seconds * 4 : 0.02;
+        double use_seconds = buffer.move_seconds * 4 > 0.02 ? buffer.move_seconds * 4 : 0.02;
         struct timespec pause = {(time_t)use_seconds,
                                  (long)((use_seconds - (double)(time_t)use_seconds) * 1e9)};
         nanosleep(&pause, NULL);
-        memset(block, 0x44, 8 * MIB);
+        if (block)
+            memset(block, 0x44, 8 * MIB);
         xmm_free(block);
     }
     return check_summary("realloc mappings: buffers kept a while");
@@ -163,20 +165,17 @@ static int kept_case(void)
 static int dropped_case(void)
 {
     for (int round = 0; round < 4; round++) {
-        size_t moved;
-        bool mapped;
-        double move_seconds;
-        char *block = double_up(16 * MIB, &moved, &mapped, &move_seconds);
-        CHECK(block != NULL, "round %d: a buffer doubled from 1 to 16 MiB", round);
+        struct doubled buffer = double_up(16 * MIB);
+        CHECK(buffer.block != NULL, "round %d: a buffer doubled from 1 to 16 MiB", round);
         if (round == 0)
-            CHECK(moved != 0 && mapped,
+            CHECK(buffer.moved_big != 0 && buffer.mapped_after,
                   "round 0: it moved at 4 MiB or more (at %zu KiB) into a mapping of its own",
-                  moved >> 10);
-        if (round > 0)
-            CHECK(!xmm_heap_has_own_mapping(block) && !mapped,
+                  buffer.moved_big >> 10);
+        else
+            CHECK(!xmm_heap_has_own_mapping(buffer.block) && !buffer.mapped_after,
                   "round %d: after a buffer freed right after its move, it stays in the page "
                   "heap", round);
-        xmm_free(block);
+        xmm_free(buffer.block);
     }
     return check_summary("realloc mappings: buffers dropped at once");
 }
