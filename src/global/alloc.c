@@ -310,7 +310,8 @@ void *xmm_heap_alloc_on_node(size_t size, int node)
  * instead of 1.22x (bench/analysis.md, "Peak RSS: frag, sqlite").
  *
  * A buffer freed soon after its move, within twice the time the move
- * took (mapping, faulting in and copying), raises it to twice its size
+ * took (the purge before the mapping, the mapping, faulting in and
+ * copying), raises it to twice its size (at most the threshold)
  * instead, so that buffers of that size stay in the page heap from then
  * on: grown and dropped in a loop, each would otherwise fault in a fresh
  * mapping, which then costs as much as the buffer's whole life (bench/
