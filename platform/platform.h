@@ -257,7 +257,8 @@ void xmm_lock_reset(struct xmm_lock *lock);
 
 /* Monotonic time in nanoseconds, at the resolution of one kernel tick
  * (1-10 ms; CLOCK_MONOTONIC_COARSE through the vDSO, a few ns per call).
- * For decay timestamps on allocation paths, not for timing short intervals. */
+ * For decay timestamps on allocation paths, not for timing short intervals.
+ * 0 if no clock can be read (a sandbox that refuses the system call). */
 uint64_t xmm_os_now_ns(void);
 
 /* Monotonic time in nanoseconds, to the clock source's resolution
