@@ -577,10 +577,11 @@ static void give_back_growth(struct growth *slab_growth, uint64_t bytes)
  * that moved out stay within XMM_CPU_CACHE_SIZE), so that the frees of
  * the next cycle keep more of them. A CPU that only frees (the
  * consumer of a producer/consumer pair) or only allocates (the producer)
- * does not grow its bins: the first would only hold more idle objects. A release (trim, idle) sets every
- * bin back. TCMalloc resizes its per-CPU bins on misses too (its
- * docs/design.md); XMM has no stealing between bins: the budget bounds
- * the sum of the capacities, first ones included.
+ * does not grow its bins: the first would only hold more idle objects.
+ * A release (trim, idle) sets every bin back. TCMalloc resizes its
+ * per-CPU bins on misses too (its docs/design.md); XMM has no stealing
+ * between bins: the budget bounds the sum of the capacities, first ones
+ * included.
  *
  * Safe against the critical sections on the slab's CPU: they commit with
  * a 32-bit store of `current`, which fails this CAS (tried again), and
