@@ -201,7 +201,9 @@ static struct mallinfo2 fill_mallinfo2(void)
     info.hblkhd = direct;
     info.hblks = __atomic_load_n(&xmm_heap_counters.direct_allocations, __ATOMIC_RELAXED) -
                  __atomic_load_n(&xmm_heap_counters.direct_frees, __ATOMIC_RELAXED);
-    info.uordblks = stats.bytes_in_use;
+    /* Each block in one field, as glibc counts them: the blocks with a
+     * mapping of their own in hblkhd, the others in uordblks. */
+    info.uordblks = stats.bytes_in_use > direct ? stats.bytes_in_use - direct : 0;
     info.fordblks = stats.bytes_cached + stats.bytes_central + stats.bytes_page_heap_free;
     info.keepcost = stats.bytes_page_heap_free;
     info.usmblks = 0;
@@ -245,7 +247,7 @@ XMM_EXPORT void malloc_stats(void)
     xmm_report("Arena 0:\nsystem bytes     = %z\nin use bytes     = %z\n"
                "Total (incl. mmap):\nsystem bytes     = %z\nin use bytes     = %z\n"
                "max mmap regions = %z\nmax mmap bytes   = %z\n",
-               info.arena, info.uordblks, info.arena + info.hblkhd, info.uordblks,
+               info.arena, info.uordblks, info.arena + info.hblkhd, info.uordblks + info.hblkhd,
                info.hblks, info.hblkhd);
     xmm_stats_write(2, "text");
 }
@@ -262,10 +264,18 @@ XMM_EXPORT int malloc_info(int options, FILE *stream)
         return -1;
     struct xmm_stats stats;
     xmm_stats_collect(&stats);
+    struct mallinfo2 info = fill_mallinfo2();
+    /* The total's free bytes: the heaps' (purged or not), and the free
+     * objects and pages held beside them (bytes_page_heap_free counts the
+     * heaps' unpurged pages, already in theirs). */
+    unsigned long long free_total = stats.bytes_cached + stats.bytes_central +
+                                    stats.bytes_page_heap_free;
     fprintf(stream, "<malloc version=\"1\">\n");
     for (int node = 0; node < (int)stats.node_count; node++) {
         struct xmm_page_heap_stats pages;
         xmm_page_heap_stats(node, &pages);
+        if (pages.free_bytes > pages.dirty_bytes)
+            free_total += pages.free_bytes - pages.dirty_bytes;
         fprintf(stream,
                 "<heap nr=\"%d\">\n<sizes>\n</sizes>\n"
                 "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
@@ -282,15 +292,13 @@ XMM_EXPORT int malloc_info(int options, FILE *stream)
     fprintf(stream,
             "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
             "<total type=\"rest\" count=\"0\" size=\"%llu\"/>\n"
-            "<total type=\"mmap\" count=\"0\" size=\"%llu\"/>\n"
+            "<total type=\"mmap\" count=\"%llu\" size=\"%llu\"/>\n"
             "<system type=\"current\" size=\"%llu\"/>\n"
             "<system type=\"max\" size=\"%llu\"/>\n"
             "<aspace type=\"total\" size=\"%llu\"/>\n"
             "<aspace type=\"mprotect\" size=\"%llu\"/>\n"
             "</malloc>\n",
-            (unsigned long long)(stats.bytes_cached + stats.bytes_central +
-                                 stats.bytes_page_heap_free),
-            (unsigned long long)__atomic_load_n(&xmm_heap_counters.direct_bytes, __ATOMIC_RELAXED),
+            free_total, (unsigned long long)info.hblks, (unsigned long long)info.hblkhd,
             (unsigned long long)stats.bytes_committed, (unsigned long long)stats.bytes_committed,
             (unsigned long long)stats.bytes_reserved, (unsigned long long)stats.bytes_reserved);
     return 0;

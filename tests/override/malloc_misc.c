@@ -267,6 +267,95 @@ static void test_trim_and_info(void)
     CHECK(result == -1 && saved_errno == EINVAL, "malloc_info(1, ..): -1, EINVAL as in glibc");
 }
 
+/* The "in use bytes" after `label` in malloc_stats' output. */
+static size_t stats_in_use_after(const char *text, const char *label)
+{
+    const char *at = strstr(text, label);
+    at = at ? strstr(at, "in use bytes") : NULL;
+    at = at ? strchr(at, '=') : NULL;
+    return at ? (size_t)strtoull(at + 1, NULL, 10) : 0;
+}
+
+/* malloc_stats' output, read back from a file its stderr went to. */
+static void capture_malloc_stats(char *text, size_t size)
+{
+    char path[] = "/tmp/xmm-malloc-stats-XXXXXX";
+    int fd = mkstemp(path);
+    int saved = dup(2);
+    fflush(stderr);
+    dup2(fd, 2);
+    malloc_stats();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    ssize_t length = pread(fd, text, size - 1, 0);
+    text[length > 0 ? length : 0] = '\0';
+    close(fd);
+    unlink(path);
+}
+
+/* The size="N" of the first <total type="T" ...> after `from`. */
+static size_t info_total(const char *from, const char *type)
+{
+    char key[64];
+    snprintf(key, sizeof key, "<total type=\"%s\"", type);
+    const char *at = from ? strstr(from, key) : NULL;
+    at = at ? strstr(at, "size=\"") : NULL;
+    return at ? (size_t)strtoull(at + 6, NULL, 10) : 0;
+}
+
+/* glibc's fields: uordblks is what the heap's blocks use, hblkhd what the
+ * blocks with a mapping of their own hold, each block counted in one of
+ * them; malloc_stats' totals add the two; malloc_info's totals cover its
+ * heaps. A 48 MiB block (a mapping of its own) was counted in both. */
+static void test_info_counts_each_block_once(void)
+{
+    struct mallinfo2 before = mallinfo2();
+    char *heap_block = malloc(10 * MIB); /* the page heap's */
+    char *mapped_block = malloc(48 * MIB);
+    CHECKQ(heap_block && mapped_block, "malloc(10 MiB), malloc(48 MiB)");
+    if (!heap_block || !mapped_block)
+        return;
+    memset(heap_block, 1, 10 * MIB);
+    struct mallinfo2 during = mallinfo2();
+    CHECK(during.hblks == before.hblks + 1 && during.hblkhd >= before.hblkhd + 48 * MIB,
+          "the 48 MiB block counts as a mapping: hblks %zu -> %zu, hblkhd %zu -> %zu",
+          before.hblks, during.hblks, before.hblkhd, during.hblkhd);
+    size_t grown = during.uordblks - before.uordblks;
+    CHECK(grown >= 10 * MIB && grown < 11 * MIB,
+          "uordblks grows by the 10 MiB heap block alone, not the mapped one (%zu bytes)",
+          grown);
+    CHECK(during.arena >= during.uordblks, "arena %zu >= uordblks %zu", during.arena,
+          during.uordblks);
+
+    static char text[1 << 16];
+    capture_malloc_stats(text, sizeof text);
+    size_t arena_in_use = stats_in_use_after(text, "Arena 0:");
+    size_t total_in_use = stats_in_use_after(text, "Total (incl. mmap):");
+    CHECK(total_in_use >= arena_in_use + 48 * MIB,
+          "malloc_stats: total in use %zu = arena 0's %zu + the mapped blocks", total_in_use,
+          arena_in_use);
+
+    char *info = NULL;
+    size_t length = 0;
+    FILE *stream = open_memstream(&info, &length);
+    malloc_info(0, stream);
+    fclose(stream);
+    const char *heap = info ? strstr(info, "<heap nr=\"0\">") : NULL;
+    const char *totals = info ? strstr(info, "</heap>") : NULL;
+    while (totals && strstr(totals + 1, "</heap>"))
+        totals = strstr(totals + 1, "</heap>");
+    CHECK(heap && totals && info_total(totals, "rest") >= info_total(heap, "rest"),
+          "malloc_info: the total's free bytes (rest, %zu) cover heap 0's (%zu)",
+          info_total(totals, "rest"), info_total(heap, "rest"));
+    CHECK(totals && info_total(totals, "mmap") >= 48 * MIB,
+          "malloc_info: the mapped blocks' total is at least 48 MiB (%zu)",
+          info_total(totals, "mmap"));
+    free(info);
+    free(mapped_block);
+    free(heap_block);
+}
+
 static void test_bad_sizes(void)
 {
     static const size_t impossible[] = {SIZE_MAX,
@@ -350,6 +439,8 @@ int main(void)
     run_section("statistics count exactly", test_stats_counting);
     run_section("xmm_stats_print does not allocate", test_stats_print_does_not_allocate);
     run_section("malloc_trim, mallinfo, malloc_stats, malloc_info", test_trim_and_info);
+    run_section("mallinfo2, malloc_stats, malloc_info count each block once",
+                test_info_counts_each_block_once);
     run_section("impossible sizes", test_bad_sizes);
     run_section("deferred check: hand-outs clear the mark", test_deferred_hand_out);
     return check_summary("malloc_misc");
