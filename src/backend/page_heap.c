@@ -7,12 +7,14 @@
  * Fresh pages are cut from the node's current chunk; the tail of an
  * exhausted chunk becomes a free span.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "arena.h"
 #include "base/base.h"
 #include "metadata.h"
 #include "numa.h"
+
 #include "page_heap.h"
 
 /* Free spans up to 1 MiB have a list per length; longer ones share list 0. */
@@ -570,11 +572,16 @@ static void purge_decayed(struct page_heap *heap, uint64_t now, bool everything)
 
 struct xmm_span *xmm_page_heap_alloc(int node, size_t pages, size_t alignment)
 {
+    int saved_errno = errno;
     struct xmm_span *span = xmm_page_heap_try_alloc(node, pages, alignment);
     /* The kernel refused a chunk (ulimit -v, overcommit): wholly free
-     * chunks of every node go back first, and the request tries again. */
-    if (!span && xmm_page_heap_release_chunks(0))
+     * chunks of every node go back first, and the request tries again; if
+     * it succeeds, the refusal's errno is not the caller's. */
+    if (!span && xmm_page_heap_release_chunks(0)) {
         span = xmm_page_heap_try_alloc(node, pages, alignment);
+        if (span)
+            errno = saved_errno;
+    }
     return span;
 }
 

@@ -67,14 +67,17 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
         return fail_no_memory();
     if (own_mapping || size + alignment >= XMM_DIRECT_MAP_THRESHOLD) {
         xmm_upkeep_before_direct_map(node, size);
+        int saved_errno = errno;
         void *block = xmm_arena_map_direct(size, alignment, node, sample);
         /* The kernel refused the address space (ulimit -v): give back what
          * XMM holds unused, whole chunks included, and try once more. Not
-         * for realloc's own mapping, which it only tries: a span will do. */
+         * for realloc's own mapping, which it only tries: a span will do.
+         * A success leaves errno as the caller had it. */
         if (!block && !own_mapping && xmm_upkeep_release_address_space())
             block = xmm_arena_map_direct(size, alignment, node, sample);
         if (!block)
             return fail_no_memory();
+        errno = saved_errno;
         __atomic_fetch_add(&xmm_heap_counters.direct_allocations, 1, __ATOMIC_RELAXED);
         __atomic_fetch_add(&xmm_heap_counters.direct_bytes, xmm_align_up(size, xmm_os_page_size()),
                            __ATOMIC_RELAXED);
