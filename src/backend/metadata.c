@@ -37,6 +37,11 @@ void *xmm_metadata_alloc(size_t size, size_t alignment)
     return start; /* fresh anonymous memory: already zero */
 }
 
+bool xmm_metadata_reentered(void)
+{
+    return xmm_lock_holder(&metadata_lock) == XMM_LOCK_HELD_BY_CALLER;
+}
+
 size_t xmm_metadata_bytes(void)
 {
     return __atomic_load_n(&mapped_bytes, __ATOMIC_RELAXED);

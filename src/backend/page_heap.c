@@ -65,6 +65,9 @@ struct page_heap {
     size_t next_chunk_pages;                      /* size of the next chunk */
     struct xmm_span *deferred;                    /* freed by signal handlers, see heap_unlock */
     struct xmm_span *spare_descriptors;           /* linked through `next` */
+    size_t descriptor_pages;                      /* free pages made descriptors
+                                                     (descriptors_from_page) */
+    char *descriptor_page;                        /* the last of them */
     size_t free_pages;
     size_t dirty_pages;
     size_t purged_bytes;
@@ -124,16 +127,24 @@ static void heap_unlock(struct page_heap *heap)
 
 /* ---- descriptors ------------------------------------------------------------ */
 
+static bool descriptors_from_free_span(struct page_heap *heap);
+static struct xmm_span *free_neighbour(const struct page_heap *heap, struct xmm_chunk *chunk,
+                                       struct xmm_span *span, bool after);
+
 static struct xmm_span *new_descriptor(struct page_heap *heap)
 {
     struct xmm_span *span = heap->spare_descriptors;
-    if (span) {
-        heap->spare_descriptors = span->next;
-    } else {
+    if (!span) {
         span = xmm_metadata_alloc(sizeof(*span), XMM_CACHE_LINE);
+        /* The kernel refused metadata a mapping: a free page of the heap
+         * becomes descriptors (descriptors_from_page). */
+        if (!span && !xmm_metadata_reentered() && descriptors_from_free_span(heap))
+            span = heap->spare_descriptors;
         if (!span)
             return NULL;
     }
+    if (span == heap->spare_descriptors)
+        heap->spare_descriptors = span->next;
     /* Fields a lock-free reader may look at keep a defined value; the rest
      * is reset. */
     span->previous = span->next = NULL;
@@ -302,6 +313,79 @@ static struct xmm_span *find_free(struct page_heap *heap, size_t pages, size_t a
             return best;
     }
     return NULL;
+}
+
+/* ---- descriptors from free pages ---------------------------------------------- */
+
+/* Turns `page` (an allocator page of a chunk of this heap, in no span any
+ * more, `dirty` as its span was) into spare descriptors, for good: its
+ * page map entry and page info are cleared first, so that no span joins
+ * across it and a free() of an address in it is reported as invalid, and
+ * its chunk is never wholly free again (chunk_is_free), so never unmapped
+ * under a stale descriptor pointer. Metadata has dedicated mappings
+ * (metadata.c); this is for when the kernel refuses one (ulimit -v, the
+ * program's own mappings having taken the room left) while the heap holds
+ * free pages: without descriptors no free span could be split, and a
+ * request for two pages took a whole free span of hundreds of MiB, which
+ * a small-object class then kept (tests/override/limits.c, "descriptors").
+ * Caller holds the lock. */
+static void descriptors_from_page(struct page_heap *heap, struct xmm_span *owner, char *page,
+                                  enum xmm_span_pages dirty)
+{
+    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(page);
+    size_t index = ((uintptr_t)page - (uintptr_t)chunk->region.base) >> XMM_PAGE_SHIFT;
+    uint32_t in_owner = (uint32_t)((page - owner->start) >> XMM_PAGE_SHIFT);
+    xmm_chunk_set_page_range(owner, 0, in_owner, in_owner + 1);
+    __atomic_store_n(&chunk->page_span[index], NULL, __ATOMIC_RELEASE);
+    if (dirty != XMM_PAGES_CLEAN)
+        memset(page, 0, XMM_PAGE_SIZE); /* as metadata's fresh memory is */
+    for (size_t offset = 0; offset + sizeof(struct xmm_span) <= XMM_PAGE_SIZE;
+         offset += sizeof(struct xmm_span))
+        retire_descriptor(heap, (struct xmm_span *)(page + offset));
+    heap->descriptor_pages++;
+    heap->descriptor_page = page;
+}
+
+/* A listed free span of two pages or more right after (*front) or right
+ * before the last page made descriptors, or NULL: the next such page is
+ * taken beside it, so that they gather in the chunks they already pin. */
+static struct xmm_span *free_span_beside_descriptors(struct page_heap *heap, bool *front)
+{
+    if (!heap->descriptor_page)
+        return NULL;
+    struct xmm_chunk *chunk = (struct xmm_chunk *)xmm_region_of(heap->descriptor_page);
+    struct xmm_span page = {.start = heap->descriptor_page, .pages = 1};
+    for (int after = 1; after >= 0; after--) {
+        struct xmm_span *span = free_neighbour(heap, chunk, &page, after);
+        if (span && span->pages >= 2) {
+            *front = after;
+            return span;
+        }
+    }
+    return NULL;
+}
+
+/* descriptors_from_page on an end page of a listed free span of two pages
+ * or more: beside the last descriptor page if one is free, else the last
+ * page of the smallest such span (resident ones first: the page is
+ * written now). false if the heap has none. Caller holds the lock. */
+static bool descriptors_from_free_span(struct page_heap *heap)
+{
+    bool front = false;
+    struct xmm_span *span = free_span_beside_descriptors(heap, &front);
+    if (!span)
+        span = find_free(heap, 2, 0, false);
+    if (!span)
+        return false;
+    list_remove(heap, span);
+    char *page = front ? span->start : span->start + xmm_span_bytes(span) - XMM_PAGE_SIZE;
+    descriptors_from_page(heap, span, page, span->dirty);
+    if (front)
+        span->start += XMM_PAGE_SIZE;
+    span->pages--;
+    xmm_chunk_set_pages(span, true);
+    list_insert(heap, span);
+    return true;
 }
 
 /* ---- fresh pages from chunks ------------------------------------------------------ */
@@ -541,8 +625,10 @@ static void list_piece(struct page_heap *heap, struct xmm_span *piece)
  * before gets no descriptor (metadata exhausted: ulimit -v, or a signal
  * handler inside the metadata lock): a span that kept it would start
  * before the aligned address, and the caller would hand out that start.
- * Without a descriptor for the piece after, the span keeps it: longer
- * than asked for, nothing lost. */
+ * Without a descriptor for the piece after, its last page becomes
+ * descriptors (descriptors_from_page) and it is split off; in a signal
+ * handler inside the metadata lock, the span keeps it: longer than asked
+ * for, nothing lost. */
 static bool trim_span(struct page_heap *heap, struct xmm_span *span, size_t offset,
                       size_t pages)
 {
@@ -559,6 +645,20 @@ static bool trim_span(struct page_heap *heap, struct xmm_span *span, size_t offs
     if (after) {
         char *tail_start = span->start + ((size_t)pages << XMM_PAGE_SHIFT);
         struct xmm_span *tail = make_free_span(heap, tail_start, after, span->dirty);
+        if (!tail && !xmm_metadata_reentered()) {
+            /* No descriptor, and no other free span to make some of: the
+             * tail's last page becomes them. A span that kept the tail
+             * would be longer than asked for, which a large block takes
+             * in its stride, but a small-object class would keep it all
+             * for a span of a few objects. */
+            after--;
+            descriptors_from_page(heap, span, tail_start + ((size_t)after << XMM_PAGE_SHIFT),
+                                  span->dirty);
+            span->pages = (uint32_t)(pages + after);
+            tail = after ? make_free_span(heap, tail_start, after, span->dirty) : NULL;
+            if (!after)
+                span->pages = (uint32_t)pages;
+        }
         if (tail) {
             span->pages = (uint32_t)pages;
             tail->freed_at_ns = span->freed_at_ns;
@@ -1201,6 +1301,7 @@ void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats)
     stats->dirty_bytes = heap->dirty_pages << XMM_PAGE_SHIFT;
     stats->purged_total = heap->purged_bytes;
     stats->reserved_bytes = heap->chunk_bytes;
+    stats->descriptor_bytes = heap->descriptor_pages << XMM_PAGE_SHIFT;
     heap_unlock(heap);
 }
 

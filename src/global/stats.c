@@ -113,6 +113,10 @@ static void collect(struct snapshot *snapshot)
         totals->rseq_fallback = hits;
     totals->rseq_restarts = snapshot->front.rseq_restarts;
     totals->metadata_bytes = xmm_metadata_bytes();
+    for (int node = 0; node < xmm_nodes; node++) { /* metadata in chunks, committed too */
+        totals->metadata_bytes += snapshot->pages[node].descriptor_bytes;
+        totals->bytes_committed += snapshot->pages[node].descriptor_bytes;
+    }
     strncpy(totals->front_end, xmm_front_end_name(), sizeof(totals->front_end) - 1);
 }
 

@@ -19,9 +19,16 @@
  *             fill at least 60% of that room (glibc's fill 94-100%). Before
  *             2026-12-05 a new chunk over-mapped 64 MiB to align itself and
  *             chunks only grew: 1-15 MiB of 32-100 MiB.
+ *   descriptors  under 500000 KiB: 1 MiB blocks until malloc fails,
+ *             freed, the room left taken by the program's own mappings,
+ *             then a million blocks of 56 bytes succeed from the freed
+ *             pages, and the central layer holds less than 64 MiB free
+ *             (descriptors_child says what failed before); with per-CPU
+ *             and with per-thread caches.
  */
 #include <malloc.h>
 #include <stdbool.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include "xmm.h"
@@ -78,6 +85,42 @@ static int spike_child(bool trim)
     return got == BLOCKS && big && error == 0 ? 0 : 1;
 }
 
+/* Under ulimit -v 500000 KiB: blocks of 1 MiB until malloc fails, all
+ * freed; then mappings of 1 MiB of the program's own until the kernel
+ * refuses one, so that XMM cannot map metadata; then a million blocks of
+ * 56 bytes (as a Python list of small strings), which the freed pages
+ * hold. Before, with no descriptor to split a free span, a request for a
+ * span of two pages took a whole free span of hundreds of MiB, which the
+ * 56-byte class kept, and malloc failed with 400 MiB free in XMM. */
+static int descriptors_child(void)
+{
+    enum { BIG = 1000, SMALL = 1000000 };
+    /* Mapped, not static: this program's trivial mode runs under 10 MiB. */
+    void **big = mmap(NULL, (BIG + SMALL) * sizeof(void *), PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (big == MAP_FAILED)
+        return 2;
+    void **small = big + BIG;
+    int bigs = 0;
+    while (bigs < BIG && (big[bigs] = malloc(MIB + 1)) != NULL)
+        memset(big[bigs++], 1, 4096);
+    for (int i = 0; i < bigs; i++)
+        free(big[i]);
+    int mappings = 0;
+    while (mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) !=
+           MAP_FAILED)
+        mappings++;
+    int got = 0;
+    while (got < SMALL && (small[got] = malloc(56)) != NULL)
+        memset(small[got++], 2, 56);
+    struct xmm_stats stats = {.version = XMM_STATS_VERSION};
+    xmm_stats_get(&stats);
+    printf("%d MiB in blocks of 1 MiB freed, %d MiB mapped by the program, then %d of %d "
+           "blocks of 56 bytes; %llu MiB free in the central layer\n", bigs, mappings, got,
+           SMALL, (unsigned long long)(stats.bytes_central >> 20));
+    return got == SMALL && stats.bytes_central < 64 * MIB ? 0 : 1;
+}
+
 /* Pages the process maps (/proc/self/statm), or -1. */
 static long mapped_pages(void)
 {
@@ -118,14 +161,22 @@ static int room_child(long room_mib, size_t size)
     return filled_mib >= 0.6 * (double)room_mib && error == ENOMEM ? 0 : 1;
 }
 
-/* Runs this program's `mode` under `ulimit -v kib`. */
-static void run_limited(const char *mode, long kib, struct child_result *result)
+/* Runs this program's `mode` under `ulimit -v kib`, with the environment
+ * assignments `with` ("" for none). */
+static void run_limited_with(const char *with, const char *mode, long kib,
+                             struct child_result *result)
 {
     char script[512];
-    snprintf(script, sizeof script, "ulimit -v %ld && exec '%s' %s", kib, self_path(), mode);
+    snprintf(script, sizeof script, "ulimit -v %ld && %s exec '%s' %s", kib, with, self_path(),
+             mode);
     char *argv[] = {"/bin/sh", "-c", script, NULL};
     memset(result, 0, sizeof *result);
     run_child(argv, NULL, NULL, 60, result);
+}
+
+static void run_limited(const char *mode, long kib, struct child_result *result)
+{
+    run_limited_with("", mode, kib, result);
 }
 
 /* The CPUs the kernel may ever number (/sys/devices/system/cpu/possible:
@@ -147,9 +198,10 @@ static long possible_cpus(void)
  * per-CPU slabs: address space, not memory). Below that it must not crash
  * (libnuma, which XMM loads on machines with more than one node, may stop
  * the program when its own start-up allocation fails). */
+static struct child_result result; /* 128 KiB of bss: one for every section */
+
 static void test_small_limits(void)
 {
-    static struct child_result result;
     long cpus = possible_cpus();
     long promised_kib = 10 * 1024 + (cpus > 2 ? (cpus - 2) * 512 : 0);
     for (long mib = 4; mib <= 64; mib += mib < 16 ? 2 : 8) {
@@ -166,7 +218,6 @@ static void test_small_limits(void)
 
 static void test_spike(void)
 {
-    static struct child_result result;
     run_limited("spike", 1024 * 1024, &result);
     CHECK(WIFEXITED(result.status) && WEXITSTATUS(result.status) == 0,
           "ulimit -v 1 GiB: 850 MiB allocated and freed, malloc_trim, then malloc(200 MiB) "
@@ -179,6 +230,19 @@ static void test_spike(void)
           describe_status(result.status), result.out, result.err);
 }
 
+static void test_descriptors(void)
+{
+    static const char *const withs[] = {"", "XMM_RSEQ=0"};
+    for (size_t i = 0; i < sizeof withs / sizeof withs[0]; i++) {
+        run_limited_with(withs[i], "descriptors", 500000, &result);
+        CHECK(WIFEXITED(result.status) && WEXITSTATUS(result.status) == 0,
+              "ulimit -v 500000 KiB%s%s: 1 MiB blocks freed, the room left mapped by the "
+              "program, then a million blocks of 56 bytes from the freed pages (%s; out: %s "
+              "err: %.200s)", *withs[i] ? ", " : "", withs[i], describe_status(result.status),
+              result.out, result.err);
+    }
+}
+
 static void test_room(void)
 {
     static const struct {
@@ -186,7 +250,6 @@ static void test_room(void)
         size_t size;
     } cases[] = {{32, 64 * KIB}, {48, 64 * KIB}, {64, 5 * MIB}, {100, 5 * MIB}, {100, 64 * KIB}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        static struct child_result result;
         char room[32], size[32];
         snprintf(room, sizeof room, "%ld", cases[i].room_mib);
         snprintf(size, sizeof size, "%zu", cases[i].size);
@@ -212,11 +275,14 @@ int main(int argc, char **argv)
         return spike_child(true);
     if (argc >= 2 && !strcmp(argv[1], "spike_untrimmed"))
         return spike_child(false);
+    if (argc >= 2 && !strcmp(argv[1], "descriptors"))
+        return descriptors_child();
     if (argc >= 4 && !strcmp(argv[1], "room"))
         return room_child(atol(argv[2]), strtoull(argv[3], NULL, 10));
     expect_malloc_is_xmm();
     run_section("trivial program under ulimit -v 4-64 MiB", test_small_limits);
     run_section("address space back after a spike and malloc_trim", test_spike);
     run_section("blocks fill the address space a limit leaves", test_room);
+    run_section("descriptors from free pages when metadata cannot map", test_descriptors);
     return check_summary("limits");
 }
