@@ -7,7 +7,6 @@
  * statistics does not allocate.
  */
 #include <fcntl.h>
-#include <sys/stat.h>
 
 #include "xmm.h"
 #include "testlib.h"
@@ -158,6 +157,43 @@ static void test_stats_print_does_not_allocate(void)
           (unsigned long long)before.bytes_in_use, (unsigned long long)after.bytes_in_use);
 }
 
+/* The "in use bytes" after `label` in malloc_stats' output. */
+static size_t stats_in_use_after(const char *text, const char *label)
+{
+    const char *at = strstr(text, label);
+    at = at ? strstr(at, "in use bytes") : NULL;
+    at = at ? strchr(at, '=') : NULL;
+    return at ? (size_t)strtoull(at + 1, NULL, 10) : 0;
+}
+
+/* malloc_stats' output, read back from a file its stderr went to. */
+static void capture_malloc_stats(char *text, size_t size)
+{
+    char path[] = "/tmp/xmm-malloc-stats-XXXXXX";
+    int fd = mkstemp(path);
+    int saved = dup(2);
+    fflush(stderr);
+    dup2(fd, 2);
+    malloc_stats();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    ssize_t length = pread(fd, text, size - 1, 0);
+    text[length > 0 ? length : 0] = '\0';
+    close(fd);
+    unlink(path);
+}
+
+/* The size="N" of the first <total type="T" ...> after `from`. */
+static size_t info_total(const char *from, const char *type)
+{
+    char key[64];
+    snprintf(key, sizeof key, "<total type=\"%s\"", type);
+    const char *at = from ? strstr(from, key) : NULL;
+    at = at ? strstr(at, "size=\"") : NULL;
+    return at ? (size_t)strtoull(at + 6, NULL, 10) : 0;
+}
+
 static void test_trim_and_info(void)
 {
     enum { BLOCKS = 256 };
@@ -229,24 +265,11 @@ static void test_trim_and_info(void)
     CHECK(malloc_trim(1 << 20) >= 0, "malloc_trim(1 MiB pad) returns 0 or 1");
 
     /* malloc_stats writes to stderr: something, and ends with a newline. */
-    char path[] = "/tmp/xmm-malloc-stats-XXXXXX";
-    int fd = mkstemp(path);
-    int saved = dup(2);
-    fflush(stderr);
-    dup2(fd, 2);
-    malloc_stats();
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    struct stat status;
-    fstat(fd, &status);
-    char last = 0;
-    if (status.st_size > 0)
-        pread(fd, &last, 1, status.st_size - 1);
-    close(fd);
-    unlink(path);
-    CHECK(status.st_size > 0 && last == '\n', "malloc_stats printed %lld bytes to stderr",
-          (long long)status.st_size);
+    static char printed[1 << 18];
+    capture_malloc_stats(printed, sizeof printed);
+    size_t printed_length = strlen(printed);
+    CHECK(printed_length > 0 && printed[printed_length - 1] == '\n',
+          "malloc_stats printed %zu bytes to stderr", printed_length);
 
     char *text = NULL;
     size_t length = 0;
@@ -265,43 +288,6 @@ static void test_trim_and_info(void)
     fclose(stream);
     free(text);
     CHECK(result == -1 && saved_errno == EINVAL, "malloc_info(1, ..): -1, EINVAL as in glibc");
-}
-
-/* The "in use bytes" after `label` in malloc_stats' output. */
-static size_t stats_in_use_after(const char *text, const char *label)
-{
-    const char *at = strstr(text, label);
-    at = at ? strstr(at, "in use bytes") : NULL;
-    at = at ? strchr(at, '=') : NULL;
-    return at ? (size_t)strtoull(at + 1, NULL, 10) : 0;
-}
-
-/* malloc_stats' output, read back from a file its stderr went to. */
-static void capture_malloc_stats(char *text, size_t size)
-{
-    char path[] = "/tmp/xmm-malloc-stats-XXXXXX";
-    int fd = mkstemp(path);
-    int saved = dup(2);
-    fflush(stderr);
-    dup2(fd, 2);
-    malloc_stats();
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    ssize_t length = pread(fd, text, size - 1, 0);
-    text[length > 0 ? length : 0] = '\0';
-    close(fd);
-    unlink(path);
-}
-
-/* The size="N" of the first <total type="T" ...> after `from`. */
-static size_t info_total(const char *from, const char *type)
-{
-    char key[64];
-    snprintf(key, sizeof key, "<total type=\"%s\"", type);
-    const char *at = from ? strstr(from, key) : NULL;
-    at = at ? strstr(at, "size=\"") : NULL;
-    return at ? (size_t)strtoull(at + 6, NULL, 10) : 0;
 }
 
 /* glibc's fields: uordblks is what the heap's blocks use, hblkhd what the
@@ -328,7 +314,7 @@ static void test_info_counts_each_block_once(void)
     CHECK(during.arena >= during.uordblks, "arena %zu >= uordblks %zu", during.arena,
           during.uordblks);
 
-    static char text[1 << 16];
+    static char text[1 << 18];
     capture_malloc_stats(text, sizeof text);
     size_t arena_in_use = stats_in_use_after(text, "Arena 0:");
     size_t total_in_use = stats_in_use_after(text, "Total (incl. mmap):");
