@@ -46,7 +46,8 @@ $(SO_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LIBX
 # The heap profile test names the functions of a dump's stacks with dladdr.
 $(BUILD)/tests/test_profile: UNIT_CFLAGS += -rdynamic
 # The page heap's residency test refuses it metadata on demand.
-$(BUILD)/tests/test_page_heap_residency: UNIT_CFLAGS += -Wl,--wrap=xmm_metadata_alloc
+$(BUILD)/tests/test_page_heap_residency: UNIT_CFLAGS += -Wl,--wrap=xmm_metadata_alloc \
+	-Wl,--wrap=xmm_metadata_reentered
 
 TEST_PROGRAMS += $(CORE_UNIT_TESTS:%=$(BUILD)/tests/test_%) $(SO_UNIT_TESTS:%=$(BUILD)/tests/test_%)
 TEST_SCRIPTS += tests/mem/front_end.sh tests/global/stats.sh tests/global/stats_file.sh \

@@ -182,11 +182,20 @@ static void check_aligned(void)
  * new metadata comes here first. */
 void *__real_xmm_metadata_alloc(size_t size, size_t alignment);
 void *__wrap_xmm_metadata_alloc(size_t size, size_t alignment);
-static bool metadata_refused;
+bool __real_xmm_metadata_reentered(void);
+bool __wrap_xmm_metadata_reentered(void);
+static bool metadata_refused, metadata_reentered;
 
 void *__wrap_xmm_metadata_alloc(size_t size, size_t alignment)
 {
     return metadata_refused ? NULL : __real_xmm_metadata_alloc(size, alignment);
+}
+
+/* A signal handler inside the metadata lock, as the heap sees it: its
+ * metadata fails without a refusal, and no free page becomes descriptors. */
+bool __wrap_xmm_metadata_reentered(void)
+{
+    return metadata_reentered || __real_xmm_metadata_reentered();
 }
 
 /* An aligned request served from a free span whose aligned start lies
@@ -212,8 +221,9 @@ static void check_no_descriptor(void)
     char *r_start = whole->start;
     xmm_page_heap_free(whole); /* R: free, 100 pages before the boundary */
     /* Every descriptor the heap holds spare goes, one page at a time, and
-     * no more metadata comes. */
-    metadata_refused = true;
+     * no more metadata comes: as in a signal handler inside the metadata
+     * lock, where no free page becomes descriptors (the case below). */
+    metadata_refused = metadata_reentered = true;
     enum { MAX_CUTS = 2047 };
     static struct xmm_span *cuts[MAX_CUTS];
     size_t cut = 0;
@@ -224,7 +234,7 @@ static void check_no_descriptor(void)
     CHECK(!aligned || ((uintptr_t)aligned->start & (align - 1)) == 0,
           "descriptor: without a descriptor, NULL or an aligned block (%p, R at %p)",
           aligned ? (void *)aligned->start : NULL, (void *)r_start);
-    metadata_refused = false;
+    metadata_refused = metadata_reentered = false;
     if (aligned)
         xmm_page_heap_free(aligned);
     struct xmm_span *again = xmm_page_heap_alloc(0, 16, align);
@@ -239,6 +249,49 @@ static void check_no_descriptor(void)
         xmm_page_heap_free(before);
 }
 
+/* The kernel refuses metadata every mapping (ulimit -v) while the heap
+ * holds free pages: free pages become descriptors, 32 to a page, so that
+ * spans can still be split. 2047 spans of one page cut off a run, then an
+ * aligned request: all served, from about 64 pages of descriptors. Before,
+ * the cuts stopped at the spare descriptors' end, and a split without a
+ * descriptor for its tail handed out the whole free span. */
+static void check_descriptor_pages(void)
+{
+    struct xmm_span *spare = xmm_page_heap_alloc(0, 2048, 0);
+    struct xmm_span *room = xmm_page_heap_alloc(0, 1024, 0);
+    CHECK(spare && room, "descriptor pages: spans of 2048 and 1024 pages");
+    if (!spare || !room)
+        return;
+    xmm_page_heap_free(room); /* free pages to make descriptors of */
+    struct xmm_page_heap_stats before, after;
+    xmm_page_heap_stats(0, &before);
+    metadata_refused = true;
+    enum { CUTS = 2047 };
+    static struct xmm_span *cuts[CUTS];
+    size_t cut = 0;
+    while (cut < CUTS && (cuts[cut] = xmm_page_heap_cut_front(spare, 1)) != NULL)
+        cut++;
+    struct xmm_span *aligned = xmm_page_heap_alloc(0, 16, (size_t)2 << 20);
+    xmm_page_heap_stats(0, &after);
+    metadata_refused = false;
+    CHECK(cut == CUTS, "descriptor pages: %zu of %d spans cut with metadata refused", cut, CUTS);
+    CHECK(aligned && aligned->pages == 16 && ((uintptr_t)aligned->start & ((2u << 20) - 1)) == 0,
+          "descriptor pages: then an aligned block of exactly 16 pages (%zu pages at %p)",
+          aligned ? (size_t)aligned->pages : 0, aligned ? (void *)aligned->start : NULL);
+    size_t made = (after.descriptor_bytes - before.descriptor_bytes) / XMM_PAGE_SIZE;
+    CHECK(made >= 1 && made <= CUTS / 32 + 4,
+          "descriptor pages: %zu free pages became descriptors (32 each)", made);
+    CHECK(before.free_bytes - after.free_bytes == made * XMM_PAGE_SIZE +
+                                                      (aligned ? PAGES(16) : 0),
+          "descriptor pages: the free pages went down by those pages and the block's "
+          "(%zu -> %zu bytes)", before.free_bytes, after.free_bytes);
+    if (aligned)
+        xmm_page_heap_free(aligned);
+    for (size_t i = 0; i < cut; i++)
+        xmm_page_heap_free(cuts[i]);
+    xmm_page_heap_free(spare);
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -247,7 +300,8 @@ int main(int argc, char **argv)
     } cases[] = {{"apart", check_apart},
                  {"growth", check_growth},
                  {"aligned", check_aligned},
-                 {"descriptor", check_no_descriptor}};
+                 {"descriptor", check_no_descriptor},
+                 {"descriptor_pages", check_descriptor_pages}};
     size_t count = sizeof cases / sizeof cases[0];
     if (argc > 1) {
         /* One case, in a process of its own: a fresh heap, whose first
