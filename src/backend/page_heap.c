@@ -14,7 +14,6 @@
 #include "base/base.h"
 #include "metadata.h"
 #include "numa.h"
-
 #include "page_heap.h"
 
 /* Free spans up to 1 MiB have a list per length; longer ones share list 0. */

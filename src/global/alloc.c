@@ -66,8 +66,8 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
     if (size > PTRDIFF_MAX || alignment > PTRDIFF_MAX - size)
         return fail_no_memory();
     if (own_mapping || size + alignment >= XMM_DIRECT_MAP_THRESHOLD) {
-        xmm_upkeep_before_direct_map(node, size);
         int saved_errno = errno;
+        xmm_upkeep_before_direct_map(node, size);
         void *block = xmm_arena_map_direct(size, alignment, node, sample);
         /* The kernel refused the address space (ulimit -v): give back what
          * XMM holds unused, whole chunks included, and try once more. Not
