@@ -51,14 +51,15 @@ static struct xmm_span *large_span(int node, size_t pages, size_t alignment)
  * free; else a span from the node's page heap. `sample`: the heap
  * profiler's record of the block (NULL: not sampled), kept in its span or
  * region descriptor for its free. `zeroed` asks for zero-filled memory,
- * which fresh and purged pages already are. `sampled_small`: a small
- * request served as pages because it was sampled, which takes a cached
+ * which fresh and purged pages already are. `sampled_class`: not 0, a
+ * small request of that class (the one its tick counted) served as pages
+ * because it was sampled, which takes a cached
  * span of its page count or pages from the page heap, without flushing
  * the large cache on a miss (a sample is no sign that the sizes cached are
  * out of use). `own_mapping`: a mapping of its own whatever the size
  * (realloc's growing buffers, xmm_heap_realloc). */
 static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
-                         struct xmm_profile_sample *sample, bool sampled_small,
+                         struct xmm_profile_sample *sample, unsigned sampled_class,
                          bool own_mapping)
 {
     if (size == 0) /* an aligned request for 0 bytes: still one real page */
@@ -85,7 +86,7 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
     }
     size_t pages = xmm_align_up(size, XMM_PAGE_SIZE) >> XMM_PAGE_SHIFT;
     struct xmm_span *span = NULL;
-    if (sampled_small) {
+    if (sampled_class) {
         span = xmm_large_cache_take(node, pages);
         if (!span)
             span = xmm_page_heap_alloc(node, pages, alignment);
@@ -99,11 +100,15 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
      * more than a page) is judged by its size, as its class's spans are. */
     xmm_arena_place_block((struct xmm_chunk *)xmm_region_of(span->start), size);
     span->sample = sample;
-    /* A sampled block of a small size (a small request sampled, or a
-     * sampled calloc from 128 KiB) is not counted as a large allocation:
-     * free_large cannot tell the two apart, and counts neither. */
-    bool counted = sample == NULL || size > XMM_MAX_SMALL_SIZE;
-    xmm_page_heap_note_large(node, xmm_span_bytes(span), counted);
+    /* A small request sampled is a live object of its class, not a large
+     * allocation (the tick counted the request in its class): its class
+     * in the span, which no large span's free reads otherwise, tells
+     * free_large so. A sampled calloc from 128 KiB is a large one. */
+    span->size_class = (uint8_t)sampled_class;
+    if (sampled_class)
+        __atomic_fetch_add(&xmm_heap_counters.sampled_small_live[sampled_class], 1,
+                           __ATOMIC_RELAXED);
+    xmm_page_heap_note_large(node, xmm_span_bytes(span), !sampled_class);
     xmm_upkeep_node(node); /* decay keeps pace with large-block traffic too */
     xmm_upkeep_consider_background();
     if (zeroed && span->dirty != XMM_PAGES_CLEAN)
@@ -119,7 +124,7 @@ static void *alloc_large_as(size_t size, size_t alignment, int node, bool zeroed
     struct xmm_profile_sample *sample = NULL;
     if (XMM_UNLIKELY(xmm_profile_on()) && xmm_upkeep_count_large(size))
         sample = xmm_profile_record(size);
-    void *block = alloc_pages(size, alignment, node, zeroed, sample, false, own_mapping);
+    void *block = alloc_pages(size, alignment, node, zeroed, sample, 0, own_mapping);
     if (XMM_UNLIKELY(sample != NULL) && !block)
         xmm_profile_forget(sample);
     return block;
@@ -130,7 +135,8 @@ static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
     return alloc_large_as(size, alignment, node, zeroed, false);
 }
 
-/* A small request the tick chose for the heap profile: a block of whole
+/* A small request the tick chose for the heap profile (counted in
+ * `size_class`): a block of whole
  * pages of its own (as TCMalloc serves its sampled objects), whose free
  * takes the large path and hands the record back; the free path of
  * ordinary small blocks never looks for samples. Its usable size is its
@@ -138,13 +144,13 @@ static void *alloc_large(size_t size, size_t alignment, int node, bool zeroed)
  * NULL when the sample cannot be taken (profile.h) or no pages are left:
  * the caller serves the request as usual. Alignments up to a page hold:
  * spans start on allocator pages. */
-static void *alloc_sampled(size_t size, int node, bool zeroed)
+static void *alloc_sampled(size_t size, unsigned size_class, int node, bool zeroed)
 {
     struct xmm_profile_sample *sample = xmm_profile_record(size);
     if (!sample)
         return NULL;
     int saved_errno = errno;
-    void *block = alloc_pages(size, XMM_PAGE_SIZE, node, zeroed, sample, true, false);
+    void *block = alloc_pages(size, XMM_PAGE_SIZE, node, zeroed, sample, size_class, false);
     if (!block) {
         xmm_profile_forget(sample);
         errno = saved_errno;
@@ -200,7 +206,7 @@ void *xmm_heap_alloc_ticked(size_t size)
     if (XMM_UNLIKELY(!xmm_ensure_init()))
         return fail_no_memory();
     if (XMM_UNLIKELY(xmm_upkeep_tick(size))) {
-        void *block = alloc_sampled(size, current_node(), false);
+        void *block = alloc_sampled(size, xmm_size_to_class(size), current_node(), false);
         if (block)
             return block;
     }
@@ -228,7 +234,7 @@ void *xmm_heap_alloc_zeroed(size_t size)
         return fail_no_memory();
     if (size < ZEROED_AS_PAGES_MIN) {
         if (XMM_UNLIKELY(xmm_upkeep_count_request(size))) {
-            void *block = alloc_sampled(size, current_node(), true);
+            void *block = alloc_sampled(size, xmm_size_to_class(size), current_node(), true);
             if (block)
                 return block;
         }
@@ -264,7 +270,8 @@ void *xmm_heap_alloc_aligned(size_t alignment, size_t size, int node)
     if (alignment <= XMM_PAGE_SIZE && rounded <= XMM_MAX_SMALL_SIZE) {
         unsigned size_class = xmm_size_to_class(rounded);
         if (XMM_UNLIKELY(xmm_upkeep_count_request(rounded))) {
-            void *block = alloc_sampled(size, node < 0 ? current_node() : node, false);
+            void *block =
+                alloc_sampled(size, size_class, node < 0 ? current_node() : node, false);
             if (block)
                 return block;
         }
@@ -281,7 +288,7 @@ void *xmm_heap_alloc_on_node(size_t size, int node)
         return fail_no_memory();
     if (size <= XMM_MAX_SMALL_SIZE) {
         if (XMM_UNLIKELY(xmm_upkeep_count_request(size))) {
-            void *block = alloc_sampled(size, node, false);
+            void *block = alloc_sampled(size, xmm_size_to_class(size), node, false);
             if (block)
                 return block;
         }

@@ -134,14 +134,19 @@ static void free_large(void *ptr, struct xmm_span *span)
     }
     /* A sampled block (the claim makes this thread the only reader): its
      * record leaves the heap profile, and the span leaves with NULL. A
-     * sampled block of a small size was never counted as a large
-     * allocation (alloc_pages). */
-    bool counted = true;
+     * small request sampled is a live object of its class, not a large
+     * allocation (alloc_pages): its span says which class. */
+    unsigned sampled_class = 0;
     if (XMM_UNLIKELY(span->sample != NULL)) {
-        counted = xmm_profile_forget(span->sample) > XMM_MAX_SMALL_SIZE;
+        xmm_profile_forget(span->sample);
         span->sample = NULL;
+        sampled_class = span->size_class;
+        span->size_class = 0;
+        if (sampled_class)
+            __atomic_fetch_sub(&xmm_heap_counters.sampled_small_live[sampled_class], 1,
+                               __ATOMIC_RELAXED);
     }
-    xmm_page_heap_note_large_free(span->node, xmm_span_bytes(span), counted);
+    xmm_page_heap_note_large_free(span->node, xmm_span_bytes(span), !sampled_class);
     if (!xmm_large_cache_keep(span))
         xmm_page_heap_free_claimed(span);
 }

@@ -29,18 +29,52 @@ struct snapshot {
     struct xmm_page_heap_stats pages[XMM_MAX_NODES + 1];
 };
 
+/* What the last snapshots reported of each class (estimate_class). */
+static struct {
+    uint64_t allocations, frees;
+} class_reported[XMM_CLASS_COUNT];
+
+static uint64_t max_of(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* Raises `*reported` to `value` unless another snapshot raised it further. */
+static void raise_reported(uint64_t *reported, uint64_t value)
+{
+    uint64_t seen = __atomic_load_n(reported, __ATOMIC_RELAXED);
+    while (seen < value && !__atomic_compare_exchange_n(reported, &seen, value, true,
+                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
 /* A class's figures. Live objects are exact: the central layer counts the
  * objects it hands out and takes back, the caches' headers say what they
- * hold. Allocations are the ticks' sample (upkeep.h), at least the live
- * count; frees are allocations minus live objects. */
+ * hold, and the heap profiler's small samples (pages of their own) are
+ * counted apart. Allocations are the ticks' sample (upkeep.h), raised to
+ * at least the live objects and to what an earlier snapshot reported;
+ * frees are allocations minus live objects, at least what was reported.
+ * Both are counters a monitor may take rates of: the estimate alone fell
+ * below the floor an earlier snapshot was raised to (100,000 blocks live,
+ * then all freed: allocations went from 100,000 to 99,618). Snapshots
+ * taken at once may each report less than the other; one thread's
+ * snapshots never go down. */
 static void estimate_class(struct snapshot *snapshot, unsigned size_class)
 {
-    uint64_t out = xmm_central_objects_out(size_class);
+    uint64_t out = xmm_central_objects_out(size_class) +
+                   __atomic_load_n(&xmm_heap_counters.sampled_small_live[size_class],
+                                   __ATOMIC_RELAXED);
     uint64_t cached = snapshot->front.cached_objects[size_class];
     uint64_t live = out > cached ? out - cached : 0;
     uint64_t requests, bytes;
     xmm_upkeep_sampled(size_class, &requests, &bytes);
-    uint64_t allocations = requests > live ? requests : live;
+    uint64_t *reported_allocations = &class_reported[size_class].allocations;
+    uint64_t *reported_frees = &class_reported[size_class].frees;
+    uint64_t allocations =
+        max_of(max_of(requests, __atomic_load_n(reported_allocations, __ATOMIC_RELAXED)),
+               live + __atomic_load_n(reported_frees, __ATOMIC_RELAXED));
+    raise_reported(reported_allocations, allocations);
+    raise_reported(reported_frees, allocations - live);
     snapshot->class_live[size_class] = live;
     snapshot->class_allocations[size_class] = allocations;
     snapshot->class_frees[size_class] = allocations - live;
@@ -105,8 +139,12 @@ static void collect(struct snapshot *snapshot)
     totals->invalid_frees = __atomic_load_n(&xmm_invalid_free_count, __ATOMIC_RELAXED);
     totals->cache_refills = snapshot->front.refills;
     totals->cache_drains = snapshot->front.drains;
-    /* Operations the caches served without a slow path: an estimate. */
+    /* Operations the caches served without a slow path: an estimate, and
+     * a counter (estimate_class says why). */
+    static uint64_t hits_reported;
     uint64_t hits = allocations + frees > slow_operations ? allocations + frees - slow_operations : 0;
+    hits = max_of(hits, __atomic_load_n(&hits_reported, __ATOMIC_RELAXED));
+    raise_reported(&hits_reported, hits);
     if (xmm_cpu_cache_slab_count() > 0)
         totals->rseq_fast_path = hits;
     else

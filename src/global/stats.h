@@ -6,6 +6,7 @@
 #define XMM_STATS_H
 
 #include "base/base.h"
+#include "ds/size_class.h"
 
 struct xmm_stats;
 
@@ -36,6 +37,10 @@ struct xmm_heap_counters {
     uint64_t direct_bytes;
     uint64_t direct_frees;
     uint64_t failed_allocations;
+    /* Small requests the heap profiler sampled, each served as pages of
+     * its own (alloc.c, alloc_sampled), still live, by size class: live
+     * objects of their class that no cache or span holds. */
+    uint64_t sampled_small_live[XMM_CLASS_COUNT];
 };
 extern XMM_HIDDEN struct xmm_heap_counters xmm_heap_counters;
 

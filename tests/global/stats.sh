@@ -10,6 +10,7 @@ fail() { echo "FAILED: $*"; failed=1; }
 # Under the deferred free check every malloc takes the ticked path, its
 # countdown biased (src/global/upkeep.h): the tick must still sample.
 XMM_FREE_CHECK=deferred "$test" counts || fail "counters, XMM_FREE_CHECK=deferred"
+XMM_PROFILE=64 XMM_PROFILE_FILE=/dev/null "$test" profiled || fail "counters, XMM_PROFILE=64"
 
 # JSON at exit, to a file: parses, and has every documented field.
 XMM_STATS=json XMM_STATS_FILE="$work/stats.json" "$test" quiet || fail "json run"

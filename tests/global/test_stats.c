@@ -1,6 +1,7 @@
 /* Statistics match what the program did, through malloc (libxmm.so).
  *   test_stats counts         single- and multi-threaded in-use and counters, and
  *                             each report in one write(2)
+ *   test_stats profiled       counters with the heap profiler on (XMM_PROFILE=64)
  *   test_stats malloc-info    writes malloc_info(0, stdout) (checked as XML by stats.sh)
  *   test_stats signal FILE    raises XMM_STATS_SIGNAL, waits for FILE to fill
  *   test_stats quiet          allocates a little, keeps one block, exits (XMM_STATS runs)
@@ -8,6 +9,7 @@
  *                             exits once FILE exists (processes exit together) */
 #include <malloc.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
@@ -89,6 +91,80 @@ static void check_count_estimates(void)
                         : after.rseq_fallback - before.rseq_fallback;
     CHECK((double)hits > 0.8 * 2 * truth, "cache hits estimated at %llu of %.0f operations",
           (unsigned long long)hits, 2 * truth);
+}
+
+/* Allocations and frees are counters: no snapshot reports fewer than the
+ * one before (docs/statistics.md), and their difference moves by exactly
+ * the blocks allocated or freed between two. Each class's estimate is
+ * raised to at least its live objects; a class with few samples then
+ * read 2000 allocations with 2000 blocks live, and 0 once they were
+ * freed (the floor gone, the estimate 0), before the counts were kept
+ * from going down. Eight classes of 2000 blocks each, about 1.3 MB a
+ * round: one or two ticks, so most classes get no sample. */
+static void check_counters_monotone(void)
+{
+    enum { ROUNDS = 3, CLASSES = 8, BLOCKS = 2000 };
+    static const size_t sizes[CLASSES] = {24, 40, 72, 88, 120, 136, 152, 168};
+    static void *blocks[CLASSES][BLOCKS];
+    NOTE("allocations and frees never go down (%d rounds of %d blocks)", ROUNDS,
+         CLASSES * BLOCKS);
+    struct xmm_stats previous = snapshot();
+    for (int round = 0; round < 2 * ROUNDS; round++) {
+        bool allocating = round % 2 == 0;
+        for (int c = 0; c < CLASSES; c++)
+            for (int i = 0; i < BLOCKS; i++) {
+                if (allocating)
+                    blocks[c][i] = malloc(sizes[c]);
+                else
+                    free(blocks[c][i]);
+            }
+        struct xmm_stats now = snapshot();
+        CHECK(now.allocations >= previous.allocations && now.frees >= previous.frees,
+              "step %d: allocations %llu -> %llu, frees %llu -> %llu", round,
+              (unsigned long long)previous.allocations, (unsigned long long)now.allocations,
+              (unsigned long long)previous.frees, (unsigned long long)now.frees);
+        long long moved = (long long)(now.allocations - now.frees) -
+                          (long long)(previous.allocations - previous.frees);
+        long long expected = allocating ? CLASSES * BLOCKS : -CLASSES * BLOCKS;
+        CHECK(moved == expected, "step %d: allocations - frees moved by %lld, expected %lld",
+              round, moved, expected);
+        previous = now;
+    }
+}
+
+/* With the heap profiler on (stats.sh runs this with XMM_PROFILE=64, a
+ * sample every 64 bytes requested on average), most small requests are
+ * sampled and served as pages of their own: they are live blocks of their
+ * class all the same. allocations - frees once counted only those the
+ * caches handed out (6 of 1000). */
+static int check_profiled_counts(void)
+{
+    enum { BLOCKS = 1000, SIZE_PROFILED = 100 };
+    static void *blocks[BLOCKS];
+    NOTE("allocations - frees with the heap profiler sampling most requests");
+    struct xmm_stats before = snapshot();
+    int sampled = 0;
+    for (int i = 0; i < BLOCKS; i++) {
+        blocks[i] = malloc(SIZE_PROFILED);
+        sampled += malloc_usable_size(blocks[i]) > CLASS_SIZE;
+    }
+    struct xmm_stats after = snapshot();
+    CHECK(sampled > BLOCKS / 2, "%d of %d blocks sampled (XMM_PROFILE=64 expected)", sampled,
+          BLOCKS);
+    long long live = (long long)(after.allocations - after.frees) -
+                     (long long)(before.allocations - before.frees);
+    CHECK(live == BLOCKS, "allocations - frees grew by %lld for %d blocks", live, BLOCKS);
+    for (int i = 0; i < BLOCKS; i++)
+        free(blocks[i]);
+    struct xmm_stats end = snapshot();
+    live = (long long)(end.allocations - end.frees) -
+           (long long)(before.allocations - before.frees);
+    CHECK(live == 0, "all freed: allocations - frees moved by %lld", live);
+    CHECK(end.allocations >= after.allocations && end.frees >= after.frees,
+          "counters went down: allocations %llu -> %llu, frees %llu -> %llu",
+          (unsigned long long)after.allocations, (unsigned long long)end.allocations,
+          (unsigned long long)after.frees, (unsigned long long)end.frees);
+    return check_summary("stats profiled");
 }
 
 /* One thread's part of check_estimates_threads: `rounds` of 1000 requests
@@ -352,6 +428,8 @@ int main(int argc, char **argv)
             nanosleep(&pause, NULL);
         return 0;
     }
+    if (!strcmp(mode, "profiled"))
+        return check_profiled_counts();
     if (!strcmp(mode, "signal")) {
         free(malloc(1000));
         raise(SIGUSR2);
@@ -359,6 +437,7 @@ int main(int argc, char **argv)
         return check_summary("stats signal");
     }
     check_counts_single_thread();
+    check_counters_monotone();
     check_count_estimates();
     check_counts_threads();
     check_estimates_threads();
