@@ -225,27 +225,62 @@ static bool signal_fits_a_report(int number)
     return number >= 1 && number <= 64 && (number < 32 || number >= SIGRTMIN);
 }
 
+/* "RTMIN", "RTMIN+N", "RTMAX", "RTMAX-N" (N within the real-time range):
+ * the number, or 0. */
+static int realtime_signal(const char *value)
+{
+    int base, sign;
+    if (!strncmp(value, "RTMIN", 5)) {
+        base = SIGRTMIN;
+        sign = 1;
+    } else if (!strncmp(value, "RTMAX", 5)) {
+        base = SIGRTMAX;
+        sign = -1;
+    } else {
+        return 0;
+    }
+    value += 5;
+    if (!*value)
+        return base;
+    uint64_t offset;
+    if (*value != (sign > 0 ? '+' : '-') || !parse_whole_number(value + 1, &offset) ||
+        offset > (uint64_t)(SIGRTMAX - SIGRTMIN))
+        return 0;
+    return base + sign * (int)offset;
+}
+
+/* A signal by name (with or without "SIG": every name kill -l gives,
+ * real-time ones as RTMIN+N or RTMAX-N) or by number, one that
+ * signal_fits_a_report accepts. */
 static bool parse_signal(const char *value, void *target)
 {
     static const struct { const char *name; int number; } signals[] = {
-        {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"HUP", SIGHUP},
-        {"URG", SIGURG}, {"WINCH", SIGWINCH},
+        {"HUP", SIGHUP},       {"INT", SIGINT},       {"QUIT", SIGQUIT},
+        {"ILL", SIGILL},       {"TRAP", SIGTRAP},     {"ABRT", SIGABRT},
+        {"IOT", SIGIOT},       {"BUS", SIGBUS},       {"FPE", SIGFPE},
+        {"KILL", SIGKILL},     {"USR1", SIGUSR1},     {"SEGV", SIGSEGV},
+        {"USR2", SIGUSR2},     {"PIPE", SIGPIPE},     {"ALRM", SIGALRM},
+        {"TERM", SIGTERM},     {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD},
+        {"CLD", SIGCHLD},      {"CONT", SIGCONT},     {"STOP", SIGSTOP},
+        {"TSTP", SIGTSTP},     {"TTIN", SIGTTIN},     {"TTOU", SIGTTOU},
+        {"URG", SIGURG},       {"XCPU", SIGXCPU},     {"XFSZ", SIGXFSZ},
+        {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},     {"WINCH", SIGWINCH},
+        {"IO", SIGIO},         {"POLL", SIGPOLL},     {"PWR", SIGPWR},
+        {"SYS", SIGSYS},
     };
     if (!strncmp(value, "SIG", 3))
         value += 3;
-    for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
-        if (!strcmp(value, signals[i].name)) {
-            *(int *)target = signals[i].number;
-            return true;
-        }
-    }
-    size_t number;
-    if (parse_size(value, &number) && !strpbrk(value, "kKmMgGbB") && number < 65 &&
-        signal_fits_a_report((int)number)) {
-        *(int *)target = (int)number;
-        return true;
-    }
-    return false;
+    int number = realtime_signal(value);
+    for (size_t i = 0; !number && i < sizeof(signals) / sizeof(signals[0]); i++)
+        if (!strcmp(value, signals[i].name))
+            number = signals[i].number;
+    size_t given;
+    if (!number && parse_size(value, &given) && !strpbrk(value, "kKmMgGbB") && given < 65)
+        number = (int)given;
+    if (!number || !signal_fits_a_report(number))
+        return false;
+    *(int *)target = number;
+    return true;
 }
 
 /* XMM_PROFILE: 1 (on, the default interval), 0, or a mean interval in
@@ -488,6 +523,14 @@ void xmm_config_read(void)
         memcpy(name, *entry, length);
         name[length] = '\0';
         complain_unknown(name);
+    }
+    /* One signal cannot do both: the profile's handler would replace the
+     * statistics' and a report asked for would never come. */
+    if (xmm_config.profile_signal && xmm_config.profile_signal == xmm_config.stats_signal) {
+        xmm_report("xmm: XMM_PROFILE_SIGNAL is XMM_STATS_SIGNAL's signal (%d); ignored: "
+                   "the signal prints statistics\n", xmm_config.profile_signal);
+        xmm_config.profile_signal = 0;
+        stop_if_strict();
     }
     /* The leak report and signal dumps need samples: they turn sampling on
      * at the default interval unless XMM_PROFILE chose one. */

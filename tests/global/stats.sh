@@ -127,7 +127,8 @@ grep -q "^xmm statistics" "$work/signal.txt" || fail "signal output content"
 # like any bad value: a handler for SIGSEGV that returns runs the faulting
 # instruction again forever (the report written each time); SIGKILL and
 # SIGSTOP cannot be caught; 32 and 33 are glibc's own.
-for signal in 11 SIGSEGV 7 4 8 5 31 6 9 19 32 33 0 65; do
+for signal in 11 SIGSEGV 7 4 8 5 31 6 9 19 32 33 0 65 SEGV KILL SIGSTOP ABRT RTMIN+31 RTMAX-31 \
+    RTMIN-1 RTMAX+1 SIGBOGUS; do
     XMM_STATS_SIGNAL=$signal XMM_PROFILE_SIGNAL=$signal "$test" quiet 2>"$work/sig.txt" ||
         fail "a bad signal $signal must not stop the program"
     grep -q "XMM_STATS_SIGNAL='$signal': expected a signal" "$work/sig.txt" ||
@@ -135,10 +136,23 @@ for signal in 11 SIGSEGV 7 4 8 5 31 6 9 19 32 33 0 65; do
     grep -q "XMM_PROFILE_SIGNAL='$signal': expected a signal" "$work/sig.txt" ||
         fail "XMM_PROFILE_SIGNAL=$signal accepted: $(cat "$work/sig.txt")"
 done
-for signal in 10 12 1 34 64 SIGUSR1 USR2; do
+# Every name kill -l gives is accepted when its number is (SIGTERM was
+# refused by name and accepted as 15).
+for signal in 10 12 1 34 64 SIGUSR1 USR2 SIGTERM TERM INT QUIT PWR SIGCHLD SIGRTMIN RTMIN+2 \
+    SIGRTMAX RTMAX-1; do
     XMM_STATS_SIGNAL=$signal "$test" quiet 2>"$work/sig.txt" || fail "XMM_STATS_SIGNAL=$signal"
     [ ! -s "$work/sig.txt" ] || fail "XMM_STATS_SIGNAL=$signal refused: $(cat "$work/sig.txt")"
 done
+# A name prints on its signal: SIGPWR, by name.
+XMM_STATS_SIGNAL=SIGPWR XMM_STATS_FILE="$work/pwr.txt" "$test" signal "$work/pwr.txt" PWR ||
+    fail "statistics on SIGPWR"
+grep -q "^xmm statistics" "$work/pwr.txt" || fail "SIGPWR: no statistics"
+# One signal for both: the profile's is refused, with a line that says so
+# (its handler replaced the statistics' without a word).
+XMM_STATS_SIGNAL=USR2 XMM_PROFILE_SIGNAL=SIGUSR2 "$test" quiet 2>"$work/sig.txt" ||
+    fail "one signal for both must not stop the program"
+grep -q "XMM_PROFILE_SIGNAL is XMM_STATS_SIGNAL's signal (12); ignored" "$work/sig.txt" ||
+    fail "one signal for both: no message: $(cat "$work/sig.txt")"
 
 [ $failed -eq 0 ] && echo "statistics and configuration: all checks passed"
 exit $failed

@@ -3,7 +3,7 @@
  *                             each report in one write(2)
  *   test_stats profiled       counters with the heap profiler on (XMM_PROFILE=64)
  *   test_stats malloc-info    writes malloc_info(0, stdout) (checked as XML by stats.sh)
- *   test_stats signal FILE    raises XMM_STATS_SIGNAL, waits for FILE to fill
+ *   test_stats signal FILE [PWR]  raises SIGUSR2 (SIGPWR), waits for FILE to fill
  *   test_stats quiet          allocates a little, keeps one block, exits (XMM_STATS runs)
  *   test_stats sizes [FILE]   allocates in most size classes (a long report), and
  *                             exits once FILE exists (processes exit together) */
@@ -432,7 +432,7 @@ int main(int argc, char **argv)
         return check_profiled_counts();
     if (!strcmp(mode, "signal")) {
         free(malloc(1000));
-        raise(SIGUSR2);
+        raise(argc > 3 && !strcmp(argv[3], "PWR") ? SIGPWR : SIGUSR2);
         CHECK(wait_for_file(argv[2]) == 0, "statistics written on SIGUSR2");
         return check_summary("stats signal");
     }
