@@ -61,6 +61,7 @@ struct page_heap {
     unsigned chunks_made;
     struct xmm_chunk *chunks;                     /* every chunk of the node */
     size_t chunk_bytes;                           /* their bytes mapped */
+    size_t chunk_bytes_peak;                      /* the most they ever were */
     size_t next_chunk_pages;                      /* size of the next chunk */
     struct xmm_span *deferred;                    /* freed by signal handlers, see heap_unlock */
     struct xmm_span *spare_descriptors;           /* linked through `next` */
@@ -436,6 +437,8 @@ static struct xmm_chunk *new_chunk(struct page_heap *heap, size_t pages)
     chunk->next_in_heap = heap->chunks;
     heap->chunks = chunk;
     heap->chunk_bytes += xmm_region_mapped_bytes(&chunk->region);
+    if (heap->chunk_bytes > heap->chunk_bytes_peak)
+        heap->chunk_bytes_peak = heap->chunk_bytes;
     return chunk;
 }
 
@@ -1300,6 +1303,7 @@ void xmm_page_heap_stats(int node, struct xmm_page_heap_stats *stats)
     stats->dirty_bytes = heap->dirty_pages << XMM_PAGE_SHIFT;
     stats->purged_total = heap->purged_bytes;
     stats->reserved_bytes = heap->chunk_bytes;
+    stats->reserved_peak_bytes = heap->chunk_bytes_peak;
     stats->descriptor_bytes = heap->descriptor_pages << XMM_PAGE_SHIFT;
     heap_unlock(heap);
 }

@@ -125,6 +125,7 @@ struct xmm_page_heap_stats {
     uint64_t large_allocations; /* the program's large requests */
     uint64_t large_frees;    /* their frees */
     size_t reserved_bytes;   /* chunks mapped for this node */
+    size_t reserved_peak_bytes; /* the most they ever were */
     size_t descriptor_bytes; /* free pages made span descriptors when the
                                 kernel refused metadata a mapping */
 };

@@ -68,6 +68,16 @@ XMM_INLINE size_t xmm_align_up(size_t value, size_t alignment)
     return (value + alignment - 1) & ~(alignment - 1);
 }
 
+/* Raises `*mark` to `value` unless another thread raised it further: a
+ * high-water mark (relaxed; any thread, lock-free, async-signal-safe). */
+XMM_INLINE void xmm_raise_to(uint64_t *mark, uint64_t value)
+{
+    uint64_t seen = __atomic_load_n(mark, __ATOMIC_RELAXED);
+    while (seen < value && !__atomic_compare_exchange_n(mark, &seen, value, true,
+                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
 XMM_INLINE bool xmm_is_power_of_two(size_t value)
 {
     return value != 0 && (value & (value - 1)) == 0;

@@ -79,9 +79,7 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
         if (!block)
             return fail_no_memory();
         errno = saved_errno;
-        __atomic_fetch_add(&xmm_heap_counters.direct_allocations, 1, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&xmm_heap_counters.direct_bytes, xmm_align_up(size, xmm_os_page_size()),
-                           __ATOMIC_RELAXED);
+        xmm_heap_count_direct(1, xmm_align_up(size, xmm_os_page_size()));
         return block;
     }
     size_t pages = xmm_align_up(size, XMM_PAGE_SIZE) >> XMM_PAGE_SHIFT;

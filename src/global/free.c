@@ -453,7 +453,7 @@ void *xmm_heap_resize_direct(void *ptr, size_t size)
         return NULL;
     size_t after = block.region->size;
     if (after > before)
-        __atomic_fetch_add(&xmm_heap_counters.direct_bytes, after - before, __ATOMIC_RELAXED);
+        xmm_heap_count_direct(0, after - before);
     else
         __atomic_fetch_sub(&xmm_heap_counters.direct_bytes, before - after, __ATOMIC_RELAXED);
     return block.region->base;

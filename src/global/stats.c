@@ -16,6 +16,18 @@
 
 struct xmm_heap_counters xmm_heap_counters;
 
+void xmm_heap_count_direct(uint64_t blocks, uint64_t bytes)
+{
+    struct xmm_heap_counters *heap = &xmm_heap_counters;
+    if (blocks) {
+        uint64_t made = __atomic_add_fetch(&heap->direct_allocations, blocks, __ATOMIC_RELAXED);
+        xmm_raise_to(&heap->direct_peak_count,
+                     made - __atomic_load_n(&heap->direct_frees, __ATOMIC_RELAXED));
+    }
+    xmm_raise_to(&heap->direct_peak_bytes,
+                 __atomic_add_fetch(&heap->direct_bytes, bytes, __ATOMIC_RELAXED));
+}
+
 /* ---- collecting ------------------------------------------------------------------- */
 
 struct snapshot {
@@ -37,15 +49,6 @@ static struct {
 static uint64_t max_of(uint64_t a, uint64_t b)
 {
     return a > b ? a : b;
-}
-
-/* Raises `*reported` to `value` unless another snapshot raised it further. */
-static void raise_reported(uint64_t *reported, uint64_t value)
-{
-    uint64_t seen = __atomic_load_n(reported, __ATOMIC_RELAXED);
-    while (seen < value && !__atomic_compare_exchange_n(reported, &seen, value, true,
-                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-        ;
 }
 
 /* A class's figures. Live objects are exact: the central layer counts the
@@ -73,8 +76,8 @@ static void estimate_class(struct snapshot *snapshot, unsigned size_class)
     uint64_t allocations =
         max_of(max_of(requests, __atomic_load_n(reported_allocations, __ATOMIC_RELAXED)),
                live + __atomic_load_n(reported_frees, __ATOMIC_RELAXED));
-    raise_reported(reported_allocations, allocations);
-    raise_reported(reported_frees, allocations - live);
+    xmm_raise_to(reported_allocations, allocations);
+    xmm_raise_to(reported_frees, allocations - live);
     snapshot->class_live[size_class] = live;
     snapshot->class_allocations[size_class] = allocations;
     snapshot->class_frees[size_class] = allocations - live;
@@ -144,7 +147,7 @@ static void collect(struct snapshot *snapshot)
     static uint64_t hits_reported;
     uint64_t hits = allocations + frees > slow_operations ? allocations + frees - slow_operations : 0;
     hits = max_of(hits, __atomic_load_n(&hits_reported, __ATOMIC_RELAXED));
-    raise_reported(&hits_reported, hits);
+    xmm_raise_to(&hits_reported, hits);
     if (xmm_cpu_cache_slab_count() > 0)
         totals->rseq_fast_path = hits;
     else
@@ -226,36 +229,142 @@ static bool class_row(const struct snapshot *snapshot, unsigned size_class, stru
     return row->allocated || row->freed;
 }
 
+/* The text tables: names left-aligned in the first column, numbers
+ * right-aligned in the others, each after a space at least (xmm_text has
+ * no widths). */
+#define TEXT_NAME_WIDTH 26
+#define TEXT_NUMBER_WIDTH 13
+
+static void write_padding(struct xmm_writer *writer, size_t length, size_t width)
+{
+    static const char spaces[] = "                          ";
+    size_t pad = width > length ? width - length : 0;
+    if (pad > sizeof spaces - 1)
+        pad = sizeof spaces - 1;
+    xmm_writer_printf(writer, "%s", &spaces[sizeof spaces - 1 - pad]);
+}
+
+static void write_name(struct xmm_writer *writer, const char *name)
+{
+    xmm_writer_printf(writer, "  %s", name);
+    write_padding(writer, strlen(name), TEXT_NAME_WIDTH);
+}
+
+static void write_heading(struct xmm_writer *writer, const char *heading)
+{
+    write_padding(writer, strlen(heading), TEXT_NUMBER_WIDTH);
+    xmm_writer_printf(writer, " %s", heading);
+}
+
+static void write_number(struct xmm_writer *writer, uint64_t value)
+{
+    char digits[24];
+    struct xmm_text text = {digits, sizeof digits - 1, 0};
+    xmm_text_append_unsigned(&text, value, 10);
+    digits[text.length] = '\0';
+    write_heading(writer, digits);
+}
+
+/* A number as a row's name (a node, a slab, a class). */
+static void write_index(struct xmm_writer *writer, uint64_t index)
+{
+    char digits[24];
+    struct xmm_text text = {digits, sizeof digits - 1, 0};
+    xmm_text_append_unsigned(&text, index, 10);
+    digits[text.length] = '\0';
+    write_name(writer, digits);
+}
+
+/* One row of the node table: `name`, then the field of each node. */
+enum node_field {
+    NODE_INTERLEAVED, NODE_SPANS_CREATED, NODE_SPANS_RELEASED, NODE_SMALL_SPAN_BYTES,
+    NODE_TRANSFER_BATCHES, NODE_TRANSFER_BATCH_BYTES, NODE_PAGE_HEAP_FREE,
+    NODE_PAGE_HEAP_UNPURGED, NODE_PURGED, NODE_LARGE_IN_USE, NODE_LARGE_CACHED,
+    NODE_LARGE_ALLOCATIONS, NODE_CARVER_RUN_BYTES, NODE_RESERVED, NODE_FIELDS
+};
+
+/* The JSON names (docs/statistics.md), in the JSON's order. */
+static const char *const node_field_names[NODE_FIELDS] = {
+    "interleaved", "spans_created", "spans_released", "small_span_bytes",
+    "transfer_batches", "transfer_batch_bytes", "page_heap_free_bytes",
+    "page_heap_unpurged_bytes", "purged_bytes", "large_in_use_bytes", "large_cached_bytes",
+    "large_allocations", "carver_run_bytes", "reserved_bytes",
+};
+
+static uint64_t node_field(const struct snapshot *snapshot, int node, enum node_field field)
+{
+    const struct xmm_central_stats *central = &snapshot->central[node];
+    const struct xmm_page_heap_stats *pages = &snapshot->pages[node];
+    switch (field) {
+    case NODE_INTERLEAVED: return node == xmm_interleaved_node;
+    case NODE_SPANS_CREATED: return central->spans_created;
+    case NODE_SPANS_RELEASED: return central->spans_released;
+    case NODE_SMALL_SPAN_BYTES: return central->span_bytes;
+    case NODE_TRANSFER_BATCHES: return central->batches_cached;
+    case NODE_TRANSFER_BATCH_BYTES: return central->objects_in_batches_bytes;
+    case NODE_PAGE_HEAP_FREE: return pages->free_bytes;
+    case NODE_PAGE_HEAP_UNPURGED: return pages->dirty_bytes;
+    case NODE_PURGED: return pages->purged_total;
+    case NODE_LARGE_IN_USE: return pages->large_in_use;
+    case NODE_LARGE_CACHED: return pages->large_cached;
+    case NODE_LARGE_ALLOCATIONS: return pages->large_count;
+    case NODE_CARVER_RUN_BYTES: return central->run_bytes;
+    case NODE_RESERVED: return pages->reserved_bytes;
+    case NODE_FIELDS: break;
+    }
+    return 0;
+}
+
+/* The figures of the JSON report, as tables: the totals, the nodes (a
+ * column each), the CPUs' caches and the size classes in use. */
 static void write_text(struct xmm_writer *writer, const struct snapshot *snapshot)
 {
     struct field fields[32];
     size_t count = totals_fields(&snapshot->totals, fields);
-    xmm_writer_printf(writer, "xmm statistics (front end: %s, %s; nodes: %d)\n", snapshot->totals.front_end,
-         xmm_front_end_detail(), xmm_nodes);
-    for (size_t i = 0; i < count; i++)
-        xmm_writer_printf(writer, "  %s%s %u\n", fields[i].name,
-             &"                     "[strlen(fields[i].name) < 21 ? strlen(fields[i].name) : 21],
-             fields[i].value);
-    xmm_writer_printf(writer, "  node  spans_created  spans_released  small_span_bytes  page_heap_free  "
-                 "unpurged  purged_total  large_in_use  large_cached\n");
-    for (int node = 0; node < xmm_nodes; node++) {
-        const struct xmm_central_stats *central = &snapshot->central[node];
-        const struct xmm_page_heap_stats *pages = &snapshot->pages[node];
-        xmm_writer_printf(writer, "  %d  %u  %u  %u  %z  %z  %z  %z  %z\n", node, central->spans_created,
-             central->spans_released, central->span_bytes, pages->free_bytes, pages->dirty_bytes,
-             pages->purged_total, pages->large_in_use, pages->large_cached);
+    xmm_writer_printf(writer, "xmm statistics (front end: %s, %s; nodes: %d)\n",
+                      snapshot->totals.front_end, xmm_front_end_detail(), xmm_nodes);
+    for (size_t i = 0; i < count; i++) {
+        write_name(writer, fields[i].name);
+        write_number(writer, fields[i].value);
+        xmm_writer_printf(writer, "\n");
     }
+    write_name(writer, "node");
+    for (int node = 0; node < xmm_nodes; node++)
+        write_number(writer, (uint64_t)node);
+    xmm_writer_printf(writer, "\n");
+    for (int field = 0; field < NODE_FIELDS; field++) {
+        write_name(writer, node_field_names[field]);
+        for (int node = 0; node < xmm_nodes; node++)
+            write_number(writer, node_field(snapshot, node, (enum node_field)field));
+        xmm_writer_printf(writer, "\n");
+    }
+    write_name(writer, "cpu (slab)");
+    write_heading(writer, "cached_bytes");
+    xmm_writer_printf(writer, "\n");
     for (int slab = 0; slab < xmm_cpu_cache_slab_count(); slab++) {
         uint64_t cached = xmm_cpu_cache_bytes(slab);
-        if (cached)
-            xmm_writer_printf(writer, "  cpu cache %d: %u bytes\n", slab, cached);
+        if (!cached)
+            continue;
+        write_index(writer, (uint64_t)slab);
+        write_number(writer, cached);
+        xmm_writer_printf(writer, "\n");
     }
-    xmm_writer_printf(writer, "  class  size  allocations  frees  in_use_bytes\n");
+    write_name(writer, "class");
+    static const char *const class_columns[] = {"size", "allocations", "frees", "in_use_bytes"};
+    for (size_t i = 0; i < sizeof class_columns / sizeof class_columns[0]; i++)
+        write_heading(writer, class_columns[i]);
+    xmm_writer_printf(writer, "\n");
     struct class_row row;
-    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
-        if (class_row(snapshot, size_class, &row))
-            xmm_writer_printf(writer, "  %d  %z  %u  %u  %u\n", (int)size_class, xmm_class_size(size_class),
-                 row.allocated, row.freed, row.in_use_bytes);
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        if (!class_row(snapshot, size_class, &row))
+            continue;
+        write_index(writer, size_class);
+        write_number(writer, xmm_class_size(size_class));
+        write_number(writer, row.allocated);
+        write_number(writer, row.freed);
+        write_number(writer, row.in_use_bytes);
+        xmm_writer_printf(writer, "\n");
+    }
 }
 
 static void write_json(struct xmm_writer *writer, const struct snapshot *snapshot)

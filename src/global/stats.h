@@ -37,11 +37,18 @@ struct xmm_heap_counters {
     uint64_t direct_bytes;
     uint64_t direct_frees;
     uint64_t failed_allocations;
+    uint64_t direct_peak_count;     /* the most direct blocks live at once */
+    uint64_t direct_peak_bytes;     /* the most bytes they held at once */
     /* Small requests the heap profiler sampled, each served as pages of
      * its own (alloc.c, alloc_sampled), still live, by size class: live
      * objects of their class that no cache or span holds. */
     uint64_t sampled_small_live[XMM_CLASS_COUNT];
 };
 extern XMM_HIDDEN struct xmm_heap_counters xmm_heap_counters;
+
+/* Counts a direct block mapped (`blocks` 1) or resized in place (0) by
+ * `bytes` more: the live figures and their peaks (malloc_stats' "max mmap"
+ * lines). */
+void xmm_heap_count_direct(uint64_t blocks, uint64_t bytes);
 
 #endif

@@ -248,12 +248,17 @@ XMM_EXPORT void malloc_stats(void)
                "Total (incl. mmap):\nsystem bytes     = %z\nin use bytes     = %z\n"
                "max mmap regions = %z\nmax mmap bytes   = %z\n",
                info.arena, info.uordblks, info.arena + info.hblkhd, info.uordblks + info.hblkhd,
-               info.hblks, info.hblkhd);
+               (size_t)__atomic_load_n(&xmm_heap_counters.direct_peak_count, __ATOMIC_RELAXED),
+               (size_t)__atomic_load_n(&xmm_heap_counters.direct_peak_bytes, __ATOMIC_RELAXED));
     xmm_stats_write(2, "text");
 }
 
 /* glibc's shape: <malloc version="1"><heap nr="N">...</heap>...<total/>.
- * One <heap> per NUMA node. Called from user code, so stdio is fine. */
+ * One <heap> per NUMA node. A heap's "system" bytes are what it got from
+ * the kernel, as glibc's (an arena's heap, grown by brk or mmap): its
+ * chunks' bytes mapped, and the most they ever were; the total's are the
+ * heaps' sums, without the blocks mapped for themselves (the "mmap"
+ * total), as glibc's. Called from user code, so stdio is fine. */
 XMM_EXPORT int malloc_info(int options, FILE *stream)
 {
     if (options != 0) {
@@ -270,12 +275,15 @@ XMM_EXPORT int malloc_info(int options, FILE *stream)
      * heaps' unpurged pages, already in theirs). */
     unsigned long long free_total = stats.bytes_cached + stats.bytes_central +
                                     stats.bytes_page_heap_free;
+    unsigned long long system_total = 0, system_most = 0;
     fprintf(stream, "<malloc version=\"1\">\n");
     for (int node = 0; node < (int)stats.node_count; node++) {
         struct xmm_page_heap_stats pages;
         xmm_page_heap_stats(node, &pages);
         if (pages.free_bytes > pages.dirty_bytes)
             free_total += pages.free_bytes - pages.dirty_bytes;
+        system_total += pages.reserved_bytes;
+        system_most += pages.reserved_peak_bytes;
         fprintf(stream,
                 "<heap nr=\"%d\">\n<sizes>\n</sizes>\n"
                 "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
@@ -285,9 +293,8 @@ XMM_EXPORT int malloc_info(int options, FILE *stream)
                 "<aspace type=\"total\" size=\"%zu\"/>\n"
                 "<aspace type=\"mprotect\" size=\"%zu\"/>\n"
                 "</heap>\n",
-                node, pages.free_bytes, pages.large_in_use + pages.dirty_bytes,
-                pages.large_in_use + pages.dirty_bytes, pages.free_bytes + pages.large_in_use,
-                pages.free_bytes + pages.large_in_use);
+                node, pages.free_bytes, pages.reserved_bytes, pages.reserved_peak_bytes,
+                pages.reserved_bytes, pages.reserved_bytes);
     }
     fprintf(stream,
             "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
@@ -299,7 +306,6 @@ XMM_EXPORT int malloc_info(int options, FILE *stream)
             "<aspace type=\"mprotect\" size=\"%llu\"/>\n"
             "</malloc>\n",
             free_total, (unsigned long long)info.hblks, (unsigned long long)info.hblkhd,
-            (unsigned long long)stats.bytes_committed, (unsigned long long)stats.bytes_committed,
-            (unsigned long long)stats.bytes_reserved, (unsigned long long)stats.bytes_reserved);
+            system_total, system_most, system_total, system_total);
     return 0;
 }

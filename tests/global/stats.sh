@@ -43,6 +43,29 @@ PY
 XMM_STATS=text LD_PRELOAD="$PWD/$build/libxmm.so" ls / 2>"$work/ls.txt" >/dev/null
 grep -q "^xmm statistics" "$work/ls.txt" || fail "text statistics at exit of ls"
 
+# The text report has the JSON's figures under the JSON's names, in
+# columns: every total and node row ends at the same column (the node
+# table lacked six of its fields, and its numbers stood wherever the one
+# before them ended).
+XMM_STATS=text "$test" sizes 2>"$work/text.txt" || fail "text run"
+python3 - "$work/text.txt" <<'PY' || fail "text statistics as tables"
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+names = {line.split()[0]: line for line in lines[1:] if line.strip()}
+node = ["interleaved", "spans_created", "spans_released", "small_span_bytes", "transfer_batches",
+        "transfer_batch_bytes", "page_heap_free_bytes", "page_heap_unpurged_bytes",
+        "purged_bytes", "large_in_use_bytes", "large_cached_bytes", "large_allocations",
+        "carver_run_bytes", "reserved_bytes"]
+missing = [name for name in node + ["allocations", "bytes_in_use", "node"] if name not in names]
+assert not missing, "missing rows: %s" % missing
+table = lines[1:lines.index(names["reserved_bytes"]) + 1]
+widths = {len(line) for line in table}
+assert len(widths) == 1, "rows of %s characters: not aligned" % sorted(widths)
+classes = lines[lines.index(names["class"]):]
+assert len({len(line) for line in classes}) == 1, "class rows not aligned"
+print("text: %d rows aligned, %d node fields" % (len(table), len(node)))
+PY
+
 # malloc_info is well-formed XML in glibc's shape.
 "$test" malloc-info > "$work/info.xml" || fail "malloc_info"
 python3 -c "

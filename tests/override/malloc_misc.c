@@ -342,6 +342,75 @@ static void test_info_counts_each_block_once(void)
     free(heap_block);
 }
 
+/* The size="N" of the first <system type="T"/> after `from`. */
+static size_t info_system(const char *from, const char *type)
+{
+    char key[64];
+    snprintf(key, sizeof key, "<system type=\"%s\" size=\"", type);
+    const char *at = from ? strstr(from, key) : NULL;
+    return at ? (size_t)strtoull(at + strlen(key), NULL, 10) : 0;
+}
+
+/* The number after "label =" in malloc_stats' output. */
+static size_t stats_value(const char *text, const char *label)
+{
+    const char *at = strstr(text, label);
+    at = at ? strchr(at, '=') : NULL;
+    return at ? (size_t)strtoull(at + 1, NULL, 10) : 0;
+}
+
+/* glibc's "system" is what a heap got from the kernel and its "max" the
+ * most it ever had; malloc_stats' "max mmap" lines are peaks of the
+ * blocks with a mapping of their own. A heap holding 64 MiB of small
+ * blocks said 0 (its current counted large blocks and free pages only),
+ * and every max was the current value: 0 once a 300 MiB block was freed. */
+static void test_info_system_and_peaks(void)
+{
+    enum { SMALL = 1000, COUNT = 64 * 1024 };
+    static void *blocks[COUNT];
+    for (int i = 0; i < COUNT; i++)
+        blocks[i] = malloc(SMALL);
+    char *mapped = malloc(300 * MIB);
+    CHECKQ(blocks[COUNT - 1] && mapped, "64 MiB of 1000-byte blocks and a 300 MiB block");
+    if (mapped)
+        mapped[0] = 1;
+    free(mapped);
+
+    char *info = NULL;
+    size_t length = 0;
+    FILE *stream = open_memstream(&info, &length);
+    malloc_info(0, stream);
+    fclose(stream);
+    size_t heaps_current = 0, heaps_max = 0;
+    for (const char *heap = info; heap && (heap = strstr(heap, "<heap nr=")); heap++) {
+        size_t current = info_system(heap, "current"), most = info_system(heap, "max");
+        CHECK(most >= current, "malloc_info: a heap's max (%zu) is at least its current (%zu)",
+              most, current);
+        heaps_current += current;
+        heaps_max += most;
+    }
+    CHECK(heaps_current >= 60 * MIB,
+          "malloc_info: the heaps' system bytes (%zu) hold the 64 MiB of small blocks",
+          heaps_current);
+    const char *totals = info ? strstr(info, "</heap>") : NULL;
+    while (totals && strstr(totals + 1, "</heap>"))
+        totals = strstr(totals + 1, "</heap>");
+    CHECK(totals && info_system(totals, "current") == heaps_current &&
+              info_system(totals, "max") == heaps_max,
+          "malloc_info: the total's system current %zu and max %zu are its heaps' (%zu, %zu)",
+          info_system(totals, "current"), info_system(totals, "max"), heaps_current, heaps_max);
+    free(info);
+
+    static char text[1 << 18];
+    capture_malloc_stats(text, sizeof text);
+    size_t regions = stats_value(text, "max mmap regions"), bytes = stats_value(text, "max mmap bytes");
+    CHECK(regions >= 1 && bytes >= 300 * MIB,
+          "malloc_stats: max mmap regions %zu, bytes %zu after a 300 MiB block came and went",
+          regions, bytes);
+    for (int i = 0; i < COUNT; i++)
+        free(blocks[i]);
+}
+
 static void test_bad_sizes(void)
 {
     static const size_t impossible[] = {SIZE_MAX,
@@ -427,6 +496,8 @@ int main(void)
     run_section("malloc_trim, mallinfo, malloc_stats, malloc_info", test_trim_and_info);
     run_section("mallinfo2, malloc_stats, malloc_info count each block once",
                 test_info_counts_each_block_once);
+    run_section("malloc_info's system sizes, malloc_stats' peaks",
+                test_info_system_and_peaks);
     run_section("impossible sizes", test_bad_sizes);
     run_section("deferred check: hand-outs clear the mark", test_deferred_hand_out);
     return check_summary("malloc_misc");
