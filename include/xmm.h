@@ -175,7 +175,8 @@ int xmm_stats_get(struct xmm_stats *stats);
 
 /* Writes the statistics to file descriptor `fd` in `format` "text" or
  * "json" (NULL means "text"). Never allocates. Returns 0, or -1 with errno
- * EINVAL for an unknown format. */
+ * EINVAL for an unknown format, or write(2)'s errno (EBADF for a bad
+ * `fd`). */
 int xmm_stats_print(int fd, const char *format);
 
 /* ---- heap profile ------------------------------------------------------ */

@@ -597,8 +597,9 @@ int xmm_os_write_fd(int fd, const char *text, size_t length)
         if (written < 0 && errno == EINTR)
             continue;
         if (written <= 0) {
+            int error = written < 0 ? errno : EIO;
             errno = saved_errno;
-            return -1;
+            return error;
         }
         text += written;
         length -= (size_t)written;

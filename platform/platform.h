@@ -392,7 +392,9 @@ bool xmm_os_code_object(const void *address, char *name, size_t size, uintptr_t 
  * and partial writes. Never allocates; async-signal-safe. */
 void xmm_os_write_error(const char *text, size_t length);
 
-/* Writes to file descriptor `fd` the same way. Returns 0 or -1. */
+/* Writes to file descriptor `fd` the same way. Returns 0, or the errno
+ * of the write that failed (EIO for one that wrote nothing); errno is
+ * left as it was either way. */
 int xmm_os_write_fd(int fd, const char *text, size_t length);
 
 /* Terminates the process with SIGABRT (a core dump where enabled). */

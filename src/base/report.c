@@ -111,10 +111,11 @@ _Noreturn void xmm_fatal(const char *format, ...)
 
 void xmm_writer_flush(struct xmm_writer *writer)
 {
-    if (writer->text.length &&
-        xmm_os_write_fd(writer->fd, writer->text.buffer, writer->text.length) &&
-        !writer->error)
-        writer->error = errno ? errno : EIO;
+    int error = writer->text.length
+                    ? xmm_os_write_fd(writer->fd, writer->text.buffer, writer->text.length)
+                    : 0;
+    if (error && !writer->error)
+        writer->error = error;
     writer->text.length = 0;
 }
 

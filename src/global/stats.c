@@ -454,7 +454,11 @@ int xmm_stats_write(int fd, const char *format)
     xmm_writer_flush(&writer);
     if (mapped)
         xmm_os_unmap(mapped, capacity);
-    return writer.error ? -1 : 0;
+    if (writer.error) {
+        errno = writer.error;
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- at exit and on a signal ---------------------------------------------------------- */

@@ -509,7 +509,13 @@ static void test_stats_print(void)
           "xmm_stats_print(fd, \"xml\"): -1, EINVAL, nothing written");
     unlink(path);
     errno = 0;
-    CHECK(xmm_stats_print(-1, "text") == -1, "xmm_stats_print(-1, ..) fails: -1 (errno %d)", errno);
+    int printed = xmm_stats_print(-1, "text");
+    CHECK(printed == -1 && errno == EBADF,
+          "xmm_stats_print(-1, ..) fails: -1, errno EBADF (errno %d)", errno);
+    errno = 0;
+    printed = xmm_stats_print(-1, "json");
+    CHECK(printed == -1 && errno == EBADF,
+          "xmm_stats_print(-1, \"json\") fails: -1, errno EBADF (errno %d)", errno);
 
     text = print_to_file("json", &result, path, sizeof path);
     CHECK(result == 0 && text[0] == '{', "xmm_stats_print(fd, \"json\") returns 0, writes an object");
