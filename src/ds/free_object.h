@@ -13,7 +13,9 @@
  * object itself in a cache or batch and at a list's end (so every free
  * object's word decodes to an address of its own span, and the check is
  * one range compare). An object handed out holds 0 there until the
- * program writes it. So free() can tell, from the word it is about to
+ * program writes it, and so does a block of whole pages (global/alloc.c):
+ * a stale word left at its start, copied by a realloc into a small block,
+ * read there as a free object's. So free() can tell, from the word it is about to
  * overwrite anyway, whether the block is already free: decoding gives an
  * address inside the same span. A live block's word decodes to that only
  * if the program stored exactly secret ^ address ^ (an address in the

@@ -109,8 +109,16 @@ static void *alloc_pages(size_t size, size_t alignment, int node, bool zeroed,
     xmm_page_heap_note_large(node, xmm_span_bytes(span), !sampled_class);
     xmm_upkeep_node(node); /* decay keeps pace with large-block traffic too */
     xmm_upkeep_consider_background();
+    /* Pages used before may hold free small objects' words (free_object.h)
+     * at any object start, this block's first word included: cleared, as
+     * a small block's is at its hand-out. Left there, a realloc that
+     * shrank the block into a small one copied it over, and free() of that
+     * block took the program's data for a free object (a double free,
+     * reported: tests/override/malloc_realloc.c). */
     if (zeroed && span->dirty != XMM_PAGES_CLEAN)
         memset(span->start, 0, size);
+    else if (span->dirty != XMM_PAGES_CLEAN)
+        *(xmm_free_word *)span->start = 0;
     return span->start;
 }
 
