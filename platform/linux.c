@@ -25,6 +25,7 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/rseq.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -848,9 +849,42 @@ void xmm_os_event_wait(struct xmm_os_event *event)
     }
 }
 
-int xmm_os_dup_stderr(void)
+/* The identity of the file `fd` refers to; false if it is not open. */
+static bool file_identity(int fd, uint64_t *device, uint64_t *inode)
 {
-    return fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
+    struct stat status;
+    if (fstat(fd, &status) != 0)
+        return false;
+    *device = (uint64_t)status.st_dev;
+    *inode = (uint64_t)status.st_ino;
+    return true;
+}
+
+bool xmm_os_save_stderr(struct xmm_os_saved_stderr *saved)
+{
+    int saved_errno = errno;
+    saved->fd = -1;
+    if (file_identity(STDERR_FILENO, &saved->device, &saved->inode))
+        saved->fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
+    errno = saved_errno;
+    return saved->fd >= 0;
+}
+
+int xmm_os_saved_stderr_fd(const struct xmm_os_saved_stderr *saved)
+{
+    int saved_errno = errno;
+    int found = -1;
+    uint64_t device, inode;
+    if (saved->fd >= 0 && file_identity(saved->fd, &device, &inode) &&
+        device == saved->device && inode == saved->inode)
+        found = saved->fd;
+    else if (saved->fd >= 0 && file_identity(STDERR_FILENO, &device, &inode) &&
+             device == saved->device && inode == saved->inode)
+        found = STDERR_FILENO;
+    else if (saved->fd < 0)
+        found = STDERR_FILENO; /* never taken: stderr as it is */
+    errno = saved_errno;
+    return found;
 }
 
 uint64_t xmm_os_random_seed(void)

@@ -321,8 +321,23 @@ void xmm_os_event_post(struct xmm_os_event *event);
 void xmm_os_event_wait(struct xmm_os_event *event);
 
 /* A private copy of standard error (close-on-exec, descriptor >= 64), for
- * output at exit after a program closed its own fd 2; -1 on failure. */
-int xmm_os_dup_stderr(void);
+ * output at exit after a program closed its own fd 2, with the identity
+ * of the file both referred to when it was taken. */
+struct xmm_os_saved_stderr {
+    int fd;              /* -1: none taken */
+    uint64_t device, inode;
+};
+
+/* Takes the copy: false (and `saved->fd` -1) if stderr is closed or no
+ * descriptor is left. */
+bool xmm_os_save_stderr(struct xmm_os_saved_stderr *saved);
+
+/* Where output meant for the saved stderr can go now: the copy, while it
+ * still refers to that file; else fd 2, if it does; else -1. A program
+ * that closes every descriptor above 2 (a daemon's close_range) and opens
+ * files of its own may be given the copy's number for one of them: output
+ * there would land in its data. Never allocates; async-signal-safe. */
+int xmm_os_saved_stderr_fd(const struct xmm_os_saved_stderr *saved);
 
 /* The program's name as the kernel gives it (/proc/self/comm: at most 15
  * bytes, what core_pattern's %e uses), else the name it was started as;

@@ -71,7 +71,7 @@ static uintptr_t own_code_start, own_code_end;
  * allocating, a signal handler) is not taken. */
 static __thread bool recording __attribute__((tls_model("initial-exec")));
 /* A private copy of stderr for the leak report (see stats.c). */
-static int report_fd = 2;
+static struct xmm_os_saved_stderr report_stderr = {.fd = -1};
 
 /* ---- recording ---------------------------------------------------------------------- */
 
@@ -422,6 +422,9 @@ static void put_frame(struct xmm_writer *output, unsigned index, uintptr_t retur
 
 static void leak_report(void)
 {
+    int report_fd = xmm_os_saved_stderr_fd(&report_stderr);
+    if (report_fd < 0)
+        return; /* stderr was closed, and its number given to another file */
     struct snapshot snapshot;
     if (!take_snapshot(&snapshot)) {
         xmm_report("xmm: XMM_LEAKS: no memory for the leak report\n");
@@ -517,11 +520,8 @@ void xmm_profile_init_hooks(void)
     }
     xmm_os_backtrace_prepare(); /* loads libgcc_s: it allocates, unsampled */
     __atomic_store_n(&ready, true, __ATOMIC_RELEASE);
-    if (xmm_config.leaks) {
-        int copy = xmm_os_dup_stderr();
-        if (copy >= 0)
-            report_fd = copy;
-    }
+    if (xmm_config.leaks)
+        xmm_os_save_stderr(&report_stderr);
     if (xmm_config.profile_at_exit || xmm_config.leaks)
         xmm_os_at_exit(at_exit);
     if (xmm_config.profile_signal && xmm_os_thread_start(dumper, NULL) == 0)

@@ -470,8 +470,9 @@ static const char *format_name(void)
 
 /* A private copy of stderr, taken at start when statistics are wanted:
  * programs may close stderr in their own exit handlers (gnulib's
- * close_stdout does), which run before XMM's. */
-static int stats_stderr = 2;
+ * close_stdout does), which run before XMM's. Checked before each use
+ * (platform.h): a daemon that closed it may have reused its number. */
+static struct xmm_os_saved_stderr stats_stderr = {.fd = -1};
 
 void xmm_program_name(char *name, size_t size)
 {
@@ -505,7 +506,8 @@ bool xmm_expand_path(const char *pattern, char *path, size_t size)
 
 static void print_to_destination(void)
 {
-    int fd = stats_stderr;
+    int standard_error = xmm_os_saved_stderr_fd(&stats_stderr);
+    int fd = standard_error;
     if (xmm_config.stats_file) {
         char path[PATH_MAX];
         bool fits = xmm_expand_path(xmm_config.stats_file, path, sizeof(path));
@@ -516,10 +518,12 @@ static void print_to_destination(void)
         else if (fd < 0)
             xmm_report("xmm: XMM_STATS_FILE: cannot open %s; writing to stderr\n", path);
         if (fd < 0)
-            fd = stats_stderr;
+            fd = standard_error;
     }
+    if (fd < 0)
+        return; /* stderr was closed, and its number given to another file */
     xmm_stats_write(fd, format_name());
-    if (fd != stats_stderr)
+    if (fd != standard_error)
         xmm_os_close(fd);
 }
 
@@ -551,11 +555,8 @@ void xmm_stats_install_hooks(void)
 {
     if (xmm_config.stats_at_exit == XMM_STATS_NONE && !xmm_config.stats_signal)
         return;
-    if (!xmm_config.stats_file) {
-        int copy = xmm_os_dup_stderr();
-        if (copy >= 0)
-            stats_stderr = copy;
-    }
+    if (!xmm_config.stats_file)
+        xmm_os_save_stderr(&stats_stderr);
     if (xmm_config.stats_at_exit != XMM_STATS_NONE)
         xmm_os_at_exit(print_at_exit);
     if (xmm_config.stats_signal) {

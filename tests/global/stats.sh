@@ -12,6 +12,18 @@ fail() { echo "FAILED: $*"; failed=1; }
 XMM_FREE_CHECK=deferred "$test" counts || fail "counters, XMM_FREE_CHECK=deferred"
 XMM_PROFILE=64 XMM_PROFILE_FILE=/dev/null "$test" profiled || fail "counters, XMM_PROFILE=64"
 
+# XMM's private copies of stderr (for the report at exit and the leak
+# report) are checked before use: a daemon that closes every descriptor
+# above 2 and opens files of its own was given fd 64 for one of them, and
+# XMM wrote both reports into it. They go to fd 2 instead.
+mkdir "$work/data"
+XMM_STATS=text XMM_LEAKS=1 "$test" closefrom "$work/data" 2>"$work/closefrom.txt" ||
+    fail "closefrom run"
+! grep -l "xmm" "$work"/data/* >/dev/null 2>&1 ||
+    fail "a report went into the program's file $(grep -l xmm "$work"/data/* | head -1)"
+grep -q "^xmm statistics" "$work/closefrom.txt" || fail "closefrom: no statistics on stderr"
+grep -q "leak report" "$work/closefrom.txt" || fail "closefrom: no leak report on stderr"
+
 # JSON at exit, to a file: parses, and has every documented field.
 XMM_STATS=json XMM_STATS_FILE="$work/stats.json" "$test" quiet || fail "json run"
 python3 - "$work/stats.json" <<'PY' || fail "json schema"

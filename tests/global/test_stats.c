@@ -2,6 +2,7 @@
  *   test_stats counts         single- and multi-threaded in-use and counters, and
  *                             each report in one write(2)
  *   test_stats profiled       counters with the heap profiler on (XMM_PROFILE=64)
+ *   test_stats closefrom DIR  closes fds from 3, opens 80 files in DIR, exits
  *   test_stats malloc-info    writes malloc_info(0, stdout) (checked as XML by stats.sh)
  *   test_stats signal FILE [PWR]  raises SIGUSR2 (SIGPWR), waits for FILE to fill
  *   test_stats quiet          allocates a little, keeps one block, exits (XMM_STATS runs)
@@ -16,7 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -427,6 +432,23 @@ int main(int argc, char **argv)
         for (int i = 0; argc > 2 && access(argv[2], F_OK) != 0 && i < 20000; i++)
             nanosleep(&pause, NULL);
         return 0;
+    }
+    if (!strcmp(mode, "closefrom") && argc > 2) {
+        /* A daemon's start: every descriptor above 2 closed, then files
+         * of its own opened, kept open to the exit (stats.sh checks that
+         * none of them received a report). */
+        syscall(SYS_close_range, 3, ~0U, 0);
+        for (int i = 0; i < 80; i++) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "%s/data.%d", argv[2], i);
+            int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd < 0 || write(fd, "data\n", 5) != 5)
+                return 1;
+        }
+        free(malloc(100));
+        static void *volatile kept;
+        kept = malloc(1000); /* a leak for XMM_LEAKS */
+        return kept ? 0 : 1;
     }
     if (!strcmp(mode, "profiled"))
         return check_profiled_counts();
