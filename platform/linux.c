@@ -319,13 +319,20 @@ static void set_cpu_node(void *context, unsigned cpu)
 /* The raw sched_getaffinity system call copies at most the kernel's CPU
  * mask, whose size in bytes it returns: nr_cpu_ids rounded up to a whole
  * number of longs (or NR_CPUS on some configurations). So 8 times the
- * result bounds every CPU number. 0 if the call fails. */
-static unsigned kernel_cpu_mask_bits(void)
+ * result bounds every CPU number. 0 if the call fails. `highest_allowed`
+ * gets one past the highest CPU the process may run on now (0: none
+ * known). */
+static unsigned kernel_cpu_mask_bits(unsigned *highest_allowed)
 {
     static unsigned long mask[XMM_MAX_CPUS * 4 / (8 * sizeof(unsigned long))];
     int saved_errno = errno;
     long bytes = syscall(SYS_sched_getaffinity, 0, sizeof(mask), mask);
     errno = saved_errno;
+    *highest_allowed = 0;
+    for (long word = 0; bytes > 0 && word < bytes / (long)sizeof(mask[0]); word++)
+        if (mask[word])
+            *highest_allowed = (unsigned)(word * 8 * sizeof(mask[0])) + 64 -
+                               (unsigned)__builtin_clzl(mask[word]);
     return bytes > 0 ? (unsigned)bytes * 8 : 0;
 }
 
@@ -335,17 +342,20 @@ void xmm_platform_topology_read(struct xmm_topology *topology)
     memset(topology, 0, sizeof(*topology));
     xmm_os_page_size();
 
-    unsigned cpu_count = 0;
+    unsigned cpu_count = 0, allowed_bound;
     if (read_small_file("/sys/devices/system/cpu/possible", buffer, sizeof(buffer)) > 0)
         for_each_in_list(buffer, note_max, &cpu_count);
-    topology->cpu_index_bound = (int)cpu_count;
-    if (cpu_count == 0) {
-        /* sysfs hidden (a sandbox): the number of CPUs online or allowed
-         * now is no bound (a process started pinned to one CPU may be
-         * allowed more later); the kernel's own CPU mask size is. */
-        cpu_count = kernel_cpu_mask_bits();
-        topology->cpu_index_bound = (int)cpu_count;
+    unsigned mask_bits = kernel_cpu_mask_bits(&allowed_bound);
+    if (cpu_count == 0 || allowed_bound > cpu_count) {
+        /* sysfs hidden (a sandbox), or saying fewer CPUs than the process
+         * may run on (a file mounted over it: the slabs were sized by it,
+         * and a thread on CPU 1 with "0" there wrote past them): the
+         * number of CPUs online or allowed now is no bound (a process
+         * started pinned to one CPU may be allowed more later); the
+         * kernel's own CPU mask size is. */
+        cpu_count = mask_bits;
     }
+    topology->cpu_index_bound = (int)cpu_count;
     if (cpu_count == 0) {
         long configured = sysconf(_SC_NPROCESSORS_CONF);
         cpu_count = configured > 0 ? (unsigned)configured : 1;

@@ -501,6 +501,16 @@ static uint32_t slab_in_use(void *area, bool *set_up_now)
     *set_up_now = false;
     for (;;) {
         uint32_t slab = __atomic_load_n(index_of(area), __ATOMIC_RELAXED);
+        /* Checked at each miss, not on the hit path: the bound came from
+         * the CPUs sysfs listed and the process was allowed at start
+         * (platform/linux.c); a CPU beyond both (a sysfs that lists too
+         * few, then wider affinity) would have the hit path use memory
+         * past the slabs. Stop before more of it. */
+        if (XMM_UNLIKELY(slab >= (uint32_t)slab_count))
+            xmm_fatal("xmm: the kernel gave this thread CPU index %u, beyond the %d per-CPU "
+                      "slabs sized at start (/sys/devices/system/cpu/possible and the CPUs "
+                      "allowed then); XMM_RSEQ=0 avoids per-CPU caches\n",
+                      (uint64_t)slab, slab_count);
         struct growth *slab_growth = &slab_growth_of[slab];
         if (XMM_LIKELY(slab_ready(slab)))
             return slab;
