@@ -144,6 +144,9 @@ int xmm_os_protect_none(void *addr, size_t size)
 {
     int saved_errno = errno;
     int result = mprotect(addr, size, PROT_NONE);
+    if (result != 0 && mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                            -1, 0) == addr)
+        result = 0;
     errno = saved_errno;
     return result;
 }

@@ -73,9 +73,13 @@ void xmm_os_unmap(void *addr, size_t size);
  * then still valid and merely resident). */
 int xmm_os_purge(void *addr, size_t size, bool lazy);
 
-/* Makes [addr, addr + size) inaccessible (PROT_NONE): any access faults.
- * `addr` and `size` are multiples of the page size. Returns 0, or -1 if
- * the kernel refused (the range is then still read-write). */
+/* Makes [addr, addr + size), part of a private anonymous mapping of
+ * XMM's, inaccessible (PROT_NONE): any access faults. `addr` and `size`
+ * are multiples of the page size. With mprotect, or, where a sandbox
+ * refuses mprotect (a seccomp filter installed after start-up), with a
+ * PROT_NONE mapping put over the range (its contents are lost). Returns
+ * 0, or -1 if the kernel refused both (the range is then still
+ * read-write). */
 int xmm_os_protect_none(void *addr, size_t size);
 
 /* Asks for transparent huge pages on [addr, addr + size) (enable true,

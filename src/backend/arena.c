@@ -250,9 +250,14 @@ struct xmm_chunk *xmm_arena_new_chunk(int node, size_t pages)
     if (!mapped)
         return NULL;
     char *base = mapped - XMM_CHUNK_HOLE_SIZE;
-    /* The guard before the page table; a chunk without it is not made. */
+    /* The guard before the page table; a chunk without it is not made,
+     * and the first refusal is said (allocation fails with ENOMEM). */
     if (XMM_CHUNK_GUARD_SIZE % xmm_os_page_size() != 0 ||
         xmm_os_protect_none(mapped, XMM_CHUNK_GUARD_SIZE) != 0) {
+        static int reported;
+        if (!__atomic_exchange_n(&reported, 1, __ATOMIC_RELAXED))
+            xmm_report("xmm: the kernel refused the guard pages of a new chunk (mprotect and "
+                       "mmap with PROT_NONE); memory from new chunks fails\n");
         unmap_chunk_range(base, size);
         return NULL;
     }
