@@ -522,7 +522,9 @@ static void print_to_destination(void)
     }
     if (fd < 0)
         return; /* stderr was closed, and its number given to another file */
-    xmm_stats_write(fd, format_name());
+    if (xmm_stats_write(fd, format_name()) != 0 && fd != standard_error && standard_error >= 0)
+        xmm_report("xmm: XMM_STATS_FILE: the statistics could not be written (errno %d)\n",
+                   errno);
     if (fd != standard_error)
         xmm_os_close(fd);
 }

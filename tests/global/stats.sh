@@ -24,6 +24,12 @@ XMM_STATS=text XMM_LEAKS=1 "$test" closefrom "$work/data" 2>"$work/closefrom.txt
 grep -q "^xmm statistics" "$work/closefrom.txt" || fail "closefrom: no statistics on stderr"
 grep -q "leak report" "$work/closefrom.txt" || fail "closefrom: no leak report on stderr"
 
+# A file that cannot take the report: said on stderr (it was lost without
+# a word).
+XMM_STATS=text XMM_STATS_FILE=/dev/full "$test" quiet 2>"$work/full.txt" || fail "/dev/full run"
+grep -q "XMM_STATS_FILE: the statistics could not be written (errno 28)" "$work/full.txt" ||
+    fail "XMM_STATS_FILE=/dev/full: no message: $(cat "$work/full.txt")"
+
 # JSON at exit, to a file: parses, and has every documented field.
 XMM_STATS=json XMM_STATS_FILE="$work/stats.json" "$test" quiet || fail "json run"
 python3 - "$work/stats.json" <<'PY' || fail "json schema"
