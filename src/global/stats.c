@@ -256,23 +256,28 @@ static void write_heading(struct xmm_writer *writer, const char *heading)
     xmm_writer_printf(writer, " %s", heading);
 }
 
-static void write_number(struct xmm_writer *writer, uint64_t value)
+/* `value` in decimal, as a cell (`as_name`: a row's name: a node, a
+ * slab, a class; else a number column's). */
+static void write_decimal(struct xmm_writer *writer, uint64_t value, bool as_name)
 {
     char digits[24];
     struct xmm_text text = {digits, sizeof digits - 1, 0};
     xmm_text_append_unsigned(&text, value, 10);
     digits[text.length] = '\0';
-    write_heading(writer, digits);
+    if (as_name)
+        write_name(writer, digits);
+    else
+        write_heading(writer, digits);
 }
 
-/* A number as a row's name (a node, a slab, a class). */
+static void write_number(struct xmm_writer *writer, uint64_t value)
+{
+    write_decimal(writer, value, false);
+}
+
 static void write_index(struct xmm_writer *writer, uint64_t index)
 {
-    char digits[24];
-    struct xmm_text text = {digits, sizeof digits - 1, 0};
-    xmm_text_append_unsigned(&text, index, 10);
-    digits[text.length] = '\0';
-    write_name(writer, digits);
+    write_decimal(writer, index, true);
 }
 
 /* One row of the node table: `name`, then the field of each node. */
@@ -384,21 +389,16 @@ static void write_json(struct xmm_writer *writer, const struct snapshot *snapsho
         xmm_writer_printf(writer, ", \"%s\": %u", fields[i].name, fields[i].value);
     xmm_writer_printf(writer, ", \"nodes\": [");
     for (int node = 0; node < xmm_nodes; node++) {
-        const struct xmm_central_stats *central = &snapshot->central[node];
-        const struct xmm_page_heap_stats *pages = &snapshot->pages[node];
-        xmm_writer_printf(writer,
-             "%s{\"node\": %d, \"interleaved\": %s, \"spans_created\": %u, \"spans_released\": %u, "
-             "\"small_span_bytes\": %u, \"transfer_batches\": %u, \"transfer_batch_bytes\": %u, "
-             "\"page_heap_free_bytes\": %z, \"page_heap_unpurged_bytes\": %z, "
-             "\"purged_bytes\": %z, \"large_in_use_bytes\": %z, \"large_cached_bytes\": %z, "
-             "\"large_allocations\": %u, \"carver_run_bytes\": %u, "
-             "\"reserved_bytes\": %z}",
-             node ? ", " : "", node, node == xmm_interleaved_node ? "true" : "false",
-             central->spans_created, central->spans_released,
-             central->span_bytes, central->batches_cached, central->objects_in_batches_bytes,
-             pages->free_bytes, pages->dirty_bytes, pages->purged_total, pages->large_in_use,
-             pages->large_cached, pages->large_count, central->run_bytes,
-             pages->reserved_bytes);
+        xmm_writer_printf(writer, "%s{\"node\": %d", node ? ", " : "", node);
+        for (int field = 0; field < NODE_FIELDS; field++) {
+            uint64_t value = node_field(snapshot, node, (enum node_field)field);
+            if (field == NODE_INTERLEAVED)
+                xmm_writer_printf(writer, ", \"%s\": %s", node_field_names[field],
+                                  value ? "true" : "false");
+            else
+                xmm_writer_printf(writer, ", \"%s\": %u", node_field_names[field], value);
+        }
+        xmm_writer_printf(writer, "}");
     }
     xmm_writer_printf(writer, "], \"cpus\": [");
     bool first_cpu = true;
