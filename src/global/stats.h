@@ -6,7 +6,7 @@
 #define XMM_STATS_H
 
 #include "base/base.h"
-#include "ds/size_class.h"
+#include "ds/ds.h"
 
 struct xmm_stats;
 
