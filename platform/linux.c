@@ -590,6 +590,19 @@ int xmm_os_process_id(void)
     return (int)syscall(SYS_getpid);
 }
 
+int xmm_os_thread_id(void)
+{
+    return (int)syscall(SYS_gettid);
+}
+
+bool xmm_os_thread_gone(int process, int thread)
+{
+    int saved_errno = errno;
+    bool gone = syscall(SYS_tgkill, process, thread, 0) != 0 && errno == ESRCH;
+    errno = saved_errno;
+    return gone;
+}
+
 const char *xmm_os_getenv(const char *name)
 {
     size_t length = strlen(name);

@@ -280,6 +280,15 @@ uint64_t xmm_os_random_seed(void);
 /* The calling process's id (getpid(2)): a system call, for slow paths. */
 int xmm_os_process_id(void);
 
+/* The calling thread's id (gettid). */
+int xmm_os_thread_id(void);
+
+/* True when thread `thread` of process `process` no longer exists (the
+ * kernel says ESRCH to a null signal): it has exited, and nothing of it
+ * runs any more. False while it exists or exits, and if the kernel cannot
+ * tell. Never allocates; errno is left as it was. */
+bool xmm_os_thread_gone(int process, int thread);
+
 /* Value of environment variable `name`, or NULL. Safe before libc's own
  * initialisation has finished (reads the process environment directly). */
 const char *xmm_os_getenv(const char *name);

@@ -30,6 +30,7 @@ struct xmm_thread_cache {
     uint64_t refills, drains, cross_node_frees;
     struct xmm_thread_cache *next;   /* registry of all caches */
     struct xmm_thread_cache *next_free; /* recycled after thread exit */
+    int owner_process, owner_thread; /* the thread using it; 0: none (recycled) */
 };
 
 /* Thread-exit destructor support, created once in init phase 2; from then

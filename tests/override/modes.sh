@@ -29,7 +29,7 @@ run() { # label, then VAR=value... and the test binary
         echo "$output" | grep -v "^ok " | tail -n 25 | sed 's/^/    /'
     fi
 }
-for test in api_threads api_thread_exit; do
+for test in api_threads api_thread_exit api_thread_exit_late; do
     run "per-thread caches: $test" XMM_RSEQ=0 "$build/tests/$test"
 done
 # The mode took effect: thread_exit names the front end in its output.
