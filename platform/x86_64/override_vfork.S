@@ -12,8 +12,10 @@
  * So this vfork, like glibc's, makes the system call itself, having first
  * detached the thread from the per-CPU caches: its rseq area pointer is
  * cleared and re-attachment is refused, so the child's allocations go
- * through the parent thread's per-thread cache (the parent thread is
- * suspended until the child execs or exits, so nobody else uses it).
+ * through the parent thread's per-thread cache if it has one (the parent
+ * thread is suspended until the child execs or exits, so nobody else
+ * uses it), else to the central layer: a vfork child makes no cache of
+ * its own (src/mem/thread_cache.c, take_cache).
  * When the parent resumes, it restores both values, which it kept in
  * registers: the child overwrites the stack below the caller's frame, so
  * nothing may be kept there across the call (glibc keeps the return

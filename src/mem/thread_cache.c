@@ -14,6 +14,10 @@ static bool key_made; /* init phase 2 made exit_key: threads get caches */
 static struct xmm_lock registry_lock = XMM_LOCK_INITIALIZER;
 static struct xmm_thread_cache *registry;       /* every cache ever made */
 static struct xmm_thread_cache *recycled;       /* caches of exited threads */
+/* The process the caches serve (init, and each fork child): a vfork child
+ * (or a clone sharing the memory) runs on its parent thread's TLS and is
+ * not it; it takes no cache (take_cache). */
+static int cache_process;
 
 /* Stands in for the cache of a thread that is exiting (or of calls made
  * before init completed): no capacity, a node no object has, so both fast
@@ -32,6 +36,7 @@ int xmm_thread_cache_init(void)
 {
     if (xmm_os_thread_key_create(&exit_key, thread_exit) != 0)
         return -1;
+    cache_process = xmm_os_process_id();
     __atomic_store_n(&key_made, true, __ATOMIC_RELEASE);
     return 0;
 }
@@ -195,6 +200,17 @@ static unsigned sweep_at = SWEEP_FIRST;
 
 static void release_cache(struct xmm_thread_cache *cache);
 
+/* `count` caches no longer in use, never below none: a fork child counts
+ * its thread's cache afresh, and one a signal handler's fork caught on
+ * its way to its thread is not counted there. */
+static void count_caches_gone(unsigned count)
+{
+    unsigned seen = __atomic_load_n(&caches_in_use, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(&caches_in_use, &seen, seen > count ? seen - count : 0,
+                                        true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
 /* Registry lock held, released and taken again (false if it could not
  * be: it is then not held): recycles the caches of
  * threads that are gone without their exit destructor having run. A
@@ -205,15 +221,15 @@ static void release_cache(struct xmm_thread_cache *cache);
  * of RSS after 15,000 such threads; tests/override/thread_exit_late.c).
  * Found by asking the kernel whether each owner still exists: a thread
  * that exists, or still exits, keeps its cache; one that is gone runs
- * nothing more. A fork child's caches of its parent's threads name the
- * parent's process, and are left alone while those threads live. */
-static bool sweep_orphans(void)
+ * nothing more. Only the calling process's caches are looked at: a fork
+ * child's of its parent's threads have no owner (after_fork_child). */
+static bool sweep_orphans(int process)
 {
     struct xmm_thread_cache *orphans = NULL;
     unsigned count = 0;
     for (struct xmm_thread_cache *cache = registry; cache; cache = cache->next) {
-        if (cache->owner_thread == 0 ||
-            !xmm_os_thread_gone(cache->owner_process, cache->owner_thread))
+        if (cache->owner_thread == 0 || cache->owner_process != process ||
+            !xmm_os_thread_gone(process, cache->owner_thread))
             continue;
         cache->owner_process = cache->owner_thread = 0;
         cache->next_free = orphans;
@@ -224,10 +240,10 @@ static bool sweep_orphans(void)
     for (struct xmm_thread_cache *cache = orphans; cache; cache = cache->next_free)
         release_cache(cache); /* its thread is gone: no one else touches it */
     if (count)
-        __atomic_fetch_sub(&caches_in_use, count, __ATOMIC_RELAXED);
+        count_caches_gone(count);
     unsigned in_use = __atomic_load_n(&caches_in_use, __ATOMIC_RELAXED);
-    __atomic_store_n(&sweep_at, in_use * 2 > SWEEP_FIRST ? in_use * 2 : SWEEP_FIRST,
-                     __ATOMIC_RELAXED);
+    unsigned next = in_use < UINT32_MAX / 2 ? in_use * 2 : UINT32_MAX;
+    __atomic_store_n(&sweep_at, next > SWEEP_FIRST ? next : SWEEP_FIRST, __ATOMIC_RELAXED);
     if (!xmm_lock_acquire(&registry_lock))
         return false; /* a signal handler's: the orphans stay unlisted */
     while (orphans) {
@@ -240,17 +256,21 @@ static bool sweep_orphans(void)
 }
 
 /* A recycled cache, else a new one, registered; owned by the calling
- * thread. NULL if metadata cannot be had, or in a signal handler that
- * interrupted this thread inside the registry lock (it then allocates
- * without a cache). */
+ * thread. NULL if metadata cannot be had, in a signal handler that
+ * interrupted this thread inside the registry lock, or in a vfork child
+ * (cache_process): the caller then allocates without a cache. A cache
+ * that a vfork child made was its parent thread's too, with the child as
+ * owner: once the child was gone, a sweep recycled it under the parent. */
 static struct xmm_thread_cache *take_cache(void)
 {
-    if (!xmm_lock_acquire(&registry_lock))
+    int process = xmm_os_process_id(), thread = xmm_os_thread_id();
+    if (process != __atomic_load_n(&cache_process, __ATOMIC_RELAXED) ||
+        !xmm_lock_acquire(&registry_lock))
         return NULL;
     if (!recycled &&
         __atomic_load_n(&caches_in_use, __ATOMIC_RELAXED) >=
             __atomic_load_n(&sweep_at, __ATOMIC_RELAXED) &&
-        !sweep_orphans())
+        !sweep_orphans(process))
         return NULL;
     struct xmm_thread_cache *cache = recycled;
     if (cache) {
@@ -264,8 +284,8 @@ static struct xmm_thread_cache *take_cache(void)
         }
     }
     if (cache) {
-        cache->owner_process = xmm_os_process_id();
-        cache->owner_thread = xmm_os_thread_id();
+        cache->owner_process = process;
+        cache->owner_thread = thread;
     }
     xmm_lock_release(&registry_lock);
     if (cache)
@@ -340,7 +360,7 @@ static void thread_exit(void *argument)
 {
     struct xmm_thread_cache *cache = argument;
     release_cache(cache);
-    __atomic_fetch_sub(&caches_in_use, 1, __ATOMIC_RELAXED);
+    count_caches_gone(1);
     /* From here on this thread's allocations (from later destructors) go
      * straight to the central layer. */
     xmm_thread.thread_cache = &cacheless;
@@ -456,19 +476,26 @@ void xmm_thread_cache_stats(struct xmm_front_stats *stats)
  * store, so the compiler cannot put the two the other way round), so a
  * holder cut off by fork
  * left both lists consistent: only the lock needs repair. The caches of
- * the parent's other threads stay listed; their objects leak in the child. */
+ * the parent's other threads stay listed; their objects leak in the child:
+ * they lose their owners, so that no sweep of the child takes them (their
+ * bins may be half updated, and caches_in_use no longer counts them). So
+ * does a cache a signal handler's fork caught between take_cache and its
+ * thread (it is the child thread's, and its exit recycles it). */
 void xmm_thread_cache_after_fork_child(void)
 {
     if (xmm_lock_holder(&registry_lock) == XMM_LOCK_HELD_BY_OTHER)
         xmm_lock_reset(&registry_lock);
+    int process = xmm_os_process_id();
+    __atomic_store_n(&cache_process, process, __ATOMIC_RELAXED);
+    for (struct xmm_thread_cache *cache = registry; cache; cache = cache->next)
+        cache->owner_process = cache->owner_thread = 0;
     /* The child's one thread: the others' caches leaked, and must not
-     * shrink its share of the budget. */
+     * shrink its share of the budget. Its cache is its own now. */
     struct xmm_thread_cache *own = xmm_thread.thread_cache;
     __atomic_store_n(&caches_in_use, own && own != &cacheless ? 1u : 0u, __ATOMIC_RELAXED);
-    /* Its cache is the child's thread's now: a sweep must not take it
-     * for the parent's once the forking thread exits there. */
+    __atomic_store_n(&sweep_at, SWEEP_FIRST, __ATOMIC_RELAXED);
     if (own && own != &cacheless) {
-        own->owner_process = xmm_os_process_id();
+        own->owner_process = process;
         own->owner_thread = xmm_os_thread_id();
     }
 }
