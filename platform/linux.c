@@ -889,26 +889,33 @@ static bool file_identity(int fd, uint64_t *device, uint64_t *inode)
 bool xmm_os_save_stderr(struct xmm_os_saved_stderr *saved)
 {
     int saved_errno = errno;
+    saved->taken = true;
     saved->fd = -1;
-    if (file_identity(STDERR_FILENO, &saved->device, &saved->inode))
+    saved->known = file_identity(STDERR_FILENO, &saved->device, &saved->inode);
+    if (saved->known)
         saved->fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
     errno = saved_errno;
     return saved->fd >= 0;
 }
 
+/* Whether `fd` refers to the file `saved` recorded. */
+static bool is_saved_file(const struct xmm_os_saved_stderr *saved, int fd)
+{
+    uint64_t device, inode;
+    return file_identity(fd, &device, &inode) && device == saved->device &&
+           inode == saved->inode;
+}
+
 int xmm_os_saved_stderr_fd(const struct xmm_os_saved_stderr *saved)
 {
+    if (!saved->taken)
+        return STDERR_FILENO; /* never saved: stderr as it is */
     int saved_errno = errno;
     int found = -1;
-    uint64_t device, inode;
-    if (saved->fd >= 0 && file_identity(saved->fd, &device, &inode) &&
-        device == saved->device && inode == saved->inode)
+    if (saved->known && saved->fd >= 0 && is_saved_file(saved, saved->fd))
         found = saved->fd;
-    else if (saved->fd >= 0 && file_identity(STDERR_FILENO, &device, &inode) &&
-             device == saved->device && inode == saved->inode)
+    else if (saved->known && is_saved_file(saved, STDERR_FILENO))
         found = STDERR_FILENO;
-    else if (saved->fd < 0)
-        found = STDERR_FILENO; /* never taken: stderr as it is */
     errno = saved_errno;
     return found;
 }

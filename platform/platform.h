@@ -337,19 +337,24 @@ void xmm_os_event_wait(struct xmm_os_event *event);
  * output at exit after a program closed its own fd 2, with the identity
  * of the file both referred to when it was taken. */
 struct xmm_os_saved_stderr {
-    int fd;              /* -1: none taken */
+    bool taken;          /* xmm_os_save_stderr ran */
+    bool known;          /* stderr was open then: device and inode hold */
+    int fd;              /* the copy; -1: none could be made */
     uint64_t device, inode;
 };
 
-/* Takes the copy: false (and `saved->fd` -1) if stderr is closed or no
- * descriptor is left. */
+/* Takes the copy: false if stderr is closed (then no output goes to fd 2
+ * later) or no descriptor is left for the copy (then fd 2 is used while
+ * it is still that file). */
 bool xmm_os_save_stderr(struct xmm_os_saved_stderr *saved);
 
 /* Where output meant for the saved stderr can go now: the copy, while it
- * still refers to that file; else fd 2, if it does; else -1. A program
- * that closes every descriptor above 2 (a daemon's close_range) and opens
- * files of its own may be given the copy's number for one of them: output
- * there would land in its data. Never allocates; async-signal-safe. */
+ * still refers to that file; else fd 2, if it does; else -1 (also when
+ * stderr was closed at the save). Before any save: fd 2. A program that
+ * closes every descriptor above 2 (a daemon's close_range), or fd 2, and
+ * opens files of its own may be given one of those numbers for them:
+ * output there would land in its data. Never allocates;
+ * async-signal-safe. */
 int xmm_os_saved_stderr_fd(const struct xmm_os_saved_stderr *saved);
 
 /* The program's name as the kernel gives it (/proc/self/comm: at most 15

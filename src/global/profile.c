@@ -71,7 +71,7 @@ static uintptr_t own_code_start, own_code_end;
  * allocating, a signal handler) is not taken. */
 static __thread bool recording __attribute__((tls_model("initial-exec")));
 /* A private copy of stderr for the leak report (see stats.c). */
-static struct xmm_os_saved_stderr report_stderr = {.fd = -1};
+static struct xmm_os_saved_stderr report_stderr = {.fd = -1, .taken = false};
 
 /* ---- recording ---------------------------------------------------------------------- */
 

@@ -21,8 +21,10 @@ void xmm_heap_count_direct(uint64_t blocks, uint64_t bytes)
     struct xmm_heap_counters *heap = &xmm_heap_counters;
     if (blocks) {
         uint64_t made = __atomic_add_fetch(&heap->direct_allocations, blocks, __ATOMIC_RELAXED);
-        xmm_raise_to(&heap->direct_peak_count,
-                     made - __atomic_load_n(&heap->direct_frees, __ATOMIC_RELAXED));
+        /* Frees read after: blocks made since by others may be counted
+         * freed already (never below none). */
+        uint64_t freed = __atomic_load_n(&heap->direct_frees, __ATOMIC_RELAXED);
+        xmm_raise_to(&heap->direct_peak_count, made > freed ? made - freed : 0);
     }
     xmm_raise_to(&heap->direct_peak_bytes,
                  __atomic_add_fetch(&heap->direct_bytes, bytes, __ATOMIC_RELAXED));
@@ -472,7 +474,7 @@ static const char *format_name(void)
  * programs may close stderr in their own exit handlers (gnulib's
  * close_stdout does), which run before XMM's. Checked before each use
  * (platform.h): a daemon that closed it may have reused its number. */
-static struct xmm_os_saved_stderr stats_stderr = {.fd = -1};
+static struct xmm_os_saved_stderr stats_stderr = {.fd = -1, .taken = false};
 
 void xmm_program_name(char *name, size_t size)
 {
@@ -504,6 +506,24 @@ bool xmm_expand_path(const char *pattern, char *path, size_t size)
     return text.length + 1 < size; /* else it may have been cut */
 }
 
+/* A line about XMM_STATS_FILE on `standard_error` (nowhere if -1). */
+static void say_about_file(int standard_error, const char *what, const char *path, int error)
+{
+    if (standard_error < 0)
+        return;
+    char line[PATH_MAX + 128];
+    struct xmm_text text = {line, sizeof line, 0};
+    xmm_text_format(&text, "xmm: XMM_STATS_FILE: %s", what);
+    if (path)
+        xmm_text_format(&text, " %s", path);
+    if (error)
+        xmm_text_format(&text, " (errno %d)", error);
+    xmm_text_format(&text, "%s\n", path || !error ? "; writing to stderr" : "");
+    xmm_os_write_fd(standard_error, line, text.length);
+}
+
+/* The report to XMM_STATS_FILE, else to stderr if it is still the file
+ * it was at start (a daemon may have reused its number). */
 static void print_to_destination(void)
 {
     int standard_error = xmm_os_saved_stderr_fd(&stats_stderr);
@@ -513,18 +533,16 @@ static void print_to_destination(void)
         bool fits = xmm_expand_path(xmm_config.stats_file, path, sizeof(path));
         fd = fits ? xmm_os_open_append(path) : -1;
         if (!fits)
-            xmm_report("xmm: XMM_STATS_FILE: the path is too long once expanded; "
-                       "writing to stderr\n");
+            say_about_file(standard_error, "the path is too long once expanded", NULL, 0);
         else if (fd < 0)
-            xmm_report("xmm: XMM_STATS_FILE: cannot open %s; writing to stderr\n", path);
+            say_about_file(standard_error, "cannot open", path, 0);
         if (fd < 0)
             fd = standard_error;
     }
     if (fd < 0)
         return; /* stderr was closed, and its number given to another file */
-    if (xmm_stats_write(fd, format_name()) != 0 && fd != standard_error && standard_error >= 0)
-        xmm_report("xmm: XMM_STATS_FILE: the statistics could not be written (errno %d)\n",
-                   errno);
+    if (xmm_stats_write(fd, format_name()) != 0 && fd != standard_error)
+        say_about_file(standard_error, "the statistics could not be written", NULL, errno);
     if (fd != standard_error)
         xmm_os_close(fd);
 }
@@ -557,8 +575,7 @@ void xmm_stats_install_hooks(void)
 {
     if (xmm_config.stats_at_exit == XMM_STATS_NONE && !xmm_config.stats_signal)
         return;
-    if (!xmm_config.stats_file)
-        xmm_os_save_stderr(&stats_stderr);
+    xmm_os_save_stderr(&stats_stderr); /* also where XMM_STATS_FILE fails */
     if (xmm_config.stats_at_exit != XMM_STATS_NONE)
         xmm_os_at_exit(print_at_exit);
     if (xmm_config.stats_signal) {

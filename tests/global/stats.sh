@@ -30,6 +30,22 @@ XMM_STATS=text XMM_STATS_FILE=/dev/full "$test" quiet 2>"$work/full.txt" || fail
 grep -q "XMM_STATS_FILE: the statistics could not be written (errno 28)" "$work/full.txt" ||
     fail "XMM_STATS_FILE=/dev/full: no message: $(cat "$work/full.txt")"
 
+# The same with stderr itself closed and given to a file: under ulimit -n
+# 60 XMM gets no copy (64 and up), and wrote into the file behind fd 2;
+# with XMM_STATS_FILE failing, the fallback to stderr is checked too.
+for limit in 60 1024; do
+    mkdir -p "$work/data$limit"
+    (ulimit -n $limit && XMM_STATS=text XMM_LEAKS=1 "$test" closestderr "$work/data$limit") ||
+        fail "closestderr run (ulimit -n $limit)"
+    [ "$(cat "$work/data$limit/data.2")" = "data" ] ||
+        fail "ulimit -n $limit: a report went into the file behind fd 2: $(head -c 80 "$work/data$limit/data.2")"
+    rm -f "$work/data$limit/data.2"
+    (ulimit -n $limit && XMM_STATS=text XMM_STATS_FILE=/nonexistent/stats "$test" closestderr \
+        "$work/data$limit") || fail "closestderr run with a bad XMM_STATS_FILE"
+    [ "$(cat "$work/data$limit/data.2")" = "data" ] ||
+        fail "ulimit -n $limit, XMM_STATS_FILE failing: written behind fd 2: $(head -c 80 "$work/data$limit/data.2")"
+done
+
 # JSON at exit, to a file: parses, and has every documented field.
 XMM_STATS=json XMM_STATS_FILE="$work/stats.json" "$test" quiet || fail "json run"
 python3 - "$work/stats.json" <<'PY' || fail "json schema"

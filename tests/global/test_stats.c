@@ -3,6 +3,7 @@
  *                             each report in one write(2)
  *   test_stats profiled       counters with the heap profiler on (XMM_PROFILE=64)
  *   test_stats closefrom DIR  closes fds from 3, opens 80 files in DIR, exits
+ *   test_stats closestderr DIR  closes fd 2, opens DIR/data.2 (fd 2), exits
  *   test_stats malloc-info    writes malloc_info(0, stdout) (checked as XML by stats.sh)
  *   test_stats signal FILE [PWR]  raises SIGUSR2 (SIGPWR), waits for FILE to fill
  *   test_stats quiet          allocates a little, keeps one block, exits (XMM_STATS runs)
@@ -445,6 +446,20 @@ int main(int argc, char **argv)
             if (fd < 0 || write(fd, "data\n", 5) != 5)
                 return 1;
         }
+        free(malloc(100));
+        static void *volatile kept;
+        kept = malloc(1000); /* a leak for XMM_LEAKS */
+        return kept ? 0 : 1;
+    }
+    if (!strcmp(mode, "closestderr") && argc > 2) {
+        /* A daemon that closes its stderr and opens a file of its own,
+         * which is given fd 2. */
+        close(2);
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/data.2", argv[2]);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd != 2 || write(fd, "data\n", 5) != 5)
+            return 1;
         free(malloc(100));
         static void *volatile kept;
         kept = malloc(1000); /* a leak for XMM_LEAKS */
