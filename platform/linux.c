@@ -34,6 +34,15 @@ extern char **environ;
 
 static size_t os_page_size;
 
+/* Declared first in a function that makes system calls: errno is as it
+ * was whenever the function returns (platform.h's rule), whatever calls
+ * failed on the way. */
+static inline void restore_errno(const int *saved)
+{
+    errno = *saved;
+}
+#define KEEP_ERRNO const int kept_errno_ __attribute__((cleanup(restore_errno))) = errno
+
 size_t xmm_os_page_size(void)
 {
     if (os_page_size == 0) {
@@ -62,6 +71,7 @@ static void *map_aligned(size_t size, size_t alignment, size_t offset, int flags
         alignment = page;
     if (size == 0 || size > SIZE_MAX - alignment || offset >= alignment || offset % page)
         return NULL;
+    KEEP_ERRNO; /* EEXIST and ENOMEM of the tries are not the caller's */
     int protection = PROT_READ | PROT_WRITE;
     /* Optimistic: the kernel often hands out aligned addresses already. */
     void *first = mmap(NULL, size, protection, flags, -1, 0);
@@ -80,14 +90,11 @@ static void *map_aligned(size_t size, size_t alignment, size_t offset, int flags
      * kernels before 4.17 take MAP_FIXED_NOREPLACE as a hint, and any
      * other address is refused. */
     uintptr_t below = (((uintptr_t)first - offset) & ~(uintptr_t)(alignment - 1)) + offset;
-    int saved_errno = errno; /* EEXIST when taken: not the caller's */
     for (int tries = 0; tries < MAP_ALIGNED_TRIES && (uintptr_t)first > offset && below > offset;
          tries++, below -= alignment) {
         void *hinted = mmap((void *)below, size, protection, flags | MAP_FIXED_NOREPLACE, -1, 0);
-        if (hinted == (void *)below) {
-            errno = saved_errno;
+        if (hinted == (void *)below)
             return hinted;
-        }
         if (hinted != MAP_FAILED) {
             munmap(hinted, size);
             break;
@@ -95,7 +102,6 @@ static void *map_aligned(size_t size, size_t alignment, size_t offset, int flags
         if (errno != EEXIST || below < alignment + offset)
             break;
     }
-    errno = saved_errno;
     /* Over-map by the alignment and trim both ends. */
     size_t padded = size + alignment;
     char *raw = mmap(NULL, padded, protection, flags, -1, 0);
@@ -128,31 +134,31 @@ void *xmm_os_map_accounted(size_t size, size_t alignment)
 
 void *xmm_os_remap(void *addr, size_t old_size, size_t new_size, void *to)
 {
-    int saved_errno = errno;
+    KEEP_ERRNO;
     void *result = to ? mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, to)
                       : mremap(addr, old_size, new_size, 0);
-    errno = saved_errno;
     return result == MAP_FAILED ? NULL : result;
 }
 
 void xmm_os_unmap(void *addr, size_t size)
 {
+    KEEP_ERRNO;
     munmap(addr, size);
 }
 
 int xmm_os_protect_none(void *addr, size_t size)
 {
-    int saved_errno = errno;
+    KEEP_ERRNO;
     int result = mprotect(addr, size, PROT_NONE);
     if (result != 0 && mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
                             -1, 0) == addr)
         result = 0;
-    errno = saved_errno;
     return result;
 }
 
 int xmm_os_purge(void *addr, size_t size, bool lazy)
 {
+    KEEP_ERRNO; /* EINVAL on locked pages (mlockall), for every purge */
     int advice = lazy ? MADV_FREE : MADV_DONTNEED;
     if (madvise(addr, size, advice) == 0)
         return 0;
@@ -164,6 +170,7 @@ int xmm_os_purge(void *addr, size_t size, bool lazy)
 
 int xmm_os_advise_huge(void *addr, size_t size, bool enable)
 {
+    KEEP_ERRNO;
     return madvise(addr, size, enable ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
 
@@ -171,21 +178,18 @@ size_t xmm_os_resident_bytes(void *addr, size_t size)
 {
     size_t page = xmm_os_page_size(), resident = 0;
     unsigned char in_core[512];
-    int saved_errno = errno;
+    KEEP_ERRNO;
     for (size_t done = 0; done < size;) {
         size_t pages = (size - done + page - 1) / page;
         if (pages > sizeof in_core)
             pages = sizeof in_core;
         size_t length = pages * page < size - done ? pages * page : size - done;
-        if (mincore((char *)addr + done, length, in_core) != 0) {
-            errno = saved_errno;
+        if (mincore((char *)addr + done, length, in_core) != 0)
             return size;
-        }
         for (size_t i = 0; i < pages; i++)
             resident += (in_core[i] & 1) * page;
         done += length;
     }
-    errno = saved_errno;
     return resident < size ? resident : size;
 }
 
@@ -198,6 +202,7 @@ bool xmm_os_load_numa(char *why, size_t why_size)
 {
     if (__atomic_load_n(&numa_mbind, __ATOMIC_ACQUIRE))
         return true;
+    KEEP_ERRNO; /* dlopen's search of the library path sets it */
     /* RTLD_LOCAL: libnuma's symbols stay out of the program's scope, which
      * does not expect them. A program linked with libnuma gets its copy. */
     void *library = dlopen("libnuma.so.1", RTLD_NOW | RTLD_LOCAL);
@@ -226,11 +231,10 @@ int xmm_os_bind(void *addr, size_t size, uint64_t nodes, enum xmm_bind_mode mode
     }
     unsigned long mask = (unsigned long)nodes;
     unsigned long max_node = sizeof(mask) * 8 + 1;
-    int saved_errno = errno;
+    KEEP_ERRNO;
     mbind_function bind = __atomic_load_n(&numa_mbind, __ATOMIC_ACQUIRE);
     long result = bind ? bind(addr, size, policy, &mask, max_node, 0)
                        : syscall(SYS_mbind, addr, size, policy, &mask, max_node, 0);
-    errno = saved_errno;
     return result == 0 ? 0 : -1;
 }
 
@@ -341,6 +345,7 @@ static unsigned kernel_cpu_mask_bits(unsigned *highest_allowed)
 
 void xmm_platform_topology_read(struct xmm_topology *topology)
 {
+    KEEP_ERRNO; /* files sysfs lacks (ENOENT), a sandbox's refusals */
     char buffer[4096];
     memset(topology, 0, sizeof(*topology));
     xmm_os_page_size();
@@ -409,18 +414,17 @@ void xmm_platform_topology_read(struct xmm_topology *topology)
     /* ... and the process memory policy (numactl --membind). */
     int mode = 0;
     unsigned long policy_mask[16] = {0};
-    int saved_errno = errno;
     /* The system call itself: libnuma is not loaded yet, and cannot be
      * before XMM serves allocations (xmm_os_load_numa). */
     if (syscall(SYS_get_mempolicy, &mode, policy_mask, sizeof(policy_mask) * 8, NULL, 0) == 0 &&
         (mode == MPOL_BIND || mode == MPOL_PREFERRED_MANY) && (policy_mask[0] & allowed))
         allowed &= policy_mask[0];
-    errno = saved_errno;
     topology->nodes_allowed = allowed;
 }
 
 int xmm_os_current_cpu(void)
 {
+    KEEP_ERRNO;
     int cpu = sched_getcpu();
     return cpu < 0 ? 0 : cpu;
 }
@@ -440,17 +444,15 @@ void *xmm_os_rseq_libc_area(void)
 
 bool xmm_os_rseq_register(void *area)
 {
-    int saved_errno = errno;
+    KEEP_ERRNO;
     long result = syscall(SYS_rseq, area, 32, 0, RSEQ_SIG);
-    errno = saved_errno;
     return result == 0;
 }
 
 void xmm_os_rseq_unregister(void *area)
 {
-    int saved_errno = errno;
+    KEEP_ERRNO;
     syscall(SYS_rseq, area, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG);
-    errno = saved_errno;
 }
 
 unsigned xmm_os_rseq_feature_size(void)
@@ -460,17 +462,15 @@ unsigned xmm_os_rseq_feature_size(void)
 
 int xmm_os_membarrier_rseq_register(void)
 {
-    int saved_errno = errno;
+    KEEP_ERRNO;
     long result = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0);
-    errno = saved_errno;
     return result == 0 ? 0 : -1;
 }
 
 int xmm_os_membarrier_rseq(void)
 {
-    int saved_errno = errno;
+    KEEP_ERRNO;
     long result = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0);
-    errno = saved_errno;
     return result == 0 ? 0 : -1;
 }
 
@@ -570,6 +570,7 @@ uint64_t xmm_os_now_ns(void)
      * a few ns, where CLOCK_MONOTONIC reads the clock source (tens of ns
      * with the TSC, far more in VMs without a stable one). Decay works in
      * milliseconds, so a tick's resolution is enough. */
+    KEEP_ERRNO;
     struct timespec now;
     if (clock_gettime(CLOCK_MONOTONIC_COARSE, &now) != 0 &&
         clock_gettime(CLOCK_MONOTONIC, &now) != 0)
@@ -579,6 +580,7 @@ uint64_t xmm_os_now_ns(void)
 
 uint64_t xmm_os_precise_now_ns(void)
 {
+    KEEP_ERRNO;
     struct timespec now;
     if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
         return 0;
@@ -597,10 +599,8 @@ int xmm_os_thread_id(void)
 
 bool xmm_os_thread_gone(int process, int thread)
 {
-    int saved_errno = errno;
-    bool gone = syscall(SYS_tgkill, process, thread, 0) != 0 && errno == ESRCH;
-    errno = saved_errno;
-    return gone;
+    KEEP_ERRNO;
+    return syscall(SYS_tgkill, process, thread, 0) != 0 && errno == ESRCH;
 }
 
 const char *xmm_os_getenv(const char *name)
@@ -649,6 +649,7 @@ _Noreturn void xmm_platform_abort(void)
 
 int xmm_os_thread_start(void *(*body)(void *), void *argument)
 {
+    KEEP_ERRNO; /* pthread_create maps and protects the thread's stack */
     pthread_attr_t attributes;
     int error = pthread_attr_init(&attributes);
     if (error)
@@ -676,6 +677,7 @@ bool xmm_os_signals_blocked(void)
 
 void xmm_os_sleep_ns(uint64_t ns)
 {
+    KEEP_ERRNO;
     struct timespec left = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
     while (nanosleep(&left, &left) != 0 && errno == EINTR)
         ;
@@ -683,6 +685,7 @@ void xmm_os_sleep_ns(uint64_t ns)
 
 int xmm_os_thread_key_create(xmm_os_thread_key *key, void (*destructor)(void *))
 {
+    KEEP_ERRNO;
     pthread_key_t created;
     int error = pthread_key_create(&created, destructor);
     if (!error)
@@ -697,21 +700,24 @@ int xmm_os_thread_key_set(xmm_os_thread_key key, const void *value)
 
 int xmm_os_signal_handler(int signal_number, void (*handler)(int))
 {
+    KEEP_ERRNO;
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = handler;
     action.sa_flags = SA_RESTART;
     sigemptyset(&action.sa_mask);
-    return sigaction(signal_number, &action, NULL);
+    return sigaction(signal_number, &action, NULL) == 0 ? 0 : -1;
 }
 
 int xmm_os_at_exit(void (*hook)(void))
 {
+    KEEP_ERRNO;
     return atexit(hook) == 0 ? 0 : ENOMEM;
 }
 
 int xmm_os_at_fork_child(void (*hook)(void))
 {
+    KEEP_ERRNO;
     return pthread_atfork(NULL, NULL, hook);
 }
 
@@ -754,10 +760,9 @@ int xmm_os_backtrace_libc_from(void **frames, int max, const void *first)
 {
     if (max <= 0)
         return 0;
-    int saved_errno = errno;
+    KEEP_ERRNO; /* the first backtrace loads libgcc_s */
     void *all[max + LIBC_SKIP_MAX];
     int count = backtrace(all, max + LIBC_SKIP_MAX);
-    errno = saved_errno;
     /* The stack from `first` on: whether the calls in between were inlined
      * or made as tail calls is the compiler's choice. */
     int start = 0;
@@ -832,6 +837,7 @@ static int find_code_range(struct dl_phdr_info *info, size_t size, void *context
 
 bool xmm_os_code_object(const void *address, char *name, size_t size, uintptr_t *bias)
 {
+    KEEP_ERRNO;
     struct code_search search = {.address = (uintptr_t)address};
     dl_iterate_phdr(find_code_range, &search);
     if (!search.found || size == 0)
@@ -861,12 +867,14 @@ bool xmm_os_code_range(const void *address, uintptr_t *start, uintptr_t *end)
 
 void xmm_os_event_post(struct xmm_os_event *event)
 {
+    KEEP_ERRNO;
     __atomic_fetch_add(&event->pending, 1, __ATOMIC_RELEASE);
     syscall(SYS_futex, &event->pending, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 void xmm_os_event_wait(struct xmm_os_event *event)
 {
+    KEEP_ERRNO;
     for (;;) {
         uint32_t pending = __atomic_exchange_n(&event->pending, 0, __ATOMIC_ACQUIRE);
         if (pending)
@@ -888,13 +896,12 @@ static bool file_identity(int fd, uint64_t *device, uint64_t *inode)
 
 bool xmm_os_save_stderr(struct xmm_os_saved_stderr *saved)
 {
-    int saved_errno = errno;
+    KEEP_ERRNO;
     saved->taken = true;
     saved->fd = -1;
     saved->known = file_identity(STDERR_FILENO, &saved->device, &saved->inode);
     if (saved->known)
         saved->fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
-    errno = saved_errno;
     return saved->fd >= 0;
 }
 
@@ -910,13 +917,12 @@ int xmm_os_saved_stderr_fd(const struct xmm_os_saved_stderr *saved)
 {
     if (!saved->taken)
         return STDERR_FILENO; /* never saved: stderr as it is */
-    int saved_errno = errno;
+    KEEP_ERRNO;
     int found = -1;
     if (saved->known && saved->fd >= 0 && is_saved_file(saved, saved->fd))
         found = saved->fd;
     else if (saved->known && is_saved_file(saved, STDERR_FILENO))
         found = STDERR_FILENO;
-    errno = saved_errno;
     return found;
 }
 
@@ -927,10 +933,9 @@ uint64_t xmm_os_random_seed(void)
     if (at_random)
         seed = at_random[0] ^ (at_random[1] * 0x9e3779b97f4a7c15u);
     uint64_t fresh = 0;
-    int saved_errno = errno;
+    KEEP_ERRNO;
     if (syscall(SYS_getrandom, &fresh, sizeof fresh, 1 /* GRND_NONBLOCK */) == sizeof fresh)
         seed ^= fresh;
-    errno = saved_errno;
     /* A last resort that still differs between processes and runs. */
     if (seed == 0)
         seed = xmm_os_now_ns() ^ ((uint64_t)xmm_os_process_id() << 32);
@@ -939,6 +944,7 @@ uint64_t xmm_os_random_seed(void)
 
 void xmm_os_program_name(char *name, size_t size)
 {
+    KEEP_ERRNO;
     ssize_t length = -1;
     int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {

@@ -10,6 +10,12 @@
  *     inside malloc, before libc is initialised, and inside a fork handler;
  *   - it reports failure through its return value and never aborts, except
  *     xmm_platform_abort();
+ *   - it leaves errno as it was, failed or not, except the file functions
+ *     whose comments say "with errno" (xmm_os_open_*, xmm_os_read_fd): a
+ *     malloc or free that succeeds must not change the caller's errno
+ *     (glibc keeps it across free since 2.33; POSIX.1-2024 requires it),
+ *     and the kernel refuses things on the way to a success (madvise on
+ *     locked pages, a chunk too large for ulimit -v, files sysfs lacks);
  *   - it is thread-safe unless its comment says otherwise.
  */
 #ifndef XMM_PLATFORM_H
@@ -34,8 +40,8 @@ size_t xmm_os_page_size(void);
  * multiple of `alignment` (a power of two, >= the page size). The memory
  * reads as zero and is committed lazily by the kernel on first touch; it
  * is exempt from overcommit accounting (MAP_NORESERVE), which suits XMM's
- * own reservations. Returns NULL if the kernel refuses (ENOMEM, ulimit -v);
- * errno is left as the kernel set it. An alignment larger than the size
+ * own reservations. Returns NULL if the kernel refuses (ulimit -v,
+ * overcommit), errno as it was: the caller says ENOMEM. An alignment larger than the size
  * (64 MiB for a 4 MiB chunk) is first sought without reserving more than
  * `size` (the aligned address below the kernel's choice); only if that is
  * taken does it reserve size + alignment for a moment. */

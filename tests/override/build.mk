@@ -36,7 +36,7 @@ API_LINK_SO = -L$(BUILD) -lxmm -Wl,-rpath,$(abspath $(BUILD))
 
 API_MALLOC_TESTS = malloc_sizes malloc_realloc malloc_align malloc_misc calloc_fresh \
                    invalid_free oom fork fork_deadlock threads thread_exit rseq_ownership \
-                   vfork limits cpu_migrate sandboxed thread_exit_late
+                   vfork limits cpu_migrate sandboxed thread_exit_late errno_kept
 # The static flavour checks the override linked into the executable; the
 # size sweeps would only repeat themselves there, at 10-20 s each.
 API_STATIC_TESTS = $(filter-out malloc_sizes malloc_realloc,$(API_MALLOC_TESTS))
