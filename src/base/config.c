@@ -5,6 +5,7 @@
  * forms, and the default is kept; so does an unknown XMM_* name. With
  * XMM_STRICT=1 either is fatal.
  */
+#include <limits.h>
 #include <signal.h>
 #include <string.h>
 
@@ -196,15 +197,27 @@ static bool parse_stats(const char *value, void *target)
     return true;
 }
 
+/* Copies of the path variables' values, XMM_STATS_FILE's and
+ * XMM_PROFILE_FILE's (a PATH_MAX each). Not the environment's own bytes:
+ * servers that set their process title (nginx, postgres, redis) move the
+ * environment to the heap and write the title over the old block, and the
+ * report at exit opened whatever was left there (files named "\1" in a
+ * data directory). */
+static char path_copies[2][PATH_MAX];
+static size_t path_copies_used;
+
 /* A path in which %p, %e and %% expand (when it is opened, in stats.c). */
 static bool parse_path(const char *value, void *target)
 {
-    if (!*value)
+    size_t length = strlen(value);
+    if (length == 0 || length >= PATH_MAX || path_copies_used == 2)
         return false;
     for (const char *cursor = value; (cursor = strchr(cursor, '%')); cursor += 2)
         if (!cursor[1] || !strchr("pe%", cursor[1]))
             return false;
-    *(const char **)target = value; /* the environment outlives us */
+    char *copy = path_copies[path_copies_used++];
+    memcpy(copy, value, length + 1);
+    *(const char **)target = copy;
     return true;
 }
 
@@ -502,6 +515,7 @@ extern char **environ;
 void xmm_config_read(void)
 {
     /* Strictness first, so that it applies to every other variable. */
+    path_copies_used = 0;
     const char *strict = xmm_os_getenv("XMM_STRICT");
     if (strict)
         parse_bool(strict, &xmm_config.strict);

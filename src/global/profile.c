@@ -524,7 +524,7 @@ void xmm_profile_init_hooks(void)
         xmm_os_save_stderr(&report_stderr);
     if (xmm_config.profile_at_exit || xmm_config.leaks)
         xmm_os_at_exit(at_exit);
-    if (xmm_config.profile_signal && xmm_os_thread_start(dumper, NULL) == 0)
+    if (xmm_config.profile_signal && xmm_upkeep_start_service(dumper))
         xmm_os_signal_handler(xmm_config.profile_signal, on_dump_signal);
 }
 

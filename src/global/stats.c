@@ -581,7 +581,7 @@ void xmm_stats_install_hooks(void)
     if (xmm_config.stats_signal) {
         if (xmm_config.stats_at_exit == XMM_STATS_NONE)
             xmm_config.stats_at_exit = XMM_STATS_TEXT;
-        if (xmm_os_thread_start(stats_printer, NULL) == 0)
+        if (xmm_upkeep_start_service(stats_printer))
             xmm_os_signal_handler(xmm_config.stats_signal, on_stats_signal);
     }
 }

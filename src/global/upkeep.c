@@ -320,8 +320,52 @@ void xmm_upkeep_start_background(void)
 
 static __thread uint32_t background_skip __attribute__((tls_model("initial-exec")));
 
+/* The service threads (the statistics printer, the profile dumper): their
+ * bodies, for fork children to start again, and whether this process
+ * still has to. */
+#define SERVICE_MAX 2
+static void *(*service_bodies[SERVICE_MAX])(void *);
+static int service_count, services_pending;
+
+bool xmm_upkeep_start_service(void *(*body)(void *))
+{
+    if (service_count == SERVICE_MAX || xmm_os_thread_start(body, NULL) != 0)
+        return false;
+    service_bodies[service_count++] = body;
+    return true;
+}
+
+/* Not from a vfork child, nor (as far as can be told) from a signal
+ * handler: pthread_create is not async-signal-safe. A thread that blocks
+ * signals is taken for one in a handler: another thread, or a later call,
+ * starts it. */
+static bool fit_to_start_threads(void)
+{
+    return xmm_os_process_id() == __atomic_load_n(&background_process, __ATOMIC_RELAXED) &&
+           !xmm_os_signals_blocked();
+}
+
+/* A fork child's services, from its first fit slow path; a signal that
+ * came before waits for them in its event. */
+static void start_pending_services(void)
+{
+    int pending = 1;
+    if (!fit_to_start_threads() ||
+        !__atomic_compare_exchange_n(&services_pending, &pending, 0, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED))
+        return;
+    for (int i = 0; i < service_count; i++)
+        if (xmm_os_thread_start(service_bodies[i], NULL) != 0)
+            xmm_report("xmm: cannot start a thread for XMM_STATS_SIGNAL or "
+                       "XMM_PROFILE_SIGNAL in this child process: its signal does nothing\n");
+}
+
 static XMM_NOINLINE void consider_starting(void)
 {
+    if (__atomic_load_n(&services_pending, __ATOMIC_RELAXED))
+        start_pending_services();
+    if (__atomic_load_n(&background_state, __ATOMIC_RELAXED) != BACKGROUND_PENDING)
+        return;
     /* XMM_BACKGROUND=1 only pends in a fork child: it starts at once. */
     if (xmm_config.background != XMM_BACKGROUND_ON &&
         xmm_arena_chunk_bytes() < XMM_BACKGROUND_HEAP_BYTES)
@@ -336,12 +380,7 @@ static XMM_NOINLINE void consider_starting(void)
     background_skip = 63;
     if (!xmm_turn_due(&background_attempt_ns, xmm_os_now_ns(), xmm_upkeep_period_ns()))
         return;
-    /* Not from a vfork child, nor (as far as can be told) from a signal
-     * handler: pthread_create is not async-signal-safe. A thread that
-     * blocks signals is taken for one in a handler: another thread, or a
-     * later call, starts it. */
-    if (xmm_os_process_id() != __atomic_load_n(&background_process, __ATOMIC_RELAXED) ||
-        xmm_os_signals_blocked())
+    if (!fit_to_start_threads())
         return;
     int pending = BACKGROUND_PENDING;
     if (!__atomic_compare_exchange_n(&background_state, &pending, BACKGROUND_STARTED, false,
@@ -354,7 +393,8 @@ static XMM_NOINLINE void consider_starting(void)
 void xmm_upkeep_consider_background(void)
 {
     if (XMM_UNLIKELY(__atomic_load_n(&background_state, __ATOMIC_RELAXED) ==
-                     BACKGROUND_PENDING))
+                         BACKGROUND_PENDING ||
+                     __atomic_load_n(&services_pending, __ATOMIC_RELAXED)))
         consider_starting();
 }
 
@@ -370,4 +410,5 @@ void xmm_upkeep_after_fork_child(void)
     background_attempt_ns = 0;
     if (xmm_config.background != XMM_BACKGROUND_OFF)
         __atomic_store_n(&background_state, BACKGROUND_PENDING, __ATOMIC_RELAXED);
+    __atomic_store_n(&services_pending, service_count > 0, __ATOMIC_RELAXED);
 }

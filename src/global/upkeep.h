@@ -154,4 +154,14 @@ bool xmm_upkeep_background_started(void);
 /* Init's fork handler: the child has no thread. */
 void xmm_upkeep_after_fork_child(void);
 
+/* Starts a service thread (`body`, with NULL; the threads that serve
+ * XMM_STATS_SIGNAL and XMM_PROFILE_SIGNAL: a handler only posts an event,
+ * the thread waits for it and writes the report). true if it runs. A fork
+ * child has none of its parent's threads: it starts each service again,
+ * by the decay thread's rule (from a slow path, not in a vfork child, not
+ * from a thread that blocks signals), so that a child that only execs or
+ * sandboxes itself (unshare needs a single thread) gets no thread. A
+ * signal that comes before waits in its event. At most two services. */
+bool xmm_upkeep_start_service(void *(*body)(void *));
+
 #endif

@@ -58,6 +58,10 @@ grep -q "xmm: cannot write the heap profile to $work/none/x.heap" "$work/err.txt
 XMM_PROFILE_SIGNAL=SIGUSR1 XMM_PROFILE_FILE="$work/signal.heap" "$test" signal "$work/signal.heap" \
     >"$work/out.txt" 2>&1 || fail "XMM_PROFILE_SIGNAL: $(cat "$work/out.txt")"
 is_profile "$work/signal.heap" && cat "$work/out.txt" || fail "the signal's dump is not a heap profile"
+# In a fork child, whose dumper thread starts from its allocations.
+XMM_PROFILE_SIGNAL=SIGUSR1 XMM_PROFILE_FILE="$work/child.heap" "$test" signal "$work/child.heap" \
+    fork >"$work/out.txt" 2>&1 || fail "XMM_PROFILE_SIGNAL in a fork child: $(cat "$work/out.txt")"
+is_profile "$work/child.heap" || fail "the fork child's dump is not a heap profile"
 
 # ---- XMM_LEAKS ---------------------------------------------------------------------
 # leak_check LABEL BYTES SIZE TOLERANCE [VARIABLE=VALUE...]: leaks BYTES in

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Statistics and configuration as an operator sees them.
 build=${1:-build}
-test=$build/tests/test_stats
+test=$(cd "$build/tests" && pwd)/test_stats
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 failed=0
 fail() { echo "FAILED: $*"; failed=1; }
@@ -23,6 +23,21 @@ XMM_STATS=text XMM_LEAKS=1 "$test" closefrom "$work/data" 2>"$work/closefrom.txt
     fail "a report went into the program's file $(grep -l xmm "$work"/data/* | head -1)"
 grep -q "^xmm statistics" "$work/closefrom.txt" || fail "closefrom: no statistics on stderr"
 grep -q "leak report" "$work/closefrom.txt" || fail "closefrom: no leak report on stderr"
+
+# A server that sets its process title writes over the environment: the
+# report still goes to XMM_STATS_FILE (it went to files named after the
+# bytes left there, in the server's working directory), and so does the
+# heap profile to XMM_PROFILE_FILE.
+mkdir "$work/title" "$work/titlecwd"
+(cd "$work/titlecwd" && XMM_STATS=text XMM_STATS_FILE="$work/title/stats.%p" XMM_PROFILE=1 \
+    XMM_PROFILE_FILE="$work/title/heap.%p" "$test" title one two three) ||
+    fail "title run"
+grep -q "^xmm statistics" "$work"/title/stats.* 2>/dev/null ||
+    fail "process title: no statistics in XMM_STATS_FILE: $(ls "$work/title" "$work/titlecwd")"
+ls "$work"/title/heap.* >/dev/null 2>&1 ||
+    fail "process title: no heap profile in XMM_PROFILE_FILE: $(ls "$work/title")"
+[ -z "$(ls -A "$work/titlecwd")" ] ||
+    fail "process title: files written in the working directory: $(ls -A "$work/titlecwd" | od -c | head -3)"
 
 # A file that cannot take the report: said on stderr (it was lost without
 # a word).
@@ -200,6 +215,11 @@ for signal in 10 12 1 34 64 SIGUSR1 USR2 SIGTERM TERM INT QUIT PWR SIGCHLD SIGRT
     XMM_STATS_SIGNAL=$signal "$test" quiet 2>"$work/sig.txt" || fail "XMM_STATS_SIGNAL=$signal"
     [ ! -s "$work/sig.txt" ] || fail "XMM_STATS_SIGNAL=$signal refused: $(cat "$work/sig.txt")"
 done
+# ... and in a fork child (a pre-forked server's worker), whose printer
+# thread starts from its allocations: before, its signals did nothing.
+XMM_STATS_SIGNAL=SIGUSR2 XMM_STATS_FILE="$work/child.txt" "$test" signal "$work/child.txt" fork ||
+    fail "signal in a fork child: no statistics"
+grep -q "^xmm statistics" "$work/child.txt" || fail "signal in a fork child: content"
 # A name prints on its signal: SIGPWR, by name.
 XMM_STATS_SIGNAL=SIGPWR XMM_STATS_FILE="$work/pwr.txt" "$test" signal "$work/pwr.txt" PWR ||
     fail "statistics on SIGPWR"

@@ -26,6 +26,7 @@
  *                                 leaky_site, frees everything else
  *   test_profile signal FILE      raises SIGUSR1 (XMM_PROFILE_SIGNAL), waits
  *                                 for FILE to be written
+ *   test_profile signal FILE fork the same in a fork child
  *
  * The sites are exported (the test links with -rdynamic) so that dladdr
  * names the function of each dump's stack.
@@ -609,6 +610,20 @@ static int run_signal(const char *path)
     return 1;
 }
 
+/* The same in a fork child (a pre-forked server's worker): the dumper
+ * thread did not come along with fork, and before the child's signal did
+ * nothing. */
+static int run_signal_in_child(const char *path)
+{
+    free(malloc(1000));
+    pid_t child = fork();
+    if (child == 0)
+        _exit(run_signal(path));
+    int status = 0;
+    waitpid(child, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
 /* ---- all modes ----------------------------------------------------------------- */
 
 static int run_mode(const char *self, const char *mode, const char *path, const char *profile,
@@ -652,6 +667,8 @@ int main(int argc, char **argv)
         return run_exit();
     if (argc >= 4 && !strcmp(argv[1], "leak"))
         return run_leak(strtoull(argv[2], NULL, 0), strtoull(argv[3], NULL, 0));
+    if (argc >= 4 && !strcmp(argv[1], "signal") && !strcmp(argv[3], "fork"))
+        return run_signal_in_child(argv[2]);
     if (argc >= 3 && !strcmp(argv[1], "signal"))
         return run_signal(argv[2]);
     if (argc != 1) {

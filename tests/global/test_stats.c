@@ -6,6 +6,8 @@
  *   test_stats closestderr DIR  closes fd 2, opens DIR/data.2 (fd 2), exits
  *   test_stats malloc-info    writes malloc_info(0, stdout) (checked as XML by stats.sh)
  *   test_stats signal FILE [PWR]  raises SIGUSR2 (SIGPWR), waits for FILE to fill
+ *   test_stats signal FILE fork   the same in a fork child, which then allocates
+ *   test_stats title          writes a process title over argv and the environment
  *   test_stats quiet          allocates a little, keeps one block, exits (XMM_STATS runs)
  *   test_stats sizes [FILE]   allocates in most size classes (a long report), and
  *                             exits once FILE exists (processes exit together) */
@@ -24,10 +26,13 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "check.h"
+
+extern char **environ;
 #include "stats_snapshot.h"
 #include "xmm.h"
 
@@ -399,16 +404,66 @@ static void check_one_write(void)
     close(sockets[1]);
 }
 
-static int wait_for_file(const char *path)
+/* Waits up to 2 s for `path` to fill; with `allocating`, a MiB of
+ * allocations every 10 ms meanwhile (a server's worker at work). */
+static int wait_for_file(const char *path, bool allocating)
 {
     for (int i = 0; i < 200; i++) {
         struct stat status;
         if (stat(path, &status) == 0 && status.st_size > 0)
             return 0;
+        for (int block = 0; allocating && block < 256; block++) {
+            static void *volatile used; /* not a pair the compiler may drop */
+            used = malloc(4096);
+            free(used);
+        }
         struct timespec pause = {0, 10000000};
         nanosleep(&pause, NULL);
     }
     return -1;
+}
+
+/* What a server that sets its process title does (nginx, postgres,
+ * redis): the environment moved to the heap, and the title written over
+ * the block that held argv and the environment. */
+static int set_process_title(int argc, char **argv)
+{
+    char *start = argv[0], *end = argv[argc - 1] + strlen(argv[argc - 1]) + 1;
+    int count = 0;
+    while (environ[count])
+        count++;
+    char **moved = malloc((count + 1) * sizeof *moved);
+    if (!moved)
+        return 1;
+    for (int i = 0; i < count; i++) {
+        if (environ[i] == end)
+            end += strlen(environ[i]) + 1;
+        moved[i] = strdup(environ[i]);
+    }
+    moved[count] = NULL;
+    environ = moved;
+    memset(start, 0, (size_t)(end - start));
+    snprintf(start, (size_t)(end - start), "test_stats: worker process");
+    return 0;
+}
+
+/* XMM_STATS_SIGNAL in a fork child (a pre-forked server's worker): the
+ * signal comes before the child's first allocation, the report after it.
+ * The printer thread did not come along with fork; before, the child's
+ * signals did nothing. */
+static int signal_in_child(const char *path)
+{
+    free(malloc(1000));
+    pid_t child = fork();
+    if (child == 0) {
+        raise(SIGUSR2);
+        _exit(wait_for_file(path, true) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "a fork child's signal wrote its statistics (child status 0x%x)", status);
+    return check_summary("stats signal in a fork child");
 }
 
 int main(int argc, char **argv)
@@ -467,10 +522,17 @@ int main(int argc, char **argv)
     }
     if (!strcmp(mode, "profiled"))
         return check_profiled_counts();
+    if (!strcmp(mode, "title")) {
+        static void *volatile kept;
+        kept = malloc(1000);
+        return set_process_title(argc, argv) == 0 && kept ? 0 : 1;
+    }
+    if (!strcmp(mode, "signal") && argc > 3 && !strcmp(argv[3], "fork"))
+        return signal_in_child(argv[2]);
     if (!strcmp(mode, "signal")) {
         free(malloc(1000));
         raise(argc > 3 && !strcmp(argv[3], "PWR") ? SIGPWR : SIGUSR2);
-        CHECK(wait_for_file(argv[2]) == 0, "statistics written on SIGUSR2");
+        CHECK(wait_for_file(argv[2], false) == 0, "statistics written on SIGUSR2");
         return check_summary("stats signal");
     }
     check_counts_single_thread();
