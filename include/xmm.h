@@ -114,9 +114,12 @@ int xmm_node_of(const void *ptr);
 /* The number of NUMA nodes XMM manages (1 on a machine without NUMA). */
 int xmm_node_count(void);
 
-/* The node XMM takes the calling thread's memory from now: the node of the
- * CPU it runs on (which may change right after the call), as
- * xmm_malloc_on_node numbers nodes. Thread-safe; a vDSO call, tens of ns. */
+/* The NUMA node of the CPU the calling thread runs on (which may change
+ * right after the call), as xmm_malloc_on_node numbers nodes: the node XMM
+ * takes the thread's memory from, except under XMM_NUMA=interleave, where
+ * that memory comes from every node and this is still the CPU's own (a
+ * node other CPUs' memory may use under XMM_NUMA=bind: the first usable).
+ * Thread-safe; a vDSO call, tens of ns. */
 int xmm_current_node(void);
 
 /* The number of CPUs the machine has (possible CPUs, online or not), as

@@ -56,13 +56,19 @@ void xmm_numa_init(void)
         xmm_interleaved_node = xmm_nodes++;
 
     for (int cpu = 0; cpu < XMM_MAX_CPUS; cpu++) {
-        int node = xmm_topology.node_of_cpu[cpu];
-        if (node >= xmm_real_nodes || !(usable_nodes & ((uint64_t)1 << node)))
-            node = first_node(usable_nodes);
+        int node = xmm_numa_real_node_of_cpu(cpu);
         if (xmm_interleaved_node >= 0)
             node = xmm_interleaved_node;
         xmm_home_node_of_cpu[cpu] = (uint8_t)node;
     }
+}
+
+int xmm_numa_real_node_of_cpu(int cpu)
+{
+    int node = xmm_topology.node_of_cpu[(unsigned)cpu % XMM_MAX_CPUS];
+    if (node >= xmm_real_nodes || !(usable_nodes & ((uint64_t)1 << node)))
+        node = first_node(usable_nodes);
+    return node;
 }
 
 bool xmm_node_is_usable(int node)

@@ -26,6 +26,12 @@ XMM_INLINE int xmm_node_of_cpu(int cpu)
     return xmm_home_node_of_cpu[(unsigned)cpu % XMM_MAX_CPUS];
 }
 
+/* The NUMA node of `cpu` as xmm_malloc_on_node numbers nodes (a usable
+ * one: the first usable for a CPU of another): its home node, except under
+ * XMM_NUMA=interleave, whose home for every CPU is the interleaved set,
+ * which is no node (xmm_current_node). */
+int xmm_numa_real_node_of_cpu(int cpu);
+
 /* True if `node` may be asked for with xmm_malloc_on_node. */
 bool xmm_node_is_usable(int node);
 

@@ -150,12 +150,13 @@ static bool is_live(const struct xmm_buf *buf, const char *function)
 
 /* The check of put, which must not let a wrong pointer into a pool: `ptr`
  * must be the start of an XMM block (asked with xmm_node_of, which answers
- * -1 for any other address without reading it), and carry the magic. The
+ * -1 for any other address without reading it, and XMM_NODE_INTERLEAVED,
+ * below 0 too, for a block of the interleaved heap), and carry the magic. The
  * smallest XMM block holds the 8 bytes of the magic, and only a descriptor
  * has its own address's magic, so nothing else is read before the match. */
 static bool is_descriptor(const struct xmm_buf *ptr)
 {
-    return xmm_node_of(ptr) >= 0 && ptr->magic == magic_of(ptr);
+    return xmm_node_of(ptr) != -1 && ptr->magic == magic_of(ptr);
 }
 
 /* ---- the cap --------------------------------------------------------------- */

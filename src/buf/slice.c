@@ -142,7 +142,7 @@ XMM_EXPORT void xmm_slice_free(struct xmm_slice *slice)
  * as an invalid free (and abort). */
 static int check_block(const char *block, size_t block_size, const char *text)
 {
-    if (!block || !text || xmm_node_of(block) < 0)
+    if (!block || !text || xmm_node_of(block) == -1) /* -2: interleaved, XMM's */
         return fail(EINVAL);
     if (block_size > xmm_usable_size(block))
         return fail(EINVAL);

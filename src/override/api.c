@@ -148,7 +148,7 @@ XMM_EXPORT int xmm_node_count(void)
 XMM_EXPORT int xmm_current_node(void)
 {
     xmm_ensure_init();
-    return xmm_node_of_cpu(xmm_os_current_cpu());
+    return xmm_numa_real_node_of_cpu(xmm_os_current_cpu());
 }
 
 XMM_EXPORT int xmm_cpu_count(void)

@@ -59,4 +59,21 @@ run_stress() {
 }
 run_stress "possible says 0 on $allowed CPUs" "$fake_possible"
 run_stress "sysfs hidden" "mount -t tmpfs none /sys"
+
+# Two nodes (the kernel has one: binding to node 1 fails, which XMM
+# survives), CPU 0 on node 0 and the others on node 1, XMM_NUMA=interleave:
+# the calls that take the caller's node or check XMM's blocks.
+fake=$work/node
+mkdir -p "$fake/node0" "$fake/node1"
+echo 0-1 >"$fake/has_memory"
+echo 0-1 >"$fake/online"
+echo 0 >"$fake/node0/cpulist"
+echo "1-$((allowed - 1))" >"$fake/node1/cpulist"
+fake_nodes="mount --bind $fake /sys/devices/system/node"
+for policy in interleave local; do
+    in_faked "$fake_nodes" env XMM_NUMA=$policy "$build/tests/api_xmm" node_calls \
+        >"$work/nodes.txt" 2>&1 &&
+        ok "two faked nodes, XMM_NUMA=$policy: xmm_current_node, xmm_malloc_on_node, xmm_buf_get, xmm_strcpy_into" ||
+        bad "two faked nodes, XMM_NUMA=$policy: $(grep FAIL "$work/nodes.txt" | head -3 | tr '\n' ' ')"
+done
 finish
