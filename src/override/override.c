@@ -17,6 +17,13 @@
 #include "xmm.h"
 
 /* Not declared by glibc 2.36's headers. */
+void *__libc_malloc(size_t size);
+void __libc_free(void *ptr);
+void *__libc_calloc(size_t count, size_t size);
+void *__libc_realloc(void *ptr, size_t size);
+void *__libc_memalign(size_t alignment, size_t size);
+void *__libc_valloc(size_t size);
+void *__libc_pvalloc(size_t size);
 void cfree(void *ptr);
 void free_sized(void *ptr, size_t size);
 void free_aligned_sized(void *ptr, size_t alignment, size_t size);
@@ -46,10 +53,12 @@ XMM_EXPORT XMM_HOT_ENTRY void *malloc(size_t size)
 extern void *xmm_malloc_self(size_t size) __attribute__((alias("malloc"), visibility("hidden")));
 #pragma GCC diagnostic pop
 
-/* glibc's allocator under its own names (weak: another C library has
- * none, and XMM then reports foreign pointers as always). */
-void __libc_free(void *ptr) __attribute__((weak));
-void *__libc_realloc(void *ptr, size_t size) __attribute__((weak));
+/* glibc's allocator under its own names, as the next object in the
+ * lookup order after this library defines them (this library defines them
+ * too, below); NULL under another C library, and XMM then reports foreign
+ * pointers as always. */
+typedef void (*libc_free_function)(void *);
+typedef void *(*libc_realloc_function)(void *, size_t);
 
 static struct xmm_foreign_owner glibc_owner;
 
@@ -72,11 +81,13 @@ static const struct xmm_foreign_owner *foreign_owner(void)
     void *program = dlopen(NULL, RTLD_NOW | RTLD_NOLOAD);
     void *global_malloc = program ? dlsym(program, "malloc") : NULL;
     void *next_usable_size = dlsym(RTLD_NEXT, "malloc_usable_size");
+    void *next_free = dlsym(RTLD_NEXT, "__libc_free");
+    void *next_realloc = dlsym(RTLD_NEXT, "__libc_realloc");
     state = OWNER_NONE;
-    if (global_malloc && global_malloc != (void *)xmm_malloc_self && __libc_free &&
-        __libc_realloc && next_usable_size) {
-        glibc_owner.release = __libc_free;
-        glibc_owner.resize = __libc_realloc;
+    if (global_malloc && global_malloc != (void *)xmm_malloc_self && next_free &&
+        next_realloc && next_usable_size) {
+        glibc_owner.release = (libc_free_function)next_free;
+        glibc_owner.resize = (libc_realloc_function)next_realloc;
         glibc_owner.measure = (size_t (*)(void *))next_usable_size;
         state = OWNER_GLIBC;
     }
@@ -161,6 +172,46 @@ XMM_EXPORT void *pvalloc(size_t size)
     }
     size_t rounded = size ? xmm_align_up(size, page) : page;
     return xmm_heap_alloc_aligned(page, rounded, -1);
+}
+
+/* glibc's internal names for its allocator, which it exports: a tracer or
+ * a hook library that calls them for "the real malloc" gets XMM's blocks,
+ * which the program's free then takes (tcmalloc and mimalloc export them
+ * too). Before, free(__libc_malloc(n)) got a block of glibc's heap, which
+ * XMM reported as an invalid free, and aborted. */
+XMM_EXPORT void *__libc_malloc(size_t size)
+{
+    return xmm_heap_alloc(size);
+}
+
+XMM_EXPORT void __libc_free(void *ptr)
+{
+    xmm_heap_free(ptr);
+}
+
+XMM_EXPORT void *__libc_calloc(size_t count, size_t size)
+{
+    return xmm_heap_calloc(count, size);
+}
+
+XMM_EXPORT void *__libc_realloc(void *ptr, size_t size)
+{
+    return xmm_heap_realloc(ptr, size);
+}
+
+XMM_EXPORT void *__libc_memalign(size_t alignment, size_t size)
+{
+    return memalign(alignment, size);
+}
+
+XMM_EXPORT void *__libc_valloc(size_t size)
+{
+    return valloc(size);
+}
+
+XMM_EXPORT void *__libc_pvalloc(size_t size)
+{
+    return pvalloc(size);
 }
 
 XMM_EXPORT size_t malloc_usable_size(void *ptr)

@@ -2,6 +2,7 @@
  * malloc_misc.c - the rest of the C allocation API and bad sizes.
  *
  * free_sized, malloc_trim, mallinfo, mallinfo2, malloc_stats, malloc_info;
+ * glibc's internal names (__libc_malloc and the rest) allocate XMM's blocks;
  * impossible sizes give NULL and ENOMEM from every function; the statistics
  * count what a quiet single-threaded program does exactly; printing the
  * statistics does not allocate.
@@ -487,9 +488,54 @@ static void test_deferred_hand_out(void)
     }
 }
 
+/* glibc's exported internal names (glibc 2.36 declares none of them). */
+void *__libc_malloc(size_t size);
+void __libc_free(void *ptr);
+void *__libc_calloc(size_t count, size_t size);
+void *__libc_realloc(void *ptr, size_t size);
+void *__libc_memalign(size_t alignment, size_t size);
+void *__libc_valloc(size_t size);
+void *__libc_pvalloc(size_t size);
+
+/* A tracer or hook library asks __libc_malloc for "the real malloc", and
+ * the program frees with free: the block must be XMM's. Before, XMM did
+ * not define these names, the block came from glibc's heap, and free
+ * reported it as an invalid pointer and aborted. And the other way round:
+ * __libc_free and __libc_realloc of XMM's blocks. */
+static void test_libc_names(void)
+{
+    size_t sizes[] = {1, 24, 1000, 70000, 300000, 5 << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t size = sizes[i];
+        char *blocks[6] = {__libc_malloc(size), __libc_calloc(1, size),
+                           __libc_realloc(NULL, size), __libc_memalign(64, size),
+                           __libc_valloc(size), __libc_pvalloc(size)};
+        for (int b = 0; b < 6; b++) {
+            CHECK(blocks[b] && xmm_node_of(blocks[b]) != -1 &&
+                      malloc_usable_size(blocks[b]) >= size,
+                  "__libc_* allocator %d, %zu bytes: an XMM block (xmm_node_of %d)", b, size,
+                  blocks[b] ? xmm_node_of(blocks[b]) : -1);
+            if (blocks[b])
+                memset(blocks[b], 0x5a, size);
+        }
+        CHECK(((uintptr_t)blocks[3] & 63) == 0, "__libc_memalign(64, %zu) aligned", size);
+        blocks[0] = realloc(blocks[0], size * 2);
+        CHECK(blocks[0] && (unsigned char)blocks[0][size - 1] == 0x5a,
+              "realloc of __libc_malloc(%zu) keeps the bytes", size);
+        for (int b = 0; b < 6; b++)
+            free(blocks[b]);
+        char *mine = malloc(size);
+        memset(mine, 1, size);
+        mine = __libc_realloc(mine, size + 100);
+        CHECK(mine && mine[size - 1] == 1, "__libc_realloc of malloc(%zu)", size);
+        __libc_free(mine);
+    }
+}
+
 int main(void)
 {
     expect_malloc_is_xmm();
+    run_section("glibc's internal names: __libc_malloc and the rest", test_libc_names);
     run_section("free_sized", test_free_sized);
     run_section("statistics count exactly", test_stats_counting);
     run_section("xmm_stats_print does not allocate", test_stats_print_does_not_allocate);
