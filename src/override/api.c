@@ -104,12 +104,19 @@ XMM_EXPORT void xmm_free_pages(void *pages, size_t count)
     size_t usable = xmm_heap_usable_size(pages);
     if (!usable)
         return; /* reported */
-    /* The block's usable size is the page count's bytes rounded up to a
-     * size class (at most 12.5% more): a count outside that is a mismatch. */
+    /* The usable size xmm_alloc_pages(count) gives: its bytes' size class,
+     * or the bytes themselves (whole pages: a large block, or a small one
+     * the heap profiler sampled). Any other count is a mismatch: 12.5% of
+     * slack and a page, as before, took 1 page for a block of 2, and 36
+     * for one of 40. */
     size_t bytes;
     size_t page = xmm_os_page_size();
-    if (__builtin_mul_overflow(count, page, &bytes) || count == 0 || bytes > usable ||
-        bytes + usable / 8 + page <= usable || ((uintptr_t)pages & (page - 1))) {
+    bool overflow = __builtin_mul_overflow(count, page, &bytes);
+    size_t class_usable = !overflow && bytes <= XMM_MAX_SMALL_SIZE
+                              ? xmm_class_size(xmm_size_to_class(bytes))
+                              : bytes;
+    if (overflow || count == 0 || (usable != bytes && usable != class_usable) ||
+        ((uintptr_t)pages & (page - 1))) {
         xmm_report_bad_free("xmm_free_pages(): count does not match the allocation of", pages);
         return;
     }
