@@ -73,10 +73,25 @@ static inline void *new_nothrow(size_t size, size_t alignment)
 }
 
 /* A bad alignment (not a power of two) is undefined behaviour in C++;
- * XMM treats it as an allocation failure rather than corrupt memory. */
-static inline size_t checked_alignment(size_t alignment)
+ * XMM fails the request, as libstdc++'s own operator new does: bad_alloc
+ * (NULL for nothrow) at once, without the new-handler, which cannot make
+ * such a request succeed and might spend its reserve on it. */
+static void *refuse_alignment(bool nothrow)
 {
-    return xmm_is_power_of_two(alignment) ? alignment : (size_t)1 << 62;
+    errno = EINVAL;
+    if (nothrow)
+        return NULL;
+    if (_ZSt17__throw_bad_allocv)
+        _ZSt17__throw_bad_allocv();
+    xmm_fatal("xmm: operator new: an alignment that is not a power of two, and no C++ "
+              "runtime to throw\n");
+}
+
+static inline void *new_aligned(size_t size, size_t alignment, bool nothrow)
+{
+    if (!xmm_is_power_of_two(alignment))
+        return refuse_alignment(nothrow);
+    return nothrow ? new_nothrow(size, alignment) : new_throwing(size, alignment);
 }
 
 struct nothrow_tag;
@@ -92,15 +107,15 @@ XMM_EXPORT void *_ZnwmRKSt9nothrow_t(size_t size, const struct nothrow_tag *tag)
 XMM_EXPORT void *_ZnamRKSt9nothrow_t(size_t size, const struct nothrow_tag *tag)
 { (void)tag; return new_nothrow(size, NO_ALIGNMENT); }
 XMM_EXPORT void *_ZnwmSt11align_val_t(size_t size, size_t alignment)
-{ return new_throwing(size, checked_alignment(alignment)); }
+{ return new_aligned(size, alignment, false); }
 XMM_EXPORT void *_ZnamSt11align_val_t(size_t size, size_t alignment)
-{ return new_throwing(size, checked_alignment(alignment)); }
+{ return new_aligned(size, alignment, false); }
 XMM_EXPORT void *_ZnwmSt11align_val_tRKSt9nothrow_t(size_t size, size_t alignment,
                                                      const struct nothrow_tag *tag)
-{ (void)tag; return new_nothrow(size, checked_alignment(alignment)); }
+{ (void)tag; return new_aligned(size, alignment, true); }
 XMM_EXPORT void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t size, size_t alignment,
                                                      const struct nothrow_tag *tag)
-{ (void)tag; return new_nothrow(size, checked_alignment(alignment)); }
+{ (void)tag; return new_aligned(size, alignment, true); }
 
 /* operator delete / delete[]. XMM's metadata knows every block's size and
  * alignment; the sized and aligned forms also check what the caller says

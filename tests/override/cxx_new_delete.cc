@@ -225,6 +225,31 @@ static void test_failures()
     CHECK(thrown && handler_calls == 1,
           "a failing aligned operator new calls the new_handler (%d calls), then throws",
           handler_calls);
+
+    // An alignment that is not a power of two (undefined behaviour) fails
+    // at once, as libstdc++'s own operator new fails it: no handler call,
+    // which could not make it succeed and might spend a reserve on it
+    // (XMM called the handler until it uninstalled itself).
+    for (std::size_t alignment : {std::size_t(24), std::size_t(3), std::size_t(0)}) {
+        handler_calls = 0;
+        std::set_new_handler(counting_handler);
+        thrown = false;
+        try {
+            void *q = ::operator new(64, std::align_val_t(alignment));
+            ::operator delete(q, std::align_val_t(alignment));
+        } catch (const std::bad_alloc &) {
+            thrown = true;
+        }
+        CHECK(thrown && handler_calls == 0,
+              "operator new(64, align_val_t(%zu)) throws bad_alloc without the handler (%d calls)",
+              alignment, handler_calls);
+        handler_calls = 0;
+        std::set_new_handler(counting_handler);
+        void *q = ::operator new[](64, std::align_val_t(alignment), std::nothrow);
+        CHECK(q == nullptr && handler_calls == 0,
+              "operator new[](64, align_val_t(%zu), nothrow) = nullptr without the handler "
+              "(%d calls)", alignment, handler_calls);
+    }
     std::set_new_handler(nullptr);
 
     // After all that, new works.
