@@ -386,7 +386,7 @@ static const struct variable variables[] = {
      parse_thp, &xmm_config.thp},
     {"XMM_STATS", "none, text or json", "none", "print statistics at exit", parse_stats,
      &xmm_config.stats_at_exit},
-    {"XMM_STATS_FILE", "a file path, in which %p, %e and %% stand for the process id, "
+    {"XMM_STATS_FILE", "a file path shorter than 4096 bytes, in which %p, %e and %% stand for the process id, "
      "the program name and %", "stderr",
      "where XMM_STATS and XMM_STATS_SIGNAL write (appended to)",
      parse_path, &xmm_config.stats_file},
@@ -394,7 +394,7 @@ static const struct variable variables[] = {
      "print statistics when this signal arrives", parse_signal, &xmm_config.stats_signal},
     {"XMM_PROFILE", "1, 0, or a mean sampling interval in bytes (2 to 1G), e.g. 512k",
      "0", "sample allocations for a heap profile, dumped at exit", parse_profile, &xmm_config},
-    {"XMM_PROFILE_FILE", "a file path, in which %p, %e and %% stand for the process id, "
+    {"XMM_PROFILE_FILE", "a file path shorter than 4096 bytes, in which %p, %e and %% stand for the process id, "
      "the program name and %", XMM_PROFILE_DEFAULT_FILE,
      "where heap profiles are written (replaced by each dump)", parse_path,
      &xmm_config.profile_file},
@@ -431,7 +431,13 @@ static void stop_if_strict(void)
 
 static void complain_bad_value(const char *name, const char *value, const char *accepted)
 {
-    xmm_report("xmm: bad value %s='%s': expected %s; using the default\n", name, value,
+    /* Long values shortened, so that the line (512 bytes) still says
+     * what was expected. */
+    char shown[164];
+    size_t length = strnlen(value, 160);
+    memcpy(shown, value, length);
+    strcpy(shown + length, value[length] ? "..." : "");
+    xmm_report("xmm: bad value %s='%s': expected %s; using the default\n", name, shown,
                accepted);
     stop_if_strict();
 }

@@ -83,11 +83,18 @@ grep -q "XMM_STATS_FILE='$work/e/%q': expected a file path" "$work/err.txt" ||
     fail "XMM_STATS_FILE with %q must be reported: $(head -c 300 "$work/err.txt")"
 grep -q '^{"version"' "$work/err.txt" || fail "with a bad XMM_STATS_FILE, statistics go to stderr"
 [ ! -e "$work/e/%q" ] || fail "a bad XMM_STATS_FILE must not be created"
-# A path too long once expanded: reported, statistics on stderr.
+# A path too long for XMM's copy of it (PATH_MAX): refused at start,
+# statistics on stderr.
 long=$work/e/$(printf '%04096d' 0)
 XMM_STATS=json XMM_STATS_FILE="$long" "$test" quiet 2>"$work/err.txt"
-grep -q "XMM_STATS_FILE: the path is too long once expanded; writing to stderr" "$work/err.txt" &&
+grep -q "XMM_STATS_FILE='$work/e/0*\.\.\.': expected a file path shorter than 4096 bytes" \
+    "$work/err.txt" &&
     grep -q '^{"version"' "$work/err.txt" || fail "too long XMM_STATS_FILE: $(head -c 200 "$work/err.txt")"
+# One that fits but is too long once expanded: reported, statistics on stderr.
+long=$work/e/$(printf '%04000d' 0)%e%e%e%e%e%e%e%e
+XMM_STATS=json XMM_STATS_FILE="$long" "$test" quiet 2>"$work/err.txt"
+grep -q "XMM_STATS_FILE: the path is too long once expanded; writing to stderr" "$work/err.txt" &&
+    grep -q '^{"version"' "$work/err.txt" || fail "XMM_STATS_FILE too long once expanded: $(head -c 200 "$work/err.txt")"
 
 # A file that cannot be opened: reported with its expanded name.
 XMM_STATS=json XMM_STATS_FILE="$work/none/%p" "$test" quiet 2>"$work/err.txt" & pid=$!
