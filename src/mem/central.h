@@ -37,6 +37,25 @@ int xmm_central_init(void);
 unsigned xmm_central_refill(int node, unsigned size_class, void **out, unsigned wanted,
                             int carver);
 
+/* Puts a refill's objects in the order a cache stores them: a cache hands
+ * out from the end of `objects` (its stack's top) first, and
+ * xmm_central_refill lists the objects it cuts from a span in ascending
+ * address order, so they go in reversed. Consecutive mallocs then step
+ * up through memory, as the hardware prefetcher follows, and a program
+ * walking what it allocated in that order finds it ahead of it: handed
+ * out from the top, they stepped down within each batch and jumped up
+ * between batches, and walking 2 million 24-byte nodes of a list in
+ * allocation order took 5-6 times as long as under glibc or the peers
+ * (a CPython sum() over 2 million new floats 2.5-3 times). */
+XMM_INLINE void xmm_central_hand_out_order(void **objects, unsigned count)
+{
+    for (unsigned low = 0, high = count; low + 1 < high; low++, high--) {
+        void *swapped = objects[low];
+        objects[low] = objects[high - 1];
+        objects[high - 1] = swapped;
+    }
+}
+
 /* A carver holds at most this much in own batches (xmm_central_drain),
  * all classes together, each batch counted at 4 KiB at least (at most 256
  * descriptors; a drain that finds less may add one batch; drains racing

@@ -770,6 +770,7 @@ void *xmm_cpu_cache_alloc_slow(unsigned size_class)
                                         carver);
     if (!count)
         return NULL;
+    xmm_central_hand_out_order(objects, count);
     claim_pages(area, size_class, objects, count);
     grow_capacity(area, size_class);
     void *object = objects[--count];

@@ -409,6 +409,7 @@ void *xmm_thread_cache_alloc_slow(unsigned size_class)
     uint32_t got = xmm_central_refill(node, size_class, bin->slots, wanted, XMM_CENTRAL_NO_CARVER);
     if (!got)
         return NULL;
+    xmm_central_hand_out_order(bin->slots, got);
     bin->count = got;
     cache->refills++;
     if ((cache->refills & 63) == 0) /* upkeep reads the clock: not every time */

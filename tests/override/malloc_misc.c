@@ -532,9 +532,36 @@ static void test_libc_names(void)
     }
 }
 
+/* Consecutive mallocs of one size step up through memory, as glibc's and
+ * the peers' do: a program that walks what it allocated in that order (a
+ * list, a tree, CPython's objects) then has the hardware prefetcher ahead
+ * of it. The caches handed each refill out from its top: 97% of
+ * consecutive blocks lay below the one before, and walking 2 million
+ * 24-byte nodes in allocation order took 5-6 times as long as under
+ * glibc. */
+static void test_hand_out_order(void)
+{
+    enum { COUNT = 20000 };
+    static char *blocks[COUNT];
+    const size_t sizes[] = {24, 48, 64, 256};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        int down = 0;
+        for (int i = 0; i < COUNT; i++) {
+            blocks[i] = malloc(sizes[s]);
+            if (i > 0 && blocks[i] < blocks[i - 1])
+                down++;
+        }
+        CHECK(down <= COUNT / 20, "%zu-byte blocks: %d of %d consecutive mallocs below the one "
+              "before (at most 5%%)", sizes[s], down, COUNT - 1);
+        for (int i = 0; i < COUNT; i++)
+            free(blocks[i]);
+    }
+}
+
 int main(void)
 {
     expect_malloc_is_xmm();
+    run_section("consecutive mallocs step up through memory", test_hand_out_order);
     run_section("glibc's internal names: __libc_malloc and the rest", test_libc_names);
     run_section("free_sized", test_free_sized);
     run_section("statistics count exactly", test_stats_counting);
