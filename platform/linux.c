@@ -41,7 +41,8 @@ static inline void restore_errno(const int *saved)
 {
     errno = *saved;
 }
-#define KEEP_ERRNO const int kept_errno_ __attribute__((cleanup(restore_errno))) = errno
+#define KEEP_ERRNO                                                                        \
+    const int kept_errno_ __attribute__((cleanup(restore_errno), unused)) = errno
 
 size_t xmm_os_page_size(void)
 {
@@ -457,6 +458,7 @@ void xmm_os_rseq_unregister(void *area)
 
 unsigned xmm_os_rseq_feature_size(void)
 {
+    KEEP_ERRNO; /* ENOENT where the kernel has no such entry (before 6.3) */
     return (unsigned)getauxval(AT_RSEQ_FEATURE_SIZE);
 }
 
@@ -675,6 +677,15 @@ bool xmm_os_signals_blocked(void)
     return !sigisemptyset(&current);
 }
 
+bool xmm_os_signal_blocked(int signal_number)
+{
+    KEEP_ERRNO;
+    sigset_t current;
+    if (pthread_sigmask(SIG_BLOCK, NULL, &current) != 0)
+        return true;
+    return sigismember(&current, signal_number) == 1;
+}
+
 void xmm_os_sleep_ns(uint64_t ns)
 {
     KEEP_ERRNO;
@@ -728,6 +739,7 @@ int xmm_os_open_append(const char *path)
 
 void xmm_os_close(int fd)
 {
+    KEEP_ERRNO;
     close(fd);
 }
 
@@ -783,6 +795,7 @@ __attribute__((noinline)) int xmm_os_backtrace_libc(void **frames, int max)
 #if !defined(__x86_64__) /* x86_64/unwind.c has a faster one */
 void xmm_os_backtrace_prepare(void)
 {
+    KEEP_ERRNO; /* the first backtrace loads libgcc_s */
     void *frames[4];
     backtrace(frames, 4);
 }

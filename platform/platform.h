@@ -311,6 +311,9 @@ int xmm_os_thread_start(void *(*body)(void *), void *argument);
  * means the caller is very likely not in a handler: for work a handler
  * must not do (starting a thread). One system call. */
 bool xmm_os_signals_blocked(void);
+/* Whether the calling thread blocks signal `signal_number` now (any
+ * signal number; true if the mask cannot be read). One system call. */
+bool xmm_os_signal_blocked(int signal_number);
 
 /* Sleeps the calling thread for `ns` nanoseconds (resumes after signals). */
 void xmm_os_sleep_ns(uint64_t ns);

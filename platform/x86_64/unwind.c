@@ -571,6 +571,7 @@ static struct rule rule_of(uintptr_t address)
 
 void xmm_os_backtrace_prepare(void)
 {
+    int saved_errno = errno; /* loading libgcc_s searches the library path */
     void *frames[4];
     backtrace(frames, 4); /* loads libgcc_s for the fallback */
     if (!cache) {
@@ -579,6 +580,7 @@ void xmm_os_backtrace_prepare(void)
         cache_unloads = unloads;
         cache = xmm_os_map(CACHE_SLOTS * sizeof(struct slot), 0);
     }
+    errno = saved_errno;
 }
 
 #define MAX_FRAME_BYTES ((uintptr_t)256 << 20)

@@ -93,6 +93,7 @@ static void after_fork_in_child(void)
     xmm_page_heap_after_fork_child();
     xmm_central_after_fork_child();
     xmm_profile_after_fork_child();
+    xmm_stats_after_fork_child();
     xmm_front_end_after_fork_child();
     xmm_upkeep_after_fork_child();
 }

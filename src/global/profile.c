@@ -534,6 +534,8 @@ void xmm_profile_init_hooks(void)
  * their frees update harmlessly (nothing reads them again). */
 void xmm_profile_after_fork_child(void)
 {
+    /* A dump the parent had not served yet is the parent's (its file). */
+    __atomic_store_n(&dump_request.pending, 0, __ATOMIC_RELAXED);
     if (xmm_lock_holder(&table.lock) != XMM_LOCK_HELD_BY_OTHER)
         return;
     if (!make_table())

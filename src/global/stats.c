@@ -562,6 +562,13 @@ static void on_stats_signal(int signal_number)
     xmm_os_event_post(&stats_request);
 }
 
+void xmm_stats_after_fork_child(void)
+{
+    /* A signal the parent had not served yet is the parent's: the child's
+     * printer, once it starts, must not write a report nobody asked it for. */
+    __atomic_store_n(&stats_request.pending, 0, __ATOMIC_RELAXED);
+}
+
 static void *stats_printer(void *unused)
 {
     for (;;) {

@@ -51,4 +51,7 @@ extern XMM_HIDDEN struct xmm_heap_counters xmm_heap_counters;
  * lines). */
 void xmm_heap_count_direct(uint64_t blocks, uint64_t bytes);
 
+/* Init's fork handler: the child forgets the parent's pending request. */
+void xmm_stats_after_fork_child(void);
+
 #endif

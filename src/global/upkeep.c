@@ -345,12 +345,26 @@ static bool fit_to_start_threads(void)
            !xmm_os_signals_blocked();
 }
 
-/* A fork child's services, from its first fit slow path; a signal that
- * came before waits for them in its event. */
+/* Whether the calling thread blocks a service's signal. A handler of
+ * that signal is XMM's, which never allocates; a handler of another
+ * signal that calls malloc is the program's risk already. Not "any signal
+ * blocked", the decay thread's rule: a program may block one for good
+ * (every PostgreSQL backend blocks SIGURG), and its services then never
+ * started. */
+static bool service_signal_blocked(void)
+{
+    return (xmm_config.stats_signal && xmm_os_signal_blocked(xmm_config.stats_signal)) ||
+           (xmm_config.profile_signal && xmm_os_signal_blocked(xmm_config.profile_signal));
+}
+
+/* A fork child's services, from a slow path (the allocation tick, a large
+ * allocation) in its own process whose thread does not block their
+ * signals; a signal that came before waits for them in its event. */
 static void start_pending_services(void)
 {
     int pending = 1;
-    if (!fit_to_start_threads() ||
+    if (xmm_os_process_id() != __atomic_load_n(&background_process, __ATOMIC_RELAXED) ||
+        service_signal_blocked() ||
         !__atomic_compare_exchange_n(&services_pending, &pending, 0, false, __ATOMIC_ACQ_REL,
                                      __ATOMIC_RELAXED))
         return;
@@ -362,23 +376,28 @@ static void start_pending_services(void)
 
 static XMM_NOINLINE void consider_starting(void)
 {
-    if (__atomic_load_n(&services_pending, __ATOMIC_RELAXED))
-        start_pending_services();
-    if (__atomic_load_n(&background_state, __ATOMIC_RELAXED) != BACKGROUND_PENDING)
-        return;
+    bool services = __atomic_load_n(&services_pending, __ATOMIC_RELAXED);
     /* XMM_BACKGROUND=1 only pends in a fork child: it starts at once. */
-    if (xmm_config.background != XMM_BACKGROUND_ON &&
-        xmm_arena_chunk_bytes() < XMM_BACKGROUND_HEAP_BYTES)
+    bool background = __atomic_load_n(&background_state, __ATOMIC_RELAXED) ==
+                          BACKGROUND_PENDING &&
+                      (xmm_config.background == XMM_BACKGROUND_ON ||
+                       xmm_arena_chunk_bytes() >= XMM_BACKGROUND_HEAP_BYTES);
+    if (!services && !background)
         return;
     /* While no caller is fit (a program whose threads block signals), a
      * thread looks again once in 64 of its calls: the others cost a TLS
-     * decrement, not a clock read. */
+     * decrement, not a clock read; the process at most once a period,
+     * except for a fork child's first look (background_attempt_ns 0). */
     if (background_skip) {
         background_skip--;
         return;
     }
     background_skip = 63;
     if (!xmm_turn_due(&background_attempt_ns, xmm_os_now_ns(), xmm_upkeep_period_ns()))
+        return;
+    if (services)
+        start_pending_services();
+    if (!background)
         return;
     if (!fit_to_start_threads())
         return;
@@ -411,4 +430,5 @@ void xmm_upkeep_after_fork_child(void)
     if (xmm_config.background != XMM_BACKGROUND_OFF)
         __atomic_store_n(&background_state, BACKGROUND_PENDING, __ATOMIC_RELAXED);
     __atomic_store_n(&services_pending, service_count > 0, __ATOMIC_RELAXED);
+    background_skip = 0; /* the forking thread's count: the child looks at once */
 }

@@ -220,6 +220,9 @@ done
 XMM_STATS_SIGNAL=SIGUSR2 XMM_STATS_FILE="$work/child.txt" "$test" signal "$work/child.txt" fork ||
     fail "signal in a fork child: no statistics"
 grep -q "^xmm statistics" "$work/child.txt" || fail "signal in a fork child: content"
+# A signal the parent has not served when it forks stays the parent's.
+XMM_STATS=json XMM_STATS_SIGNAL=SIGUSR2 XMM_STATS_FILE="$work/then-fork.jsonl" "$test" signal \
+    "$work/then-fork.jsonl" then-fork || fail "signal then fork: a child wrote a report"
 # A name prints on its signal: SIGPWR, by name.
 XMM_STATS_SIGNAL=SIGPWR XMM_STATS_FILE="$work/pwr.txt" "$test" signal "$work/pwr.txt" PWR ||
     fail "statistics on SIGPWR"
