@@ -17,10 +17,10 @@
 
 NUMA_TEST = $(BUILD)/tests/test_numa
 NUMA_SCRIPT = tests/numa/run-numa-tests.sh
-NUMA_CFLAGS = -O2 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -pthread -Wall -Wextra \
+NUMA_CFLAGS = -O2 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -Itests -pthread -Wall -Wextra \
               -Wno-unused-parameter
 
-$(NUMA_TEST): tests/numa/test_numa.c include/xmm.h $(LIBXMM_SO)
+$(NUMA_TEST): tests/numa/test_numa.c tests/node_calls.h include/xmm.h $(LIBXMM_SO)
 	@mkdir -p $(dir $@)
 	$(CC) $(NUMA_CFLAGS) -o $@ $< -L$(BUILD) -lxmm -Wl,-rpath,'$$ORIGIN/..' -lnuma
 

@@ -60,7 +60,6 @@
 #include <unistd.h>
 
 #include "xmm.h"
-#include "xmm_buf.h"
 
 #define MAX_NODES 64
 #define KERNEL_PAGE 4096UL
@@ -96,6 +95,8 @@ static void fail(const char *format, ...)
         if (!(condition))                                                      \
             fail(__VA_ARGS__);                                                 \
     } while (0)
+
+#include "node_calls.h"
 
 static void die(const char *what)
 {
@@ -950,39 +951,11 @@ struct on_node_job {
     bool with_direct; /* also one 40 MiB direct map per node (costly: once) */
 };
 
-/* From a CPU of job->cpu_node: the calls that take the caller's node or
- * check a block's owner, under every XMM_NUMA. Under interleave,
- * xmm_current_node() gave the interleaved set's index (the node count),
- * so xmm_malloc_on_node(size, xmm_current_node()) and xmm_buf_get failed
- * with EINVAL, and xmm_strcpy_into, xmm_strcat_into and xmm_buf_put
- * refused every block of the interleaved heap (XMM_NODE_INTERLEAVED < 0). */
-static void check_node_api_here(int cpu_node)
-{
-    int current = xmm_current_node();
-    CHECK(current == cpu_node, "xmm_current_node() = %d on a CPU of node %d", current,
-          cpu_node);
-    errno = 0;
-    void *block = xmm_malloc_on_node(100, current);
-    CHECK(block != NULL, "xmm_malloc_on_node(100, xmm_current_node()): %s", strerror(errno));
-    free(block);
-    char *text = xmm_malloc(32);
-    CHECK(text && xmm_node_of(text) != -1, "xmm_node_of(xmm_malloc(32)) = %d",
-          text ? xmm_node_of(text) : -1);
-    CHECK(text && xmm_strcpy_into(text, 32, "node") == 0 && xmm_strcat_into(text, 32, "s") == 0 &&
-              !strcmp(text, "nodes"),
-          "xmm_strcpy_into and xmm_strcat_into into xmm_malloc(32): %s", strerror(errno));
-    xmm_free(text);
-    errno = 0;
-    struct xmm_buf *buf = xmm_buf_get(0);
-    CHECK(buf != NULL, "xmm_buf_get(0): %s", strerror(errno));
-    CHECK(!buf || xmm_buf_put(buf) == 0, "xmm_buf_put: %s", strerror(errno));
-}
-
 /* From a CPU of job->cpu_node: blocks of every size on every node. */
 static void *on_node_thread(void *argument)
 {
     struct on_node_job *job = argument;
-    check_node_api_here(job->cpu_node);
+    check_node_calls(job->cpu_node);
     for (int node = 0; node < node_limit; node++) {
         if (!node_has_memory[node])
             continue;

@@ -30,7 +30,8 @@ API_CFLAGS = -O2 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -Itests -I$(API_DIR) -pth
              -Wno-deprecated-declarations -Wno-alloc-size-larger-than
 API_CXXFLAGS = -O2 -g -std=gnu++17 -Iinclude -Itests -pthread -fno-builtin \
                -fno-allocation-dce -Wall -Wextra -Wno-unused-parameter
-API_HEADERS = $(wildcard $(API_DIR)/*.h) tests/check.h tests/stats_snapshot.h include/xmm.h
+API_HEADERS = $(wildcard $(API_DIR)/*.h) tests/check.h tests/stats_snapshot.h tests/node_calls.h \
+              include/xmm.h
 # Linking with libxmm.so from the build tree, found at run time by rpath.
 API_LINK_SO = -L$(BUILD) -lxmm -Wl,-rpath,$(abspath $(BUILD))
 

@@ -100,19 +100,6 @@ static int locked_child(void)
     return report("locked", &changed, changed.successes >= 1300);
 }
 
-/* Pages the process maps (/proc/self/statm), or -1. */
-static long mapped_pages(void)
-{
-    FILE *statm = fopen("/proc/self/statm", "r");
-    long pages = -1;
-    if (statm) {
-        if (fscanf(statm, "%ld", &pages) != 1)
-            pages = -1;
-        fclose(statm);
-    }
-    return pages;
-}
-
 static int limited_child(int resource, size_t size)
 {
     enum { MAX_BLOCKS = 200000 };

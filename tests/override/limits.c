@@ -121,19 +121,6 @@ static int descriptors_child(void)
     return got == SMALL && stats.bytes_central < 64 * MIB ? 0 : 1;
 }
 
-/* Pages the process maps (/proc/self/statm), or -1. */
-static long mapped_pages(void)
-{
-    FILE *statm = fopen("/proc/self/statm", "r");
-    long pages = -1;
-    if (statm) {
-        if (fscanf(statm, "%ld", &pages) != 1)
-            pages = -1;
-        fclose(statm);
-    }
-    return pages;
-}
-
 /* Under what the process maps now plus `room_mib`, blocks of `size` until
  * malloc fails; exit 0 if they filled 60% of the room. */
 static int room_child(long room_mib, size_t size)

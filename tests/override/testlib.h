@@ -6,6 +6,7 @@
  *                               find the first byte that differs
  *   run_child(...)              fork+exec, capturing stdout and stderr
  *   expect_malloc_is_xmm()      checks that malloc in this process is XMM's
+ *   mapped_pages()              pages the process maps (/proc/self/statm)
  */
 #ifndef XMM_TEST_TESTLIB_H
 #define XMM_TEST_TESTLIB_H
@@ -51,6 +52,19 @@ __attribute__((unused)) static size_t expected_alignment(size_t size)
 __attribute__((unused)) static int is_aligned(const void *ptr, size_t alignment)
 {
     return ((uintptr_t)ptr & (alignment - 1)) == 0;
+}
+
+/* Pages the process maps (/proc/self/statm), or -1. */
+__attribute__((unused)) static long mapped_pages(void)
+{
+    FILE *statm = fopen("/proc/self/statm", "r");
+    long pages = -1;
+    if (statm) {
+        if (fscanf(statm, "%ld", &pages) != 1)
+            pages = -1;
+        fclose(statm);
+    }
+    return pages;
 }
 
 /* ---- patterns -------------------------------------------------------------- */

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 
 #include "xmm.h"
-#include "xmm_buf.h"
 #include "testlib.h"
+#include "node_calls.h"
 #include "stats_snapshot.h"
 
 static int global_variable;
@@ -541,34 +541,11 @@ static void test_stats_print(void)
     unlink(path);
 }
 
-/* The calls that take the caller's node or check that a block is XMM's,
- * whatever XMM_NUMA says (tests/programs/sysfs_faked.sh runs this under
- * XMM_NUMA=interleave on a faked machine of two nodes; the NUMA VMs'
- * on_node mode on real ones). Under interleave, xmm_current_node() gave
- * the interleaved set's index, 2 of 2 nodes, which xmm_malloc_on_node and
- * xmm_buf_get refused (EINVAL), and the string and buffer calls refused
- * every block of the interleaved heap (xmm_node_of XMM_NODE_INTERLEAVED). */
+/* tests/programs/sysfs_faked.sh runs this under XMM_NUMA=interleave on a
+ * faked machine of two nodes; the NUMA VMs' on_node mode on real ones. */
 static void test_node_calls(void)
 {
-    int current = xmm_current_node(), nodes = xmm_node_count();
-    CHECK(current >= 0 && current < nodes, "xmm_current_node() = %d of %d nodes", current,
-          nodes);
-    errno = 0;
-    void *block = xmm_malloc_on_node(100, current);
-    CHECK(block != NULL, "xmm_malloc_on_node(100, xmm_current_node()): %s", strerror(errno));
-    xmm_free(block);
-    char *text = xmm_malloc(32);
-    int owner = text ? xmm_node_of(text) : -1;
-    CHECK(owner != -1, "xmm_node_of(xmm_malloc(32)) = %d", owner);
-    errno = 0;
-    CHECK(text && xmm_strcpy_into(text, 32, "node") == 0 && xmm_strcat_into(text, 32, "s") == 0 &&
-              !strcmp(text, "nodes"),
-          "xmm_strcpy_into and xmm_strcat_into into xmm_malloc(32): %s", strerror(errno));
-    xmm_free(text);
-    errno = 0;
-    struct xmm_buf *buf = xmm_buf_get(0);
-    CHECK(buf != NULL, "xmm_buf_get(0): %s", strerror(errno));
-    CHECK(!buf || xmm_buf_put(buf) == 0, "xmm_buf_put(xmm_buf_get(0)): %s", strerror(errno));
+    check_node_calls(-1);
 }
 
 int main(int argc, char **argv)
