@@ -197,6 +197,15 @@ static struct xmm_thread_cache *new_cache(void)
  * O(1) calls a cache taken. */
 #define SWEEP_FIRST 64u
 static unsigned sweep_at = SWEEP_FIRST;
+/* Registry lock (atomic where the lock could not be had): a sweep found
+ * orphans and is emptying them, the lock released, before it lists them
+ * as recycled. A thread that finds none recycled meanwhile takes no cache
+ * this time (take_cache): it made a new one, while the sweep's count of
+ * caches in use no longer counted the orphans, or while a second sweep
+ * found none (their owners cleared). With threads exiting four at a time
+ * that made a cache for one thread in some 300: 0.8 KB of metadata for
+ * every thread that lived, without bound. */
+static bool sweep_releasing;
 
 static void release_cache(struct xmm_thread_cache *cache);
 
@@ -236,6 +245,8 @@ static bool sweep_orphans(int process)
         orphans = cache;
         count++;
     }
+    if (count)
+        __atomic_store_n(&sweep_releasing, true, __ATOMIC_RELAXED);
     xmm_lock_release(&registry_lock);
     for (struct xmm_thread_cache *cache = orphans; cache; cache = cache->next_free)
         release_cache(cache); /* its thread is gone: no one else touches it */
@@ -244,8 +255,12 @@ static bool sweep_orphans(int process)
     unsigned in_use = __atomic_load_n(&caches_in_use, __ATOMIC_RELAXED);
     unsigned next = in_use < UINT32_MAX / 2 ? in_use * 2 : UINT32_MAX;
     __atomic_store_n(&sweep_at, next > SWEEP_FIRST ? next : SWEEP_FIRST, __ATOMIC_RELAXED);
-    if (!xmm_lock_acquire(&registry_lock))
-        return false; /* a signal handler's: the orphans stay unlisted */
+    if (!xmm_lock_acquire(&registry_lock)) {
+        /* A signal handler's: the orphans stay unlisted. */
+        __atomic_store_n(&sweep_releasing, false, __ATOMIC_RELAXED);
+        return false;
+    }
+    __atomic_store_n(&sweep_releasing, false, __ATOMIC_RELAXED);
     while (orphans) {
         struct xmm_thread_cache *cache = orphans;
         orphans = cache->next_free;
@@ -267,6 +282,10 @@ static struct xmm_thread_cache *take_cache(void)
     if (process != __atomic_load_n(&cache_process, __ATOMIC_RELAXED) ||
         !xmm_lock_acquire(&registry_lock))
         return NULL;
+    if (!recycled && __atomic_load_n(&sweep_releasing, __ATOMIC_RELAXED)) {
+        xmm_lock_release(&registry_lock);
+        return NULL; /* the sweep's orphans are on their way: the next call */
+    }
     if (!recycled &&
         __atomic_load_n(&caches_in_use, __ATOMIC_RELAXED) >=
             __atomic_load_n(&sweep_at, __ATOMIC_RELAXED) &&
@@ -495,6 +514,9 @@ void xmm_thread_cache_after_fork_child(void)
     struct xmm_thread_cache *own = xmm_thread.thread_cache;
     __atomic_store_n(&caches_in_use, own && own != &cacheless ? 1u : 0u, __ATOMIC_RELAXED);
     __atomic_store_n(&sweep_at, SWEEP_FIRST, __ATOMIC_RELAXED);
+    /* A sweep under way in the parent's other thread never ends here:
+     * its orphans leak with the other caches. */
+    __atomic_store_n(&sweep_releasing, false, __ATOMIC_RELAXED);
     if (own && own != &cacheless) {
         own->owner_process = process;
         own->owner_thread = xmm_os_thread_id();
