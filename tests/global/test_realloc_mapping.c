@@ -12,6 +12,7 @@
  * runs in a process of its own: the size only ever rises. */
 #include <stdbool.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "check.h"
@@ -162,10 +163,27 @@ static int kept_case(void)
  * after the move, and from then on they stay in the page heap, where the
  * next one reuses resident pages instead of faulting in a fresh mapping.
  * Fails where every free raised the size to its own only. */
+#define CASE_AGAIN 75
+
+/* Times this thread was preempted so far. */
+static long preemptions(void)
+{
+    struct rusage usage;
+    return getrusage(RUSAGE_THREAD, &usage) == 0 ? usage.ru_nivcsw : 0;
+}
+
 static int dropped_case(void)
 {
     for (int round = 0; round < 4; round++) {
+        long preempted_before = preemptions();
         struct doubled buffer = double_up(16 * MIB);
+        /* "At once" is judged by the clock (within twice the time the
+         * move took, 1-2 ms): a thread preempted between the move and
+         * the free freed it late, and the case runs again. */
+        if (round == 0 && preemptions() != preempted_before) {
+            xmm_free(buffer.block);
+            return CASE_AGAIN;
+        }
         CHECK(buffer.block != NULL, "round %d: a buffer doubled from 1 to 16 MiB", round);
         if (round == 0)
             CHECK(buffer.moved_big != 0 && buffer.mapped_after,
@@ -192,7 +210,14 @@ int main(int argc, char **argv)
           "a buffer grown 4 KiB at a time to 28 MiB, shrunk, grown back and freed");
     CHECK(check_run_self("kept", NULL) == 0,
           "buffers doubled to 8 MiB and kept a while keep getting mappings of their own");
-    CHECK(check_run_self("dropped", NULL) == 0,
-          "buffers doubled to 16 MiB and dropped at once stay in the page heap");
+    int status = CASE_AGAIN, tries = 0;
+    while (status == CASE_AGAIN && tries++ < 20)
+        status = check_run_self("dropped", NULL);
+    if (status == CASE_AGAIN)
+        NOTE("dropped case: preempted in all %d tries (a loaded machine): not judged", tries);
+    else
+        CHECK(status == 0,
+              "buffers doubled to 16 MiB and dropped at once stay in the page heap (%d tries)",
+              tries);
     return check_summary("realloc mappings");
 }

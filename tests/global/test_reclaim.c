@@ -695,7 +695,10 @@ static void thp_reuse_case(void)
         large[i][0] = 1;
         large[i][SIZE - 1] = 1;
     }
-    size_t grown_kb = status_kb("VmRSS:") - before;
+    /* The RSS may also fall meanwhile (a decay pass purging the blocks
+     * freed before, on a slow machine): no growth then, not a wrap. */
+    size_t after = status_kb("VmRSS:");
+    size_t grown_kb = after > before ? after - before : 0;
     NOTE("%d of %d new blocks in chunks still advised huge pages; AnonHugePages %zu kB, then "
          "%zu kB", on_huge, LARGE, huge_before, proc_kb("/proc/self/smaps_rollup", "AnonHugePages:"));
     /* Under the kernel's `always`, chunks XMM did not advise get huge

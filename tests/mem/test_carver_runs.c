@@ -548,6 +548,14 @@ static void run_until_undisturbed(const char *name, char **environment)
         }
         status = check_run_self(name, environment);
     }
+    /* Every try held up or its threads moved: a machine loaded for the
+     * whole of 21 tries (a CI job beside others) judged nothing, which is
+     * not a failure of the allocator. */
+    if (status == CASE_AGAIN) {
+        NOTE("%s case: all %d tries were disturbed (a loaded machine): not judged", name,
+             tries);
+        return;
+    }
     CHECK(status == 0, "%s case (%d tries)", name, tries);
 }
 
