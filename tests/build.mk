@@ -23,7 +23,7 @@ UNIT_CFLAGS = -O2 -g -std=gnu11 -mcx16 -pthread -Wall -Wextra -Iinclude -Iplatfo
 # Against the core: a layer's own functions, no malloc override.
 CORE_UNIT_TESTS = lock map_errno backtrace resident size_class free_object arena_map chunk_guard page_heap \
                   page_heap_residency large_cache large_cache_stress \
-                  large_double_free central_stress own_batches turn_due realloc_mapping tick_interval \
+                  large_double_free central_stress own_batches batch_limit turn_due realloc_mapping tick_interval \
                   slab_setup_section
 # Through malloc itself: the front end and the layers above it.
 SO_UNIT_TESTS = front_end rseq_restart rseq_opt_levels decay stats profile background reclaim \
