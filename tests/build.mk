@@ -32,7 +32,8 @@ SO_UNIT_TESTS = front_end rseq_restart rseq_opt_levels decay stats profile backg
                 fork_release numa_loading
 
 $(CORE_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LIBXMM_CORE_A) \
-                                           tests/check.h tests/stats_snapshot.h
+                                           tests/check.h tests/stats_snapshot.h \
+                                           $(wildcard tests/mem/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(LIBXMM_CORE_A) $(LIBS)
 

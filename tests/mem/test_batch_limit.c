@@ -39,6 +39,7 @@
 #include "backend/backend.h"
 #include "mem/mem.h"
 #include "check.h"
+#include "quiet_central.h"
 #include "xmm.h"
 
 enum { MOST_HELD = 1200 * 4 };
@@ -178,17 +179,7 @@ static void leaving_case(void)
 
 int main(int argc, char **argv)
 {
-    /* Only this test's calls run upkeep passes: no background thread. */
-    if (argc < 2) {
-        setenv("XMM_BACKGROUND", "0", 1);
-        setenv("XMM_DECAY_MS", "600000", 1);
-        char *again[] = {argv[0], "run", NULL};
-        execv("/proc/self/exe", again);
-        return 1;
-    }
-    xmm_free(xmm_malloc(1));
-    xmm_release_cpu_caches();
-    xmm_central_release_all();
+    run_with_quiet_central(argc, argv);
     class_32k = xmm_size_to_class(32768);
     batch = xmm_size_classes[class_32k].batch;
     batch_bytes_32k = (uint64_t)batch * 32768;

@@ -79,6 +79,7 @@
 #include "backend/backend.h"
 #include "mem/mem.h"
 #include "check.h"
+#include "quiet_central.h"
 #include "xmm.h"
 
 #define MAX_HELD 4096
@@ -430,17 +431,7 @@ static void parked_case(void)
 
 int main(int argc, char **argv)
 {
-    /* Only this test's calls release the carvers: no background thread. */
-    if (argc < 2) {
-        setenv("XMM_BACKGROUND", "0", 1);
-        setenv("XMM_DECAY_MS", "600000", 1);
-        char *again[] = {argv[0], "run", NULL};
-        execv("/proc/self/exe", again);
-        return 1;
-    }
-    xmm_free(xmm_malloc(1));
-    xmm_release_cpu_caches();
-    xmm_central_release_all();
+    run_with_quiet_central(argc, argv);
     if (xmm_topology.cpu_index_bound < 2 || xmm_topology.cpu_index_bound > XMM_CENTRAL_CARVERS) {
         NOTE("not two carvers or more (CPU index bound %d): skipped",
              xmm_topology.cpu_index_bound);
