@@ -197,15 +197,6 @@ static struct xmm_thread_cache *new_cache(void)
  * O(1) calls a cache taken. */
 #define SWEEP_FIRST 64u
 static unsigned sweep_at = SWEEP_FIRST;
-/* Registry lock (atomic where the lock could not be had): a sweep found
- * orphans and is emptying them, the lock released, before it lists them
- * as recycled. A thread that finds none recycled meanwhile takes no cache
- * this time (take_cache): it made a new one, while the sweep's count of
- * caches in use no longer counted the orphans, or while a second sweep
- * found none (their owners cleared). With threads exiting four at a time
- * that made a cache for one thread in some 300: 0.8 KB of metadata for
- * every thread that lived, without bound. */
-static bool sweep_releasing;
 
 static void release_cache(struct xmm_thread_cache *cache);
 
@@ -231,43 +222,33 @@ static void count_caches_gone(unsigned count)
  * Found by asking the kernel whether each owner still exists: a thread
  * that exists, or still exits, keeps its cache; one that is gone runs
  * nothing more. Only the calling process's caches are looked at: a fork
- * child's of its parent's threads have no owner (after_fork_child). */
-static bool sweep_orphans(int process)
+ * child's of its parent's threads have no owner (after_fork_child).
+ *
+ * The orphans are emptied and listed as recycled with the lock held,
+ * though emptying them drains their objects to the central layer. A
+ * first version released the lock meanwhile: a thread that found none
+ * recycled then made a new cache, and with threads exiting four at a
+ * time one thread in some 300 did, 0.8 KB of metadata for every thread
+ * that lived, without bound. Listing them full, for their taker to
+ * empty, kept their objects until a new thread came. */
+static void sweep_orphans(int process)
 {
-    struct xmm_thread_cache *orphans = NULL;
     unsigned count = 0;
     for (struct xmm_thread_cache *cache = registry; cache; cache = cache->next) {
         if (cache->owner_thread == 0 || cache->owner_process != process ||
             !xmm_os_thread_gone(process, cache->owner_thread))
             continue;
         cache->owner_process = cache->owner_thread = 0;
-        cache->next_free = orphans;
-        orphans = cache;
+        release_cache(cache); /* its thread is gone: no one else touches it */
+        cache->next_free = recycled;
+        __atomic_store_n(&recycled, cache, __ATOMIC_RELEASE);
         count++;
     }
-    if (count)
-        __atomic_store_n(&sweep_releasing, true, __ATOMIC_RELAXED);
-    xmm_lock_release(&registry_lock);
-    for (struct xmm_thread_cache *cache = orphans; cache; cache = cache->next_free)
-        release_cache(cache); /* its thread is gone: no one else touches it */
     if (count)
         count_caches_gone(count);
     unsigned in_use = __atomic_load_n(&caches_in_use, __ATOMIC_RELAXED);
     unsigned next = in_use < UINT32_MAX / 2 ? in_use * 2 : UINT32_MAX;
     __atomic_store_n(&sweep_at, next > SWEEP_FIRST ? next : SWEEP_FIRST, __ATOMIC_RELAXED);
-    if (!xmm_lock_acquire(&registry_lock)) {
-        /* A signal handler's: the orphans stay unlisted. */
-        __atomic_store_n(&sweep_releasing, false, __ATOMIC_RELAXED);
-        return false;
-    }
-    __atomic_store_n(&sweep_releasing, false, __ATOMIC_RELAXED);
-    while (orphans) {
-        struct xmm_thread_cache *cache = orphans;
-        orphans = cache->next_free;
-        cache->next_free = recycled;
-        __atomic_store_n(&recycled, cache, __ATOMIC_RELEASE);
-    }
-    return true;
 }
 
 /* A recycled cache, else a new one, registered; owned by the calling
@@ -282,15 +263,9 @@ static struct xmm_thread_cache *take_cache(void)
     if (process != __atomic_load_n(&cache_process, __ATOMIC_RELAXED) ||
         !xmm_lock_acquire(&registry_lock))
         return NULL;
-    if (!recycled && __atomic_load_n(&sweep_releasing, __ATOMIC_RELAXED)) {
-        xmm_lock_release(&registry_lock);
-        return NULL; /* the sweep's orphans are on their way: the next call */
-    }
-    if (!recycled &&
-        __atomic_load_n(&caches_in_use, __ATOMIC_RELAXED) >=
-            __atomic_load_n(&sweep_at, __ATOMIC_RELAXED) &&
-        !sweep_orphans(process))
-        return NULL;
+    if (!recycled && __atomic_load_n(&caches_in_use, __ATOMIC_RELAXED) >=
+                         __atomic_load_n(&sweep_at, __ATOMIC_RELAXED))
+        sweep_orphans(process);
     struct xmm_thread_cache *cache = recycled;
     if (cache) {
         recycled = cache->next_free;
@@ -514,9 +489,6 @@ void xmm_thread_cache_after_fork_child(void)
     struct xmm_thread_cache *own = xmm_thread.thread_cache;
     __atomic_store_n(&caches_in_use, own && own != &cacheless ? 1u : 0u, __ATOMIC_RELAXED);
     __atomic_store_n(&sweep_at, SWEEP_FIRST, __ATOMIC_RELAXED);
-    /* A sweep under way in the parent's other thread never ends here:
-     * its orphans leak with the other caches. */
-    __atomic_store_n(&sweep_releasing, false, __ATOMIC_RELAXED);
     if (own && own != &cacheless) {
         own->owner_process = process;
         own->owner_thread = xmm_os_thread_id();
