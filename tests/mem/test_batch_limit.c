@@ -25,6 +25,12 @@
  *   idle     an upkeep pass in which no refill took a batch flushes them
  *            and sets the first limit back: the next cycle of 64 parks 32
  *            in its first round. So does a trim (xmm_central_release_all).
+ *   trickle  a grown stack holding 64 batches, then 8 batches taken and
+ *            given back between two upkeep passes: the second pass
+ *            returns the 56 no refill took to their spans (whose empty
+ *            ones the pass then sweeps back to the page heap). Found in
+ *            review: a burst followed by a trickle kept the burst's last
+ *            frees parked for good (34.6 MB of RSS instead of 10.5).
  *   leaving  a grown stack holding 64 batches, then another class cut
  *            from fresh pages: the pages asked for flush the grown
  *            stack back to the spans, and its class starts from its first
@@ -141,20 +147,41 @@ static void bounded_case(void)
           (unsigned long long)most);
 }
 
+/* An upkeep pass, each time later than the one before. */
+static void upkeep_pass(void)
+{
+    static uint64_t hours;
+    xmm_central_maintain(0, xmm_os_now_ns() + ++hours * 3600 * 1000000000ull);
+}
+
 static void idle_case(void)
 {
     uint64_t parked;
     if (!grow_to_64())
         return;
     /* The first pass sees the refills of the cycle; the second none. */
-    uint64_t now = xmm_os_now_ns();
-    for (int pass = 1; pass <= 2; pass++)
-        xmm_central_maintain(0, now + (uint64_t)pass * 3600 * 1000000000ull);
+    upkeep_pass();
+    upkeep_pass();
     CHECK(parked_batches() == 0, "an upkeep pass in which no refill took a batch flushed them (%llu)",
           (unsigned long long)parked_batches());
     round_of(64, &parked);
     CHECK(parked == 32, "the first round after it parks 32 (the first limit; %llu)",
           (unsigned long long)parked);
+}
+
+static void trickle_case(void)
+{
+    if (!grow_to_64())
+        return;
+    upkeep_pass();
+    CHECK(parked_batches() == 64, "the pass after the cycle left its 64 batches (%llu)",
+          (unsigned long long)parked_batches());
+    refill_batches(8);
+    drain_batches(8);
+    upkeep_pass();
+    CHECK(parked_batches() == 8,
+          "a pass in which refills took 8 batches returned the 56 none took (%llu left)",
+          (unsigned long long)parked_batches());
 }
 
 static void leaving_case(void)
@@ -192,6 +219,8 @@ int main(int argc, char **argv)
     bounded_case();
     xmm_central_release_all();
     idle_case();
+    xmm_central_release_all();
+    trickle_case();
     xmm_central_release_all();
     leaving_case();
     xmm_central_release_all();
