@@ -137,7 +137,7 @@ static struct central_node *central_nodes;
  * holds: each of those objects then goes back to its span and is cut
  * from it again, a few locked CASes and a walk of the span's cold free
  * list per batch instead of one pop. Where a batch holds few objects
- * (XMM_BATCH_STACK_GROWS_UPTO or fewer: the classes from 16 KiB), that
+ * (XMM_BATCH_STACK_GROWS_UPTO or fewer: the classes from 15 KiB), that
  * is most of what each object costs; so when a refill of such a class
  * finds the stack empty after a drain found it full, its limit doubles,
  * up to this much (and at most XMM_BATCH_STACK_MOST batches, whose
