@@ -407,8 +407,12 @@ void *xmm_heap_realloc(void *ptr, size_t size)
     if (XMM_UNLIKELY(owner != NULL))
         return owner->resize(ptr, size);
     size_t usable = xmm_heap_usable_size_for_realloc(ptr);
-    if (usable == 0)
-        return NULL; /* reported as invalid or freed; nothing is lost */
+    if (usable == 0) {
+        /* Reported as invalid or freed (XMM_INVALID_FREE=warn: the
+         * process goes on); nothing is lost, and NULL says why. */
+        errno = EINVAL;
+        return NULL;
+    }
     /* Stay in place when the block still fits and is not more than twice
      * what is now needed. Its alignment is always enough: every block of 16
      * usable bytes or more is 16-aligned (size_class.h). */

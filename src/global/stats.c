@@ -111,7 +111,8 @@ static void collect(struct snapshot *snapshot)
         uint64_t run_resident = snapshot->central[node].run_resident_bytes;
         totals->bytes_page_heap_free += snapshot->pages[node].dirty_bytes +
                                         snapshot->pages[node].large_cached + run_resident;
-        totals->bytes_purged += snapshot->pages[node].purged_total;
+        totals->bytes_purged += snapshot->pages[node].purged_total +
+                                snapshot->central[node].purged_inside_bytes;
         totals->bytes_in_use += snapshot->pages[node].large_in_use;
         totals->bytes_committed += snapshot->pages[node].large_in_use +
                                    snapshot->pages[node].large_cached +
@@ -311,7 +312,7 @@ static uint64_t node_field(const struct snapshot *snapshot, int node, enum node_
     case NODE_TRANSFER_BATCH_BYTES: return central->objects_in_batches_bytes;
     case NODE_PAGE_HEAP_FREE: return pages->free_bytes;
     case NODE_PAGE_HEAP_UNPURGED: return pages->dirty_bytes;
-    case NODE_PURGED: return pages->purged_total;
+    case NODE_PURGED: return pages->purged_total + central->purged_inside_bytes;
     case NODE_LARGE_IN_USE: return pages->large_in_use;
     case NODE_LARGE_CACHED: return pages->large_cached;
     case NODE_LARGE_ALLOCATIONS: return pages->large_count;

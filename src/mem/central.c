@@ -117,6 +117,7 @@ struct central_node {
     int64_t asked_since_check;     /* bytes of spans asked for since the last cold check */
     uint32_t cold_checking;        /* a cold check is under way */
     uint32_t grown_stacks;         /* classes whose batch limit grew (release_grown_stacks) */
+    uint64_t purged_inside;        /* bytes a trim purged inside spans it kept, ever */
 } XMM_CACHE_ALIGNED;
 
 static struct central_node *central_nodes;
@@ -1376,6 +1377,8 @@ static size_t purge_free_objects(struct xmm_span *span)
         if (xmm_arena_purge(chunk, runs[run].begin, length) == 0)
             advised += length;
     }
+    if (advised)
+        __atomic_fetch_add(&central_nodes[span->node].purged_inside, advised, __ATOMIC_RELAXED);
     return advised;
 }
 
@@ -1764,6 +1767,7 @@ void xmm_central_stats(int node, struct xmm_central_stats *stats)
     struct central_node *central = &central_nodes[node];
     stats->spans_created = __atomic_load_n(&central->spans_created, __ATOMIC_RELAXED);
     stats->spans_released = __atomic_load_n(&central->spans_released, __ATOMIC_RELAXED);
+    stats->purged_inside_bytes = __atomic_load_n(&central->purged_inside, __ATOMIC_RELAXED);
     stats->span_bytes = __atomic_load_n(&central->span_bytes, __ATOMIC_RELAXED);
     /* Never below zero: a run's pages are counted in before any is
      * counted out (a negative count is a bug, and shows as one). */

@@ -135,6 +135,7 @@ struct xmm_central_stats {
     uint64_t small_out_bytes;    /* objects held by front ends and the program */
     uint64_t run_bytes;          /* carver runs' pages not cut into spans yet */
     uint64_t run_resident_bytes; /* of which may be resident: free, unpurged */
+    uint64_t purged_inside_bytes; /* purged by trims inside spans they kept, ever */
 };
 void xmm_central_stats(int node, struct xmm_central_stats *stats);
 

@@ -27,12 +27,16 @@
 #define TEST_MALLOC xmm_malloc
 #define TEST_FREE xmm_free
 #define TEST_ALIGNED_ALLOC xmm_aligned_alloc
+#define TEST_REALLOC xmm_realloc
 #define FREE_NAME "xmm_free"
+#define REALLOC_NAME "xmm_realloc"
 #else
 #define TEST_MALLOC malloc
 #define TEST_FREE free
 #define TEST_ALIGNED_ALLOC aligned_alloc
+#define TEST_REALLOC realloc
 #define FREE_NAME "free"
+#define REALLOC_NAME "realloc"
 #endif
 
 /* Through a volatile pointer: the compiler must neither warn about nor
@@ -65,6 +69,10 @@ static const struct invalid_case cases[] = {
     {"double_small_handed_out", "XMM_FREE_CHECK=deferred: " FREE_NAME "(a); " FREE_NAME "(b); "
      FREE_NAME "(a); a malloc returns a before the next free; 64-byte blocks", 64},
     {"double_8_later", FREE_NAME "(a); " FREE_NAME "(b); " FREE_NAME "(a); 8-byte blocks", 8},
+    /* Warn mode: NULL with EINVAL, the pointer left alone (a review found
+     * errno left as it was: perror printed "Success"). */
+    {"realloc_stack", REALLOC_NAME " of a stack address", 64},
+    {"realloc_freed", REALLOC_NAME "(p, 200) of a freed 64-byte block p", 64},
 #ifdef TEST_XMM_API
     {"system_malloc", "xmm_free of a block from the system malloc", 64},
     {"pages_count", "xmm_free_pages(p, 3) of p = xmm_alloc_pages(2)", 64},
@@ -157,6 +165,17 @@ static int run_case(const char *name)
         announce(block);
         free_function(block);
         free_function(block);
+    } else if (!strncmp(name, "realloc_", 8)) {
+        void *block = stack_block;
+        if (!strcmp(name, "realloc_freed")) {
+            block = TEST_MALLOC(64);
+            TEST_FREE(block);
+        }
+        announce(block);
+        errno = 0;
+        void *moved = TEST_REALLOC(block, 200);
+        printf("REALLOCATED %s errno %s\n", moved ? "a block" : "NULL",
+               errno == EINVAL ? "EINVAL" : errno == 0 ? "0" : "other");
 #ifdef TEST_XMM_API
     } else if (!strcmp(name, "system_malloc")) {
         void *block = malloc(64);
@@ -293,6 +312,14 @@ static void check_case(const struct invalid_case *c, int warn)
     if (warn && !strcmp(c->name, "double_small_handed_out"))
         CHECK(strstr(result.out, "HANDED a") != NULL,
               "%s, %s: a malloc handed a out before its second free's check", c->what, mode);
+    if (warn && !strncmp(c->name, "realloc_", 8)) {
+        const char *line = strstr(result.out, "REALLOCATED ");
+        char said[80] = "no REALLOCATED line";
+        if (line)
+            snprintf(said, sizeof said, "%.*s", (int)strcspn(line, "\n"), line);
+        CHECK(strcmp(said, "REALLOCATED NULL errno EINVAL") == 0,
+              "%s, %s: it returns NULL with errno EINVAL (%s)", c->what, mode, said);
+    }
     if (strncmp(c->name, "double_", 7) == 0)
         CHECK(strstr(result.err, "double free") != NULL,
               "%s, %s: the report says \"double free\" (stderr: \"%s\")", c->what, mode, err_line);
