@@ -42,17 +42,24 @@ void *xmm_malloc(size_t size);
 /* Frees a block from any xmm_* allocation function. NULL is a no-op. */
 void xmm_free(void *ptr);
 
-/* Allocates `count * size` zeroed bytes; ENOMEM if the product overflows. */
+/* Allocates `count * size` zeroed bytes; ENOMEM if the product overflows.
+ * A count or size of 0 gives a unique, freeable minimum block, as
+ * xmm_malloc(0) does. */
 void *xmm_calloc(size_t count, size_t size);
 
 /* Resizes `ptr` to `size` bytes, keeping the contents up to the smaller
- * size; may move the block. ptr NULL acts as xmm_malloc. On failure returns
- * NULL and leaves `ptr` valid and unchanged. size 0 frees `ptr` and returns
- * NULL (as glibc's realloc does). */
+ * size; may move the block. ptr NULL acts as xmm_malloc (so (NULL, 0)
+ * gives a minimum block). On failure returns NULL and leaves `ptr` valid
+ * and unchanged. size 0 with a block frees it and returns NULL (as glibc's
+ * realloc does). A pointer XMM did not hand out, or one already freed, is
+ * reported like an invalid free; under XMM_INVALID_FREE=warn the call then
+ * returns NULL with errno EINVAL and touches nothing. */
 void *xmm_realloc(void *ptr, size_t size);
 
 /* Allocates `size` bytes aligned to `alignment`, a power of two (any value
- * up to at least 1 GiB). EINVAL if `alignment` is not a power of two. */
+ * up to at least 1 GiB; below 8, 8). EINVAL if `alignment` is not a power
+ * of two; ENOMEM if no mapping can honour it (2^63). size 0 gives a
+ * minimum block. */
 void *xmm_aligned_alloc(size_t alignment, size_t size);
 
 /* The number of usable bytes in the block `ptr` (>= the size requested),
@@ -68,7 +75,8 @@ size_t xmm_usable_size(const void *ptr);
  * a string into managed memory, take raw pages. */
 
 /* An array of `count` elements of `elem_size` bytes each, uninitialised.
- * ENOMEM if `count * elem_size` overflows. */
+ * ENOMEM if `count * elem_size` overflows; a product of 0 gives a minimum
+ * block, as xmm_malloc(0) does. */
 void *xmm_alloc_array(size_t elem_size, size_t count);
 
 /* Resizes an array from xmm_alloc_array to `count` elements, with the same
@@ -91,7 +99,7 @@ size_t xmm_page_size(void);
 void *xmm_alloc_pages(size_t count);
 
 /* Frees pages from xmm_alloc_pages; `count` must be the count passed to
- * it. A count that would have given another usable size (another size
+ * it. NULL is a no-op. A count that would have given another usable size (another size
  * class, or another number of pages for a large block) is reported like
  * an invalid free; one of the same size class (17 and 18 pages: 72 KiB)
  * cannot be told apart, and is taken. */
@@ -146,8 +154,10 @@ void xmm_release_cpu_caches(void);
 
 /* A snapshot of XMM's state. Fields are summed on demand from per-CPU and
  * per-node counters; concurrent activity makes them approximate. Pass
- * `version = XMM_STATS_VERSION` in; fields the library does not know stay
- * zero. */
+ * `version = XMM_STATS_VERSION` in, the rest zeroed: the library writes the
+ * fields of its own version and sets `version` to it, so that a program
+ * built with a later header finds the fields this library does not know
+ * still zero. */
 struct xmm_stats {
     uint32_t version;            /* in: XMM_STATS_VERSION */
     uint32_t node_count;
@@ -166,7 +176,9 @@ struct xmm_stats {
                                     from 128 KiB (docs/statistics.md) */
     uint64_t cross_node_frees;   /* small blocks freed on a CPU of another
                                     node, sent back to their home node */
-    uint64_t invalid_frees;      /* reported bad frees (warn mode) */
+    uint64_t invalid_frees;      /* pointers reported as not handed out or
+                                    already freed: by frees, reallocs and
+                                    usable-size calls (warn mode goes on) */
     uint64_t cache_refills;      /* front end misses served by central */
     uint64_t cache_drains;       /* front end overflows sent to central */
     uint64_t rseq_fast_path;     /* per-CPU operations that committed */
@@ -176,7 +188,8 @@ struct xmm_stats {
     uint64_t rseq_restarts;      /* per-CPU critical sections restarted */
 };
 
-/* Fills `stats`. Returns 0, or -1 with errno EINVAL if stats is NULL. */
+/* Fills `stats`. Returns 0, or -1 with errno EINVAL if stats is NULL (or
+ * ENOMEM if XMM could not initialise). */
 int xmm_stats_get(struct xmm_stats *stats);
 
 /* Writes the statistics to file descriptor `fd` in `format` "text" or
