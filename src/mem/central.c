@@ -147,7 +147,8 @@ static struct central_node *central_nodes;
  * (release_grown_stacks says why), or when a trim or cold check flushes
  * the class. Not the classes with batches of more objects, whose span
  * costs are spread over up to 32: sqlite's 1152-byte class grew to 8 MiB
- * of batches, and its peak RSS rose from 56 MiB to 60 in half the runs.
+ * of batches, and its peak RSS rose from 55 MiB to 59 in half the runs
+ * (the library before did in 2 of 8).
  * TCMalloc's transfer caches grow and shrink by their misses the same
  * way (its docs/design.md, "Transfer cache"). bench/micro
  * batch1000/32768 (1000 blocks of 32 KiB, 32 MiB, a round) sent 190 of
@@ -1699,7 +1700,7 @@ void xmm_central_after_fork_child(void)
  * back within a round; but a class the program is leaving (sizes that
  * drift) fills it with its last frees, whose spans then could not go
  * back to the page heap for the next class: bench/workloads/size-drift.c
- * peaked at 47 MiB instead of 43 with stacks that kept growing in each
+ * peaked at 46 MiB instead of 42 with stacks that kept growing in each
  * class of 16-72 KiB it passed. A class that cycles asks for no pages
  * once it has its spans, and keeps its limit. */
 static void release_grown_stacks(struct central_node *central)
