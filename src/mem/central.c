@@ -218,8 +218,13 @@ static void reset_batch_limit(struct central_node *central, struct central_class
 {
     int64_t first = first_batch_limit(size_class);
     if (__atomic_load_n(&lists->batch_limit, __ATOMIC_RELAXED) != first &&
-        __atomic_exchange_n(&lists->batch_limit, first, __ATOMIC_RELAXED) != first)
+        __atomic_exchange_n(&lists->batch_limit, first, __ATOMIC_RELAXED) != first) {
         __atomic_fetch_sub(&central->grown_stacks, 1, __ATOMIC_RELAXED);
+        /* Its low-water mark is kept only while grown (trim_grown_stack):
+         * a stale one would make the first pass after it grows again give
+         * back batches its cycle uses. */
+        __atomic_store_n(&lists->batch_low, 0, __ATOMIC_RELAXED);
+    }
     if (__atomic_load_n(&lists->batches_overflowed, __ATOMIC_RELAXED))
         __atomic_store_n(&lists->batches_overflowed, 0, __ATOMIC_RELAXED);
 }
