@@ -99,10 +99,10 @@ size_t xmm_page_size(void);
 void *xmm_alloc_pages(size_t count);
 
 /* Frees pages from xmm_alloc_pages; `count` must be the count passed to
- * it. NULL is a no-op. A count that would have given another usable size (another size
- * class, or another number of pages for a large block) is reported like
- * an invalid free; one of the same size class (17 and 18 pages: 72 KiB)
- * cannot be told apart, and is taken. */
+ * it. NULL is a no-op. A count that would have given another usable size
+ * (another size class, or another number of pages for a large block) is
+ * reported like an invalid free; one of the same size class (17 and 18
+ * pages: 72 KiB) cannot be told apart, and is taken. */
 void xmm_free_pages(void *pages, size_t count);
 
 /* ---- NUMA placement --------------------------------------------------- */

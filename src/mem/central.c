@@ -228,6 +228,7 @@ static void reset_batch_limit(struct central_node *central, struct central_class
     if (__atomic_load_n(&lists->batches_overflowed, __ATOMIC_RELAXED))
         __atomic_store_n(&lists->batches_overflowed, 0, __ATOMIC_RELAXED);
 }
+
 /* Rows per node: one per index the kernel may give a CPU or an mm_cid
  * (the per-CPU slabs' count), so none when that bound is unknown. */
 static int carver_count;
@@ -1185,7 +1186,6 @@ void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsi
 
 /* ---- upkeep -------------------------------------------------------------------------- */
 
-/* Returns every ready batch of the class to its spans. */
 /* Returns up to `most` ready batches of the class to their spans. */
 static void flush_some_batches(struct central_node *central, struct central_class *lists,
                                int64_t most)

@@ -229,8 +229,8 @@ static void count_caches_gone(unsigned count)
  * first version released the lock meanwhile: a thread that found none
  * recycled then made a new cache, and with threads exiting four at a
  * time one thread in some 300 did, 0.8 KB of metadata for every thread
- * that lived, without bound. Listing them full, for their taker to
- * empty, kept their objects until a new thread came. */
+ * that lived, without bound. A second listed them full, for their taker
+ * to empty, and kept their objects until a new thread came. */
 static void sweep_orphans(int process)
 {
     unsigned count = 0;
