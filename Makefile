@@ -208,7 +208,7 @@ comma := ,
 test_name = $(patsubst %_xmm,%,$(patsubst %_static,%,$(patsubst test_%,%,$(patsubst api_%,%,$(basename $(notdir $(1)))))))
 ALL_TESTS = $(TEST_PROGRAMS) $(TEST_SCRIPTS)
 SELECTED_TESTS = $(if $(TESTS),$(foreach test,$(ALL_TESTS),$(if $(filter $(subst $(comma), ,$(TESTS)),$(call test_name,$(test)) $(basename $(notdir $(test)))),$(test))),$(ALL_TESTS))
-SERIAL_TESTS = test_decay test_front_end front_end.sh stats.sh test_rseq_restart \
+SERIAL_TESTS = test_decay test_purge_inside test_front_end front_end.sh stats.sh test_rseq_restart \
                test_central_stress test_large_cache_stress test_lock api_threads \
                api_threads_static api_threads_xmm api_fork_deadlock api_fork_deadlock_static \
                test_fork_release \

@@ -29,7 +29,7 @@ CORE_UNIT_TESTS = lock map_errno backtrace resident size_class free_object arena
 SO_UNIT_TESTS = front_end rseq_restart rseq_opt_levels decay stats profile background reclaim \
                 remote_bin cpu_capacity thread_budget pending_race carver_runs starting_slots \
                 slab_setup release_unfenced release_second_fence \
-                fork_release numa_loading
+                fork_release numa_loading purge_inside
 
 $(CORE_UNIT_TESTS:%=$(BUILD)/tests/test_%): $(BUILD)/tests/test_%: test_%.c $(LIBXMM_CORE_A) \
                                            tests/check.h tests/stats_snapshot.h \

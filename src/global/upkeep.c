@@ -274,8 +274,10 @@ static void *background_loop(void *unused)
         period_ns = 10000000;
     for (;;) {
         xmm_os_sleep_ns(period_ns);
-        for (int node = 0; node < xmm_nodes; node++)
+        for (int node = 0; node < xmm_nodes; node++) {
             xmm_upkeep_node(node);
+            xmm_central_purge_inside(node);
+        }
     }
     return NULL;
 }

@@ -96,6 +96,16 @@ struct carver_row {
     struct xmm_stack own_batches[XMM_CLASS_COUNT];
 } XMM_CACHE_ALIGNED;
 
+/* What the background thread's purges inside spans know of a class
+ * (xmm_central_purge_inside), written by that thread only: the class's
+ * frees counted at its last purge and its objects out at the last round,
+ * and how many rounds in a row wanted a purge. */
+struct class_purge {
+    uint64_t in_at_purge;
+    uint64_t out_at_round;
+    uint32_t rounds_wanted;
+};
+
 struct central_node {
     struct central_class classes[XMM_CLASS_COUNT];
     struct carver_row *carvers;    /* carver_count rows */
@@ -117,7 +127,8 @@ struct central_node {
     int64_t asked_since_check;     /* bytes of spans asked for since the last cold check */
     uint32_t cold_checking;        /* a cold check is under way */
     uint32_t grown_stacks;         /* classes whose batch limit grew (release_grown_stacks) */
-    uint64_t purged_inside;        /* bytes a trim purged inside spans it kept, ever */
+    uint64_t purged_inside;        /* bytes purged inside spans kept, ever (trims, sparse purges) */
+    struct class_purge purges[XMM_CLASS_COUNT]; /* xmm_central_purge_inside's */
 } XMM_CACHE_ALIGNED;
 
 static struct central_node *central_nodes;
@@ -1235,7 +1246,24 @@ enum sweep_mode {
     SWEEP_ALL = 0,         /* every listed span, once */
     SWEEP_UNTIL_NONE = 1,  /* stop once the class counts no empty listed span */
     SWEEP_PURGE = 2,       /* trim: also purge inside the free objects kept */
+    SWEEP_KEEP_HUGE = 4,   /* with SWEEP_PURGE: not in chunks on huge pages */
 };
+
+/* What a sweep gave back, and the spans SWEEP_KEEP_HUGE left unpurged. */
+struct sweep_totals {
+    size_t released;
+    size_t purged;
+    size_t kept_huge;
+};
+
+/* A purge inside the span would split a huge page that holds live data:
+ * its chunk is on huge pages (page_heap.c, purge_range, says why routine
+ * purges wait four decay periods for that). */
+static bool on_huge_pages(const struct xmm_span *span)
+{
+    struct xmm_region *region = xmm_region_of(span->start);
+    return region && __atomic_load_n(&region->huge, __ATOMIC_RELAXED);
+}
 
 /* Kernel pages wholly inside a run of consecutive free objects of a span. */
 struct free_run {
@@ -1392,9 +1420,10 @@ static size_t purge_free_objects(struct xmm_span *span)
  * counts no empty one); those with nothing in use go to the page heap, the
  * others back on the stack. Single pops only (see lockfree_stack.h). Each
  * span is popped at most once, so a sweep ends even while frees keep
- * listing spans. `purged` (SWEEP_PURGE) adds the bytes purged inside kept
- * spans. Returns the bytes released. */
-static size_t sweep_spans(struct central_class *lists, enum sweep_mode mode, size_t *purged)
+ * listing spans. Adds to `totals` the bytes released and (SWEEP_PURGE)
+ * purged inside kept spans. Returns the bytes released. */
+static size_t sweep_spans(struct central_class *lists, enum sweep_mode mode,
+                          struct sweep_totals *totals)
 {
     struct xmm_span *keep = NULL;
     size_t released = 0;
@@ -1414,8 +1443,10 @@ static size_t sweep_spans(struct central_class *lists, enum sweep_mode mode, siz
             release_span(span);
             continue;
         }
-        if (mode & SWEEP_PURGE)
-            *purged += purge_free_objects(span);
+        if ((mode & SWEEP_PURGE) && (mode & SWEEP_KEEP_HUGE) && on_huge_pages(span))
+            totals->kept_huge++;
+        else if (mode & SWEEP_PURGE)
+            totals->purged += purge_free_objects(span);
         span->stack_entry.next = (ck_stack_entry_t *)keep;
         keep = span;
     }
@@ -1424,6 +1455,8 @@ static size_t sweep_spans(struct central_class *lists, enum sweep_mode mode, siz
         unclaim(keep);
         keep = next;
     }
+    if (totals)
+        totals->released += released;
     return released;
 }
 
@@ -1471,16 +1504,16 @@ void xmm_central_release_carvers(bool idle_only)
 
 size_t xmm_central_release_all(void)
 {
-    size_t purged = 0;
+    struct sweep_totals totals = {0};
     for (int node = 0; node < xmm_nodes; node++) {
         struct central_node *central = &central_nodes[node];
         release_carvers(central, false);
         for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
             flush_batches(central, &central->classes[size_class]);
-            sweep_spans(&central->classes[size_class], SWEEP_ALL | SWEEP_PURGE, &purged);
+            sweep_spans(&central->classes[size_class], SWEEP_ALL | SWEEP_PURGE, &totals);
         }
     }
-    return purged;
+    return totals.purged;
 }
 
 /* Ready batches nobody took since the last upkeep pass are memory the
@@ -1515,6 +1548,108 @@ void xmm_central_maintain(int node, uint64_t now_ns)
         if (__atomic_load_n(&lists->empty_listed, __ATOMIC_RELAXED) > 0)
             sweep_exclusive(lists);
     }
+}
+
+/* ---- the background thread's purge inside kept spans ------------------------------------ */
+
+/* The least free bytes in a class's spans worth a purge, and the least of
+ * a class that still takes objects (a sparse one: see central.h). */
+#define XMM_PURGE_INSIDE_MIN_BYTES ((int64_t)1 << 20)
+#define XMM_SPARSE_MIN_BYTES ((int64_t)8 << 20)
+
+static int64_t at_least_zero(int64_t value)
+{
+    return value > 0 ? value : 0;
+}
+
+static int64_t class_span_bytes(const struct central_class *lists, unsigned size_class)
+{
+    return __atomic_load_n(&lists->span_count, __ATOMIC_RELAXED) *
+           (int64_t)xmm_size_classes[size_class].span_pages * (int64_t)XMM_PAGE_SIZE;
+}
+
+/* Bytes of free objects in the class's spans, from above: the spans'
+ * bytes less the objects out and those in ready batches. Counts the
+ * objects already purged and the uncut tails too. */
+static int64_t free_in_spans(const struct central_class *lists, unsigned size_class)
+{
+    const struct xmm_size_class *info = &xmm_size_classes[size_class];
+    int64_t out = (int64_t)(__atomic_load_n(&lists->objects_out, __ATOMIC_RELAXED) -
+                            __atomic_load_n(&lists->objects_in, __ATOMIC_RELAXED));
+    int64_t batches = __atomic_load_n(&lists->batch_count, __ATOMIC_RELAXED) +
+                      __atomic_load_n(&lists->own_batch_count, __ATOMIC_RELAXED);
+    int64_t used = (out + at_least_zero(batches) * (int64_t)info->batch) * (int64_t)info->size;
+    return class_span_bytes(lists, size_class) - used;
+}
+
+/* Whether this round finds the class worth a purge inside its spans (see
+ * central.h): idle since the last round or sparse, with frees since its
+ * last purge of a quarter of its free bytes, so that the walks of the
+ * free objects a purge cannot give back (those sharing a page with a live
+ * one, or purged before) cost at most four object visits per free. */
+static bool purge_inside_wanted(struct central_node *central, unsigned size_class)
+{
+    struct central_class *lists = &central->classes[size_class];
+    struct class_purge *mark = &central->purges[size_class];
+    uint64_t out = __atomic_load_n(&lists->objects_out, __ATOMIC_RELAXED);
+    bool idle = out == mark->out_at_round;
+    mark->out_at_round = out;
+    int64_t free_bytes = free_in_spans(lists, size_class);
+    if (free_bytes < XMM_PURGE_INSIDE_MIN_BYTES)
+        return false;
+    bool sparse = free_bytes >= XMM_SPARSE_MIN_BYTES &&
+                  free_bytes * 2 >= class_span_bytes(lists, size_class);
+    if (!idle && !sparse)
+        return false;
+    uint64_t freed = __atomic_load_n(&lists->objects_in, __ATOMIC_RELAXED) - mark->in_at_purge;
+    return (int64_t)(freed * xmm_size_classes[size_class].size) * 4 >= free_bytes;
+}
+
+/* Rounds in a row (half a decay period each) that must want a purge of
+ * a class before its spans are purged inside: one decay period; four in
+ * chunks on huge pages, where the purge splits huge pages that hold live
+ * data (as the page heap's decay waits for free spans there). */
+#define XMM_PURGE_INSIDE_ROUNDS 2
+#define XMM_PURGE_SPLIT_ROUNDS 8
+
+/* Sweeps the class with SWEEP_PURGE if no other sweep holds it: purges
+ * its spans (`split`: those on huge pages too). The class's mark starts
+ * over unless spans on huge pages were left for a later round. */
+static void purge_class_inside(struct central_class *lists, struct class_purge *mark, bool split,
+                               struct sweep_totals *totals)
+{
+    uint32_t idle = 0;
+    if (!__atomic_compare_exchange_n(&lists->sweeping, &idle, 1, false, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED))
+        return;
+    uint64_t in = __atomic_load_n(&lists->objects_in, __ATOMIC_RELAXED);
+    size_t kept_before = totals->kept_huge;
+    sweep_spans(lists, SWEEP_ALL | SWEEP_PURGE | (split ? 0 : SWEEP_KEEP_HUGE), totals);
+    __atomic_store_n(&lists->sweeping, 0, __ATOMIC_RELEASE);
+    if (split || totals->kept_huge == kept_before) {
+        mark->in_at_purge = in;
+        mark->rounds_wanted = 0;
+    }
+}
+
+size_t xmm_central_purge_inside(int node)
+{
+    struct central_node *central = &central_nodes[node];
+    struct sweep_totals totals = {0};
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++) {
+        if (!records_purged(&xmm_size_classes[size_class]))
+            continue;
+        struct class_purge *mark = &central->purges[size_class];
+        if (!purge_inside_wanted(central, size_class)) {
+            mark->rounds_wanted = 0;
+            continue;
+        }
+        uint32_t rounds = ++mark->rounds_wanted;
+        if (rounds == XMM_PURGE_INSIDE_ROUNDS || rounds >= XMM_PURGE_SPLIT_ROUNDS)
+            purge_class_inside(&central->classes[size_class], mark,
+                               rounds >= XMM_PURGE_SPLIT_ROUNDS, &totals);
+    }
+    return totals.purged;
 }
 
 /* ---- before the heap grows ------------------------------------------------------------ */
@@ -1628,11 +1763,6 @@ static void release_cold_class(struct central_node *central, struct carver_row *
         release_kept(row, size_class);
 }
 
-static int64_t at_least_zero(int64_t value)
-{
-    return value > 0 ? value : 0;
-}
-
 /* Counts `asked` bytes of spans, and runs the check once they and the
  * batches piled up add up (see above). */
 static void release_cold_classes(struct central_node *central, int64_t asked)
@@ -1689,6 +1819,13 @@ void xmm_central_after_fork_child(void)
     for (int node = 0; node < xmm_nodes; node++) {
         struct central_node *central = &central_nodes[node];
         __atomic_store_n(&central->cold_checking, 0, __ATOMIC_RELAXED);
+        /* A sweep that a thread the child does not have was running (the
+         * background thread's, most likely) would keep its class from
+         * ever being swept again. Sweeps may overlap (a trim's does): the
+         * flag only spares the work, so clearing it is safe even if the
+         * forking thread's own signal handler interrupted a sweep. */
+        for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
+            __atomic_store_n(&central->classes[size_class].sweeping, 0, __ATOMIC_RELAXED);
         /* A thread the fork left between a limit's change and the count's
          * would leave it off by one for good. */
         uint32_t grown = 0;

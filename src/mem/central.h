@@ -104,6 +104,21 @@ void xmm_central_release_carvers(bool idle_only);
  * `now_ns`: the caller's read of xmm_os_now_ns(). */
 void xmm_central_maintain(int node, uint64_t now_ns);
 
+/* The background thread's purge inside kept spans, one round (call it
+ * once per upkeep period, from one thread: the walk can take
+ * milliseconds, not for an allocation path). A class of at most 64
+ * objects a span (128 bytes and up) whose spans on `node` hold at least 1
+ * MiB of free objects is swept as a trim sweeps it
+ * (xmm_central_release_all: empty spans to the page heap, the pages inside
+ * the free objects of the others purged) when two rounds in a row find it
+ *   - idle: no object of it handed out since the round before, or
+ *   - sparse: at least 8 MiB of free objects, and at least as many bytes
+ *     as of objects out, the heap a cache's scattered survivors leave,
+ *     where no span empties and no other class can take the pages,
+ * and it had frees of a quarter of those bytes since its last such purge.
+ * Returns the bytes purged inside spans. */
+size_t xmm_central_purge_inside(int node);
+
 /* In the child of fork(): a cold check (which allocations that grow the
  * heap run, one at a time) that a thread the child does not have was
  * running is forgotten, so that the child's own checks run. */
