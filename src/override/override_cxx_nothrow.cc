@@ -9,9 +9,11 @@
  * C++ runtime functions this file's code and unwind tables refer to are
  * weak references, null when no C++ runtime is loaded. That is safe: this
  * frame exists only while a new-handler runs, and a new-handler is only
- * installed, found (through std::get_new_handler, itself a weak reference
- * in override_cxx.c) and able to throw when the C++ runtime is in the
- * process; the unwinder only calls a frame's personality routine for an
+ * installed, found (through std::get_new_handler, in override_cxx.c) and
+ * able to throw when the C++ runtime is in the process; where it came
+ * after libxmm.so (a C program's C++ plugin), these references stayed
+ * null, and override_cxx.c does not call this file but libstdc++'s own
+ * nothrow operator (late_nothrow_new); the unwinder only calls a frame's personality routine for an
  * exception or a forced unwind passing through it; and the runtime whose
  * personality routine enters the catch block below also provides
  * __cxa_begin_catch and __cxa_end_catch.

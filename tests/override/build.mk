@@ -161,6 +161,22 @@ $(API_DLCLOSE): $(API_DIR)/dlclose.c $(API_HEADERS) | $(LIBXMM_SO)
 	@mkdir -p $(dir $@)
 	$(CC) $(API_CFLAGS) -o $@ $< -ldl
 
+# ---- a C program that dlopens a C++ plugin: new's failures --------------------
+# tests/override/cxx_plugin.c (not linked with XMM) runs itself preloaded and
+# dlopens libxmm-test-cxx-plugin.so (tests/override/cxx_plugin_lib.cc).
+API_CXX_PLUGIN = $(API_OUT)/cxx_plugin
+API_CXX_PLUGIN_LIB = $(API_OUT)/libxmm-test-cxx-plugin.so
+TEST_PROGRAMS += $(API_CXX_PLUGIN)
+test-build: $(API_CXX_PLUGIN_LIB)
+
+$(API_CXX_PLUGIN_LIB): $(API_DIR)/cxx_plugin_lib.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(API_CXXFLAGS) -fPIC -shared -o $@ $<
+
+$(API_CXX_PLUGIN): $(API_DIR)/cxx_plugin.c $(API_HEADERS) | $(API_CXX_PLUGIN_LIB) $(LIBXMM_SO)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -o $@ $< -ldl
+
 # ---- RTLD_DEEPBIND: XMM as a second allocator in a glibc process -----------
 # tests/override/deepbind.c (not linked with XMM) dlopens libxmm-test-deepbind.so,
 # which is linked against libxmm.so and libnuma.
