@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h> /* rename */
 #include <stdlib.h>
 #include <string.h>
 #include <linux/futex.h>
@@ -748,6 +749,20 @@ int xmm_os_open_write(const char *path)
     return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 }
 
+bool xmm_os_replaceable(const char *path)
+{
+    KEEP_ERRNO;
+    struct stat status;
+    if (lstat(path, &status) != 0)
+        return errno == ENOENT;
+    return S_ISREG(status.st_mode);
+}
+
+int xmm_os_rename(const char *from, const char *to)
+{
+    return rename(from, to);
+}
+
 int xmm_os_open_read(const char *path)
 {
     return open(path, O_RDONLY | O_CLOEXEC);
@@ -881,19 +896,47 @@ bool xmm_os_code_range(const void *address, uintptr_t *start, uintptr_t *end)
 void xmm_os_event_post(struct xmm_os_event *event)
 {
     KEEP_ERRNO;
+    __atomic_fetch_add(&event->posted, 1, __ATOMIC_RELEASE);
     __atomic_fetch_add(&event->pending, 1, __ATOMIC_RELEASE);
     syscall(SYS_futex, &event->pending, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-void xmm_os_event_wait(struct xmm_os_event *event)
+uint32_t xmm_os_event_wait(struct xmm_os_event *event)
 {
     KEEP_ERRNO;
     for (;;) {
         uint32_t pending = __atomic_exchange_n(&event->pending, 0, __ATOMIC_ACQUIRE);
         if (pending)
-            return;
+            return __atomic_load_n(&event->posted, __ATOMIC_ACQUIRE);
         syscall(SYS_futex, &event->pending, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
     }
+}
+
+void xmm_os_event_done(struct xmm_os_event *event, uint32_t posted)
+{
+    __atomic_store_n(&event->served, posted, __ATOMIC_RELEASE);
+}
+
+bool xmm_os_event_settle(struct xmm_os_event *event, uint64_t timeout_ns)
+{
+    KEEP_ERRNO;
+    uint32_t posted = __atomic_load_n(&event->posted, __ATOMIC_ACQUIRE);
+    uint64_t waited = 0;
+    /* Counts wrap: the difference says how many are not served. */
+    while ((int32_t)(posted - __atomic_load_n(&event->served, __ATOMIC_ACQUIRE)) > 0) {
+        if (waited >= timeout_ns)
+            return false;
+        xmm_os_sleep_ns(1000000);
+        waited += 1000000;
+    }
+    return true;
+}
+
+void xmm_os_event_forget(struct xmm_os_event *event)
+{
+    __atomic_store_n(&event->pending, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&event->served, __atomic_load_n(&event->posted, __ATOMIC_RELAXED),
+                     __ATOMIC_RELAXED);
 }
 
 /* The identity of the file `fd` refers to; false if it is not open. */

@@ -333,14 +333,23 @@ int xmm_os_signal_handler(int signal_number, void (*handler)(int));
 int xmm_os_at_exit(void (*hook)(void));
 int xmm_os_at_fork_child(void (*hook)(void));
 
-/* A wake-up a signal handler can post: post is async-signal-safe (an
- * atomic add and a futex wake); wait blocks until at least one post is
- * pending and consumes all pending ones. */
+/* A wake-up a signal handler can post: post is async-signal-safe (atomic
+ * adds and a futex wake); wait blocks until at least one post is pending,
+ * consumes all pending ones and returns how many posts there have been;
+ * the one waiting thread calls done with that count once it has served
+ * them. settle (at exit) waits up to `timeout_ns` for every post made so
+ * far to be served: false if they were not. forget (in a fork child)
+ * drops the posts not served: the parent's. */
 struct xmm_os_event {
     uint32_t pending;
+    uint32_t posted; /* ever */
+    uint32_t served; /* of `posted`, those the waiter has finished with */
 };
 void xmm_os_event_post(struct xmm_os_event *event);
-void xmm_os_event_wait(struct xmm_os_event *event);
+uint32_t xmm_os_event_wait(struct xmm_os_event *event);
+void xmm_os_event_done(struct xmm_os_event *event, uint32_t posted);
+bool xmm_os_event_settle(struct xmm_os_event *event, uint64_t timeout_ns);
+void xmm_os_event_forget(struct xmm_os_event *event);
 
 /* A private copy of standard error (close-on-exec, descriptor >= 64), for
  * output at exit after a program closed its own fd 2, with the identity
@@ -380,6 +389,14 @@ void xmm_os_close(int fd);
  * close-on-exec), or for reading: a descriptor, or -1 with errno. */
 int xmm_os_open_write(const char *path);
 int xmm_os_open_read(const char *path);
+
+/* True when `path` names a regular file (not through a symbolic link) or
+ * nothing: a file that may be replaced by renaming another over it. */
+bool xmm_os_replaceable(const char *path);
+
+/* rename(2): moves `from` over `to` at once (one directory). 0, or -1
+ * with errno. */
+int xmm_os_rename(const char *from, const char *to);
 
 /* Reads up to `size` bytes from `fd` (retrying on EINTR): the count, 0 at
  * the end of the file, -1 with errno. */

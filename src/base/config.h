@@ -69,6 +69,9 @@ extern XMM_HIDDEN struct xmm_config xmm_config;
 #define XMM_PROFILE_DEFAULT_INTERVAL ((size_t)512 << 10)
 /* Bounds of XMM_PROFILE=<bytes>. */
 #define XMM_PROFILE_MAX_INTERVAL ((size_t)1 << 30)
+/* How long exit waits for a report or dump that a signal asked for just
+ * before (XMM_STATS_SIGNAL, XMM_PROFILE_SIGNAL). */
+#define XMM_EXIT_REPORT_WAIT_NS ((uint64_t)1000000000)
 /* Where dumps go when XMM_PROFILE_FILE is not set. */
 #define XMM_PROFILE_DEFAULT_FILE "xmm.%p.heap"
 

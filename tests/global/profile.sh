@@ -105,6 +105,19 @@ XMM_LEAKS=1 "$test" leak 0 1 2>"$work/leaks.txt"
 grep -q "^xmm: leak report (XMM_LEAKS=1): about 0 bytes in 0 blocks" "$work/leaks.txt" ||
     fail "no leak: $(head -c 300 "$work/leaks.txt")"
 
+# A signal just before exit: the dump completes first, and a dump replaces
+# the file whole (written beside it, then renamed): never an empty or cut
+# file, and nothing left beside it.
+mkdir "$work/r"
+for round in 1 2 3 4 5 6; do
+    echo "an older file" > "$work/r/raise.heap"
+    XMM_PROFILE_SIGNAL=USR1 XMM_PROFILE_FILE="$work/r/raise.heap" "$test" raise-exit 10 ||
+        fail "raise-exit: the program failed"
+    is_profile "$work/r/raise.heap" ||
+        fail "a signal just before exit, round $round: not a whole profile ($(wc -c <"$work/r/raise.heap") bytes)"
+done
+[ "$(ls "$work/r")" = raise.heap ] || fail "files left beside the profile: $(ls "$work/r")"
+
 # Under the deferred free check every malloc leaves the inline path with
 # its countdown biased (src/global/upkeep.h): the samples, their estimates
 # and every mode of test_profile must be as without it.

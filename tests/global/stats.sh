@@ -234,5 +234,13 @@ XMM_STATS_SIGNAL=USR2 XMM_PROFILE_SIGNAL=SIGUSR2 "$test" quiet 2>"$work/sig.txt"
 grep -q "XMM_PROFILE_SIGNAL is XMM_STATS_SIGNAL's signal (12); ignored" "$work/sig.txt" ||
     fail "one signal for both: no message: $(cat "$work/sig.txt")"
 
+# A signal just before exit: its report is written before the process ends
+# (the printer is a thread; exit waits for it).
+for round in 1 2 3 4 5 6; do
+    XMM_STATS_SIGNAL=USR2 XMM_STATS_FILE="$work/raise.$round.txt" "$test" raise-exit 12 ||
+        fail "raise-exit: the program failed"
+    grep -q "^xmm statistics" "$work/raise.$round.txt" 2>/dev/null ||
+        fail "a signal just before exit: no report in round $round"
+done
 [ $failed -eq 0 ] && echo "statistics and configuration: all checks passed"
 exit $failed
