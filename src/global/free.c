@@ -391,7 +391,14 @@ void xmm_heap_free_sized(void *ptr, size_t size, size_t alignment, bool exact,
         block_class = block.span->size_class;
         usable = xmm_class_size(block_class);
     } else if (kind == BLOCK_LARGE) {
-        usable = xmm_span_bytes(block.span);
+        /* A small request the heap profiler sampled has pages of its own
+         * but stands for its class (free_large): a C++ delete is judged by
+         * that class, else any size up to a page passed (found by a helper
+         * with XMM_PROFILE=64k: wrong sizes of sampled blocks went
+         * unreported). Not free_sized, which may name a size that realloc
+         * kept in place within the page (alloc.c). */
+        block_class = exact ? block.span->size_class : 0;
+        usable = block_class ? xmm_class_size(block_class) : xmm_span_bytes(block.span);
     } else if (kind == BLOCK_DIRECT) {
         usable = block.region->size;
         granule = xmm_os_page_size();

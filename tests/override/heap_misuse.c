@@ -648,6 +648,7 @@ static size_t free_aligned_sized_wrong(size_t alignment, size_t size, size_t cla
 
 static size_t free_sized_too_small(void) { return free_sized_wrong(100, 20); }
 static size_t free_sized_too_large(void) { return free_sized_wrong(100, 1000); }
+
 static size_t free_sized_small_as_large(void) { return free_sized_wrong(100, MIB); }
 static size_t free_sized_large_as_small(void) { return free_sized_wrong(MIB, 16); }
 static size_t free_sized_same_class(void) { return free_sized_wrong(100, 110); }
@@ -886,6 +887,8 @@ static size_t hm_overflow_1m_1_byte(void) { return overflow_past_end(MIB, 0, 0);
 
 #define C_CASE(name, item, expect, flags, env, what) {#name, item, expect, flags, env, what, name}
 #define CXX_CASE(name, item, expect, flags, what) {name, item, expect, (flags) | CXX, NULL, what, NULL}
+#define CXX_CASE_ENV(name, item, expect, flags, env, what) \
+    {name, item, expect, (flags) | CXX, env, what, NULL}
 
 static const struct misuse_case cases[] = {
     /* 1 */
@@ -1024,6 +1027,10 @@ static const struct misuse_case cases[] = {
              "::operator delete(p, 20), p = ::operator new(100)"),
     CXX_CASE("cxx_sized_delete_too_large", 7, DETECTED, BOTH_FRONTS,
              "::operator delete(p, 100), p = ::operator new(24)"),
+    /* XMM_PROFILE=2: every request sampled, its block on a page of its own */
+    CXX_CASE_ENV("cxx_sized_delete_sampled", 7, DETECTED, 0, "XMM_PROFILE=2",
+                 "::operator delete(p, 1000), p = ::operator new(100) sampled by the heap "
+                 "profiler"),
     CXX_CASE("cxx_array_sized_delete_too_large", 7, DETECTED, 0,
              "::operator delete[](p, 1000), p = ::operator new[](24)"),
     CXX_CASE("cxx_sized_delete_large_as_small", 7, DETECTED, 0,
@@ -1390,7 +1397,7 @@ static void run_variant(const struct misuse_case *c, int per_thread, int warn)
     /* The runner's own variable would draw an "unknown variable" line. */
     const char *const unset[] = {"XMM_INVALID_FREE", "XMM_RSEQ", "XMM_TEST_TIMEOUT",
                                  "XMM_DECAY_MS", NULL};
-    const char *add[4];
+    const char *add[5];
     int added = 0;
     if (warn)
         add[added++] = "XMM_INVALID_FREE=warn";
@@ -1398,6 +1405,8 @@ static void run_variant(const struct misuse_case *c, int per_thread, int warn)
         add[added++] = "XMM_RSEQ=0";
     if (c->env)
         add[added++] = c->env;
+    if (c->env && !strncmp(c->env, "XMM_PROFILE=", 12))
+        add[added++] = "XMM_PROFILE_FILE=/dev/null"; /* no profile left behind at exit */
     add[added] = NULL;
 
     char label[200], why[1400];

@@ -54,6 +54,7 @@ std::size_t cxx_sized_delete_too_small() { return sized_delete_wrong(100, 20); }
 std::size_t cxx_sized_delete_too_large() { return sized_delete_wrong(24, 100); }
 std::size_t cxx_sized_delete_large_as_small() { return sized_delete_wrong(1 << 20, 16); }
 std::size_t cxx_sized_delete_same_class() { return sized_delete_wrong(100, 110); }
+std::size_t cxx_sized_delete_sampled() { return sized_delete_wrong(100, 1000); }
 
 std::size_t cxx_array_sized_delete_too_large()
 {
@@ -174,6 +175,7 @@ const cxx_case cases[] = {
     {"cxx_aligned_sized_delete_wrong_alignment", cxx_aligned_sized_delete_wrong_alignment, true},
     {"cxx_sized_delete_exact", cxx_sized_delete_exact, true},
     {"cxx_sized_delete_same_class", cxx_sized_delete_same_class, true},
+    {"cxx_sized_delete_sampled", cxx_sized_delete_sampled, true},
     {"hm_delete_type_size_mismatch", hm_delete_type_size_mismatch, true},
     {"hm_invalid_aligned_sized_delete_small", hm_invalid_aligned_sized_delete_small, true},
     {"hm_invalid_aligned_sized_delete_large", hm_invalid_aligned_sized_delete_large, true},
