@@ -105,18 +105,19 @@ void xmm_central_release_carvers(bool idle_only);
 void xmm_central_maintain(int node, uint64_t now_ns);
 
 /* The background thread's purge inside kept spans, one round (call it
- * once per upkeep period, from one thread: the walk can take
- * milliseconds, not for an allocation path). A class of at most 64
- * objects a span (128 bytes and up) whose spans on `node` hold at least 1
- * MiB of free objects is swept as a trim sweeps it
- * (xmm_central_release_all: empty spans to the page heap, the pages inside
- * the free objects of the others purged) when two rounds in a row find it
- *   - idle: no object of it handed out since the round before, or
- *   - sparse: at least 8 MiB of free objects, and at least as many bytes
- *     as of objects out, the heap a cache's scattered survivors leave,
- *     where no span empties and no other class can take the pages,
- * and it had frees of a quarter of those bytes since its last such purge.
- * Returns the bytes purged inside spans. */
+ * once per upkeep period, from that thread only: the walk can take
+ * milliseconds, not for an allocation path, and the per-class marks and
+ * the record a fork child repairs from are its own). A class of at most
+ * 64 objects a span (128 bytes and up) whose spans on `node` hold at
+ * least 1 MiB of free objects is swept as a trim sweeps it
+ * (xmm_central_release_all: empty spans to the page heap, the pages
+ * inside the free objects of the others purged) when two rounds in a row
+ * find it idle (no object of it handed out by the central layer since the
+ * round before) and it had frees of a quarter of those bytes since its
+ * last such purge; in chunks on huge pages, which the purge splits, after
+ * eight rounds. That is a heap whose live blocks are scattered (a cache's
+ * survivors), where no span of the class empties and no other class can
+ * take the pages. Returns the bytes purged inside spans. */
 size_t xmm_central_purge_inside(int node);
 
 /* In the child of fork(): a cold check (which allocations that grow the
@@ -150,7 +151,7 @@ struct xmm_central_stats {
     uint64_t small_out_bytes;    /* objects held by front ends and the program */
     uint64_t run_bytes;          /* carver runs' pages not cut into spans yet */
     uint64_t run_resident_bytes; /* of which may be resident: free, unpurged */
-    uint64_t purged_inside_bytes; /* purged by trims inside spans they kept, ever */
+    uint64_t purged_inside_bytes; /* purged inside kept spans, ever (trims, the background thread) */
 };
 void xmm_central_stats(int node, struct xmm_central_stats *stats);
 

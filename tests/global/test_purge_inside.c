@@ -4,9 +4,12 @@
  * anything back); the free objects' whole pages must still go back to the
  * kernel within a few decay periods, without malloc_trim:
  *   - idle: the program makes no malloc call after its frees;
- *   - sparse: the program goes on allocating and freeing a few blocks of
- *     the same class all the while (the class is in use, but holds far
- *     more free objects than live ones);
+ *   - cached: the program goes on allocating and freeing a few blocks of
+ *     the class, from its CPU's cache (the central layer sees no traffic:
+ *     the class counts as idle there, and its spans are purged);
+ *   - active: the program takes blocks of the class from the central layer
+ *     every round: its free objects are in use, and nothing is purged
+ *     (a purge would have them faulted back in at once);
  *   - huge: the heap on huge pages (XMM_THP=auto, the default): the purge
  *     splits them, so it waits four decay periods, not one (nothing goes
  *     before two periods have passed; the pages do go later);
@@ -14,7 +17,9 @@
  *     is not for allocation paths); malloc_trim still purges.
  *   - stress: eight threads on two cores churn scattered survivors of three
  *     classes for 4 s while the thread purges every 10 ms; every block
- *     keeps its tag (none handed out twice, none purged while live).
+ *     keeps its tag (none handed out twice, none purged while live);
+ *   - fork: children forked at random moments while purges run free all
+ *     and trim: the spans the parent's purge held are not lost to them.
  * After the purge the survivors are intact, the class serves new blocks
  * (from the purged objects) that hold what is written to them, and a
  * second free of a block purged whole is still reported and aborts.
@@ -64,15 +69,16 @@ static uint64_t bytes_purged(void)
     return xmm_stats_get(&stats) == 0 ? stats.bytes_purged : 0;
 }
 
-/* The class stays in use: a few blocks of it allocated, written and freed. */
-static void use_class_a_little(void)
+/* The class stays in use: `count` blocks of it allocated, written and
+ * freed (16 come from the CPU's cache; 8192 reach the central layer). */
+static void use_class(int count)
 {
-    void *blocks[16];
-    for (int i = 0; i < 16; i++) {
+    static void *blocks[8192];
+    for (int i = 0; i < count; i++) {
         blocks[i] = malloc(BLOCK);
         memset(blocks[i], 0x5a, BLOCK);
     }
-    for (int i = 0; i < 16; i++)
+    for (int i = 0; i < count; i++)
         free(blocks[i]);
 }
 
@@ -176,6 +182,67 @@ static int run_stress(void)
     return check_summary("stress");
 }
 
+/* ---- fork ----------------------------------------------------------------------- */
+
+#define FORKS 60
+
+/* Bytes of small spans a child still has after freeing everything it
+ * inherited and trimming: what the spans hold (bytes_central) and what is
+ * in use. A span a purge held when the child was forked, if lost, keeps
+ * its bytes here for good. */
+static uint64_t child_left_after_freeing(char **blocks)
+{
+    for (size_t i = 0; i < BLOCKS; i += KEEP_EVERY)
+        free(blocks[i]);
+    malloc_trim(0);
+    sleep_ms(100);
+    malloc_trim(0);
+    struct xmm_stats stats;
+    if (xmm_stats_get(&stats) != 0)
+        return UINT64_MAX;
+    return stats.bytes_central + stats.bytes_in_use;
+}
+
+static int run_fork(char **blocks)
+{
+    unsigned long long seed = 12345;
+    uint64_t worst = 0;
+    int lossy = 0;
+    uint64_t purged_before = bytes_purged();
+    for (int round = 0; round < FORKS; round++) {
+        /* Frees for the purge's gate, then idle rounds: a purge runs about
+         * 20 ms later (XMM_DECAY_MS=20) and walks for some milliseconds. */
+        use_class(8192);
+        sleep_ms(15 + (long)(next_random(&seed) % 20));
+        int pipe_ends[2];
+        if (pipe(pipe_ends) != 0)
+            return 2;
+        fflush(stdout);
+        pid_t child = fork();
+        if (child == 0) {
+            uint64_t left = child_left_after_freeing(blocks);
+            _exit(write(pipe_ends[1], &left, sizeof left) == sizeof left ? 0 : 2);
+        }
+        uint64_t left = UINT64_MAX;
+        if (read(pipe_ends[0], &left, sizeof left) != sizeof left)
+            left = UINT64_MAX;
+        close(pipe_ends[0]);
+        close(pipe_ends[1]);
+        waitpid(child, NULL, 0);
+        lossy += left > 4 * MIB;
+        worst = left > worst ? left : worst;
+    }
+    uint64_t purged = bytes_purged() - purged_before;
+    printf("fork: %d of %d children kept more than 4 MiB of small spans; worst %zu KiB; the "
+           "parent purged %zu MiB meanwhile\n",
+           lossy, FORKS, (size_t)(worst >> 10), (size_t)(purged / MIB));
+    CHECK(purged >= 64 * MIB, "fork: purges ran between the forks (%zu MiB)",
+          (size_t)(purged / MIB));
+    CHECK(lossy == 0, "fork: no child lost the spans a purge held (%d of %d did; worst %zu KiB)",
+          lossy, FORKS, (size_t)(worst >> 10));
+    return check_summary("fork");
+}
+
 static int run_case(const char *mode)
 {
     if (!strcmp(mode, "stress"))
@@ -194,6 +261,8 @@ static int run_case(const char *mode)
         if (i % KEEP_EVERY)
             free(blocks[i]);
     size_t after_free = resident_bytes();
+    if (!strcmp(mode, "fork"))
+        return run_fork(blocks);
     uint64_t purged_before = bytes_purged();
     /* One survivor per span leaves the span's other page free (four 1 KiB
      * objects): about half of the 128 MiB can go back. A third of it is
@@ -215,11 +284,12 @@ static int run_case(const char *mode)
         else
             printf("NOTE huge: the heap is not on huge pages here; the wait is not judged\n");
     }
-    bool sparse = !strcmp(mode, "sparse");
-    int steps = strcmp(mode, "off") ? 200 : 30; /* 10 s; 1.5 s, seven decay periods */
+    bool cached = !strcmp(mode, "cached"), active = !strcmp(mode, "active");
+    /* 10 s; off: 1.5 s, seven decay periods; active: 3 s, fifteen */
+    int steps = !strcmp(mode, "off") ? 30 : active ? 60 : 200;
     for (int step = 0; step < steps && fell(after_free, now) < want_gone; step++) {
-        if (sparse)
-            use_class_a_little();
+        if (cached || active)
+            use_class(cached ? 16 : 8192);
         sleep_ms(50);
         now = resident_bytes();
     }
@@ -230,7 +300,11 @@ static int run_case(const char *mode)
     CHECK(full >= baseline + 120 * MIB, "the heap was touched (%zu MiB)", (full - baseline) / MIB);
     CHECK(after_free + 8 * MIB >= full, "the frees alone gave little back (%zu of %zu MiB)",
           after_free / MIB, full / MIB);
-    if (!strcmp(mode, "off")) {
+    if (active) {
+        CHECK(fell(after_free, now) < 8 * MIB,
+              "active: no purge of a class the central layer serves every round (%zu MiB "
+              "went)", fell(after_free, now) / MIB);
+    } else if (!strcmp(mode, "off")) {
         CHECK(fell(after_free, now) < 8 * MIB,
               "off: no purge inside spans without the thread (%zu MiB went)",
               fell(after_free, now) / MIB);
@@ -279,16 +353,20 @@ int main(int argc, char **argv)
         return run_case(argv[1]);
     /* Small pages: the purge waits one decay period. */
     char *idle[] = {"XMM_DECAY_MS=200", "XMM_BACKGROUND=1", "XMM_THP=never", NULL};
-    char *sparse[] = {"XMM_DECAY_MS=200", "XMM_BACKGROUND=1", "XMM_THP=never", NULL};
+    char *cached[] = {"XMM_DECAY_MS=200", "XMM_BACKGROUND=1", "XMM_THP=never", NULL};
+    char *active[] = {"XMM_DECAY_MS=200", "XMM_BACKGROUND=1", "XMM_THP=never", NULL};
+    char *forks[] = {"XMM_DECAY_MS=20", "XMM_BACKGROUND=1", "XMM_THP=never", NULL};
     char *huge[] = {"XMM_DECAY_MS=400", "XMM_BACKGROUND=1", "XMM_THP=auto", NULL};
     char *off[] = {"XMM_DECAY_MS=200", "XMM_BACKGROUND=0", NULL};
     char *stress[] = {"XMM_DECAY_MS=20", "XMM_BACKGROUND=1", "XMM_THP=never", NULL};
     int failures = 0;
     failures += check_run_self("idle", idle) != 0;
-    failures += check_run_self("sparse", sparse) != 0;
+    failures += check_run_self("cached", cached) != 0;
+    failures += check_run_self("active", active) != 0;
     failures += check_run_self("huge", huge) != 0;
     failures += check_run_self("off", off) != 0;
     failures += check_run_self("stress", stress) != 0;
-    printf("%d of 5 purge-inside cases failed\n", failures);
+    failures += check_run_self("fork", forks) != 0;
+    printf("%d of 7 purge-inside cases failed\n", failures);
     return failures ? 1 : 0;
 }
