@@ -106,18 +106,17 @@ void xmm_central_maintain(int node, uint64_t now_ns);
 
 /* The background thread's purge inside kept spans, one round (call it
  * once per upkeep period, from that thread only: the walk can take
- * milliseconds, not for an allocation path, and the per-class marks and
- * the record a fork child repairs from are its own). A class of at most
- * 64 objects a span (128 bytes and up) whose spans on `node` hold at
- * least 1 MiB of free objects is swept as a trim sweeps it
+ * milliseconds, not for an allocation path, and the marks and the record
+ * a fork child repairs from are its own). Once eight rounds in a row (four
+ * decay periods) found no refill and no drain at all in `node`'s central
+ * layer, each class of at most 64 objects a span (128 bytes and up) whose
+ * spans hold at least 1 MiB of free objects, with frees of a quarter of
+ * those bytes since its last such purge, is swept as a trim sweeps it
  * (xmm_central_release_all: empty spans to the page heap, the pages
- * inside the free objects of the others purged) when two rounds in a row
- * find it idle (no object of it handed out by the central layer since the
- * round before) and it had frees of a quarter of those bytes since its
- * last such purge; in chunks on huge pages, which the purge splits, after
- * eight rounds. That is a heap whose live blocks are scattered (a cache's
- * survivors), where no span of the class empties and no other class can
- * take the pages. Returns the bytes purged inside spans. */
+ * inside the free objects of the others purged). That is a program that
+ * stopped allocating with its live blocks scattered (a cache's
+ * survivors), where no span empties and only a trim reached the pages.
+ * Returns the bytes purged inside spans. */
 size_t xmm_central_purge_inside(int node);
 
 /* In the child of fork(): a cold check (which allocations that grow the
