@@ -727,10 +727,10 @@ int xmm_os_at_exit(void (*hook)(void))
     return atexit(hook) == 0 ? 0 : ENOMEM;
 }
 
-int xmm_os_at_fork_child(void (*hook)(void))
+int xmm_os_at_fork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
 {
     KEEP_ERRNO;
-    return pthread_atfork(NULL, NULL, hook);
+    return pthread_atfork(prepare, parent, child);
 }
 
 int xmm_os_open_append(const char *path)

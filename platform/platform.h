@@ -328,10 +328,12 @@ int xmm_os_thread_key_set(xmm_os_thread_key key, const void *value);
 /* Installs `handler` for `signal_number` (SA_RESTART). 0 or -1. */
 int xmm_os_signal_handler(int signal_number, void (*handler)(int));
 
-/* Functions run at exit() and in the child after fork(); 0 or an errno
- * value. Both register with libc, which may allocate: init phase 2 only. */
+/* Functions run at exit(), and around fork() (pthread_atfork: before it
+ * in the forking thread, then in the parent or in the child); 0 or an
+ * errno value. Both register with libc, which may allocate: init phase 2
+ * only. */
 int xmm_os_at_exit(void (*hook)(void));
-int xmm_os_at_fork_child(void (*hook)(void));
+int xmm_os_at_fork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 
 /* A wake-up a signal handler can post: post is async-signal-safe (atomic
  * adds and a futex wake); wait blocks until at least one post is pending,

@@ -2,7 +2,9 @@
  * init.c - first-use initialisation, fork handlers, exit hook; and the
  * allocator's locks, in one table.
  *
- * Fork. XMM holds no lock across fork(): there is no prepare handler.
+ * Fork. XMM holds no lock across fork(): its prepare handler takes none.
+ * (It only asks the background thread's purge inside spans to let go of
+ * the spans it holds, and waits a second at most: central.c, purge_stop.)
  * Taking the allocator's locks there (as glibc's own malloc does, but after
  * its stdio lock) deadlocks against a thread in fflush() that waits for a
  * FILE whose owner waits for XMM (glibc bug 19431's scenario), against a
@@ -102,7 +104,7 @@ static void after_fork_in_child(void)
 static void init_hooks(void)
 {
     xmm_numa_load_binding();
-    xmm_os_at_fork_child(after_fork_in_child);
+    xmm_os_at_fork(xmm_central_before_fork, xmm_central_after_fork_parent, after_fork_in_child);
     xmm_stats_install_hooks();
     xmm_profile_init_hooks();
     xmm_front_end_init_hooks();

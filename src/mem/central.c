@@ -103,16 +103,6 @@ struct class_purge {
     uint64_t in_at_purge;
 };
 
-/* The spans a background purge's sweep holds (sweep_spans): those it
- * kept, chained through their stack entries from `held`, and the one it
- * is on. A fork child, which has no such thread, lists them again
- * (repair_purge_after_fork); the spans of a sweep in another thread a
- * fork leaves claimed leak in the child. */
-struct sweep_record {
-    struct xmm_span *held;
-    struct xmm_span *current;
-};
-
 struct central_node {
     struct central_class classes[XMM_CLASS_COUNT];
     struct carver_row *carvers;    /* carver_count rows */
@@ -136,12 +126,11 @@ struct central_node {
     uint32_t grown_stacks;         /* classes whose batch limit grew (release_grown_stacks) */
     uint64_t purged_inside;        /* bytes purged inside spans kept, ever (trims, sparse purges) */
     /* xmm_central_purge_inside's, its thread's only: the node's central
-     * traffic at its last round, the rounds in a row that found none, the
-     * classes' marks, and its sweep under way. */
+     * traffic at its last round, the rounds in a row that found none, and
+     * the classes' marks. */
     uint64_t traffic_at_round;
     uint32_t idle_rounds;
     struct class_purge purges[XMM_CLASS_COUNT];
-    struct sweep_record purge_record;
 } XMM_CACHE_ALIGNED;
 
 static struct central_node *central_nodes;
@@ -1261,22 +1250,32 @@ enum sweep_mode {
     SWEEP_PURGE = 2,       /* trim: also purge inside the free objects kept */
 };
 
-/* What a sweep gave back; `record`: where the sweep publishes the spans it
- * holds, or NULL. */
+/* What a sweep gave back; `stoppable`: the sweep stops popping spans
+ * once a fork asks (purge_stop). */
 struct sweep_totals {
     size_t released;
     size_t purged;
-    struct sweep_record *record;
+    bool stoppable;
 };
 
-/* Publishes the sweep's held spans for a fork child (struct sweep_record). */
-static void record_sweep(struct sweep_totals *totals, struct xmm_span *held,
-                         struct xmm_span *current)
+/* The background thread's purge inside spans holds a class's listed spans,
+ * claimed, until its walk ends (sweep_spans); a fork child, which has no
+ * such thread, would lose them for good (a review found 14-41 children in
+ * 100-200 keeping 4-16 MiB of spans after freeing everything and
+ * trimming). So a fork asks the purge to stop and waits for it: the sweep
+ * stops popping at its next span and lets go of those it holds, in
+ * milliseconds. No lock: `purge_stop` and `purge_running` are set and read
+ * in opposite orders (sequentially consistent), so that either the purge
+ * sees the request or the fork sees the purge. The wait is bounded
+ * (XMM_FORK_PURGE_WAIT_NS): a fork from a signal handler that interrupted
+ * XMM holding the lock the sweep waits for goes on after it, and its
+ * child then loses that class's listed spans. */
+static uint32_t purge_stop, purge_running;
+#define XMM_FORK_PURGE_WAIT_NS ((uint64_t)1000000000)
+
+static bool purge_stopped(const struct sweep_totals *totals)
 {
-    if (!totals || !totals->record)
-        return;
-    __atomic_store_n(&totals->record->held, held, __ATOMIC_RELEASE);
-    __atomic_store_n(&totals->record->current, current, __ATOMIC_RELEASE);
+    return totals && totals->stoppable && __atomic_load_n(&purge_stop, __ATOMIC_SEQ_CST);
 }
 
 /* Kernel pages wholly inside a run of consecutive free objects of a span. */
@@ -1446,7 +1445,6 @@ static size_t sweep_spans(struct central_class *lists, enum sweep_mode mode,
              __atomic_load_n(&lists->empty_listed, __ATOMIC_RELAXED) <= 0) &&
            (entry = xmm_stack_pop(&lists->spans))) {
         struct xmm_span *span = xmm_span_of_entry(entry);
-        record_sweep(totals, keep, span);
         claim(span);
         uint64_t state = __atomic_load_n(&span->state, __ATOMIC_ACQUIRE);
         /* Nothing in use: no thread can be freeing into it, the CAS below
@@ -1462,42 +1460,17 @@ static size_t sweep_spans(struct central_class *lists, enum sweep_mode mode,
             totals->purged += purge_free_objects(span);
         span->stack_entry.next = (ck_stack_entry_t *)keep;
         keep = span;
-        record_sweep(totals, keep, NULL);
+        if (purge_stopped(totals))
+            break;
     }
     while (keep) {
         struct xmm_span *next = (struct xmm_span *)keep->stack_entry.next;
-        record_sweep(totals, next, keep);
         unclaim(keep);
         keep = next;
     }
-    record_sweep(totals, NULL, NULL);
     if (totals)
         totals->released += released;
     return released;
-}
-
-/* In a fork child: the spans the parent's background purge held, listed
- * again. Only those still claimed: the sweep's thread may have let go of
- * one (or released it) just before the fork, and listing one twice would
- * corrupt the stack. A span the fork caught between its pop and its
- * claim, or between its unclaim and its push, stays lost, and so do the
- * free objects of the one being purged (in the sweep's hands): at most
- * two spans. */
-static void repair_purge_after_fork(struct central_node *central)
-{
-    struct sweep_record *record = &central->purge_record;
-    struct xmm_span *current = __atomic_load_n(&record->current, __ATOMIC_ACQUIRE);
-    struct xmm_span *held = __atomic_load_n(&record->held, __ATOMIC_ACQUIRE);
-    *record = (struct sweep_record){NULL, NULL};
-    if (current && place_of(__atomic_load_n(&current->state, __ATOMIC_ACQUIRE)) ==
-                       XMM_SPAN_CLAIMED)
-        unclaim(current);
-    while (held) {
-        struct xmm_span *next = (struct xmm_span *)held->stack_entry.next;
-        if (place_of(__atomic_load_n(&held->state, __ATOMIC_ACQUIRE)) == XMM_SPAN_CLAIMED)
-            unclaim(held);
-        held = next;
-    }
 }
 
 /* A sweep of the class by one thread at a time (the others go on); 0 if
@@ -1667,8 +1640,7 @@ static uint64_t central_traffic(const struct central_node *central)
 }
 
 /* Sweeps the class with SWEEP_PURGE if no other sweep holds it (else the
- * next round tries again), recording the spans it holds for a fork child
- * (repair_purge_after_fork). Returns whether it swept. */
+ * next round tries again). Returns whether it swept. */
 static bool purge_class_inside(struct central_node *central, unsigned size_class,
                                struct sweep_totals *totals)
 {
@@ -1677,11 +1649,12 @@ static bool purge_class_inside(struct central_node *central, unsigned size_class
     if (!__atomic_compare_exchange_n(&lists->sweeping, &idle, 1, false, __ATOMIC_ACQUIRE,
                                      __ATOMIC_RELAXED))
         return false;
-    central->purges[size_class].in_at_purge =
-        __atomic_load_n(&lists->objects_in, __ATOMIC_RELAXED);
-    totals->record = &central->purge_record;
+    uint64_t *in_at_purge = &central->purges[size_class].in_at_purge;
+    uint64_t before = *in_at_purge;
+    *in_at_purge = __atomic_load_n(&lists->objects_in, __ATOMIC_RELAXED);
     sweep_spans(lists, SWEEP_ALL | SWEEP_PURGE, totals);
-    totals->record = NULL;
+    if (purge_stopped(totals))
+        *in_at_purge = before; /* cut short by a fork: the next round goes on */
     __atomic_store_n(&lists->sweeping, 0, __ATOMIC_RELEASE);
     return true;
 }
@@ -1697,12 +1670,29 @@ size_t xmm_central_purge_inside(int node)
     }
     if (++central->idle_rounds < XMM_PURGE_INSIDE_ROUNDS)
         return 0;
-    struct sweep_totals totals = {0};
-    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
+    struct sweep_totals totals = {.stoppable = true};
+    __atomic_store_n(&purge_running, 1, __ATOMIC_SEQ_CST);
+    for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT && !purge_stopped(&totals);
+         size_class++)
         if (records_purged(&xmm_size_classes[size_class]) &&
             purge_inside_wanted(central, size_class))
             purge_class_inside(central, size_class, &totals);
+    __atomic_store_n(&purge_running, 0, __ATOMIC_SEQ_CST);
     return totals.purged;
+}
+
+void xmm_central_before_fork(void)
+{
+    __atomic_store_n(&purge_stop, 1, __ATOMIC_SEQ_CST);
+    for (uint64_t waited = 0; __atomic_load_n(&purge_running, __ATOMIC_SEQ_CST) &&
+                              waited < XMM_FORK_PURGE_WAIT_NS;
+         waited += 100000)
+        xmm_os_sleep_ns(100000);
+}
+
+void xmm_central_after_fork_parent(void)
+{
+    __atomic_store_n(&purge_stop, 0, __ATOMIC_SEQ_CST);
 }
 
 /* ---- before the heap grows ------------------------------------------------------------ */
@@ -1869,6 +1859,8 @@ static void release_cold_classes(struct central_node *central, int64_t asked)
 
 void xmm_central_after_fork_child(void)
 {
+    __atomic_store_n(&purge_stop, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&purge_running, 0, __ATOMIC_SEQ_CST); /* the thread is not here */
     for (int node = 0; node < xmm_nodes; node++) {
         struct central_node *central = &central_nodes[node];
         __atomic_store_n(&central->cold_checking, 0, __ATOMIC_RELAXED);
@@ -1879,7 +1871,6 @@ void xmm_central_after_fork_child(void)
          * forking thread's own signal handler interrupted a sweep. */
         for (unsigned size_class = 1; size_class < XMM_CLASS_COUNT; size_class++)
             __atomic_store_n(&central->classes[size_class].sweeping, 0, __ATOMIC_RELAXED);
-        repair_purge_after_fork(central);
         /* A thread the fork left between a limit's change and the count's
          * would leave it off by one for good. */
         uint32_t grown = 0;

@@ -106,8 +106,8 @@ void xmm_central_maintain(int node, uint64_t now_ns);
 
 /* The background thread's purge inside kept spans, one round (call it
  * once per upkeep period, from that thread only: the walk can take
- * milliseconds, not for an allocation path, and the marks and the record
- * a fork child repairs from are its own). Once eight rounds in a row (four
+ * milliseconds, not for an allocation path, and the marks are its own; a
+ * fork stops it: xmm_central_before_fork). Once eight rounds in a row (four
  * decay periods) found no refill and no drain at all in `node`'s central
  * layer, each class of at most 64 objects a span (128 bytes and up) whose
  * spans hold at least 1 MiB of free objects, with frees of a quarter of
@@ -118,6 +118,13 @@ void xmm_central_maintain(int node, uint64_t now_ns);
  * survivors), where no span empties and only a trim reached the pages.
  * Returns the bytes purged inside spans. */
 size_t xmm_central_purge_inside(int node);
+
+/* Around fork() (pthread_atfork; no lock is taken): before, asks the
+ * background thread's purge inside spans (xmm_central_purge_inside) to
+ * stop and waits for it to let go of the spans it holds, one second at
+ * most; after, in the parent, lets it go on (the child: below). */
+void xmm_central_before_fork(void);
+void xmm_central_after_fork_parent(void);
 
 /* In the child of fork(): a cold check (which allocations that grow the
  * heap run, one at a time) that a thread the child does not have was
