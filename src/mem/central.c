@@ -1683,7 +1683,9 @@ size_t xmm_central_purge_inside(int node)
 
 void xmm_central_before_fork(void)
 {
-    __atomic_store_n(&purge_stop, 1, __ATOMIC_SEQ_CST);
+    /* A count: threads may fork at once, and each one's parent handler
+     * must not let the purge go on while another is still forking. */
+    __atomic_fetch_add(&purge_stop, 1, __ATOMIC_SEQ_CST);
     for (uint64_t waited = 0; __atomic_load_n(&purge_running, __ATOMIC_SEQ_CST) &&
                               waited < XMM_FORK_PURGE_WAIT_NS;
          waited += 100000)
@@ -1692,7 +1694,7 @@ void xmm_central_before_fork(void)
 
 void xmm_central_after_fork_parent(void)
 {
-    __atomic_store_n(&purge_stop, 0, __ATOMIC_SEQ_CST);
+    __atomic_fetch_sub(&purge_stop, 1, __ATOMIC_SEQ_CST);
 }
 
 /* ---- before the heap grows ------------------------------------------------------------ */
@@ -1859,8 +1861,9 @@ static void release_cold_classes(struct central_node *central, int64_t asked)
 
 void xmm_central_after_fork_child(void)
 {
+    /* Only this thread is here: no other fork, no purge. */
     __atomic_store_n(&purge_stop, 0, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&purge_running, 0, __ATOMIC_SEQ_CST); /* the thread is not here */
+    __atomic_store_n(&purge_running, 0, __ATOMIC_SEQ_CST);
     for (int node = 0; node < xmm_nodes; node++) {
         struct central_node *central = &central_nodes[node];
         __atomic_store_n(&central->cold_checking, 0, __ATOMIC_RELAXED);
