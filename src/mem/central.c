@@ -124,7 +124,7 @@ struct central_node {
     int64_t asked_since_check;     /* bytes of spans asked for since the last cold check */
     uint32_t cold_checking;        /* a cold check is under way */
     uint32_t grown_stacks;         /* classes whose batch limit grew (release_grown_stacks) */
-    uint64_t purged_inside;        /* bytes purged inside spans kept, ever (trims, sparse purges) */
+    uint64_t purged_inside;        /* bytes purged inside kept spans, ever (trims, background purges) */
     /* xmm_central_purge_inside's, its thread's only: the node's central
      * traffic at its last round, the rounds in a row that found none, and
      * the classes' marks. */
