@@ -763,6 +763,12 @@ int xmm_os_rename(const char *from, const char *to)
     return rename(from, to);
 }
 
+void xmm_os_unlink(const char *path)
+{
+    KEEP_ERRNO;
+    unlink(path);
+}
+
 int xmm_os_open_read(const char *path)
 {
     return open(path, O_RDONLY | O_CLOEXEC);

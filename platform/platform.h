@@ -400,6 +400,9 @@ bool xmm_os_replaceable(const char *path);
  * with errno. */
 int xmm_os_rename(const char *from, const char *to);
 
+/* unlink(2), errno kept: removes a file XMM made and gives up on. */
+void xmm_os_unlink(const char *path);
+
 /* Reads up to `size` bytes from `fd` (retrying on EINTR): the count, 0 at
  * the end of the file, -1 with errno. */
 long xmm_os_read_fd(int fd, void *buffer, size_t size);

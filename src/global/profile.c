@@ -379,6 +379,8 @@ int xmm_profile_write(const char *path)
     snapshot_release(&snapshot);
     if (renamed && !output.error && xmm_os_rename(temporary, path) != 0)
         output.error = errno;
+    if (renamed && output.error)
+        xmm_os_unlink(temporary); /* the last whole profile stays, and no litter */
     if (output.error) {
         errno = output.error;
         return -1;
