@@ -323,21 +323,13 @@ static bool temporary_path(const char *path, char *temporary, size_t size)
 {
     if (!xmm_os_replaceable(path))
         return false;
-    /* The process's own: processes may dump to one path at once. */
-    char suffix[32] = ".xmm-tmp-";
-    size_t at = strlen(suffix), digits = 0;
-    char reversed[16];
-    for (unsigned pid = (unsigned)xmm_os_process_id(); digits == 0 || pid; pid /= 10)
-        reversed[digits++] = (char)('0' + pid % 10);
-    while (digits)
-        suffix[at++] = reversed[--digits];
-    suffix[at] = '\0';
-    size_t length = strlen(path);
-    if (length + at + 1 > size)
-        return false;
-    memcpy(temporary, path, length);
-    memcpy(temporary + length, suffix, at + 1);
-    return true;
+    /* The dump's own: processes, and threads of one (a call and the
+     * signal's dumper), may dump to one path at once. */
+    static uint32_t dumps;
+    struct xmm_text text = {temporary, size, 0};
+    xmm_text_format(&text, "%s.xmm-tmp-%u-%u", path, (uint64_t)xmm_os_process_id(),
+                    (uint64_t)__atomic_fetch_add(&dumps, 1, __ATOMIC_RELAXED));
+    return text.length + 1 < size; /* else cut short: write in place */
 }
 
 int xmm_profile_write(const char *path)
