@@ -638,6 +638,21 @@ int xmm_os_write_fd(int fd, const char *text, size_t length)
     return 0;
 }
 
+/* glibc 2.32's strerrorname_np and strerrordesc_np: unlike strerror, they
+ * neither translate (which may allocate) nor format unknown values into a
+ * shared buffer. */
+const char *xmm_os_error_name(int error)
+{
+    const char *name = strerrorname_np(error);
+    return name ? name : "errno";
+}
+
+const char *xmm_os_error_text(int error)
+{
+    const char *text = strerrordesc_np(error);
+    return text ? text : "unknown error";
+}
+
 void xmm_os_write_error(const char *text, size_t length)
 {
     xmm_os_write_fd(STDERR_FILENO, text, length);

@@ -461,6 +461,12 @@ void xmm_os_write_error(const char *text, size_t length);
  * left as it was either way. */
 int xmm_os_write_fd(int fd, const char *text, size_t length);
 
+/* The name and English text of an errno value ("ENOSPC", "No space left
+ * on device"), from static tables: never allocates, ignores the locale.
+ * Unknown values give "errno" and "unknown error". */
+const char *xmm_os_error_name(int error);
+const char *xmm_os_error_text(int error);
+
 /* Terminates the process with SIGABRT (a core dump where enabled). */
 _Noreturn void xmm_platform_abort(void);
 

@@ -393,7 +393,8 @@ static void dump_and_report(void)
         if (!xmm_expand_path(pattern, path, sizeof(path)))
             xmm_report("xmm: XMM_PROFILE_FILE: the path is too long once expanded\n");
         else
-            xmm_report("xmm: cannot write the heap profile to %s (errno %d)\n", path, error);
+            xmm_report("xmm: cannot write the heap profile to %s (%s: %s)\n", path,
+                       xmm_os_error_name(error), xmm_os_error_text(error));
     }
     errno = saved_errno;
 }

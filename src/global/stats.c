@@ -524,7 +524,7 @@ static void say_about_file(int standard_error, const char *what, const char *pat
     if (path)
         xmm_text_format(&text, " %s", path);
     if (error)
-        xmm_text_format(&text, " (errno %d)", error);
+        xmm_text_format(&text, " (%s: %s)", xmm_os_error_name(error), xmm_os_error_text(error));
     xmm_text_format(&text, "%s\n", path || !error ? "; writing to stderr" : "");
     xmm_os_write_fd(standard_error, line, text.length);
 }
@@ -542,7 +542,7 @@ static void print_to_destination(void)
         if (!fits)
             say_about_file(standard_error, "the path is too long once expanded", NULL, 0);
         else if (fd < 0)
-            say_about_file(standard_error, "cannot open", path, 0);
+            say_about_file(standard_error, "cannot open", path, errno);
         if (fd < 0)
             fd = standard_error;
     }

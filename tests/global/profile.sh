@@ -51,7 +51,7 @@ XMM_PROFILE=12q "$test" exit 2>"$work/err.txt"
 grep -q "XMM_PROFILE='12q': expected" "$work/err.txt" || fail "XMM_PROFILE=12q must be reported: $(cat "$work/err.txt")"
 # A file that cannot be written: reported with its name.
 XMM_PROFILE=1 XMM_PROFILE_FILE="$work/none/x.heap" "$test" exit 2>"$work/err.txt"
-grep -q "xmm: cannot write the heap profile to $work/none/x.heap" "$work/err.txt" ||
+grep -q "xmm: cannot write the heap profile to $work/none/x.heap (ENOENT: No such file or directory)" "$work/err.txt" ||
     fail "an unwritable XMM_PROFILE_FILE must be reported: $(cat "$work/err.txt")"
 
 # ---- XMM_PROFILE_SIGNAL ------------------------------------------------------------

@@ -42,7 +42,7 @@ ls "$work"/title/heap.* >/dev/null 2>&1 ||
 # A file that cannot take the report: said on stderr (it was lost without
 # a word).
 XMM_STATS=text XMM_STATS_FILE=/dev/full "$test" quiet 2>"$work/full.txt" || fail "/dev/full run"
-grep -q "XMM_STATS_FILE: the statistics could not be written (errno 28)" "$work/full.txt" ||
+grep -q "XMM_STATS_FILE: the statistics could not be written (ENOSPC: No space left on device)" "$work/full.txt" ||
     fail "XMM_STATS_FILE=/dev/full: no message: $(cat "$work/full.txt")"
 
 # The same with stderr itself closed and given to a file: under ulimit -n

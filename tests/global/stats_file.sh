@@ -99,7 +99,7 @@ grep -q "XMM_STATS_FILE: the path is too long once expanded; writing to stderr" 
 # A file that cannot be opened: reported with its expanded name.
 XMM_STATS=json XMM_STATS_FILE="$work/none/%p" "$test" quiet 2>"$work/err.txt" & pid=$!
 wait $pid
-grep -q "XMM_STATS_FILE: cannot open $work/none/$pid; writing to stderr" "$work/err.txt" &&
+grep -q "XMM_STATS_FILE: cannot open $work/none/$pid (ENOENT: No such file or directory); writing to stderr" "$work/err.txt" &&
     grep -q '^{"version"' "$work/err.txt" || fail "unopenable XMM_STATS_FILE: $(head -c 200 "$work/err.txt")"
 
 [ $failed -eq 0 ] && echo "XMM_STATS_FILE patterns and JSON Lines: all checks passed"
