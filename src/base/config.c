@@ -568,6 +568,12 @@ void xmm_config_print(void)
         else if (rejected & (uint32_t)1 << i)
             xmm_report("xmm: config %s=%s (default; '%s' was rejected)\n", variables[i].name,
                        variables[i].default_text, value);
+        else if (variables[i].parse == parse_size)
+            xmm_report("xmm: config %s=%s (%z bytes)\n", variables[i].name, value,
+                       *(const size_t *)variables[i].target);
+        else if (variables[i].parse == parse_profile && xmm_config.profile_interval)
+            xmm_report("xmm: config %s=%s (a sample every %z bytes on average)\n",
+                       variables[i].name, value, xmm_config.profile_interval);
         else
             xmm_report("xmm: config %s=%s\n", variables[i].name, value);
     }

@@ -152,6 +152,11 @@ grep -q "config XMM_BACKGROUND=auto (default; '2' was rejected)" "$work/verbose-
     fail "XMM_VERBOSE shows a rejected value as the default in effect"
 ! grep -q "config XMM_BACKGROUND=2" "$work/verbose-bad.txt" ||
     fail "XMM_VERBOSE shows a rejected value as in effect"
+# ... and a size as the number of bytes it was read as, whatever its spelling.
+XMM_VERBOSE=1 XMM_CPU_CACHE_SIZE=3mib XMM_PROFILE=64k XMM_PROFILE_FILE="$work/v.heap" "$test" quiet 2>"$work/verbose-size.txt"
+grep -q "config XMM_CPU_CACHE_SIZE=3mib (3145728 bytes)" "$work/verbose-size.txt" &&
+    grep -q "config XMM_PROFILE=64k (a sample every 65536 bytes on average)" "$work/verbose-size.txt" ||
+    fail "XMM_VERBOSE does not give sizes in bytes: $(grep -E 'CACHE_SIZE|PROFILE=' "$work/verbose-size.txt")"
 # XMM_BUF_POOL_MIB is checked at start like every other variable, even in a
 # program that never uses a buffer pool: reported once, fatal when strict.
 XMM_BUF_POOL_MIB=abc "$test" quiet 2>"$work/buf-bad.txt" || fail "a bad XMM_BUF_POOL_MIB stopped the program"
