@@ -685,12 +685,56 @@ int xmm_os_thread_start(void *(*body)(void *), void *argument)
     return error;
 }
 
-bool xmm_os_signals_blocked(void)
+int xmm_os_threads_after_main(void)
 {
+    KEEP_ERRNO;
+    int fd = xmm_os_open_read("/proc/self/stat");
+    if (fd < 0)
+        return -1;
+    char line[1024];
+    long length = xmm_os_read_fd(fd, line, sizeof line - 1);
+    xmm_os_close(fd);
+    if (length <= 0)
+        return -1;
+    line[length] = '\0';
+    /* "pid (name) state ppid ...": the name may hold spaces and ')'. The
+     * state is the first thread's; num_threads is field 20, the 17th
+     * after the state. */
+    char *field = strrchr(line, ')');
+    if (!field || field[1] != ' ' || field[2] != 'Z')
+        return -1;
+    field += 2;
+    for (int skip = 0; skip < 17; skip++) {
+        field = strchr(field, ' ');
+        if (!field)
+            return -1;
+        field++;
+    }
+    int threads = 0;
+    for (; *field >= '0' && *field <= '9'; field++)
+        threads = threads * 10 + (*field - '0');
+    return threads - 1;
+}
+
+bool xmm_os_handled_signal_blocked(void)
+{
+    KEEP_ERRNO;
     sigset_t current;
     if (pthread_sigmask(SIG_BLOCK, NULL, &current) != 0)
         return true;
-    return !sigisemptyset(&current);
+    if (sigisemptyset(&current))
+        return false;
+    for (int signal_number = 1; signal_number < NSIG; signal_number++) {
+        struct sigaction action;
+        if (sigismember(&current, signal_number) != 1)
+            continue;
+        if (sigaction(signal_number, NULL, &action) != 0)
+            return true;
+        /* sa_handler and sa_sigaction share their storage. */
+        if (action.sa_handler != SIG_DFL && action.sa_handler != SIG_IGN)
+            return true;
+    }
+    return false;
 }
 
 bool xmm_os_signal_blocked(int signal_number)
@@ -922,14 +966,22 @@ void xmm_os_event_post(struct xmm_os_event *event)
     syscall(SYS_futex, &event->pending, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-uint32_t xmm_os_event_wait(struct xmm_os_event *event)
+bool xmm_os_event_wait(struct xmm_os_event *event, uint64_t timeout_ns, uint32_t *posted)
 {
     KEEP_ERRNO;
+    uint64_t deadline = xmm_os_now_ns() + timeout_ns;
     for (;;) {
         uint32_t pending = __atomic_exchange_n(&event->pending, 0, __ATOMIC_ACQUIRE);
-        if (pending)
-            return __atomic_load_n(&event->posted, __ATOMIC_ACQUIRE);
-        syscall(SYS_futex, &event->pending, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+        if (pending) {
+            *posted = __atomic_load_n(&event->posted, __ATOMIC_ACQUIRE);
+            return true;
+        }
+        uint64_t now = xmm_os_now_ns();
+        if (now >= deadline)
+            return false;
+        struct timespec left = {(time_t)((deadline - now) / 1000000000u),
+                                (long)((deadline - now) % 1000000000u)};
+        syscall(SYS_futex, &event->pending, FUTEX_WAIT_PRIVATE, 0, &left, NULL, 0);
     }
 }
 

@@ -306,11 +306,20 @@ const char *xmm_os_getenv(const char *name);
  * new thread may allocate. */
 int xmm_os_thread_start(void *(*body)(void *), void *argument);
 
-/* Whether the calling thread blocks any signal now. A signal handler runs
- * with its own signal blocked (unless installed with SA_NODEFER), so false
- * means the caller is very likely not in a handler: for work a handler
- * must not do (starting a thread). One system call. */
-bool xmm_os_signals_blocked(void);
+/* When the process's first thread has ended (pthread_exit from main: it
+ * stays a zombie until the whole process ends), how many threads are
+ * left besides it; -1 while it runs, or when /proc cannot tell. Reads
+ * /proc/self/stat: never allocates. */
+int xmm_os_threads_after_main(void);
+
+/* Whether the calling thread blocks a signal that has a handler now. A
+ * signal handler runs with its own signal blocked (unless installed with
+ * SA_NODEFER), so false means the caller is very likely not in a handler:
+ * for work a handler must not do (starting a thread). A signal blocked
+ * with no handler (SIG_DFL or SIG_IGN, as a signal read from a signalfd
+ * or by sigwait) does not count. One system call, and one more per
+ * blocked signal. */
+bool xmm_os_handled_signal_blocked(void);
 /* Whether the calling thread blocks signal `signal_number` now (any
  * signal number; true if the mask cannot be read). One system call. */
 bool xmm_os_signal_blocked(int signal_number);
@@ -336,10 +345,10 @@ int xmm_os_at_exit(void (*hook)(void));
 int xmm_os_at_fork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 
 /* A wake-up a signal handler can post: post is async-signal-safe (atomic
- * adds and a futex wake); wait blocks until at least one post is pending,
- * consumes all pending ones and returns how many posts there have been;
- * the one waiting thread calls done with that count once it has served
- * them. settle (at exit) waits up to `timeout_ns` for every post made so
+ * adds and a futex wake); wait blocks until at least one post is pending
+ * or `timeout_ns` has passed (false), consumes all pending ones and gives
+ * how many posts there have been in `posted`; the one waiting thread
+ * calls done with that count once it has served them. settle (at exit) waits up to `timeout_ns` for every post made so
  * far to be served: false if they were not. forget (in a fork child)
  * drops the posts not served: the parent's. */
 struct xmm_os_event {
@@ -348,7 +357,7 @@ struct xmm_os_event {
     uint32_t served; /* of `posted`, those the waiter has finished with */
 };
 void xmm_os_event_post(struct xmm_os_event *event);
-uint32_t xmm_os_event_wait(struct xmm_os_event *event);
+bool xmm_os_event_wait(struct xmm_os_event *event, uint64_t timeout_ns, uint32_t *posted);
 void xmm_os_event_done(struct xmm_os_event *event, uint32_t posted);
 bool xmm_os_event_settle(struct xmm_os_event *event, uint64_t timeout_ns);
 void xmm_os_event_forget(struct xmm_os_event *event);

@@ -522,12 +522,7 @@ static void on_dump_signal(int signal_number)
 
 static void *dumper(void *unused)
 {
-    (void)unused;
-    for (;;) {
-        uint32_t posted = xmm_os_event_wait(&dump_request);
-        dump_and_report();
-        xmm_os_event_done(&dump_request, posted);
-    }
+    xmm_upkeep_serve(&dump_request, dump_and_report);
     return NULL;
 }
 

@@ -578,11 +578,7 @@ void xmm_stats_after_fork_child(void)
 
 static void *stats_printer(void *unused)
 {
-    for (;;) {
-        uint32_t posted = xmm_os_event_wait(&stats_request);
-        print_to_destination();
-        xmm_os_event_done(&stats_request, posted);
-    }
+    xmm_upkeep_serve(&stats_request, print_to_destination);
     return NULL;
 }
 

@@ -266,13 +266,57 @@ bool xmm_upkeep_release_address_space(void)
     return xmm_page_heap_release_chunks(0) > 0;
 }
 
+/* XMM's threads running in this process (the decay thread, the
+ * services), counted before they start; and whether they are to end
+ * (xmm_upkeep_threads_should_end), with the time of its last look. */
+static int own_threads;
+static int own_threads_ending;
+static uint64_t ending_checked_ns;
+
+bool xmm_upkeep_threads_should_end(void)
+{
+    if (__atomic_load_n(&own_threads_ending, __ATOMIC_ACQUIRE))
+        return true;
+    if (!xmm_turn_due(&ending_checked_ns, xmm_os_now_ns(), XMM_SERVICE_POLL_NS))
+        return false;
+    int others = xmm_os_threads_after_main();
+    if (others < 0 || others > __atomic_load_n(&own_threads, __ATOMIC_ACQUIRE))
+        return false;
+    __atomic_store_n(&own_threads_ending, 1, __ATOMIC_RELEASE);
+    return true;
+}
+
+void xmm_upkeep_serve(struct xmm_os_event *event, void (*serve)(void))
+{
+    for (;;) {
+        uint32_t posted;
+        if (xmm_os_event_wait(event, XMM_SERVICE_POLL_NS, &posted)) {
+            serve();
+            xmm_os_event_done(event, posted);
+        } else if (xmm_upkeep_threads_should_end()) {
+            return;
+        }
+    }
+}
+
+/* Counts a thread of XMM's in before it starts (so that it never sees
+ * itself uncounted), out if it could not. */
+static int start_own_thread(void *(*body)(void *))
+{
+    __atomic_fetch_add(&own_threads, 1, __ATOMIC_ACQ_REL);
+    int error = xmm_os_thread_start(body, NULL);
+    if (error)
+        __atomic_fetch_sub(&own_threads, 1, __ATOMIC_ACQ_REL);
+    return error;
+}
+
 /* The thread sleeps one upkeep period (at least 10 ms) between rounds. */
 static void *background_loop(void *unused)
 {
     uint64_t period_ns = xmm_upkeep_period_ns();
     if (period_ns < 10000000)
         period_ns = 10000000;
-    for (;;) {
+    while (!xmm_upkeep_threads_should_end()) {
         xmm_os_sleep_ns(period_ns);
         for (int node = 0; node < xmm_nodes; node++) {
             xmm_upkeep_node(node);
@@ -298,7 +342,7 @@ static uint64_t background_attempt_ns;
  * under auto the program goes on as with 0. */
 static bool start_thread(void)
 {
-    if (xmm_os_thread_start(background_loop, NULL) == 0)
+    if (start_own_thread(background_loop) == 0)
         return true;
     if (xmm_config.background == XMM_BACKGROUND_ON)
         xmm_report("xmm: XMM_BACKGROUND=1: cannot start the decay thread; "
@@ -331,7 +375,7 @@ static int service_count, services_pending;
 
 bool xmm_upkeep_start_service(void *(*body)(void *))
 {
-    if (service_count == SERVICE_MAX || xmm_os_thread_start(body, NULL) != 0)
+    if (service_count == SERVICE_MAX || start_own_thread(body) != 0)
         return false;
     service_bodies[service_count++] = body;
     return true;
@@ -339,12 +383,16 @@ bool xmm_upkeep_start_service(void *(*body)(void *))
 
 /* Not from a vfork child, nor (as far as can be told) from a signal
  * handler: pthread_create is not async-signal-safe. A thread that blocks
- * signals is taken for one in a handler: another thread, or a later call,
- * starts it. */
+ * a signal with a handler is taken for one in that handler: another
+ * thread, or a later call, starts it. Signals blocked with no handler do
+ * not count: a program may block one for good (a PostgreSQL backend
+ * blocks SIGURG and reads it from a signalfd; a sigwait server's workers
+ * block what its signal thread waits for), and its idle memory then came
+ * back only at its next allocations. */
 static bool fit_to_start_threads(void)
 {
     return xmm_os_process_id() == __atomic_load_n(&background_process, __ATOMIC_RELAXED) &&
-           !xmm_os_signals_blocked();
+           !xmm_os_handled_signal_blocked();
 }
 
 /* Whether the calling thread blocks a service's signal. A handler of
@@ -371,7 +419,7 @@ static void start_pending_services(void)
                                      __ATOMIC_RELAXED))
         return;
     for (int i = 0; i < service_count; i++)
-        if (xmm_os_thread_start(service_bodies[i], NULL) != 0)
+        if (start_own_thread(service_bodies[i]) != 0)
             xmm_report("xmm: cannot start a thread for XMM_STATS_SIGNAL or "
                        "XMM_PROFILE_SIGNAL in this child process: its signal does nothing\n");
 }
@@ -426,7 +474,10 @@ bool xmm_upkeep_background_started(void)
 
 void xmm_upkeep_after_fork_child(void)
 {
-    /* The parent's thread did not come along. */
+    /* The parent's threads did not come along. */
+    own_threads = 0;
+    own_threads_ending = 0;
+    ending_checked_ns = 0;
     background_process = xmm_os_process_id();
     background_attempt_ns = 0;
     if (xmm_config.background != XMM_BACKGROUND_OFF)

@@ -137,8 +137,8 @@ void xmm_upkeep_before_direct_map(int node, size_t size);
  *   auto (default)  once the arena chunks pass XMM_BACKGROUND_HEAP_BYTES,
  *                   from an allocation slow path (the tick, a large
  *                   allocation) that holds no XMM lock, in a thread that
- *                   blocks no signal (so not from a signal handler), not
- *                   in a vfork child. A small program (ls, true) never
+ *                   blocks no signal with a handler (so not from a signal
+ *                   handler), not in a vfork child. A small program (ls, true) never
  *                   gets a thread.
  *   1               at init (phase 2);
  *   0               never: upkeep runs on allocation paths only.
@@ -159,9 +159,25 @@ void xmm_upkeep_after_fork_child(void);
  * the thread waits for it and writes the report). true if it runs. A fork
  * child has none of its parent's threads: it starts each service again,
  * by the decay thread's rule (from a slow path, not in a vfork child, not
- * from a thread that blocks signals), so that a child that only execs or
+ * from a thread that blocks the service's own signal), so that a child that only execs or
  * sandboxes itself (unshare needs a single thread) gets no thread. A
  * signal that comes before waits in its event. At most two services. */
 bool xmm_upkeep_start_service(void *(*body)(void *));
+
+/* Whether XMM's threads should end now, because the program's have: main
+ * called pthread_exit and every other thread left is one of XMM's. glibc
+ * ends such a process (exit(0), atexit handlers included) when its last
+ * thread returns; XMM's threads never returned and block every signal, so
+ * the process stayed for good and only SIGKILL ended it. Each of XMM's
+ * threads asks this at least once a second (/proc/self/stat, at most once
+ * a second for the process) and returns once it is true. Not in a fork
+ * child whose threads have not started again. */
+bool xmm_upkeep_threads_should_end(void);
+/* How long a service thread waits for its event before it asks. */
+#define XMM_SERVICE_POLL_NS 1000000000ull
+
+/* A service thread's body: serves each post of `event` with serve(), until
+ * XMM's threads are to end. */
+void xmm_upkeep_serve(struct xmm_os_event *event, void (*serve)(void));
 
 #endif

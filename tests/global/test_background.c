@@ -12,11 +12,22 @@
  *             a signal handler); once unblocked, it does
  *   handler   an allocation past the threshold inside a signal handler
  *             starts no thread; the program's next allocation does
+ *   blocked_unhandled, fork_blocked
+ *             signals blocked with no handler (a PostgreSQL backend's
+ *             SIGURG) do not keep it from starting, in a fork child too
+ *   main_exits (XMM_BACKGROUND=1, auto with a large heap, and the threads
+ *             of XMM_STATS_SIGNAL and XMM_PROFILE_SIGNAL)
+ *             main calls pthread_exit: once its last thread returns, the
+ *             process ends with status 0 and runs its atexit handlers,
+ *             as without XMM; XMM's threads kept it alive for good
  * The waits are bounds, not timings: a case polls until the thread shows
  * up, for at most a few seconds. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +131,14 @@ static int other_thread_blocks_all(void)
     return result;
 }
 
+static void block_one(int signal_number, sigset_t *previous)
+{
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, signal_number);
+    sigprocmask(SIG_BLOCK, &one, previous);
+}
+
 static volatile int tasks_in_handler = -1;
 
 static void allocating_handler(int signal_number)
@@ -129,8 +148,34 @@ static void allocating_handler(int signal_number)
     tasks_in_handler = task_count();
 }
 
+/* main_exits: the worker that outlives main. */
+static void *last_worker(void *large)
+{
+    if (large)
+        grow_heap(96 * MIB);
+    allocate_until_tasks(3, 300);
+    return NULL;
+}
+
+static void write_marker(void)
+{
+    const char *path = getenv("TEST_MARKER_FILE");
+    int fd = path ? open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644) : -1;
+    if (fd >= 0) {
+        (void)!write(fd, "atexit\n", 7);
+        close(fd);
+    }
+}
+
 static int run_case(const char *mode)
 {
+    if (!strcmp(mode, "main_exits") || !strcmp(mode, "main_exits_large")) {
+        atexit(write_marker);
+        pthread_t worker;
+        bool large = !strcmp(mode, "main_exits_large");
+        pthread_create(&worker, NULL, last_worker, (void *)(uintptr_t)large);
+        pthread_exit(NULL);
+    }
     if (!strcmp(mode, "small")) {
         void **kept = grow_heap(4 * MIB);
         CHECK(kept != NULL, "4 MiB allocated");
@@ -164,16 +209,49 @@ static int run_case(const char *mode)
               "the fork child: one thread, then its own background thread (status %d)",
               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     } else if (!strcmp(mode, "blocked")) {
-        sigset_t one, previous;
-        sigemptyset(&one);
-        sigaddset(&one, SIGUSR2);
-        sigprocmask(SIG_BLOCK, &one, &previous);
+        /* A signal with a handler, blocked: what a thread in that handler
+         * looks like. */
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = allocating_handler;
+        sigaction(SIGUSR2, &action, NULL);
+        sigset_t previous;
+        block_one(SIGUSR2, &previous);
         grow_heap(96 * MIB);
         int tasks = allocate_until_tasks(2, 1000);
-        CHECK(tasks == 1, "a thread that blocks a signal starts no thread (%d)", tasks);
+        CHECK(tasks == 1, "a thread that blocks a handled signal starts no thread (%d)", tasks);
         sigprocmask(SIG_SETMASK, &previous, NULL);
         tasks = allocate_until_tasks(2, 5000);
         CHECK(tasks == 2, "unblocked, it starts the thread (%d)", tasks);
+    } else if (!strcmp(mode, "blocked_unhandled")) {
+        /* A signal blocked for good, with no handler: every PostgreSQL
+         * backend blocks SIGURG (it reads it from a signalfd); threads of
+         * sigwait servers block the signals their signal thread waits for.
+         * No handler can be running: the thread starts. */
+        sigset_t previous;
+        block_one(SIGURG, &previous);
+        block_one(SIGTERM, &previous);
+        grow_heap(96 * MIB);
+        int tasks = allocate_until_tasks(2, 5000);
+        CHECK(tasks == 2, "blocking signals that have no handler, it starts the thread (%d)",
+              tasks);
+    } else if (!strcmp(mode, "fork_blocked")) {
+        /* The same in a fork child, as a PostgreSQL backend: its memory
+         * after a big query came back only at its next allocations. */
+        grow_heap(96 * MIB);
+        CHECK(allocate_until_tasks(2, 5000) == 2, "the parent has the thread");
+        pid_t child = fork();
+        if (child == 0) {
+            sigset_t previous;
+            block_one(SIGURG, &previous);
+            int after = allocate_until_tasks(2, 5000);
+            _exit(after == 2 ? 0 : 10 + after);
+        }
+        int status = 0;
+        waitpid(child, &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "a fork child blocking SIGURG starts its own thread (status %d)",
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     } else if (!strcmp(mode, "handler")) {
         struct sigaction action;
         memset(&action, 0, sizeof action);
@@ -192,6 +270,47 @@ static int run_case(const char *mode)
     return check_summary(mode);
 }
 
+/* Runs a main_exits case: it must end by itself within 20 s (a process
+ * left with only XMM's threads ignores every signal but SIGKILL), with
+ * status 0, having run its atexit handler. 0 when it did. */
+static int run_main_exits(const char *mode, char *const settings[])
+{
+    char marker[] = "/tmp/xmm-main-exits-XXXXXX";
+    int fd = mkstemp(marker);
+    if (fd < 0)
+        return 1;
+    close(fd);
+    unlink(marker);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        setenv("TEST_MARKER_FILE", marker, 1);
+        for (int i = 0; settings[i]; i++)
+            putenv(settings[i]);
+        execl("/proc/self/exe", "/proc/self/exe", mode, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    long waited_ms = 0;
+    while (waitpid(child, &status, WNOHANG) == 0) {
+        if (waited_ms >= 20000) {
+            kill(child, SIGKILL);
+            waitpid(child, &status, 0);
+            break;
+        }
+        sleep_ms(20);
+        waited_ms += 20;
+    }
+    bool marked = access(marker, F_OK) == 0;
+    unlink(marker);
+    CHECK(waited_ms < 20000 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && marked,
+          "%s with %s: main's pthread_exit, then the process ends after its last thread "
+          "(%ld ms, %s %d, atexit handler %s)",
+          mode, settings[0], waited_ms, WIFEXITED(status) ? "exit" : "signal",
+          WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), marked ? "ran" : "did not run");
+    return !(waited_ms < 20000 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && marked);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -208,6 +327,7 @@ int main(int argc, char **argv)
     } cases[] = {
         {"small", fast}, {"large", fast},   {"off", off},         {"on", on},
         {"fork", fast},  {"blocked", fast}, {"handler", automatic},
+        {"blocked_unhandled", fast},        {"fork_blocked", fast},
     };
     int failures = 0, count = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < count; i++) {
@@ -216,6 +336,14 @@ int main(int argc, char **argv)
             printf("FAIL case %s: exit %d\n", cases[i].mode, status);
         failures += status != 0;
     }
+    char *stats[] = {"XMM_STATS_SIGNAL=SIGUSR2", "XMM_BACKGROUND=0", NULL};
+    char *profile[] = {"XMM_PROFILE_SIGNAL=SIGUSR1", "XMM_PROFILE_FILE=/dev/null",
+                       "XMM_BACKGROUND=0", NULL};
+    failures += run_main_exits("main_exits", on);
+    failures += run_main_exits("main_exits_large", automatic);
+    failures += run_main_exits("main_exits", stats);
+    failures += run_main_exits("main_exits", profile);
+    count += 4;
     printf("%d of %d background cases failed\n", failures, count);
     return failures ? 1 : 0;
 }
