@@ -499,6 +499,17 @@ static bool slab_ready(uint32_t slab)
 static uint32_t slab_in_use(void *area, bool *set_up_now)
 {
     *set_up_now = false;
+    /* The kernel writes -1 into an area that was unregistered, and 0 into
+     * its mm_cid: a component that took rseq over from glibc in this
+     * thread after its first allocation. Its hit paths then ran on slab
+     * 0 without the kernel's restarts, beside the thread that has that
+     * index, and handed blocks out twice; this stops at its next miss. */
+    if (XMM_UNLIKELY(__atomic_load_n(&((struct xmm_rseq_area *)area)->cpu_id,
+                                     __ATOMIC_RELAXED) == UINT32_MAX))
+        xmm_fatal("xmm: this thread's rseq area was unregistered after the thread first "
+                  "allocated; per-CPU caches need it registered for the thread's life "
+                  "(GLIBC_TUNABLES=glibc.pthread.rseq=0 lets another component register "
+                  "its own; XMM_RSEQ=0 avoids per-CPU caches)\n");
     for (;;) {
         uint32_t slab = __atomic_load_n(index_of(area), __ATOMIC_RELAXED);
         /* Checked at each miss, not on the hit path: the bound came from

@@ -13,6 +13,11 @@
  *             and the program's own rseq() registration succeeds, in the main
  *             thread and in a new thread; with XMM_RSEQ=own as well, XMM
  *             registers its own area (per-CPU caches).
+ *   late      a thread unregisters glibc's area after its first
+ *             allocation: with per-CPU caches it stops at its next miss,
+ *             saying why (it ran on slab 0 unprotected, as the kernel
+ *             leaves mm_cid 0 in an unregistered area, and handed blocks
+ *             out twice beside the thread that has that index).
  *   hidden    /sys and /proc hidden (a mount namespace, when this runs as
  *             root) and the process started pinned to CPU 0: later allowed
  *             onto every CPU, it allocates on each one.
@@ -139,6 +144,47 @@ static void test_unregistered(void)
               marker ? -2 : -1, bad);
     }
     CHECK(churn(20000) == 0, "the main thread still allocates and frees");
+}
+
+/* ---- late: unregistered after the first allocation --------------------------------- */
+
+static int late_child(void)
+{
+    free(malloc(100)); /* attached */
+    char *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+    if (syscall(SYS_rseq, area, __rseq_size < 32 ? 32 : __rseq_size, RSEQ_FLAG_UNREGISTER,
+                0x53053053) != 0)
+        return 77;
+    /* Past every cache's capacity: misses are certain. */
+    for (int i = 0; i < 200000; i++)
+        free(malloc(64 + (size_t)(i % 64) * 64));
+    void *kept[20000];
+    for (int i = 0; i < 20000; i++)
+        kept[i] = malloc(256);
+    for (int i = 0; i < 20000; i++)
+        free(kept[i]);
+    return 0;
+}
+
+static void test_late(void)
+{
+    if (__rseq_size == 0 || strcmp(front_end(), "per-cpu") != 0) {
+        CHECK(1, "no per-CPU caches here (%s): section skipped", front_end());
+        return;
+    }
+    static struct child_result result;
+    memset(&result, 0, sizeof result);
+    char *argv[] = {(char *)self_path(), "late", NULL};
+    run_child(argv, NULL, NULL, 60, &result);
+    if (WIFEXITED(result.status) && WEXITSTATUS(result.status) == 77) {
+        CHECK(1, "the kernel refused the unregistration: section skipped");
+        return;
+    }
+    CHECK(WIFSIGNALED(result.status) && WTERMSIG(result.status) == SIGABRT &&
+              strstr(result.err, "rseq area was unregistered after the thread first allocated"),
+          "glibc's area unregistered after the first allocation: stops at the next miss, "
+          "saying why (%s; err: %s)",
+          describe_status(result.status), result.err);
 }
 
 /* ---- tunable: rseq left to the program ------------------------------------------ */
@@ -268,8 +314,11 @@ int main(int argc, char **argv)
         return tunable_child(argv[2], argv[3][0] == '1');
     if (argc >= 2 && !strcmp(argv[1], "hidden"))
         return hidden_child();
+    if (argc >= 2 && !strcmp(argv[1], "late"))
+        return late_child();
     expect_malloc_is_xmm();
     run_section("threads whose glibc rseq area holds no CPU number", test_unregistered);
+    run_section("glibc's rseq area unregistered after the first allocation", test_late);
     run_section("GLIBC_TUNABLES=glibc.pthread.rseq=0", test_tunable);
     run_section("sysfs and procfs hidden, CPUs allowed after start", test_hidden);
     return check_summary("rseq_ownership");
