@@ -685,6 +685,11 @@ int xmm_os_thread_start(void *(*body)(void *), void *argument)
     return error;
 }
 
+int xmm_os_new_session(void)
+{
+    return (int)syscall(SYS_setsid);
+}
+
 int xmm_os_threads_after_main(void)
 {
     KEEP_ERRNO;

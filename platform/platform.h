@@ -306,6 +306,9 @@ const char *xmm_os_getenv(const char *name);
  * new thread may allocate. */
 int xmm_os_thread_start(void *(*body)(void *), void *argument);
 
+/* setsid(2): the new session's id, or -1 with errno. */
+int xmm_os_new_session(void);
+
 /* When the process's first thread has ended (pthread_exit from main: it
  * stays a zombie until the whole process ends), how many threads are
  * left besides it; -1 while it runs, or when /proc cannot tell. Reads

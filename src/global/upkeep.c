@@ -424,6 +424,12 @@ static void start_pending_services(void)
                        "XMM_PROFILE_SIGNAL in this child process: its signal does nothing\n");
 }
 
+void xmm_upkeep_session_started(void)
+{
+    if (__atomic_load_n(&services_pending, __ATOMIC_RELAXED) && fit_to_start_threads())
+        start_pending_services();
+}
+
 static XMM_NOINLINE void consider_starting(void)
 {
     bool services = __atomic_load_n(&services_pending, __ATOMIC_RELAXED);

@@ -164,6 +164,11 @@ void xmm_upkeep_after_fork_child(void);
  * signal that comes before waits in its event. At most two services. */
 bool xmm_upkeep_start_service(void *(*body)(void *));
 
+/* After setsid: a fork child starts the services it has not started yet
+ * (xmm_upkeep_start_service) now, by their rule, rather than at an
+ * allocation slow path that a daemon settling down may never make. */
+void xmm_upkeep_session_started(void);
+
 /* Whether XMM's threads should end now, because the program's have: main
  * called pthread_exit and every other thread left is one of XMM's. glibc
  * ends such a process (exit(0), atexit handlers included) when its last

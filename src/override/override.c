@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mem/mem.h"
 #include "global/global.h"
@@ -35,6 +36,22 @@ int xmm_vfork_failed(int error)
 {
     errno = error;
     return -1;
+}
+
+/* setsid(2), for a process whose malloc is XMM: a process that makes a
+ * session of its own is a daemon settling down (a double fork's second
+ * child, a server's master), which may never allocate again; the services
+ * of XMM_STATS_SIGNAL and XMM_PROFILE_SIGNAL a fork child has not started
+ * yet start here, or its signals went unanswered until it exited (nginx's
+ * master, found by the servers helper). glibc's setsid is the system call
+ * alone; its daemon(3) calls it by an internal name, which this does not
+ * see. */
+XMM_EXPORT pid_t setsid(void)
+{
+    pid_t session = xmm_os_new_session();
+    if (session >= 0)
+        xmm_upkeep_session_started();
+    return session;
 }
 
 XMM_EXPORT XMM_HOT_ENTRY void *malloc(size_t size)

@@ -225,6 +225,10 @@ done
 XMM_STATS_SIGNAL=SIGUSR2 XMM_STATS_FILE="$work/child.txt" "$test" signal "$work/child.txt" fork ||
     fail "signal in a fork child: no statistics"
 grep -q "^xmm statistics" "$work/child.txt" || fail "signal in a fork child: content"
+# ... and in a daemon's child that made its own session and allocates no more
+# (nginx's master): it answered only at exit.
+XMM_STATS_SIGNAL=SIGUSR2 XMM_STATS_FILE="$work/daemon.txt" "$test" signal "$work/daemon.txt" daemon ||
+    fail "signal in a daemon (setsid, no allocation): no statistics before exit"
 # A signal the parent has not served when it forks stays the parent's.
 XMM_STATS=json XMM_STATS_SIGNAL=SIGUSR2 XMM_STATS_FILE="$work/then-fork.jsonl" "$test" signal \
     "$work/then-fork.jsonl" then-fork || fail "signal then fork: a child wrote a report"

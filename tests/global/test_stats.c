@@ -493,6 +493,26 @@ static int signal_then_fork(const char *path)
  * signal comes before the child's first allocation, the report after it.
  * The printer thread did not come along with fork; before, the child's
  * signals did nothing. */
+/* A daemon's second child: setsid, then no allocation at all (a master
+ * waiting in sigsuspend). Its signal went unanswered until it exited. */
+static int signal_in_daemon(const char *path)
+{
+    free(malloc(1000));
+    pid_t child = fork();
+    if (child == 0) {
+        if (setsid() < 0)
+            _exit(2);
+        raise(SIGUSR2);
+        _exit(wait_for_file(path, false) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "a fork child that made its own session, and allocates no more: its signal wrote "
+          "its statistics (child status 0x%x)", status);
+    return check_summary("stats signal in a daemon");
+}
+
 static int signal_in_child(const char *path)
 {
     free(malloc(1000));
@@ -585,6 +605,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(mode, "signal") && argc > 3 && !strcmp(argv[3], "fork"))
         return signal_in_child(argv[2]);
+    if (!strcmp(mode, "signal") && argc > 3 && !strcmp(argv[3], "daemon"))
+        return signal_in_daemon(argv[2]);
     if (!strcmp(mode, "signal") && argc > 3 && !strcmp(argv[3], "then-fork"))
         return signal_then_fork(argv[2]);
     if (!strcmp(mode, "signal")) {
