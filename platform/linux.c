@@ -693,7 +693,18 @@ int xmm_os_new_session(void)
 int xmm_os_threads_after_main(void)
 {
     KEEP_ERRNO;
-    int fd = xmm_os_open_read("/proc/self/stat");
+    /* The first thread's own file: the same state and num_threads as
+     * /proc/self/stat, which walks every thread (308 us with 4,000 of
+     * them, against 16). */
+    char digits[16], path[64] = "/proc/self/task/";
+    int count = 0;
+    for (unsigned pid = (unsigned)xmm_os_process_id(); count == 0 || pid; pid /= 10)
+        digits[count++] = (char)('0' + pid % 10);
+    size_t at = strlen(path);
+    while (count)
+        path[at++] = digits[--count];
+    memcpy(path + at, "/stat", 6);
+    int fd = xmm_os_open_read(path);
     if (fd < 0)
         return -1;
     char line[1024];
@@ -735,8 +746,11 @@ bool xmm_os_handled_signal_blocked(void)
             continue;
         if (sigaction(signal_number, NULL, &action) != 0)
             return true;
-        /* sa_handler and sa_sigaction share their storage. */
-        if (action.sa_handler != SIG_DFL && action.sa_handler != SIG_IGN)
+        /* sa_handler and sa_sigaction share their storage. A one-shot
+         * handler (SA_RESETHAND, as crash reporters install for SIGSEGV)
+         * is SIG_DFL again while it runs, but keeps the flag. */
+        if ((action.sa_handler != SIG_DFL && action.sa_handler != SIG_IGN) ||
+            (action.sa_flags & SA_RESETHAND))
             return true;
     }
     return false;

@@ -312,7 +312,7 @@ int xmm_os_new_session(void);
 /* When the process's first thread has ended (pthread_exit from main: it
  * stays a zombie until the whole process ends), how many threads are
  * left besides it; -1 while it runs, or when /proc cannot tell. Reads
- * /proc/self/stat: never allocates. */
+ * /proc/self/task/PID/stat: never allocates. */
 int xmm_os_threads_after_main(void);
 
 /* Whether the calling thread blocks a signal that has a handler now. A
@@ -320,7 +320,8 @@ int xmm_os_threads_after_main(void);
  * SA_NODEFER), so false means the caller is very likely not in a handler:
  * for work a handler must not do (starting a thread). A signal blocked
  * with no handler (SIG_DFL or SIG_IGN, as a signal read from a signalfd
- * or by sigwait) does not count. One system call, and one more per
+ * or by sigwait) does not count, unless it was installed with
+ * SA_RESETHAND (its handler, reset to SIG_DFL, may be running). One system call, and one more per
  * blocked signal. */
 bool xmm_os_handled_signal_blocked(void);
 /* Whether the calling thread blocks signal `signal_number` now (any

@@ -299,14 +299,16 @@ void xmm_upkeep_serve(struct xmm_os_event *event, void (*serve)(void))
     }
 }
 
-/* Counts a thread of XMM's in before it starts (so that it never sees
- * itself uncounted), out if it could not. */
+/* Counts a thread of XMM's in once it runs. Not before: a look that
+ * came while pthread_create was under way would then take the program
+ * thread creating it (after main's pthread_exit) for one of XMM's, and
+ * end them all for good (found in review). Counted late, a look only
+ * takes the new thread for the program's, and waits for the next. */
 static int start_own_thread(void *(*body)(void *))
 {
-    __atomic_fetch_add(&own_threads, 1, __ATOMIC_ACQ_REL);
     int error = xmm_os_thread_start(body, NULL);
-    if (error)
-        __atomic_fetch_sub(&own_threads, 1, __ATOMIC_ACQ_REL);
+    if (!error)
+        __atomic_fetch_add(&own_threads, 1, __ATOMIC_ACQ_REL);
     return error;
 }
 

@@ -13,8 +13,10 @@ static xmm_os_thread_key exit_key;
 static bool key_made; /* init phase 2 made exit_key: threads get caches */
 static struct xmm_lock registry_lock = XMM_LOCK_INITIALIZER;
 static struct xmm_thread_cache *registry;       /* every cache ever made */
-static struct xmm_thread_cache *recycled;       /* caches of exited threads */
-static unsigned recycled_count; /* their number: written under the lock, read as a hint */
+/* Caches of exited threads: warm ones (slot arrays resident), taken
+ * first, and cold ones (purged: purge_slots); how many warm. */
+static struct xmm_thread_cache *recycled_warm, *recycled_cold;
+static unsigned warm_count; /* written under the lock, read as a hint */
 /* The process the caches serve (init, and each fork child): a vfork child
  * (or a clone sharing the memory) runs on its parent thread's TLS and is
  * not it; it takes no cache (take_cache). */
@@ -201,6 +203,16 @@ static unsigned sweep_at = SWEEP_FIRST;
 
 static void release_cache(struct xmm_thread_cache *cache);
 
+/* Registry lock held: lists a released cache, warm or cold as
+ * release_cache left it. */
+static void list_recycled(struct xmm_thread_cache *cache)
+{
+    struct xmm_thread_cache **list = cache->slots_purged ? &recycled_cold : &recycled_warm;
+    cache->next_free = *list;
+    __atomic_store_n(list, cache, __ATOMIC_RELEASE);
+    warm_count += !cache->slots_purged;
+}
+
 /* `count` caches no longer in use, never below none: a fork child counts
  * its thread's cache afresh, and one a signal handler's fork caught on
  * its way to its thread is not counted there. */
@@ -241,9 +253,7 @@ static void sweep_orphans(int process)
             continue;
         cache->owner_process = cache->owner_thread = 0;
         release_cache(cache); /* its thread is gone: no one else touches it */
-        cache->next_free = recycled;
-        __atomic_store_n(&recycled, cache, __ATOMIC_RELEASE);
-        recycled_count++;
+        list_recycled(cache);
         count++;
     }
     if (count)
@@ -265,13 +275,16 @@ static struct xmm_thread_cache *take_cache(void)
     if (process != __atomic_load_n(&cache_process, __ATOMIC_RELAXED) ||
         !xmm_lock_acquire(&registry_lock))
         return NULL;
-    if (!recycled && __atomic_load_n(&caches_in_use, __ATOMIC_RELAXED) >=
-                         __atomic_load_n(&sweep_at, __ATOMIC_RELAXED))
+    if (!recycled_warm && !recycled_cold &&
+        __atomic_load_n(&caches_in_use, __ATOMIC_RELAXED) >=
+            __atomic_load_n(&sweep_at, __ATOMIC_RELAXED))
         sweep_orphans(process);
-    struct xmm_thread_cache *cache = recycled;
-    if (cache) {
-        recycled = cache->next_free;
-        recycled_count -= recycled_count > 0;
+    struct xmm_thread_cache *cache = recycled_warm ? recycled_warm : recycled_cold;
+    if (cache == recycled_warm && cache) {
+        recycled_warm = cache->next_free;
+        warm_count -= warm_count > 0;
+    } else if (cache) {
+        recycled_cold = cache->next_free;
     } else {
         cache = new_cache();
         if (cache) {
@@ -334,32 +347,36 @@ static void flush_cache(struct xmm_thread_cache *cache)
         drain_bin(cache, size_class, cache->bins[size_class].count);
 }
 
-/* Empty, and every bin's capacity back to the budget: a recycled cache
- * starts as a new one. */
-/* The whole pages of an empty cache's slot arrays go back to the kernel,
- * once WARM_RECYCLED caches wait on the recycled list: its next taker
- * faults in those it uses. Kept, they stayed resident after their
- * thread: 4,000 threads that each went through tens of classes, then
- * exited, left 159 MB resident, nearly all of it slot arrays, where
- * glibc kept 63 MB (found by trying many threads with XMM_RSEQ=0). Not
- * below that: a purge at every thread exit took threads that come and go
- * four at a time from 1.5 s to 2.8 s for 40,000 of them (the system call,
- * its TLB shootdown, the next taker's faults). */
+/* The whole pages of an empty cache's slot arrays go back to the kernel
+ * once WARM_RECYCLED warm caches wait to be recycled: the cache is then
+ * listed cold, taken after every warm one, and its taker faults in the
+ * pages it uses. Kept, they stayed resident after their thread: 4,000
+ * threads that each went through tens of classes, then exited, left 159
+ * MB resident, nearly all of it slot arrays, where glibc kept 63 MB
+ * (found by trying many threads with XMM_RSEQ=0). Not below that: a
+ * purge at every thread exit took threads that come and go four at a
+ * time from 1.5 s to 2.8 s for 40,000 of them (the system call, its TLB
+ * shootdown, the next taker's faults); nor taken first, as on one LIFO
+ * list, where after a burst of 64 threads every later exit purged (found
+ * in review). */
 #define WARM_RECYCLED 16
 
 static void purge_slots(struct xmm_thread_cache *cache)
 {
-    if (__atomic_load_n(&recycled_count, __ATOMIC_RELAXED) < WARM_RECYCLED)
-        return;
+    cache->slots_purged = false;
     const struct xmm_cache_bin *last = &cache->bins[XMM_CLASS_COUNT - 1];
-    if (!last->slots)
-        return; /* cacheless */
-    uintptr_t start = xmm_align_up((uintptr_t)(cache + 1), XMM_PAGE_SIZE);
-    uintptr_t end = (uintptr_t)(last->slots + last->limit) & ~(uintptr_t)(XMM_PAGE_SIZE - 1);
+    if (!last->slots || __atomic_load_n(&warm_count, __ATOMIC_RELAXED) < WARM_RECYCLED)
+        return; /* cacheless, or listed warm */
+    size_t page = xmm_os_page_size();
+    uintptr_t start = xmm_align_up((uintptr_t)(cache + 1), page);
+    uintptr_t end = (uintptr_t)(last->slots + last->limit) & ~(uintptr_t)(page - 1);
     if (end > start)
         xmm_os_purge((void *)start, end - start, false);
+    cache->slots_purged = true;
 }
 
+/* Empty, and every bin's capacity back to the budget: a recycled cache
+ * starts as a new one. */
 static void release_cache(struct xmm_thread_cache *cache)
 {
     flush_cache(cache);
@@ -389,9 +406,7 @@ static void thread_exit(void *argument)
     if (!xmm_lock_acquire(&registry_lock))
         return; /* cannot happen in a destructor; the cache would leak */
     cache->owner_process = cache->owner_thread = 0;
-    cache->next_free = recycled;
-    __atomic_store_n(&recycled, cache, __ATOMIC_RELEASE);
-    recycled_count++;
+    list_recycled(cache);
     xmm_lock_release(&registry_lock);
 }
 
@@ -495,8 +510,8 @@ void xmm_thread_cache_stats(struct xmm_front_stats *stats)
     xmm_lock_release(&registry_lock);
 }
 
-/* Every update of the registry and of the recycled list is one pointer
- * store (a push links the new entry first and publishes it with a release
+/* Every update of the registry and of the recycled lists is one pointer
+ * store (warm_count, a hint, may be left off by one; a push links the new entry first and publishes it with a release
  * store, so the compiler cannot put the two the other way round), so a
  * holder cut off by fork
  * left both lists consistent: only the lock needs repair. The caches of

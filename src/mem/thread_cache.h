@@ -31,6 +31,7 @@ struct xmm_thread_cache {
     struct xmm_thread_cache *next;   /* registry of all caches */
     struct xmm_thread_cache *next_free; /* recycled after thread exit */
     int owner_process, owner_thread; /* the thread using it; 0: none (recycled) */
+    bool slots_purged;               /* recycled cold (thread_cache.c, purge_slots) */
 };
 
 /* Thread-exit destructor support, created once in init phase 2; from then

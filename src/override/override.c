@@ -38,14 +38,18 @@ int xmm_vfork_failed(int error)
     return -1;
 }
 
-/* setsid(2), for a process whose malloc is XMM: a process that makes a
- * session of its own is a daemon settling down (a double fork's second
- * child, a server's master), which may never allocate again; the services
- * of XMM_STATS_SIGNAL and XMM_PROFILE_SIGNAL a fork child has not started
- * yet start here, or its signals went unanswered until it exited (nginx's
- * master, found by the servers helper). glibc's setsid is the system call
- * alone; its daemon(3) calls it by an internal name, which this does not
- * see. */
+/* setsid(2), for a process whose malloc is XMM: a fork child that makes
+ * a session of its own is often a daemon settling down (nginx's, redis's
+ * and memcached's master: one fork, then setsid), which may never
+ * allocate again; the services of XMM_STATS_SIGNAL and XMM_PROFILE_SIGNAL
+ * it has not started yet start here, or its signals went unanswered until
+ * it exited (nginx's master, found by the servers helper). The cost, with
+ * those variables set: a child that calls setsid and then exec gets a
+ * thread for nothing, and one that then unshares a user namespace (which
+ * needs a single thread) fails with EINVAL (found in review). A double
+ * fork's first child calls setsid, not the daemon it forks. glibc's
+ * setsid is the system call alone; its daemon(3) calls it by an internal
+ * name, which this does not see. */
 XMM_EXPORT pid_t setsid(void)
 {
     pid_t session = xmm_os_new_session();
