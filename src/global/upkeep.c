@@ -267,7 +267,8 @@ bool xmm_upkeep_release_address_space(void)
 }
 
 /* XMM's threads running in this process (the decay thread, the
- * services), counted before they start; and whether they are to end
+ * services), counted once started (start_own_thread); and whether they
+ * are to end
  * (xmm_upkeep_threads_should_end), with the time of its last look. */
 static int own_threads;
 static int own_threads_ending;

@@ -511,10 +511,10 @@ void xmm_thread_cache_stats(struct xmm_front_stats *stats)
 }
 
 /* Every update of the registry and of the recycled lists is one pointer
- * store (warm_count, a hint, may be left off by one; a push links the new entry first and publishes it with a release
- * store, so the compiler cannot put the two the other way round), so a
- * holder cut off by fork
- * left both lists consistent: only the lock needs repair. The caches of
+ * store (a push links the new entry first and publishes it with a release
+ * store, so the compiler cannot put the two the other way round; the
+ * count of warm caches, a hint, may be left off by one), so a holder cut
+ * off by fork left every list consistent: only the lock needs repair. The caches of
  * the parent's other threads stay listed; their objects leak in the child:
  * they lose their owners, so that no sweep of the child takes them (their
  * bins may be half updated, and caches_in_use no longer counts them). So
