@@ -16,7 +16,7 @@ static struct xmm_thread_cache *registry;       /* every cache ever made */
 /* Caches of exited threads: warm ones (slot arrays resident), taken
  * first, and cold ones (purged: purge_slots); how many warm. */
 static struct xmm_thread_cache *recycled_warm, *recycled_cold;
-static unsigned warm_count; /* written under the lock, read as a hint */
+static unsigned warm_count; /* written under the lock (atomic stores: read as a hint without it) */
 /* The process the caches serve (init, and each fork child): a vfork child
  * (or a clone sharing the memory) runs on its parent thread's TLS and is
  * not it; it takes no cache (take_cache). */
@@ -210,7 +210,8 @@ static void list_recycled(struct xmm_thread_cache *cache)
     struct xmm_thread_cache **list = cache->slots_purged ? &recycled_cold : &recycled_warm;
     cache->next_free = *list;
     __atomic_store_n(list, cache, __ATOMIC_RELEASE);
-    warm_count += !cache->slots_purged;
+    if (!cache->slots_purged)
+        __atomic_store_n(&warm_count, warm_count + 1, __ATOMIC_RELAXED);
 }
 
 /* `count` caches no longer in use, never below none: a fork child counts
@@ -282,7 +283,8 @@ static struct xmm_thread_cache *take_cache(void)
     struct xmm_thread_cache *cache = recycled_warm ? recycled_warm : recycled_cold;
     if (cache == recycled_warm && cache) {
         recycled_warm = cache->next_free;
-        warm_count -= warm_count > 0;
+        if (warm_count > 0)
+            __atomic_store_n(&warm_count, warm_count - 1, __ATOMIC_RELAXED);
     } else if (cache) {
         recycled_cold = cache->next_free;
     } else {
