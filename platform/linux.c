@@ -263,6 +263,23 @@ static ssize_t read_small_file(const char *path, char *buffer, size_t size)
     return (ssize_t)used;
 }
 
+/* prefix, `number` in decimal, suffix: into `path` (at least 64 bytes for
+ * the fixed paths this file builds). */
+static void path_with_number(char *path, const char *prefix, unsigned number,
+                             const char *suffix)
+{
+    char digits[10];
+    int count = 0;
+    do
+        digits[count++] = (char)('0' + number % 10);
+    while (number /= 10);
+    size_t at = strlen(prefix);
+    memcpy(path, prefix, at);
+    while (count)
+        path[at++] = digits[--count];
+    memcpy(path + at, suffix, strlen(suffix) + 1);
+}
+
 static const char *parse_unsigned(const char *text, unsigned *value)
 {
     unsigned result = 0;
@@ -385,12 +402,7 @@ void xmm_platform_topology_read(struct xmm_topology *topology)
      * default (0) unless listed under a node with memory. */
     for (int node = 0; node < topology->node_count; node++) {
         char path[64];
-        memcpy(path, "/sys/devices/system/node/node", 29);
-        int length = 29;
-        if (node >= 10)
-            path[length++] = (char)('0' + node / 10);
-        path[length++] = (char)('0' + node % 10);
-        memcpy(path + length, "/cpulist", 9);
+        path_with_number(path, "/sys/devices/system/node/node", (unsigned)node, "/cpulist");
         if (!(online & ((uint64_t)1 << node)))
             continue;
         if (read_small_file(path, buffer, sizeof(buffer)) > 0) {
@@ -696,27 +708,14 @@ int xmm_os_threads_after_main(void)
     /* The first thread's own file: the same state and num_threads as
      * /proc/self/stat, which walks every thread (308 us with 4,000 of
      * them, against 16). */
-    char digits[16], path[64] = "/proc/self/task/";
-    int count = 0;
-    for (unsigned pid = (unsigned)xmm_os_process_id(); count == 0 || pid; pid /= 10)
-        digits[count++] = (char)('0' + pid % 10);
-    size_t at = strlen(path);
-    while (count)
-        path[at++] = digits[--count];
-    memcpy(path + at, "/stat", 6);
-    int fd = xmm_os_open_read(path);
-    if (fd < 0)
+    char path[64], line[1024];
+    path_with_number(path, "/proc/self/task/", (unsigned)xmm_os_process_id(), "/stat");
+    if (read_small_file(path, line, sizeof line) <= 0)
         return -1;
-    char line[1024];
-    long length = xmm_os_read_fd(fd, line, sizeof line - 1);
-    xmm_os_close(fd);
-    if (length <= 0)
-        return -1;
-    line[length] = '\0';
     /* "pid (name) state ppid ...": the name may hold spaces and ')'. The
      * state is the first thread's; num_threads is field 20, the 17th
      * after the state. */
-    char *field = strrchr(line, ')');
+    const char *field = strrchr(line, ')');
     if (!field || field[1] != ' ' || field[2] != 'Z')
         return -1;
     field += 2;
@@ -726,10 +725,10 @@ int xmm_os_threads_after_main(void)
             return -1;
         field++;
     }
-    int threads = 0;
-    for (; *field >= '0' && *field <= '9'; field++)
-        threads = threads * 10 + (*field - '0');
-    return threads - 1;
+    unsigned threads;
+    if (!parse_unsigned(field, &threads) || threads == 0)
+        return -1;
+    return (int)threads - 1;
 }
 
 bool xmm_os_handled_signal_blocked(void)
