@@ -176,22 +176,35 @@ int xmm_os_advise_huge(void *addr, size_t size, bool enable)
     return madvise(addr, size, enable ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
 
+/* One entry of /proc/self/pagemap per page: bit 63 says it is present
+ * (its frame number is hidden from an unprivileged reader, not this bit). */
+#define PAGEMAP_PRESENT ((uint64_t)1 << 63)
+
 size_t xmm_os_resident_bytes(void *addr, size_t size)
 {
-    size_t page = xmm_os_page_size(), resident = 0;
-    unsigned char in_core[512];
     KEEP_ERRNO;
-    for (size_t done = 0; done < size;) {
-        size_t pages = (size - done + page - 1) / page;
-        if (pages > sizeof in_core)
-            pages = sizeof in_core;
-        size_t length = pages * page < size - done ? pages * page : size - done;
-        if (mincore((char *)addr + done, length, in_core) != 0)
-            return size;
-        for (size_t i = 0; i < pages; i++)
-            resident += (in_core[i] & 1) * page;
-        done += length;
+    size_t page = xmm_os_page_size(), resident = 0;
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return size;
+    uint64_t entries[512];
+    size_t first = (uintptr_t)addr / page, pages = (size + page - 1) / page;
+    for (size_t done = 0; done < pages;) {
+        size_t wanted = pages - done < 512 ? pages - done : 512;
+        ssize_t got = pread(fd, entries, wanted * sizeof entries[0],
+                            (off_t)((first + done) * sizeof entries[0]));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < (ssize_t)sizeof entries[0]) {
+            resident = size;
+            break;
+        }
+        size_t read_entries = (size_t)got / sizeof entries[0];
+        for (size_t i = 0; i < read_entries; i++)
+            resident += (entries[i] & PAGEMAP_PRESENT) ? page : 0;
+        done += read_entries;
     }
+    close(fd);
     return resident < size ? resident : size;
 }
 

@@ -93,11 +93,17 @@ int xmm_os_protect_none(void *addr, size_t size);
  * the kernel has no THP, and nothing changes. */
 int xmm_os_advise_huge(void *addr, size_t size, bool enable);
 
-/* The bytes of [addr, addr + size) that are resident now (mincore(2)),
- * counted in kernel pages; `addr` page-aligned, the range mapped. A snapshot
- * that may be stale at once. Returns `size` if the kernel cannot tell, so
- * that a caller deciding on it errs as if the range were resident. Costs
- * one system call per 2 MiB and a byte of stack per page of that. */
+/* The bytes of [addr, addr + size) that are resident now, counted in
+ * kernel pages; `addr` page-aligned, the range mapped. A snapshot that may
+ * be stale at once. Read from /proc/self/pagemap, not with mincore(2):
+ * systemd's @system-service allow-list leaves mincore out (a page-cache
+ * side channel), and a unit with that filter and no SystemCallErrorNumber
+ * is killed by its first call (found in a sandbox trial; open and pread
+ * are on every such list, and a filter refuses them with an error, not a
+ * kill). Returns `size` if the file cannot be read (no /proc, no file
+ * descriptor left), so that a caller deciding on it errs as if the range
+ * were resident. Costs an open, a close and one pread per 2 MiB, and 4
+ * KiB of stack. */
 size_t xmm_os_resident_bytes(void *addr, size_t size);
 
 /* NUMA placement policies for xmm_os_bind. */

@@ -336,7 +336,7 @@ int xmm_arena_purge(struct xmm_chunk *chunk, char *start, size_t length);
 void xmm_arena_place_block(struct xmm_chunk *chunk, size_t block_bytes);
 
 /* Under XMM_THP=auto, a chunk cut to its end asks for huge pages if at
- * least 3/4 of its span pages are resident (mincore), unless a purge has
+ * least 3/4 of its span pages are resident (xmm_os_resident_bytes), unless a purge has
  * split them already; otherwise it stays on small pages. The page
  * heap does not call it for a chunk cut mostly into large blocks
  * (page_heap.c, cut_mostly_big). Nor does it advise an interleaved

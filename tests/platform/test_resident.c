@@ -1,9 +1,11 @@
-/* xmm_os_resident_bytes counts the resident pages of a range (mincore),
- * across the 2 MiB pieces it asks the kernel for one at a time, with a
- * last piece shorter than the others; a range the kernel cannot tell about
- * (not mapped) counts as resident whole, and errno is left as it was. */
+/* xmm_os_resident_bytes counts the resident pages of a range (from
+ * /proc/self/pagemap), across the 2 MiB pieces it reads one at a time,
+ * with a last piece shorter than the others; when the file cannot be read
+ * (no file descriptor left here) the range counts as resident whole; and
+ * errno is left as it was. */
 #include <errno.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "base/base.h"
 #include "check.h"
@@ -33,11 +35,20 @@ int main(void)
     xmm_os_purge(range + 700 * page, page, false);
     CHECK(xmm_os_resident_bytes(range, size) == 5 * page, "one purged: 5 pages (%zu)",
           xmm_os_resident_bytes(range, size) / page);
+    struct rlimit files;
+    CHECK(getrlimit(RLIMIT_NOFILE, &files) == 0, "getrlimit");
+    struct rlimit none_left = {3, files.rlim_max}; /* 0, 1 and 2 are open */
+    CHECK(setrlimit(RLIMIT_NOFILE, &none_left) == 0, "no file descriptor left");
+    errno = 1234;
+    got = xmm_os_resident_bytes(range, size);
+    CHECK(got == size, "the file unreadable: resident whole (%zu of %zu pages)", got / page,
+          pages);
+    CHECK(errno == 1234, "errno as the caller left it (%d)", errno);
+    CHECK(setrlimit(RLIMIT_NOFILE, &files) == 0, "file descriptors back");
     xmm_os_unmap(range, size);
     errno = 1234;
     got = xmm_os_resident_bytes(range, size);
-    CHECK(got == size, "an unmapped range counts as resident whole (%zu of %zu pages)",
-          got / page, pages);
+    CHECK(got == 0, "an unmapped range: none resident (%zu pages)", got / page);
     CHECK(errno == 1234, "errno as the caller left it (%d)", errno);
     return check_summary("resident");
 }
