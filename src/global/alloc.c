@@ -164,13 +164,35 @@ static void *alloc_sampled(size_t size, unsigned size_class, int node, bool zero
     return block;
 }
 
+/* A cached object without its free tag (alloc.h): reported, and left
+ * where it is. */
+static void report_untagged(const void *object)
+{
+    xmm_report_bad_free("heap corruption: a free block was overwritten (a write after free, an "
+                        "overflow of the block before it, or a second free after such a write), "
+                        "not handed out:",
+                        object);
+}
+
+void *xmm_heap_alloc_untagged(void *object, size_t size)
+{
+    report_untagged(object);
+    return xmm_heap_alloc(size);
+}
+
 /* A small object of `size_class` from a cache or the central layer, given
- * to the program: its first word, the free tag, and its second, the
- * pending mark (free_object.h), cleared. */
+ * to the program: its free tag checked (as on the inline path, alloc.h),
+ * then its first word and its second, the pending mark (free_object.h),
+ * cleared. An object without its tag is reported and another one taken
+ * from the calling CPU's cache. */
 static void *hand_out(void *object, unsigned size_class)
 {
     if (XMM_UNLIKELY(object == NULL))
         return fail_no_memory();
+    if (XMM_UNLIKELY(!xmm_free_object_may_be_free(object))) {
+        report_untagged(object);
+        return hand_out(xmm_front_alloc(size_class), size_class);
+    }
     xmm_free_object_clear_block(object, size_class, xmm_config.free_deferred);
     return object;
 }
@@ -204,6 +226,8 @@ void *xmm_heap_alloc_ticked(size_t size)
         unsigned size_class = xmm_size_to_class(size);
         void *object = xmm_front_try_alloc(size_class);
         if (XMM_LIKELY(object != NULL)) {
+            if (XMM_UNLIKELY(!xmm_free_object_may_be_free(object)))
+                return xmm_heap_alloc_untagged(object, size);
             xmm_free_object_clear_block(object, size_class, true);
             return object;
         }

@@ -42,12 +42,26 @@ void *xmm_heap_alloc_slow(size_t size);
  * bias, upkeep.h): its hand-out clears the pending mark too. */
 void *xmm_heap_alloc_ticked(size_t size);
 
+/* `object`, popped from a cache for a request of `size`, has lost its free
+ * tag (free_object.h): it was written after its free or by an overflow of
+ * the block before it, or it is in a cache twice, a second free having
+ * taken it for a live block after such a write, and its other copy was
+ * handed out already. Reports it as heap corruption (an abort unless
+ * XMM_INVALID_FREE=warn: the heap stays consistent, unlike a span's list
+ * whose link was overwritten), leaves it where it is (never handed out)
+ * and serves the request again. */
+void *xmm_heap_alloc_untagged(void *object, size_t size);
+
 /* malloc: the tick's countdown, size -> class (a table load) -> the front
- * end's pop, then the block's first word cleared (it held the free tag,
- * free_object.h). On a hit nothing else runs: no init check (before init
- * every cache misses), no call, no counter, no option (under
- * XMM_FREE_CHECK=deferred, whose hand-out also clears the second word,
- * the countdown sends every request to the ticked path: upkeep.h). */
+ * end's pop, the block's free tag checked (free_object.h: bytes 4-5, one
+ * compare), then its first word cleared. The check is what keeps a write
+ * after free followed by a second free, which free() cannot tell from a
+ * live block's, from handing the block out twice: the copy popped second
+ * has lost its tag to the first one's hand-out. On a hit nothing else
+ * runs: no init check (before init every cache misses), no call, no
+ * counter, no option (under XMM_FREE_CHECK=deferred, whose hand-out also
+ * clears the second word, the countdown sends every request to the
+ * ticked path: upkeep.h). */
 XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
 {
     /* Sizes up to 4 KiB first: one compare on their path, not two (the
@@ -65,6 +79,8 @@ XMM_INLINE void *xmm_heap_alloc_inline(size_t size)
         return xmm_heap_alloc_ticked(size);
     void *object = xmm_front_try_alloc(size_class);
     if (XMM_LIKELY(object != NULL)) {
+        if (XMM_UNLIKELY(!xmm_free_object_may_be_free(object)))
+            return xmm_heap_alloc_untagged(object, size);
         xmm_free_object_clear(object);
         return object;
     }

@@ -27,9 +27,11 @@ bool xmm_heap_has_own_mapping(const void *ptr);
 void *xmm_heap_resize_direct(void *ptr, size_t size);
 
 /* Usable size; 0 for NULL; reports an invalid or freed pointer (and
- * returns 0). The realloc form reports it as realloc's. */
+ * returns 0). The realloc form reports it as realloc's, the last in the
+ * name `who` ("xmm_free_pages()"). */
 size_t xmm_heap_usable_size(const void *ptr);
 size_t xmm_heap_usable_size_for_realloc(const void *ptr);
+size_t xmm_heap_usable_size_as(const void *ptr, const char *who);
 
 /* Home node, or -1 if XMM did not hand out `ptr`. */
 int xmm_heap_node_of(const void *ptr);

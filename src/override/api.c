@@ -101,7 +101,7 @@ XMM_EXPORT void xmm_free_pages(void *pages, size_t count)
 {
     if (!pages)
         return;
-    size_t usable = xmm_heap_usable_size(pages);
+    size_t usable = xmm_heap_usable_size_as(pages, "xmm_free_pages()");
     if (!usable)
         return; /* reported */
     /* The usable size xmm_alloc_pages(count) gives: its bytes' size class,

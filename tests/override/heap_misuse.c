@@ -852,6 +852,40 @@ static size_t write_after_free(size_t size, int reuse)
     return size;
 }
 
+/* free(p); the program writes the freed block's first word (`offset` 0:
+ * a pointer field set to NULL, `p->next = NULL` after the free; 4: a
+ * 4-byte field at offset 4 set to 0); free(p) again, with `between` other
+ * frees of the size before the write. The second free finds no free tag
+ * and takes p for a live block, so p is in a cache twice: the check as a
+ * cache hands an object out must stop the second copy (the heap checks
+ * that follow allocate past it). Found by a misuse audit: p was returned
+ * by two mallocs in a row. */
+static size_t write_then_double_free(size_t size, size_t offset, unsigned between)
+{
+    unsigned char *p = misuse_malloc(size);
+    scribble(p, size);
+    for (unsigned i = 0; i < between && i < BLOCKS_MAX; i++)
+        blocks[i] = misuse_malloc(size);
+    free(p);
+    for (unsigned i = 0; i < between && i < BLOCKS_MAX; i++)
+        free(blocks[i]);
+    if (offset == 0)
+        *(void *volatile *)p = NULL;
+    else
+        *(volatile uint32_t *)(p + offset) = 0;
+    misuse_announce(p);
+    misuse_free(p);
+    return size;
+}
+
+static size_t uaf_df_8(void) { return write_then_double_free(8, 0, 0); }
+static size_t uaf_df_64(void) { return write_then_double_free(64, 0, 0); }
+static size_t uaf_df_4096(void) { return write_then_double_free(4096, 0, 0); }
+static size_t uaf_df_100000(void) { return write_then_double_free(100000, 0, 0); }
+static size_t uaf_df_48_offset_4(void) { return write_then_double_free(48, 4, 0); }
+static size_t uaf_df_64_deep(void) { return write_then_double_free(64, 0, 1000); }
+static size_t uaf_df_64_deferred(void) { return write_then_double_free(64, 0, 1000); }
+
 static size_t hm_read_after_free_small(void) { return read_after_free(16); }
 static size_t hm_read_after_free_large(void) { return read_after_free(MIB); }
 static size_t hm_write_after_free_small(void) { return write_after_free(128, 0); }
@@ -1028,6 +1062,11 @@ static const struct misuse_case cases[] = {
     CXX_CASE("cxx_sized_delete_too_large", 7, DETECTED, BOTH_FRONTS,
              "::operator delete(p, 100), p = ::operator new(24)"),
     /* XMM_PROFILE=2: every request sampled, its block on a page of its own */
+    CXX_CASE("cxx_double_sized_delete", 0, DETECTED, BOTH_FRONTS,
+             "::operator delete(p, 100) twice, then 1000 sized new/delete pairs"),
+    CXX_CASE_ENV("cxx_double_sized_delete", 0, DETECTED, BOTH_FRONTS, "XMM_FREE_CHECK=deferred",
+                 "the same under XMM_FREE_CHECK=deferred (the report came only at a later "
+                 "plain free)"),
     CXX_CASE_ENV("cxx_sized_delete_sampled", 7, DETECTED, 0, "XMM_PROFILE=2",
                  "::operator delete(p, 1000), p = ::operator new(100) sampled by the heap "
                  "profiler"),
@@ -1093,6 +1132,20 @@ static const struct misuse_case cases[] = {
              "aligned_sized_delete_small: alignas(64) struct, new and delete"),
     CXX_CASE("hm_aligned_sized_delete_large", 0, ACCEPTED, 0,
              "aligned_sized_delete_large: alignas(8192) struct, new and delete"),
+    C_CASE(uaf_df_8, 0, DETECTED, BOTH_FRONTS, NULL,
+           "free(p); p's first word set to NULL; free(p), p of 8 bytes"),
+    C_CASE(uaf_df_64, 0, DETECTED, BOTH_FRONTS, NULL,
+           "free(p); p's first word set to NULL; free(p), p of 64 bytes"),
+    C_CASE(uaf_df_4096, 0, DETECTED, BOTH_FRONTS, NULL,
+           "free(p); p's first word set to NULL; free(p), p of 4 KiB"),
+    C_CASE(uaf_df_100000, 0, DETECTED, BOTH_FRONTS, NULL,
+           "free(p); p's first word set to NULL; free(p), p of 100000 bytes"),
+    C_CASE(uaf_df_48_offset_4, 0, DETECTED, BOTH_FRONTS, NULL,
+           "free(p); a 4-byte field at offset 4 set to 0; free(p), p of 48 bytes"),
+    C_CASE(uaf_df_64_deep, 0, DETECTED, BOTH_FRONTS, NULL,
+           "free(p); 1000 more frees of 64 bytes; p's first word set to NULL; free(p)"),
+    C_CASE(uaf_df_64_deferred, 0, DETECTED, BOTH_FRONTS, "XMM_FREE_CHECK=deferred",
+           "the same under XMM_FREE_CHECK=deferred (the two frees not back to back)"),
     C_CASE(hm_read_after_free_small, 0, UNDETECTED, 0, NULL,
            "read_after_free_small (not detected: freed memory is not cleared)"),
     C_CASE(hm_read_after_free_large, 0, UNDETECTED, 0, NULL,

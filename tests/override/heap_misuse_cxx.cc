@@ -161,6 +161,30 @@ std::size_t cxx_sized_delete_exact()
     return 24;
 }
 
+// delete p twice through the sized operator, then only sized deletes (as
+// C++14 code does). Under XMM_FREE_CHECK=deferred the second delete went
+// to the CPU's pending slot, which only a plain free() completes: no report
+// ever came while the program kept to sized deletes (a misuse audit). The
+// report must come from the delete itself: a child still without one after
+// 1000 more sized pairs exits 3.
+std::size_t cxx_double_sized_delete()
+{
+    const std::size_t size = 100;
+    void *p = ::operator new(size);
+    std::memset(p, 0x5a, size);
+    sized_delete(p, size);
+    misuse_announce(p);
+    sized_delete(p, size);
+    for (int i = 0; i < 1000; i++)
+        sized_delete(::operator new(size), size);
+    if (misuse_invalid_frees() == 0) {
+        std::printf("NOT REPORTED by the sized deletes\n");
+        std::fflush(stdout);
+        _exit(3);
+    }
+    return size;
+}
+
 struct cxx_case {
     const char *name;
     std::size_t (*run)();
@@ -176,6 +200,7 @@ const cxx_case cases[] = {
     {"cxx_sized_delete_exact", cxx_sized_delete_exact, true},
     {"cxx_sized_delete_same_class", cxx_sized_delete_same_class, true},
     {"cxx_sized_delete_sampled", cxx_sized_delete_sampled, true},
+    {"cxx_double_sized_delete", cxx_double_sized_delete, true},
     {"hm_delete_type_size_mismatch", hm_delete_type_size_mismatch, true},
     {"hm_invalid_aligned_sized_delete_small", hm_invalid_aligned_sized_delete_small, true},
     {"hm_invalid_aligned_sized_delete_large", hm_invalid_aligned_sized_delete_large, true},
