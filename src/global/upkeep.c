@@ -374,13 +374,39 @@ static __thread uint32_t background_skip __attribute__((tls_model("initial-exec"
  * still has to. */
 #define SERVICE_MAX 2
 static void *(*service_bodies[SERVICE_MAX])(void *);
+static bool service_running[SERVICE_MAX];
 static int service_count, services_pending;
+
+/* Once per process: a service thread could not start (a process limit, a
+ * full pids cgroup, clone refused by a seccomp filter). */
+static void report_service_not_started(int error)
+{
+    static int reported_in;
+    int process = xmm_os_process_id();
+    if (__atomic_exchange_n(&reported_in, process, __ATOMIC_RELAXED) == process)
+        return;
+    xmm_report("xmm: cannot start the thread of XMM_STATS_SIGNAL or XMM_PROFILE_SIGNAL (%s: "
+               "%s): its signal is caught, and served once a later allocation can start the "
+               "thread, or at exit\n",
+               xmm_os_error_name(error), xmm_os_error_text(error));
+}
 
 bool xmm_upkeep_start_service(void *(*body)(void *))
 {
-    if (service_count == SERVICE_MAX || start_own_thread(body) != 0)
+    if (service_count == SERVICE_MAX)
         return false;
-    service_bodies[service_count++] = body;
+    int service = service_count++;
+    service_bodies[service] = body;
+    int error = start_own_thread(body);
+    service_running[service] = error == 0;
+    if (error != 0) {
+        /* Pending, as in a fork child: a slow path tries again once a
+         * period. The caller installs the handler all the same: without
+         * it, the signal an operator sends to ask for a report would end
+         * the process (found in a sandbox trial, RLIMIT_NPROC). */
+        report_service_not_started(error);
+        __atomic_store_n(&services_pending, 1, __ATOMIC_RELAXED);
+    }
     return true;
 }
 
@@ -410,9 +436,11 @@ static bool service_signal_blocked(void)
            (xmm_config.profile_signal && xmm_os_signal_blocked(xmm_config.profile_signal));
 }
 
-/* A fork child's services, from a slow path (the allocation tick, a large
- * allocation) in its own process whose thread does not block their
- * signals; a signal that came before waits for them in its event. */
+/* A fork child's services, or those that could not start, from a slow
+ * path (the allocation tick, a large allocation) in their own process
+ * whose thread does not block their signals; a signal that came before
+ * waits for them in its event. One that still cannot start stays
+ * pending. */
 static void start_pending_services(void)
 {
     int pending = 1;
@@ -421,10 +449,16 @@ static void start_pending_services(void)
         !__atomic_compare_exchange_n(&services_pending, &pending, 0, false, __ATOMIC_ACQ_REL,
                                      __ATOMIC_RELAXED))
         return;
-    for (int i = 0; i < service_count; i++)
-        if (start_own_thread(service_bodies[i]) != 0)
-            xmm_report("xmm: cannot start a thread for XMM_STATS_SIGNAL or "
-                       "XMM_PROFILE_SIGNAL in this child process: its signal does nothing\n");
+    for (int i = 0; i < service_count; i++) {
+        if (service_running[i])
+            continue;
+        int error = start_own_thread(service_bodies[i]);
+        service_running[i] = error == 0;
+        if (error != 0) {
+            report_service_not_started(error);
+            __atomic_store_n(&services_pending, 1, __ATOMIC_RELAXED);
+        }
+    }
 }
 
 void xmm_upkeep_session_started(void)
@@ -491,6 +525,8 @@ void xmm_upkeep_after_fork_child(void)
     background_attempt_ns = 0;
     if (xmm_config.background != XMM_BACKGROUND_OFF)
         __atomic_store_n(&background_state, BACKGROUND_PENDING, __ATOMIC_RELAXED);
+    for (int i = 0; i < service_count; i++)
+        service_running[i] = false;
     __atomic_store_n(&services_pending, service_count > 0, __ATOMIC_RELAXED);
     background_skip = 0; /* the forking thread's count: the child looks at once */
 }

@@ -156,7 +156,11 @@ void xmm_upkeep_after_fork_child(void);
 
 /* Starts a service thread (`body`, with NULL; the threads that serve
  * XMM_STATS_SIGNAL and XMM_PROFILE_SIGNAL: a handler only posts an event,
- * the thread waits for it and writes the report). true if it runs. A fork
+ * the thread waits for it and writes the report). true if it runs or
+ * waits to (the caller installs its handler): a thread that cannot start
+ * (a process limit, clone refused) is reported once and tried again as a
+ * fork child's are, and a report asked for meanwhile is written at exit
+ * at the latest. false: no room. A fork
  * child has none of its parent's threads: it starts each service again,
  * by the decay thread's rule (from a slow path, not in a vfork child, not
  * from a thread that blocks the service's own signal), so that a child that only execs or

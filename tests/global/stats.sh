@@ -229,6 +229,19 @@ grep -q "^xmm statistics" "$work/child.txt" || fail "signal in a fork child: con
 # (nginx's master): it answered only at exit.
 XMM_STATS_SIGNAL=SIGUSR2 XMM_STATS_FILE="$work/daemon.txt" "$test" signal "$work/daemon.txt" daemon ||
     fail "signal in a daemon (setsid, no allocation): no statistics before exit"
+# Where no thread can start (clone refused by a seccomp filter, as under a
+# process limit or a full pids cgroup): a line says so, the signal is still
+# caught, and its report is written at exit at the latest. Before, no
+# handler was installed and the operator's SIGUSR2 ended the process.
+status=0
+XMM_STATS_SIGNAL=SIGUSR2 XMM_STATS_FILE="$work/nothread.txt" "$test" no-threads \
+    "$work/nothread.txt" 2>"$work/nothread.err" || status=$?
+if [ "$status" -ne 77 ]; then
+    [ "$status" -eq 0 ] || fail "no thread: the signal ended the process (status $status): $(cat "$work/nothread.err")"
+    grep -q "cannot start the thread of XMM_STATS_SIGNAL" "$work/nothread.err" ||
+        fail "no thread: no line says why: $(cat "$work/nothread.err")"
+    grep -q "^xmm statistics" "$work/nothread.txt" || fail "no thread: no report by the exit"
+fi
 # A signal the parent has not served when it forks stays the parent's.
 XMM_STATS=json XMM_STATS_SIGNAL=SIGUSR2 XMM_STATS_FILE="$work/then-fork.jsonl" "$test" signal \
     "$work/then-fork.jsonl" then-fork || fail "signal then fork: a child wrote a report"

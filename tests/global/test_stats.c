@@ -24,7 +24,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
@@ -534,6 +539,30 @@ static int signal_in_child(const char *path)
     return check_summary("stats signal in a fork child");
 }
 
+/* Runs this program again ("signal PATH no-thread") under a seccomp
+ * filter that refuses clone and clone3 (EPERM), so that XMM starts with
+ * no way to start a thread, as under a process limit or a full pids
+ * cgroup. 77 when filters are not available. */
+static int exec_without_threads(const char *self, const char *path)
+{
+    struct sock_filter program[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog filter = {sizeof program / sizeof program[0], program};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter) != 0)
+        return 77;
+    execl(self, self, "signal", path, "no-thread", (char *)NULL);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "counts";
@@ -607,6 +636,16 @@ int main(int argc, char **argv)
         return signal_in_child(argv[2]);
     if (!strcmp(mode, "signal") && argc > 3 && !strcmp(argv[3], "daemon"))
         return signal_in_daemon(argv[2]);
+    if (!strcmp(mode, "no-threads") && argc > 2)
+        return exec_without_threads(argv[0], argv[2]);
+    if (!strcmp(mode, "signal") && argc > 3 && !strcmp(argv[3], "no-thread")) {
+        /* The signal must not end the process; its report is written at
+         * exit at the latest. */
+        free(malloc(1000));
+        raise(SIGUSR2);
+        wait_for_file(argv[2], true);
+        return 0;
+    }
     if (!strcmp(mode, "signal") && argc > 3 && !strcmp(argv[3], "then-fork"))
         return signal_then_fork(argv[2]);
     if (!strcmp(mode, "signal")) {
