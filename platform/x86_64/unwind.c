@@ -569,11 +569,21 @@ static struct rule rule_of(uintptr_t address)
 
 /* ---- the walk ------------------------------------------------------------------ */
 
+/* Defined by the linker in a dynamic object (libxmm.so, or a program
+ * that links libxmm.a dynamically); absent, so NULL, in a static
+ * executable. */
+extern ElfW(Dyn) _DYNAMIC[] __attribute__((weak)); /* link.h declares it; made weak */
+
 void xmm_os_backtrace_prepare(void)
 {
     int saved_errno = errno; /* loading libgcc_s searches the library path */
     void *frames[4];
-    backtrace(frames, 4); /* loads libgcc_s for the fallback */
+    /* Loads libgcc_s for the fallback. Not in a static executable: its
+     * unwinder is linked in, and XMM may be initialising from glibc's
+     * start-up (_dl_non_dynamic_init's malloc), where that unwinder
+     * aborted (tests/override/static_exe.c). */
+    if (_DYNAMIC != NULL)
+        backtrace(frames, 4);
     if (!cache) {
         unsigned long long unloads = 0;
         dl_iterate_phdr(read_unloads, &unloads);
