@@ -35,7 +35,8 @@
 
 #include "base/base.h"
 
-/* Random, bits 63 and 47 set; written once in init phase 1, before any object. */
+/* Random, bits 63, 47 and 0 set (free_object.c says why); written once in
+ * init phase 1, before any object. */
 extern XMM_HIDDEN uint64_t xmm_free_secret;
 
 /* Its bits 32-47, what free() compares first (xmm_free_object_may_be_free):

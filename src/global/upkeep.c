@@ -405,7 +405,7 @@ bool xmm_upkeep_start_service(void *(*body)(void *))
          * it, the signal an operator sends to ask for a report would end
          * the process (found in a sandbox trial, RLIMIT_NPROC). */
         report_service_not_started(error);
-        __atomic_store_n(&services_pending, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&services_pending, 1, __ATOMIC_RELEASE);
     }
     return true;
 }
@@ -456,7 +456,9 @@ static void start_pending_services(void)
         service_running[i] = error == 0;
         if (error != 0) {
             report_service_not_started(error);
-            __atomic_store_n(&services_pending, 1, __ATOMIC_RELAXED);
+            /* Release: the next thread whose CAS takes the pending flag
+             * reads service_running as this one left it. */
+            __atomic_store_n(&services_pending, 1, __ATOMIC_RELEASE);
         }
     }
 }

@@ -372,12 +372,27 @@ static struct xmm_span *span_of_object(void *object)
     return xmm_chunk_span_of(chunk, object);
 }
 
+/* True when `object`, the one after `previous` in a drain, is a second
+ * copy of an object earlier in the same drain. Every object a cache or a
+ * batch holds has the cache tag exactly (its own address as its link:
+ * the word is the secret, free_object.h); one linked earlier in this
+ * drain holds a link to its successor instead, or is `previous` itself.
+ * Such a copy comes from a second free after a write after free, which
+ * free() took for a live block's (docs/design.md, "Heap misuse"): linked
+ * twice, it would cut its span's list and count one block too few in
+ * use, and the span could be given back while a block of it is live. */
+static bool drained_twice(const void *object, const void *previous)
+{
+    return object == previous || *(const xmm_free_word *)object != (uintptr_t)xmm_free_secret;
+}
+
 /* Returns objects of one class to their spans. Two passes: the first finds
  * every span and prefetches its descriptor and the object (independent
  * loads, so their cache misses overlap instead of queueing behind each
  * locked CAS); the second links runs of objects from the same span (the
  * common case for a batch cut from one span) and returns each run with one
- * pair of CASes. */
+ * pair of CASes. A second copy of an object is reported (an abort unless
+ * XMM_INVALID_FREE=warn) and left out. */
 static void return_objects_to_spans(void *const *objects, unsigned count)
 {
     struct xmm_span *spans[XMM_MAX_BATCH];
@@ -388,16 +403,29 @@ static void return_objects_to_spans(void *const *objects, unsigned count)
             __builtin_prefetch(&spans[i]->free_list, 1);
             __builtin_prefetch(objects[i], 1);
         }
-        unsigned run_start = 0;
-        for (unsigned i = 1; i <= group; i++) {
-            if (i < group && spans[i] == spans[run_start]) {
-                xmm_free_object_set(objects[i - 1], objects[i]);
+        void *run_first = NULL, *previous = NULL;
+        unsigned run_length = 0;
+        struct xmm_span *run_span = NULL;
+        for (unsigned i = 0; i < group; i++) {
+            void *object = objects[i];
+            if (XMM_UNLIKELY(drained_twice(object, previous))) {
+                xmm_report_double_free(object);
                 continue;
             }
-            return_chain_to_span(spans[run_start], objects[run_start], objects[i - 1],
-                                 i - run_start);
-            run_start = i;
+            if (run_length && spans[i] == run_span) {
+                xmm_free_object_set(previous, object);
+                run_length++;
+            } else {
+                if (run_length)
+                    return_chain_to_span(run_span, run_first, previous, run_length);
+                run_span = spans[i];
+                run_first = object;
+                run_length = 1;
+            }
+            previous = object;
         }
+        if (run_length)
+            return_chain_to_span(run_span, run_first, previous, run_length);
         objects += group;
         count -= group;
     }

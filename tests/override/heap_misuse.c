@@ -886,6 +886,18 @@ static size_t uaf_df_48_offset_4(void) { return write_then_double_free(48, 4, 0)
 static size_t uaf_df_64_deep(void) { return write_then_double_free(64, 0, 1000); }
 static size_t uaf_df_64_deferred(void) { return write_then_double_free(64, 0, 1000); }
 
+/* The same, then malloc_trim(0): the cache drains both copies to the
+ * block's span before either is handed out again. */
+static size_t uaf_df_then_trim(size_t size)
+{
+    write_then_double_free(size, 0, 0);
+    malloc_trim(0);
+    return size;
+}
+
+static size_t uaf_df_64_trim(void) { return uaf_df_then_trim(64); }
+static size_t uaf_df_1000_trim(void) { return uaf_df_then_trim(1000); }
+
 static size_t hm_read_after_free_small(void) { return read_after_free(16); }
 static size_t hm_read_after_free_large(void) { return read_after_free(MIB); }
 static size_t hm_write_after_free_small(void) { return write_after_free(128, 0); }
@@ -1144,6 +1156,10 @@ static const struct misuse_case cases[] = {
            "free(p); a 4-byte field at offset 4 set to 0; free(p), p of 48 bytes"),
     C_CASE(uaf_df_64_deep, 0, DETECTED, BOTH_FRONTS, NULL,
            "free(p); 1000 more frees of 64 bytes; p's first word set to NULL; free(p)"),
+    C_CASE(uaf_df_64_trim, 0, DETECTED, BOTH_FRONTS, NULL,
+           "free(p); p's first word set to NULL; free(p); malloc_trim(0), p of 64 bytes"),
+    C_CASE(uaf_df_1000_trim, 0, DETECTED, BOTH_FRONTS, NULL,
+           "free(p); p's first word set to NULL; free(p); malloc_trim(0), p of 1000 bytes"),
     C_CASE(uaf_df_64_deferred, 0, DETECTED, BOTH_FRONTS, "XMM_FREE_CHECK=deferred",
            "the same under XMM_FREE_CHECK=deferred (the two frees not back to back)"),
     C_CASE(hm_read_after_free_small, 0, UNDETECTED, 0, NULL,
