@@ -29,6 +29,7 @@
 #include <execinfo.h>
 #include <errno.h>
 #include <link.h>
+#include <sys/auxv.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -574,6 +575,14 @@ static struct rule rule_of(uintptr_t address)
  * executable. */
 extern ElfW(Dyn) _DYNAMIC[] __attribute__((weak)); /* link.h declares it; made weak */
 
+/* A static executable: no _DYNAMIC (-static), or no dynamic loader
+ * mapped (-static-pie, which has a _DYNAMIC of its own, runs with the
+ * auxiliary vector's AT_BASE 0). */
+static bool static_executable(void)
+{
+    return _DYNAMIC == NULL || getauxval(AT_BASE) == 0;
+}
+
 void xmm_os_backtrace_prepare(void)
 {
     int saved_errno = errno; /* loading libgcc_s searches the library path */
@@ -582,7 +591,7 @@ void xmm_os_backtrace_prepare(void)
      * unwinder is linked in, and XMM may be initialising from glibc's
      * start-up (_dl_non_dynamic_init's malloc), where that unwinder
      * aborted (tests/override/static_exe.c). */
-    if (_DYNAMIC != NULL)
+    if (!static_executable())
         backtrace(frames, 4);
     if (!cache) {
         unsigned long long unloads = 0;

@@ -449,6 +449,7 @@ static void start_pending_services(void)
         !__atomic_compare_exchange_n(&services_pending, &pending, 0, false, __ATOMIC_ACQ_REL,
                                      __ATOMIC_RELAXED))
         return;
+    bool failed = false;
     for (int i = 0; i < service_count; i++) {
         if (service_running[i])
             continue;
@@ -456,11 +457,14 @@ static void start_pending_services(void)
         service_running[i] = error == 0;
         if (error != 0) {
             report_service_not_started(error);
-            /* Release: the next thread whose CAS takes the pending flag
-             * reads service_running as this one left it. */
-            __atomic_store_n(&services_pending, 1, __ATOMIC_RELEASE);
+            failed = true;
         }
     }
+    /* Once the loop is done (another thread that took the flag meanwhile
+     * would run it beside this one), and with release: the next thread
+     * whose CAS takes it reads service_running as this one left it. */
+    if (failed)
+        __atomic_store_n(&services_pending, 1, __ATOMIC_RELEASE);
 }
 
 void xmm_upkeep_session_started(void)

@@ -372,30 +372,80 @@ static struct xmm_span *span_of_object(void *object)
     return xmm_chunk_span_of(chunk, object);
 }
 
-/* True when `object`, the one after `previous` in a drain, is a second
- * copy of an object earlier in the same drain. Every object a cache or a
- * batch holds has the cache tag exactly (its own address as its link:
- * the word is the secret, free_object.h); one linked earlier in this
- * drain holds a link to its successor instead, or is `previous` itself.
- * Such a copy comes from a second free after a write after free, which
- * free() took for a live block's (docs/design.md, "Heap misuse"): linked
- * twice, it would cut its span's list and count one block too few in
- * use, and the span could be given back while a block of it is live. */
-static bool drained_twice(const void *object, const void *previous)
+/* A drain meets an object without the cache tag. Every object a cache or
+ * a batch holds has the tag exactly (its own address as its link: the
+ * word is the secret, free_object.h), and each object the drain takes
+ * holds DRAINING_WORD or a link until its run is returned: so this one
+ * was written after its free, or it is in the drain twice (a second free
+ * after such a write, which free() took for a live block's: docs/
+ * design.md, "Heap misuse"). Linked twice, it would cut its span's list
+ * and count one block too few in use, and the span could be given back
+ * while a block of it is live. Reported (an abort unless
+ * XMM_INVALID_FREE=warn); the caller leaves it out. */
+static void report_drained_untagged(const void *object)
 {
-    return object == previous || *(const xmm_free_word *)object != (uintptr_t)xmm_free_secret;
+    xmm_report_bad_free("heap corruption: a free block was overwritten (a write after free, an "
+                        "overflow of the block before it) or freed twice (a second free after "
+                        "such a write), not given back to its span:",
+                        object);
 }
 
-/* Returns objects of one class to their spans. Two passes: the first finds
- * every span and prefetches its descriptor and the object (independent
- * loads, so their cache misses overlap instead of queueing behind each
- * locked CAS); the second links runs of objects from the same span (the
- * common case for a batch cut from one span) and returns each run with one
- * pair of CASes. A second copy of an object is reported (an abort unless
- * XMM_INVALID_FREE=warn) and left out. */
+/* What an object taken by a drain holds until its run is linked into its
+ * span's list: not the cache tag, so that a second copy later in the same
+ * group fails the check. */
+#define DRAINING_WORD(secret) (~(uintptr_t)(secret))
+
+/* The objects a drain took lately, by address: a copy of one is caught
+ * even after its first copy's run went back to its span (whose last
+ * object then holds its list's head as its link: the tag again, when the
+ * list was empty). Open addressing over DRAIN_SEEN_SLOTS; once half full
+ * it starts afresh, so a drain compares each object with the 63 to 127
+ * before it at least. */
+#define DRAIN_SEEN_SLOTS 128
+struct drain_seen {
+    const void *slots[DRAIN_SEEN_SLOTS];
+    unsigned used;
+};
+
+/* True when `object` was taken by this drain already; else notes it. */
+static bool drain_saw(struct drain_seen *seen, const void *object)
+{
+    if (seen->used == DRAIN_SEEN_SLOTS / 2) {
+        memset(seen->slots, 0, sizeof seen->slots);
+        seen->used = 0;
+    }
+    unsigned slot = (unsigned)(((uintptr_t)object >> 3) * 0x9e3779b1u) >> 25;
+    for (; seen->slots[slot]; slot = (slot + 1) % DRAIN_SEEN_SLOTS)
+        if (seen->slots[slot] == object)
+            return true;
+    seen->slots[slot] = object;
+    seen->used++;
+    return false;
+}
+
+/* A run of objects of one span in a drain, linked first -> ... -> last. */
+struct drained_run {
+    struct xmm_span *span;
+    void *first, *last;
+    unsigned length;
+};
+
+/* Returns objects of one class to their spans, XMM_MAX_BATCH at a time.
+ * Two passes: the first finds every span and prefetches its descriptor
+ * and the object (independent loads, so their cache misses overlap
+ * instead of queueing behind each locked CAS); the second checks each
+ * object's tag and links runs of objects from the same span (the common
+ * case for a batch cut from one span); then each run goes back with one
+ * pair of CASes. The runs go back after the whole group is checked: a
+ * run's last object then gets its span's list head as its link, which is
+ * the tag again when the list is empty, and a copy of it later in the
+ * group would pass; `seen` catches a copy in a later group. */
 static void return_objects_to_spans(void *const *objects, unsigned count)
 {
     struct xmm_span *spans[XMM_MAX_BATCH];
+    struct drained_run runs[XMM_MAX_BATCH];
+    struct drain_seen seen;
+    memset(&seen, 0, sizeof seen);
     while (count) {
         unsigned group = count < XMM_MAX_BATCH ? count : XMM_MAX_BATCH;
         for (unsigned i = 0; i < group; i++) {
@@ -403,29 +453,26 @@ static void return_objects_to_spans(void *const *objects, unsigned count)
             __builtin_prefetch(&spans[i]->free_list, 1);
             __builtin_prefetch(objects[i], 1);
         }
-        void *run_first = NULL, *previous = NULL;
-        unsigned run_length = 0;
-        struct xmm_span *run_span = NULL;
+        unsigned run_count = 0;
         for (unsigned i = 0; i < group; i++) {
             void *object = objects[i];
-            if (XMM_UNLIKELY(drained_twice(object, previous))) {
-                xmm_report_double_free(object);
+            xmm_free_word *word = (xmm_free_word *)object;
+            if (XMM_UNLIKELY(*word != (uintptr_t)xmm_free_secret || drain_saw(&seen, object))) {
+                report_drained_untagged(object);
                 continue;
             }
-            if (run_length && spans[i] == run_span) {
-                xmm_free_object_set(previous, object);
-                run_length++;
+            *word = DRAINING_WORD(xmm_free_secret);
+            if (run_count && spans[i] == runs[run_count - 1].span) {
+                struct drained_run *run = &runs[run_count - 1];
+                xmm_free_object_set(run->last, object);
+                run->last = object;
+                run->length++;
             } else {
-                if (run_length)
-                    return_chain_to_span(run_span, run_first, previous, run_length);
-                run_span = spans[i];
-                run_first = object;
-                run_length = 1;
+                runs[run_count++] = (struct drained_run){spans[i], object, object, 1};
             }
-            previous = object;
         }
-        if (run_length)
-            return_chain_to_span(run_span, run_first, previous, run_length);
+        for (unsigned r = 0; r < run_count; r++)
+            return_chain_to_span(runs[r].span, runs[r].first, runs[r].last, runs[r].length);
         objects += group;
         count -= group;
     }

@@ -55,8 +55,8 @@ API_CXX_SO = $(API_OUT)/api_cxx_new_delete
 API_CXX_PLAIN = $(API_OUT)/cxx_new_delete
 API_TSAN = $(BUILD)/tsan/test_api_threads
 
-# Linked with -static: libc inside the executable too.
-API_STATIC_EXE = $(API_OUT)/api_static_exe
+# Linked with -static, and with -static-pie: libc inside the executable too.
+API_STATIC_EXE = $(API_OUT)/api_static_exe $(API_OUT)/api_static_pie_exe
 
 API_TEST_PROGRAMS = $(API_SO_PROGRAMS) $(API_STATIC_PROGRAMS) $(API_CORE_PROGRAMS) \
                     $(API_EARLY) $(API_CXX_SO) $(API_STATIC_EXE)
@@ -81,9 +81,13 @@ $(API_STATIC_PROGRAMS): $(API_OUT)/api_%_static: $(API_DIR)/%.c $(API_HEADERS) $
 	@mkdir -p $(dir $@)
 	$(CC) $(API_CFLAGS) -o $@ $< $(LIBXMM_A) $(LIBS)
 
-$(API_STATIC_EXE): $(API_DIR)/static_exe.c $(API_HEADERS) $(LIBXMM_A)
+$(API_OUT)/api_static_exe: $(API_DIR)/static_exe.c $(API_HEADERS) $(LIBXMM_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(API_CFLAGS) -static -o $@ $< $(LIBXMM_A) $(LIBS)
+
+$(API_OUT)/api_static_pie_exe: $(API_DIR)/static_exe.c $(API_HEADERS) $(LIBXMM_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(API_CFLAGS) -fPIE -static-pie -o $@ $< $(LIBXMM_A) $(LIBS)
 
 $(API_OUT)/api_xmm: $(API_DIR)/xmm_api.c $(API_HEADERS) $(LIBXMM_CORE_A)
 	@mkdir -p $(dir $@)

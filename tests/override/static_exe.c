@@ -1,6 +1,6 @@
 /*
- * static_exe.c - XMM linked into a fully static executable (-static),
- * with the heap profiler on: glibc's start-up (_dl_non_dynamic_init)
+ * static_exe.c - XMM linked into a fully static executable (-static, and
+ * -static-pie as api_static_pie_exe), with the heap profiler on: glibc's start-up (_dl_non_dynamic_init)
  * makes the first malloc before libc is ready, XMM initialises there, and
  * the profiler's set-up called glibc's backtrace() to load libgcc_s for
  * its fallback. In a static executable that unwinder is linked in, and
