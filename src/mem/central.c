@@ -35,6 +35,8 @@
  */
 #include "central.h"
 
+#include <string.h>
+
 #include "backend/backend.h"
 #include "ds/ds.h"
 #include "base/base.h"
@@ -444,8 +446,12 @@ static void return_objects_to_spans(void *const *objects, unsigned count)
 {
     struct xmm_span *spans[XMM_MAX_BATCH];
     struct drained_run runs[XMM_MAX_BATCH];
+    /* One group (most drains: a batch at most) needs no table: its
+     * objects hold a link or the marker until the group is done. */
     struct drain_seen seen;
-    memset(&seen, 0, sizeof seen);
+    bool remember = count > XMM_MAX_BATCH;
+    if (remember)
+        memset(&seen, 0, sizeof seen);
     while (count) {
         unsigned group = count < XMM_MAX_BATCH ? count : XMM_MAX_BATCH;
         for (unsigned i = 0; i < group; i++) {
@@ -457,7 +463,8 @@ static void return_objects_to_spans(void *const *objects, unsigned count)
         for (unsigned i = 0; i < group; i++) {
             void *object = objects[i];
             xmm_free_word *word = (xmm_free_word *)object;
-            if (XMM_UNLIKELY(*word != (uintptr_t)xmm_free_secret || drain_saw(&seen, object))) {
+            if (XMM_UNLIKELY(*word != (uintptr_t)xmm_free_secret ||
+                             (remember && drain_saw(&seen, object)))) {
                 report_drained_untagged(object);
                 continue;
             }
