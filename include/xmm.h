@@ -178,7 +178,9 @@ struct xmm_stats {
                                     node, sent back to their home node */
     uint64_t invalid_frees;      /* pointers reported as not handed out or
                                     already freed: by frees, reallocs and
-                                    usable-size calls (warn mode goes on) */
+                                    usable-size calls; and free blocks a
+                                    hand-out or a drain found overwritten
+                                    (warn mode goes on) */
     uint64_t cache_refills;      /* front end misses served by central */
     uint64_t cache_drains;       /* front end overflows sent to central */
     uint64_t rseq_fast_path;     /* per-CPU operations that committed */
