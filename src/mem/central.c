@@ -1246,6 +1246,44 @@ static struct carver_row *row_with_room(struct central_node *central, unsigned s
     return row;
 }
 
+void xmm_drain_check_start(struct xmm_drain_check *check)
+{
+    memset(check, 0, sizeof *check);
+}
+
+/* True when `object` was given already under `check`; else notes it. */
+static bool drain_check_saw(struct xmm_drain_check *check, const void *object)
+{
+    if (check->used == XMM_DRAIN_CHECK_SLOTS / 2)
+        xmm_drain_check_start(check);
+    unsigned slot = (unsigned)(((uintptr_t)object >> 3) * 0x9e3779b1u) >> 22;
+    for (; check->slots[slot]; slot = (slot + 1) % XMM_DRAIN_CHECK_SLOTS)
+        if (check->slots[slot] == object)
+            return true;
+    check->slots[slot] = object;
+    check->used++;
+    return false;
+}
+
+void xmm_central_drain_checked(int node, unsigned size_class, void *const *objects,
+                               unsigned count, struct xmm_drain_check *check)
+{
+    void *kept[XMM_MAX_BATCH];
+    unsigned kept_count = 0;
+    xmm_assert(count <= XMM_MAX_BATCH);
+    for (unsigned i = 0; i < count; i++) {
+        void *object = objects[i];
+        if (XMM_UNLIKELY(*(const xmm_free_word *)object != (uintptr_t)xmm_free_secret ||
+                         drain_check_saw(check, object))) {
+            report_drained_untagged(object);
+            continue;
+        }
+        kept[kept_count++] = object;
+    }
+    if (kept_count)
+        xmm_central_drain(node, size_class, kept, kept_count, XMM_CENTRAL_NO_CARVER);
+}
+
 void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsigned count,
                        int carver)
 {

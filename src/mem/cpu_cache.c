@@ -941,7 +941,7 @@ static void reopen_in_place(int slab, unsigned bin)
 /* Moves the objects of one locked class header to the central layer and
  * leaves it locked and empty in its starting slots (`current` = their
  * begin): see release_all_slabs for why it cannot be unlocked yet. */
-static void drain_locked(int slab, unsigned bin)
+static void drain_locked(int slab, unsigned bin, struct xmm_drain_check *check)
 {
     uint64_t *words = slab_words(slab);
     unsigned begin = slab_growth_of[slab].locked_begin[bin];
@@ -952,10 +952,13 @@ static void drain_locked(int slab, unsigned bin)
     xmm_assert(current >= begin);
     unsigned size_class = xmm_cpu_bin_class(bin);
     unsigned batch = xmm_size_classes[size_class].batch;
+    /* Checked: a release is rare, and a copy of a block (a second free
+     * after a write after free) may lie in two of the bin's batches. */
+    xmm_drain_check_start(check);
     for (unsigned first = begin; first < current; first += batch) {
         unsigned count = current - first < batch ? current - first : batch;
-        xmm_central_drain((int)words[0], size_class, (void *const *)&words[first], count,
-                          XMM_CENTRAL_NO_CARVER);
+        xmm_central_drain_checked((int)words[0], size_class, (void *const *)&words[first],
+                                  count, check);
     }
     slab_growth_of[slab].locked_begin[bin] = starting_begin[bin];
     __atomic_store_n(&words[bin], (uint64_t)starting_begin[bin] | XMM_SLAB_LOCKED_BITS,
@@ -1085,12 +1088,14 @@ static void release_all_slabs(pending_check check)
     bool fenced = xmm_os_membarrier_rseq() == 0;
     if (fenced)
         pending = take_all_pending();
+    /* 8 KiB: not on the stack; releases run one at a time (release_lock). */
+    static struct xmm_drain_check drain_check;
     for (int slab = 0; slab < slab_count; slab++) {
         if (!slab_touched(slab))
             continue;
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
             if (fenced)
-                drain_locked(slab, bin);
+                drain_locked(slab, bin, &drain_check);
             else
                 reopen_in_place(slab, bin);
         }

@@ -912,12 +912,10 @@ static size_t uaf_low_write_trim(void)
 /* The same with a block of another span freed between the two frees:
  * the drain meets p, q, p. Its first version returned p's run when q's
  * span came, and p's word was the tag again (its span's list was empty):
- * the second copy passed (a review); per-thread caches now report it.
- * Per-CPU caches drain a bin by batches, the oldest objects first: p's
- * first copy leaves in a full batch, parked and checked only when it is
- * flushed, after the rest (q and p's second copy) went to the spans.
- * Documented as not detected (docs/design.md, "Heap misuse"): the case
- * holds only that nothing is handed out twice at once. */
+ * the second copy passed (a review). Per-CPU caches drain a bin by
+ * batches, the oldest objects first: p's first copy left in a full batch,
+ * parked, and the rest (q and p's second copy) went to the spans at once;
+ * a release now checks the whole bin's addresses (xmm_drain_check). */
 static size_t uaf_df_split_trim(void)
 {
     const size_t size = 48;
@@ -1197,7 +1195,7 @@ static const struct misuse_case cases[] = {
            "free(p); 1000 more frees of 64 bytes; p's first word set to NULL; free(p)"),
     C_CASE(uaf_low_write_trim, 0, CORRUPTION, BOTH_FRONTS, NULL,
            "free(p); bytes 0-3 of p's first word set to 0; malloc_trim(0), p of 64 bytes"),
-    C_CASE(uaf_df_split_trim, 0, UNDETECTED, BOTH_FRONTS, NULL,
+    C_CASE(uaf_df_split_trim, 0, DETECTED, BOTH_FRONTS, NULL,
            "free(p); p's first word set to NULL; free(q), q of another span; free(p); "
            "malloc_trim(0), 48 bytes"),
     C_CASE(uaf_df_64_trim, 0, DETECTED, BOTH_FRONTS, NULL,
