@@ -952,13 +952,21 @@ static void drain_locked(int slab, unsigned bin, struct xmm_drain_check *check)
     xmm_assert(current >= begin);
     unsigned size_class = xmm_cpu_bin_class(bin);
     unsigned batch = xmm_size_classes[size_class].batch;
-    /* Checked: a release is rare, and a copy of a block (a second free
-     * after a write after free) may lie in two of the bin's batches. */
-    xmm_drain_check_start(check);
+    /* A bin of more than one batch is checked: a release is rare, and a
+     * copy of a block (a second free after a write after free) may lie in
+     * two of its batches. Within one batch the central layer's own check
+     * sees it (return_objects_to_spans, or the hand-out of a parked one). */
+    bool checked = current - begin > batch;
+    if (checked)
+        xmm_drain_check_start(check);
     for (unsigned first = begin; first < current; first += batch) {
         unsigned count = current - first < batch ? current - first : batch;
-        xmm_central_drain_checked((int)words[0], size_class, (void *const *)&words[first],
-                                  count, check);
+        void *const *objects = (void *const *)&words[first];
+        if (checked)
+            xmm_central_drain_checked((int)words[0], size_class, objects, count, check);
+        else
+            xmm_central_drain((int)words[0], size_class, objects, count,
+                              XMM_CENTRAL_NO_CARVER);
     }
     slab_growth_of[slab].locked_begin[bin] = starting_begin[bin];
     __atomic_store_n(&words[bin], (uint64_t)starting_begin[bin] | XMM_SLAB_LOCKED_BITS,
