@@ -35,8 +35,6 @@
  */
 #include "central.h"
 
-#include <string.h>
-
 #include "backend/backend.h"
 #include "ds/ds.h"
 #include "base/base.h"
@@ -384,7 +382,7 @@ static struct xmm_span *span_of_object(void *object)
  * and count one block too few in use, and the span could be given back
  * while a block of it is live. Reported (an abort unless
  * XMM_INVALID_FREE=warn); the caller leaves it out. */
-static void report_drained_untagged(const void *object)
+void xmm_central_report_untagged(const void *object)
 {
     xmm_report_bad_free("heap corruption: a free block was overwritten (a write after free, an "
                         "overflow of the block before it) or freed twice (a second free after "
@@ -394,36 +392,11 @@ static void report_drained_untagged(const void *object)
 
 /* What an object taken by a drain holds until its run is linked into its
  * span's list: not the cache tag, so that a second copy later in the same
- * group fails the check. */
-#define DRAINING_WORD(secret) (~(uintptr_t)(secret))
-
-/* The objects a drain took lately, by address: a copy of one is caught
- * even after its first copy's run went back to its span (whose last
- * object then holds its list's head as its link: the tag again, when the
- * list was empty). Open addressing over DRAIN_SEEN_SLOTS; once half full
- * it starts afresh, so a drain compares each object with the 63 to 127
- * before it at least. */
-#define DRAIN_SEEN_SLOTS 128
-struct drain_seen {
-    const void *slots[DRAIN_SEEN_SLOTS];
-    unsigned used;
-};
-
-/* True when `object` was taken by this drain already; else notes it. */
-static bool drain_saw(struct drain_seen *seen, const void *object)
-{
-    if (seen->used == DRAIN_SEEN_SLOTS / 2) {
-        memset(seen->slots, 0, sizeof seen->slots);
-        seen->used = 0;
-    }
-    unsigned slot = (unsigned)(((uintptr_t)object >> 3) * 0x9e3779b1u) >> 25;
-    for (; seen->slots[slot]; slot = (slot + 1) % DRAIN_SEEN_SLOTS)
-        if (seen->slots[slot] == object)
-            return true;
-    seen->slots[slot] = object;
-    seen->used++;
-    return false;
-}
+ * group fails the check; and a word that still decodes to the object's
+ * own span (bit 3 flipped), so that a racing free() of it by a program
+ * that frees it again sees a free object and reports a double free,
+ * rather than taking it for a live block (a review). */
+#define DRAINING_WORD(secret) ((uintptr_t)(secret) ^ 8)
 
 /* A run of objects of one span in a drain, linked first -> ... -> last. */
 struct drained_run {
@@ -441,17 +414,12 @@ struct drained_run {
  * pair of CASes. The runs go back after the whole group is checked: a
  * run's last object then gets its span's list head as its link, which is
  * the tag again when the list is empty, and a copy of it later in the
- * group would pass; `seen` catches a copy in a later group. */
+ * group would pass. Every caller gives one group at most (a batch; a
+ * release checks a whole bin first: cpu_cache.c, drain_locked). */
 static void return_objects_to_spans(void *const *objects, unsigned count)
 {
     struct xmm_span *spans[XMM_MAX_BATCH];
     struct drained_run runs[XMM_MAX_BATCH];
-    /* One group (most drains: a batch at most) needs no table: its
-     * objects hold a link or the marker until the group is done. */
-    struct drain_seen seen;
-    bool remember = count > XMM_MAX_BATCH;
-    if (remember)
-        memset(&seen, 0, sizeof seen);
     while (count) {
         unsigned group = count < XMM_MAX_BATCH ? count : XMM_MAX_BATCH;
         for (unsigned i = 0; i < group; i++) {
@@ -463,9 +431,8 @@ static void return_objects_to_spans(void *const *objects, unsigned count)
         for (unsigned i = 0; i < group; i++) {
             void *object = objects[i];
             xmm_free_word *word = (xmm_free_word *)object;
-            if (XMM_UNLIKELY(*word != (uintptr_t)xmm_free_secret ||
-                             (remember && drain_saw(&seen, object)))) {
-                report_drained_untagged(object);
+            if (XMM_UNLIKELY(*word != (uintptr_t)xmm_free_secret)) {
+                xmm_central_report_untagged(object);
                 continue;
             }
             *word = DRAINING_WORD(xmm_free_secret);
@@ -576,6 +543,15 @@ static void *next_free_object(const struct xmm_span *span, const struct xmm_size
                   "before it)\n",
                   object, (size_t)info->size);
     return next;
+}
+
+/* A span's free list that loops: an object linked into it twice, which
+ * no correct program can cause. Its walk would never end. */
+static _Noreturn void report_list_loop(const void *object, const struct xmm_size_class *info)
+{
+    xmm_fatal("xmm: heap corruption: the free list through %p (%z-byte blocks) loops (a block "
+              "freed twice that was not caught, or a free object overwritten)\n",
+              object, (size_t)info->size);
 }
 
 /* ---- objects a trim purged whole ------------------------------------------------- */
@@ -780,8 +756,12 @@ static unsigned take_objects(struct xmm_span *span, void **out, unsigned wanted)
         if (!__atomic_compare_exchange_n(&span->free_list, &empty, list, false, __ATOMIC_RELEASE,
                                          __ATOMIC_RELAXED)) {
             void *last = list;
-            for (void *next; (next = next_free_object(span, info, last)) != NULL;)
+            uint32_t steps = 0;
+            for (void *next; (next = next_free_object(span, info, last)) != NULL;) {
+                if (XMM_UNLIKELY(++steps > info->objects))
+                    report_list_loop(last, info);
                 last = next;
+            }
             push_chain(span, list, last);
         }
     }
@@ -1246,44 +1226,6 @@ static struct carver_row *row_with_room(struct central_node *central, unsigned s
     return row;
 }
 
-void xmm_drain_check_start(struct xmm_drain_check *check)
-{
-    memset(check, 0, sizeof *check);
-}
-
-/* True when `object` was given already under `check`; else notes it. */
-static bool drain_check_saw(struct xmm_drain_check *check, const void *object)
-{
-    if (check->used == XMM_DRAIN_CHECK_SLOTS / 2)
-        xmm_drain_check_start(check);
-    unsigned slot = (unsigned)(((uintptr_t)object >> 3) * 0x9e3779b1u) >> 22;
-    for (; check->slots[slot]; slot = (slot + 1) % XMM_DRAIN_CHECK_SLOTS)
-        if (check->slots[slot] == object)
-            return true;
-    check->slots[slot] = object;
-    check->used++;
-    return false;
-}
-
-void xmm_central_drain_checked(int node, unsigned size_class, void *const *objects,
-                               unsigned count, struct xmm_drain_check *check)
-{
-    void *kept[XMM_MAX_BATCH];
-    unsigned kept_count = 0;
-    xmm_assert(count <= XMM_MAX_BATCH);
-    for (unsigned i = 0; i < count; i++) {
-        void *object = objects[i];
-        if (XMM_UNLIKELY(*(const xmm_free_word *)object != (uintptr_t)xmm_free_secret ||
-                         drain_check_saw(check, object))) {
-            report_drained_untagged(object);
-            continue;
-        }
-        kept[kept_count++] = object;
-    }
-    if (kept_count)
-        xmm_central_drain(node, size_class, kept, kept_count, XMM_CENTRAL_NO_CARVER);
-}
-
 void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsigned count,
                        int carver)
 {
@@ -1487,7 +1429,12 @@ static size_t purge_free_objects(struct xmm_span *span)
     for (void *object = list; object; object = next_free_object(span, info, object)) {
         uint32_t index = xmm_class_object_index(span->size_class,
                                                 (size_t)((char *)object - span->start));
-        free_map[index / 64] |= (uint64_t)1 << (index % 64);
+        uint64_t bit = (uint64_t)1 << (index % 64);
+        /* Met twice: the list loops (an object linked into it twice), and
+         * this walk would not end. */
+        if (XMM_UNLIKELY(free_map[index / 64] & bit))
+            report_list_loop(object, info);
+        free_map[index / 64] |= bit;
     }
     uint64_t listed = free_map[0]; /* all of them, in a span that records purges */
     free_map[0] |= purged;

@@ -79,24 +79,13 @@ XMM_INLINE void xmm_central_hand_out_order(void **objects, unsigned count)
 void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsigned count,
                        int carver);
 
-/* A release's drain of a whole cache bin, which goes to the central layer
- * a batch at a time: the addresses it gave so far, so that a copy of an
- * object in a later batch is caught (central.c, return_objects_to_spans
- * says why copies happen). Compares each object with the 511 to 1023
- * before it at least. */
-#define XMM_DRAIN_CHECK_SLOTS 1024
-struct xmm_drain_check {
-    const void *slots[XMM_DRAIN_CHECK_SLOTS];
-    unsigned used;
-};
-void xmm_drain_check_start(struct xmm_drain_check *check);
-
-/* xmm_central_drain for a release, `count` at most a batch: each object
- * must hold the cache tag and not have been given before under `check`;
- * one that fails is reported as heap corruption (an abort unless
- * XMM_INVALID_FREE=warn) and left out. */
-void xmm_central_drain_checked(int node, unsigned size_class, void *const *objects,
-                               unsigned count, struct xmm_drain_check *check);
+/* A free object of a cache without the cache tag in its first word (the
+ * secret exactly, ds/free_object.h): written after its free, or in the
+ * cache twice (a second free after such a write, which free() took for a
+ * live block's). Reports it as heap corruption (an abort unless
+ * XMM_INVALID_FREE=warn); the caller leaves it out of what it gives back,
+ * so that its span is not given the object twice. */
+void xmm_central_report_untagged(const void *object);
 
 /* Gives one free object back to its span, found through the address map
  * (the object must be a live small block's, now free). */

@@ -938,10 +938,40 @@ static void reopen_in_place(int slab, unsigned bin)
                            __ATOMIC_RELAXED);
 }
 
+/* Keeps, of the `count` objects at `slots`, those that hold the cache
+ * tag, each once, packed at the front; returns how many. Two passes over
+ * the bin (its header is locked: no other thread touches it or its
+ * objects): the first flips a bit of each tagged object's word, so that a
+ * second copy of it, and an object that lost its tag, fails; the second
+ * puts the tag back. Exact for a whole bin, where a batch's own check
+ * (central.c, return_objects_to_spans) sees only copies within one
+ * batch: a block's two copies, from a second free after a write after
+ * free, split between a parked full batch and the rest, were linked into
+ * its span twice (a review: the list then looped, and a trim hung). The
+ * flipped word still decodes to the object's span, as the drain's own
+ * marker does. */
+static unsigned keep_tagged_once(uint64_t *slots, unsigned count)
+{
+    const uintptr_t tag = (uintptr_t)xmm_free_secret, flipped = tag ^ 8;
+    unsigned kept = 0;
+    for (unsigned i = 0; i < count; i++) {
+        xmm_free_word *word = (xmm_free_word *)(uintptr_t)slots[i];
+        if (XMM_UNLIKELY(*word != tag)) {
+            xmm_central_report_untagged(word);
+            continue;
+        }
+        *word = flipped;
+        slots[kept++] = slots[i];
+    }
+    for (unsigned i = 0; i < kept; i++)
+        *(xmm_free_word *)(uintptr_t)slots[i] = tag;
+    return kept;
+}
+
 /* Moves the objects of one locked class header to the central layer and
  * leaves it locked and empty in its starting slots (`current` = their
  * begin): see release_all_slabs for why it cannot be unlocked yet. */
-static void drain_locked(int slab, unsigned bin, struct xmm_drain_check *check)
+static void drain_locked(int slab, unsigned bin)
 {
     uint64_t *words = slab_words(slab);
     unsigned begin = slab_growth_of[slab].locked_begin[bin];
@@ -952,21 +982,11 @@ static void drain_locked(int slab, unsigned bin, struct xmm_drain_check *check)
     xmm_assert(current >= begin);
     unsigned size_class = xmm_cpu_bin_class(bin);
     unsigned batch = xmm_size_classes[size_class].batch;
-    /* A bin of more than one batch is checked: a release is rare, and a
-     * copy of a block (a second free after a write after free) may lie in
-     * two of its batches. Within one batch the central layer's own check
-     * sees it (return_objects_to_spans, or the hand-out of a parked one). */
-    bool checked = current - begin > batch;
-    if (checked)
-        xmm_drain_check_start(check);
+    current = begin + keep_tagged_once(&words[begin], current - begin);
     for (unsigned first = begin; first < current; first += batch) {
         unsigned count = current - first < batch ? current - first : batch;
-        void *const *objects = (void *const *)&words[first];
-        if (checked)
-            xmm_central_drain_checked((int)words[0], size_class, objects, count, check);
-        else
-            xmm_central_drain((int)words[0], size_class, objects, count,
-                              XMM_CENTRAL_NO_CARVER);
+        xmm_central_drain((int)words[0], size_class, (void *const *)&words[first], count,
+                          XMM_CENTRAL_NO_CARVER);
     }
     slab_growth_of[slab].locked_begin[bin] = starting_begin[bin];
     __atomic_store_n(&words[bin], (uint64_t)starting_begin[bin] | XMM_SLAB_LOCKED_BITS,
@@ -1096,14 +1116,12 @@ static void release_all_slabs(pending_check check)
     bool fenced = xmm_os_membarrier_rseq() == 0;
     if (fenced)
         pending = take_all_pending();
-    /* 8 KiB: not on the stack; releases run one at a time (release_lock). */
-    static struct xmm_drain_check drain_check;
     for (int slab = 0; slab < slab_count; slab++) {
         if (!slab_touched(slab))
             continue;
         for (unsigned bin = 1; bin < XMM_CPU_BIN_COUNT; bin++) {
             if (fenced)
-                drain_locked(slab, bin, &drain_check);
+                drain_locked(slab, bin);
             else
                 reopen_in_place(slab, bin);
         }

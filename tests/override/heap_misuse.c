@@ -932,6 +932,32 @@ static size_t uaf_df_split_trim(void)
     return size;
 }
 
+/* The copies 600 objects apart in one per-CPU bin (1000 blocks of 48 bytes,
+ * the bins emptied first; 50 frees, p freed and written, 600 frees, p
+ * freed again), then malloc_trim(0): a release's first check compared an
+ * object with the few hundred before it only, missed these copies, linked
+ * p twice into its span's list, and the trim's walk of that list never
+ * ended (a review). */
+static size_t uaf_df_far_trim(void)
+{
+    const size_t size = 48;
+    for (size_t i = 0; i < 1000; i++)
+        blocks[i] = misuse_malloc(size);
+    xmm_release_cpu_caches();
+    unsigned char *p = blocks[0];
+    size_t next = 1;
+    for (int i = 0; i < 50; i++)
+        free(blocks[next++]);
+    free(p);
+    *(void *volatile *)p = NULL;
+    for (int i = 0; i < 600; i++)
+        free(blocks[next++]);
+    misuse_announce(p);
+    misuse_free(p);
+    malloc_trim(0);
+    return size;
+}
+
 static size_t uaf_df_64_trim(void) { return uaf_df_then_trim(64); }
 static size_t uaf_df_1000_trim(void) { return uaf_df_then_trim(1000); }
 
@@ -1198,6 +1224,9 @@ static const struct misuse_case cases[] = {
     C_CASE(uaf_df_split_trim, 0, DETECTED, BOTH_FRONTS, NULL,
            "free(p); p's first word set to NULL; free(q), q of another span; free(p); "
            "malloc_trim(0), 48 bytes"),
+    C_CASE(uaf_df_far_trim, 0, DETECTED, 0, NULL,
+           "bins emptied; 50 frees; free(p); p's first word set to NULL; 600 frees; free(p); "
+           "malloc_trim(0), 48 bytes (per-CPU: one bin holds them all)"),
     C_CASE(uaf_df_64_trim, 0, DETECTED, BOTH_FRONTS, NULL,
            "free(p); p's first word set to NULL; free(p); malloc_trim(0), p of 64 bytes"),
     C_CASE(uaf_df_1000_trim, 0, DETECTED, BOTH_FRONTS, NULL,
