@@ -75,7 +75,10 @@ XMM_INLINE void xmm_central_hand_out_order(void **objects, unsigned count)
  * batches"). They go to the class's stack at malloc_trim (all), at the
  * upkeep pass (as many as no refill of the carver needed since the pass
  * before: a low-water mark) and at the reclaim before growth (as many as
- * the current pass has not needed). */
+ * the current pass has not needed). Every object must hold the cache tag,
+ * as a free leaves it (xmm_free_object_set(object, NULL), ds/
+ * free_object.h): one that does not is reported as heap corruption and
+ * left out (central.c, return_objects_to_spans). */
 void xmm_central_drain(int node, unsigned size_class, void *const *objects, unsigned count,
                        int carver);
 

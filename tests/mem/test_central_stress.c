@@ -65,6 +65,9 @@ static void give_up(void *object, unsigned thread, size_t size)
             break;
         }
     atomic_store(&owned[slot_of(object)], 0);
+    /* Free again, as free() leaves it: the cache tag, which the central
+     * layer checks on every object it takes back (central.h). */
+    xmm_free_object_set(object, NULL);
 }
 
 static void *worker(void *argument)
