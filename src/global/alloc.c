@@ -164,8 +164,8 @@ static void *alloc_sampled(size_t size, unsigned size_class, int node, bool zero
     return block;
 }
 
-/* A cached object without its free tag (alloc.h): reported, and left
- * where it is. */
+/* A cached object without its free tag (alloc.h): reported; the caller
+ * drops it. */
 static void report_untagged(const void *object)
 {
     xmm_report_bad_free("heap corruption: a free block was overwritten (a write after free, an "

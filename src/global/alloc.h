@@ -48,8 +48,8 @@ void *xmm_heap_alloc_ticked(size_t size);
  * taken it for a live block after such a write, and its other copy was
  * handed out already. Reports it as heap corruption (an abort unless
  * XMM_INVALID_FREE=warn: the heap stays consistent, unlike a span's list
- * whose link was overwritten), leaves it where it is (never handed out)
- * and serves the request again. */
+ * whose link was overwritten), drops it (never handed out; its span
+ * counts it in use for good) and serves the request again. */
 void *xmm_heap_alloc_untagged(void *object, size_t size);
 
 /* malloc: the tick's countdown, size -> class (a table load) -> the front
